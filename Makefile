@@ -1,0 +1,28 @@
+# make demo: set up, then train -> evaluate -> export -> verify the default experiment.
+# make test: set up with test extras, then run the test suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUN_DIR ?= runs/mnist_resnet
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/garden: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+setup: $(BIN)/garden
+
+demo: setup
+	$(BIN)/garden train mnist_resnet --run-dir $(RUN_DIR)
+	$(BIN)/garden eval $(RUN_DIR) --split test
+	$(BIN)/garden export $(RUN_DIR) --format saved_model --format tflite \
+		--quantize none --quantize dynamic --quantize float16 --quantize int8
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,3 @@
+"""Registered experiments: importing this package registers every family."""
+
+from experiments import image_classification  # noqa: F401  (registers)

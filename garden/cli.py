@@ -1,0 +1,165 @@
+"""`garden`: list, show, train, eval, export and predict experiments.
+
+The composition root: the only module that imports `experiments` and `export`, so every
+registered name exists before a command looks one up.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs; Python errors still surface
+
+from garden.errors import GardenError  # noqa: E402
+
+
+def _register_all():
+    import experiments  # noqa: F401
+    import export  # noqa: F401
+    import garden.data.mnist  # noqa: F401
+    import garden.losses  # noqa: F401
+    import garden.models.backbones  # noqa: F401
+    import garden.models.heads  # noqa: F401
+    import garden.tasks  # noqa: F401
+
+
+def _table(header, rows):
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _config(args):
+    from garden.config import experiment_config
+
+    return experiment_config(args.experiment, args.config, args.set)
+
+
+def cmd_list(args):
+    from garden import registry
+    from garden.config import experiment_config
+
+    rows = []
+    for name in registry.EXPERIMENTS.names():
+        config = experiment_config(name)
+        summary = (registry.EXPERIMENTS.get(name).__doc__ or "").strip().splitlines()[0]
+        rows.append([name, config.task.type, config.task.model.backbone.type, config.task.train_data.dataset, summary])
+    print(_table(["experiment", "task", "backbone", "dataset", "description"], rows))
+
+
+def cmd_show(args):
+    from garden.config import to_yaml
+
+    print(to_yaml(_config(args)), end="")
+
+
+def cmd_train(args):
+    config = _config(args)
+    from garden.train.strategy import resolve_strategy
+    from garden.train.trainer import Trainer
+
+    run_dir = args.run_dir or os.path.join("runs", config.task.name)
+    strategy = resolve_strategy(config.runtime)
+    results = Trainer(config, run_dir, strategy).train()
+    if results:
+        print(json.dumps({"run_dir": run_dir, **results}))
+
+
+def cmd_eval(args):
+    from garden.run import Run
+    from garden.train.evaluate import evaluate
+
+    run = Run(args.run_dir)
+    data = getattr(run.config.task, f"{args.split}_data")
+    if not data.dataset:
+        raise GardenError(f"the run has no {args.split} data; choose --split from train, validation, test")
+    results = evaluate(run.task, run.model, run.task.load(data), data.global_batch_size or 256)
+    results = {"split": args.split, "step": run.step, "examples": data.num_examples, **results}
+    with open(os.path.join(args.run_dir, f"eval_{args.split}.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps(results))
+
+
+def cmd_export(args):
+    from export.reference import Reference
+    from garden.registry import EXPORTERS
+    from garden.run import Run
+
+    reference = Reference(Run(args.run_dir))
+    export_dir = args.out or os.path.join(args.run_dir, "export")
+    os.makedirs(export_dir, exist_ok=True)
+    limits = {"max_accuracy_drop": args.max_accuracy_drop}
+    if args.max_error is not None:
+        limits["max_error"] = args.max_error
+    manifest = None
+    for kind in args.format or ["saved_model"]:
+        if kind == "tflite":
+            for mode in args.quantize or ["none"]:
+                manifest = EXPORTERS.get(kind)(reference, export_dir, quantize=mode, **limits)
+        else:
+            manifest = EXPORTERS.get(kind)(reference, export_dir, **limits)
+    rows = [["keras model", "", f"{100 * manifest['keras_accuracy']:.2f}%", "", args.run_dir]]
+    for name, entry in manifest["artifacts"].items():
+        rows.append([name, f"{entry['size_bytes'] / 1e6:.2f} MB", f"{100 * entry['accuracy']:.2f}%",
+                     f"{entry['max_abs_error']:.2g} (≤ {entry['error_bound']:.2g})", entry["path"]])
+    held_out = manifest["held_out"]
+    print(f"accuracy on {held_out['examples']} {held_out['split']} examples; parity = max |Δ {reference.task.output_for_parity}| vs Keras")
+    print(_table(["artifact", "size", "accuracy", "parity", "written to"], rows))
+    print(f"manifest: {os.path.join(export_dir, 'manifest.json')}")
+
+
+def cmd_predict(args):
+    from export.predict import format_rows, predict
+
+    print(format_rows(predict(args.artifact, args.input)))
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="garden", description="A Keras 3 model garden for TensorFlow.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list registered experiments").set_defaults(run=cmd_list)
+    for name, function, help_text in (("show", cmd_show, "print an experiment's resolved config as YAML"),
+                                      ("train", cmd_train, "train an experiment (resumes a run folder)")):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("experiment", nargs="?", help="experiment name (see 'garden list')")
+        sub.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML overrides, repeatable")
+        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, repeatable")
+        sub.set_defaults(run=function)
+        if name == "train":
+            sub.add_argument("--run-dir", help="run folder (default runs/EXPERIMENT)")
+    sub = commands.add_parser("eval", help="evaluate a run's newest checkpoint")
+    sub.add_argument("run_dir")
+    sub.add_argument("--split", default="validation", choices=["train", "validation", "test"])
+    sub.set_defaults(run=cmd_eval)
+    sub = commands.add_parser("export", help="export a run as SavedModel and/or TFLite, verified against Keras")
+    sub.add_argument("run_dir")
+    sub.add_argument("--format", action="append", choices=["saved_model", "tflite"], help="repeatable; default saved_model")
+    sub.add_argument("--quantize", action="append", choices=["none", "dynamic", "float16", "int8"], help="TFLite mode, repeatable")
+    sub.add_argument("--max-error", type=float, help="parity bound on max |Δ| (default per format and mode)")
+    sub.add_argument("--max-accuracy-drop", type=float, default=1.0, help="refuse an artifact losing more accuracy points")
+    sub.add_argument("--out", help="export folder (default RUN_DIR/export)")
+    sub.set_defaults(run=cmd_export)
+    sub = commands.add_parser("predict", help="run a SavedModel or TFLite artifact on a .npy array or an image")
+    sub.add_argument("artifact")
+    sub.add_argument("input")
+    sub.set_defaults(run=cmd_predict)
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        _register_all()
+        args.run(args)
+    except GardenError as error:
+        print(f"garden: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("garden: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

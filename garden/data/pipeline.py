@@ -1,0 +1,39 @@
+"""tf.data pipelines over in-memory examples.
+
+Training order is a pure function of (seed, step): epoch `e` visits the examples in
+the order of a stateless shuffle seeded with `(seed, e)`, so a run resumed at step `s` skips to
+example `s * global_batch_size` and sees exactly the batches an uninterrupted run
+would. Each input pipeline (one per worker) takes every n-th example of that stream,
+so the workers' batches together form the same global batch.
+"""
+
+import tensorflow as tf
+
+_EPOCHS = 1 << 40
+
+
+def _gather(examples):
+    features = {k: tf.constant(v) for k, v in examples.features.items()}
+    labels = tf.constant(examples.labels)
+    return lambda index: ({k: tf.gather(v, index) for k, v in features.items()}, tf.gather(labels, index))
+
+
+def train_dataset(examples, global_batch_size, seed, start_step=0, input_context=None):
+    size = len(examples)
+    epoch, offset = divmod(start_step * global_batch_size, size)
+    order = tf.data.Dataset.range(epoch, _EPOCHS).flat_map(
+        lambda e: tf.data.Dataset.from_tensor_slices(
+            tf.random.experimental.stateless_shuffle(tf.range(size, dtype=tf.int64), seed=tf.stack([seed, e]))
+        )
+    )
+    order = order.skip(offset)
+    batch_size = global_batch_size
+    if input_context is not None:
+        order = order.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+    return order.batch(batch_size, drop_remainder=True).map(_gather(examples)).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(examples, batch_size):
+    order = tf.data.Dataset.range(len(examples)).batch(batch_size)
+    return order.map(_gather(examples)).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,1 @@
+"""Backbones, heads and the task model that joins them."""

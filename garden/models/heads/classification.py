@@ -1,0 +1,29 @@
+"""Classification head: optional dropout, then a float32 logits layer."""
+
+import keras
+
+from garden.registry import HEADS
+
+
+@HEADS.register("classification")
+class ClassificationHead(keras.layers.Layer):
+    """Maps pooled features [batch, width] to logits [batch, num_classes], always in float32."""
+
+    def __init__(self, num_classes=2, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.dropout = dropout
+        self.dropout_layer = keras.layers.Dropout(dropout, name="dropout", dtype=self.dtype_policy)
+        self.logits_layer = keras.layers.Dense(num_classes, name="logits", dtype="float32")
+
+    def build(self, input_shape):
+        self.logits_layer.build(input_shape)
+
+    def call(self, features, training=False):
+        return self.logits_layer(self.dropout_layer(features, training=training))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.num_classes,)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "dropout": self.dropout}

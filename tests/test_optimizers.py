@@ -1,0 +1,92 @@
+import keras
+import numpy as np
+import pytest
+
+from garden.config import experiment_config
+from garden.errors import GardenError
+from garden.optimizers import build_learning_rate, build_optimizer
+
+
+def optimization(**overrides):
+    """The optimizer_config of mnist_resnet with `overrides` as --set suffixes."""
+    sets = [f"trainer.optimizer_config.{k}={v}" for k, v in overrides.items()]
+    return experiment_config("mnist_resnet", sets=sets).trainer.optimizer_config
+
+
+def rate(schedule, step):
+    return float(schedule(step)) if callable(schedule) else float(schedule)
+
+
+@pytest.mark.parametrize("kind, cls", [("sgd", keras.optimizers.SGD), ("adam", keras.optimizers.Adam),
+                                       ("adamw", keras.optimizers.AdamW), ("lamb", keras.optimizers.Lamb),
+                                       ("rmsprop", keras.optimizers.RMSprop)])
+def test_each_optimizer_builds_its_keras3_class(kind, cls):
+    optimizer = build_optimizer(optimization(**{"optimizer.type": kind}))
+    assert type(optimizer) is cls
+
+
+def test_sgd_settings_and_clipping_are_passed():
+    optimizer = build_optimizer(optimization(**{
+        "optimizer.type": "sgd", "optimizer.sgd.momentum": 0.8, "optimizer.sgd.nesterov": True,
+        "optimizer.sgd.global_clipnorm": 2.0}))
+    assert (optimizer.momentum, optimizer.nesterov, optimizer.global_clipnorm) == (0.8, True, 2.0)
+
+
+def test_global_clipnorm_bounds_the_update():
+    optimizer = build_optimizer(optimization(**{
+        "optimizer.type": "sgd", "optimizer.sgd.global_clipnorm": 1.0, "learning_rate.type": "constant",
+        "learning_rate.constant.learning_rate": 1.0, "warmup.type": "null"}))
+    variable = keras.Variable(np.zeros(4, np.float32))
+    optimizer.apply_gradients([(np.full(4, 10.0, np.float32), variable)])
+    np.testing.assert_allclose(np.linalg.norm(variable.numpy()), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind, settings, expected", [
+    ("constant", {"learning_rate": 0.5}, {0: 0.5, 1000: 0.5}),
+    ("cosine", {"initial_learning_rate": 1.0, "decay_steps": 100}, {0: 1.0, 50: 0.5, 100: 0.0}),
+    ("polynomial", {"initial_learning_rate": 1.0, "decay_steps": 100, "end_learning_rate": 0.0}, {0: 1.0, 50: 0.5, 100: 0.0}),
+    ("stepwise", {"boundaries": [10, 20], "values": [1.0, 0.1, 0.01]}, {0: 1.0, 15: 0.1, 25: 0.01}),
+])
+def test_schedules_have_the_expected_values(kind, settings, expected):
+    overrides = {"learning_rate.type": kind, "warmup.type": "null"}
+    overrides.update({f"learning_rate.{kind}.{k}": v for k, v in settings.items()})
+    schedule = build_learning_rate(optimization(**overrides))
+    for step, value in expected.items():
+        assert rate(schedule, step) == pytest.approx(value, abs=1e-6), step
+
+
+def test_linear_warmup_ramps_then_joins_the_schedule():
+    schedule = build_learning_rate(optimization(**{
+        "learning_rate.type": "cosine", "learning_rate.cosine.initial_learning_rate": 1.0,
+        "learning_rate.cosine.decay_steps": 200, "warmup.type": "linear",
+        "warmup.linear.warmup_steps": 100, "warmup.linear.warmup_learning_rate": 0.1}))
+    after = 0.5 * (1 + np.cos(np.pi * 100 / 200))  # cosine at the end of warmup
+    assert rate(schedule, 0) == pytest.approx(0.1)
+    assert rate(schedule, 50) == pytest.approx(0.1 + 0.5 * (after - 0.1), abs=1e-6)
+    assert rate(schedule, 100) == pytest.approx(after, abs=1e-6)
+    assert rate(schedule, 150) == pytest.approx(0.5 * (1 + np.cos(np.pi * 150 / 200)), abs=1e-6)
+    ramp = [rate(schedule, s) for s in range(0, 100, 10)]
+    assert np.all(np.diff(ramp) > 0)
+
+
+def test_weight_decay_skips_excluded_variables():
+    optimizer = build_optimizer(optimization(**{
+        "optimizer.type": "adamw", "optimizer.adamw.weight_decay_rate": 0.5,
+        "optimizer.adamw.exclude_from_weight_decay": "[bias]", "optimizer.adamw.gradient_clip_norm": 0.0,
+        "learning_rate.type": "constant", "learning_rate.constant.learning_rate": 0.1, "warmup.type": "null"}))
+    kernel = keras.Variable(np.ones(3, np.float32), name="kernel")
+    bias = keras.Variable(np.ones(3, np.float32), name="bias")
+    zeros = np.zeros(3, np.float32)
+    optimizer.apply_gradients([(zeros, kernel), (zeros, bias)])
+    np.testing.assert_allclose(kernel.numpy(), 1 - 0.1 * 0.5, rtol=1e-6)  # decayed
+    np.testing.assert_allclose(bias.numpy(), 1.0)  # excluded
+
+
+def test_ema_is_kept_when_configured():
+    optimizer = build_optimizer(optimization(**{"ema.average_decay": 0.9}))
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.9
+
+
+def test_missing_optimizer_type_is_a_clear_error():
+    with pytest.raises(GardenError, match="optimizer.type is empty"):
+        build_optimizer(optimization(**{"optimizer.type": "null"}))

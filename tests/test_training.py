@@ -1,0 +1,114 @@
+"""Real training on MNIST slices: accuracy, summaries, NaN guard, kill-and-resume, mixed precision."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, TINY, garden, sets
+from garden.config import experiment_config
+from garden.train.trainer import Trainer
+
+
+def fingerprint(output):
+    return [line.split()[-1] for line in output.splitlines() if "weights fingerprint" in line]
+
+
+def checkpoint_values(run_dir, step):
+    reader = tf.train.load_checkpoint(os.path.join(run_dir, "checkpoints", f"ckpt-{step}"))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "save_counter" not in k}
+
+
+def test_short_run_reaches_stated_accuracy(tiny_run):
+    """300 steps on 4096 training images: at least 95% on 1000 test images."""
+    result = json.loads(garden("eval", tiny_run, "--split", "test").stdout)
+    assert result["step"] == 300
+    assert result["accuracy"] >= 0.95, result
+
+
+def test_run_writes_config_summaries_and_metrics(tiny_run):
+    rows = [json.loads(line) for line in open(tiny_run / "metrics.jsonl")]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [50, 100, 150, 200, 250, 300]
+    assert [r["step"] for r in rows if r["split"] == "validation"] == [300]
+    train = EventAccumulator(str(tiny_run / "summaries" / "train")).Reload()
+    assert {"loss", "learning_rate", "examples_per_second"} <= set(train.Tags()["tensors"])
+    losses = [tf.make_ndarray(e.tensor_proto) for e in train.Tensors("loss")]
+    assert losses[-1] < losses[0]
+    validation = EventAccumulator(str(tiny_run / "summaries" / "validation")).Reload()
+    assert "accuracy" in validation.Tags()["tensors"]
+    assert sorted(os.listdir(tiny_run / "checkpoints")) == sorted(
+        ["checkpoint"] + [f"ckpt-{s}.{ext}" for s in (100, 200, 300) for ext in ("index", "data-00000-of-00001")]
+    )
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_run, tmp_path):
+    """SIGKILL after a checkpoint, restart from the saved config.yaml: identical to the uninterrupted run."""
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "garden.cli", "train", "--config", str(tiny_run / "config.yaml"), "--run-dir", str(run_dir)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run_dir / "checkpoints" / "checkpoint"
+    deadline = time.time() + 300
+    while not (state.exists() and "ckpt-100" in state.read_text()) and time.time() < deadline:
+        assert process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "checkpoints" / "ckpt-300.index").exists()
+    resumed = garden("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir)
+    assert "resumed from" in resumed.stdout and "at step 300" not in resumed.stdout
+    expected, actual = checkpoint_values(tiny_run, 300), checkpoint_values(run_dir, 300)
+    assert expected.keys() == actual.keys() and len(expected) > 20
+    for key in expected:
+        np.testing.assert_array_equal(expected[key], actual[key], err_msg=key)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    run_dir = tmp_path / "nan"
+    result = garden("train", "mnist_resnet", *sets(
+        "trainer.train_steps=200", "trainer.checkpoint_interval=50",
+        "trainer.optimizer_config.learning_rate={type: stepwise, stepwise: {boundaries: [100], values: [0.001, 1.0e+30]}}",
+        "trainer.optimizer_config.warmup.type=null"), "--run-dir", run_dir, check=False)
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert "loss became nan by step 150" in message and message.endswith("set global_clipnorm")
+    assert "ckpt-100" in message and "Traceback" not in result.stderr
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.index")) == ["ckpt-100.index", "ckpt-50.index"]
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tiny_run, tmp_path):
+    run_dir = tmp_path / "corrupt"
+    shutil.copytree(tiny_run, run_dir)
+    data = run_dir / "checkpoints" / "ckpt-300.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:1000])
+    for command in (("eval", run_dir), ("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir)):
+        result = garden(*command, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(f"garden: error: checkpoint {run_dir}/checkpoints/ckpt-300 is unreadable")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_mixed_precision_trains_with_float32_logits(dtype, tmp_path):
+    config = experiment_config("mnist_resnet", sets=[
+        *[s for s in TINY if not s.startswith("trainer.")], "trainer.train_steps=20", "trainer.steps_per_loop=10",
+        "trainer.checkpoint_interval=20", "trainer.validation_interval=20", f"runtime.mixed_precision_dtype={dtype}",
+        "task.train_data.num_examples=640", "task.validation_data.num_examples=200"])
+    trainer = Trainer(config, str(tmp_path), tf.distribute.OneDeviceStrategy("/cpu:0"))
+    try:
+        results = trainer.train()
+        assert trainer.model.get_layer("backbone").layers[1].compute_dtype == dtype
+        assert trainer.model.outputs[0].dtype == "float32"
+        assert type(trainer.optimizer).__name__ == ("LossScaleOptimizer" if dtype == "float16" else "AdamW")
+        losses = [json.loads(l)["loss"] for l in open(tmp_path / "metrics.jsonl") if '"train"' in l]
+        assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+        assert results["accuracy"] > 0.2
+    finally:
+        keras.config.set_dtype_policy("float32")
