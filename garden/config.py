@@ -118,10 +118,11 @@ def read_yaml(path):
 
 def _check(config, overrides, path=""):
     """Raises GardenError for the first unknown key or mistyped value in `overrides`."""
+    keys = [k for k in vars(config) if k not in base_config.params_dict.ParamsDict.RESERVED_ATTR]
     for key, value in overrides.items():
         where = f"{path}{key}"
-        if key not in config.as_dict():
-            raise GardenError(f"unknown config key '{where}'{did_you_mean(key, config.as_dict(), path)}")
+        if key not in keys:
+            raise GardenError(f"unknown config key '{where}'{did_you_mean(key, keys, path)}")
         current = getattr(config, key)
         if isinstance(current, ComponentConfig) and isinstance(value, dict):
             new_type = value.get("type", current.type)

@@ -25,7 +25,7 @@ def test_registered_defaults_are_the_constructor_defaults():
 
 
 def test_registry_refuses_unknown_parameters_and_names():
-    with pytest.raises(GardenError, match="backbone 'resnet' has no parameter 'widths'; did you mean 'stem_width'"):
+    with pytest.raises(GardenError, match="backbone 'resnet' has no parameter 'widths'; did you mean 'stage_widths'"):
         BACKBONES.build("resnet", {"widths": [1]})
     parts = Registry("widget")
     parts.register("gear")(lambda size=1: size)

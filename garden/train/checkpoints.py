@@ -42,7 +42,7 @@ def restore(checkpoint, path):
     """`checkpoint.restore(path)` with a one-line GardenError when the files are unreadable."""
     try:
         return checkpoint.restore(path)
-    except (tf.errors.OpError, ValueError, AssertionError) as error:
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise GardenError(
             f"checkpoint {path} is unreadable ({reason}); remove it to resume from an earlier one, or use a new run folder"

@@ -63,7 +63,8 @@ class Trainer:
                 scaled = optimizer.scale_loss(loss)
             return loss, tape.gradient(scaled, model.trainable_variables)
 
-        gradients = tf.function(gradients, jit_compile=bool(self.config.runtime.enable_xla))
+        if self.config.runtime.enable_xla:  # a nested function: no cross-replica sync (e.g. synchronized BN) inside
+            gradients = tf.function(gradients, jit_compile=True)
 
         def replica_step(features, labels):
             loss, grads = gradients(features, labels)

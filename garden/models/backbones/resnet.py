@@ -10,7 +10,7 @@ def _conv_bn(x, filters, strides, name, dtype, momentum, relu=True, kernel_size=
     x = keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv", dtype=dtype
     )(x)
-    x = keras.layers.BatchNormalization(momentum=momentum, name=f"{name}_bn", dtype=dtype)(x)
+    x = keras.layers.BatchNormalization(momentum=momentum, synchronized=True, name=f"{name}_bn", dtype=dtype)(x)
     return keras.layers.ReLU(name=f"{name}_relu", dtype=dtype)(x) if relu else x
 
 

@@ -22,8 +22,5 @@ class ClassificationHead(keras.layers.Layer):
     def call(self, features, training=False):
         return self.logits_layer(self.dropout_layer(features, training=training))
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.num_classes,)
-
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "dropout": self.dropout}
