@@ -74,8 +74,9 @@ def cmd_eval(args):
     data = getattr(run.config.task, f"{args.split}_data")
     if not data.dataset:
         raise GardenError(f"the run has no {args.split} data; choose --split from train, validation, test")
-    results = evaluate(run.task, run.model, run.task.load(data), data.global_batch_size or 256)
-    results = {"split": args.split, "step": run.step, "examples": data.num_examples, **results}
+    examples = run.task.load(data)
+    results = evaluate(run.task, run.model, examples, data.global_batch_size or 256)
+    results = {"split": args.split, "step": run.step, "examples": len(examples), **results}
     with open(os.path.join(args.run_dir, f"eval_{args.split}.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results))
