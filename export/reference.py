@@ -3,6 +3,7 @@
 import numpy as np
 
 from export import manifest
+from garden.data.pipeline import eval_dataset
 from export.signature import serving_function
 from export.verify import PARITY_EXAMPLES, accuracy, max_abs_error
 
@@ -20,12 +21,17 @@ class Reference:
     def __init__(self, run):
         self.run = run
         self.task = run.task
-        self.examples = run.task.load(run.task.held_out())
+        self.examples = run.task.load(run.task.held_out(), run.label_names)
         self.function = serving_function(run.task, run.model)
         self.input_specs = run.task.serving_inputs(run.model)
-        self.inputs = [self.examples.features[name] for name in self.input_specs]
+        self.inputs = self.model_inputs(self.examples)
         self.outputs = batched(lambda *a: {k: v.numpy() for k, v in self.function(*a).items()}, self.inputs)
         self.accuracy = accuracy(self.examples.labels, self.outputs["class_id"])
+
+    def model_inputs(self, examples):
+        """The serving inputs (arrays, in signature order) for `examples`, after the task's preprocessing."""
+        batches = [features for features, _ in eval_dataset(examples, BATCH, self.task.preprocess)]
+        return [np.concatenate([b[name].numpy() for b in batches]) for name in self.input_specs]
 
     def judge(self, outputs):
         """(max abs error on the parity examples, accuracy, accuracy drop in points) of an artifact's outputs."""

@@ -66,7 +66,7 @@ def export_tflite(reference, export_dir, quantize="none", max_error=None, max_ac
     calibration = None
     if quantize == "int8":
         train = reference.task.load(reference.run.config.task.train_data).take(CALIBRATION_EXAMPLES)
-        calibration = [train.features[n] for n in names]
+        calibration = reference.model_inputs(train)
     with tempfile.TemporaryDirectory(dir=export_dir, prefix=".tflite-") as staging:
         content = convert(saved_model.write(reference, os.path.join(staging, "saved_model")), quantize, calibration)
     error, accuracy, drop = reference.judge(run_tflite(content, names, reference.inputs))

@@ -74,7 +74,7 @@ def cmd_eval(args):
     data = getattr(run.config.task, f"{args.split}_data")
     if not data.dataset:
         raise GardenError(f"the run has no {args.split} data; choose --split from train, validation, test")
-    examples = run.task.load(data)
+    examples = run.task.load(data, run.label_names)
     results = evaluate(run.task, run.model, examples, data.global_batch_size or 256)
     results = {"split": args.split, "step": run.step, "examples": len(examples), **results}
     with open(os.path.join(args.run_dir, f"eval_{args.split}.json"), "w") as f:

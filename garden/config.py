@@ -28,11 +28,16 @@ class ComponentConfig(base_config.Config):
 
 @dataclasses.dataclass
 class DataConfig(mg.DataConfig):
-    """Model Garden's DataConfig plus a catalog dataset, its split and an optional slice."""
+    """Model Garden's DataConfig plus a catalog dataset, its split, an optional slice and,
+    for text files, the columns to read (names, or numbers when `header` is false)."""
 
     dataset: str = ""
     split: str = ""
     num_examples: int = -1
+    text_column: str = "sentence"
+    text_pair_column: str = ""
+    label_column: str = "label"
+    header: bool = True
 
 
 @dataclasses.dataclass

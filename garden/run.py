@@ -1,5 +1,6 @@
 """A run folder: its resolved config, its task, and the model restored from its newest checkpoint."""
 
+import json
 import os
 
 import tensorflow as tf
@@ -26,6 +27,8 @@ class Run:
         if not self.checkpoint_path:
             raise GardenError(f"{run_dir} has no checkpoint yet; run 'garden train --config {config_path} --run-dir {run_dir}'")
         self.step = int(self.checkpoint_path.rsplit("-", 1)[-1])
+        labels_path = os.path.join(run_dir, "labels.json")
+        self.label_names = json.load(open(labels_path)) if os.path.isfile(labels_path) else None
         precision.set_policy("float32")
         self.model = self.task.build_model()
         optimizer = build_optimizer(self.config.trainer.optimizer_config)

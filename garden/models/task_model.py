@@ -1,4 +1,6 @@
-"""Joins a registered backbone and head into the task model: named inputs in, `logits` out."""
+"""Joins a registered backbone and head into the task model: named inputs in, `logits` out.
+
+A head names the backbone output it reads (`head.features`, such as `pooled_output`)."""
 
 import keras
 
@@ -8,5 +10,5 @@ from garden.registry import BACKBONES, HEADS
 def build_task_model(model_config, name):
     backbone = BACKBONES.build(model_config.backbone.type, model_config.backbone.params.as_dict(), name="backbone")
     head = HEADS.build(model_config.head.type, model_config.head.params.as_dict(), name="head")
-    logits = head(backbone(backbone.input))
+    logits = head(backbone(backbone.input)[head.features])
     return keras.Model(inputs=backbone.input, outputs={"logits": logits}, name=name)

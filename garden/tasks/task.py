@@ -21,13 +21,22 @@ class Task:
         loss = LOSSES.build(self.config.loss.type, self.config.loss.params.as_dict())
         return lambda labels, outputs: loss(labels, outputs["logits"])
 
-    def load(self, data_config):
-        """The `Examples` of one data config (catalog dataset and split, optional slice)."""
+    def load(self, data_config, label_names=None):
+        """The `Examples` of one data config (dataset and split, optional slice), with labels
+        mapped to ids by `label_names` (the training data's) when given."""
         if not data_config.dataset:
             raise GardenError("the data config has no dataset; set task.train_data.dataset (see 'garden show')")
-        loader = DATASETS.get(data_config.dataset)
-        examples = loader(split=data_config.split, input_path=data_config.input_path or "")
+        examples = DATASETS.get(data_config.dataset)(data_config, label_names)
         return examples.take(data_config.num_examples)
+
+    def preprocess(self, features):
+        """Maps a batch of raw features to the model's inputs inside tf.data (identity here)."""
+        return features
+
+    def initialize(self, model):
+        """Loads `init_checkpoint` into the backbone of a new (not resumed) model."""
+        if self.config.init_checkpoint:
+            raise GardenError(f"task type '{self.config.type}' cannot load init_checkpoint; leave it empty")
 
     def held_out(self):
         """The data config used to judge exports: test data when set, else validation data."""

@@ -6,6 +6,7 @@ the gradients. Between loops the host checks the loss, writes summaries, checkpo
 and evaluates. Only the chief writes; a run folder with checkpoints is resumed.
 """
 
+import json
 import math
 import os
 import time
@@ -95,17 +96,23 @@ class Trainer:
                 raise GardenError(f"trainer.{name} must be a multiple of trainer.steps_per_loop ({trainer.steps_per_loop})")
         train_examples = self.task.load(data)
         validation = self.config.task.validation_data
-        validation_examples = self.task.load(validation) if validation.dataset else None
+        validation_examples = self.task.load(validation, train_examples.label_names) if validation.dataset else None
         resumed = self.checkpoints.restore_latest()
+        if not resumed:
+            self.task.initialize(self.model)
         start = int(self.step.numpy())
         os.makedirs(self.run_dir, exist_ok=True)
         if self.chief:
             save_yaml(self.config, os.path.join(self.run_dir, "config.yaml"))
+            with open(os.path.join(self.run_dir, "labels.json"), "w") as f:
+                json.dump(train_examples.label_names, f)
         reporter = Reporter(self.run_dir, self.chief, trainer.train_steps)
         if resumed:
             reporter.message(f"resumed from {resumed} at step {start}")
         dataset = self.strategy.distribute_datasets_from_function(
-            lambda ctx: train_dataset(train_examples, data.global_batch_size, data.seed or self.config.runtime.seed, start, ctx)
+            lambda ctx: train_dataset(
+                train_examples, data.global_batch_size, data.seed or self.config.runtime.seed, start, ctx, self.task.preprocess
+            )
         )
         iterator = iter(dataset)
         loop = self._make_loop(data.global_batch_size)

@@ -28,7 +28,7 @@ def _residual_block(x, filters, strides, name, dtype, momentum):
 class ResNetBackbone(Backbone):
     """Stem convolution, stages of residual blocks (each later stage halves the resolution), global pooling.
 
-    Input `image` [batch, height, width, channels]; output pooled features [batch, stage_widths[-1]].
+    Input `image` [batch, height, width, channels]; output `pooled_output` [batch, stage_widths[-1]].
     """
 
     def __init__(
@@ -49,7 +49,7 @@ class ResNetBackbone(Backbone):
                 strides = 2 if stage > 0 and block == 0 else 1
                 x = _residual_block(x, width, strides, f"stage{stage}_block{block}", dtype, batch_norm_momentum)
         features = keras.layers.GlobalAveragePooling2D(name="pool", dtype=dtype)(x)
-        super().__init__(inputs={"image": image}, outputs=features, dtype=dtype, **kwargs)
+        super().__init__(inputs={"image": image}, outputs={"pooled_output": features}, dtype=dtype, **kwargs)
         self.image_shape = tuple(image_shape)
         self.stem_width = stem_width
         self.stem_strides = stem_strides

@@ -9,6 +9,8 @@ from garden.registry import HEADS
 class ClassificationHead(keras.layers.Layer):
     """Maps pooled features [batch, width] to logits [batch, num_classes], always in float32."""
 
+    features = "pooled_output"
+
     def __init__(self, num_classes=2, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes

@@ -1,0 +1,91 @@
+"""Text classification data from files: GLUE-format TSV, CSV, JSONL, and Orange's `.tab` corpora.
+
+Each reader returns texts (and optional text pairs) with string labels; `to_examples`
+maps labels to ids with the given label names, or with the sorted labels it finds.
+"""
+
+import csv
+import json
+import os
+
+import numpy as np
+
+from garden.data.catalog import existing_file
+from garden.data.examples import Examples
+from garden.errors import GardenError, did_you_mean
+
+
+def to_examples(texts, labels, label_names=None, pairs=None):
+    names = list(label_names) if label_names else sorted(set(labels))
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(labels) - set(index))
+    if unknown:
+        raise GardenError(f"labels {unknown[:5]} are not among the training labels {names[:10]}; check the label column")
+    features = {"text": np.array(texts, dtype=object)}
+    if pairs is not None:
+        features["text_pair"] = np.array(pairs, dtype=object)
+    return Examples(features, np.array([index[label] for label in labels], np.int64), names)
+
+
+def _column(header, column, path):
+    """The index of `column` (a name in `header`, or a number when the file has no header)."""
+    if header is None:
+        if not str(column).isdigit():
+            raise GardenError(f"{path} has no header, so columns are numbers; got '{column}'")
+        return int(column)
+    if column not in header:
+        raise GardenError(f"{path} has no column '{column}'{did_you_mean(column, header)}")
+    return header.index(column)
+
+
+def read_table(path, text_column, label_column, text_pair_column="", header=True):
+    """Rows of a TSV (`.tsv`) or CSV file as (texts, pairs or None, labels)."""
+    existing_file(path)
+    delimiter = "\t" if path.endswith(".tsv") else ","
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [row for row in csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL) if row]
+    head = rows.pop(0) if header else None
+    columns = [_column(head, c, path) for c in (text_column, label_column)]
+    pair = _column(head, text_pair_column, path) if text_pair_column else None
+    width = max(columns + [pair or 0]) + 1
+    short = next((i for i, row in enumerate(rows) if len(row) < width), None)
+    if short is not None:
+        raise GardenError(f"{path} row {short + 1 + bool(header)} has {len(rows[short])} fields, expected at least {width}")
+    texts = [row[columns[0]] for row in rows]
+    pairs = [row[pair] for row in rows] if pair is not None else None
+    return texts, pairs, [row[columns[1]] for row in rows]
+
+
+def read_jsonl(path, text_column, label_column, text_pair_column=""):
+    """Objects of a JSON-lines file as (texts, pairs or None, labels)."""
+    existing_file(path)
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    keys = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
+    for key in keys:
+        if rows and key not in rows[0]:
+            raise GardenError(f"{path} has no field '{key}'{did_you_mean(key, rows[0])}")
+    pairs = [str(r[text_pair_column]) for r in rows] if text_pair_column else None
+    return [str(r[text_column]) for r in rows], pairs, [str(r[label_column]) for r in rows]
+
+
+def read_orange_tab(path):
+    """Orange's `.tab` corpus (three header rows, then `label<TAB>text`) as (texts, labels)."""
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f):
+            if number < 3 or not line.strip():
+                continue
+            label, _, text = line.rstrip("\n").partition("\t")
+            labels.append(label)
+            texts.append(text)
+    return texts, labels
+
+
+def read_text_file(path, text_column, label_column, text_pair_column="", header=True):
+    kind = os.path.splitext(path)[1]
+    if kind in (".tsv", ".csv"):
+        return read_table(path, text_column, label_column, text_pair_column, header)
+    if kind in (".jsonl", ".json"):
+        return read_jsonl(path, text_column, label_column, text_pair_column)
+    raise GardenError(f"cannot read {path}: use a .tsv, .csv or .jsonl file")

@@ -1,0 +1,90 @@
+"""BERT-family text encoder: KerasHub's `BertBackbone` with `cls` or `mean` pooling."""
+
+import keras
+import keras_hub
+
+from garden.errors import GardenError
+from garden.models.backbones.backbone import Backbone
+from garden.models.pooling import MaskedMeanPooling
+from garden.registry import BACKBONES
+
+POOLINGS = ("cls", "mean")
+
+
+@BACKBONES.register("bert")
+class BertEncoder(Backbone):
+    """Inputs `token_ids`, `segment_ids`, `padding_mask` [batch, length]; outputs `sequence_output`
+    [batch, length, hidden_dim] and `pooled_output` [batch, hidden_dim]: BERT's pooler on [CLS]
+    (`pooling="cls"`) or the mean over unpadded tokens (`pooling="mean"`, as sentence-transformers).
+    """
+
+    def __init__(
+        self,
+        vocabulary_size=30522,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=128,
+        intermediate_dim=512,
+        dropout=0.1,
+        max_sequence_length=512,
+        num_segments=2,
+        pooling="cls",
+        dtype=None,
+        **kwargs,
+    ):
+        if pooling not in POOLINGS:
+            raise GardenError(f"unknown pooling '{pooling}' for backbone bert; choose cls or mean")
+        encoder = keras_hub.models.BertBackbone(
+            vocabulary_size=vocabulary_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            dropout=dropout,
+            max_sequence_length=max_sequence_length,
+            num_segments=num_segments,
+            dtype=dtype,
+            name="encoder",
+        )
+        inputs = {
+            "token_ids": keras.Input(shape=(None,), dtype="int32", name="token_ids"),
+            "segment_ids": keras.Input(shape=(None,), dtype="int32", name="segment_ids"),
+            "padding_mask": keras.Input(shape=(None,), dtype="int32", name="padding_mask"),
+        }
+        outputs = encoder(inputs)
+        pooled = outputs["pooled_output"]
+        if pooling == "mean":
+            pooled = MaskedMeanPooling(name="mean_pooling", dtype=dtype)(outputs["sequence_output"], inputs["padding_mask"])
+        super().__init__(
+            inputs=inputs, outputs={"sequence_output": outputs["sequence_output"], "pooled_output": pooled},
+            dtype=dtype, **kwargs,
+        )
+        self.vocabulary_size = vocabulary_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.max_sequence_length = max_sequence_length
+        self.num_segments = num_segments
+        self.pooling = pooling
+
+    @property
+    def encoder(self):
+        return self.get_layer("encoder")
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": self.dtype_policy.name,
+            "vocabulary_size": self.vocabulary_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "max_sequence_length": self.max_sequence_length,
+            "num_segments": self.num_segments,
+            "pooling": self.pooling,
+        }
