@@ -18,6 +18,7 @@ def _register_all():
     import experiments  # noqa: F401
     import export  # noqa: F401
     import garden.data.mnist  # noqa: F401
+    import garden.data.text_datasets  # noqa: F401
     import garden.losses  # noqa: F401
     import garden.models.backbones  # noqa: F401
     import garden.models.heads  # noqa: F401

@@ -41,9 +41,20 @@ class DataConfig(mg.DataConfig):
 
 
 @dataclasses.dataclass
+class TokenizerConfig(base_config.Config):
+    """For text: `type` is resolved from the backbone when empty (see garden/data/tokenizers.py)."""
+
+    type: str = ""
+    vocabulary: str = ""
+    lowercase: bool = True
+    sequence_length: int = 128
+
+
+@dataclasses.dataclass
 class ModelConfig(base_config.Config):
     backbone: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
     head: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
+    tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
 
 
 @dataclasses.dataclass

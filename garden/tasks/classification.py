@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from garden import metrics
+from garden.errors import GardenError
 from garden.registry import TASKS
 from garden.tasks.task import Task
 
@@ -12,6 +13,16 @@ class ClassificationTask(Task):
     """Inputs named as the backbone's inputs; outputs `probabilities` [batch, classes] and `class_id` [batch]."""
 
     output_for_parity = "probabilities"
+
+    def load(self, data_config, label_names=None):
+        examples = super().load(data_config, label_names)
+        num_classes = self.config.model.head.params.num_classes
+        if len(examples.label_names) > num_classes:
+            raise GardenError(
+                f"the data has {len(examples.label_names)} labels but the head has {num_classes} classes; "
+                f"set task.model.head.params.num_classes={len(examples.label_names)}"
+            )
+        return examples
 
     def metrics(self, labels, outputs):
         return metrics.classification_metrics(labels, outputs["logits"])

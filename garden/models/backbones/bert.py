@@ -53,7 +53,8 @@ class BertEncoder(Backbone):
         }
         outputs = encoder(inputs)
         pooled = outputs["pooled_output"]
-        if pooling == "mean":
+        if pooling == "mean":  # BERT's pooler is then unused: keep it out of training
+            encoder.get_layer("pooled_dense").trainable = False
             pooled = MaskedMeanPooling(name="mean_pooling", dtype=dtype)(outputs["sequence_output"], inputs["padding_mask"])
         super().__init__(
             inputs=inputs, outputs={"sequence_output": outputs["sequence_output"], "pooled_output": pooled},

@@ -1,0 +1,89 @@
+"""Text: tokenizer resolver, HF checkpoint import, file and catalog readers, a real text training run."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import SHARED_DATA
+from garden.config import DataConfig, TokenizerConfig, experiment_config
+from garden.data import text_datasets
+from garden.data.text_files import read_table
+from garden.data.tokenizers import build_tokenizer, tokenizer_type
+from garden.errors import GardenError
+from garden.models import hf_import
+from garden.models.backbones.bert import BertEncoder
+from garden.models.pretrained import checkpoint_dir
+from garden.registry import TASKS
+from garden.train.trainer import Trainer
+
+SST2_DEV = SHARED_DATA / "sst2" / "dev.tsv"
+
+
+def test_resolver_picks_wordpiece_for_bert_and_refuses_misfits():
+    assert tokenizer_type("bert") == "wordpiece"
+    with pytest.raises(GardenError, match="tokenizer 'bpe' does not fit backbone 'bert', which reads wordpiece ids"):
+        tokenizer_type("bert", "bpe")
+    with pytest.raises(GardenError, match="backbone 'resnet' reads no text"):
+        tokenizer_type("resnet")
+    with pytest.raises(GardenError, match="no vocabulary: set task.model.tokenizer.vocabulary"):
+        build_tokenizer("bert", TokenizerConfig())
+
+
+def test_minilm_import_reproduces_the_published_sentence_similarity():
+    """all-MiniLM-L6-v2 mean-pooled embeddings: cosine 0.755 for this pair, as the published model."""
+    folder = checkpoint_dir("all_minilm_l6_v2")
+    encoder = BertEncoder(**hf_import.encoder_params(folder), pooling="mean", dropout=0.0)
+    hf_import.load_into(encoder, folder)
+    config = experiment_config("r8_minilm")
+    task = TASKS.get("text_classification")(config.task)
+    inputs = task.preprocess({"text": tf.constant(["A man is eating food.", "A man is eating a piece of bread."])})
+    a, b = encoder(inputs)["pooled_output"].numpy()
+    assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) == pytest.approx(0.755, abs=0.005)
+    with pytest.raises(GardenError, match="set task.model.backbone.params.hidden_dim=384"):
+        hf_import.load_into(BertEncoder(num_layers=6, num_heads=12, hidden_dim=96, intermediate_dim=1536), folder)
+
+
+def test_sentence_pairs_get_segment_ids():
+    config = experiment_config("sst2_bert_small")
+    task = TASKS.get("text_classification")(config.task)
+    packed = task.preprocess({"text": tf.constant(["good movie"]), "text_pair": tf.constant(["bad plot"])})
+    ids, segments = packed["token_ids"].numpy()[0], packed["segment_ids"].numpy()[0]
+    words = [task.tokenizer.id_to_token(int(i)) for i in ids[:7]]
+    assert words == ["[CLS]", "good", "movie", "[SEP]", "bad", "plot", "[SEP]"]
+    assert segments[:7].tolist() == [0, 0, 0, 0, 1, 1, 1] and packed["padding_mask"].numpy()[0, :8].tolist() == [1] * 7 + [0]
+
+
+@pytest.mark.skipif(not SST2_DEV.exists(), reason="../shared/data/sst2 is not beside this checkout")
+def test_glue_tsv_reader_on_sst2_dev():
+    texts, pairs, labels = read_table(str(SST2_DEV), "sentence", "label")
+    assert len(texts) == 6735 and pairs is None and set(labels) == {"0", "1"}
+    with pytest.raises(GardenError, match="has no column 'sentense'; did you mean 'sentence'"):
+        read_table(str(SST2_DEV), "sentense", "label")
+
+
+def test_reuters_r8_splits_and_labels():
+    load = lambda split: text_datasets._corpus("reuters_r8")(DataConfig(split=split))  # noqa: E731
+    train, validation, test = load("train"), load("validation"), load("test")
+    assert (len(train), len(validation), len(test)) == (4937, 548, 2189)
+    assert train.label_names == ["acq", "crude", "earn", "grain", "interest", "money-fx", "ship", "trade"]
+    assert set(train.features["text"][:3]).isdisjoint(validation.features["text"])
+
+
+def test_small_bert_learns_r8_from_scratch(tmp_path):
+    """A 2-layer BERT on 1024 R8 documents for 120 steps beats the majority class on held-out documents."""
+    config = experiment_config("r8_minilm", sets=[
+        "task.init_checkpoint=''", "task.model.tokenizer.vocabulary=all_minilm_l6_v2",
+        "task.model.tokenizer.sequence_length=64", "task.model.backbone.params.num_layers=2",
+        "task.model.backbone.params.num_heads=2", "task.model.backbone.params.hidden_dim=64",
+        "task.model.backbone.params.intermediate_dim=128", "task.train_data.num_examples=1024",
+        "task.validation_data.num_examples=300", "trainer.train_steps=120", "trainer.steps_per_loop=40",
+        "trainer.checkpoint_interval=120", "trainer.validation_interval=120",
+        "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.002",
+        "trainer.optimizer_config.learning_rate.polynomial.decay_steps=120", "runtime.deterministic=true"])
+    trainer = Trainer(config, str(tmp_path), tf.distribute.OneDeviceStrategy("/cpu:0"))
+    results = trainer.train()
+    validation = trainer.task.load(config.task.validation_data, json.load(open(tmp_path / "labels.json")))
+    majority = np.bincount(validation.labels).max() / len(validation)
+    assert results["accuracy"] > majority + 0.1, (results, majority)
