@@ -61,7 +61,7 @@ def r52_minilm():
 
     garden train r52_minilm && garden eval runs/r52_minilm --split test
     """
-    return minilm_classifier("reuters_r52", num_classes=52, steps=800)
+    return minilm_classifier("reuters_r52", num_classes=52, steps=500)
 
 
 @register_experiment("20ng_minilm")

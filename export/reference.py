@@ -30,7 +30,7 @@ class Reference:
 
     def model_inputs(self, examples):
         """The serving inputs (arrays, in signature order) for `examples`, after the task's preprocessing."""
-        batches = [features for features, _ in eval_dataset(examples, BATCH, self.task.preprocess)]
+        batches = [features for features, _ in eval_dataset(examples, BATCH, self.task.prepare)]
         return [np.concatenate([b[name].numpy() for b in batches]) for name in self.input_specs]
 
     def judge(self, outputs):

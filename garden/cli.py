@@ -69,18 +69,25 @@ def cmd_train(args):
 
 def cmd_eval(args):
     from garden.run import Run
-    from garden.train.evaluate import evaluate
 
-    run = Run(args.run_dir)
-    data = getattr(run.config.task, f"{args.split}_data")
-    if not data.dataset:
-        raise GardenError(f"the run has no {args.split} data; choose --split from train, validation, test")
-    examples = run.task.load(data, run.label_names)
-    results = evaluate(run.task, run.model, examples, data.global_batch_size or 256)
-    results = {"split": args.split, "step": run.step, "examples": len(examples), **results}
-    with open(os.path.join(args.run_dir, f"eval_{args.split}.json"), "w") as f:
+    heads = [args.head] if args.head else Run.heads(args.run_dir)
+    results = {head: _evaluate(Run(args.run_dir, head), args.split) for head in heads}
+    results = results[heads[0]] if len(heads) == 1 else {"split": args.split, "heads": results}
+    name = f"eval_{args.split}_{args.head}.json" if args.head else f"eval_{args.split}.json"
+    with open(os.path.join(args.run_dir, name), "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results))
+
+
+def _evaluate(run, split):
+    from garden.train.evaluate import evaluate
+
+    data = getattr(run.task.config, f"{split}_data")
+    if not data.dataset:
+        raise GardenError(f"the run has no {split} data; choose --split from train, validation, test")
+    examples = run.task.load(data, run.label_names)
+    results = evaluate(run.task, run.model, examples, data.global_batch_size or 256)
+    return {"split": split, "step": run.step, "examples": len(examples), **results}
 
 
 def cmd_export(args):
@@ -88,8 +95,8 @@ def cmd_export(args):
     from garden.registry import EXPORTERS
     from garden.run import Run
 
-    reference = Reference(Run(args.run_dir))
-    export_dir = args.out or os.path.join(args.run_dir, "export")
+    reference = Reference(Run(args.run_dir, args.head))
+    export_dir = args.out or os.path.join(args.run_dir, "export", args.head or "")
     os.makedirs(export_dir, exist_ok=True)
     limits = {"max_accuracy_drop": args.max_accuracy_drop}
     if args.max_error is not None:
@@ -133,6 +140,7 @@ def _parser():
     sub = commands.add_parser("eval", help="evaluate a run's newest checkpoint")
     sub.add_argument("run_dir")
     sub.add_argument("--split", default="validation", choices=["train", "validation", "test"])
+    sub.add_argument("--head", help="the sub-task of a multi-task run (default: every head)")
     sub.set_defaults(run=cmd_eval)
     sub = commands.add_parser("export", help="export a run as SavedModel and/or TFLite, verified against Keras")
     sub.add_argument("run_dir")
@@ -140,7 +148,8 @@ def _parser():
     sub.add_argument("--quantize", action="append", choices=["none", "dynamic", "float16", "int8"], help="TFLite mode, repeatable")
     sub.add_argument("--max-error", type=float, help="parity bound on max |Δ| (default per format and mode)")
     sub.add_argument("--max-accuracy-drop", type=float, default=1.0, help="refuse an artifact losing more accuracy points")
-    sub.add_argument("--out", help="export folder (default RUN_DIR/export)")
+    sub.add_argument("--out", help="export folder (default RUN_DIR/export, RUN_DIR/export/HEAD for a head)")
+    sub.add_argument("--head", help="the sub-task whose head to export, for a multi-task run")
     sub.set_defaults(run=cmd_export)
     sub = commands.add_parser("predict", help="run a SavedModel or TFLite artifact on a .npy array or an image")
     sub.add_argument("artifact")

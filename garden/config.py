@@ -28,7 +28,8 @@ class ComponentConfig(base_config.Config):
 
 @dataclasses.dataclass
 class DataConfig(mg.DataConfig):
-    """Model Garden's DataConfig plus a catalog dataset, its split, an optional slice and,
+    """Model Garden's DataConfig plus a catalog dataset, its split, an optional evenly spaced
+    subset of `num_examples` and,
     for text files, the columns to read (names, or numbers when `header` is false)."""
 
     dataset: str = ""
@@ -58,8 +59,21 @@ class ModelConfig(base_config.Config):
 
 
 @dataclasses.dataclass
+class SamplerConfig(base_config.Config):
+    """How a multi-task run picks each step's task (jiant's samplers): `uniform`, `proportional` to
+    the training examples, or `temperature` (probability ∝ examples^(1/temperature)); task sizes
+    are capped at `examples_cap` when it is positive."""
+
+    type: str = "proportional"
+    temperature: float = 2.0
+    examples_cap: int = 0
+
+
+@dataclasses.dataclass
 class TaskConfig(mg.TaskConfig):
-    """`name` is the experiment; `type` the registered task that builds model, data and loss."""
+    """`name` is the experiment; `type` the registered task that builds model, data and loss.
+    A `multitask` holds its sub-tasks in `tasks` (name -> TaskConfig); they share `model.backbone`,
+    `model.tokenizer` and `init_checkpoint`, and each has its own head, loss and data."""
 
     type: str = ""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -67,6 +81,8 @@ class TaskConfig(mg.TaskConfig):
     train_data: DataConfig = dataclasses.field(default_factory=DataConfig)
     validation_data: DataConfig = dataclasses.field(default_factory=DataConfig)
     test_data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    tasks: base_config.Config = dataclasses.field(default_factory=base_config.Config)
+    sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
 
 
 @dataclasses.dataclass
@@ -117,6 +133,11 @@ def parse_set(assignment):
     if not sep or not key:
         raise GardenError(f"--set expects key=value, got '{assignment}'; for example --set trainer.train_steps=100")
     nested = yaml.safe_load(value) if value else ""
+    if isinstance(nested, str):  # YAML 1.1 reads 2e-4 as a string
+        try:
+            nested = float(nested)
+        except ValueError:
+            pass
     for part in reversed(key.strip().split(".")):
         nested = {part: nested}
     return nested

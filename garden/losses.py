@@ -1,4 +1,6 @@
-"""Registered losses. Each factory returns fn(labels, logits) -> per-example loss [batch]."""
+"""Registered losses. Each factory returns fn(labels, logits) -> per-example loss [batch].
+
+Labels of -1 mark positions that are not scored (see garden/metrics.py)."""
 
 import keras
 from keras import ops
@@ -18,5 +20,40 @@ def sparse_categorical_crossentropy(label_smoothing=0.0):
         return keras.losses.categorical_crossentropy(
             one_hot, logits, from_logits=True, label_smoothing=label_smoothing
         )
+
+    return loss
+
+
+@LOSSES.register("mean_squared_error")
+def mean_squared_error():
+    """Squared error of float targets [batch] against scores [batch]."""
+    return lambda labels, scores: ops.square(ops.cast(scores, "float32") - ops.cast(labels, "float32"))
+
+
+def _masked_token_crossentropy(labels, logits):
+    """Mean cross-entropy over the scored positions of each example: labels [batch, length],
+    logits [batch, length, classes] -> [batch]; an example with no scored position costs 0."""
+    labels = ops.cast(labels, "int32")
+    scored = ops.cast(labels != -1, "float32")
+    per_token = keras.losses.sparse_categorical_crossentropy(
+        ops.maximum(labels, 0), ops.cast(logits, "float32"), from_logits=True
+    )
+    return ops.sum(per_token * scored, axis=-1) / ops.maximum(ops.sum(scored, axis=-1), 1.0)
+
+
+@LOSSES.register("masked_sparse_categorical_crossentropy")
+def masked_sparse_categorical_crossentropy():
+    """Per-token cross-entropy (token tagging, masked LM) averaged over positions whose label is not -1."""
+    return _masked_token_crossentropy
+
+
+@LOSSES.register("span_crossentropy")
+def span_crossentropy():
+    """Extractive QA: the mean of the start and end cross-entropies; labels [batch, 2] (start, end
+    token), logits [batch, length, 2] (start and end logits over positions)."""
+
+    def loss(labels, logits):
+        positions = ops.swapaxes(ops.cast(logits, "float32"), 1, 2)  # [batch, 2, length]
+        return 0.5 * ops.sum(keras.losses.sparse_categorical_crossentropy(labels, positions, from_logits=True), axis=-1)
 
     return loss

@@ -12,6 +12,7 @@ def test_set_overrides_parse_values_as_yaml():
     assert config.trainer.train_steps == 7
     assert list(config.task.model.backbone.params.stage_widths) == [8, 16]
     assert parse_set("a.b.c=0.5") == {"a": {"b": {"c": 0.5}}}
+    assert parse_set("a.lr=2e-4") == {"a": {"lr": 2e-4}}  # YAML 1.1 alone would keep a string
 
 
 def test_yaml_files_apply_in_order_then_sets(tmp_path):

@@ -19,10 +19,12 @@ class Examples:
         return len(self.labels)
 
     def take(self, count):
-        """The first `count` examples (all of them when count < 0)."""
+        """`count` evenly spaced examples, in order (all of them when count < 0), so a slice of a
+        file sorted by class still holds every class."""
         if count < 0 or count >= len(self):
             return self
-        return Examples({k: v[:count] for k, v in self.features.items()}, self.labels[:count], self.label_names)
+        index = np.arange(count) * len(self) // count
+        return Examples({k: v[index] for k, v in self.features.items()}, self.labels[index], self.label_names)
 
 
 def check_split(dataset, split, splits):

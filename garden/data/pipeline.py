@@ -4,8 +4,8 @@ Training order is a pure function of (seed, step): epoch `e` visits the examples
 the order of a stateless shuffle seeded with `(seed, e)`, so a run resumed at step `s` skips to
 example `s * global_batch_size` and sees exactly the batches an uninterrupted run
 would. Each input pipeline (one per worker) takes every n-th example of that stream,
-so the workers' batches together form the same global batch. A task's `preprocess`
-(tokenization, for text) runs on each batch inside the pipeline.
+so the workers' batches together form the same global batch. A task's `prepare`
+(tokenization and label alignment, for text) runs on each batch inside the pipeline.
 """
 
 import tensorflow as tf
@@ -19,7 +19,7 @@ def _gather(examples):
     return lambda index: ({k: tf.gather(v, index) for k, v in features.items()}, tf.gather(labels, index))
 
 
-def train_dataset(examples, global_batch_size, seed, start_step=0, input_context=None, preprocess=None):
+def train_dataset(examples, global_batch_size, seed, start_step=0, input_context=None, prepare=None):
     size = len(examples)
     epoch, offset = divmod(start_step * global_batch_size, size)
     order = tf.data.Dataset.range(epoch, _EPOCHS).flat_map(
@@ -32,16 +32,16 @@ def train_dataset(examples, global_batch_size, seed, start_step=0, input_context
     if input_context is not None:
         order = order.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(global_batch_size)
-    return _batches(order.batch(batch_size, drop_remainder=True), examples, preprocess)
+    return _batches(order.batch(batch_size, drop_remainder=True), examples, prepare)
 
 
-def eval_dataset(examples, batch_size, preprocess=None):
-    return _batches(tf.data.Dataset.range(len(examples)).batch(batch_size), examples, preprocess)
+def eval_dataset(examples, batch_size, prepare=None):
+    return _batches(tf.data.Dataset.range(len(examples)).batch(batch_size), examples, prepare)
 
 
-def _batches(indices, examples, preprocess):
-    """Batches of (features, labels) for batches of example indices; `preprocess` maps the features."""
+def _batches(indices, examples, prepare):
+    """Batches of (features, labels) for batches of example indices, mapped by `prepare(features, labels)`."""
     batches = indices.map(_gather(examples))
-    if preprocess is not None:
-        batches = batches.map(lambda features, labels: (preprocess(features), labels), num_parallel_calls=tf.data.AUTOTUNE)
+    if prepare is not None:
+        batches = batches.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)

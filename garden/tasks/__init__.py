@@ -1,3 +1,11 @@
 """Tasks: what a config's `task.type` builds (model, data, loss, metrics, serving outputs)."""
 
-from garden.tasks import classification, text_classification  # noqa: F401  (registers)
+from garden.tasks import (  # noqa: F401  (registers)
+    classification,
+    masked_lm,
+    multiple_choice,
+    span_qa,
+    text_classification,
+    text_regression,
+    token_tagging,
+)

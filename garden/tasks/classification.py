@@ -16,8 +16,8 @@ class ClassificationTask(Task):
 
     def load(self, data_config, label_names=None):
         examples = super().load(data_config, label_names)
-        num_classes = self.config.model.head.params.num_classes
-        if len(examples.label_names) > num_classes:
+        num_classes = getattr(self.config.model.head.params, "num_classes", None)  # heads of choices or scores have none
+        if num_classes is not None and len(examples.label_names) > num_classes:
             raise GardenError(
                 f"the data has {len(examples.label_names)} labels but the head has {num_classes} classes; "
                 f"set task.model.head.params.num_classes={len(examples.label_names)}"

@@ -33,6 +33,15 @@ class Task:
         """Maps a batch of raw features to the model's inputs inside tf.data (identity here)."""
         return features
 
+    def prepare(self, features, labels):
+        """(inputs, labels) of a batch inside tf.data; tasks whose labels follow the tokenization
+        (tags, answer spans, masked tokens) align them here."""
+        return self.preprocess(features), labels
+
+    def eval_outputs(self, outputs, labels):
+        """What evaluation gathers on the host from a batch's outputs (all of them here)."""
+        return outputs
+
     def initialize(self, model):
         """Loads `init_checkpoint` into the backbone of a new (not resumed) model."""
         if self.config.init_checkpoint:

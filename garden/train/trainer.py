@@ -12,6 +12,7 @@ import os
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from garden.config import save_yaml
@@ -23,6 +24,7 @@ from garden.train import precision
 from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 from garden.train.evaluate import evaluate
 from garden.train.strategy import is_chief
+from garden.tasks.multitask import build_models, checkpointed, subtasks, trainable_variables
 from garden.train.summaries import Reporter
 
 
@@ -38,22 +40,28 @@ class Trainer:
             tf.config.experimental.enable_op_determinism()
         self.policy = precision.set_policy(runtime.mixed_precision_dtype)
         self.task = TASKS.get(config.task.type)(config.task)
+        self.tasks = subtasks(self.task)
         with strategy.scope():
-            self.model = self.task.build_model()
+            self.models = build_models(self.task)
+            self.variables = trainable_variables(self.models)
             optimizer = build_optimizer(config.trainer.optimizer_config)
             self.optimizer = precision.wrap_optimizer(optimizer, self.policy, runtime.loss_scale)
-            self.optimizer.build(self.model.trainable_variables)
+            self.optimizer.build(self.variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.loss_fn = self.task.build_loss()
-        checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        checkpoint = tf.train.Checkpoint(model=checkpointed(self.models), optimizer=self.optimizer, step=self.step)
         self.checkpoints = Checkpoints(
             checkpoint, os.path.join(run_dir, "checkpoints"), self.chief, config.trainer.max_to_keep
         )
 
+    @property
+    def model(self):
+        """The model of a single-task run."""
+        return self.models[""]
+
     # ---- the compiled step ----------------------------------------------------------------------
 
-    def _make_loop(self, global_batch_size):
-        model, optimizer, loss_fn, strategy = self.model, self.optimizer, self.loss_fn, self.strategy
+    def _make_loop(self, model, loss_fn, global_batch_size):
+        optimizer, strategy = self.optimizer, self.strategy
 
         def gradients(features, labels):
             with tf.GradientTape() as tape:
@@ -69,7 +77,8 @@ class Trainer:
 
         def replica_step(features, labels):
             loss, grads = gradients(features, labels)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            # a head may leave backbone parts unused (BERT's pooler under a token head): no gradient there
+            optimizer.apply_gradients([(g, v) for g, v in zip(grads, model.trainable_variables) if g is not None])
             return loss
 
         @tf.function
@@ -86,66 +95,122 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------------
 
     def train(self):
-        """Trains to `trainer.train_steps`, resuming from the newest checkpoint; returns final metrics."""
+        """Trains to `trainer.train_steps`, resuming from the newest checkpoint; returns the last
+        validation metrics (prefixed `NAME/` per sub-task in a multitask)."""
         trainer = self.config.trainer
-        data = self.config.task.train_data
-        if data.global_batch_size <= 0 or trainer.train_steps <= 0:
-            raise GardenError("set task.train_data.global_batch_size and trainer.train_steps to positive numbers")
+        if trainer.train_steps <= 0:
+            raise GardenError("set trainer.train_steps to a positive number")
         for name in ("checkpoint_interval", "validation_interval"):
             if getattr(trainer, name) % trainer.steps_per_loop:
                 raise GardenError(f"trainer.{name} must be a multiple of trainer.steps_per_loop ({trainer.steps_per_loop})")
-        train_examples = self.task.load(data)
-        validation = self.config.task.validation_data
-        validation_examples = self.task.load(validation, train_examples.label_names) if validation.dataset else None
+        routines = {name: self._routine(name, task) for name, task in self.tasks.items()}
+        sizes = [len(r["train"]) for r in routines.values()]
+        schedule = None if "" in routines else self.task.schedule(sizes, trainer.train_steps, self.config.runtime.seed)
         resumed = self.checkpoints.restore_latest()
         if not resumed:
-            self.task.initialize(self.model)
+            self.task.initialize(checkpointed(self.models))
         start = int(self.step.numpy())
-        os.makedirs(self.run_dir, exist_ok=True)
-        if self.chief:
-            save_yaml(self.config, os.path.join(self.run_dir, "config.yaml"))
-            with open(os.path.join(self.run_dir, "labels.json"), "w") as f:
-                json.dump(train_examples.label_names, f)
+        self._write_run_files(routines)
         reporter = Reporter(self.run_dir, self.chief, trainer.train_steps)
         if resumed:
             reporter.message(f"resumed from {resumed} at step {start}")
-        dataset = self.strategy.distribute_datasets_from_function(
-            lambda ctx: train_dataset(
-                train_examples, data.global_batch_size, data.seed or self.config.runtime.seed, start, ctx, self.task.preprocess
-            )
-        )
-        iterator = iter(dataset)
-        loop = self._make_loop(data.global_batch_size)
+        if schedule is not None:
+            shares = ", ".join(f"{n} {p:.2f}" for n, p in zip(routines, self.task.probabilities(sizes)))
+            reporter.message(f"sampling tasks ({self.config.task.sampler.type}): {shares}")
+        for index, (name, routine) in enumerate(routines.items()):
+            done_before = start if schedule is None else int(np.sum(schedule[:start] == index))
+            routine["iterator"] = iter(self._distributed_dataset(routine, done_before))
         results = {}
         try:
             while start < trainer.train_steps:
                 num_steps = min(trainer.steps_per_loop, trainer.train_steps - start)
+                order = [0] * num_steps if schedule is None else schedule[start : start + num_steps]
                 began = time.perf_counter()
-                loss = float(loop(iterator, tf.constant(num_steps)))
+                losses = self._run_steps(list(routines.values()), order)
                 elapsed = time.perf_counter() - began
                 start = int(self.step.numpy())
+                loss = sum(sum(v) for v in losses.values()) / num_steps
                 if not math.isfinite(loss):
                     raise GardenError(
                         f"loss became {loss} by step {start}; stopped without saving, the last good checkpoint is "
                         f"{self.checkpoints.latest or 'none'}; lower the learning rate or set global_clipnorm"
                     )
-                reporter.scalars("train", start, {
-                    "loss": loss,
-                    "learning_rate": float(self.optimizer.learning_rate),
-                    "examples_per_second": num_steps * data.global_batch_size / elapsed,
-                })
+                examples = sum(routines[n]["data"].global_batch_size * len(v) for n, v in losses.items())
+                scalars = {"loss": loss, "learning_rate": float(self.optimizer.learning_rate), "examples_per_second": examples / elapsed}
+                if schedule is not None:
+                    scalars.update({f"loss/{n}": float(np.mean(v)) for n, v in losses.items()})
+                reporter.scalars("train", start, scalars)
                 done = start >= trainer.train_steps
                 if done or start % trainer.checkpoint_interval == 0:
                     self.checkpoints.save(start)
-                if validation_examples is not None and (done or start % trainer.validation_interval == 0):
-                    results = self.evaluate(validation_examples, validation.global_batch_size or data.global_batch_size)
-                    reporter.scalars("validation", start, results)
-            reporter.message(f"step {start}: weights fingerprint {fingerprint(self.model.variables)}")
+                if done or start % trainer.validation_interval == 0:
+                    results = self._validate(routines, reporter, start) or results
+            reporter.message(f"step {start}: weights fingerprint {fingerprint(self.variables)}")
         finally:
             reporter.close()
             self.checkpoints.close()
         return results
 
-    def evaluate(self, examples, batch_size):
-        with ema_weights(self.optimizer, self.model.trainable_variables):
-            return evaluate(self.task, self.model, examples, batch_size)
+    def _routine(self, name, task):
+        """What training one (sub-)task needs: its data, examples, model, loss and compiled loop."""
+        data = task.config.train_data
+        if data.global_batch_size <= 0:
+            where = f"task.tasks.{name}" if name else "task"
+            raise GardenError(f"set {where}.train_data.global_batch_size to a positive number")
+        train = task.load(data)
+        validation = task.config.validation_data
+        model = self.models[name]
+        return {
+            "name": name,
+            "task": task,
+            "data": data,
+            "train": train,
+            "validation": task.load(validation, train.label_names) if validation.dataset else None,
+            "validation_batch": validation.global_batch_size or data.global_batch_size,
+            "model": model,
+            "loop": self._make_loop(model, task.build_loss(), data.global_batch_size),
+        }
+
+    def _distributed_dataset(self, routine, start):
+        data, task = routine["data"], routine["task"]
+        seed = data.seed or self.config.runtime.seed
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: train_dataset(routine["train"], data.global_batch_size, seed, start, ctx, task.prepare)
+        )
+
+    def _run_steps(self, routines, order):
+        """Runs the steps of one loop, `order[i]` naming the routine of step i; consecutive steps of
+        one routine run in one compiled call. Returns routine name -> the mean loss of each call."""
+        losses = {}
+        position = 0
+        while position < len(order):
+            index = order[position]
+            count = 1
+            while position + count < len(order) and order[position + count] == index:
+                count += 1
+            routine = routines[index]
+            loss = float(routine["loop"](routine["iterator"], tf.constant(count)))
+            losses.setdefault(routine["name"], []).extend([loss] * count)
+            position += count
+        return losses
+
+    def _write_run_files(self, routines):
+        os.makedirs(self.run_dir, exist_ok=True)
+        if self.chief:
+            save_yaml(self.config, os.path.join(self.run_dir, "config.yaml"))
+            labels = {name: r["train"].label_names for name, r in routines.items()}
+            with open(os.path.join(self.run_dir, "labels.json"), "w") as f:
+                json.dump(labels.get("", labels), f)
+
+    def _validate(self, routines, reporter, step):
+        results = {}
+        for name, routine in routines.items():
+            if routine["validation"] is not None:
+                metrics = self.evaluate(routine["validation"], routine["validation_batch"], routine["task"], routine["model"])
+                reporter.scalars(f"validation/{name}" if name else "validation", step, metrics)
+                results.update({f"{name}/{k}" if name else k: v for k, v in metrics.items()})
+        return results
+
+    def evaluate(self, examples, batch_size, task=None, model=None):
+        with ema_weights(self.optimizer, self.variables):
+            return evaluate(task or self.task, model or self.model, examples, batch_size)

@@ -4,9 +4,22 @@ import keras
 
 
 class Backbone(keras.Model):
-    """A functional `keras.Model` with dict inputs and outputs, whose `get_config()` holds every
-    constructor argument. Outputs include `pooled_output` [batch, width] and, for sequences,
-    `sequence_output` [batch, length, width]."""
+    """A functional `keras.Model` with dict inputs and outputs. Outputs include `pooled_output`
+    [batch, width] and, for sequences, `sequence_output` [batch, length, width]. A subclass calls
+    `keep_arguments(...)` with its constructor arguments after `super().__init__`, so that
+    `get_config()` rebuilds it. Text backbones name the inputs they read in `text_inputs`."""
+
+    text_inputs = ("token_ids", "segment_ids", "padding_mask")
+
+    def keep_arguments(self, **arguments):
+        """Stores constructor arguments as attributes, for `get_config()`."""
+        self._argument_names = list(arguments)
+        for name, value in arguments.items():
+            setattr(self, name, value)
+
+    def get_config(self):
+        arguments = {name: getattr(self, name) for name in self._argument_names}
+        return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype_policy.name, **arguments}
 
     @classmethod
     def from_config(cls, config):

@@ -50,22 +50,11 @@ class ResNetBackbone(Backbone):
                 x = _residual_block(x, width, strides, f"stage{stage}_block{block}", dtype, batch_norm_momentum)
         features = keras.layers.GlobalAveragePooling2D(name="pool", dtype=dtype)(x)
         super().__init__(inputs={"image": image}, outputs={"pooled_output": features}, dtype=dtype, **kwargs)
-        self.image_shape = tuple(image_shape)
-        self.stem_width = stem_width
-        self.stem_strides = stem_strides
-        self.stage_widths = tuple(stage_widths)
-        self.blocks_per_stage = blocks_per_stage
-        self.batch_norm_momentum = batch_norm_momentum
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": self.dtype_policy.name,
-            "image_shape": self.image_shape,
-            "stem_width": self.stem_width,
-            "stem_strides": self.stem_strides,
-            "stage_widths": self.stage_widths,
-            "blocks_per_stage": self.blocks_per_stage,
-            "batch_norm_momentum": self.batch_norm_momentum,
-        }
+        self.keep_arguments(
+            image_shape=tuple(image_shape),
+            stem_width=stem_width,
+            stem_strides=stem_strides,
+            stage_widths=tuple(stage_widths),
+            blocks_per_stage=blocks_per_stage,
+            batch_norm_momentum=batch_norm_momentum,
+        )

@@ -1,0 +1,86 @@
+"""Multi-task training (jiant's design): one shared backbone, one head per sub-task, and a sampler
+that picks the task of each step.
+
+A `multitask` config lists its sub-tasks in `task.tasks`; each sub-task is an ordinary task config
+(type, head, loss, data) whose backbone, tokenizer and init checkpoint are the multitask's.
+"""
+
+import numpy as np
+
+from garden.config import TaskConfig
+from garden.errors import GardenError
+from garden.registry import BACKBONES, TASKS
+from garden.models.task_model import build_task_model
+
+SAMPLERS = ("uniform", "proportional", "temperature")
+
+
+@TASKS.register("multitask")
+class MultiTask:
+    def __init__(self, config):
+        self.config = config
+        names = [k for k in vars(config.tasks) if not k.startswith("_")]
+        if not names:
+            raise GardenError("a multitask needs sub-tasks in task.tasks (see 'garden show glue_multitask')")
+        self.tasks = {name: TASKS.get(getattr(config.tasks, name).type)(self._sub_config(name)) for name in names}
+
+    def _sub_config(self, name):
+        sub = getattr(self.config.tasks, name)
+        if sub.model.backbone.type and sub.model.backbone.as_dict() != self.config.model.backbone.as_dict():
+            raise GardenError(f"sub-task '{name}' sets its own backbone; sub-tasks share task.model.backbone, so remove task.tasks.{name}.model.backbone")
+        merged = sub.as_dict()
+        merged["model"].update(backbone=self.config.model.backbone.as_dict(), tokenizer=self.config.model.tokenizer.as_dict())
+        merged.update(name=name, init_checkpoint=self.config.init_checkpoint)
+        config = TaskConfig()
+        config.override(merged, is_strict=False)
+        return config
+
+    def build_models(self):
+        """name -> keras.Model; all of them call one backbone layer, so they share its weights."""
+        backbone = self.config.model.backbone
+        shared = BACKBONES.build(backbone.type, backbone.params.as_dict(), name="backbone")
+        return {name: build_task_model(task.config.model, name, shared) for name, task in self.tasks.items()}
+
+    def initialize(self, models):
+        first = next(iter(self.tasks))
+        self.tasks[first].initialize(models[first])
+
+    def probabilities(self, sizes):
+        """The sampler's probability of each task, given its number of training examples."""
+        sampler = self.config.sampler
+        if sampler.type not in SAMPLERS:
+            raise GardenError(f"unknown sampler '{sampler.type}' in task.sampler.type; choose from {', '.join(SAMPLERS)}")
+        sizes = np.asarray(sizes, np.float64)
+        if sampler.examples_cap > 0:
+            sizes = np.minimum(sizes, sampler.examples_cap)
+        weights = {"uniform": np.ones_like(sizes), "proportional": sizes, "temperature": sizes ** (1.0 / sampler.temperature)}
+        return weights[sampler.type] / weights[sampler.type].sum()
+
+    def schedule(self, sizes, steps, seed):
+        """The task index of every training step, a function of (sizes, seed) only, so a resumed
+        run continues the same sequence."""
+        return np.random.default_rng(seed).choice(len(sizes), size=steps, p=self.probabilities(sizes))
+
+
+def subtasks(task):
+    """name -> Task of what `task` trains: a multitask's sub-tasks, else the task itself named ''."""
+    return task.tasks if isinstance(task, MultiTask) else {"": task}
+
+
+def build_models(task):
+    """name -> keras.Model for `subtasks(task)`, sharing the backbone in a multitask."""
+    return task.build_models() if isinstance(task, MultiTask) else {"": task.build_model()}
+
+
+def checkpointed(models):
+    """What a checkpoint's `model` holds: the model of a single task, else the dict of models."""
+    return models[""] if "" in models else models
+
+
+def trainable_variables(models):
+    """The trainable variables of all models, each once, in a fixed order."""
+    unique = {}
+    for model in models.values():
+        for variable in model.trainable_variables:
+            unique.setdefault(id(variable), variable)
+    return list(unique.values())

@@ -1,0 +1,97 @@
+"""Multi-task training: jiant's samplers, sub-task configs, and a real run of two heads on one encoder."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import garden
+from garden.config import experiment_config
+from garden.errors import GardenError
+from garden.registry import TASKS
+from garden.run import Run
+
+SIZES = [100, 400]
+
+
+def multitask(*sets):
+    config = experiment_config("r8_20ng_multitask", sets=sets)
+    return TASKS.get("multitask")(config.task)
+
+
+@pytest.mark.parametrize("sampler, expected", [
+    (["task.sampler.type=uniform"], [0.5, 0.5]),
+    (["task.sampler.type=proportional"], [0.2, 0.8]),
+    (["task.sampler.type=temperature", "task.sampler.temperature=2.0"], [1 / 3, 2 / 3]),  # ∝ sqrt(size)
+    (["task.sampler.type=proportional", "task.sampler.examples_cap=200"], [1 / 3, 2 / 3]),
+])
+def test_sampler_probabilities(sampler, expected):
+    np.testing.assert_allclose(multitask(*sampler).probabilities(SIZES), expected)
+
+
+def test_schedule_is_a_function_of_the_seed_and_follows_the_probabilities():
+    task = multitask("task.sampler.type=proportional")
+    schedule = task.schedule(SIZES, 4000, seed=3)
+    np.testing.assert_array_equal(schedule, task.schedule(SIZES, 4000, seed=3))
+    assert 0.77 < np.mean(schedule == 1) < 0.83
+    with pytest.raises(GardenError, match="unknown sampler 'zipf'"):
+        multitask("task.sampler.type=zipf").probabilities(SIZES)
+
+
+def test_sub_tasks_are_config_keys_and_share_the_backbone():
+    with pytest.raises(GardenError, match="unknown config key 'task.tasks.r9'; did you mean 'task.tasks.r8'"):
+        experiment_config("r8_20ng_multitask", sets=["task.tasks.r9.train_data.num_examples=10"])
+    task = multitask("task.model.tokenizer.sequence_length=64")
+    assert task.tasks["r8"].config.model.backbone.params.hidden_dim == 384
+    assert task.tasks["20ng"].sequence_length == 64
+    with pytest.raises(GardenError, match="remove task.tasks.r8.model.backbone"):
+        multitask("task.tasks.r8.model.backbone.type=distil_bert")
+
+
+@pytest.fixture(scope="module")
+def multitask_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "multitask"
+    sets = [
+        "task.model.tokenizer.sequence_length=32", "trainer.train_steps=40", "trainer.steps_per_loop=10",
+        "trainer.validation_interval=10", "trainer.checkpoint_interval=40",
+        "trainer.optimizer_config.warmup.linear.warmup_steps=4",
+        "trainer.optimizer_config.learning_rate.polynomial.decay_steps=40",
+        "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=2e-4",
+        "task.sampler.type=uniform",
+    ]
+    for name in ("r8", "20ng"):
+        sets += [f"task.tasks.{name}.train_data.num_examples=640", f"task.tasks.{name}.train_data.global_batch_size=16",
+                 f"task.tasks.{name}.validation_data.num_examples=160", f"task.tasks.{name}.test_data.num_examples=160"]
+    garden("train", "r8_20ng_multitask", *[a for s in sets for a in ("--set", s)], "--run-dir", run_dir)
+    return run_dir
+
+
+def test_each_task_improves_and_is_reported_on_its_own(multitask_run):
+    rows = [json.loads(line) for line in open(multitask_run / "metrics.jsonl")]
+    for name in ("r8", "20ng"):
+        validation = [r for r in rows if r["split"] == f"validation/{name}"]
+        assert [r["step"] for r in validation] == [10, 20, 30, 40]
+        assert validation[-1]["loss"] < validation[0]["loss"] - 0.2
+        assert validation[-1]["accuracy"] > validation[0]["accuracy"]
+        assert (multitask_run / "summaries" / "validation" / name).is_dir()
+    train = [r for r in rows if r["split"] == "train"]
+    assert all("loss/r8" in r or "loss/20ng" in r for r in train)
+    labels = json.load(open(multitask_run / "labels.json"))
+    assert len(labels["r8"]) == 8 and len(labels["20ng"]) == 20
+
+
+def test_each_head_evaluates_and_exports_on_its_own(multitask_run):
+    results = json.loads(garden("eval", multitask_run, "--split", "test").stdout)
+    assert set(results["heads"]) == {"r8", "20ng"}
+    assert results["heads"]["r8"]["examples"] == 160
+    head = json.loads(garden("eval", multitask_run, "--split", "test", "--head", "r8").stdout)
+    assert head["accuracy"] == pytest.approx(results["heads"]["r8"]["accuracy"])
+    with pytest.raises(GardenError, match="has heads 20ng, r8; pick one with --head NAME"):
+        Run(str(multitask_run))
+    with pytest.raises(GardenError, match="has no head 'r9'; did you mean 'r8'"):
+        Run(str(multitask_run), "r9")
+    garden("export", multitask_run, "--head", "r8", "--format", "saved_model")
+    manifest = json.load(open(multitask_run / "export" / "r8" / "manifest.json"))
+    assert manifest["labels"] == json.load(open(multitask_run / "labels.json"))["r8"]
+    assert manifest["keras_accuracy"] == pytest.approx(head["accuracy"])
+    assert manifest["artifacts"]["saved_model"]["max_abs_error"] <= 1e-5
