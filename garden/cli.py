@@ -39,13 +39,15 @@ def _config(args):
 
 def cmd_list(args):
     from garden import registry
-    from garden.config import experiment_config
+    from garden.config import experiment_config, subtask_configs
 
     rows = []
     for name in registry.EXPERIMENTS.names():
         config = experiment_config(name)
         summary = (registry.EXPERIMENTS.get(name).__doc__ or "").strip().splitlines()[0]
-        rows.append([name, config.task.type, config.task.model.backbone.type, config.task.train_data.dataset, summary])
+        subtasks = subtask_configs(config.task).values()
+        dataset = config.task.train_data.dataset or "+".join(t.train_data.dataset for t in subtasks)
+        rows.append([name, config.task.type, config.task.model.backbone.type, dataset, summary])
     print(_table(["experiment", "task", "backbone", "dataset", "description"], rows))
 
 

@@ -100,6 +100,11 @@ class ExperimentConfig(mg.ExperimentConfig):
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
 
+def subtask_configs(task_config):
+    """name -> TaskConfig of a multitask's sub-tasks (empty for other tasks)."""
+    return {k: v for k, v in vars(task_config.tasks).items() if k not in base_config.params_dict.ParamsDict.RESERVED_ATTR}
+
+
 _REGISTRIES = {"backbone": registry.BACKBONES, "head": registry.HEADS, "loss": registry.LOSSES}
 
 

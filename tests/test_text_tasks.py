@@ -179,3 +179,18 @@ def test_tagging_learns_which_words_are_capitalised(tmp_path):
     assert results["accuracy"] >= 0.95
     examples = trainer.task.load(config.task.validation_data, trainer.task.load(config.task.train_data).label_names)
     assert evaluate(trainer.task, trainer.model, examples, 50)["accuracy"] == pytest.approx(results["accuracy"])
+
+
+def test_masked_lm_on_reuters_text_learns_below_the_uniform_loss(tmp_path):
+    config = experiment_config("r8_mlm_small", sets=[
+        "task.model.backbone.params.num_layers=1", "task.model.backbone.params.hidden_dim=64",
+        "task.model.backbone.params.intermediate_dim=128", "task.model.tokenizer.sequence_length=32",
+        "task.train_data.global_batch_size=16", "task.validation_data.num_examples=64",
+        "trainer.train_steps=60", "trainer.validation_interval=60", "trainer.checkpoint_interval=60",
+        "trainer.optimizer_config.warmup.linear.warmup_steps=6",
+        "trainer.optimizer_config.learning_rate.polynomial.decay_steps=60",
+        "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=3e-3",
+    ])
+    results = Trainer(config, str(tmp_path / "run"), resolve_strategy(config.runtime)).train()
+    assert results["loss"] < np.log(30522) - 1.0  # a uniform guess over the vocabulary costs 10.33
+    assert results["perplexity"] == pytest.approx(np.exp(results["loss"]))

@@ -7,7 +7,7 @@ A `multitask` config lists its sub-tasks in `task.tasks`; each sub-task is an or
 
 import numpy as np
 
-from garden.config import TaskConfig
+from garden.config import TaskConfig, subtask_configs
 from garden.errors import GardenError
 from garden.registry import BACKBONES, TASKS
 from garden.models.task_model import build_task_model
@@ -19,13 +19,12 @@ SAMPLERS = ("uniform", "proportional", "temperature")
 class MultiTask:
     def __init__(self, config):
         self.config = config
-        names = [k for k in vars(config.tasks) if not k.startswith("_")]
-        if not names:
-            raise GardenError("a multitask needs sub-tasks in task.tasks (see 'garden show glue_multitask')")
-        self.tasks = {name: TASKS.get(getattr(config.tasks, name).type)(self._sub_config(name)) for name in names}
+        subs = subtask_configs(config)
+        if not subs:
+            raise GardenError("a multitask needs sub-tasks in task.tasks (see 'garden show r8_20ng_multitask')")
+        self.tasks = {name: TASKS.get(sub.type)(self._sub_config(name, sub)) for name, sub in subs.items()}
 
-    def _sub_config(self, name):
-        sub = getattr(self.config.tasks, name)
+    def _sub_config(self, name, sub):
         if sub.model.backbone.type and sub.model.backbone.as_dict() != self.config.model.backbone.as_dict():
             raise GardenError(f"sub-task '{name}' sets its own backbone; sub-tasks share task.model.backbone, so remove task.tasks.{name}.model.backbone")
         merged = sub.as_dict()
