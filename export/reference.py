@@ -3,9 +3,10 @@
 import numpy as np
 
 from export import manifest
-from garden.data.pipeline import eval_dataset
 from export.signature import serving_function
 from export.verify import PARITY_EXAMPLES, accuracy, max_abs_error
+from garden.data.pipeline import eval_dataset
+from garden.errors import GardenError
 
 BATCH = 500
 
@@ -26,6 +27,11 @@ class Reference:
         self.input_specs = run.task.serving_inputs(run.model)
         self.inputs = self.model_inputs(self.examples)
         self.outputs = batched(lambda *a: {k: v.numpy() for k, v in self.function(*a).items()}, self.inputs)
+        if "class_id" not in self.outputs:
+            raise GardenError(
+                f"export judges artifacts by held-out accuracy, which task type '{run.config.task.type}' does not "
+                "report yet; export a classification run (or a classification head with --head)"
+            )
         self.accuracy = accuracy(self.examples.labels, self.outputs["class_id"])
 
     def model_inputs(self, examples):

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from export.reference import Reference
 from garden.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig, component, experiment_config
 from garden.data.task_files import answer_words, read_conll
 from garden.errors import GardenError
 from garden.registry import DATASETS, TASKS
+from garden.run import Run
 from garden.train.evaluate import evaluate
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
@@ -179,6 +181,9 @@ def test_tagging_learns_which_words_are_capitalised(tmp_path):
     assert results["accuracy"] >= 0.95
     examples = trainer.task.load(config.task.validation_data, trainer.task.load(config.task.train_data).label_names)
     assert evaluate(trainer.task, trainer.model, examples, 50)["accuracy"] == pytest.approx(results["accuracy"])
+    with pytest.raises(GardenError, match="task type 'token_tagging' does not report yet"):
+        Reference(Run(str(tmp_path / "run")))
+    assert not (tmp_path / "run" / "export").exists()
 
 
 def test_masked_lm_on_reuters_text_learns_below_the_uniform_loss(tmp_path):
