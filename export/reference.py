@@ -29,7 +29,7 @@ class Reference:
         self.outputs = batched(lambda *a: {k: v.numpy() for k, v in self.function(*a).items()}, self.inputs)
         if "class_id" not in self.outputs:
             raise GardenError(
-                f"export judges artifacts by held-out accuracy, which task type '{run.config.task.type}' does not "
+                f"export judges artifacts by held-out accuracy, which task type '{run.task.config.type}' does not "
                 "report yet; export a classification run (or a classification head with --head)"
             )
         self.accuracy = accuracy(self.examples.labels, self.outputs["class_id"])

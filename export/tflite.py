@@ -65,7 +65,7 @@ def export_tflite(reference, export_dir, quantize="none", max_error=None, max_ac
     names = list(reference.input_specs)
     calibration = None
     if quantize == "int8":
-        train = reference.task.load(reference.run.config.task.train_data).take(CALIBRATION_EXAMPLES)
+        train = reference.task.load(reference.task.config.train_data).take(CALIBRATION_EXAMPLES)
         calibration = reference.model_inputs(train)
     with tempfile.TemporaryDirectory(dir=export_dir, prefix=".tflite-") as staging:
         content = convert(saved_model.write(reference, os.path.join(staging, "saved_model")), quantize, calibration)
