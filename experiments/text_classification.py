@@ -5,15 +5,25 @@ from garden.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig,
 MINILM = dict(vocabulary_size=30522, num_layers=6, num_heads=12, hidden_dim=384, intermediate_dim=1536, pooling="mean")
 
 
-def _data(dataset, split, batch_size, **columns):
+def text_data(dataset, split, batch_size, **columns):
     return DataConfig(dataset=dataset, split=split, global_batch_size=batch_size, **columns)
 
 
-def _optimizer(learning_rate, steps):
-    return {
+def text_trainer(learning_rate, steps, steps_per_loop=50, interval=250):
+    """AdamW (no decay on biases and norms) with 10% linear warmup and linear decay to 0 over `steps`;
+    checkpoints and validation every `interval` steps."""
+    optimizer = {
         "optimizer": {"type": "adamw", "adamw": {"weight_decay_rate": 0.01, "exclude_from_weight_decay": ["bias", "gamma", "beta"]}},
         "learning_rate": {"type": "polynomial", "polynomial": {"initial_learning_rate": learning_rate, "decay_steps": steps, "end_learning_rate": 0.0}},
         "warmup": {"type": "linear", "linear": {"warmup_steps": max(steps // 10, 1)}},
+    }
+    return {
+        "train_steps": steps,
+        "steps_per_loop": steps_per_loop,
+        "checkpoint_interval": interval,
+        "validation_interval": interval,
+        "max_to_keep": 2,
+        "optimizer_config": optimizer,
     }
 
 
@@ -29,18 +39,11 @@ def minilm_classifier(dataset, num_classes, steps, sequence_length=128, batch_si
                 tokenizer=TokenizerConfig(sequence_length=sequence_length),
             ),
             loss=component("loss", "sparse_categorical_crossentropy"),
-            train_data=_data(dataset, "train", batch_size),
-            validation_data=_data(dataset, "validation", 128),
-            test_data=_data(dataset, "test", 128),
+            train_data=text_data(dataset, "train", batch_size),
+            validation_data=text_data(dataset, "validation", 128),
+            test_data=text_data(dataset, "test", 128),
         ),
-        trainer={
-            "train_steps": steps,
-            "steps_per_loop": 50,
-            "checkpoint_interval": 250,
-            "validation_interval": 250,
-            "max_to_keep": 2,
-            "optimizer_config": _optimizer(1e-4, steps),
-        },
+        trainer=text_trainer(1e-4, steps),
     )
 
 
@@ -94,14 +97,8 @@ def sst2_bert_small():
                 tokenizer=TokenizerConfig(vocabulary="all_minilm_l6_v2", sequence_length=64),
             ),
             loss=component("loss", "sparse_categorical_crossentropy"),
-            train_data=_data("text_file", "train", 64),
-            validation_data=_data("text_file", "validation", 256),
+            train_data=text_data("text_file", "train", 64),
+            validation_data=text_data("text_file", "validation", 256),
         ),
-        trainer={
-            "train_steps": steps,
-            "steps_per_loop": 100,
-            "checkpoint_interval": 500,
-            "validation_interval": 500,
-            "optimizer_config": _optimizer(5e-4, steps),
-        },
+        trainer=text_trainer(5e-4, steps, steps_per_loop=100, interval=500),
     )

@@ -1,6 +1,6 @@
 """Multi-task text experiments: one MiniLM encoder shared by several task heads (jiant's design)."""
 
-from experiments.text_classification import MINILM, _data, _optimizer
+from experiments.text_classification import MINILM, text_data, text_trainer
 from garden.config import ExperimentConfig, ModelConfig, SamplerConfig, TaskConfig, TokenizerConfig, component, register_experiment
 
 
@@ -9,9 +9,9 @@ def classification_subtask(dataset, num_classes):
         type="text_classification",
         model=ModelConfig(head=component("head", "classification", num_classes=num_classes, dropout=0.1)),
         loss=component("loss", "sparse_categorical_crossentropy"),
-        train_data=_data(dataset, "train", 32),
-        validation_data=_data(dataset, "validation", 128),
-        test_data=_data(dataset, "test", 128),
+        train_data=text_data(dataset, "train", 32),
+        validation_data=text_data(dataset, "validation", 128),
+        test_data=text_data(dataset, "test", 128),
     )
 
 
@@ -35,12 +35,5 @@ def r8_20ng_multitask():
             tasks={"r8": classification_subtask("reuters_r8", 8), "20ng": classification_subtask("20newsgroups", 20)},
             sampler=SamplerConfig(type="temperature", temperature=2.0),
         ),
-        trainer={
-            "train_steps": steps,
-            "steps_per_loop": 50,
-            "checkpoint_interval": 250,
-            "validation_interval": 250,
-            "max_to_keep": 2,
-            "optimizer_config": _optimizer(1e-4, steps),
-        },
+        trainer=text_trainer(1e-4, steps),
     )

@@ -2,7 +2,7 @@
 multiple choice (SWAG-style JSONL) and masked LM. Files come from `input_path`; masked LM reads
 Reuters R8 text from the catalog."""
 
-from experiments.text_classification import MINILM, _data, _optimizer
+from experiments.text_classification import MINILM, text_data, text_trainer
 from garden.config import ExperimentConfig, ModelConfig, TaskConfig, TokenizerConfig, component, register_experiment
 
 SMALL_BERT = dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024)
@@ -20,17 +20,10 @@ def text_experiment(task_type, head, loss, dataset, steps, backbone=MINILM, init
                 tokenizer=TokenizerConfig(vocabulary="" if init else "all_minilm_l6_v2", sequence_length=sequence_length),
             ),
             loss=component("loss", loss),
-            train_data=_data(dataset, "train", 32, **columns),
-            validation_data=_data(dataset, "validation", 128, **columns),
+            train_data=text_data(dataset, "train", 32, **columns),
+            validation_data=text_data(dataset, "validation", 128, **columns),
         ),
-        trainer={
-            "train_steps": steps,
-            "steps_per_loop": 20,
-            "checkpoint_interval": 200,
-            "validation_interval": 200,
-            "max_to_keep": 2,
-            "optimizer_config": _optimizer(1e-4 if init else 5e-4, steps),
-        },
+        trainer=text_trainer(1e-4 if init else 5e-4, steps, steps_per_loop=20, interval=200),
     )
 
 

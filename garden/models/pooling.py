@@ -1,7 +1,16 @@
-"""Masked mean pooling over a sequence (sentence-transformers' mean pooling)."""
+"""Pooling a text encoder's sequence into one vector: `cls` or masked `mean` (sentence-transformers)."""
 
 import keras
 from keras import ops
+
+from garden.errors import GardenError
+
+POOLINGS = ("cls", "mean")
+
+
+def check_pooling(backbone, pooling):
+    if pooling not in POOLINGS:
+        raise GardenError(f"unknown pooling '{pooling}' for backbone {backbone}; choose {' or '.join(POOLINGS)}")
 
 
 class MaskedMeanPooling(keras.layers.Layer):

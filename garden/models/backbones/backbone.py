@@ -11,6 +11,10 @@ class Backbone(keras.Model):
 
     text_inputs = ("token_ids", "segment_ids", "padding_mask")
 
+    def text_input_layers(self):
+        """int32 [batch, length] `keras.Input`s named by `text_inputs`."""
+        return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in self.text_inputs}
+
     def keep_arguments(self, **arguments):
         """Stores constructor arguments as attributes, for `get_config()`."""
         self._argument_names = list(arguments)

@@ -3,13 +3,9 @@
 import keras
 import keras_hub
 
-from garden.errors import GardenError
 from garden.models.backbones.backbone import Backbone
-from garden.models.pooling import MaskedMeanPooling
+from garden.models.pooling import MaskedMeanPooling, check_pooling
 from garden.registry import BACKBONES
-
-POOLINGS = ("cls", "mean")
-
 
 @BACKBONES.register("bert")
 class BertEncoder(Backbone):
@@ -32,9 +28,8 @@ class BertEncoder(Backbone):
         dtype=None,
         **kwargs,
     ):
-        if pooling not in POOLINGS:
-            raise GardenError(f"unknown pooling '{pooling}' for backbone bert; choose cls or mean")
-        encoder = keras_hub.models.BertBackbone(
+        check_pooling("bert", pooling)
+        arguments = dict(
             vocabulary_size=vocabulary_size,
             num_layers=num_layers,
             num_heads=num_heads,
@@ -43,14 +38,9 @@ class BertEncoder(Backbone):
             dropout=dropout,
             max_sequence_length=max_sequence_length,
             num_segments=num_segments,
-            dtype=dtype,
-            name="encoder",
         )
-        inputs = {
-            "token_ids": keras.Input(shape=(None,), dtype="int32", name="token_ids"),
-            "segment_ids": keras.Input(shape=(None,), dtype="int32", name="segment_ids"),
-            "padding_mask": keras.Input(shape=(None,), dtype="int32", name="padding_mask"),
-        }
+        encoder = keras_hub.models.BertBackbone(**arguments, dtype=dtype, name="encoder")
+        inputs = self.text_input_layers()
         outputs = encoder(inputs)
         pooled = outputs["pooled_output"]
         if pooling == "mean":  # BERT's pooler is then unused: keep it out of training
@@ -60,17 +50,7 @@ class BertEncoder(Backbone):
             inputs=inputs, outputs={"sequence_output": outputs["sequence_output"], "pooled_output": pooled},
             dtype=dtype, **kwargs,
         )
-        self.keep_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            num_segments=num_segments,
-            pooling=pooling,
-        )
+        self.keep_arguments(**arguments, pooling=pooling)
 
     @property
     def encoder(self):

@@ -4,12 +4,9 @@
 import keras
 import keras_hub
 
-from garden.errors import GardenError
 from garden.models.backbones.backbone import Backbone
-from garden.models.pooling import MaskedMeanPooling
+from garden.models.pooling import MaskedMeanPooling, check_pooling
 from garden.registry import BACKBONES
-
-POOLINGS = ("cls", "mean")
 
 
 @BACKBONES.register("distil_bert")
@@ -32,9 +29,8 @@ class DistilBertEncoder(Backbone):
         dtype=None,
         **kwargs,
     ):
-        if pooling not in POOLINGS:
-            raise GardenError(f"unknown pooling '{pooling}' for backbone distil_bert; choose cls or mean")
-        encoder = keras_hub.models.DistilBertBackbone(
+        check_pooling("distil_bert", pooling)
+        arguments = dict(
             vocabulary_size=vocabulary_size,
             num_layers=num_layers,
             num_heads=num_heads,
@@ -42,23 +38,13 @@ class DistilBertEncoder(Backbone):
             intermediate_dim=intermediate_dim,
             dropout=dropout,
             max_sequence_length=max_sequence_length,
-            dtype=dtype,
-            name="encoder",
         )
-        inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in self.text_inputs}
+        encoder = keras_hub.models.DistilBertBackbone(**arguments, dtype=dtype, name="encoder")
+        inputs = self.text_input_layers()
         sequence = encoder(inputs)
         if pooling == "mean":
             pooled = MaskedMeanPooling(name="mean_pooling", dtype=dtype)(sequence, inputs["padding_mask"])
         else:
             pooled = keras.layers.Lambda(lambda x: x[:, 0], name="cls_pooling", dtype=dtype)(sequence)
         super().__init__(inputs=inputs, outputs={"sequence_output": sequence, "pooled_output": pooled}, dtype=dtype, **kwargs)
-        self.keep_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            pooling=pooling,
-        )
+        self.keep_arguments(**arguments, pooling=pooling)
