@@ -9,8 +9,8 @@ import numpy as np
 
 from garden.config import TaskConfig, subtask_configs
 from garden.errors import GardenError
-from garden.registry import BACKBONES, TASKS
 from garden.models.task_model import build_task_model
+from garden.registry import BACKBONES, TASKS
 
 SAMPLERS = ("uniform", "proportional", "temperature")
 

@@ -20,11 +20,11 @@ from garden.data.pipeline import train_dataset
 from garden.errors import GardenError
 from garden.optimizers import build_optimizer
 from garden.registry import TASKS
+from garden.tasks.multitask import build_models, checkpointed, subtasks, trainable_variables
 from garden.train import precision
 from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 from garden.train.evaluate import evaluate
 from garden.train.strategy import is_chief
-from garden.tasks.multitask import build_models, checkpointed, subtasks, trainable_variables
 from garden.train.summaries import Reporter
 
 
