@@ -86,6 +86,7 @@ def sst2_bert_small():
 
     garden train sst2_bert_small --set task.train_data.input_path=../shared/data/sst2/train.tsv \\
         --set task.validation_data.input_path=../shared/data/sst2/dev.tsv
+    Partly measured: 86.4% dev accuracy at step 500 of 2000 (docs/results.md).
     """
     steps = 2000
     return ExperimentConfig.from_args(
