@@ -86,7 +86,8 @@ def _corpus(name):
         else:
             texts, labels = _read_part(name, "test" if split == "test" else "train")
             # every label of the training file, so a class seen only in validation keeps its id
-            names = label_names or sorted(set(_read_part(name, "train")[1]))
+            training_labels = _read_part(name, "train")[1] if split == "test" else labels
+            names = label_names or sorted(set(training_labels))
         if split in ("train", "validation"):  # every 10th example is held out (the files are sorted by class)
             keep = [(i % 10 == 9) == (split == "validation") for i in range(len(texts))]
             texts = [t for t, k in zip(texts, keep) if k]
