@@ -19,7 +19,7 @@ demo: setup
 	$(BIN)/garden train mnist_resnet --run-dir $(RUN_DIR)
 	$(BIN)/garden eval $(RUN_DIR) --split test
 	$(BIN)/garden export $(RUN_DIR) --format saved_model --format tflite \
-		--quantize none --quantize dynamic --quantize float16 --quantize int8
+		--quantize none --quantize dynamic --quantize float16 --quantize int8 --quantize 16x8
 
 test: setup
 	$(BIN)/python -m pytest -q

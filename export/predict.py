@@ -1,20 +1,24 @@
-"""`garden predict`: run a SavedModel or TFLite artifact on a .npy array or image files."""
+"""`garden predict`: run a SavedModel or TFLite artifact on a .npy array, an image, or (for models
+that take text) a text file with one example per line."""
 
 import json
 import os
 
 import numpy as np
 import tensorflow as tf
-from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
 from export import manifest
+from export.tflite import interpreter
 from garden.errors import GardenError
 
 
 def _load_input(path, dtype):
     if not os.path.isfile(path):
-        raise GardenError(f"input file not found: {path}; pass a .npy array or an image file")
+        raise GardenError(f"input file not found: {path}; pass a .npy array, an image, or a text file")
+    if dtype in (np.bytes_, np.object_, object):
+        with open(path, encoding="utf-8") as f:
+            return np.array([line.rstrip("\n") for line in f if line.strip()], dtype=object)
     if path.endswith(".npy"):
         return np.load(path).astype(dtype)
     try:
@@ -26,6 +30,8 @@ def _load_input(path, dtype):
 
 def _fit(array, shape, name):
     """Adds missing batch and channel axes; raises a GardenError when the shape cannot fit."""
+    if array.dtype == object:
+        return array
     expected = tuple(shape[1:])
     for candidate in (array, array[..., None]):
         if candidate.shape == expected:
@@ -45,7 +51,7 @@ def _runner(artifact):
             k: v.numpy() for k, v in signature(**{name: x}).items()
         }
     if artifact.endswith(".tflite") and os.path.isfile(artifact):
-        runner = Interpreter(model_path=artifact).get_signature_runner("serving_default")
+        runner = interpreter(path=artifact).get_signature_runner("serving_default")
         (name, detail), = runner.get_input_details().items()
         return name, list(detail["shape_signature"]), detail["dtype"], lambda x: runner(**{name: x})
     raise GardenError(f"{artifact} is neither a SavedModel folder nor a .tflite file; see 'garden export'")

@@ -1,4 +1,5 @@
-"""SavedModel export for TF Serving: `serving_default` with named, typed inputs and named outputs."""
+"""SavedModel export for TF Serving: every serving signature of the task (raw inputs and tensors),
+each judged against the Keras model before the folder is moved into place."""
 
 import os
 import shutil
@@ -7,39 +8,48 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from export.reference import batched
-from export.verify import check
+from export.reference import batched, numpy_outputs
+from export.verify import Refused, refusal
 from garden.registry import EXPORTERS
 
 NAME = "saved_model"
 
 
 def write(reference, directory):
-    """Writes the SavedModel of `reference`'s model and serving function into `directory`."""
+    """Writes the SavedModel of `reference`'s model with all its signatures into `directory`."""
     archive = keras.export.ExportArchive()
     archive.track(reference.run.model)
-    archive.add_endpoint("serving_default", reference.function)
+    for name, signature in reference.signatures.items():
+        archive.add_endpoint(name, signature.function)
     archive.write_out(directory, verbose=False)
     return directory
 
 
-def run_saved_model(directory, names, inputs):
-    """Runs `serving_default` of the SavedModel on `inputs` (arrays in the order of `names`)."""
-    signature = tf.saved_model.load(directory).signatures["serving_default"]
-    return batched(lambda *a: {k: v.numpy() for k, v in signature(**dict(zip(names, a))).items()}, inputs)
+def run_saved_model(directory, name, names, inputs):
+    """Runs signature `name` of the SavedModel on `inputs` (arrays in the order of input `names`)."""
+    signature = tf.saved_model.load(directory).signatures[name]
+    return batched(numpy_outputs(lambda *arrays: signature(**dict(zip(names, arrays)))), inputs)
 
 
 @EXPORTERS.register(NAME)
 def export_saved_model(reference, export_dir, max_error=1e-5, max_accuracy_drop=1.0):
-    """Writes `export_dir/saved_model` if its outputs match the Keras model; returns the manifest."""
+    """Writes `export_dir/saved_model` if every signature matches the Keras model; returns the manifest."""
     target = os.path.join(export_dir, NAME)
     staging = tempfile.mkdtemp(dir=export_dir, prefix=f".{NAME}-")
     try:
         write(reference, staging)
-        error, accuracy, drop = reference.judge(run_saved_model(staging, list(reference.input_specs), reference.inputs))
-        check(NAME, error, max_error, drop, max_accuracy_drop)
+        judged = {}
+        for name, signature in reference.signatures.items():
+            outputs = run_saved_model(staging, name, list(signature.specs), reference.inputs[name])
+            error, accuracy, drop = reference.judge(name, outputs)
+            judged[name] = {"max_abs_error": error, "accuracy": accuracy, "accuracy_drop": drop}
+            reason = refusal(f"{NAME} signature {name}", error, max_error, drop, max_accuracy_drop)
+            if reason:
+                raise Refused(reason, NAME, judged[name])
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return reference.record(export_dir, NAME, target, error, max_error, accuracy)
+    worst = max(judged.values(), key=lambda entry: entry["max_abs_error"])
+    return reference.record(export_dir, NAME, target, worst["max_abs_error"], max_error,
+                            min(entry["accuracy"] for entry in judged.values()), signatures=judged)

@@ -1,4 +1,4 @@
-"""`garden`: list, show, train, eval, export and predict experiments.
+"""`garden`: list, show, train, eval, export, predict and serve experiments.
 
 The composition root: the only module that imports `experiments` and `export`, so every
 registered name exists before a command looks one up.
@@ -94,6 +94,7 @@ def _evaluate(run, split):
 
 def cmd_export(args):
     from export.reference import Reference
+    from export.verify import Refused
     from garden.registry import EXPORTERS
     from garden.run import Run
 
@@ -103,27 +104,56 @@ def cmd_export(args):
     limits = {"max_accuracy_drop": args.max_accuracy_drop}
     if args.max_error is not None:
         limits["max_error"] = args.max_error
-    manifest = None
-    for kind in args.format or ["saved_model"]:
-        if kind == "tflite":
-            for mode in args.quantize or ["none"]:
-                manifest = EXPORTERS.get(kind)(reference, export_dir, quantize=mode, **limits)
-        else:
-            manifest = EXPORTERS.get(kind)(reference, export_dir, **limits)
-    rows = [["keras model", "", f"{100 * manifest['keras_accuracy']:.2f}%", "", args.run_dir]]
-    for name, entry in manifest["artifacts"].items():
-        rows.append([name, f"{entry['size_bytes'] / 1e6:.2f} MB", f"{100 * entry['accuracy']:.2f}%",
-                     f"{entry['max_abs_error']:.2g} (≤ {entry['error_bound']:.2g})", entry["path"]])
-    held_out = manifest["held_out"]
-    print(f"accuracy on {held_out['examples']} {held_out['split']} examples; parity = max |Δ {reference.task.output_for_parity}| vs Keras")
-    print(_table(["artifact", "size", "accuracy", "parity", "written to"], rows))
-    print(f"manifest: {os.path.join(export_dir, 'manifest.json')}")
+    jobs = [("saved_model", {})] if "saved_model" in (args.format or ["saved_model"]) else []
+    if "tflite" in (args.format or []):
+        jobs += [("tflite", {"quantize": mode, "signature": args.signature}) for mode in args.quantize or ["none"]]
+    keras = {"accuracy": reference.accuracy, "latency_ms": reference.keras_latency_ms(), "path": args.run_dir}
+    rows, refused, manifest = [_export_row("keras model", keras)], [], None
+    for kind, options in jobs:
+        try:
+            manifest = EXPORTERS.get(kind)(reference, export_dir, **options, **limits)
+            name = "saved_model" if kind == "saved_model" else f"model_{options['quantize']}.tflite"
+            rows.append(_export_row(name, manifest["artifacts"][name], reference.accuracy))
+        except Refused as error:
+            rows.append(_export_row(error.name, {**error.measured, "path": "refused"}, reference.accuracy))
+            refused.append(str(error))
+    held_out = f"{len(reference.examples)} {reference.task.held_out().split}"
+    print(f"accuracy on {held_out} examples; latency = median of one example on {os.cpu_count()} CPU threads; "
+          f"parity = max |Δ {reference.task.output_for_parity}| vs Keras")
+    print(_table(["artifact", "size", "latency", "accuracy", "drop (points)", "parity", "written to"], rows))
+    if manifest:
+        print(f"manifest: {os.path.join(export_dir, 'manifest.json')}")
+    if refused:
+        raise GardenError("; ".join(refused))
+
+
+def _export_row(name, entry, keras_accuracy=None):
+    """One line of the export table: what was measured of an artifact (blank where not measured)."""
+    size = f"{entry['size_bytes'] / 1e6:.2f} MB" if "size_bytes" in entry else ""
+    latency = f"{entry['latency_ms']:.2f} ms" if "latency_ms" in entry else ""
+    accuracy = f"{100 * entry['accuracy']:.2f}%" if "accuracy" in entry else ""
+    drop = f"{100 * (keras_accuracy - entry['accuracy']):+.2f}" if accuracy and keras_accuracy is not None else ""
+    parity = f"{entry['max_abs_error']:.2g} (≤ {entry['error_bound']:.2g})" if "error_bound" in entry else ""
+    return [name, size, latency, accuracy, drop, parity, entry["path"]]
 
 
 def cmd_predict(args):
     from export.predict import format_rows, predict
 
     print(format_rows(predict(args.artifact, args.input)))
+
+
+def cmd_serve(args):
+    from export.serve import Limits, model_name, serve
+
+    models = {}
+    for given in args.saved_models:
+        name, _, path = given.rpartition("=") if "=" in given else (model_name(given), "", given)
+        if name in models:
+            raise GardenError(f"two models are named '{name}'; name them with NAME=PATH")
+        models[name] = path
+    names = ("max_request_bytes", "max_instances", "max_batch_size", "batch_timeout_ms")
+    serve(models, args.host, args.port, Limits(**{n: getattr(args, n) for n in names if getattr(args, n) is not None}))
 
 
 def _parser():
@@ -147,7 +177,9 @@ def _parser():
     sub = commands.add_parser("export", help="export a run as SavedModel and/or TFLite, verified against Keras")
     sub.add_argument("run_dir")
     sub.add_argument("--format", action="append", choices=["saved_model", "tflite"], help="repeatable; default saved_model")
-    sub.add_argument("--quantize", action="append", choices=["none", "dynamic", "float16", "int8"], help="TFLite mode, repeatable")
+    sub.add_argument("--quantize", action="append", choices=["none", "dynamic", "float16", "int8", "16x8"],
+                     help="TFLite mode, repeatable (default none)")
+    sub.add_argument("--signature", default="serving_default", help="the signature TFLite converts (default serving_default)")
     sub.add_argument("--max-error", type=float, help="parity bound on max |Δ| (default per format and mode)")
     sub.add_argument("--max-accuracy-drop", type=float, default=1.0, help="refuse an artifact losing more accuracy points")
     sub.add_argument("--out", help="export folder (default RUN_DIR/export, RUN_DIR/export/HEAD for a head)")
@@ -157,6 +189,15 @@ def _parser():
     sub.add_argument("artifact")
     sub.add_argument("input")
     sub.set_defaults(run=cmd_predict)
+    sub = commands.add_parser("serve", help="serve SavedModels with TF Serving's REST API")
+    sub.add_argument("saved_models", nargs="+", metavar="[NAME=]SAVED_MODEL", help="name defaults to the manifest's experiment")
+    sub.add_argument("--host", default="127.0.0.1")
+    sub.add_argument("--port", type=int, default=8501)
+    sub.add_argument("--max-batch-size", type=int, help="rows per batched model call (default 64)")
+    sub.add_argument("--batch-timeout-ms", type=float, help="how long a batch waits for more requests (default 5)")
+    sub.add_argument("--max-instances", type=int, help="instances per request (default 1024)")
+    sub.add_argument("--max-request-bytes", type=int, help="request body size (default 10 MiB)")
+    sub.set_defaults(run=cmd_serve)
     return parser
 
 

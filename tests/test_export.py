@@ -21,8 +21,11 @@ def exported(tiny_run):
 
 def test_manifest_records_parity_and_accuracy_within_bounds(exported):
     manifest = json.loads((exported / "manifest.json").read_text())
-    assert manifest["inputs"] == {"image": {"dtype": "float32", "shape": [None, 28, 28, 1]}}
-    assert set(manifest["outputs"]) == {"probabilities", "class_id"}
+    assert manifest["signatures"] == {
+        "serving_default": {"inputs": {"image": {"dtype": "float32", "shape": [None, 28, 28, 1]}}},
+        "serving_bytes": {"inputs": {"image_bytes": {"dtype": "string", "shape": [None]}}},
+    }
+    assert set(manifest["outputs"]) == {"probabilities", "class_id", "label"}
     assert manifest["labels"] == [str(d) for d in range(10)]
     assert manifest["held_out"] == {"split": "test", "examples": 1000}
     assert set(manifest["artifacts"]) == {"saved_model"} | {f"model_{m}.tflite" for m in BOUNDS}
@@ -30,6 +33,8 @@ def test_manifest_records_parity_and_accuracy_within_bounds(exported):
         assert entry["max_abs_error"] <= entry["error_bound"], name
         assert abs(entry["accuracy"] - manifest["keras_accuracy"]) <= 0.01, name
     assert manifest["artifacts"]["saved_model"]["error_bound"] == 1e-5
+    assert set(manifest["artifacts"]["saved_model"]["signatures"]) == {"serving_default", "serving_bytes"}
+    assert all(manifest["artifacts"][f"model_{m}.tflite"]["latency_ms"] > 0 for m in BOUNDS)
     sizes = {m: manifest["artifacts"][f"model_{m}.tflite"]["size_bytes"] for m in BOUNDS}
     assert sizes["int8"] < sizes["none"] / 2 and sizes["float16"] < sizes["none"]
 
@@ -41,6 +46,29 @@ def test_saved_model_reloads_with_named_inputs_and_outputs(exported, tiny_run):
     outputs = signature(image=tf.constant(images))
     assert outputs["probabilities"].shape == (8, 10) and outputs["class_id"].dtype == tf.int32
     np.testing.assert_allclose(outputs["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_saved_model_takes_encoded_images(exported):
+    signature = tf.saved_model.load(str(exported / "saved_model")).signatures["serving_bytes"]
+    test = mnist("test")
+    pixels = np.round(test.features["image"][:8] * 255).astype(np.uint8)
+    pngs = [tf.io.encode_png(image) for image in pixels]
+    large_jpeg = tf.io.encode_jpeg(tf.image.resize(pixels[0], (56, 56)).numpy().astype(np.uint8), quality=100)
+    outputs = signature(image_bytes=tf.stack(pngs + [large_jpeg]))
+    tensors = tf.saved_model.load(str(exported / "saved_model")).signatures["serving_default"](image=pixels / np.float32(255))
+    np.testing.assert_allclose(outputs["probabilities"][:8], tensors["probabilities"], atol=1e-6)
+    assert outputs["class_id"][8] == outputs["class_id"][0]  # resized to 28x28 before the model
+    assert [x.decode() for x in outputs["label"].numpy()] == [str(c) for c in outputs["class_id"].numpy()]
+
+
+def test_tflite_of_a_signature_needing_flex_is_refused_naming_the_op(tiny_run, tmp_path):
+    out = tmp_path / "flex"
+    result = garden("export", tiny_run, "--format", "tflite", "--signature", "serving_bytes", "--out", out, check=False)
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("garden: error: TFLite none refused: signature 'serving_bytes' needs TensorFlow op DecodeImage")
+    assert "Flex" in message and "nothing was written" in message
+    assert [p.name for p in out.iterdir()] == []
 
 
 def test_predict_agrees_across_saved_model_and_tflite(exported, tmp_path):
@@ -78,6 +106,7 @@ def test_artifact_over_its_bound_is_refused_and_not_written(tiny_run, tmp_path):
     result = garden("export", tiny_run, "--format", "tflite", "--quantize", "dynamic", "--max-error", "1e-12",
                     "--out", out, check=False)
     assert result.returncode == 2
+    assert "model_dynamic.tflite" in result.stdout and "refused" in result.stdout  # the table still shows it
     message = result.stderr.strip().splitlines()[-1]  # after the converter's own log lines
     assert message.startswith("garden: error: TFLite dynamic refused: max |difference| from the Keras model is")
     assert "over the bound 1e-12" in message and "nothing was written" in message

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, TINY_TEXT, garden
 from garden.config import DataConfig, TokenizerConfig, experiment_config
 from garden.data import text_datasets
 from garden.data.text_files import read_table
@@ -16,7 +16,6 @@ from garden.models import hf_import
 from garden.models.backbones.bert import BertEncoder
 from garden.models.pretrained import checkpoint_dir
 from garden.registry import TASKS
-from garden.train.trainer import Trainer
 
 SST2_DEV = SHARED_DATA / "sst2" / "dev.tsv"
 
@@ -71,19 +70,10 @@ def test_reuters_r8_splits_and_labels():
     assert set(train.features["text"][:3]).isdisjoint(validation.features["text"])
 
 
-def test_small_bert_learns_r8_from_scratch(tmp_path):
+def test_small_bert_learns_r8_from_scratch(text_run):
     """A 2-layer BERT on 1024 R8 documents for 120 steps beats the majority class on held-out documents."""
-    config = experiment_config("r8_minilm", sets=[
-        "task.init_checkpoint=''", "task.model.tokenizer.vocabulary=all_minilm_l6_v2",
-        "task.model.tokenizer.sequence_length=64", "task.model.backbone.params.num_layers=2",
-        "task.model.backbone.params.num_heads=2", "task.model.backbone.params.hidden_dim=64",
-        "task.model.backbone.params.intermediate_dim=128", "task.train_data.num_examples=1024",
-        "task.validation_data.num_examples=300", "trainer.train_steps=120", "trainer.steps_per_loop=40",
-        "trainer.checkpoint_interval=120", "trainer.validation_interval=120",
-        "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.002",
-        "trainer.optimizer_config.learning_rate.polynomial.decay_steps=120", "runtime.deterministic=true"])
-    trainer = Trainer(config, str(tmp_path), tf.distribute.OneDeviceStrategy("/cpu:0"))
-    results = trainer.train()
-    validation = trainer.task.load(config.task.validation_data, json.load(open(tmp_path / "labels.json")))
+    results = json.loads(garden("eval", text_run, "--split", "validation").stdout)
+    config = experiment_config("r8_minilm", sets=TINY_TEXT)
+    validation = text_datasets._corpus("reuters_r8")(config.task.validation_data).take(results["examples"])
     majority = np.bincount(validation.labels).max() / len(validation)
-    assert results["accuracy"] > majority + 0.1, (results, majority)
+    assert results["step"] == 120 and results["accuracy"] > majority + 0.1, (results, majority)

@@ -9,6 +9,8 @@ tokenizer type that does not fit the backbone is an error.
 import os
 
 import keras_hub
+import tensorflow as tf
+import tensorflow_text as tf_text
 
 from garden.errors import GardenError
 from garden.models.pretrained import checkpoint_dir
@@ -46,4 +48,16 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
         lowercase=tokenizer_config.lowercase,
         strip_accents=tokenizer_config.lowercase,  # as uncased BERT vocabularies expect
         dtype="int32",
+    )
+
+
+def serving_tokenizer(tokenizer):
+    """tensorflow-text's FastBertTokenizer with the vocabulary and normalization of `tokenizer` (a
+    KerasHub WordPieceTokenizer): the same ids, and unlike KerasHub's regex splitting it converts to
+    TFLite as custom ops that `tensorflow_text.tflite_registrar` provides. Exports check the ids agree."""
+    return tf_text.FastBertTokenizer(
+        vocab=tokenizer.get_vocabulary(),
+        token_out_type=tf.int32,
+        unknown_token=tokenizer.oov_token,
+        lower_case_nfd_strip_accents=tokenizer.lowercase,
     )

@@ -4,11 +4,9 @@ import tensorflow as tf
 
 from garden import metrics
 from garden.errors import GardenError
-from garden.registry import TASKS
 from garden.tasks.task import Task
 
 
-@TASKS.register("image_classification")
 class ClassificationTask(Task):
     """Inputs named as the backbone's inputs; outputs `probabilities` [batch, classes] and `class_id` [batch]."""
 

@@ -8,7 +8,13 @@ from garden.registry import DATASETS, LOSSES
 
 
 class Task:
-    """Model Garden's Task, reduced to what Garden's trainer and exporters call."""
+    """Model Garden's Task, reduced to what Garden's trainer and exporters call.
+
+    Exports serve the model's tensors as `tensor_signature`; a task that can also take raw
+    inputs (text, encoded images) in the graph serves them as `raw_signature`."""
+
+    tensor_signature = "serving_default"
+    raw_signature = None
 
     def __init__(self, config):
         self.config = config
@@ -60,3 +66,13 @@ class Task:
 
     def serving_outputs(self, outputs):
         raise NotImplementedError
+
+    def raw_serving(self, model, feature_names):
+        """(named input specs, fn(raw inputs) -> model inputs in the graph) of the raw signature, for
+        data with `feature_names`; None when the task serves tensors only."""
+        return None
+
+    def raw_features(self, examples, names):
+        """(arrays of the raw inputs `names` of `examples`, as a client sends them; the Examples those
+        arrays hold, which differ from `examples` where the raw format is lossy)."""
+        return [examples.features[name] for name in names], examples

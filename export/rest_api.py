@@ -1,0 +1,113 @@
+"""TF Serving's REST formats for one signature: a predict request's `instances` (row format) or
+`inputs` (columnar format) become named arrays, and outputs become `predictions` or `outputs`.
+
+Strings may be sent as `{"b64": "..."}` (binary data such as images); output strings come back
+as text. Anything that does not fit the signature raises `RequestError`, which the server answers
+with 400 and `{"error": message}`."""
+
+import base64
+import binascii
+import json
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+
+
+class RequestError(ValueError):
+    pass
+
+
+def _decode_b64(value):
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, TypeError) as error:
+            raise RequestError(f"invalid base64 in a {{'b64': ...}} value: {error}") from error
+    if isinstance(value, list):
+        return [_decode_b64(v) for v in value]
+    return value
+
+
+def _array(value, spec, name):
+    """`value` (a JSON value holding a batch) as an array of the spec's dtype and a fitting shape."""
+    value = _decode_b64(value)
+    if spec.dtype == tf.string:
+        array = np.array(value, dtype=object)
+        flat = array.reshape(-1)
+        if not all(isinstance(x, (str, bytes)) for x in flat):
+            raise RequestError(f"input '{name}' takes strings; send text or {{'b64': ...}}")
+        array = np.array([x.encode() if isinstance(x, str) else x for x in flat], dtype=object).reshape(array.shape)
+    else:
+        try:
+            array = np.array(value)
+        except ValueError as error:  # ragged nested lists
+            raise RequestError(f"input '{name}' is not a rectangular array: {error}") from error
+        if array.dtype.kind not in "biuf" or (spec.dtype.is_integer and array.dtype.kind == "f"):
+            got = {"f": "floats", "U": "strings", "O": "mixed values"}.get(array.dtype.kind, array.dtype.name)
+            raise RequestError(f"input '{name}' takes {spec.dtype.name} values, not {got}")
+        array = array.astype(spec.dtype.as_numpy_dtype)
+    expected = spec.shape
+    if array.ndim != expected.rank or not expected.is_compatible_with(array.shape):
+        want = "[" + ", ".join("N" if i == 0 else str(d if d is not None else "?") for i, d in enumerate(expected)) + "]"
+        raise RequestError(f"input '{name}' has shape {list(array.shape)} but the signature takes {want}")
+    if array.shape[0] == 0:
+        raise RequestError("the request holds no instances; send at least one")
+    return array
+
+
+def parse(body, specs_of, max_instances):
+    """(signature name, named arrays, whether the format is columnar) of a predict request's JSON body;
+    `specs_of(signature name)` gives the signature's input specs."""
+    try:
+        request = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RequestError(f"malformed JSON: {error}") from error
+    if not isinstance(request, dict) or ("instances" in request) == ("inputs" in request):
+        raise RequestError('the request must be a JSON object with either "instances" (row format) or "inputs" (columnar)')
+    signature = request.get("signature_name") or "serving_default"
+    specs = specs_of(signature)
+    names = list(specs)
+    columnar = "inputs" in request
+    if columnar:
+        given = request["inputs"]
+        columns = given if isinstance(given, dict) and set(given) == set(names) else ({names[0]: given} if len(names) == 1 else None)
+    else:
+        rows = request["instances"]
+        if not isinstance(rows, list) or not rows:
+            raise RequestError('"instances" must be a non-empty list')
+        objects = all(isinstance(r, dict) and set(r) == set(names) for r in rows)
+        columns = {n: [r[n] for r in rows] for n in names} if objects else ({names[0]: rows} if len(names) == 1 else None)
+    if columns is None:
+        raise RequestError(f"the signature takes inputs {', '.join(sorted(names))}; send each of them by name")
+    arrays = {name: _array(columns[name], specs[name], name) for name in names}
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1:
+        raise RequestError(f"inputs have different numbers of instances: {sorted(counts)}")
+    if counts.pop() > max_instances:
+        raise RequestError(f"the request holds more than {max_instances} instances; split it (or raise --max-instances)")
+    return signature, arrays, columnar
+
+
+def _jsonable(array):
+    if array.dtype == object or array.dtype.kind == "S":
+        return np.vectorize(lambda x: x.decode("utf-8", "replace") if isinstance(x, bytes) else x, otypes=[object])(array).tolist()
+    return array.tolist()
+
+
+def response(outputs, columnar):
+    """The JSON body of a predict response for `outputs` (name -> array with a batch axis)."""
+    values = {name: _jsonable(np.asarray(a)) for name, a in outputs.items()}
+    if columnar:
+        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
+    if len(values) == 1:
+        return {"predictions": next(iter(values.values()))}
+    count = len(next(iter(values.values())))
+    return {"predictions": [{name: v[i] for name, v in values.items()} for i in range(count)]}
+
+
+def tensor_info(spec):
+    """A TensorSpec as a SignatureDef's TensorInfo in TF Serving's metadata JSON."""
+    dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape]
+    return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "tensor_shape": {"dim": dims, "unknown_rank": False},
+            "name": spec.name or ""}

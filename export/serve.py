@@ -1,0 +1,186 @@
+"""`garden serve`: SavedModels behind TF Serving's REST API, so a TF Serving client works unchanged.
+
+    GET  /v1/models/NAME                 version status
+    GET  /v1/models/NAME/metadata        signature definitions
+    POST /v1/models/NAME:predict         {"instances": [...]} or {"inputs": ...}  (also /versions/1:predict)
+    GET  /healthz                        {"status": "ok", "models": [...], requests and model calls so far}
+
+Concurrent requests for one signature (and one input shape) are batched into one model call, up to
+`max_batch_size` rows or `batch_timeout_ms` of waiting. Bad requests get 400 with {"error": ...}."""
+
+import asyncio
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from aiohttp import web
+
+from export import manifest
+from export.rest_api import RequestError, parse, response, tensor_info
+from garden.errors import GardenError
+
+VERSION = "1"
+
+
+@dataclasses.dataclass
+class Limits:
+    max_request_bytes: int = 10 * 2**20
+    max_instances: int = 1024
+    max_batch_size: int = 64
+    batch_timeout_ms: float = 5.0
+
+
+class Batcher:
+    """One queue of (inputs, future); a task drains it into batched calls of `run` on a worker thread."""
+
+    def __init__(self, run, limits):
+        self.run, self.limits = run, limits
+        self.requests = self.calls = 0
+        self.queue = asyncio.Queue()
+        self.task = asyncio.get_running_loop().create_task(self.drain())
+
+    async def predict(self, inputs):
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((inputs, future))
+        return await future
+
+    async def drain(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            rows = len(next(iter(batch[0][0].values())))
+            deadline = loop.time() + self.limits.batch_timeout_ms / 1000
+            while rows < self.limits.max_batch_size and (wait := deadline - loop.time()) > 0:
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), wait)
+                except asyncio.TimeoutError:
+                    break
+                batch.append(item)
+                rows += len(next(iter(item[0].values())))
+            await self.answer(batch)
+
+    async def answer(self, batch):
+        """Runs `batch` in one call; when the model rejects it, runs each request alone, so one bad
+        request (an undecodable image, say) fails only itself."""
+        joined = {name: np.concatenate([inputs[name] for inputs, _ in batch]) for name in batch[0][0]}
+        self.requests, self.calls = self.requests + len(batch), self.calls + 1
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(None, self.run, joined)
+        except Exception as error:  # TensorFlow's errors for data that fits the signature but not the model
+            if len(batch) > 1:
+                for item in batch:
+                    await self.answer([item])
+            else:
+                batch[0][1].set_exception(RequestError(" ".join(str(error).split())[:300]))
+            return
+        start = 0
+        for inputs, future in batch:
+            count = len(next(iter(inputs.values())))
+            future.set_result({k: v[start : start + count] for k, v in outputs.items()})
+            start += count
+
+
+class Servable:
+    """A loaded SavedModel: its signatures and one batcher per (signature, input shapes)."""
+
+    def __init__(self, name, path):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise GardenError(f"{path} is not a SavedModel folder (no saved_model.pb); export one with 'garden export RUN_DIR'")
+        self.name, self.path = name, path
+        self.model = tf.saved_model.load(path)
+        self.signatures = dict(self.model.signatures)
+        self.batchers = {}
+
+    def specs(self, signature_name):
+        if signature_name not in self.signatures:
+            raise RequestError(f"no signature '{signature_name}'; this model has {', '.join(self.signatures)}")
+        return self.signatures[signature_name].structured_input_signature[1]
+
+    async def predict(self, signature_name, inputs, limits):
+        key = (signature_name, tuple((n, a.shape[1:]) for n, a in sorted(inputs.items())))
+        if key not in self.batchers:
+            signature = self.signatures[signature_name]
+            run = lambda arrays: {k: v.numpy() for k, v in signature(**{n: tf.constant(a) for n, a in arrays.items()}).items()}  # noqa: E731
+            self.batchers[key] = Batcher(run, limits)
+        return await self.batchers[key].predict(inputs)
+
+    def metadata(self):
+        signature_def = {
+            name: {
+                "inputs": {n: tensor_info(s) for n, s in signature.structured_input_signature[1].items()},
+                "outputs": {n: tensor_info(s) for n, s in signature.structured_outputs.items()},
+                "method_name": "tensorflow/serving/predict",
+            }
+            for name, signature in self.signatures.items()
+        }
+        return {"model_spec": {"name": self.name, "signature_name": "", "version": VERSION},
+                "metadata": {"signature_def": {"signature_def": signature_def}}}
+
+
+def model_name(path):
+    """The experiment named by the manifest beside `path`, else the folder's name."""
+    return manifest.read(os.path.dirname(os.path.abspath(path))).get("experiment") or os.path.basename(os.path.abspath(path))
+
+
+def _error(status, message):
+    return web.json_response({"error": message}, status=status)
+
+
+def build_app(models, limits=Limits()):
+    """The aiohttp application serving `models` (name -> SavedModel folder)."""
+    servables = {name: Servable(name, path) for name, path in models.items()}
+    app = web.Application(client_max_size=limits.max_request_bytes)
+
+    def servable(request):
+        name, version = request.match_info["name"], request.match_info.get("version", VERSION)
+        if name not in servables or version != VERSION:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"Servable not found for request: Specific({name}, {version})"}),
+                                   content_type="application/json")
+        return servables[name]
+
+    async def status(request):
+        servable(request)
+        return web.json_response({"model_version_status": [
+            {"version": VERSION, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+
+    async def metadata(request):
+        return web.json_response(servable(request).metadata())
+
+    async def predict(request):
+        model = servable(request)
+        if (request.content_length or 0) > limits.max_request_bytes:
+            return _error(400, f"the request body is over {limits.max_request_bytes} bytes; split it (or raise --max-request-bytes)")
+        try:
+            signature_name, inputs, columnar = parse(await request.read(), model.specs, limits.max_instances)
+            outputs = await model.predict(signature_name, inputs, limits)
+        except web.HTTPRequestEntityTooLarge:
+            return _error(400, f"the request body is over {limits.max_request_bytes} bytes; split it (or raise --max-request-bytes)")
+        except RequestError as error:
+            return _error(400, str(error))
+        return web.json_response(response(outputs, columnar))
+
+    async def health(request):
+        batchers = [b for model in servables.values() for b in model.batchers.values()]
+        return web.json_response({"status": "ok", "models": sorted(servables), "predict_requests": sum(b.requests for b in batchers),
+                                  "model_calls": sum(b.calls for b in batchers)})
+
+    model_path = "/v1/models/{name:[^/:]+}"
+    app.add_routes([
+        web.get(model_path, status),
+        web.get(model_path + "/versions/{version:[0-9]+}", status),
+        web.get(model_path + "/metadata", metadata),
+        web.get(model_path + "/versions/{version:[0-9]+}/metadata", metadata),
+        web.post(model_path + ":predict", predict),
+        web.post(model_path + "/versions/{version:[0-9]+}:predict", predict),
+        web.get("/healthz", health),
+    ])
+    return app
+
+
+def serve(models, host="127.0.0.1", port=8501, limits=Limits()):
+    app = build_app(models, limits)
+    listing = ", ".join(f"{name} ({path})" for name, path in models.items())
+    print(f"serving {listing} at http://{host}:{port}/v1/models/NAME", flush=True)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
