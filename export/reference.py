@@ -40,7 +40,12 @@ class Reference:
         self.inputs, self.expected = {}, {}
         for name in self.signatures:  # the tensor signature first
             self.inputs[name], held = self.signature_inputs(name, self.examples)
-            self.expected[name] = self.expected[tensors] if held is self.examples and name != tensors else self.keras_outputs(held)
+            if name == tensors:
+                self.expected[name] = self._keras_run(self.inputs[name])
+            elif held is self.examples:
+                self.expected[name] = self.expected[tensors]
+            else:  # the raw form holds other examples (say, images rounded to 8 bits)
+                self.expected[name] = self._keras_run(self.signature_inputs(tensors, held)[0])
         if "class_id" not in self.expected[tensors]:
             raise GardenError(
                 f"export judges artifacts by held-out accuracy, which task type '{run.task.config.type}' does not "
@@ -57,9 +62,8 @@ class Reference:
         batches = [features for features, _ in eval_dataset(examples, BATCH, self.task.prepare)]
         return [np.concatenate([b[n].numpy() for b in batches]) for n in names], examples
 
-    def keras_outputs(self, examples):
-        """The Keras model's serving outputs on `examples`, fed by the training input pipeline."""
-        tensors, _ = self.signature_inputs(self.task.tensor_signature, examples)
+    def _keras_run(self, tensors):
+        """The Keras model's serving outputs on prepared `tensors` (from the training input pipeline)."""
         return batched(numpy_outputs(self.signatures[self.task.tensor_signature].function), tensors)
 
     def keras_latency_ms(self, name=DEFAULT):

@@ -29,8 +29,8 @@ class Refused(GardenError):
 
 
 def refusal(kind, error, bound, accuracy_drop=None, max_accuracy_drop=None):
-    """Why `kind` missed its parity or accuracy bound (nothing has been written), or None."""
-    if error > bound:
+    """Why `kind` missed its parity bound (None: none) or accuracy bound (nothing has been written), or None."""
+    if bound is not None and error > bound:
         return (
             f"{kind} refused: max |difference| from the Keras model is {error:.3g}, over the bound {bound:.3g} "
             f"by {error - bound:.3g}; nothing was written (raise --max-error to accept it)"

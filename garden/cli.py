@@ -133,7 +133,9 @@ def _export_row(name, entry, keras_accuracy=None):
     latency = f"{entry['latency_ms']:.2f} ms" if "latency_ms" in entry else ""
     accuracy = f"{100 * entry['accuracy']:.2f}%" if "accuracy" in entry else ""
     drop = f"{100 * (keras_accuracy - entry['accuracy']):+.2f}" if accuracy and keras_accuracy is not None else ""
-    parity = f"{entry['max_abs_error']:.2g} (≤ {entry['error_bound']:.2g})" if "error_bound" in entry else ""
+    parity = f"{entry['max_abs_error']:.2g}" if "max_abs_error" in entry else ""
+    if entry.get("error_bound") is not None:
+        parity += f" (≤ {entry['error_bound']:.2g})"
     return [name, size, latency, accuracy, drop, parity, entry["path"]]
 
 
