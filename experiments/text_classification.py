@@ -103,3 +103,31 @@ def sst2_bert_small():
         ),
         trainer=text_trainer(5e-4, steps, steps_per_loop=100, interval=500),
     )
+
+
+@register_experiment("r8_static")
+def r8_static():
+    """A classifier on static embeddings distilled from MiniLM (model2vec) on Reuters R8; the
+    embeddings are fine-tuned with the head. Needs `garden distill static --out runs/static_minilm`.
+
+    garden distill static --teacher minilm --pca-dims 256 --out runs/static_minilm
+    garden train r8_static --set task.model.backbone.params.distilled_path=runs/static_minilm
+    Reached 96.6% test accuracy (96.5% validation) in 2.5 minutes on 2 CPU cores; its int8 TFLite
+    file is 9.8 MB and takes raw strings (docs/results.md).
+    """
+    steps = 1500
+    return ExperimentConfig.from_args(
+        task=TaskConfig(
+            type="text_classification",
+            model=ModelConfig(
+                backbone=component("backbone", "static", distilled_path="runs/static_minilm"),
+                head=component("head", "classification", num_classes=8, dropout=0.1),
+                tokenizer=TokenizerConfig(vocabulary="all_minilm_l6_v2", sequence_length=256),
+            ),
+            loss=component("loss", "sparse_categorical_crossentropy"),
+            train_data=text_data("reuters_r8", "train", 32),
+            validation_data=text_data("reuters_r8", "validation", 256),
+            test_data=text_data("reuters_r8", "test", 256),
+        ),
+        trainer=text_trainer(2e-3, steps, steps_per_loop=100, interval=500),
+    )

@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs; Python errors still surface
 
@@ -139,6 +140,14 @@ def _export_row(name, entry, keras_accuracy=None):
     return [name, size, latency, accuracy, drop, parity, entry["path"]]
 
 
+def cmd_distill(args):
+    from garden.distill import distill_static
+
+    start = time.perf_counter()
+    summary = distill_static(args.teacher, args.out, pca_dims=args.pca_dims, sif_coefficient=args.sif_coefficient)
+    print(json.dumps({**summary, "out": args.out, "seconds": round(time.perf_counter() - start, 1)}))
+
+
 def cmd_predict(args):
     from export.predict import format_rows, predict
 
@@ -187,6 +196,13 @@ def _parser():
     sub.add_argument("--out", help="export folder (default RUN_DIR/export, RUN_DIR/export/HEAD for a head)")
     sub.add_argument("--head", help="the sub-task whose head to export, for a multi-task run")
     sub.set_defaults(run=cmd_export)
+    sub = commands.add_parser("distill", help="distill a teacher encoder into static token embeddings (model2vec)")
+    sub.add_argument("method", choices=["static"])
+    sub.add_argument("--teacher", default="minilm", help="minilm, a named checkpoint or a Hugging Face BERT folder")
+    sub.add_argument("--pca-dims", type=int, default=256)
+    sub.add_argument("--sif-coefficient", type=float, default=1e-4)
+    sub.add_argument("--out", required=True, help="folder for embeddings.npy, vocab.txt and static.json")
+    sub.set_defaults(run=cmd_distill)
     sub = commands.add_parser("predict", help="run a SavedModel or TFLite artifact on a .npy array or an image")
     sub.add_argument("artifact")
     sub.add_argument("input")

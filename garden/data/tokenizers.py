@@ -1,6 +1,6 @@
 """The tokenizer resolver: a backbone's architecture decides its tokenizer.
 
-A BERT-family backbone (`bert`, `distil_bert`) reads WordPiece ids, so its tokenizer is WordPiece over a
+A BERT-family backbone (`bert`, `distil_bert`, and `static`, distilled from one) reads WordPiece ids, so its tokenizer is WordPiece over a
 `vocab.txt`; the vocabulary comes from `task.model.tokenizer.vocabulary` (a file, a
 checkpoint folder, or a named checkpoint) or else from `task.init_checkpoint`. Naming a
 tokenizer type that does not fit the backbone is an error.
@@ -15,7 +15,7 @@ import tensorflow_text as tf_text
 from garden.errors import GardenError
 from garden.models.pretrained import checkpoint_dir
 
-TOKENIZER_OF_BACKBONE = {"bert": "wordpiece", "distil_bert": "wordpiece"}
+TOKENIZER_OF_BACKBONE = {"bert": "wordpiece", "distil_bert": "wordpiece", "static": "wordpiece"}
 
 
 def tokenizer_type(backbone_type, requested=""):
