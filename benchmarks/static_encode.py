@@ -2,7 +2,7 @@
 
 Both encode the same R8 test documents in the same batches on this CPU, in one run, alternating
 rounds so that neither gets a quieter machine; the teacher is the sentence-transformers setup
-(WordPiece, 128 tokens, mean pooling) and the static model is `garden.distill.StaticEncoder`.
+(WordPiece, 128 tokens, mean pooling) and the static model is `garden.distill.static.StaticEncoder`.
 
     python benchmarks/static_encode.py --static runs/static_minilm [--quick]
 """
@@ -15,7 +15,7 @@ import tensorflow as tf
 from garden.cli import _register_all
 from garden.config import experiment_config
 from garden.data import text_datasets
-from garden.distill import StaticEncoder, teacher_encoder
+from garden.distill.static import StaticEncoder, teacher_encoder
 from garden.registry import TASKS
 
 

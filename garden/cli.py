@@ -141,7 +141,7 @@ def _export_row(name, entry, keras_accuracy=None):
 
 
 def cmd_distill(args):
-    from garden.distill import distill_static
+    from garden.distill.static import distill_static
 
     start = time.perf_counter()
     summary = distill_static(args.teacher, args.out, pca_dims=args.pca_dims, sif_coefficient=args.sif_coefficient)

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, garden
-from garden.distill import StaticEncoder, pca, sif_weights
+from garden.distill.static import StaticEncoder, pca, sif_weights
 from garden.errors import GardenError
 from garden.models.backbones.static import StaticEmbedding
 from garden.models.pretrained import checkpoint_dir
