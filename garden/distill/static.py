@@ -12,10 +12,11 @@ import json
 import os
 import shutil
 
-import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from garden.config import TokenizerConfig
+from garden.data.tokenizers import build_tokenizer
 from garden.errors import GardenError
 from garden.models import hf_import
 from garden.models.backbones.bert import BertEncoder
@@ -93,9 +94,7 @@ class StaticEncoder:
 
     def __init__(self, path):
         self.table = tf.constant(load_table(path))
-        self.tokenizer = keras_hub.tokenizers.WordPieceTokenizer(
-            vocabulary=os.path.join(path, "vocab.txt"), lowercase=True, strip_accents=True, dtype="int32"
-        )
+        self.tokenizer = build_tokenizer("static", TokenizerConfig(vocabulary=os.path.join(path, "vocab.txt")))
         self._encode = tf.function(self._vectors)
 
     def _vectors(self, texts):
