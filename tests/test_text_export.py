@@ -103,7 +103,7 @@ def test_predict_reads_a_text_file_one_example_per_line(text_export, tmp_path):
 
 
 def op_types(content):
-    """{TFLite op name: its output's (dtype name, scale of its first input)} for every op of a model."""
+    """(op name, its output's dtype name, its first input's scale) for every op of a TFLite model."""
     model = tflite.interpreter(content)
     tensors = {t["index"]: t for t in model.get_tensor_details()}
     return {(op["op_name"], tensors[op["outputs"][0]]["dtype"].__name__, tensors[op["inputs"][0]]["quantization"][0])
