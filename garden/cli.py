@@ -19,6 +19,7 @@ def _register_all():
     import experiments  # noqa: F401
     import export  # noqa: F401
     import garden.data.mnist  # noqa: F401
+    import garden.data.shakespeare  # noqa: F401
     import garden.data.text_datasets  # noqa: F401
     import garden.losses  # noqa: F401
     import garden.models.backbones  # noqa: F401
@@ -140,12 +141,35 @@ def _export_row(name, entry, keras_accuracy=None):
     return [name, size, latency, accuracy, drop, parity, entry["path"]]
 
 
-def cmd_distill(args):
+def cmd_distill_static(args):
     from garden.distill.static import distill_static
 
     start = time.perf_counter()
     summary = distill_static(args.teacher, args.out, pca_dims=args.pca_dims, sif_coefficient=args.sif_coefficient)
     print(json.dumps({**summary, "out": args.out, "seconds": round(time.perf_counter() - start, 1)}))
+
+
+def cmd_distill_logits(args):
+    from garden.distill.logits import write_teacher_logits
+
+    start = time.perf_counter()
+    summary = write_teacher_logits(args.run_dir, args.out, split=args.split)
+    print(json.dumps({**summary, "out": args.out, "seconds": round(time.perf_counter() - start, 1)}))
+
+
+def cmd_generate(args):
+    from garden.generate.generator import Generator
+    from garden.generate.sampler import Sampling
+    from garden.run import Run
+
+    run = Run(args.run_dir)
+    backbone = run.model.get_layer("backbone")
+    if not hasattr(backbone, "decode"):
+        raise GardenError(f"{args.run_dir} is a {run.config.task.type} run; generate needs a decoder language model (task causal_lm)")
+    sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    texts = Generator(backbone, run.task.tokenizer).generate(
+        args.prompt, args.max_new_tokens, sampling, seed=args.seed, stop=args.stop, cache=not args.no_cache)
+    print("\n\n".join(prompt + text for prompt, text in zip(args.prompt, texts)))
 
 
 def cmd_predict(args):
@@ -196,13 +220,30 @@ def _parser():
     sub.add_argument("--out", help="export folder (default RUN_DIR/export, RUN_DIR/export/HEAD for a head)")
     sub.add_argument("--head", help="the sub-task whose head to export, for a multi-task run")
     sub.set_defaults(run=cmd_export)
-    sub = commands.add_parser("distill", help="distill a teacher encoder into static token embeddings (model2vec)")
-    sub.add_argument("method", choices=["static"])
+    methods = commands.add_parser("distill", help="distill a teacher: static embeddings, or logits for a student").add_subparsers(
+        dest="method", required=True)
+    sub = methods.add_parser("static", help="a teacher encoder's static token embeddings (model2vec)")
     sub.add_argument("--teacher", default="minilm", help="minilm, a named checkpoint or a Hugging Face BERT folder")
     sub.add_argument("--pca-dims", type=int, default=256)
     sub.add_argument("--sif-coefficient", type=float, default=1e-4)
     sub.add_argument("--out", required=True, help="folder for embeddings.npy, vocab.txt and static.json")
-    sub.set_defaults(run=cmd_distill)
+    sub.set_defaults(run=cmd_distill_static)
+    sub = methods.add_parser("logits", help="a trained run's logits on its training data, for the distillation loss")
+    sub.add_argument("run_dir", help="the teacher's run folder")
+    sub.add_argument("--out", required=True, help=".npz file to set as task.train_data.teacher_logits")
+    sub.add_argument("--split", help="another split of the teacher's training dataset (default its train_data split)")
+    sub.set_defaults(run=cmd_distill_logits)
+    sub = commands.add_parser("generate", help="continue prompts with a trained decoder language model")
+    sub.add_argument("run_dir")
+    sub.add_argument("--prompt", action="append", required=True, help="repeatable: prompts of any lengths run as one batch")
+    sub.add_argument("--max-new-tokens", type=int, default=200)
+    sub.add_argument("--temperature", type=float, default=1.0, help="0 is greedy decoding")
+    sub.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens (0: all)")
+    sub.add_argument("--top-p", type=float, default=1.0, help="sample from the fewest tokens holding this probability")
+    sub.add_argument("--seed", type=int, default=0, help="the same seed gives the same text")
+    sub.add_argument("--stop", action="append", default=[], help="repeatable: a one-token string that ends a continuation")
+    sub.add_argument("--no-cache", action="store_true", help="recompute the whole prefix each step (the key/value cache's reference)")
+    sub.set_defaults(run=cmd_generate)
     sub = commands.add_parser("predict", help="run a SavedModel or TFLite artifact on a .npy array or an image")
     sub.add_argument("artifact")
     sub.add_argument("input")

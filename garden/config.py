@@ -29,8 +29,9 @@ class ComponentConfig(base_config.Config):
 @dataclasses.dataclass
 class DataConfig(mg.DataConfig):
     """Model Garden's DataConfig plus a catalog dataset, its split, an optional evenly spaced
-    subset of `num_examples` and,
-    for text files, the columns to read (names, or numbers when `header` is false)."""
+    subset of `num_examples`, for text files the columns to read (names, or numbers when `header`
+    is false) and, for training data under the `distillation` loss, the `teacher_logits` file that
+    `garden distill logits` wrote for these examples."""
 
     dataset: str = ""
     split: str = ""
@@ -39,6 +40,7 @@ class DataConfig(mg.DataConfig):
     text_pair_column: str = ""
     label_column: str = "label"
     header: bool = True
+    teacher_logits: str = ""
 
 
 @dataclasses.dataclass

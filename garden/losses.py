@@ -5,6 +5,7 @@ Labels of -1 mark positions that are not scored (see garden/metrics.py)."""
 import keras
 from keras import ops
 
+from garden.errors import GardenError
 from garden.registry import LOSSES
 
 
@@ -55,5 +56,24 @@ def span_crossentropy():
     def loss(labels, logits):
         positions = ops.swapaxes(ops.cast(logits, "float32"), 1, 2)  # [batch, 2, length]
         return 0.5 * ops.sum(keras.losses.sparse_categorical_crossentropy(labels, positions, from_logits=True), axis=-1)
+
+    return loss
+
+
+@LOSSES.register("distillation")
+def distillation(temperature=2.0, alpha=0.5):
+    """Hinton et al.'s knowledge distillation: alpha * CE(labels, student) + (1 - alpha) * T² *
+    KL(softmax(teacher / T) || softmax(student / T)), T the `temperature`. Targets are
+    {"labels", "teacher_logits"}: set task.train_data.teacher_logits to what 'garden distill logits' wrote."""
+    if temperature <= 0 or not 0 <= alpha <= 1:
+        raise GardenError(f"distillation needs temperature > 0 and 0 <= alpha <= 1 (got {temperature}, {alpha})")
+
+    def loss(targets, logits):
+        logits = ops.cast(logits, "float32")
+        teacher = ops.log_softmax(ops.cast(targets["teacher_logits"], "float32") / temperature, axis=-1)
+        student = ops.log_softmax(logits / temperature, axis=-1)
+        soft = ops.sum(ops.exp(teacher) * (teacher - student), axis=-1) * temperature**2
+        hard = keras.losses.sparse_categorical_crossentropy(targets["labels"], logits, from_logits=True)
+        return alpha * hard + (1 - alpha) * soft
 
     return loss

@@ -2,32 +2,42 @@
 
 A BERT-family backbone (`bert`, `distil_bert`, and `static`, distilled from one) reads WordPiece ids, so its tokenizer is WordPiece over a
 `vocab.txt`; the vocabulary comes from `task.model.tokenizer.vocabulary` (a file, a
-checkpoint folder, or a named checkpoint) or else from `task.init_checkpoint`. Naming a
-tokenizer type that does not fit the backbone is an error.
+checkpoint folder, or a named checkpoint) or else from `task.init_checkpoint`. The `decoder`
+backbone reads `character` ids (the 256 byte values of UTF-8 text, so ASCII text is one id per
+character; no vocabulary) or `sentencepiece` ids (a `.model` file; `train_sentencepiece` makes one).
+The first type listed for a backbone is its default; naming one that does not fit is an error.
 """
 
+import hashlib
+import io
 import os
 
 import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from garden.data import catalog
 from garden.errors import GardenError
 from garden.models.pretrained import checkpoint_dir
 
-TOKENIZER_OF_BACKBONE = {"bert": "wordpiece", "distil_bert": "wordpiece", "static": "wordpiece"}
+TOKENIZERS_OF_BACKBONE = {
+    "bert": ("wordpiece",),
+    "distil_bert": ("wordpiece",),
+    "static": ("wordpiece",),
+    "decoder": ("character", "sentencepiece"),
+}
 
 
 def tokenizer_type(backbone_type, requested=""):
-    if backbone_type not in TOKENIZER_OF_BACKBONE:
-        raise GardenError(f"backbone '{backbone_type}' reads no text; text tasks take one of: {', '.join(TOKENIZER_OF_BACKBONE)}")
-    fitting = TOKENIZER_OF_BACKBONE[backbone_type]
-    if requested and requested != fitting:
+    if backbone_type not in TOKENIZERS_OF_BACKBONE:
+        raise GardenError(f"backbone '{backbone_type}' reads no text; text tasks take one of: {', '.join(TOKENIZERS_OF_BACKBONE)}")
+    fitting = TOKENIZERS_OF_BACKBONE[backbone_type]
+    if requested and requested not in fitting:
         raise GardenError(
-            f"tokenizer '{requested}' does not fit backbone '{backbone_type}', which reads {fitting} ids; "
-            f"set task.model.tokenizer.type={fitting} or leave it empty"
+            f"tokenizer '{requested}' does not fit backbone '{backbone_type}', which reads {' or '.join(fitting)} ids; "
+            f"set task.model.tokenizer.type={fitting[0]} or leave it empty"
         )
-    return fitting
+    return requested or fitting[0]
 
 
 def vocabulary_file(vocabulary, init_checkpoint=""):
@@ -42,7 +52,14 @@ def vocabulary_file(vocabulary, init_checkpoint=""):
 
 def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
     """The in-graph tokenizer (a KerasHub layer) for `backbone_type`."""
-    tokenizer_type(backbone_type, tokenizer_config.type)
+    kind = tokenizer_type(backbone_type, tokenizer_config.type)
+    if kind == "character":
+        return keras_hub.tokenizers.ByteTokenizer(lowercase=False, dtype="int32")
+    if kind == "sentencepiece":
+        if not os.path.isfile(tokenizer_config.vocabulary):
+            raise GardenError(f"no SentencePiece model at '{tokenizer_config.vocabulary}'; set task.model.tokenizer.vocabulary "
+                              "to a .model file (a causal_lm run trains one on its training texts when it is empty)")
+        return keras_hub.tokenizers.SentencePieceTokenizer(proto=tokenizer_config.vocabulary, dtype="int32")
     return keras_hub.tokenizers.WordPieceTokenizer(
         vocabulary=vocabulary_file(tokenizer_config.vocabulary, init_checkpoint),
         lowercase=tokenizer_config.lowercase,
@@ -61,3 +78,33 @@ def serving_tokenizer(tokenizer):
         unknown_token=tokenizer.oov_token,
         lower_case_nfd_strip_accents=tokenizer.lowercase,
     )
+
+
+def train_sentencepiece(texts, vocabulary_size):
+    """The path of a SentencePiece BPE model of `vocabulary_size` pieces for `texts`, trained once
+    into Garden's cache. Newlines and runs of spaces are kept as pieces and unknown characters fall
+    back to bytes, so decoding gives the text back; the trainer runs on one thread, so the same
+    texts always give the same model."""
+    import sentencepiece
+
+    settings = dict(vocab_size=vocabulary_size, model_type="bpe", character_coverage=1.0, byte_fallback=True,
+                    num_threads=1, normalization_rule_name="identity", remove_extra_whitespaces=False,
+                    allow_whitespace_only_pieces=True, add_dummy_prefix=False, user_defined_symbols=["\n"],
+                    max_sentence_length=1 << 16)
+    digest = hashlib.sha256(repr(sorted(settings.items())).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    path = catalog.cache_dir() / "sentencepiece" / f"{digest.hexdigest()[:16]}.model"
+    if not path.is_file():
+        model = io.BytesIO()
+        paragraphs = [p + "\n\n" for text in texts for p in text.split("\n\n") if p]
+        try:
+            sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(paragraphs), model_writer=model, minloglevel=2, **settings)
+        except RuntimeError as error:
+            raise GardenError(f"SentencePiece could not train {vocabulary_size} pieces on these texts ({error}); "
+                              "lower task.model.backbone.params.vocabulary_size") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(".tmp")
+        staging.write_bytes(model.getvalue())
+        os.replace(staging, path)
+    return str(path)

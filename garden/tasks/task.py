@@ -15,6 +15,7 @@ class Task:
 
     tensor_signature = "serving_default"
     raw_signature = None
+    assets = {}  # files the trainer copies into the run folder: name -> path (a trained tokenizer)
 
     def __init__(self, config):
         self.config = config

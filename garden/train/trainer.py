@@ -9,6 +9,7 @@ and evaluates. Only the chief writes; a run folder with checkpoints is resumed.
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -16,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.config import save_yaml
+from garden.data import soft_targets
 from garden.data.pipeline import train_dataset
 from garden.errors import GardenError
 from garden.optimizers import build_optimizer
@@ -154,10 +156,18 @@ class Trainer:
     def _routine(self, name, task):
         """What training one (sub-)task needs: its data, examples, model, loss and compiled loop."""
         data = task.config.train_data
+        where = f"task.tasks.{name}" if name else "task"
         if data.global_batch_size <= 0:
-            where = f"task.tasks.{name}" if name else "task"
             raise GardenError(f"set {where}.train_data.global_batch_size to a positive number")
+        if (task.config.loss.type == "distillation") != bool(data.teacher_logits):
+            raise GardenError(
+                f"the distillation loss and {where}.train_data.teacher_logits go together: set both "
+                f"({where}.loss.type=distillation, teacher_logits=FILE from 'garden distill logits') or neither"
+            )
         train = task.load(data)
+        prepare = task.prepare
+        if data.teacher_logits:
+            train, prepare = soft_targets.attach(train, data.teacher_logits), soft_targets.with_teacher(prepare)
         validation = task.config.validation_data
         model = self.models[name]
         return {
@@ -165,6 +175,7 @@ class Trainer:
             "task": task,
             "data": data,
             "train": train,
+            "prepare": prepare,
             "validation": task.load(validation, train.label_names) if validation.dataset else None,
             "validation_batch": validation.global_batch_size or data.global_batch_size,
             "model": model,
@@ -172,10 +183,10 @@ class Trainer:
         }
 
     def _distributed_dataset(self, routine, start):
-        data, task = routine["data"], routine["task"]
+        data = routine["data"]
         seed = data.seed or self.config.runtime.seed
         return self.strategy.distribute_datasets_from_function(
-            lambda ctx: train_dataset(routine["train"], data.global_batch_size, seed, start, ctx, task.prepare)
+            lambda ctx: train_dataset(routine["train"], data.global_batch_size, seed, start, ctx, routine["prepare"])
         )
 
     def _run_steps(self, routines, order):
@@ -201,6 +212,8 @@ class Trainer:
             labels = {name: r["train"].label_names for name, r in routines.items()}
             with open(os.path.join(self.run_dir, "labels.json"), "w") as f:
                 json.dump(labels.get("", labels), f)
+            for name, path in self.task.assets.items():
+                shutil.copyfile(path, os.path.join(self.run_dir, name))
 
     def _validate(self, routines, reporter, step):
         results = {}

@@ -1,6 +1,7 @@
 """Task heads: one file each, registered in `garden.registry.HEADS`."""
 
 from garden.models.heads import (  # noqa: F401  (registers)
+    causal_lm,
     classification,
     masked_lm,
     multiple_choice,

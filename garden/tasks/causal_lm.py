@@ -1,0 +1,63 @@
+"""Causal language modeling: texts tokenized into one stream and cut into fixed-length windows,
+next-token cross-entropy, and per-token loss, perplexity and bits on held-out texts."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from garden.data.examples import Examples
+from garden.data.tokenizers import build_tokenizer, tokenizer_type, train_sentencepiece
+from garden.errors import GardenError
+from garden.registry import TASKS
+from garden.tasks.task import Task
+
+
+@TASKS.register("causal_lm")
+class CausalLMTask(Task):
+    """An example is a window of `sequence_length` + 1 tokens: the model reads the first
+    `sequence_length` and predicts each next one. Consecutive windows share one token, so every
+    token of the stream after the first is predicted exactly once per epoch."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        tokenizer, backbone = config.model.tokenizer, config.model.backbone
+        vocabulary_size = getattr(backbone.params, "vocabulary_size", 0)
+        if tokenizer_type(backbone.type, tokenizer.type) == "sentencepiece" and not tokenizer.vocabulary:
+            if not vocabulary_size:
+                raise GardenError("set task.model.backbone.params.vocabulary_size: the number of SentencePiece pieces to train")
+            tokenizer = tokenizer.replace(vocabulary=train_sentencepiece(self.texts(config.train_data), vocabulary_size))
+        self.tokenizer = build_tokenizer(backbone.type, tokenizer)
+        if self.tokenizer.vocabulary_size() != vocabulary_size:
+            raise GardenError(f"the tokenizer has {self.tokenizer.vocabulary_size()} ids; set "
+                              f"task.model.backbone.params.vocabulary_size={self.tokenizer.vocabulary_size()}")
+        self.sequence_length = tokenizer.sequence_length
+        self.assets = {"tokenizer.model": tokenizer.vocabulary} if tokenizer.vocabulary else {}
+
+    def texts(self, data_config):
+        return super().load(data_config.replace(num_examples=-1)).features["text"]
+
+    def load(self, data_config, label_names=None):
+        stream = np.concatenate([self.tokenizer(text).numpy() for text in self.texts(data_config)])
+        length = self.sequence_length
+        count = (len(stream) - 1) // length
+        if count < 1:
+            raise GardenError(f"{data_config.dataset} has {len(stream)} tokens, too few for one window of "
+                              f"task.model.tokenizer.sequence_length={length}; lower it")
+        windows = stream[np.arange(count)[:, None] * length + np.arange(length + 1)].astype(np.int32)
+        return Examples({"token_ids": windows}, np.zeros(count, np.int64), []).take(data_config.num_examples)
+
+    def prepare(self, features, labels):
+        window = features["token_ids"]
+        inputs = window[:, :-1]
+        return {"token_ids": inputs, "padding_mask": tf.ones_like(inputs)}, window[:, 1:]
+
+    def eval_outputs(self, outputs, labels):
+        losses = keras.losses.sparse_categorical_crossentropy(labels, outputs["logits"], from_logits=True)
+        return {"loss_sum": tf.reduce_sum(tf.cast(losses, tf.float64), axis=-1)}
+
+    def metrics(self, labels, outputs):
+        loss = float(outputs["loss_sum"].sum() / labels.size)
+        return {"loss": loss, "perplexity": float(np.exp(loss)), "bits_per_token": loss / np.log(2)}
+
+    def serving_outputs(self, outputs):
+        return {"logits": tf.cast(outputs["logits"], tf.float32)}

@@ -1,0 +1,148 @@
+"""Decoder LM and generation: sampling rules, the key/value cache against full recomputation, the
+Shakespeare corpus and its character tokenizer, and a trained model that beats the unigram baseline."""
+
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import ROOT, garden
+from garden.config import DataConfig, TokenizerConfig
+from garden.data.shakespeare import shakespeare
+from garden.data.tokenizers import build_tokenizer, train_sentencepiece
+from garden.errors import GardenError
+from garden.generate.generator import Generator
+from garden.generate.sampler import Sampling, sample
+from garden.models.backbones.decoder import DecoderBackbone
+
+PROBABILITIES = np.array([0.5, 0.3, 0.15, 0.05])
+
+
+def draws(sampling, seed=0, count=4000):
+    logits = np.tile(np.log(PROBABILITIES), (count, 1))
+    return sample(tf.constant(logits), tf.constant([seed, 0]), sampling).numpy()
+
+
+def test_top_k_and_top_p_sample_only_inside_their_set_in_proportion():
+    assert set(draws(Sampling(top_k=2))) == {0, 1}
+    assert set(draws(Sampling(top_p=0.7))) == {0, 1}  # 0.5 < 0.7 <= 0.5 + 0.3
+    assert set(draws(Sampling(top_p=0.5))) == {0}
+    assert set(draws(Sampling(top_p=0.81))) == {0, 1, 2}
+    shares = np.bincount(draws(Sampling(top_k=2)), minlength=4) / 4000
+    np.testing.assert_allclose(shares[:2], [0.5 / 0.8, 0.3 / 0.8], atol=0.03)  # renormalized, not flattened
+    cold = np.bincount(draws(Sampling(temperature=0.5)), minlength=4) / 4000  # p^2 renormalized
+    np.testing.assert_allclose(cold, PROBABILITIES**2 / (PROBABILITIES**2).sum(), atol=0.03)
+
+
+def test_temperature_zero_is_greedy_and_a_seed_fixes_the_draws():
+    logits = tf.random.stateless_normal([64, 50], seed=[1, 2])
+    np.testing.assert_array_equal(sample(logits, tf.constant([3, 0]), Sampling(temperature=0)), np.argmax(logits, -1))
+    np.testing.assert_array_equal(draws(Sampling(), seed=7), draws(Sampling(), seed=7))
+    assert (draws(Sampling(), seed=7) != draws(Sampling(), seed=8)).any()
+    with pytest.raises(GardenError, match="top_p"):
+        Sampling(top_p=0.0)
+
+
+@pytest.fixture(scope="module", params=[None, 8], ids=["full_attention", "sliding_window_8"])
+def tiny_decoder(request):
+    tf.random.set_seed(0)
+    backbone = DecoderBackbone(num_layers=2, num_heads=4, num_key_value_heads=2, hidden_dim=32, intermediate_dim=48,
+                               sliding_window=request.param)
+    return backbone, build_tokenizer("decoder", TokenizerConfig())
+
+
+def test_cached_decoding_in_chunks_gives_the_full_forward_logits(tiny_decoder):
+    backbone, _ = tiny_decoder
+    token_ids = tf.random.stateless_uniform([2, 12], [0, 1], maxval=256, dtype=tf.int32)
+    padding_mask = tf.constant([[1] * 12, [0] * 3 + [1] * 9])  # the second row is left-padded
+    full = backbone({"token_ids": token_ids, "padding_mask": padding_mask})["token_logits"].numpy()
+    cache = backbone.empty_cache(2, 12)
+    chunks = []
+    for start, end in ((0, 5), (5, 6), (6, 12)):
+        logits, cache = backbone.decode(token_ids[:, start:end], padding_mask, cache, start)
+        chunks.append(logits.numpy())
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1)[:, 3:], full[:, 3:], atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1)[0], full[0], atol=1e-5)
+
+
+def test_a_sliding_window_hides_the_tokens_beyond_its_reach(tiny_decoder):
+    backbone, _ = tiny_decoder
+    token_ids = tf.random.stateless_uniform([1, 20], [0, 2], maxval=256, dtype=tf.int32)
+    changed = tf.concat([(token_ids[:, :1] + 1) % 256, token_ids[:, 1:]], axis=1)  # another first token
+    last = [backbone({"token_ids": ids, "padding_mask": tf.ones_like(ids)})["token_logits"][0, -1].numpy() for ids in (token_ids, changed)]
+    # two layers of 8-token windows reach 14 tokens back from the last (position 19): not position 0
+    assert np.allclose(*last, atol=1e-6) == (backbone.sliding_window == 8)
+
+
+def test_greedy_with_the_cache_gives_exactly_the_recomputed_tokens_for_prompts_of_any_length(tiny_decoder):
+    generator = Generator(*tiny_decoder)
+    prompts = ["ROMEO:", "Now is the winter of our discontent", "O"]
+    greedy = Sampling(temperature=0)
+    cached = generator.generate(prompts, 40, greedy)
+    assert cached == generator.generate(prompts, 40, greedy, cache=False)
+    assert [generator.generate([p], 40, greedy)[0] for p in prompts] == cached  # left padding changes nothing
+    sampled = generator.generate(prompts, 40, Sampling(temperature=1.0, top_k=20), seed=5)
+    assert sampled == generator.generate(prompts, 40, Sampling(temperature=1.0, top_k=20), seed=5, cache=False)
+    assert sampled != generator.generate(prompts, 40, Sampling(temperature=1.0, top_k=20), seed=6)
+    with pytest.raises(GardenError, match="exactly one token"):
+        generator.generate(prompts, 4, greedy, stop=["\n\n"])
+
+
+def test_shakespeare_splits_hold_whole_texts_and_the_character_tokenizer_round_trips_them():
+    train, validation = (shakespeare(DataConfig(split=split)).features["text"] for split in ("train", "validation"))
+    assert len(train) == 38 and len(validation) == 4 and not set(train) & set(validation)
+    assert any(text.startswith("MACBETH") for text in validation)
+    tokenizer = build_tokenizer("decoder", TokenizerConfig())
+    ids = tokenizer(validation[0]).numpy()
+    assert len(ids) == len(validation[0]) and tokenizer.detokenize(ids) == validation[0]
+    with pytest.raises(GardenError, match="no split 'test'"):
+        shakespeare(DataConfig(split="test"))
+
+
+def test_sentencepiece_trains_the_same_model_twice_and_gives_the_text_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
+    texts = list(shakespeare(DataConfig(split="validation")).features["text"])
+    path = train_sentencepiece(texts, 512)
+    first = open(path, "rb").read()
+    os.remove(path)
+    assert train_sentencepiece(texts, 512) == path and open(path, "rb").read() == first
+    tokenizer = build_tokenizer("decoder", TokenizerConfig(type="sentencepiece", vocabulary=path))
+    passage = texts[1][5000:8000]  # Macbeth: verse, speakers, stage directions
+    ids = tokenizer(passage).numpy()
+    # 256 of the 512 ids are the byte fallback; the other 256 pieces already save a third of the tokens
+    assert tokenizer.vocabulary_size() == 512 and len(ids) < 0.66 * len(passage) and tokenizer.detokenize(ids) == passage
+    with pytest.raises(GardenError, match="no SentencePiece model"):
+        build_tokenizer("decoder", TokenizerConfig(type="sentencepiece"))
+    with pytest.raises(GardenError, match="which reads character or sentencepiece ids"):
+        build_tokenizer("decoder", TokenizerConfig(type="wordpiece"))
+
+
+def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly(tmp_path):
+    run_dir = tmp_path / "lm"
+    steps = ["trainer.train_steps=300", "trainer.validation_interval=300", "trainer.checkpoint_interval=300",
+             "task.validation_data.num_examples=1000", "task.train_data.global_batch_size=32"]
+    garden("train", "shakespeare_char", *[a for s in steps for a in ("--set", s)], "--run-dir", run_dir)
+    # a model that knows only character frequencies (from the training texts) scores this many nats a character
+    counts = collections.Counter("".join(shakespeare(DataConfig(split="train")).features["text"]))
+    held_out = "".join(shakespeare(DataConfig(split="validation")).features["text"])
+    unigram = -np.mean([np.log(counts[c] / sum(counts.values())) for c in held_out[:200000]])
+    validation = [json.loads(line) for line in open(run_dir / "metrics.jsonl") if '"validation"' in line]
+    assert validation[-1]["loss"] < unigram - 0.4, (validation[-1]["loss"], unigram)
+
+    command = ["generate", run_dir, "--prompt", "ROMEO:", "--prompt", "Enter", "--max-new-tokens", "60",
+               "--temperature", "0.8", "--top-p", "0.9", "--seed", "1"]
+    first = garden(*command).stdout
+    assert first == garden(*command).stdout  # the same seed, the same text
+    assert first.startswith("ROMEO:") and "\n\nEnter" in first
+    stopped = garden("generate", run_dir, "--prompt", "ROMEO:", "--temperature", "0", "--stop", "\n").stdout
+    assert "\n" not in stopped.rstrip("\n")
+    benchmark = subprocess.run([sys.executable, "benchmarks/generate.py", str(run_dir), "--quick"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert benchmark.returncode == 0, benchmark.stderr[-2000:]
+    assert "identical tokens both ways" in benchmark.stdout and re.search(r"ratio cache / recompute: +[\d.]+x", benchmark.stdout)

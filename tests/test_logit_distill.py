@@ -1,0 +1,103 @@
+"""Logit distillation: the loss by hand, the teacher-logits file and its guard, and a student whose
+first training loss is the distillation loss of its own outputs against the teacher's file."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import TINY_TEXT, garden
+from garden.data import soft_targets
+from garden.data.examples import Examples
+from garden.data.pipeline import eval_dataset
+from garden.errors import GardenError
+from garden.losses import distillation
+from garden.run import Run
+
+
+def log_softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def distillation_by_hand(labels, student, teacher, temperature, alpha):
+    teacher_p = np.exp(log_softmax(teacher / temperature))
+    kl = (teacher_p * (log_softmax(teacher / temperature) - log_softmax(student / temperature))).sum(-1)
+    cross_entropy = -log_softmax(student)[np.arange(len(labels)), labels]
+    return alpha * cross_entropy + (1 - alpha) * temperature**2 * kl
+
+
+def test_distillation_loss_matches_a_hand_computation():
+    # two examples, three classes: p_t = softmax([2, 0, 0] / 2) = (0.576, 0.212, 0.212); the student is uniform
+    student, teacher, labels = np.array([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]]), np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]]), np.array([0, 2])
+    p = np.exp(1.0) / (np.exp(1.0) + 2)
+    first_kl = p * np.log(3 * p) + (1 - p) * np.log(3 * (1 - p) / 2)  # KL(p_t || uniform)
+    first = 0.25 * np.log(3) + 0.75 * 4 * first_kl
+    loss = np.asarray(distillation(temperature=2.0, alpha=0.25)({"labels": labels, "teacher_logits": teacher}, student))
+    assert loss[0] == pytest.approx(first, rel=1e-5)
+    np.testing.assert_allclose(loss, distillation_by_hand(labels, student, teacher, 2.0, 0.25), rtol=1e-5)
+    labels_only = distillation(alpha=1.0)({"labels": labels, "teacher_logits": teacher}, student)
+    np.testing.assert_allclose(labels_only, -log_softmax(student)[[0, 1], labels], rtol=1e-5)
+    same = distillation(alpha=0.0)({"labels": labels, "teacher_logits": student}, student)
+    np.testing.assert_allclose(same, 0.0, atol=1e-6)  # a student equal to its teacher costs nothing
+    with pytest.raises(GardenError, match="temperature > 0"):
+        distillation(temperature=0.0)
+
+
+def test_teacher_logits_only_attach_to_the_examples_they_were_written_for(tmp_path):
+    examples = Examples({"text": np.array(["a b", "c", "d e f"], object)}, np.array([0, 1, 1]), ["x", "y"])
+    logits = np.arange(6, dtype=np.float32).reshape(3, 2)
+    path = str(tmp_path / "teacher.npz")
+    soft_targets.save(path, logits, examples)
+    attached = soft_targets.attach(examples, path)
+    np.testing.assert_array_equal(attached.features["teacher_logits"], logits)
+    np.testing.assert_array_equal(attached.take(2).features["teacher_logits"], logits[[0, 1]])
+    reordered = Examples({"text": examples.features["text"][[1, 0, 2]]}, examples.labels[[1, 0, 2]], ["x", "y"])
+    with pytest.raises(GardenError, match="logits of other examples"):
+        soft_targets.attach(reordered, path)
+    with pytest.raises(GardenError, match="differ from the training data"):
+        soft_targets.attach(Examples(examples.features, examples.labels, ["y", "x"]), path)
+    with pytest.raises(GardenError, match="garden distill logits"):
+        soft_targets.attach(examples, str(tmp_path / "missing.npz"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher.npz"]  # written in one rename
+
+
+def test_a_student_trains_on_the_teacher_logits_in_the_order_of_its_batches(text_run, tmp_path):
+    logits_path = tmp_path / "teacher.npz"
+    summary = json.loads(garden("distill", "logits", text_run, "--out", logits_path).stdout.splitlines()[-1])
+    teacher = Run(str(text_run))
+    examples = teacher.task.load(teacher.config.task.train_data, teacher.label_names)
+    expected = np.concatenate([teacher.model(f, training=False)["logits"].numpy() for f, _ in eval_dataset(examples, 256, teacher.task.prepare)])
+    with np.load(logits_path) as stored:
+        np.testing.assert_allclose(stored["logits"], expected, atol=1e-4)
+    assert summary["examples"] == len(examples) == 1024
+    assert summary["teacher_accuracy"] == pytest.approx(np.mean(expected.argmax(-1) == examples.labels), abs=1e-4)
+
+    # one full-batch step at learning rate 0, no dropout: the reported loss is the mean distillation
+    # loss of the initial student over all 1024 examples, whatever order the shuffle gave them
+    student = tmp_path / "student"
+    overrides = [s for s in TINY_TEXT if not s.startswith("trainer")] + [
+        "task.train_data.global_batch_size=1024", "trainer.train_steps=1",
+        "trainer.steps_per_loop=1", "trainer.checkpoint_interval=1", "trainer.validation_interval=1",
+        "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.0",
+        "task.model.backbone.params.dropout=0.0", "task.model.head.params.dropout=0.0",
+        f"task.train_data.teacher_logits={logits_path}", "task.loss.params.temperature=3.0",
+    ]
+    garden("train", "r8_student_kd", *[a for s in overrides for a in ("--set", s)], "--run-dir", student)
+    first_loss = next(json.loads(line)["loss"] for line in open(student / "metrics.jsonl") if '"train"' in line)
+    initial = Run(str(student))
+    outputs = np.concatenate([initial.model(f, training=False)["logits"].numpy() for f, _ in eval_dataset(examples, 256, initial.task.prepare)])
+    assert first_loss == pytest.approx(distillation_by_hand(examples.labels, outputs, expected, 3.0, 0.5).mean(), rel=1e-3)
+
+
+def test_a_student_stops_before_training_on_mismatched_or_missing_teacher_logits(text_run, tmp_path):
+    logits_path = tmp_path / "teacher.npz"
+    garden("distill", "logits", text_run, "--out", logits_path, "--split", "validation")
+    run_dir = tmp_path / "student"
+    base = ["task.model.backbone.params.num_layers=1", "task.train_data.num_examples=1024"]
+    wrong = garden("train", "r8_student_kd", *[a for s in base + [f"task.train_data.teacher_logits={logits_path}"] for a in ("--set", s)],
+                   "--run-dir", run_dir, check=False)
+    assert wrong.returncode != 0 and "logits of other examples" in wrong.stderr and "Traceback" not in wrong.stderr
+    missing = garden("train", "r8_student_kd", "--set", "task.train_data.teacher_logits=", "--run-dir", run_dir, check=False)
+    assert missing.returncode != 0 and "go together" in missing.stderr.splitlines()[-1]
+    assert not (run_dir / "checkpoints").exists()
