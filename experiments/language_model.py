@@ -42,6 +42,8 @@ def shakespeare_char():
     their context as training did.
 
     garden train shakespeare_char && garden generate runs/shakespeare_char --prompt "ROMEO:" --seed 1
+    Reached 1.70 validation loss per character on four held-out texts (nanoGPT's CPU config: 1.88 on
+    its own split) in 6.5 minutes on 2 CPU cores (docs/results.md).
     """
     backbone = dict(vocabulary_size=256, num_layers=4, num_heads=4, num_key_value_heads=1, hidden_dim=128, intermediate_dim=384,
                     sliding_window=64)
@@ -51,10 +53,10 @@ def shakespeare_char():
 @register_experiment("shakespeare_lm")
 def shakespeare_lm():
     """shakespeare_char's decoder reading SentencePiece BPE pieces (2048, trained by Garden on the
-    training texts and saved with the run as tokenizer.model): 64 pieces of context, about 2.5
-    characters each.
+    training texts and saved with the run as tokenizer.model): 64 pieces of context.
 
     garden train shakespeare_lm && garden generate runs/shakespeare_lm --prompt "ROMEO:" --seed 1
+    Not measured yet.
     """
     backbone = dict(vocabulary_size=2048, num_layers=4, num_heads=4, num_key_value_heads=1, hidden_dim=128, intermediate_dim=384,
                     sliding_window=64)

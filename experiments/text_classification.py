@@ -150,6 +150,7 @@ def r8_student_labels():
     """The R8 student of r8_student_kd trained on the labels only: the baseline distillation must beat.
 
     garden train r8_student && garden eval runs/r8_student --split test
+    Reached 96.59% test accuracy (mean of seeds 0-2) in about 7 minutes on 2 CPU cores (docs/results.md).
     """
     return r8_student()
 
@@ -161,5 +162,6 @@ def r8_student_kd():
 
     garden train r8_minilm && garden distill logits runs/r8_minilm --out runs/r8_minilm/teacher_logits.npz
     garden train r8_student_kd && garden eval runs/r8_student_kd --split test
+    Reached 96.57% test accuracy at seeds 0 and 1: no better than r8_student (docs/results.md).
     """
     return r8_student(component("loss", "distillation", temperature=2.0, alpha=0.5), "runs/r8_minilm/teacher_logits.npz")
