@@ -212,8 +212,9 @@ class Trainer:
             labels = {name: r["train"].label_names for name, r in routines.items()}
             with open(os.path.join(self.run_dir, "labels.json"), "w") as f:
                 json.dump(labels.get("", labels), f)
-            for name, path in self.task.assets.items():
-                shutil.copyfile(path, os.path.join(self.run_dir, name))
+            for routine in routines.values():
+                for name, path in routine["task"].assets.items():
+                    shutil.copyfile(path, os.path.join(self.run_dir, name))
 
     def _validate(self, routines, reporter, step):
         results = {}
