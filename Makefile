@@ -22,7 +22,7 @@ demo: setup
 		--quantize none --quantize dynamic --quantize float16 --quantize int8 --quantize 16x8
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 clean:
 	rm -rf $(VENV) runs
