@@ -56,7 +56,8 @@ def shakespeare_lm():
     training texts and saved with the run as tokenizer.model): 64 pieces of context.
 
     garden train shakespeare_lm && garden generate runs/shakespeare_lm --prompt "ROMEO:" --seed 1
-    Not measured yet.
+    Reached 2.27 bits per character on the held-out texts (shakespeare_char: 2.46) in 7.5 minutes
+    on 2 CPU cores (docs/results.md).
     """
     backbone = dict(vocabulary_size=2048, num_layers=4, num_heads=4, num_key_value_heads=1, hidden_dim=128, intermediate_dim=384,
                     sliding_window=64)
