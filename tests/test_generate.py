@@ -125,23 +125,23 @@ def test_sentencepiece_trains_the_same_model_twice_and_gives_the_text_back(tmp_p
 
 def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly(tmp_path):
     run_dir = tmp_path / "lm"
-    steps = ["trainer.train_steps=300", "trainer.validation_interval=300", "trainer.checkpoint_interval=300",
+    steps = ["trainer.train_steps=200", "trainer.validation_interval=200", "trainer.checkpoint_interval=200",
              "task.validation_data.num_examples=1000", "task.train_data.global_batch_size=32"]
     garden("train", "shakespeare_char", *[a for s in steps for a in ("--set", s)], "--run-dir", run_dir)
-    # a model that knows only character frequencies (from the training texts) scores this many nats a character
+    # a model that knows only character frequencies (from the training texts) scores this many nats a character;
+    # 200 steps must already have learned more than that
     counts = collections.Counter("".join(shakespeare(DataConfig(split="train")).features["text"]))
     held_out = "".join(shakespeare(DataConfig(split="validation")).features["text"])
     unigram = -np.mean([np.log(counts[c] / sum(counts.values())) for c in held_out[:200000]])
     validation = [json.loads(line) for line in open(run_dir / "metrics.jsonl") if '"validation"' in line]
-    assert validation[-1]["loss"] < unigram - 0.4, (validation[-1]["loss"], unigram)
+    assert validation[-1]["loss"] < unigram - 1.0, (validation[-1]["loss"], unigram)  # 2.08 vs 3.32 when written
 
     command = ["generate", run_dir, "--prompt", "ROMEO:", "--prompt", "Enter", "--max-new-tokens", "60",
-               "--temperature", "0.8", "--top-p", "0.9", "--seed", "1"]
+               "--temperature", "0.8", "--top-p", "0.9", "--seed", "1", "--stop", "\n"]
     first = garden(*command).stdout
     assert first == garden(*command).stdout  # the same seed, the same text
-    assert first.startswith("ROMEO:") and "\n\nEnter" in first
-    stopped = garden("generate", run_dir, "--prompt", "ROMEO:", "--temperature", "0", "--stop", "\n").stdout
-    assert "\n" not in stopped.rstrip("\n")
+    romeo, blank, enter = first.rstrip("\n").split("\n")  # each continuation ends before its first newline
+    assert romeo.startswith("ROMEO:") and blank == "" and enter.startswith("Enter")
     benchmark = subprocess.run([sys.executable, "benchmarks/generate.py", str(run_dir), "--quick"],
                                cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert benchmark.returncode == 0, benchmark.stderr[-2000:]
