@@ -95,50 +95,91 @@ def _evaluate(run, split):
 
 
 def cmd_export(args):
-    from export.reference import Reference
-    from export.verify import Refused
-    from garden.registry import EXPORTERS
     from garden.run import Run
 
-    reference = Reference(Run(args.run_dir, args.head))
+    run = Run(args.run_dir, args.head)
     export_dir = args.out or os.path.join(args.run_dir, "export", args.head or "")
     os.makedirs(export_dir, exist_ok=True)
-    limits = {"max_accuracy_drop": args.max_accuracy_drop}
-    if args.max_error is not None:
-        limits["max_error"] = args.max_error
-    jobs = [("saved_model", {})] if "saved_model" in (args.format or ["saved_model"]) else []
+    limits = {} if args.max_error is None else {"max_error": args.max_error}
+    if run.config.task.type == "causal_lm":
+        return _export_decoder(args, run, export_dir, limits)
+    from export.reference import Reference
+    from garden.registry import EXPORTERS
+
+    reference = Reference(run)
+    limits["max_accuracy_drop"] = args.max_accuracy_drop
+    jobs = [("saved_model", EXPORTERS.get("saved_model"), {})] if "saved_model" in (args.format or ["saved_model"]) else []
     if "tflite" in (args.format or []):
-        jobs += [("tflite", {"quantize": mode, "signature": args.signature}) for mode in args.quantize or ["none"]]
+        jobs += [(f"model_{mode}.tflite", EXPORTERS.get("tflite"), {"quantize": mode, "signature": args.signature})
+                 for mode in args.quantize or ["none"]]
     keras = {"accuracy": reference.accuracy, "latency_ms": reference.keras_latency_ms(), "path": args.run_dir}
-    rows, refused, manifest = [_export_row("keras model", keras)], [], None
-    for kind, options in jobs:
-        try:
-            manifest = EXPORTERS.get(kind)(reference, export_dir, **options, **limits)
-            name = "saved_model" if kind == "saved_model" else f"model_{options['quantize']}.tflite"
-            rows.append(_export_row(name, manifest["artifacts"][name], reference.accuracy))
-        except Refused as error:
-            rows.append(_export_row(error.name, {**error.measured, "path": "refused"}, reference.accuracy))
-            refused.append(str(error))
     held_out = f"{len(reference.examples)} {reference.task.held_out().split}"
     print(f"accuracy on {held_out} examples; latency = median of one example on {os.cpu_count()} CPU threads; "
           f"parity = max |Δ {reference.task.output_for_parity}| vs Keras")
-    print(_table(["artifact", "size", "latency", "accuracy", "drop (points)", "parity", "written to"], rows))
+    header = ["artifact", "size", "latency", "accuracy", "drop (points)", "parity", "written to"]
+    _run_exports(jobs, reference, export_dir, limits, header, _export_row("keras model", keras),
+                 lambda name, entry: _export_row(name, entry, reference.accuracy))
+
+
+def _export_decoder(args, run, export_dir, limits):
+    from export import decoder
+
+    reference = decoder.DecoderReference(run, args.max_length)
+    jobs = [("saved_model", decoder.export_saved_model, {})] if "saved_model" in (args.format or ["saved_model"]) else []
+    if "tflite" in (args.format or []):
+        jobs += [(f"model_{mode}.tflite", decoder.export_tflite, {"quantize": mode}) for mode in args.quantize or ["none"]]
+    print(f"loss = nats per token on {reference.inputs.size} held-out tokens, read one decode step at a time; latency = "
+          f"median of one decode step on {os.cpu_count()} CPU threads; parity = max |Δ logits| vs Keras; greedy = the "
+          "decode step's greedy loop gives the Keras model's text")
+    header = ["artifact", "size", "latency", "loss", "parity", "greedy", "written to"]
+    keras = ["keras model", "", "", f"{reference.loss:.4f}", "", "", args.run_dir]
+    _run_exports(jobs, reference, export_dir, limits, header, keras, _decoder_row)
+
+
+def _run_exports(jobs, reference, export_dir, limits, header, first_row, row):
+    """Runs each (artifact name, exporter, options) job, prints one table row per artifact (refused
+    ones too), and raises one error naming every refusal."""
+    from export.verify import Refused
+
+    rows, refused, manifest = [first_row], [], None
+    for name, exporter, options in jobs:
+        try:
+            manifest = exporter(reference, export_dir, **options, **limits)
+            rows.append(row(name, manifest["artifacts"][name]))
+        except Refused as error:
+            rows.append(row(error.name, {**error.measured, "path": "refused"}))
+            refused.append(str(error))
+    print(_table(header, rows))
     if manifest:
         print(f"manifest: {os.path.join(export_dir, 'manifest.json')}")
     if refused:
         raise GardenError("; ".join(refused))
 
 
-def _export_row(name, entry, keras_accuracy=None):
-    """One line of the export table: what was measured of an artifact (blank where not measured)."""
+def _measured(entry):
+    """(size, latency, parity) cells of an export table row: blank where not measured."""
     size = f"{entry['size_bytes'] / 1e6:.2f} MB" if "size_bytes" in entry else ""
     latency = f"{entry['latency_ms']:.2f} ms" if "latency_ms" in entry else ""
-    accuracy = f"{100 * entry['accuracy']:.2f}%" if "accuracy" in entry else ""
-    drop = f"{100 * (keras_accuracy - entry['accuracy']):+.2f}" if accuracy and keras_accuracy is not None else ""
     parity = f"{entry['max_abs_error']:.2g}" if "max_abs_error" in entry else ""
     if entry.get("error_bound") is not None:
         parity += f" (≤ {entry['error_bound']:.2g})"
+    return size, latency, parity
+
+
+def _export_row(name, entry, keras_accuracy=None):
+    """One line of a classifier's export table."""
+    size, latency, parity = _measured(entry)
+    accuracy = f"{100 * entry['accuracy']:.2f}%" if "accuracy" in entry else ""
+    drop = f"{100 * (keras_accuracy - entry['accuracy']):+.2f}" if accuracy and keras_accuracy is not None else ""
     return [name, size, latency, accuracy, drop, parity, entry["path"]]
+
+
+def _decoder_row(name, entry):
+    """One line of a language model's export table."""
+    size, latency, parity = _measured(entry)
+    loss = f"{entry['loss']:.4f} ({entry['loss_increase']:+.4f})" if "loss" in entry else ""
+    greedy = {True: "same", False: "differs"}.get(entry.get("greedy_matches"), "")
+    return [name, size, latency, loss, parity, greedy, entry["path"]]
 
 
 def cmd_distill_static(args):
@@ -219,6 +260,8 @@ def _parser():
     sub.add_argument("--max-accuracy-drop", type=float, default=1.0, help="refuse an artifact losing more accuracy points")
     sub.add_argument("--out", help="export folder (default RUN_DIR/export, RUN_DIR/export/HEAD for a head)")
     sub.add_argument("--head", help="the sub-task whose head to export, for a multi-task run")
+    sub.add_argument("--max-length", type=int, default=256,
+                     help="language models: tokens (prompt and new) that the decode step's cache holds (default 256)")
     sub.set_defaults(run=cmd_export)
     methods = commands.add_parser("distill", help="distill a teacher: static embeddings, or logits for a student").add_subparsers(
         dest="method", required=True)

@@ -1,5 +1,6 @@
 """Decoder LM and generation: sampling rules, the key/value cache against full recomputation, the
-Shakespeare corpus and its character tokenizer, and a trained model that beats the unigram baseline."""
+Shakespeare corpus and its tokenizers, a trained model that beats the unigram baseline, and its
+exports (a SavedModel that generates in the graph, a TFLite decode step) generating as Keras does."""
 
 import collections
 import json
@@ -13,6 +14,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, garden
+from export.decoder import greedy_tokens, write_saved_model
+from export.tflite import tflite_runner
 from garden.config import DataConfig, TokenizerConfig
 from garden.data.shakespeare import shakespeare
 from garden.data.tokenizers import build_tokenizer, train_sentencepiece
@@ -26,7 +29,7 @@ PROBABILITIES = np.array([0.5, 0.3, 0.15, 0.05])
 
 def draws(sampling, seed=0, count=4000):
     logits = np.tile(np.log(PROBABILITIES), (count, 1))
-    return sample(tf.constant(logits), tf.constant([seed, 0]), sampling).numpy()
+    return sample(tf.constant(logits), tf.constant([seed, 0]), *sampling.tensors()).numpy()
 
 
 def test_top_k_and_top_p_sample_only_inside_their_set_in_proportion():
@@ -42,7 +45,7 @@ def test_top_k_and_top_p_sample_only_inside_their_set_in_proportion():
 
 def test_temperature_zero_is_greedy_and_a_seed_fixes_the_draws():
     logits = tf.random.stateless_normal([64, 50], seed=[1, 2])
-    np.testing.assert_array_equal(sample(logits, tf.constant([3, 0]), Sampling(temperature=0)), np.argmax(logits, -1))
+    np.testing.assert_array_equal(sample(logits, tf.constant([3, 0]), *Sampling(temperature=0).tensors()), np.argmax(logits, -1))
     np.testing.assert_array_equal(draws(Sampling(), seed=7), draws(Sampling(), seed=7))
     assert (draws(Sampling(), seed=7) != draws(Sampling(), seed=8)).any()
     with pytest.raises(GardenError, match="top_p"):
@@ -123,11 +126,36 @@ def test_sentencepiece_trains_the_same_model_twice_and_gives_the_text_back(tmp_p
         build_tokenizer("decoder", TokenizerConfig(type="wordpiece"))
 
 
-def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly(tmp_path):
-    run_dir = tmp_path / "lm"
+def test_a_saved_model_generates_in_graph_with_a_sentencepiece_tokenizer(tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
+    tf.random.set_seed(1)  # before the tokenizer: in eager mode it drops the SentencePiece resource
+    texts = list(shakespeare(DataConfig(split="validation")).features["text"])
+    vocabulary = train_sentencepiece(texts, 512)
+    tokenizer = build_tokenizer("decoder", TokenizerConfig(type="sentencepiece", vocabulary=vocabulary))
+    backbone = DecoderBackbone(vocabulary_size=512, num_layers=1, num_heads=2, num_key_value_heads=1, hidden_dim=16, intermediate_dim=32)
+    write_saved_model(backbone, tokenizer, str(tmp_path / "saved_model"), max_length=64)
+    os.remove(vocabulary)  # the SavedModel holds the tokenizer itself
+    generate = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["generate"]
+    prompts = ["MACBETH:", "Enter the three Witches", "Is this a dagger which I see before me"]
+    expected = Generator(backbone, tokenizer).generate(prompts, 20, Sampling(temperature=0.9, top_p=0.95), seed=4, stop=["\n"])
+    given = dict(prompt=tf.constant(prompts), max_new_tokens=20, temperature=0.9, top_k=0, top_p=0.95, seed=4, stop=tf.constant(["\n"]))
+    assert [t.decode() for t in generate(**given)["text"].numpy()] == expected
+    with pytest.raises(tf.errors.InvalidArgumentError, match="each stop string must be one token"):
+        generate(**{**given, "stop": tf.constant(["Enter"])})
+
+
+@pytest.fixture(scope="module")
+def trained_lm(tmp_path_factory):
+    """shakespeare_char after 200 steps of 32 windows."""
+    run_dir = tmp_path_factory.mktemp("lm") / "run"
     steps = ["trainer.train_steps=200", "trainer.validation_interval=200", "trainer.checkpoint_interval=200",
              "task.validation_data.num_examples=1000", "task.train_data.global_batch_size=32"]
     garden("train", "shakespeare_char", *[a for s in steps for a in ("--set", s)], "--run-dir", run_dir)
+    return run_dir
+
+
+def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly(trained_lm):
+    run_dir = trained_lm
     # a model that knows only character frequencies (from the training texts) scores this many nats a character;
     # 200 steps must already have learned more than that
     counts = collections.Counter("".join(shakespeare(DataConfig(split="train")).features["text"]))
@@ -146,3 +174,30 @@ def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly
                                cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert benchmark.returncode == 0, benchmark.stderr[-2000:]
     assert "identical tokens both ways" in benchmark.stdout and re.search(r"ratio cache / recompute: +[\d.]+x", benchmark.stdout)
+
+
+def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tflite_decode_loop(trained_lm):
+    out = trained_lm / "export"
+    printed = garden("export", trained_lm, "--format", "saved_model", "--format", "tflite", "--max-length", "128").stdout
+    assert re.search(r"model_none.tflite .* same ", printed), printed
+    artifacts = json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert artifacts["saved_model"]["generate_matches"] and artifacts["saved_model"]["max_abs_error"] <= 1e-4
+    assert artifacts["model_none.tflite"]["greedy_matches"] and artifacts["model_none.tflite"]["max_abs_error"] <= 1e-4
+
+    command = ["generate", trained_lm, "--prompt", "KING HENRY:", "--prompt", "Exit", "--max-new-tokens", "40", "--seed", "3"]
+    sampled = garden(*command, "--temperature", "0.7", "--top-k", "10", "--stop", "\n").stdout.rstrip("\n").split("\n\n")
+    generate = tf.saved_model.load(str(out / "saved_model")).signatures["generate"]
+    texts = generate(prompt=tf.constant(["KING HENRY:", "Exit"]), max_new_tokens=40, temperature=0.7, top_k=10, top_p=1.0,
+                     seed=3, stop=tf.constant(["\n"]))["text"].numpy()
+    assert [prompt + text.decode() for prompt, text in zip(["KING HENRY:", "Exit"], texts)] == sampled
+
+    greedy = garden(*command[:4], *command[6:8], "--temperature", "0").stdout[:-1]  # print adds one newline
+    tokenizer = build_tokenizer("decoder", TokenizerConfig())
+    cache = np.zeros(json.loads((out / "manifest.json").read_text())["signatures"]["decode_step"]["inputs"]["cache"]["shape"], np.float32)
+    tokens = greedy_tokens(tflite_runner(path=str(out / "model_none.tflite"), signature="decode_step"),
+                           tokenizer("KING HENRY:").numpy().tolist(), 40, cache)
+    assert "KING HENRY:" + tokenizer.detokenize(np.array(tokens, np.int32)) == greedy
+
+    refused = garden("export", trained_lm, "--format", "tflite", "--quantize", "int8", check=False)
+    assert refused.returncode != 0 and "--quantize none, float16, dynamic" in refused.stderr.strip().splitlines()[-1]
+    assert not (out / "model_int8.tflite").exists()

@@ -2,7 +2,9 @@
 key/value cache, and each new token then costs one single-token decode step. Rotary positions
 depend only on distances, so a left-padded prompt continues exactly as it would alone.
 
-`recompute` runs the same sampling with no cache, re-reading the whole prefix every step: the
+`generate_text` is the whole of it as one graph, strings in and strings out (tokenizer, cached
+sampling loop, detokenizer; output `text`): `garden generate` runs it and a SavedModel's `generate` signature is
+it. `recompute` runs the same sampling with no cache, re-reading the whole prefix every step: the
 reference the cache must match, and the baseline of benchmarks/generate.py."""
 
 import numpy as np
@@ -11,52 +13,74 @@ import tensorflow as tf
 from garden.errors import GardenError
 from garden.generate.sampler import sample
 
+SIGNATURE = {
+    "prompt": tf.TensorSpec([None], tf.string),
+    "max_new_tokens": tf.TensorSpec([], tf.int32),
+    "temperature": tf.TensorSpec([], tf.float32),
+    "top_k": tf.TensorSpec([], tf.int32),
+    "top_p": tf.TensorSpec([], tf.float32),
+    "seed": tf.TensorSpec([], tf.int32),
+    "stop": tf.TensorSpec([None], tf.string),  # single-token strings that end a continuation; may be empty
+}
+
 
 class Generator:
     def __init__(self, backbone, tokenizer):
         self.backbone, self.tokenizer = backbone, tokenizer
+        self.generate_text = tf.function(self._generate_text, input_signature=list(SIGNATURE.values()))
         spec = tf.TensorSpec([None, None], tf.int32)
         self._last_logits = tf.function(self._last_logits, input_signature=[spec, spec])
-        self._cached = tf.function(self._cached)
+        self.left_padded, self.stop_ids, self._texts = (tf.function(f) for f in (self.left_padded, self.stop_ids, self._texts))
 
     def generate(self, prompts, max_new_tokens, sampling, seed=0, stop=(), cache=True):
         """The continuations (strings) of `prompts`, each at most `max_new_tokens` long and ending
         before the first of the `stop` strings (single tokens) it generates."""
         if max_new_tokens < 1:
             raise GardenError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
-        token_ids, padding_mask = self.left_padded(prompts)
+        if not prompts or min(len(self.tokenizer(p)) for p in prompts) == 0:
+            raise GardenError("every prompt needs at least one token; pass --prompt TEXT")
+        for text in stop:
+            if len(self.tokenizer(text)) != 1:
+                raise GardenError(f"stop string {text!r} is {len(self.tokenizer(text))} tokens; give stops of exactly one token")
+        prompts, stop = tf.constant(prompts, tf.string), tf.constant(list(stop), tf.string, shape=[len(stop)])
+        if cache:
+            texts = self.generate_text(prompts, max_new_tokens, *sampling.tensors(), seed, stop)["text"]
+        else:
+            stop_ids = self.stop_ids(stop)
+            new = self.recompute(*self.left_padded(prompts), max_new_tokens, sampling.tensors(), seed, stop_ids)
+            texts = self._texts(new, stop_ids)
+        return [text.decode("utf-8", errors="replace") for text in texts.numpy()]
+
+    def _generate_text(self, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop):
+        tf.debugging.assert_positive(max_new_tokens, "max_new_tokens must be at least 1")
         stop_ids = self.stop_ids(stop)
-        run = self._cached if cache else self.recompute
-        new = run(token_ids, padding_mask, max_new_tokens, sampling, tf.constant(seed, tf.int32), stop_ids).numpy()
-        texts = []
-        for row in new:
-            ends = np.flatnonzero(np.isin(row, stop_ids.numpy()))
-            texts.append(self.tokenizer.detokenize(row[: ends[0] if len(ends) else len(row)]))
-        return texts
+        token_ids, padding_mask = self.left_padded(prompt)
+        new = self.cached(token_ids, padding_mask, max_new_tokens, (temperature, top_k, top_p), seed, stop_ids)
+        return {"text": self._texts(new, stop_ids)}
 
     def left_padded(self, prompts):
-        """(token_ids, padding_mask) [batch, longest prompt], each prompt at the right end."""
-        pieces = [self.tokenizer(prompt).numpy() for prompt in prompts]
-        if not pieces or min(len(p) for p in pieces) == 0:
-            raise GardenError("every prompt needs at least one token; pass --prompt TEXT")
-        length = max(len(p) for p in pieces)
-        token_ids = np.zeros((len(pieces), length), np.int32)
-        padding_mask = np.zeros((len(pieces), length), np.int32)
-        for row, piece in enumerate(pieces):
-            token_ids[row, length - len(piece):] = piece
-            padding_mask[row, length - len(piece):] = 1
-        return tf.constant(token_ids), tf.constant(padding_mask)
+        """(token_ids, padding_mask) [batch, longest prompt] of string `prompts`, each at the right end."""
+        pieces = self.tokenizer(prompts)
+        tf.debugging.assert_positive(pieces.row_lengths(), "every prompt needs at least one token")
+        lengths, right = pieces.row_lengths(), pieces.to_tensor()
+        token_ids = tf.reverse(tf.reverse_sequence(right, lengths, seq_axis=1, batch_axis=0), axis=[1])
+        padding_mask = tf.reverse(tf.sequence_mask(lengths, tf.shape(right)[1], tf.int32), axis=[1])
+        return token_ids, padding_mask
 
     def stop_ids(self, stop):
-        ids = []
-        for text in stop:
-            piece = self.tokenizer(text).numpy().tolist()
-            if len(piece) != 1:
-                raise GardenError(f"stop string {text!r} is {len(piece)} tokens; give stops of exactly one token")
-            ids += piece
-        return tf.constant(ids, tf.int32, shape=[len(ids)])
+        pieces = self.tokenizer(tf.concat([stop, ["."]], axis=0))[:-1]  # KerasHub's ByteTokenizer fails on no strings
+        tf.debugging.assert_equal(pieces.row_lengths(), tf.ones_like(pieces.row_lengths()), "each stop string must be one token")
+        return tf.cast(pieces.flat_values, tf.int32)
 
-    def _cached(self, token_ids, padding_mask, steps, sampling, seed, stop_ids):
+    def _texts(self, new, stop_ids):
+        """The detokenized rows of `new` [batch, steps], each cut before its first stop token."""
+        is_stop = tf.reduce_any(new[:, :, None] == stop_ids[None, None, :], axis=-1)
+        first_stop = tf.argmax(tf.cast(is_stop, tf.int32), axis=1, output_type=tf.int32)
+        lengths = tf.where(tf.reduce_any(is_stop, axis=1), first_stop, tf.shape(new)[1])
+        return self.tokenizer.detokenize(tf.RaggedTensor.from_tensor(new, lengths=lengths))
+
+    def cached(self, token_ids, padding_mask, steps, sampling, seed, stop_ids):
+        """New tokens [batch, steps or fewer] (fewer when every row has met a stop), with the cache."""
         batch, prompt_length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
         mask = tf.concat([padding_mask, tf.ones([batch, steps], tf.int32)], axis=1)
         cache = self.backbone.empty_cache(batch, prompt_length + steps)
@@ -64,7 +88,7 @@ class Generator:
         tokens = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
 
         def step(index, logits, cache, done, tokens):
-            token = sample(logits, tf.stack([seed, index]), sampling)
+            token = sample(logits, tf.stack([seed, index]), *sampling)
             done = done | tf.reduce_any(token[:, None] == stop_ids[None, :], axis=-1)
             logits, cache = self.backbone.decode(token[:, None], mask, cache, prompt_length + index)
             return index + 1, logits[:, -1], cache, done, tokens.write(index, token)
@@ -74,17 +98,17 @@ class Generator:
 
         done = tf.zeros([batch], tf.bool)
         _, _, _, _, tokens = tf.while_loop(unfinished, step, (tf.constant(0), logits[:, -1], cache, done, tokens))
-        return tf.transpose(tokens.stack())
+        return tf.reshape(tf.transpose(tokens.stack()), [batch, -1])
 
     def _last_logits(self, token_ids, padding_mask):
         return self.backbone({"token_ids": token_ids, "padding_mask": padding_mask})["token_logits"][:, -1]
 
     def recompute(self, token_ids, padding_mask, steps, sampling, seed, stop_ids):
-        """`_cached` without the cache: every step runs the model over the whole sequence so far."""
+        """`cached` without the cache: every step runs the model over the whole sequence so far."""
         done = np.zeros(len(token_ids), bool)
         new = []
         for index in range(steps):
-            token = sample(self._last_logits(token_ids, padding_mask), tf.stack([seed, index]), sampling)
+            token = sample(self._last_logits(token_ids, padding_mask), tf.constant([seed, index]), *sampling)
             new.append(token)
             done |= np.isin(token.numpy(), stop_ids.numpy())
             token_ids = tf.concat([token_ids, token[:, None]], axis=1)

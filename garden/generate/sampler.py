@@ -19,20 +19,24 @@ class Sampling:
         if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
             raise GardenError(f"sampling needs temperature >= 0, top_k >= 0 and 0 < top_p <= 1 (got {self})")
 
+    def tensors(self):
+        """(temperature, top_k, top_p) as the scalar tensors that `sample` and a generate signature take."""
+        return tf.constant(self.temperature, tf.float32), tf.constant(self.top_k, tf.int32), tf.constant(self.top_p, tf.float32)
 
-def sample(logits, seed, sampling):
+
+def sample(logits, seed, temperature, top_k, top_p):
     """Token ids [batch] (int32) for `logits` [batch, vocabulary]; `seed` is a stateless seed of two
-    integers, so the same seed and logits give the same tokens."""
+    integers, so the same seed and logits give the same tokens. The rules are scalar tensors (see
+    `Sampling`), so one traced graph serves every setting."""
     logits = tf.cast(logits, tf.float32)
-    if sampling.temperature == 0:
-        return tf.argmax(logits, axis=-1, output_type=tf.int32)
-    logits = logits / sampling.temperature
-    if sampling.top_k:
-        kth = tf.math.top_k(logits, k=min(sampling.top_k, logits.shape[-1])).values[:, -1:]
-        logits = tf.where(logits < kth, float("-inf"), logits)
-    if sampling.top_p < 1:
-        ranked = tf.sort(logits, direction="DESCENDING")
-        before = tf.math.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)  # mass ranked above each token
-        cutoff = tf.reduce_min(tf.where(before < sampling.top_p, ranked, float("inf")), axis=-1, keepdims=True)
-        logits = tf.where(logits < cutoff, float("-inf"), logits)  # the fewest top tokens holding top_p
-    return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
+    vocabulary = tf.shape(logits)[-1]
+    scaled = logits / tf.maximum(temperature, 1e-6)
+    ranked = tf.sort(scaled, direction="DESCENDING")
+    kth = ranked[:, tf.minimum(tf.where(top_k > 0, top_k, vocabulary), vocabulary) - 1][:, None]
+    scaled = tf.where(scaled < kth, float("-inf"), scaled)
+    ranked = tf.sort(scaled, direction="DESCENDING")
+    before = tf.math.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)  # mass ranked above each token
+    cutoff = tf.reduce_min(tf.where(before < top_p, ranked, float("inf")), axis=-1, keepdims=True)
+    scaled = tf.where(tf.logical_and(top_p < 1, scaled < cutoff), float("-inf"), scaled)  # the fewest top tokens holding top_p
+    sampled = tf.random.stateless_categorical(scaled, 1, seed, dtype=tf.int32)[:, 0]
+    return tf.where(temperature > 0, sampled, tf.argmax(logits, axis=-1, output_type=tf.int32))

@@ -59,7 +59,7 @@ class DecoderBackbone(Backbone):
         `padding_mask` [batch, cache length] marks the positions that hold tokens."""
         x = self.scale(self.embedding(token_ids))
         layers = []
-        for index, block in enumerate(self.blocks):
-            x, layer_cache = block(x, padding_mask=padding_mask, cache=cache[index], cache_index=cache_index)
+        for block, layer_cache in zip(self.blocks, ops.unstack(cache, self.num_layers)):  # TFLite slices at most 5-D
+            x, layer_cache = block(x, padding_mask=padding_mask, cache=layer_cache, cache_index=cache_index)
             layers.append(layer_cache)
         return self.embedding(self.final_norm(x), reverse=True), ops.stack(layers)

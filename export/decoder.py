@@ -1,0 +1,201 @@
+"""Export of a decoder language model (task causal_lm), each artifact checked against the Keras
+model before it is written.
+
+- `saved_model/`: signature `generate` (also `serving_default`) takes prompt strings and the
+  sampling settings and returns the continuations, with the tokenizer, the cached sampling loop and
+  the detokenizer in the graph (`Generator.generate_text`); and `decode_step`.
+- `model_<mode>.tflite`: `decode_step` alone, for a device that runs its own sampling loop: one
+  token and its position in, the next token's logits out, and the key/value cache [layers, 1, 2,
+  max_length, key/value heads, head_dim] an explicit input and output (zeros to start). Quantized
+  in mode none, float16 or dynamic (int8 weights).
+
+Checks: `decode_step`, fed held-out windows one token at a time, gives the logits of the Keras
+model's forward pass over each whole window (max |Δ| within 1e-4 in float32) and its loss (within
+0.02 nats per token when quantized); the
+SavedModel's `generate` gives exactly the texts of `garden generate` on held-out prompts, greedy and
+sampled; a greedy loop over the TFLite decode step gives exactly the Keras model's greedy text.
+"""
+
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from export import manifest, tflite
+from export.verify import Refused, median_latency_ms, refusal
+from garden.errors import GardenError
+from garden.generate.generator import SIGNATURE, Generator
+from garden.generate.sampler import Sampling
+
+BOUNDS = {"none": 1e-4, "float16": None, "dynamic": None}  # max |Δ logits|; None: judged by the loss
+PARITY_WINDOWS = 4
+PROMPT_LENGTHS = (3, 8, 13, 21)  # tokens of held-out text; different lengths exercise the left padding
+NEW_TOKENS = 24
+CHECKED_SAMPLINGS = (Sampling(temperature=0), Sampling(temperature=0.8, top_k=40, top_p=0.9))
+MAX_LOSS_INCREASE = 0.02  # nats per token that a quantized decode step may add on the held-out windows
+# A decode step sums in another order than the full forward pass it is judged against, and logits
+# are not bounded like probabilities: a trained shakespeare_char differs by 1.05e-5 in TensorFlow.
+
+
+def decode_step_function(backbone, max_length):
+    """tf.function(token_ids [1, 1], position [1], cache) -> {logits [1, vocabulary], cache}."""
+    cache = backbone.empty_cache(1, max_length)
+    specs = [tf.TensorSpec([1, 1], tf.int32), tf.TensorSpec([1], tf.int32), tf.TensorSpec(cache.shape, cache.dtype)]
+
+    def decode_step(token_ids, position, cache):
+        # positions after `position` hold zeros, which the causal mask already hides
+        logits, cache = backbone.decode(token_ids, tf.ones([1, max_length], tf.int32), cache, position[0])
+        return {"logits": tf.cast(logits[:, -1], tf.float32), "cache": cache}
+
+    return tf.function(decode_step, input_signature=specs)
+
+
+def write_saved_model(backbone, tokenizer, directory, max_length):
+    """Writes the SavedModel (signatures generate, serving_default, decode_step) into `directory`."""
+    tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
+    archive = keras.export.ExportArchive()
+    archive.track(backbone)
+    archive.track(tokenizer)
+    generate = Generator(backbone, tokenizer).generate_text
+    for name, function in (("generate", generate), ("serving_default", generate),
+                           ("decode_step", decode_step_function(backbone, max_length))):
+        archive.add_endpoint(name, function)
+    archive.write_out(directory, verbose=False)
+
+
+def greedy_tokens(decode_step, prompt_ids, steps, cache):
+    """Greedy continuation [steps] of `prompt_ids` through a decode step (the loop a device runs):
+    the prompt is read one token at a time, then each chosen token is fed back."""
+    tokens, logits = list(prompt_ids), None
+    for position in range(len(prompt_ids) + steps - 1):
+        out = decode_step(token_ids=np.array([[tokens[position]]], np.int32), position=np.array([position], np.int32), cache=cache)
+        logits, cache = np.asarray(out["logits"]), out["cache"]
+        if position + 1 >= len(prompt_ids):
+            tokens.append(int(np.argmax(logits[0])))
+    return tokens[len(prompt_ids):]
+
+
+class DecoderReference:
+    """Held-out windows and prompts of a causal_lm run, and what the Keras model makes of them."""
+
+    def __init__(self, run, max_length):
+        self.run, self.backbone, self.tokenizer = run, run.model.get_layer("backbone"), run.task.tokenizer
+        if max_length < max(PROMPT_LENGTHS) + NEW_TOKENS:
+            raise GardenError(f"--max-length must be at least {max(PROMPT_LENGTHS) + NEW_TOKENS} tokens (got {max_length})")
+        self.max_length = max_length
+        windows = run.task.load(run.task.held_out()).features["token_ids"]
+        if len(windows) < PARITY_WINDOWS:
+            raise GardenError(f"the held-out split has {len(windows)} windows; export checks {PARITY_WINDOWS}")
+        windows = windows[np.linspace(0, len(windows) - 1, PARITY_WINDOWS).astype(int), : max_length + 1]
+        self.inputs, self.targets = windows[:, :-1], windows[:, 1:]
+        self.logits = self.backbone({"token_ids": self.inputs, "padding_mask": np.ones_like(self.inputs)})["token_logits"].numpy()
+        self.loss = self.mean_loss(self.logits)
+        self.prompts = [self.tokenizer.detokenize(self.inputs[i % PARITY_WINDOWS, :n]) for i, n in enumerate(PROMPT_LENGTHS)]
+        self.generator = Generator(self.backbone, self.tokenizer)
+        self.texts = [self.generator.generate(self.prompts, NEW_TOKENS, sampling, seed=1) for sampling in CHECKED_SAMPLINGS]
+        self.keras_step = decode_step_function(self.backbone, max_length)
+
+    def mean_loss(self, logits):
+        return float(np.mean(keras.losses.sparse_categorical_crossentropy(self.targets, logits, from_logits=True)))
+
+    def step_logits(self, decode_step):
+        """Logits [windows, length, vocabulary] of the held-out windows fed through `decode_step`."""
+        rows = []
+        for window in self.inputs:
+            cache, row = self.backbone.empty_cache(1, self.max_length).numpy(), []
+            for position, token in enumerate(window):
+                out = decode_step(token_ids=np.array([[token]], np.int32), position=np.array([position], np.int32), cache=cache)
+                row.append(np.asarray(out["logits"])[0])
+                cache = out["cache"]
+            rows.append(row)
+        return np.array(rows)
+
+    def greedy_matches(self, decode_step):
+        """Whether `decode_step`'s greedy loop continues each prompt exactly as the Keras model does."""
+        for prompt in self.prompts:
+            ids = self.tokenizer(prompt).numpy().tolist()
+            tokens = greedy_tokens(decode_step, ids, NEW_TOKENS, self.backbone.empty_cache(1, self.max_length).numpy())
+            if self.tokenizer.detokenize(np.array(tokens, np.int32)) != self.generator.generate([prompt], NEW_TOKENS, CHECKED_SAMPLINGS[0])[0]:
+                return False
+        return True
+
+    def judged(self, kind, decode_step, bound, max_loss_increase=None):
+        """What `decode_step` measures against the Keras model; raises Refused if it misses a bound."""
+        logits = self.step_logits(decode_step)
+        error, loss = float(np.max(np.abs(logits - self.logits))), self.mean_loss(logits)
+        measured = {"max_abs_error": error, "error_bound": bound, "loss": loss, "loss_increase": loss - self.loss,
+                    "greedy_matches": self.greedy_matches(decode_step)}
+        one_token = [self.inputs[0].reshape(-1, 1).astype(np.int32), np.arange(self.inputs.shape[1], dtype=np.int32)]
+        cache = self.backbone.empty_cache(1, self.max_length).numpy()
+        measured["latency_ms"] = median_latency_ms(lambda ids, position: decode_step(token_ids=ids, position=position, cache=cache), one_token)
+        reason = refusal(kind, error, bound)
+        if not reason and max_loss_increase is not None and loss - self.loss > max_loss_increase:
+            reason = (f"{kind} refused: held-out loss rises {loss - self.loss:.3g} nats per token, over the allowed "
+                      f"{max_loss_increase:.3g}; nothing was written")
+        if reason:
+            raise Refused(reason, kind, measured)
+        return measured
+
+    def header(self):
+        return {
+            "experiment": self.run.config.task.name,
+            "run_dir": self.run.run_dir,
+            "checkpoint": self.run.checkpoint_path,
+            "signatures": {"generate": {"inputs": {n: {"dtype": s.dtype.name, "shape": list(s.shape)} for n, s in SIGNATURE.items()}},
+                           "decode_step": {"inputs": {n: {"dtype": s.dtype.name, "shape": list(s.shape)}
+                                                      for n, s in zip(("token_ids", "position", "cache"), self.keras_step.input_signature)}}},
+            "max_length": self.max_length,
+            "tokenizer": type(self.tokenizer).__name__,
+            "held_out": {"split": self.run.task.held_out().split, "windows": len(self.inputs), "tokens": int(self.inputs.size)},
+            "keras_loss": self.loss,
+        }
+
+    def record(self, export_dir, name, target, measured):
+        return manifest.record(export_dir, self.header(), name, {"path": target, "size_bytes": manifest.size_bytes(target), **measured})
+
+
+def export_saved_model(reference, export_dir, max_error=BOUNDS["none"]):
+    """Writes `export_dir/saved_model` if its decode step and generate match the Keras model."""
+    target = os.path.join(export_dir, "saved_model")
+    staging = tempfile.mkdtemp(dir=export_dir, prefix=".saved_model-")
+    try:
+        write_saved_model(reference.backbone, reference.tokenizer, staging, reference.max_length)
+        loaded = tf.saved_model.load(staging)
+        measured = reference.judged("saved_model", loaded.signatures["decode_step"], max_error)
+        for sampling, expected in zip(CHECKED_SAMPLINGS, reference.texts):
+            prompts = tf.constant(reference.prompts)
+            given = dict(zip(SIGNATURE, (prompts, NEW_TOKENS, *sampling.tensors(), 1, tf.constant([], tf.string))))
+            texts = [t.decode("utf-8", errors="replace") for t in loaded.signatures["generate"](**given)["text"].numpy()]
+            if texts != expected:
+                raise Refused(f"saved_model refused: generate with {sampling} gave {texts[:1]} where Keras gave {expected[:1]}; "
+                              "nothing was written", "saved_model", measured)
+        measured["generate_matches"] = True
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return reference.record(export_dir, "saved_model", target, measured)
+
+
+def export_tflite(reference, export_dir, quantize="none", max_error=None):
+    """Writes `export_dir/model_<quantize>.tflite`, the decode step, if it passes parity and loss."""
+    if quantize not in BOUNDS:
+        raise GardenError(f"a decode step exports with --quantize {', '.join(BOUNDS)} (got '{quantize}'); its int8 "
+                          "activations would need calibration over the cache, which Garden does not do yet")
+    name = tflite.filename(quantize)
+    with tempfile.TemporaryDirectory(dir=export_dir, prefix=".tflite-") as staging:
+        write_saved_model(reference.backbone, reference.tokenizer, staging, reference.max_length)
+        content = tflite.convert(staging, "decode_step", quantize)
+    runner = tflite.tflite_runner(content, signature="decode_step")
+    bound = BOUNDS[quantize] if max_error is None else max_error
+    with tflite.builtins_and_text_ops_only(quantize, "decode_step"):
+        measured = reference.judged(name, runner, bound, None if quantize == "none" else MAX_LOSS_INCREASE)
+    measured.update(quantize=quantize, threads=tflite.THREADS, custom_ops=tflite.custom_ops(content))
+    target = os.path.join(export_dir, name)
+    with open(target + ".tmp", "wb") as f:
+        f.write(content)
+    os.replace(target + ".tmp", target)
+    return reference.record(export_dir, name, target, measured)
