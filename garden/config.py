@@ -88,6 +88,15 @@ class TaskConfig(mg.TaskConfig):
 
 
 @dataclasses.dataclass
+class TrainerConfig(mg.TrainerConfig):
+    """Model Garden's TrainerConfig; `gradient_accumulation_steps` splits each global batch into that
+    many micro-batches whose gradients are summed before one optimizer step (the same update as one
+    full batch, in a fraction of the memory)."""
+
+    gradient_accumulation_steps: int = 1
+
+
+@dataclasses.dataclass
 class RuntimeConfig(mg.RuntimeConfig):
     """Model Garden's RuntimeConfig; `enable_xla` is the trainer's explicit jit_compile."""
 
@@ -99,6 +108,7 @@ class RuntimeConfig(mg.RuntimeConfig):
 @dataclasses.dataclass
 class ExperimentConfig(mg.ExperimentConfig):
     task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
 

@@ -1,10 +1,14 @@
-"""Two worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy."""
+"""Worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy: identical weights, one writer,
+and a job that loses a worker stops with a clear error and resumes when every worker restarts."""
 
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
+
+import pytest
 
 from conftest import ROOT, sets
 
@@ -19,26 +23,64 @@ def free_ports(count):
     return ports
 
 
-def test_two_workers_train_identical_weights_and_only_the_chief_writes(tmp_path):
-    hosts = [f"127.0.0.1:{p}" for p in free_ports(2)]
-    run_dir = tmp_path / "run"
-    processes, temp_dirs = [], []
-    for index in range(2):
-        temp_dirs.append(tmp_path / f"tmp{index}")
-        temp_dirs[-1].mkdir()
-        env = {**os.environ, "TMPDIR": str(temp_dirs[-1]),
+def launch(workers, run_dir, tmp_path, *overrides):
+    """Starts `workers` processes training mnist_resnet together; worker i's TMPDIR is tmp_path/tmp<i>."""
+    hosts = [f"127.0.0.1:{p}" for p in free_ports(workers)]
+    processes = []
+    for index in range(workers):
+        temp_dir = tmp_path / f"tmp{index}"
+        temp_dir.mkdir(exist_ok=True)
+        env = {**os.environ, "TMPDIR": str(temp_dir),
                "TF_CONFIG": json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})}
         command = [sys.executable, "-m", "garden.cli", "train", "mnist_resnet",
-                   *sets("runtime.distribution_strategy=multi_worker_mirrored", "trainer.train_steps=100",
-                         "trainer.validation_interval=100", "task.train_data.num_examples=1024"),
+                   *sets("runtime.distribution_strategy=multi_worker_mirrored", "task.train_data.num_examples=1024", *overrides),
                    "--run-dir", str(run_dir)]
         processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def finished(processes):
+    """The stdout of each process, after asserting that all succeeded."""
     outputs = [p.communicate(timeout=600) for p in processes]
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
-    prints = [[l.split()[-1] for l in out.splitlines() if "weights fingerprint" in l] for out, _ in outputs]
-    assert len(prints[0]) == 1 and prints[0] == prints[1]
+    return [out for out, _ in outputs]
+
+
+def fingerprints(out):
+    return [line.split()[-1] for line in out.splitlines() if "weights fingerprint" in line]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_train_identical_weights_and_only_the_chief_writes(workers, tmp_path):
+    run_dir = tmp_path / "run"
+    outputs = finished(launch(workers, run_dir, tmp_path, "trainer.train_steps=100", "trainer.validation_interval=100",
+                              "task.train_data.global_batch_size=48"))  # 16 per worker for 3
+    prints = [fingerprints(out) for out in outputs]
+    assert len(prints[0]) == 1 and all(p == prints[0] for p in prints)
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.index")) == ["ckpt-100.index"]
     rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
-    assert [r["step"] for r in rows if r["split"] == "train"] == [50, 100]  # one writer, not two
-    assert not any(temp_dirs[1].iterdir()), "the worker's temporary checkpoints were not removed"
+    assert [r["step"] for r in rows if r["split"] == "train"] == [50, 100]  # one writer, not several
+    for index in range(1, workers):
+        assert not any((tmp_path / f"tmp{index}").iterdir()), "a worker's temporary checkpoints were not removed"
+
+
+def test_a_lost_worker_stops_the_job_and_restarting_every_worker_resumes_it_exactly(tmp_path):
+    steps = ("trainer.train_steps=300", "trainer.validation_interval=300", "trainer.checkpoint_interval=50")
+    expected = fingerprints(finished(launch(2, tmp_path / "whole", tmp_path, *steps))[0])
+    run_dir = tmp_path / "run"
+    chief, worker = launch(2, run_dir, tmp_path, *steps)
+    state, deadline = run_dir / "checkpoints" / "checkpoint", time.time() + 300
+    while not (state.exists() and "ckpt-50" in state.read_text()) and time.time() < deadline:
+        assert chief.poll() is None, "training ended before a worker could be lost"
+        time.sleep(0.05)
+    worker.kill()
+    _, err = chief.communicate(timeout=180)  # heartbeats stop; the collectives fail within about 10 s
+    worker.communicate()
+    assert chief.returncode == 2, err[-3000:]
+    message = err.strip().splitlines()[-1]
+    assert "lost worker 1; restart every worker with the same command to resume from" in message and "ckpt-" in message
+    stopped = int(message.rsplit("ckpt-", 1)[1])
+    assert 50 <= stopped < 300
+    outputs = finished(launch(2, run_dir, tmp_path, *steps))
+    assert f"at step {stopped}" in outputs[0] and fingerprints(outputs[0]) == expected

@@ -1,4 +1,5 @@
-"""Real training on MNIST slices: accuracy, summaries, NaN guard, kill-and-resume, mixed precision."""
+"""Real training on MNIST slices and Shakespeare: accuracy, summaries, NaN guard, kill-and-resume,
+preemption, determinism, gradient accumulation, mixed precision."""
 
 import json
 import os
@@ -69,6 +70,55 @@ def test_killed_run_resumes_to_the_same_weights(tiny_run, tmp_path):
     assert expected.keys() == actual.keys() and len(expected) > 20
     for key in expected:
         np.testing.assert_array_equal(expected[key], actual[key], err_msg=key)
+
+
+def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_to_the_same_weights(tiny_run, tmp_path):
+    """A preemption notice mid-run: a checkpoint at the end of the current loop, a clear exit, and a
+    rerun that loses and repeats no step (its weights equal the uninterrupted run's)."""
+    run_dir = tmp_path / "preempted"
+    command = [sys.executable, "-m", "garden.cli", "train", "--config", str(tiny_run / "config.yaml"), "--run-dir", str(run_dir)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics, deadline = run_dir / "metrics.jsonl", time.time() + 300
+    while not (metrics.exists() and '"train"' in metrics.read_text()) and time.time() < deadline:
+        assert process.poll() is None, "training ended before the notice"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    stopped = int(err.split("stopped at step ")[1].split()[0]) if "stopped at step" in err else None
+    assert process.returncode == 2 and stopped is not None and stopped < 300, err[-2000:]
+    assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith(f"ckpt-{stopped}")
+    resumed = garden("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir)
+    assert f"at step {stopped}" in resumed.stdout
+    steps = [json.loads(line)["step"] for line in open(metrics) if '"train"' in line]
+    assert steps == list(range(50, 301, 50))  # each loop logged once: none lost, none repeated
+    expected, actual = checkpoint_values(tiny_run, 300), checkpoint_values(run_dir, 300)
+    for key in expected:
+        np.testing.assert_array_equal(expected[key], actual[key], err_msg=key)
+
+
+LM = ["trainer.train_steps=20", "trainer.steps_per_loop=10", "trainer.checkpoint_interval=20", "trainer.validation_interval=20",
+      "task.validation_data.num_examples=48", "task.model.backbone.params.num_layers=1", "runtime.deterministic=true"]
+
+
+def lm_run(run_dir, *overrides):
+    garden("train", "shakespeare_char", *[a for s in (*LM, *overrides) for a in ("--set", s)], "--run-dir", run_dir)
+    return checkpoint_values(run_dir, 20)
+
+
+def test_deterministic_runs_are_bit_identical_and_accumulated_micro_batches_match_the_full_batch(tmp_path):
+    full = lm_run(tmp_path / "full", "task.train_data.global_batch_size=16")
+    again = lm_run(tmp_path / "again", "task.train_data.global_batch_size=16")
+    accumulated = lm_run(tmp_path / "accumulated", "task.train_data.global_batch_size=16", "trainer.gradient_accumulation_steps=4")
+    weights = [k for k in full if k.startswith("optimizer/_trainable_variables/")]  # the model's weights
+    assert len(weights) > 5
+    for key in full:
+        np.testing.assert_array_equal(full[key], again[key], err_msg=key)
+    for key in weights:  # four micro-batches of 4 sum to the gradient of the batch of 16, up to rounding
+        np.testing.assert_allclose(accumulated[key], full[key], rtol=1e-4, atol=1e-5, err_msg=key)
+    error = garden("train", "shakespeare_char", "--set", "trainer.gradient_accumulation_steps=5", "--run-dir", tmp_path / "bad",
+                   check=False).stderr.strip().splitlines()[-1]
+    assert error.startswith("garden: error:") and "split evenly into trainer.gradient_accumulation_steps (5)" in error
+    assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -12,16 +12,19 @@ from garden.errors import GardenError
 
 
 class Checkpoints:
-    """A `tf.train.CheckpointManager` in `directory` on the chief, in a removed temp folder elsewhere."""
+    """A `tf.train.CheckpointManager` in `directory` on the chief, in a removed temp folder elsewhere.
+    Every worker restores from `directory` (the run folder all workers see, as in Model Garden), so
+    restarted workers all resume from the chief's newest checkpoint."""
 
     def __init__(self, checkpoint, directory, chief, max_to_keep):
         self._temp = None if chief else tempfile.mkdtemp(prefix="garden-worker-")
         self.manager = tf.train.CheckpointManager(checkpoint, self._temp or directory, max_to_keep=max_to_keep)
-        self.checkpoint = checkpoint
+        self.checkpoint, self.directory = checkpoint, directory
 
     @property
     def latest(self):
-        return self.manager.latest_checkpoint
+        """The chief's newest checkpoint, or None."""
+        return tf.train.latest_checkpoint(self.directory)
 
     def restore_latest(self):
         """Restores the newest checkpoint if there is one; returns its path or None."""

@@ -2,14 +2,21 @@
 
 `steps_per_loop` steps run inside one `tf.function` under the strategy; each replica
 computes its loss averaged over the global batch and the Keras 3 optimizer all-reduces
-the gradients. Between loops the host checks the loss, writes summaries, checkpoints
-and evaluates. Only the chief writes; a run folder with checkpoints is resumed.
+the gradients; with `gradient_accumulation_steps` k, each replica sums the gradients of k
+micro-batches of a global batch before one optimizer step. Between loops the host checks the
+loss, writes summaries, checkpoints and evaluates. Only the chief writes; a run folder with
+checkpoints is resumed. SIGTERM on any worker makes all of them write a checkpoint at the end of
+the current loop and stop, so a preempted job resumes with no step lost or repeated.
 """
 
+import contextlib
 import json
 import math
 import os
+import re
 import shutil
+import signal
+import threading
 import time
 
 import keras
@@ -28,6 +35,34 @@ from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 from garden.train.evaluate import evaluate
 from garden.train.strategy import is_chief
 from garden.train.summaries import Reporter
+
+
+@contextlib.contextmanager
+def sigterm_received():
+    """A list that gains an entry when SIGTERM (a preemption notice) arrives within the block; the
+    trainer checks it between loops, so a notice never interrupts a step or a checkpoint write."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may handle signals
+        yield received
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def lost_workers(checkpoints):
+    """Turns the error that the collectives raise once a worker has died (no heartbeat for about
+    10 s) into one line that says how to resume."""
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+        tasks = sorted(set(re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", str(error))))
+        gone = ", ".join(f"{job} {index}" for job, index in tasks) or str(error).strip().splitlines()[0][:200]
+        raise GardenError(f"training stopped: lost {gone}; restart every worker with the same command to resume from "
+                          f"{checkpoints.latest or 'the start (no checkpoint yet)'}") from None
 
 
 class Trainer:
@@ -50,6 +85,7 @@ class Trainer:
             self.optimizer = precision.wrap_optimizer(optimizer, self.policy, runtime.loss_scale)
             self.optimizer.build(self.variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self._all_sum = tf.function(lambda value: strategy.reduce("SUM", strategy.run(tf.identity, (value,)), axis=None))
         checkpoint = tf.train.Checkpoint(model=checkpointed(self.models), optimizer=self.optimizer, step=self.step)
         self.checkpoints = Checkpoints(
             checkpoint, os.path.join(run_dir, "checkpoints"), self.chief, config.trainer.max_to_keep
@@ -64,35 +100,45 @@ class Trainer:
 
     def _make_loop(self, model, loss_fn, global_batch_size):
         optimizer, strategy = self.optimizer, self.strategy
+        micro_batches = self.config.trainer.gradient_accumulation_steps
 
         def gradients(features, labels):
             with tf.GradientTape() as tape:
                 outputs = model(features, training=True)
                 loss = tf.nn.compute_average_loss(loss_fn(labels, outputs), global_batch_size=global_batch_size)
-                if model.losses:
-                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+                if model.losses:  # once per global batch
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses)) / micro_batches
                 scaled = optimizer.scale_loss(loss)
             return loss, tape.gradient(scaled, model.trainable_variables)
 
         if self.config.runtime.enable_xla:  # a nested function: no cross-replica sync (e.g. synchronized BN) inside
             gradients = tf.function(gradients, jit_compile=True)
 
-        def replica_step(features, labels):
-            loss, grads = gradients(features, labels)
+        def replica_step(batches):
+            """One optimizer step on the gradients summed over the micro-batches of one global batch."""
+            total, summed = 0.0, None
+            for features, labels in batches:
+                loss, grads = gradients(features, labels)
+                total += loss
+                summed = grads if summed is None else [g if s is None else s + g for s, g in zip(summed, grads)]
             # a head may leave backbone parts unused (BERT's pooler under a token head): no gradient there
-            optimizer.apply_gradients([(g, v) for g, v in zip(grads, model.trainable_variables) if g is not None])
-            return loss
+            optimizer.apply_gradients([(g, v) for g, v in zip(summed, model.trainable_variables) if g is not None])
+            return total
 
         @tf.function
         def loop(iterator, num_steps):
             total = tf.constant(0.0)
             for _ in tf.range(num_steps):
-                features, labels = next(iterator)
-                total += strategy.reduce("SUM", strategy.run(replica_step, (features, labels)), axis=None)
+                batches = [next(iterator) for _ in range(micro_batches)]
+                total += strategy.reduce("SUM", strategy.run(replica_step, (batches,)), axis=None)
                 self.step.assign_add(1)
             return total / tf.cast(num_steps, tf.float32)
 
         return loop
+
+    def _any_worker(self, flag):
+        """True on every worker if `flag` is True on any: an all-reduce, so that all stop at one step."""
+        return bool(self._all_sum(tf.constant(int(flag))) > 0)
 
     # ---- the loop ---------------------------------------------------------------------------------
 
@@ -123,7 +169,8 @@ class Trainer:
             done_before = start if schedule is None else int(np.sum(schedule[:start] == index))
             routine["iterator"] = iter(self._distributed_dataset(routine, done_before))
         results = {}
-        try:
+        with contextlib.closing(reporter), contextlib.closing(self.checkpoints), lost_workers(self.checkpoints), \
+                sigterm_received() as preempted:
             while start < trainer.train_steps:
                 num_steps = min(trainer.steps_per_loop, trainer.train_steps - start)
                 order = [0] * num_steps if schedule is None else schedule[start : start + num_steps]
@@ -143,14 +190,15 @@ class Trainer:
                     scalars.update({f"loss/{n}": float(np.mean(v)) for n, v in losses.items()})
                 reporter.scalars("train", start, scalars)
                 done = start >= trainer.train_steps
-                if done or start % trainer.checkpoint_interval == 0:
+                stop = not done and self._any_worker(bool(preempted))
+                if done or stop or start % trainer.checkpoint_interval == 0:
                     self.checkpoints.save(start)
+                if stop:
+                    raise GardenError(f"stopped at step {start} by SIGTERM (preemption) after writing checkpoint "
+                                      f"ckpt-{start}; run the same command again to resume")
                 if done or start % trainer.validation_interval == 0:
                     results = self._validate(routines, reporter, start) or results
             reporter.message(f"step {start}: weights fingerprint {fingerprint(self.variables)}")
-        finally:
-            reporter.close()
-            self.checkpoints.close()
         return results
 
     def _routine(self, name, task):
@@ -159,6 +207,13 @@ class Trainer:
         where = f"task.tasks.{name}" if name else "task"
         if data.global_batch_size <= 0:
             raise GardenError(f"set {where}.train_data.global_batch_size to a positive number")
+        micro_batches, replicas = self.config.trainer.gradient_accumulation_steps, self.strategy.num_replicas_in_sync
+        if micro_batches < 1 or data.global_batch_size % (micro_batches * replicas):
+            raise GardenError(
+                f"{where}.train_data.global_batch_size ({data.global_batch_size}) must split evenly into "
+                f"trainer.gradient_accumulation_steps ({micro_batches}) micro-batches on each of {replicas} replicas; "
+                f"make it a multiple of {max(micro_batches, 1) * replicas}"
+            )
         if (task.config.loss.type == "distillation") != bool(data.teacher_logits):
             raise GardenError(
                 f"the distillation loss and {where}.train_data.teacher_logits go together: set both "
@@ -183,10 +238,11 @@ class Trainer:
         }
 
     def _distributed_dataset(self, routine, start):
-        data = routine["data"]
-        seed = data.seed or self.config.runtime.seed
+        """The (sub-)task's micro-batches from step `start` on, each worker reading its own share."""
+        data, micro_batches = routine["data"], self.config.trainer.gradient_accumulation_steps
+        seed, size = data.seed or self.config.runtime.seed, data.global_batch_size // micro_batches
         return self.strategy.distribute_datasets_from_function(
-            lambda ctx: train_dataset(routine["train"], data.global_batch_size, seed, start, ctx, routine["prepare"])
+            lambda ctx: train_dataset(routine["train"], size, seed, start * micro_batches, ctx, routine["prepare"])
         )
 
     def _run_steps(self, routines, order):
