@@ -66,7 +66,7 @@ def test_workers_train_identical_weights_and_only_the_chief_writes(workers, tmp_
 
 
 def test_a_lost_worker_stops_the_job_and_restarting_every_worker_resumes_it_exactly(tmp_path):
-    steps = ("trainer.train_steps=300", "trainer.validation_interval=300", "trainer.checkpoint_interval=50")
+    steps = ("trainer.train_steps=150", "trainer.validation_interval=150", "trainer.checkpoint_interval=50")
     expected = fingerprints(finished(launch(2, tmp_path / "whole", tmp_path, *steps))[0])
     run_dir = tmp_path / "run"
     chief, worker = launch(2, run_dir, tmp_path, *steps)
@@ -81,6 +81,6 @@ def test_a_lost_worker_stops_the_job_and_restarting_every_worker_resumes_it_exac
     message = err.strip().splitlines()[-1]
     assert "lost worker 1; restart every worker with the same command to resume from" in message and "ckpt-" in message
     stopped = int(message.rsplit("ckpt-", 1)[1])
-    assert 50 <= stopped < 300
+    assert 50 <= stopped < 150
     outputs = finished(launch(2, run_dir, tmp_path, *steps))
     assert f"at step {stopped}" in outputs[0] and fingerprints(outputs[0]) == expected

@@ -1,0 +1,106 @@
+"""Training throughput of one BERT classifier in Garden vs its peers on this CPU, side by side.
+
+The same model (KerasHub's BertBackbone, BERT-small by default: 4 layers, width 512, 8 heads,
+sequence 128; [CLS] pooler, dropout 0.1, a dense layer to 8 classes), the same tokenized
+Reuters R8 batches of 32 from Garden's pipeline, AdamW with weight decay 0.01 and global clip
+norm 1.0 (Garden's r8_student schedule, a constant 1e-3 for the peers), one process:
+
+- Garden's trainer (`garden train r8_student`), with and without `runtime.enable_xla`;
+- `keras_hub.models.BertTextClassifier.fit`, as compiled by default (`jit_compile="auto"`, one
+  step per call) and tuned (`jit_compile=True`, `steps_per_execution` = Garden's steps per loop);
+- Model Garden's BERT sentence-prediction trainer (tf-models-official, tf_keras, Orbit).
+
+Each figure is the median step time over the loops after the first (which traces); rounds
+alternate between the systems and each keeps its best round.
+
+    python benchmarks/peers.py [--steps 100] [--rounds 2] [--quick]
+"""
+
+import argparse
+import os
+import time
+
+import keras
+import keras_hub
+import numpy as np
+
+from garden.cli import _register_all
+from garden.config import experiment_config
+from garden.data.pipeline import train_dataset
+from garden.registry import TASKS
+from garden.train.strategy import resolve_strategy
+from model_garden_peer import model_garden_step_seconds
+from training import BERT_SMALL, TINY, step_seconds
+
+
+class LoopTimer(keras.callbacks.Callback):
+    """Seconds per `fit` epoch (one epoch = one loop of steps)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.began = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.began)
+
+
+def keras_hub_step_seconds(dataset, config, num_classes, steps, loop, jit_compile, steps_per_execution):
+    params = config.task.model.backbone.params
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=params.vocabulary_size, num_layers=params.num_layers, num_heads=params.num_heads,
+        hidden_dim=params.hidden_dim, intermediate_dim=params.intermediate_dim, dropout=params.dropout,
+        max_sequence_length=params.max_sequence_length,
+    )
+    model = keras_hub.models.BertTextClassifier(backbone, num_classes, preprocessor=None, dropout=0.1)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01, global_clipnorm=1.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    timer = LoopTimer()
+    timer.seconds = []
+    model.fit(dataset, epochs=steps // loop, steps_per_epoch=loop, callbacks=[timer], verbose=0)
+    return float(np.median(timer.seconds[1:])) / loop
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="a tiny model, 10 steps, one round: proves the script works")
+    args = parser.parse_args()
+    _register_all()
+    steps, loop, rounds = (10, 5, 1) if args.quick else (args.steps, 20, args.rounds)
+    sets = [*BERT_SMALL, f"trainer.train_steps={steps}", f"trainer.steps_per_loop={loop}", f"trainer.checkpoint_interval={steps}",
+            f"trainer.validation_interval={steps}", "task.validation_data.num_examples=32", *(TINY if args.quick else [])]
+    config = experiment_config("r8_student", sets=sets)
+    xla = experiment_config("r8_student", sets=[*sets, "runtime.enable_xla=true"])
+    strategy = resolve_strategy(config.runtime)
+    task = TASKS.get(config.task.type)(config.task)
+    examples = task.load(config.task.train_data)
+    batch, sequence = config.task.train_data.global_batch_size, config.task.model.tokenizer.sequence_length
+    dataset = train_dataset(examples, batch, seed=0, prepare=task.prepare)
+    classes = len(examples.label_names)
+    params = config.task.model.backbone.params
+    systems = {
+        "Garden (custom loop)": lambda: step_seconds(config, strategy, in_memory=False)[0],
+        "Garden (custom loop, XLA)": lambda: step_seconds(xla, strategy, in_memory=False)[0],
+        "KerasHub BertTextClassifier.fit (default compile)": lambda: keras_hub_step_seconds(
+            dataset, config, classes, steps, loop, "auto", 1),
+        f"KerasHub BertTextClassifier.fit (XLA, {loop} steps per call)": lambda: keras_hub_step_seconds(
+            dataset, config, classes, steps, loop, True, loop),
+        "Model Garden sentence prediction (Orbit, tf_keras)": lambda: model_garden_step_seconds(
+            dataset, classes, params.vocabulary_size, params.num_layers, params.num_heads, params.hidden_dim,
+            params.intermediate_dim, 1e-3, steps, loop),
+    }
+    best = {name: float("inf") for name in systems}
+    for _ in range(rounds):
+        for name, measure in systems.items():
+            best[name] = min(best[name], measure())
+    print(f"BERT {params.num_layers} layers, width {params.hidden_dim}, {params.num_heads} heads, sequence {sequence}, "
+          f"batch {batch}, Reuters R8; {os.cpu_count()} CPU cores; best of {rounds} rounds of {steps} steps")
+    for name, seconds in best.items():
+        print(f"{name:58s} {1000 * seconds:8.1f} ms/step {batch / seconds:8.1f} examples/s")
+    garden = min(best["Garden (custom loop)"], best["Garden (custom loop, XLA)"])
+    peer = min(seconds for name, seconds in best.items() if not name.startswith("Garden"))
+    print(f"ratio Garden (best) / fastest peer: {peer / garden:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

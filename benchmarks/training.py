@@ -1,0 +1,106 @@
+"""Where a Garden training step's time goes on this CPU: achieved FLOP/s as a fraction of the
+machine's matmul peak, and the input pipeline's share of the step.
+
+Measured in one run: the peak (a 4096 x 4096 float32 matmul in TensorFlow on all cores, best of
+several seconds); then Garden's trainer on the same BERT classifier twice, alternating, fed by the
+real tf.data pipeline (tokenized Reuters R8 gathered, packed and prefetched) and by one batch
+held in memory. A step's FLOPs follow PaLM's count per token: 6 x the non-embedding weights
+(forward and backward) + 12 x layers x width x sequence (attention), over the padded tokens.
+
+    python benchmarks/training.py [--steps 300] [--set task.model.backbone.params.num_layers=2] [--quick]
+"""
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from garden.cli import _register_all
+from garden.config import experiment_config
+from garden.train import trainer as trainer_module
+from garden.train.strategy import resolve_strategy
+
+TINY = ["task.model.backbone.params.num_layers=1", "task.model.backbone.params.num_heads=2", "task.model.backbone.params.hidden_dim=64",
+        "task.model.backbone.params.intermediate_dim=128", "task.model.tokenizer.sequence_length=32"]  # --quick: proves the script runs
+BERT_SMALL = ["task.model.backbone.params.num_layers=4", "task.model.backbone.params.num_heads=8",
+              "task.model.backbone.params.hidden_dim=512", "task.model.backbone.params.intermediate_dim=2048"]
+
+
+def matmul_peak(size=4096, seconds=5.0):
+    """Float32 FLOP/s of a large matmul on all cores."""
+    a, b = tf.random.normal([size, size]), tf.random.normal([size, size])
+    product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    product().numpy()
+    best, began = float("inf"), time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        start = time.perf_counter()
+        product().numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def flops_per_step(config, model):
+    """PaLM's training FLOPs of one global batch: (6 N + 12 L d s) per (padded) token."""
+    params = config.task.model.backbone.params
+    sequence = config.task.model.tokenizer.sequence_length
+    embedding = sum(int(np.prod(v.shape)) for v in model.trainable_variables if "embedding" in v.path)
+    weights = sum(int(np.prod(v.shape)) for v in model.trainable_variables) - embedding
+    per_token = 6 * weights + 12 * params.num_layers * params.hidden_dim * sequence
+    return per_token * sequence * config.task.train_data.global_batch_size
+
+
+def step_seconds(config, strategy, in_memory):
+    """Median seconds per training step over the loops after the first (which traces)."""
+    real = trainer_module.train_dataset
+    if in_memory:  # the same first batch, prepared once and repeated
+        trainer_module.train_dataset = lambda *a, **k: real(*a, **k).take(1).cache().repeat()
+    try:
+        with tempfile.TemporaryDirectory() as run_dir:
+            trainer = trainer_module.Trainer(config, run_dir, strategy)
+            trainer.train()
+            rows = [line for line in open(os.path.join(run_dir, "metrics.jsonl")) if '"train"' in line]
+    finally:
+        trainer_module.train_dataset = real
+    rates = [json.loads(row)["examples_per_second"] for row in rows[1:]]
+    return config.task.train_data.global_batch_size / float(np.median(rates)), trainer.model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="r8_student")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--set", action="append", default=[], help="config overrides after the BERT-small ones")
+    parser.add_argument("--quick", action="store_true", help="a tiny model, 10 steps, one round: proves the script works")
+    args = parser.parse_args()
+    _register_all()
+    steps, loop, rounds = (10, 5, 1) if args.quick else (args.steps, 50, 2)
+    sets = [*BERT_SMALL, f"trainer.train_steps={steps}", f"trainer.steps_per_loop={loop}",
+            f"trainer.checkpoint_interval={steps}", f"trainer.validation_interval={steps}",
+            "task.validation_data.num_examples=32", *(TINY if args.quick else []), *args.set]
+    config = experiment_config(args.experiment, sets=sets)
+    strategy = resolve_strategy(config.runtime)
+    peak = matmul_peak(seconds=1.0 if args.quick else 5.0)
+    seconds = {True: [], False: []}
+    for _ in range(rounds):
+        for in_memory in (False, True):
+            elapsed, model = step_seconds(config, strategy, in_memory)
+            seconds[in_memory].append(elapsed)
+    real, memory = min(seconds[False]), min(seconds[True])
+    flops = flops_per_step(config, model)
+    backbone = config.task.model.backbone.params
+    print(f"{args.experiment}: BERT {backbone.num_layers} layers, width {backbone.hidden_dim}, sequence "
+          f"{config.task.model.tokenizer.sequence_length}, batch {config.task.train_data.global_batch_size}; "
+          f"{os.cpu_count()} CPU cores; best of {rounds} rounds of {steps} steps")
+    print(f"matmul peak (float32, 4096^3):     {peak / 1e9:8.1f} GFLOP/s")
+    print(f"training step, real tf.data input: {1000 * real:8.1f} ms  {flops / real / 1e9:8.1f} GFLOP/s")
+    print(f"training step, batch in memory:    {1000 * memory:8.1f} ms  {flops / memory / 1e9:8.1f} GFLOP/s")
+    print(f"fraction of matmul peak (real input): {flops / real / peak:6.1%}")
+    print(f"input pipeline overhead (real / in memory - 1): {real / memory - 1:+6.1%}")
+
+
+if __name__ == "__main__":
+    main()

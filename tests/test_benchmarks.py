@@ -1,0 +1,27 @@
+"""The training benchmarks run end to end in --quick mode (their figures are measured, not asserted)."""
+
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def quick(script):
+    result = subprocess.run([sys.executable, f"benchmarks/{script}", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_roofline_and_input_pipeline_benchmark_prints_its_ratios():
+    printed = quick("training.py")
+    peak = float(re.search(r"matmul peak \(float32, 4096\^3\): +([\d.]+) GFLOP/s", printed).group(1))
+    fraction = float(re.search(r"fraction of matmul peak \(real input\): +([\d.]+)%", printed).group(1))
+    assert peak > 0 and 0 < fraction < 100 and re.search(r"input pipeline overhead .*: +[+-][\d.]+%", printed), printed
+
+
+def test_peer_benchmark_trains_the_same_bert_in_garden_keras_hub_and_model_garden():
+    printed = quick("peers.py")
+    rows = re.findall(r"^(.+?) +([\d.]+) ms/step +([\d.]+) examples/s$", printed, re.M)
+    assert len(rows) == 5 and all(float(ms) > 0 for _, ms, _ in rows), printed
+    assert re.search(r"ratio Garden \(best\) / fastest peer: +[\d.]+x", printed), printed
