@@ -194,7 +194,7 @@ def cmd_distill_logits(args):
     from garden.distill.logits import write_teacher_logits
 
     start = time.perf_counter()
-    summary = write_teacher_logits(args.run_dir, args.out, split=args.split)
+    summary = write_teacher_logits(args.run_dir, args.out, split=args.split, cross_fit=args.cross_fit)
     print(json.dumps({**summary, "out": args.out, "seconds": round(time.perf_counter() - start, 1)}))
 
 
@@ -275,6 +275,9 @@ def _parser():
     sub.add_argument("run_dir", help="the teacher's run folder")
     sub.add_argument("--out", required=True, help=".npz file to set as task.train_data.teacher_logits")
     sub.add_argument("--split", help="another split of the teacher's training dataset (default its train_data split)")
+    sub.add_argument("--cross-fit", type=int, default=0, metavar="N",
+                     help="train N teachers of the run's config, each without one N-th of the examples, and give each "
+                          "example the logits of the teacher that did not see it (runs in RUN_DIR/cross_fit)")
     sub.set_defaults(run=cmd_distill_logits)
     sub = commands.add_parser("generate", help="continue prompts with a trained decoder language model")
     sub.add_argument("run_dir")

@@ -29,13 +29,15 @@ class ComponentConfig(base_config.Config):
 @dataclasses.dataclass
 class DataConfig(mg.DataConfig):
     """Model Garden's DataConfig plus a catalog dataset, its split, an optional evenly spaced
-    subset of `num_examples`, for text files the columns to read (names, or numbers when `header`
+    subset of `num_examples`, then an optional `fold` of those ("K/N": every N-th from the K-th,
+    "~K/N": all the others), for text files the columns to read (names, or numbers when `header`
     is false) and, for training data under the `distillation` loss, the `teacher_logits` file that
     `garden distill logits` wrote for these examples."""
 
     dataset: str = ""
     split: str = ""
     num_examples: int = -1
+    fold: str = ""
     text_column: str = "sentence"
     text_pair_column: str = ""
     label_column: str = "label"

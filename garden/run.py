@@ -20,16 +20,22 @@ def read_labels(run_dir):
     return json.load(open(path)) if os.path.isfile(path) else None
 
 
+def run_config(run_dir):
+    """The experiment config saved in `run_dir`."""
+    path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isfile(path):
+        raise GardenError(f"{run_dir} is not a run folder (no config.yaml); train one with 'garden train NAME --run-dir {run_dir}'")
+    return experiment_config(config_files=[path])
+
+
 class Run:
     """Loads `run_dir` for evaluation and export, in float32, with EMA weights when the run kept them.
     A multi-task run loads every head; `head` picks the sub-task that `task` and `model` stand for."""
 
     def __init__(self, run_dir, head=None):
-        config_path = os.path.join(run_dir, "config.yaml")
-        if not os.path.isfile(config_path):
-            raise GardenError(f"{run_dir} is not a run folder (no config.yaml); train one with 'garden train NAME --run-dir {run_dir}'")
         self.run_dir = run_dir
-        self.config = experiment_config(config_files=[config_path])
+        self.config = run_config(run_dir)
+        config_path = os.path.join(run_dir, "config.yaml")
         trained = TASKS.get(self.config.task.type)(self.config.task)
         tasks = subtasks(trained)
         self.head = self._pick(head, list(tasks))

@@ -2,6 +2,7 @@
 first training loss is the distillation loss of its own outputs against the teacher's file."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -101,3 +102,35 @@ def test_a_student_stops_before_training_on_mismatched_or_missing_teacher_logits
     missing = garden("train", "r8_student_kd", "--set", "task.train_data.teacher_logits=", "--run-dir", run_dir, check=False)
     assert missing.returncode != 0 and "go together" in missing.stderr.splitlines()[-1]
     assert not (run_dir / "checkpoints").exists()
+
+
+def test_examples_split_into_folds_and_their_complements():
+    examples = Examples({"text": np.array(list("abcdefg"), object)}, np.arange(7), ["x"])
+    assert list(examples.fold("1/3").features["text"]) == ["b", "e"]
+    assert list(examples.fold("~1/3").features["text"]) == ["a", "c", "d", "f", "g"]
+    assert examples.fold("") is examples
+    with pytest.raises(GardenError, match="fold '3/3' is not K/N or ~K/N"):
+        examples.fold("3/3")
+
+
+def test_cross_fitted_logits_come_from_teachers_that_did_not_see_the_examples(text_run, tmp_path):
+    run_dir = tmp_path / "teacher"
+    shutil.copytree(text_run, run_dir)  # the fold teachers train inside the run folder
+    in_sample, cross_fitted = tmp_path / "in_sample.npz", tmp_path / "cross_fitted.npz"
+    garden("distill", "logits", run_dir, "--out", in_sample)
+    shutil.rmtree(run_dir / "checkpoints")  # cross-fitting needs only the config
+    summary = json.loads(garden("distill", "logits", run_dir, "--out", cross_fitted, "--cross-fit", "2").stdout.splitlines()[-1])
+    assert summary["cross_fit"] == 2 and summary["examples"] == 1024
+    teacher = Run(str(text_run))
+    examples = teacher.task.load(teacher.config.task.train_data, teacher.label_names)
+    stored = np.load(cross_fitted)["logits"]
+    for k in range(2):
+        fold_teacher = Run(str(run_dir / "cross_fit" / f"{k}-of-2"))
+        assert fold_teacher.config.task.train_data.fold == f"~{k}/2" and fold_teacher.step == 120
+        held_out = examples.fold(f"{k}/2")
+        expected = np.concatenate([fold_teacher.model(f, training=False)["logits"].numpy()
+                                   for f, _ in eval_dataset(held_out, 256, fold_teacher.task.prepare)])
+        np.testing.assert_allclose(stored[k::2], expected, atol=1e-4)
+    soft_targets.attach(examples, str(cross_fitted))  # the file serves the student's full training split
+    top = [np.mean(np.max(np.exp(log_softmax(np.load(path)["logits"])), axis=-1)) for path in (in_sample, cross_fitted)]
+    assert top[1] < top[0]  # the teachers are less sure of text they never saw: the point of cross-fitting

@@ -1,6 +1,7 @@
 """In-memory labeled examples: what a catalog dataset returns for one split."""
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -24,6 +25,19 @@ class Examples:
         if count < 0 or count >= len(self):
             return self
         index = np.arange(count) * len(self) // count
+        return Examples({k: v[index] for k, v in self.features.items()}, self.labels[index], self.label_names)
+
+
+    def fold(self, spec):
+        """The examples of fold `spec`: "K/N" keeps positions K, K+N, K+2N, ...; "~K/N" keeps the
+        others; "" keeps all."""
+        match = re.fullmatch(r"(~?)(\d+)/(\d+)", spec)
+        if spec and not (match and int(match[2]) < int(match[3])):
+            raise GardenError(f"fold '{spec}' is not K/N or ~K/N with 0 <= K < N (for example 0/5, or ~0/5 for the rest)")
+        if not spec:
+            return self
+        held = np.arange(len(self)) % int(match[3]) == int(match[2])
+        index = np.flatnonzero(~held if match[1] else held)
         return Examples({k: v[index] for k, v in self.features.items()}, self.labels[index], self.label_names)
 
 

@@ -29,12 +29,12 @@ class Task:
         return lambda labels, outputs: loss(labels, outputs["logits"])
 
     def load(self, data_config, label_names=None):
-        """The `Examples` of one data config (dataset and split, optional slice), with labels
-        mapped to ids by `label_names` (the training data's) when given."""
+        """The `Examples` of one data config (dataset and split, optional subset and fold), with
+        labels mapped to ids by `label_names` (the training data's) when given."""
         if not data_config.dataset:
             raise GardenError("the data config has no dataset; set task.train_data.dataset (see 'garden show')")
         examples = DATASETS.get(data_config.dataset)(data_config, label_names)
-        return examples.take(data_config.num_examples)
+        return examples.take(data_config.num_examples).fold(data_config.fold)
 
     def preprocess(self, features):
         """Maps a batch of raw features to the model's inputs inside tf.data (identity here)."""
