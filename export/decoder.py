@@ -53,16 +53,18 @@ def decode_step_function(backbone, max_length):
     return tf.function(decode_step, input_signature=specs)
 
 
-def write_saved_model(backbone, tokenizer, directory, max_length):
-    """Writes the SavedModel (signatures generate, serving_default, decode_step) into `directory`."""
-    tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
+def write_saved_model(backbone, tokenizer, directory, max_length, generate=True):
+    """Writes the SavedModel (signatures generate and serving_default unless not `generate`, and
+    decode_step) into `directory`."""
     archive = keras.export.ExportArchive()
     archive.track(backbone)
-    archive.track(tokenizer)
-    generate = Generator(backbone, tokenizer).generate_text
-    for name, function in (("generate", generate), ("serving_default", generate),
-                           ("decode_step", decode_step_function(backbone, max_length))):
-        archive.add_endpoint(name, function)
+    if generate:
+        tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
+        archive.track(tokenizer)
+        generate_text = Generator(backbone, tokenizer).generate_text
+        archive.add_endpoint("generate", generate_text)
+        archive.add_endpoint("serving_default", generate_text)
+    archive.add_endpoint("decode_step", decode_step_function(backbone, max_length))
     archive.write_out(directory, verbose=False)
 
 
@@ -187,7 +189,7 @@ def export_tflite(reference, export_dir, quantize="none", max_error=None):
                           "activations would need calibration over the cache, which Garden does not do yet")
     name = tflite.filename(quantize)
     with tempfile.TemporaryDirectory(dir=export_dir, prefix=".tflite-") as staging:
-        write_saved_model(reference.backbone, reference.tokenizer, staging, reference.max_length)
+        write_saved_model(reference.backbone, reference.tokenizer, staging, reference.max_length, generate=False)
         content = tflite.convert(staging, "decode_step", quantize)
     runner = tflite.tflite_runner(content, signature="decode_step")
     bound = BOUNDS[quantize] if max_error is None else max_error

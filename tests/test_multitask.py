@@ -53,7 +53,7 @@ def multitask_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "multitask"
     sets = [
         "task.model.tokenizer.sequence_length=32", "trainer.train_steps=40", "trainer.steps_per_loop=10",
-        "trainer.validation_interval=10", "trainer.checkpoint_interval=40",
+        "trainer.validation_interval=20", "trainer.checkpoint_interval=40",
         "trainer.optimizer_config.warmup.linear.warmup_steps=4",
         "trainer.optimizer_config.learning_rate.polynomial.decay_steps=40",
         "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=2e-4",
@@ -70,7 +70,7 @@ def test_each_task_improves_and_is_reported_on_its_own(multitask_run):
     rows = [json.loads(line) for line in open(multitask_run / "metrics.jsonl")]
     for name in ("r8", "20ng"):
         validation = [r for r in rows if r["split"] == f"validation/{name}"]
-        assert [r["step"] for r in validation] == [10, 20, 30, 40]
+        assert [r["step"] for r in validation] == [20, 40]
         assert validation[-1]["loss"] < validation[0]["loss"] - 0.2
         assert validation[-1]["accuracy"] > validation[0]["accuracy"]
         assert (multitask_run / "summaries" / "validation" / name).is_dir()

@@ -1,5 +1,6 @@
 """Text generation from a trained decoder: prompts are left-padded into one batch, read once into the
-key/value cache, and each new token then costs one single-token decode step. Rotary positions
+key/value cache, and each new token then costs one single-token decode step (compiled by XLA:
+its dozens of small ops otherwise cost more in dispatch than in arithmetic). Rotary positions
 depend only on distances, so a left-padded prompt continues exactly as it would alone.
 
 `generate_text` is the whole of it as one graph, strings in and strings out (tokenizer, cached
@@ -31,6 +32,7 @@ class Generator:
         spec = tf.TensorSpec([None, None], tf.int32)
         self._last_logits = tf.function(self._last_logits, input_signature=[spec, spec])
         self.left_padded, self.stop_ids, self._texts = (tf.function(f) for f in (self.left_padded, self.stop_ids, self._texts))
+        self._decode_one = tf.function(self._decode_one, jit_compile=True)
 
     def generate(self, prompts, max_new_tokens, sampling, seed=0, stop=(), cache=True):
         """The continuations (strings) of `prompts`, each at most `max_new_tokens` long and ending
@@ -90,8 +92,8 @@ class Generator:
         def step(index, logits, cache, done, tokens):
             token = sample(logits, tf.stack([seed, index]), *sampling)
             done = done | tf.reduce_any(token[:, None] == stop_ids[None, :], axis=-1)
-            logits, cache = self.backbone.decode(token[:, None], mask, cache, prompt_length + index)
-            return index + 1, logits[:, -1], cache, done, tokens.write(index, token)
+            logits, cache = self._decode_one(token, mask, cache, prompt_length + index)
+            return index + 1, logits, cache, done, tokens.write(index, token)
 
         def unfinished(index, logits, cache, done, tokens):
             return tf.logical_and(index < steps, tf.logical_not(tf.reduce_all(done)))
@@ -99,6 +101,11 @@ class Generator:
         done = tf.zeros([batch], tf.bool)
         _, _, _, _, tokens = tf.while_loop(unfinished, step, (tf.constant(0), logits[:, -1], cache, done, tokens))
         return tf.reshape(tf.transpose(tokens.stack()), [batch, -1])
+
+    def _decode_one(self, token, mask, cache, position):
+        """One new token per row through the cache: (its next-token logits, the cache)."""
+        logits, cache = self.backbone.decode(token[:, None], mask, cache, position)
+        return logits[:, -1], cache
 
     def _last_logits(self, token_ids, padding_mask):
         return self.backbone({"token_ids": token_ids, "padding_mask": padding_mask})["token_logits"][:, -1]

@@ -27,16 +27,28 @@ class Sampling:
 def sample(logits, seed, temperature, top_k, top_p):
     """Token ids [batch] (int32) for `logits` [batch, vocabulary]; `seed` is a stateless seed of two
     integers, so the same seed and logits give the same tokens. The rules are scalar tensors (see
-    `Sampling`), so one traced graph serves every setting."""
+    `Sampling`), so one traced graph serves every setting; greedy decoding and rules left off cost
+    nothing (each is a `tf.cond`)."""
     logits = tf.cast(logits, tf.float32)
-    vocabulary = tf.shape(logits)[-1]
-    scaled = logits / tf.maximum(temperature, 1e-6)
-    ranked = tf.sort(scaled, direction="DESCENDING")
-    kth = ranked[:, tf.minimum(tf.where(top_k > 0, top_k, vocabulary), vocabulary) - 1][:, None]
-    scaled = tf.where(scaled < kth, float("-inf"), scaled)
-    ranked = tf.sort(scaled, direction="DESCENDING")
+    return tf.cond(temperature > 0, lambda: _draw(logits, seed, temperature, top_k, top_p),
+                   lambda: tf.argmax(logits, axis=-1, output_type=tf.int32))
+
+
+def _draw(logits, seed, temperature, top_k, top_p):
+    scaled = logits / temperature
+    scaled = tf.cond(top_k > 0, lambda: _top_k(scaled, top_k), lambda: scaled)
+    scaled = tf.cond(top_p < 1, lambda: _top_p(scaled, top_p), lambda: scaled)
+    return tf.random.stateless_categorical(scaled, 1, seed, dtype=tf.int32)[:, 0]
+
+
+def _top_k(logits, k):
+    kth = tf.math.top_k(logits, k=tf.minimum(k, tf.shape(logits)[-1])).values[:, -1:]
+    return tf.where(logits < kth, float("-inf"), logits)
+
+
+def _top_p(logits, p):
+    """The fewest top tokens holding probability `p`."""
+    ranked = tf.sort(logits, direction="DESCENDING")
     before = tf.math.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)  # mass ranked above each token
-    cutoff = tf.reduce_min(tf.where(before < top_p, ranked, float("inf")), axis=-1, keepdims=True)
-    scaled = tf.where(tf.logical_and(top_p < 1, scaled < cutoff), float("-inf"), scaled)  # the fewest top tokens holding top_p
-    sampled = tf.random.stateless_categorical(scaled, 1, seed, dtype=tf.int32)[:, 0]
-    return tf.where(temperature > 0, sampled, tf.argmax(logits, axis=-1, output_type=tf.int32))
+    cutoff = tf.reduce_min(tf.where(before < p, ranked, float("inf")), axis=-1, keepdims=True)
+    return tf.where(logits < cutoff, float("-inf"), logits)
