@@ -17,14 +17,13 @@ sampled; a greedy loop over the TFLite decode step gives exactly the Keras model
 """
 
 import os
-import shutil
 import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from export import manifest, tflite
+from export import manifest, saved_model, tflite
 from export.verify import Refused, median_latency_ms, refusal
 from garden.errors import GardenError
 from garden.generate.generator import SIGNATURE, Generator
@@ -71,12 +70,12 @@ def write_saved_model(backbone, tokenizer, directory, max_length, generate=True)
 def greedy_tokens(decode_step, prompt_ids, steps, cache):
     """Greedy continuation [steps] of `prompt_ids` through a decode step (the loop a device runs):
     the prompt is read one token at a time, then each chosen token is fed back."""
-    tokens, logits = list(prompt_ids), None
+    tokens = list(prompt_ids)
     for position in range(len(prompt_ids) + steps - 1):
         out = decode_step(token_ids=np.array([[tokens[position]]], np.int32), position=np.array([position], np.int32), cache=cache)
-        logits, cache = np.asarray(out["logits"]), out["cache"]
+        cache = out["cache"]
         if position + 1 >= len(prompt_ids):
-            tokens.append(int(np.argmax(logits[0])))
+            tokens.append(int(np.argmax(out["logits"][0])))
     return tokens[len(prompt_ids):]
 
 
@@ -98,7 +97,7 @@ class DecoderReference:
         self.prompts = [self.tokenizer.detokenize(self.inputs[i % PARITY_WINDOWS, :n]) for i, n in enumerate(PROMPT_LENGTHS)]
         self.generator = Generator(self.backbone, self.tokenizer)
         self.texts = [self.generator.generate(self.prompts, NEW_TOKENS, sampling, seed=1) for sampling in CHECKED_SAMPLINGS]
-        self.keras_step = decode_step_function(self.backbone, max_length)
+        self.step_signature = decode_step_function(self.backbone, max_length).input_signature
 
     def mean_loss(self, logits):
         return float(np.mean(keras.losses.sparse_categorical_crossentropy(self.targets, logits, from_logits=True)))
@@ -148,7 +147,7 @@ class DecoderReference:
             "checkpoint": self.run.checkpoint_path,
             "signatures": {"generate": {"inputs": {n: {"dtype": s.dtype.name, "shape": list(s.shape)} for n, s in SIGNATURE.items()}},
                            "decode_step": {"inputs": {n: {"dtype": s.dtype.name, "shape": list(s.shape)}
-                                                      for n, s in zip(("token_ids", "position", "cache"), self.keras_step.input_signature)}}},
+                                                      for n, s in zip(("token_ids", "position", "cache"), self.step_signature)}}},
             "max_length": self.max_length,
             "tokenizer": type(self.tokenizer).__name__,
             "held_out": {"split": self.run.task.held_out().split, "windows": len(self.inputs), "tokens": int(self.inputs.size)},
@@ -161,9 +160,7 @@ class DecoderReference:
 
 def export_saved_model(reference, export_dir, max_error=BOUNDS["none"]):
     """Writes `export_dir/saved_model` if its decode step and generate match the Keras model."""
-    target = os.path.join(export_dir, "saved_model")
-    staging = tempfile.mkdtemp(dir=export_dir, prefix=".saved_model-")
-    try:
+    with saved_model.staged(export_dir) as staging:
         write_saved_model(reference.backbone, reference.tokenizer, staging, reference.max_length)
         loaded = tf.saved_model.load(staging)
         measured = reference.judged("saved_model", loaded.signatures["decode_step"], max_error)
@@ -175,11 +172,7 @@ def export_saved_model(reference, export_dir, max_error=BOUNDS["none"]):
                 raise Refused(f"saved_model refused: generate with {sampling} gave {texts[:1]} where Keras gave {expected[:1]}; "
                               "nothing was written", "saved_model", measured)
         measured["generate_matches"] = True
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return reference.record(export_dir, "saved_model", target, measured)
+    return reference.record(export_dir, "saved_model", os.path.join(export_dir, "saved_model"), measured)
 
 
 def export_tflite(reference, export_dir, quantize="none", max_error=None):
@@ -196,8 +189,4 @@ def export_tflite(reference, export_dir, quantize="none", max_error=None):
     with tflite.builtins_and_text_ops_only(quantize, "decode_step"):
         measured = reference.judged(name, runner, bound, None if quantize == "none" else MAX_LOSS_INCREASE)
     measured.update(quantize=quantize, threads=tflite.THREADS, custom_ops=tflite.custom_ops(content))
-    target = os.path.join(export_dir, name)
-    with open(target + ".tmp", "wb") as f:
-        f.write(content)
-    os.replace(target + ".tmp", target)
-    return reference.record(export_dir, name, target, measured)
+    return reference.record(export_dir, name, tflite.write_file(os.path.join(export_dir, name), content), measured)

@@ -144,6 +144,14 @@ def builtins_and_text_ops_only(mode, signature):
         ) from error
 
 
+def write_file(target, content):
+    """Writes `content` to `target` in one rename, so no reader sees half a model; returns `target`."""
+    with open(target + ".tmp", "wb") as f:
+        f.write(content)
+    os.replace(target + ".tmp", target)
+    return target
+
+
 def tflite_runner(content=None, path=None, signature=DEFAULT):
     """fn(**named arrays) -> outputs of one signature of a TFLite model."""
     runner = interpreter(content, path).get_signature_runner(signature)
@@ -204,8 +212,5 @@ def export_tflite(reference, export_dir, quantize="none", signature=DEFAULT, max
         measured["op_registerers"] = REGISTRAR
     if reason:
         raise Refused(reason, filename(quantize), {**measured, "max_abs_error": error, "error_bound": bound})
-    target = os.path.join(export_dir, filename(quantize))
-    with open(target + ".tmp", "wb") as f:
-        f.write(content)
-    os.replace(target + ".tmp", target)
+    target = write_file(os.path.join(export_dir, filename(quantize)), content)
     return reference.record(export_dir, filename(quantize), target, error, bound, accuracy, **measured)
