@@ -30,11 +30,15 @@ from garden.data.pipeline import train_dataset
 from garden.registry import TASKS
 from garden.train.strategy import resolve_strategy
 from model_garden_peer import model_garden_step_seconds
-from training import BERT_SMALL, TINY, step_seconds
+from training import benchmark_sets, step_seconds
 
 
 class LoopTimer(keras.callbacks.Callback):
     """Seconds per `fit` epoch (one epoch = one loop of steps)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.began = time.perf_counter()
@@ -51,10 +55,10 @@ def keras_hub_step_seconds(dataset, config, num_classes, steps, loop, jit_compil
         max_sequence_length=params.max_sequence_length,
     )
     model = keras_hub.models.BertTextClassifier(backbone, num_classes, preprocessor=None, dropout=0.1)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01, global_clipnorm=1.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01, global_clipnorm=1.0),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     timer = LoopTimer()
-    timer.seconds = []
     model.fit(dataset, epochs=steps // loop, steps_per_epoch=loop, callbacks=[timer], verbose=0)
     return float(np.median(timer.seconds[1:])) / loop
 
@@ -67,8 +71,7 @@ def main():
     args = parser.parse_args()
     _register_all()
     steps, loop, rounds = (10, 5, 1) if args.quick else (args.steps, 20, args.rounds)
-    sets = [*BERT_SMALL, f"trainer.train_steps={steps}", f"trainer.steps_per_loop={loop}", f"trainer.checkpoint_interval={steps}",
-            f"trainer.validation_interval={steps}", "task.validation_data.num_examples=32", *(TINY if args.quick else [])]
+    sets = benchmark_sets(steps, loop, args.quick)
     config = experiment_config("r8_student", sets=sets)
     xla = experiment_config("r8_student", sets=[*sets, "runtime.enable_xla=true"])
     strategy = resolve_strategy(config.runtime)

@@ -30,6 +30,12 @@ BERT_SMALL = ["task.model.backbone.params.num_layers=4", "task.model.backbone.pa
               "task.model.backbone.params.hidden_dim=512", "task.model.backbone.params.intermediate_dim=2048"]
 
 
+def benchmark_sets(steps, loop, quick):
+    """Config overrides for `steps` training steps of BERT-small (TINY when `quick`), `loop` steps a call."""
+    return [*BERT_SMALL, f"trainer.train_steps={steps}", f"trainer.steps_per_loop={loop}", f"trainer.checkpoint_interval={steps}",
+            f"trainer.validation_interval={steps}", "task.validation_data.num_examples=32", *(TINY if quick else [])]
+
+
 def matmul_peak(size=4096, seconds=5.0):
     """Float32 FLOP/s of a large matmul on all cores."""
     a, b = tf.random.normal([size, size]), tf.random.normal([size, size])
@@ -78,10 +84,7 @@ def main():
     args = parser.parse_args()
     _register_all()
     steps, loop, rounds = (10, 5, 1) if args.quick else (args.steps, 50, 2)
-    sets = [*BERT_SMALL, f"trainer.train_steps={steps}", f"trainer.steps_per_loop={loop}",
-            f"trainer.checkpoint_interval={steps}", f"trainer.validation_interval={steps}",
-            "task.validation_data.num_examples=32", *(TINY if args.quick else []), *args.set]
-    config = experiment_config(args.experiment, sets=sets)
+    config = experiment_config(args.experiment, sets=[*benchmark_sets(steps, loop, args.quick), *args.set])
     strategy = resolve_strategy(config.runtime)
     peak = matmul_peak(seconds=1.0 if args.quick else 5.0)
     seconds = {True: [], False: []}

@@ -24,9 +24,7 @@ class Examples:
         file sorted by class still holds every class."""
         if count < 0 or count >= len(self):
             return self
-        index = np.arange(count) * len(self) // count
-        return Examples({k: v[index] for k, v in self.features.items()}, self.labels[index], self.label_names)
-
+        return self._select(np.arange(count) * len(self) // count)
 
     def fold(self, spec):
         """The examples of fold `spec`: "K/N" keeps positions K, K+N, K+2N, ...; "~K/N" keeps the
@@ -37,7 +35,9 @@ class Examples:
         if not spec:
             return self
         held = np.arange(len(self)) % int(match[3]) == int(match[2])
-        index = np.flatnonzero(~held if match[1] else held)
+        return self._select(np.flatnonzero(~held if match[1] else held))
+
+    def _select(self, index):
         return Examples({k: v[index] for k, v in self.features.items()}, self.labels[index], self.label_names)
 
 
