@@ -72,6 +72,9 @@ class Trainer:
         self.strategy = strategy
         self.chief = is_chief(strategy)
         runtime = config.runtime
+        if runtime.enable_xla and config.task.model.backbone.params.as_dict().get("padding_free"):
+            raise GardenError("task.model.backbone.params.padding_free=true cannot be compiled by XLA (its token count changes "
+                              "with every batch); set runtime.enable_xla=false or padding_free=false")
         keras.utils.set_random_seed(runtime.seed)
         if runtime.deterministic:
             tf.config.experimental.enable_op_determinism()

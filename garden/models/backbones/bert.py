@@ -1,9 +1,11 @@
-"""BERT-family text encoder: KerasHub's `BertBackbone` with `cls` or `mean` pooling."""
+"""BERT-family text encoder: KerasHub's `BertBackbone` with `cls` or `mean` pooling, optionally
+trained padding-free (garden/models/backbones/padding_free.py)."""
 
 import keras
 import keras_hub
 
 from garden.models.backbones.backbone import Backbone
+from garden.models.backbones.padding_free import PaddingFreeBertBackbone
 from garden.models.pooling import MaskedMeanPooling, check_pooling
 from garden.registry import BACKBONES
 
@@ -12,6 +14,9 @@ class BertEncoder(Backbone):
     """Inputs `token_ids`, `segment_ids`, `padding_mask` [batch, length]; outputs `sequence_output`
     [batch, length, hidden_dim] and `pooled_output` [batch, hidden_dim]: BERT's pooler on [CLS]
     (`pooling="cls"`) or the mean over unpadded tokens (`pooling="mean"`, as sentence-transformers).
+    `padding_free=True` trains on the real tokens only: the same function at every real position,
+    faster by about the padding's share; pad positions of `sequence_output` are then zeros in training,
+    so leave it off for heads that score every position (span_qa).
     """
 
     def __init__(
@@ -25,6 +30,7 @@ class BertEncoder(Backbone):
         max_sequence_length=512,
         num_segments=2,
         pooling="cls",
+        padding_free=False,
         dtype=None,
         **kwargs,
     ):
@@ -39,7 +45,8 @@ class BertEncoder(Backbone):
             max_sequence_length=max_sequence_length,
             num_segments=num_segments,
         )
-        encoder = keras_hub.models.BertBackbone(**arguments, dtype=dtype, name="encoder")
+        backbone = PaddingFreeBertBackbone if padding_free else keras_hub.models.BertBackbone
+        encoder = backbone(**arguments, dtype=dtype, name="encoder")
         inputs = self.text_input_layers()
         outputs = encoder(inputs)
         pooled = outputs["pooled_output"]
@@ -50,7 +57,7 @@ class BertEncoder(Backbone):
             inputs=inputs, outputs={"sequence_output": outputs["sequence_output"], "pooled_output": pooled},
             dtype=dtype, **kwargs,
         )
-        self.keep_arguments(**arguments, pooling=pooling)
+        self.keep_arguments(**arguments, pooling=pooling, padding_free=padding_free)
 
     @property
     def encoder(self):
