@@ -1,8 +1,15 @@
+import glob
+import os
+import subprocess
+import sys
+import time
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from garden.train.checkpoints import ema_weights, fingerprint
+from conftest import ROOT
+from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 
 
 def test_ema_weights_are_swapped_in_and_back():
@@ -23,3 +30,38 @@ def test_fingerprint_tells_weights_apart():
     assert fingerprint([a]) == fingerprint([b])
     b.assign([1.0, 2.0000002])
     assert fingerprint([a]) != fingerprint([b])
+
+
+# Saves 128 MB checkpoints in a loop, every value equal to the step, announcing each write.
+SAVER = """
+import sys
+import tensorflow as tf
+from garden.train.checkpoints import Checkpoints
+values, step = tf.Variable(tf.zeros([32, 1024, 1024])), tf.Variable(0, dtype=tf.int64)
+checkpoints = Checkpoints(tf.train.Checkpoint(values=values, step=step), sys.argv[1], chief=True, max_to_keep=2)
+checkpoints.restore_latest()
+while True:
+    step.assign_add(1)
+    values.assign(tf.fill(values.shape, float(step.numpy())))
+    print(step.numpy(), flush=True)
+    checkpoints.save(int(step))
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_whole(tmp_path):
+    directory, interrupted, latest_step = str(tmp_path), 0, 0
+    for _ in range(3):
+        saver = subprocess.Popen([sys.executable, "-c", SAVER, directory], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        steps = [int(saver.stdout.readline()) for _ in range(3)]  # two writes done, the third begun
+        time.sleep(0.05)
+        saver.kill()
+        saver.wait()
+        assert steps[0] == latest_step + 1  # each restart resumed from the newest whole checkpoint
+        interrupted += bool(glob.glob(os.path.join(directory, "ckpt-*_temp")))
+        latest = tf.train.latest_checkpoint(directory)
+        latest_step = int(latest.rsplit("-", 1)[1])
+        values = tf.train.load_checkpoint(latest).get_tensor("values/.ATTRIBUTES/VARIABLE_VALUE")
+        assert steps[-1] - 2 <= latest_step < steps[-1] and values.min() == values.max() == latest_step  # whole, never torn
+    assert interrupted >= 1  # at least one kill landed inside a write (a 128 MB write outlasts 50 ms)
+    Checkpoints(tf.train.Checkpoint(), directory, chief=True, max_to_keep=2)  # a chief starting again
+    assert not glob.glob(os.path.join(directory, "ckpt-*_temp"))  # clears what killed writes left

@@ -1,7 +1,9 @@
 """Checkpoints: where each worker writes, restoring with clear errors, EMA weights, fingerprints."""
 
 import contextlib
+import glob
 import hashlib
+import os
 import shutil
 import tempfile
 
@@ -14,9 +16,16 @@ from garden.errors import GardenError
 class Checkpoints:
     """A `tf.train.CheckpointManager` in `directory` on the chief, in a removed temp folder elsewhere.
     Every worker restores from `directory` (the run folder all workers see, as in Model Garden), so
-    restarted workers all resume from the chief's newest checkpoint."""
+    restarted workers all resume from the chief's newest checkpoint.
+
+    A write is atomic: TensorFlow writes into `ckpt-N_temp/`, renames the finished files, then
+    renames the `checkpoint` state file, so a killed write leaves the previous checkpoint as the
+    latest, and the chief removes what the killed write left behind when it starts again."""
 
     def __init__(self, checkpoint, directory, chief, max_to_keep):
+        if chief:
+            for partial in glob.glob(os.path.join(glob.escape(directory), "ckpt-*_temp")):
+                shutil.rmtree(partial, ignore_errors=True)
         self._temp = None if chief else tempfile.mkdtemp(prefix="garden-worker-")
         self.manager = tf.train.CheckpointManager(checkpoint, self._temp or directory, max_to_keep=max_to_keep)
         self.checkpoint, self.directory = checkpoint, directory
