@@ -194,7 +194,7 @@ def cmd_distill_logits(args):
     from garden.distill.logits import write_teacher_logits
 
     start = time.perf_counter()
-    summary = write_teacher_logits(args.run_dir, args.out, split=args.split, cross_fit=args.cross_fit)
+    summary = write_teacher_logits(args.run_dir, args.out, split=args.split, cross_fit=args.cross_fit, augment=args.augment, seed=args.seed)
     print(json.dumps({**summary, "out": args.out, "seconds": round(time.perf_counter() - start, 1)}))
 
 
@@ -278,6 +278,10 @@ def _parser():
     sub.add_argument("--cross-fit", type=int, default=0, metavar="N",
                      help="train N teachers of the run's config, each without one N-th of the examples, and give each "
                           "example the logits of the teacher that did not see it (runs in RUN_DIR/cross_fit)")
+    sub.add_argument("--augment", type=int, default=0, metavar="N",
+                     help="text: also label N perturbed copies of every example (words dropped, runs cropped), a transfer "
+                          "set stored in the file that the student trains on with the originals")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the --augment perturbations")
     sub.set_defaults(run=cmd_distill_logits)
     sub = commands.add_parser("generate", help="continue prompts with a trained decoder language model")
     sub.add_argument("run_dir")

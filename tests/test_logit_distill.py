@@ -11,6 +11,8 @@ from conftest import TINY_TEXT, garden
 from garden.data import soft_targets
 from garden.data.examples import Examples
 from garden.data.pipeline import eval_dataset
+from garden.distill.augment import augmented_copies
+from garden.distill.logits import write_teacher_logits
 from garden.errors import GardenError
 from garden.losses import distillation
 from garden.run import Run
@@ -74,11 +76,14 @@ def test_a_student_trains_on_the_teacher_logits_in_the_order_of_its_batches(text
     assert summary["examples"] == len(examples) == 1024
     assert summary["teacher_accuracy"] == pytest.approx(np.mean(expected.argmax(-1) == examples.labels), abs=1e-4)
 
-    # one full-batch step at learning rate 0, no dropout: the reported loss is the mean distillation
-    # loss of the initial student over all 1024 examples, whatever order the shuffle gave them
-    student = tmp_path / "student"
+    assert_first_student_loss_is_the_mean_over(examples, expected, logits_path, tmp_path / "student")
+
+
+def assert_first_student_loss_is_the_mean_over(examples, teacher_logits, logits_path, student):
+    """One full-batch step at learning rate 0, no dropout: the reported loss is the mean distillation
+    loss of the initial student over all `examples`, whatever order the shuffle gave them."""
     overrides = [s for s in TINY_TEXT if not s.startswith("trainer")] + [
-        "task.train_data.global_batch_size=1024", "trainer.train_steps=1",
+        f"task.train_data.global_batch_size={len(examples)}", "trainer.train_steps=1",
         "trainer.steps_per_loop=1", "trainer.checkpoint_interval=1", "trainer.validation_interval=1",
         "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.0",
         "task.model.backbone.params.dropout=0.0", "task.model.head.params.dropout=0.0",
@@ -88,7 +93,7 @@ def test_a_student_trains_on_the_teacher_logits_in_the_order_of_its_batches(text
     first_loss = next(json.loads(line)["loss"] for line in open(student / "metrics.jsonl") if '"train"' in line)
     initial = Run(str(student))
     outputs = np.concatenate([initial.model(f, training=False)["logits"].numpy() for f, _ in eval_dataset(examples, 256, initial.task.prepare)])
-    assert first_loss == pytest.approx(distillation_by_hand(examples.labels, outputs, expected, 3.0, 0.5).mean(), rel=1e-3)
+    assert first_loss == pytest.approx(distillation_by_hand(examples.labels, outputs, teacher_logits, 3.0, 0.5).mean(), rel=1e-3)
 
 
 def test_a_student_stops_before_training_on_mismatched_or_missing_teacher_logits(text_run, tmp_path):
@@ -134,3 +139,43 @@ def test_cross_fitted_logits_come_from_teachers_that_did_not_see_the_examples(te
     soft_targets.attach(examples, str(cross_fitted))  # the file serves the student's full training split
     top = [np.mean(np.max(np.exp(log_softmax(np.load(path)["logits"])), axis=-1)) for path in (in_sample, cross_fitted)]
     assert top[1] < top[0]  # the teachers are less sure of text they never saw: the point of cross-fitting
+
+
+def test_augmented_copies_are_ordered_subsets_of_their_source_words_with_its_label():
+    words = [f"w{i}" for i in range(100)]
+    examples = Examples({"text": np.array([" ".join(words), "lone"], object)}, np.array([3, 1]), ["a", "b", "c", "d"])
+    copies = augmented_copies(examples, 200, seed=7)
+    assert len(copies) == 400 and list(copies.labels[:4]) == [3, 1, 3, 1]
+    kept = []
+    for text in copies.features["text"][0::2]:
+        positions = [words.index(word) for word in text.split()]
+        assert positions == sorted(set(positions))  # words keep their order, none repeated or invented
+        kept.append(len(positions) / 100)
+    assert set(copies.features["text"][1::2]) == {"lone"}  # a one-word text keeps its word
+    # each word survives with 0.9; a quarter of the copies keep a run of 1/4 to all of those (5/8 on average)
+    assert 0.78 < np.mean(kept) < 0.86 and 0.15 < np.mean(np.array(kept) < 0.8) < 0.3
+    assert list(augmented_copies(examples, 3, seed=7).features["text"]) == list(copies.features["text"][:6])
+    assert list(augmented_copies(examples, 3, seed=8).features["text"]) != list(copies.features["text"][:6])
+    with pytest.raises(GardenError, match="--augment perturbs text"):
+        augmented_copies(Examples({"image": np.zeros((2, 3))}, np.array([0, 1]), ["a", "b"]), 1)
+
+
+def test_an_augmented_transfer_set_travels_in_the_logits_file_and_trains_the_student(text_run, tmp_path):
+    logits_path = tmp_path / "teacher.npz"
+    summary = json.loads(garden("distill", "logits", text_run, "--out", logits_path, "--augment", "2").stdout.splitlines()[-1])
+    assert summary["examples"] == 1024 and summary["transfer_examples"] == 2048 and 0.3 < summary["transfer_agreement"] <= 1
+    teacher = Run(str(text_run))
+    examples = teacher.task.load(teacher.config.task.train_data, teacher.label_names)
+    attached = soft_targets.attach(examples, str(logits_path))
+    assert len(attached) == 3072 and list(attached.features["text"][:1024]) == list(examples.features["text"])
+    copies = attached._select(np.arange(1024, 3072))
+    np.testing.assert_array_equal(copies.labels, np.tile(examples.labels, 2))
+    assert np.mean(copies.features["text"] != np.tile(examples.features["text"], 2)) > 0.9  # perturbed, not repeated
+    transfer = Examples({"text": copies.features["text"]}, copies.labels, examples.label_names)
+    expected = np.concatenate([teacher.model(f, training=False)["logits"].numpy() for f, _ in eval_dataset(transfer, 256, teacher.task.prepare)])
+    np.testing.assert_allclose(copies.features["teacher_logits"], expected, atol=1e-4)  # the teacher's logits of the stored copies
+    every = Examples({"text": attached.features["text"]}, attached.labels, examples.label_names)
+    assert_first_student_loss_is_the_mean_over(every, attached.features["teacher_logits"], logits_path, tmp_path / "student")
+    with pytest.raises(GardenError, match="without --cross-fit"):
+        write_teacher_logits(str(text_run), str(tmp_path / "both.npz"), cross_fit=2, augment=1)
+    assert not (tmp_path / "both.npz").exists()

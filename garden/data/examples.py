@@ -37,6 +37,11 @@ class Examples:
         held = np.arange(len(self)) % int(match[3]) == int(match[2])
         return self._select(np.flatnonzero(~held if match[1] else held))
 
+    def concatenate(self, other):
+        """These examples, then `other`'s (the same features and label names)."""
+        features = {name: np.concatenate([values, np.asarray(other.features[name], values.dtype)]) for name, values in self.features.items()}
+        return Examples(features, np.concatenate([self.labels, other.labels]), self.label_names)
+
     def _select(self, index):
         return Examples({k: v[index] for k, v in self.features.items()}, self.labels[index], self.label_names)
 

@@ -10,6 +10,9 @@ A teacher is nearly one-hot on the examples it was trained on, so its logits the
 beyond the labels. `cross_fit=N` trains N teachers of the run's config instead, each on all but
 one N-th of the examples (`fold` ~K/N), and takes each example's logits from the teacher that did
 not see it: the teacher's doubts on unseen text, for every training example.
+
+`augment=N` adds N perturbed copies of every training text (garden/distill/augment.py), labeled by
+the teacher and stored in the file: a transfer set the student trains on with the originals.
 """
 
 import os
@@ -19,6 +22,7 @@ import tensorflow as tf
 
 from garden.data import soft_targets
 from garden.data.pipeline import eval_dataset
+from garden.distill.augment import augmented_copies
 from garden.errors import GardenError
 from garden.registry import TASKS
 from garden.run import Run, read_labels, run_config
@@ -54,10 +58,14 @@ def cross_fitted_logits(run_dir, config, data, folds, batch_size):
     return logits, label_names
 
 
-def write_teacher_logits(run_dir, out_path, split=None, batch_size=128, cross_fit=0):
+def write_teacher_logits(run_dir, out_path, split=None, batch_size=128, cross_fit=0, augment=0, seed=0):
     """Writes the logits of the teacher of `run_dir` (or, with `cross_fit` N, of N teachers of its
     config, trained on the other folds; then the run needs no checkpoint) on its training data (or
-    `split` of that dataset) to `out_path`; returns a summary with the accuracy of those logits."""
+    `split` of that dataset), and on `augment` perturbed copies of it, to `out_path`; returns a
+    summary with the accuracy of those logits."""
+    if cross_fit and augment:
+        raise GardenError("--augment labels the copies with the run's own teacher; use it without --cross-fit")
+    transfer = None
     if cross_fit:
         config = run_config(run_dir)
         task = TASKS.get(config.task.type)(config.task)
@@ -69,8 +77,16 @@ def write_teacher_logits(run_dir, out_path, split=None, batch_size=128, cross_fi
         run = Run(run_dir)
         data = run.config.task.train_data.replace(split=split or run.config.task.train_data.split)
         examples = run.task.load(data, run.label_names)
-        logits, step = predict_logits(run.task, run.model, examples, batch_size), run.step
-    soft_targets.save(out_path, logits, examples)
-    accuracy = float(np.mean(np.argmax(logits, axis=-1) == examples.labels))
-    return {"teacher": run_dir, "step": step, "dataset": data.dataset, "split": data.split, "examples": len(examples),
-            "classes": logits.shape[-1], "cross_fit": cross_fit, "teacher_accuracy": round(accuracy, 4)}
+        if augment:
+            transfer = augmented_copies(examples, augment, seed)
+        logits = predict_logits(run.task, run.model, examples.concatenate(transfer) if transfer else examples, batch_size)
+        step = run.step
+    soft_targets.save(out_path, logits, examples, transfer)
+    accuracy = float(np.mean(np.argmax(logits[:len(examples)], axis=-1) == examples.labels))
+    summary = {"teacher": run_dir, "step": step, "dataset": data.dataset, "split": data.split, "examples": len(examples),
+               "classes": logits.shape[-1], "cross_fit": cross_fit, "teacher_accuracy": round(accuracy, 4)}
+    if transfer:
+        copies = logits[len(examples):]
+        summary.update(transfer_examples=len(transfer),
+                       transfer_agreement=round(float(np.mean(np.argmax(copies, axis=-1) == transfer.labels)), 4))
+    return summary
