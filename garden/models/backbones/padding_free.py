@@ -39,11 +39,10 @@ class PaddingFreeBertBackbone(keras_hub.models.BertBackbone):
 def _encoder_layer(layer, x, where, shape, key_mask, training):
     """KerasHub's post-norm `TransformerEncoder` `layer` on the real tokens `x` [tokens, width]."""
     attention = layer._self_attention_layer
-    heads = [_project(x, dense) for dense in (attention._query_dense, attention._key_dense, attention._value_dense)]
+    heads = [_project("td,dhk->thk", x, dense) for dense in (attention._query_dense, attention._key_dense, attention._value_dense)]
     query, key, value = tf.unstack(_scatter(where, tf.stack(heads, axis=1), shape), axis=2)
     context, _ = attention._compute_attention(query, key, value, attention_mask=key_mask, training=training)
-    output = attention._output_dense
-    attended = tf.einsum("thk,hkd->td", tf.gather_nd(context, where), tf.cast(output.kernel, x.dtype)) + tf.cast(output.bias, x.dtype)
+    attended = _project("thk,hkd->td", tf.gather_nd(context, where), attention._output_dense)
     x = layer._self_attention_layer_norm(x + layer._self_attention_dropout(attended, training=training))
     feedforward = layer._feedforward_output_dense(layer._feedforward_intermediate_dense(x))
     return layer._feedforward_layer_norm(x + layer._feedforward_dropout(feedforward, training=training))
@@ -54,7 +53,8 @@ def _scatter(where, rows, shape):
     return tf.scatter_nd(where, rows, tf.concat([shape, tf.shape(rows, out_type=tf.int64)[1:]], 0))
 
 
-def _project(x, dense):
-    """A Q/K/V `EinsumDense` ([batch, length, width] -> [.., heads, head_dim]) on rows [tokens, width]."""
-    return tf.einsum("td,dhk->thk", x, tf.cast(dense.kernel, x.dtype)) + tf.cast(dense.bias, x.dtype)
+def _project(equation, x, dense):
+    """An attention `EinsumDense` (written for [batch, length, ...]) on token rows `x` [tokens, ...],
+    by `equation` without the batch axis."""
+    return tf.einsum(equation, x, tf.cast(dense.kernel, x.dtype)) + tf.cast(dense.bias, x.dtype)
 
