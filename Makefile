@@ -1,5 +1,5 @@
 # make demo: set up, then train -> evaluate -> export -> verify the default experiment.
-# make test: set up with test extras, then run the test suite.
+# make test: set up with test extras, then run the test suite (two processes, one test file each at a time).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,7 +22,7 @@ demo: setup
 		--quantize none --quantize dynamic --quantize float16 --quantize int8 --quantize 16x8
 
 test: setup
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
 
 clean:
 	rm -rf $(VENV) runs

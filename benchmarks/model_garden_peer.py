@@ -15,6 +15,7 @@ import time
 import tensorflow as tf
 from official.core import base_trainer
 from official.core import config_definitions as cfg
+from official.modeling import performance
 from official.modeling.optimization.configs import optimization_config
 from official.nlp.configs import encoders
 from official.nlp.tasks import sentence_prediction
@@ -29,14 +30,16 @@ def _to_model_garden(features, labels):
 
 
 def model_garden_step_seconds(batches, num_classes, vocabulary_size, num_layers, num_heads, hidden_dim,
-                              intermediate_dim, learning_rate, steps, steps_per_loop):
+                              intermediate_dim, learning_rate, steps, steps_per_loop, precision="float32"):
     """Median seconds per training step (excluding the first loop, which traces) of Model Garden's
     sentence-prediction trainer: official.nlp.tasks.sentence_prediction.SentencePredictionTask with a BERT
     encoder of the given size (dropout 0.1, type_vocab_size 2, max_position_embeddings 512), an AdamW optimizer
     built by Model Garden's optimizer factory (official.modeling.optimization, constant learning rate, weight
     decay 0.01), run by official.core.base_trainer.Trainer (Orbit: `steps_per_loop` steps per tf.function call,
     via trainer.train(tf.constant(steps_per_loop))) on the one-device default strategy. AdamW clips
-    the global gradient norm at 1.0 by default, as Garden's adamw does."""
+    the global gradient norm at 1.0 by default, as Garden's adamw does. `precision` "bfloat16" sets
+    tf_keras's mixed_bfloat16 policy, as Model Garden's runtime.mixed_precision_dtype does."""
+    performance.set_mixed_precision_policy(precision)
     encoder = encoders.EncoderConfig(type="bert", bert=encoders.BertEncoderConfig(
         vocab_size=vocabulary_size, hidden_size=hidden_dim, num_layers=num_layers,
         num_attention_heads=num_heads, intermediate_size=intermediate_dim, dropout_rate=0.1,
@@ -51,7 +54,7 @@ def model_garden_step_seconds(batches, num_classes, vocabulary_size, num_layers,
         task=task_config,
         trainer=cfg.TrainerConfig(optimizer_config=optimization, steps_per_loop=steps_per_loop,
                                   train_steps=steps),
-        runtime=cfg.RuntimeConfig())
+        runtime=cfg.RuntimeConfig(mixed_precision_dtype=precision))
 
     task = sentence_prediction.SentencePredictionTask(task_config)
     model = task.build_model()

@@ -12,10 +12,14 @@ norm 1.0 (Garden's r8_student schedule, a constant 1e-3 for the peers), one proc
   step per call) and tuned (`jit_compile=True`, `steps_per_execution` = Garden's steps per loop);
 - Model Garden's BERT sentence-prediction trainer (tf-models-official, tf_keras, Orbit).
 
+`--precision bfloat16` runs all of them under mixed bfloat16 (Keras's and tf_keras's
+`mixed_bfloat16` policy; Garden's `runtime.mixed_precision_dtype=bfloat16`), which this CPU's
+AMX units compute several times faster than float32 matmuls.
+
 Each figure is the median step time over the loops after the first (which traces); rounds
 alternate between the systems and each keeps its best round.
 
-    python benchmarks/peers.py [--steps 100] [--rounds 2] [--quick]
+    python benchmarks/peers.py [--steps 100] [--rounds 2] [--precision float32|bfloat16] [--quick]
 """
 
 import argparse
@@ -30,6 +34,7 @@ from garden.cli import _register_all
 from garden.config import experiment_config
 from garden.data.pipeline import train_dataset
 from garden.registry import TASKS
+from garden.train import precision as mixed_precision
 from garden.train.strategy import resolve_strategy
 from model_garden_peer import model_garden_step_seconds
 from training import benchmark_sets, step_seconds
@@ -50,6 +55,7 @@ class LoopTimer(keras.callbacks.Callback):
 
 
 def keras_hub_step_seconds(dataset, config, num_classes, steps, loop, jit_compile, steps_per_execution):
+    mixed_precision.set_policy(config.runtime.mixed_precision_dtype)
     params = config.task.model.backbone.params
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=params.vocabulary_size, num_layers=params.num_layers, num_heads=params.num_heads,
@@ -69,11 +75,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--quick", action="store_true", help="a tiny model, 10 steps, one round: proves the script works")
     args = parser.parse_args()
     _register_all()
     steps, loop, rounds = (10, 5, 1) if args.quick else (args.steps, 20, args.rounds)
-    sets = benchmark_sets(steps, loop, args.quick)
+    sets = [*benchmark_sets(steps, loop, args.quick), f"runtime.mixed_precision_dtype={args.precision}"]
     config = experiment_config("r8_student", sets=sets)
     xla = experiment_config("r8_student", sets=[*sets, "runtime.enable_xla=true"])
     padding_free = experiment_config("r8_student", sets=[*sets, "task.model.backbone.params.padding_free=true"])
@@ -94,14 +101,14 @@ def main():
             dataset, config, classes, steps, loop, True, loop),
         "Model Garden sentence prediction (Orbit, tf_keras)": lambda: model_garden_step_seconds(
             dataset, classes, params.vocabulary_size, params.num_layers, params.num_heads, params.hidden_dim,
-            params.intermediate_dim, 1e-3, steps, loop),
+            params.intermediate_dim, 1e-3, steps, loop, args.precision),
     }
     best = {name: float("inf") for name in systems}
     for _ in range(rounds):
         for name, measure in systems.items():
             best[name] = min(best[name], measure())
     print(f"BERT {params.num_layers} layers, width {params.hidden_dim}, {params.num_heads} heads, sequence {sequence}, "
-          f"batch {batch}, Reuters R8; {os.cpu_count()} CPU cores; best of {rounds} rounds of {steps} steps")
+          f"batch {batch}, Reuters R8, {args.precision}; {os.cpu_count()} CPU cores; best of {rounds} rounds of {steps} steps")
     for name, seconds in best.items():
         print(f"{name:58s} {1000 * seconds:8.1f} ms/step {batch / seconds:8.1f} examples/s")
     peer = min(seconds for name, seconds in best.items() if not name.startswith("Garden"))

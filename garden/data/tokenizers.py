@@ -104,7 +104,7 @@ def train_sentencepiece(texts, vocabulary_size):
             raise GardenError(f"SentencePiece could not train {vocabulary_size} pieces on these texts ({error}); "
                               "lower task.model.backbone.params.vocabulary_size") from None
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(".tmp")
+        staging = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: concurrent trainers write the same model
         staging.write_bytes(model.getvalue())
         os.replace(staging, path)
     return str(path)
