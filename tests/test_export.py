@@ -13,10 +13,11 @@ from garden.data.mnist import mnist
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_run):
+def exported(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
     garden("export", tiny_run, "--format", "saved_model", "--format", "tflite",
-           *[a for mode in BOUNDS for a in ("--quantize", mode)])
-    return tiny_run / "export"
+           *[a for mode in BOUNDS for a in ("--quantize", mode)], "--out", out)
+    return out
 
 
 def test_manifest_records_parity_and_accuracy_within_bounds(exported):

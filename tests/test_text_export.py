@@ -51,10 +51,11 @@ def test_serving_packer_matches_training_packer_on_single_texts_and_pairs(length
 
 
 @pytest.fixture(scope="module")
-def text_export(text_run):
+def text_export(text_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
     garden("export", text_run, "--format", "saved_model", "--format", "tflite", "--quantize", "none",
-           "--quantize", "dynamic", "--quantize", "float16")
-    return text_run / "export"
+           "--quantize", "dynamic", "--quantize", "float16", "--out", out)
+    return out
 
 
 def test_saved_model_takes_raw_strings_and_token_ids(text_export):

@@ -161,7 +161,8 @@ def short_run(run_dir, *overrides):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_mixed_precision_trains_with_float32_logits(dtype, tmp_path):
     try:
-        trainer, results, losses = short_run(tmp_path, f"runtime.mixed_precision_dtype={dtype}")
+        # batch 32: this CPU emulates float16 convolutions, at several times the cost of float32 ones
+        trainer, results, losses = short_run(tmp_path, f"runtime.mixed_precision_dtype={dtype}", "task.train_data.global_batch_size=32")
     finally:
         keras.config.set_dtype_policy("float32")
     assert trainer.model.get_layer("backbone").layers[1].compute_dtype == dtype
