@@ -18,6 +18,7 @@ def test_roofline_and_input_pipeline_benchmark_prints_its_ratios():
     peak = float(re.search(r"matmul peak \(float32, 4096\^3\): +([\d.]+) GFLOP/s", printed).group(1))
     fraction = float(re.search(r"fraction of matmul peak \(real input\): +([\d.]+)%", printed).group(1))
     assert peak > 0 and 0 < fraction < 100 and re.search(r"input pipeline overhead .*: +[+-][\d.]+%", printed), printed
+    assert re.search(r"AdamW update of these weights, Keras vs Garden \(fused\): [\d.]+ ms vs [\d.]+ ms \([\d.]+x\)", printed), printed
 
 
 def test_peer_benchmark_trains_the_same_bert_in_garden_keras_hub_and_model_garden():
