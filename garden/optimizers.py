@@ -118,12 +118,11 @@ class FusedAdamUpdate:
         if self.amsgrad or isinstance(gradient, tf.IndexedSlices) or any(
                 isinstance(x, tf.distribute.DistributedValues) for x in (variable, m, v)):
             return super().update_step(gradient, variable, learning_rate)
-        cast = lambda x: tf.cast(x, variable.dtype)  # noqa: E731
-        step = cast(self.iterations + 1)
+        beta_1, beta_2, step, learning_rate, epsilon, gradient = (tf.cast(x, variable.dtype) for x in (
+            self.beta_1, self.beta_2, self.iterations + 1, learning_rate, self.epsilon, gradient))
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=m.handle, v=v.handle, beta1_power=cast(self.beta_1) ** step,
-            beta2_power=cast(self.beta_2) ** step, lr=cast(learning_rate), beta1=cast(self.beta_1),
-            beta2=cast(self.beta_2), epsilon=cast(self.epsilon), grad=cast(gradient))
+            var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1**step, beta2_power=beta_2**step,
+            lr=learning_rate, beta1=beta_1, beta2=beta_2, epsilon=epsilon, grad=gradient)
 
 
 @keras.saving.register_keras_serializable("garden")
