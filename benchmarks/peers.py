@@ -7,7 +7,8 @@ norm 1.0 (Garden's r8_student schedule, a constant 1e-3 for the peers), one proc
 
 - Garden's trainer (`garden train r8_student`), with and without `runtime.enable_xla`, and
   padding-free (`task.model.backbone.params.padding_free=true`: the same function, computed on
-  the real tokens only; the peers compute every padded position);
+  the real tokens only, and the last layer at [CLS] only, the one position the classifier reads;
+  the peers compute every position of every layer);
 - `keras_hub.models.BertTextClassifier.fit`, as compiled by default (`jit_compile="auto"`, one
   step per call) and tuned (`jit_compile=True`, `steps_per_execution` = Garden's steps per loop);
 - Model Garden's BERT sentence-prediction trainer (tf-models-official, tf_keras, Orbit).

@@ -10,6 +10,7 @@ from conftest import TINY_TEXT
 from garden.config import experiment_config
 from garden.errors import GardenError
 from garden.models.backbones.bert import BertEncoder
+from garden.models.task_model import build_task_model
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
 
@@ -43,6 +44,34 @@ def test_padding_free_layers_match_the_padded_backbone_at_every_real_position():
     assert again.get_config()["padding_free"] and type(again.encoder).__name__ == "PaddingFreeBertBackbone"
 
 
+def test_a_cls_pooled_task_trains_the_last_layer_at_cls_only():
+    sizes = dict(vocabulary_size=100, num_layers=2, num_heads=4, hidden_dim=32, intermediate_dim=64, dropout=0.0, max_sequence_length=16)
+    model = build_task_model(experiment_config("r8_student", sets=[f"task.model.backbone.params.{k}={v}" for k, v in sizes.items()]
+                                               + ["task.model.backbone.params.padding_free=true"]).task.model, "r8")
+    encoder = model.get_layer("backbone").encoder
+    assert encoder.pooled_only  # the classification head reads [CLS]'s pooled output alone
+    padded = keras_hub.models.BertBackbone(**sizes)
+    padded.set_weights(encoder.get_weights())
+    rng = np.random.default_rng(1)
+    mask = (np.arange(16)[None] < np.array([16, 3, 9, 1])[:, None]).astype("int32")
+    inputs = {"token_ids": rng.integers(1, 100, (4, 16)).astype("int32") * mask,
+              "segment_ids": rng.integers(0, 2, (4, 16)).astype("int32") * mask, "padding_mask": mask}
+    with tf.GradientTape(persistent=True) as tape:
+        outputs = [backbone(inputs, training=True) for backbone in (encoder, padded)]
+        losses = [tf.reduce_sum(out["pooled_output"] ** 2) for out in outputs]
+    np.testing.assert_allclose(outputs[0]["pooled_output"], outputs[1]["pooled_output"], atol=2e-6)
+    assert np.all(np.asarray(outputs[0]["sequence_output"])[:, 1:] == 0)  # the last layer ran at [CLS] only
+    gradients = [tape.gradient(loss, backbone.trainable_variables) for loss, backbone in zip(losses, (encoder, padded))]
+    for variable, free_gradient, padded_gradient in zip(padded.trainable_variables, *gradients):
+        np.testing.assert_allclose(tf.convert_to_tensor(free_gradient), tf.convert_to_tensor(padded_gradient), rtol=1e-5, atol=1e-5,
+                                   err_msg=variable.path)
+    backbone = model.get_layer("backbone")
+    for features, pooling, expected in [("sequence_output", "cls", False), ("pooled_output", "mean", False), ("pooled_output", "cls", True)]:
+        backbone.pooling = pooling
+        backbone.train_for(features)
+        assert encoder.pooled_only == expected, (features, pooling)
+
+
 def train_weights(run_dir, *overrides):
     config = experiment_config("r8_minilm", sets=[*TINY_TEXT, "task.model.backbone.params.dropout=0.0", "task.model.head.params.dropout=0.0",
                                                   "trainer.train_steps=20", "trainer.steps_per_loop=10", "trainer.checkpoint_interval=20",
@@ -56,6 +85,7 @@ def train_weights(run_dir, *overrides):
 def test_padding_free_training_on_r8_ends_at_the_padded_runs_weights(tmp_path):
     sgd = ["trainer.optimizer_config.optimizer={type: sgd, sgd: {momentum: 0.9}}",  # Adam would turn rounding into steps
            "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.5"]
+    sgd.append("task.model.backbone.params.pooling=cls")  # padding-free layers, then the last one at [CLS] only
     initial, padded = train_weights(tmp_path / "padded", *sgd)
     _, free = train_weights(tmp_path / "free", *sgd, "task.model.backbone.params.padding_free=true")
     assert sorted(free) == sorted(padded) and len(padded) > 20

@@ -10,8 +10,9 @@ from garden.registry import BACKBONES, HEADS
 
 def build_task_model(model_config, name, backbone=None):
     """The model of `model_config`; pass `backbone` to share one between several heads."""
-    if backbone is None:
-        backbone = BACKBONES.build(model_config.backbone.type, model_config.backbone.params.as_dict(), name="backbone")
     head = HEADS.build(model_config.head.type, model_config.head.params.as_dict(), name="head")
+    if backbone is None:  # a shared backbone serves other heads too, which may read other outputs
+        backbone = BACKBONES.build(model_config.backbone.type, model_config.backbone.params.as_dict(), name="backbone")
+        backbone.train_for(head.features)
     logits = head(backbone(backbone.input)[head.features])
     return keras.Model(inputs=backbone.input, outputs={"logits": logits}, name=name)

@@ -15,6 +15,10 @@ class Backbone(keras.Model):
         """int32 [batch, length] `keras.Input`s named by `text_inputs`."""
         return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in self.text_inputs}
 
+    def train_for(self, features):
+        """Told that the task trains on the output `features` alone; a backbone may then skip, in
+        training, the work only its other outputs need."""
+
     def keep_arguments(self, **arguments):
         """Stores constructor arguments as attributes, for `get_config()`."""
         self._argument_names = list(arguments)

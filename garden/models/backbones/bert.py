@@ -16,7 +16,8 @@ class BertEncoder(Backbone):
     (`pooling="cls"`) or the mean over unpadded tokens (`pooling="mean"`, as sentence-transformers).
     `padding_free=True` trains on the real tokens only: the same function at every real position,
     faster by about the padding's share; pad positions of `sequence_output` are then zeros in training,
-    so leave it off for heads that score every position (span_qa).
+    so leave it off for heads that score every position (span_qa). A task whose head reads the
+    [CLS]-pooled output alone computes the last layer at [CLS] only (`train_for`).
     """
 
     def __init__(
@@ -58,6 +59,10 @@ class BertEncoder(Backbone):
             dtype=dtype, **kwargs,
         )
         self.keep_arguments(**arguments, pooling=pooling, padding_free=padding_free)
+
+    def train_for(self, features):
+        if self.padding_free:  # a [CLS]-pooled head needs the last layer at [CLS] only
+            self.encoder.pooled_only = features == "pooled_output" and self.pooling == "cls"
 
     @property
     def encoder(self):

@@ -6,6 +6,11 @@ the Q/K/V and output projections, the feed-forward layers and the layer norms ru
 width] rows of the real tokens only; the attention core scatters Q, K and V back to [batch, length]
 and gathers its output. Same weights, same layers, the same function at every real position (pad
 positions come out as zeros); on Reuters R8 at length 128, 36% of the positions are padding.
+
+When the task reads only the [CLS]-pooled output (`pooled_only`), the last layer is computed at
+[CLS] alone: its keys and values still come from every token, but its query, output projection and
+feed-forward layers run on one row per example instead of all of them (a quarter of BERT-small's
+layers). `sequence_output` is then zero everywhere but at [CLS].
 Inference (evaluation, export) runs KerasHub's padded graph unchanged.
 """
 
@@ -19,6 +24,8 @@ class PaddingFreeBertBackbone(keras_hub.models.BertBackbone):
     """`keras_hub.models.BertBackbone` (same arguments, weights and outputs) that trains on the
     unpadded tokens."""
 
+    pooled_only = False  # set by the task model when its head reads `pooled_output` alone
+
     def call(self, inputs, training=None, mask=None):
         if not training:
             return super().call(inputs, training=training, mask=mask)
@@ -30,20 +37,29 @@ class PaddingFreeBertBackbone(keras_hub.models.BertBackbone):
         x = self.embeddings_add((x, tf.cast(positions, x.dtype), self.segment_embedding(tf.gather_nd(inputs["segment_ids"], where))))
         x = self.embeddings_dropout(self.embeddings_layer_norm(x), training=training)
         key_mask = padding_mask[:, None, :]
-        for layer in self.transformer_layers:
+        *layers, last = self.transformer_layers
+        for layer in layers:
             x = _encoder_layer(layer, x, where, shape, key_mask, training)
-        sequence_output = _scatter(where, x, shape)
+        queries = tf.where(tf.equal(where[:, 1], self.cls_token_index))[:, 0] if self.pooled_only else None
+        x = _encoder_layer(last, x, where, shape, key_mask, training, queries)
+        sequence_output = _scatter(where if queries is None else tf.gather(where, queries), x, shape)
         return {"sequence_output": sequence_output, "pooled_output": self.pooled_dense(sequence_output[:, self.cls_token_index, :])}
 
 
-def _encoder_layer(layer, x, where, shape, key_mask, training):
-    """KerasHub's post-norm `TransformerEncoder` `layer` on the real tokens `x` [tokens, width]."""
+def _encoder_layer(layer, x, where, shape, key_mask, training, queries=None):
+    """KerasHub's post-norm `TransformerEncoder` `layer` on the real tokens `x` [tokens, width]: its
+    output at every token, or at the tokens `queries` (indices into `x`) only."""
     attention = layer._self_attention_layer
-    heads = [_project("td,dhk->thk", x, dense) for dense in (attention._query_dense, attention._key_dense, attention._value_dense)]
-    query, key, value = tf.unstack(_scatter(where, tf.stack(heads, axis=1), shape), axis=2)
+    if queries is not None:
+        rows, query_where = tf.gather(x, queries), tf.gather(where, queries)
+    else:
+        rows, query_where = x, where
+    key, value = (_project("td,dhk->thk", x, dense) for dense in (attention._key_dense, attention._value_dense))
+    key, value = tf.unstack(_scatter(where, tf.stack([key, value], axis=1), shape), axis=2)
+    query = _scatter(query_where, _project("td,dhk->thk", rows, attention._query_dense), shape)
     context, _ = attention._compute_attention(query, key, value, attention_mask=key_mask, training=training)
-    attended = _project("thk,hkd->td", tf.gather_nd(context, where), attention._output_dense)
-    x = layer._self_attention_layer_norm(x + layer._self_attention_dropout(attended, training=training))
+    attended = _project("thk,hkd->td", tf.gather_nd(context, query_where), attention._output_dense)
+    x = layer._self_attention_layer_norm(rows + layer._self_attention_dropout(attended, training=training))
     feedforward = layer._feedforward_output_dense(layer._feedforward_intermediate_dense(x))
     return layer._feedforward_layer_norm(x + layer._feedforward_dropout(feedforward, training=training))
 
@@ -57,4 +73,3 @@ def _project(equation, x, dense):
     """An attention `EinsumDense` (written for [batch, length, ...]) on token rows `x` [tokens, ...],
     by `equation` without the batch axis."""
     return tf.einsum(equation, x, tf.cast(dense.kernel, x.dtype)) + tf.cast(dense.bias, x.dtype)
-
