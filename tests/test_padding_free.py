@@ -85,9 +85,9 @@ def train_weights(run_dir, *overrides):
 def test_padding_free_training_on_r8_ends_at_the_padded_runs_weights(tmp_path):
     sgd = ["trainer.optimizer_config.optimizer={type: sgd, sgd: {momentum: 0.9}}",  # Adam would turn rounding into steps
            "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.5"]
-    sgd.append("task.model.backbone.params.pooling=cls")  # padding-free layers, then the last one at [CLS] only
-    initial, padded = train_weights(tmp_path / "padded", *sgd)
-    _, free = train_weights(tmp_path / "free", *sgd, "task.model.backbone.params.padding_free=true")
+    cls = "task.model.backbone.params.pooling=cls"  # padding-free layers, then the last one at [CLS] only
+    initial, padded = train_weights(tmp_path / "padded", *sgd, cls)
+    _, free = train_weights(tmp_path / "free", *sgd, cls, "task.model.backbone.params.padding_free=true")
     assert sorted(free) == sorted(padded) and len(padded) > 20
     for path, weights in padded.items():  # 20 steps on R8 batches of 64 tokens, with padding
         np.testing.assert_allclose(free[path], weights, rtol=1e-4, atol=1e-5, err_msg=path)

@@ -9,8 +9,8 @@ positions come out as zeros); on Reuters R8 at length 128, 36% of the positions 
 
 When the task reads only the [CLS]-pooled output (`pooled_only`), the last layer is computed at
 [CLS] alone: its keys and values still come from every token, but its query, output projection and
-feed-forward layers run on one row per example instead of all of them (a quarter of BERT-small's
-layers). `sequence_output` is then zero everywhere but at [CLS].
+feed-forward layers run on one row per example instead of all of them (a fifth of BERT-small's
+matmul FLOPs). `sequence_output` is then zero everywhere but at [CLS].
 Inference (evaluation, export) runs KerasHub's padded graph unchanged.
 """
 
@@ -50,10 +50,7 @@ def _encoder_layer(layer, x, where, shape, key_mask, training, queries=None):
     """KerasHub's post-norm `TransformerEncoder` `layer` on the real tokens `x` [tokens, width]: its
     output at every token, or at the tokens `queries` (indices into `x`) only."""
     attention = layer._self_attention_layer
-    if queries is not None:
-        rows, query_where = tf.gather(x, queries), tf.gather(where, queries)
-    else:
-        rows, query_where = x, where
+    rows, query_where = (x, where) if queries is None else (tf.gather(x, queries), tf.gather(where, queries))
     key, value = (_project("td,dhk->thk", x, dense) for dense in (attention._key_dense, attention._value_dense))
     key, value = tf.unstack(_scatter(where, tf.stack([key, value], axis=1), shape), axis=2)
     query = _scatter(query_where, _project("td,dhk->thk", rows, attention._query_dense), shape)
