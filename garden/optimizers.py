@@ -108,7 +108,7 @@ def build_learning_rate(optimization_config):
 class FusedAdamUpdate:
     """Keras's Adam update computed by TensorFlow's fused `ResourceApplyAdam` kernel, the one Model
     Garden's AdamW runs: one pass over a weight and its two moments instead of a dozen element-wise
-    ops (BERT-small's 29M weights: 83 ms a step instead of 143 ms on 2 CPU cores). The same rule;
+    ops (1.7x faster for BERT-small's 29M weights on 2 CPU cores, docs/benchmarks.md). The same rule;
     amsgrad, sparse gradients (whose Keras update is not the dense one) and variables mirrored by
     tf.distribute take Keras's path."""
 

@@ -49,7 +49,6 @@ def test_fused_adamw_follows_keras_adamw(amsgrad):
     assert np.abs(trained[1][0] - start[0]).max() > 0.05  # it did move the weights
 
 
-
 def test_sgd_settings_and_clipping_are_passed():
     optimizer = build_optimizer(optimization(**{
         "optimizer.type": "sgd", "optimizer.sgd.momentum": 0.8, "optimizer.sgd.nesterov": True,
