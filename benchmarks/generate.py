@@ -9,7 +9,7 @@ this CPU, in one run, alternating rounds; both must give the same tokens, or the
 import argparse
 import time
 
-from garden.cli import _register_all
+from garden import registry
 from garden.generate.generator import Generator
 from garden.generate.sampler import Sampling
 from garden.run import Run
@@ -23,7 +23,7 @@ def main():
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--quick", action="store_true", help="16 tokens, one round, to prove the script works")
     args = parser.parse_args()
-    _register_all()
+    registry.load_all()
     run = Run(args.run_dir)
     generator = Generator(run.model.get_layer("backbone"), run.task.tokenizer)
     tokens, rounds = (16, 1) if args.quick else (args.tokens, 3)

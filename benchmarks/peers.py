@@ -31,7 +31,7 @@ import keras
 import keras_hub
 import numpy as np
 
-from garden.cli import _register_all
+from garden import registry
 from garden.config import experiment_config
 from garden.data.pipeline import train_dataset
 from garden.registry import TASKS
@@ -79,7 +79,7 @@ def main():
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--quick", action="store_true", help="a tiny model, 10 steps, one round: proves the script works")
     args = parser.parse_args()
-    _register_all()
+    registry.load_all()
     steps, loop, rounds = (10, 5, 1) if args.quick else (args.steps, 20, args.rounds)
     sets = [*benchmark_sets(steps, loop, args.quick), f"runtime.mixed_precision_dtype={args.precision}"]
     config = experiment_config("r8_student", sets=sets)

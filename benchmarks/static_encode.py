@@ -12,7 +12,7 @@ import time
 
 import tensorflow as tf
 
-from garden.cli import _register_all
+from garden import registry
 from garden.config import experiment_config
 from garden.data import text_datasets
 from garden.distill.static import StaticEncoder, teacher_encoder
@@ -40,7 +40,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="a few batches, to prove the script works")
     args = parser.parse_args()
-    _register_all()
+    registry.load_all()
     config = experiment_config("r8_minilm")
     texts = list(text_datasets._corpus("reuters_r8")(config.task.test_data).features["text"])
     texts = texts[: 2 * args.batch_size] if args.quick else texts[: 16 * args.batch_size]

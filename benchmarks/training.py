@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden import optimizers
-from garden.cli import _register_all
+from garden import registry
 from garden.config import experiment_config
 from garden.train import trainer as trainer_module
 from garden.train.strategy import resolve_strategy
@@ -101,7 +101,7 @@ def main():
     parser.add_argument("--set", action="append", default=[], help="config overrides after the BERT-small ones")
     parser.add_argument("--quick", action="store_true", help="a tiny model, 10 steps, one round: proves the script works")
     args = parser.parse_args()
-    _register_all()
+    registry.load_all()
     steps, loop, rounds = (10, 5, 1) if args.quick else (args.steps, 50, 2)
     config = experiment_config(args.experiment, sets=[*benchmark_sets(steps, loop, args.quick), *args.set])
     strategy = resolve_strategy(config.runtime)

@@ -1,6 +1,6 @@
 """Multi-task text experiments: one MiniLM encoder shared by several task heads (jiant's design)."""
 
-from experiments.text_classification import MINILM, text_data, text_trainer
+from garden.experiments.text_classification import MINILM, text_data, text_trainer
 from garden.config import ExperimentConfig, ModelConfig, SamplerConfig, TaskConfig, TokenizerConfig, component, register_experiment
 
 

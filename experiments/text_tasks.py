@@ -2,7 +2,7 @@
 multiple choice (SWAG-style JSONL) and masked LM. Files come from `input_path`; masked LM reads
 Reuters R8 text from the catalog."""
 
-from experiments.text_classification import MINILM, text_data, text_trainer
+from garden.experiments.text_classification import MINILM, text_data, text_trainer
 from garden.config import ExperimentConfig, ModelConfig, TaskConfig, TokenizerConfig, component, register_experiment
 
 SMALL_BERT = dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024)

@@ -1,3 +1,3 @@
 """Exporters (SavedModel for TF Serving, TFLite for devices), each verified before it is written."""
 
-from export import saved_model, tflite  # noqa: F401  (registers)
+from garden.export import saved_model, tflite  # noqa: F401  (registers)

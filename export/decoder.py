@@ -23,8 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export import manifest, saved_model, tflite
-from export.verify import Refused, median_latency_ms, refusal
+from garden.export import manifest, saved_model, tflite
+from garden.export.verify import Refused, median_latency_ms, refusal
 from garden.errors import GardenError
 from garden.generate.generator import SIGNATURE, Generator
 from garden.generate.sampler import Sampling

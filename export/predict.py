@@ -8,8 +8,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from export import manifest
-from export.tflite import interpreter
+from garden.export import manifest
+from garden.export.tflite import interpreter
 from garden.errors import GardenError
 
 

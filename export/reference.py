@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from export import manifest
-from export.signature import signatures
-from export.verify import PARITY_EXAMPLES, accuracy, max_abs_error, median_latency_ms
+from garden.export import manifest
+from garden.export.signature import signatures
+from garden.export.verify import PARITY_EXAMPLES, accuracy, max_abs_error, median_latency_ms
 from garden.data.pipeline import eval_dataset
 from garden.errors import GardenError
 

@@ -9,8 +9,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from export.reference import batched, numpy_outputs
-from export.verify import Refused, refusal
+from garden.export.reference import batched, numpy_outputs
+from garden.export.verify import Refused, refusal
 from garden.registry import EXPORTERS
 
 NAME = "saved_model"

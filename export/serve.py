@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 from aiohttp import web
 
-from export import manifest
-from export.rest_api import RequestError, parse, response, tensor_info
+from garden.export import manifest
+from garden.export.rest_api import RequestError, parse, response, tensor_info
 from garden.errors import GardenError
 
 VERSION = "1"

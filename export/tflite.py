@@ -35,9 +35,9 @@ from tensorflow.lite.python import convert as lite_convert
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow_text import tflite_registrar
 
-from export import saved_model
-from export.reference import DEFAULT, batched
-from export.verify import Refused, median_latency_ms, refusal
+from garden.export import saved_model
+from garden.export.reference import DEFAULT, batched
+from garden.export.verify import Refused, median_latency_ms, refusal
 from garden.errors import GardenError
 from garden.registry import EXPORTERS
 

@@ -12,12 +12,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs; Python errors still surface
 
+from garden import __version__  # noqa: E402
 from garden.errors import GardenError  # noqa: E402
 
 
 def _register_all():
-    import experiments  # noqa: F401
-    import export  # noqa: F401
+    import garden.experiments  # noqa: F401
+    import garden.export  # noqa: F401
     import garden.data.mnist  # noqa: F401
     import garden.data.shakespeare  # noqa: F401
     import garden.data.text_datasets  # noqa: F401
@@ -103,7 +104,7 @@ def cmd_export(args):
     limits = {} if args.max_error is None else {"max_error": args.max_error}
     if run.config.task.type == "causal_lm":
         return _export_decoder(args, run, export_dir, limits)
-    from export.reference import Reference
+    from garden.export.reference import Reference
     from garden.registry import EXPORTERS
 
     reference = Reference(run)
@@ -122,7 +123,7 @@ def cmd_export(args):
 
 
 def _export_decoder(args, run, export_dir, limits):
-    from export import decoder
+    from garden.export import decoder
 
     reference = decoder.DecoderReference(run, args.max_length)
     jobs = [("saved_model", decoder.export_saved_model, {})] if "saved_model" in (args.format or ["saved_model"]) else []
@@ -139,7 +140,7 @@ def _export_decoder(args, run, export_dir, limits):
 def _run_exports(jobs, reference, export_dir, limits, header, first_row, row):
     """Runs each (artifact name, exporter, options) job, prints one table row per artifact (refused
     ones too), and raises one error naming every refusal."""
-    from export.verify import Refused
+    from garden.export.verify import Refused
 
     rows, refused, manifest = [first_row], [], None
     for name, exporter, options in jobs:
@@ -214,13 +215,13 @@ def cmd_generate(args):
 
 
 def cmd_predict(args):
-    from export.predict import format_rows, predict
+    from garden.export.predict import format_rows, predict
 
     print(format_rows(predict(args.artifact, args.input)))
 
 
 def cmd_serve(args):
-    from export.serve import Limits, model_name, serve
+    from garden.export.serve import Limits, model_name, serve
 
     models = {}
     for given in args.saved_models:
@@ -234,6 +235,9 @@ def cmd_serve(args):
 
 def _parser():
     parser = argparse.ArgumentParser(prog="garden", description="A Keras 3 model garden for TensorFlow.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="a module of yours that registers backbones, heads, datasets or experiments; repeatable")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list registered experiments").set_defaults(run=cmd_list)
     for name, function, help_text in (("show", cmd_show, "print an experiment's resolved config as YAML"),
@@ -313,7 +317,9 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        _register_all()
+        from garden import registry
+
+        registry.load_all(args.imports)
         args.run(args)
     except GardenError as error:
         print(f"garden: error: {error}", file=sys.stderr)

@@ -109,6 +109,10 @@ class RuntimeConfig(mg.RuntimeConfig):
 
 @dataclasses.dataclass
 class ExperimentConfig(mg.ExperimentConfig):
+    """Model Garden's ExperimentConfig; `imports` names modules of the user's that register parts the
+    config uses (imported before the config is read, also when a run folder is loaded)."""
+
+    imports: list[str] = dataclasses.field(default_factory=list)
     task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
@@ -210,14 +214,16 @@ def apply_overrides(config, overrides):
 def experiment_config(name=None, config_files=(), sets=()):
     """The resolved, locked config of experiment `name` (or of the files' task.name)."""
     file_overrides = [read_yaml(path) for path in config_files]
+    overrides = file_overrides + [parse_set(s) for s in sets]
+    registry.import_modules(module for o in overrides for module in o.get("imports") or ())
     if name is None:
         names = [f.get("task", {}).get("name") for f in file_overrides]
         name = next((n for n in reversed(names) if n), None)
     if name is None:
         raise GardenError("name an experiment (see 'garden list') or pass --config with task.name set")
     config = registry.EXPERIMENTS.get(name)()
-    for overrides in file_overrides + [parse_set(s) for s in sets]:
-        apply_overrides(config, overrides)
+    for override in overrides:
+        apply_overrides(config, override)
     config.task.name = name
     config.validate()
     _lock(config)

@@ -8,9 +8,22 @@ Adding a backbone is one file with one decorator:
 A registered class or function is built from keyword parameters; its signature
 defaults are the parameters a config starts from, and unknown keys are refused
 with the closest valid one.
+
+`load_all()` fills every registry: Garden's own parts, then every installed package's
+`garden.plugins` entry point (Garden's experiments and exporters come in this way too, so
+nothing in `garden/` imports them), then the modules a user names with `garden --import` or a
+config's `imports` list.
 """
 
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
 import inspect
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from garden.errors import GardenError, did_you_mean
 
@@ -20,11 +33,11 @@ _NOT_PARAMS = {"self", "name", "dtype", "kwargs", "args"}
 class Registry:
     """A name -> class or function table for one kind of part."""
 
-    def __init__(self, kind):
+    def __init__(self, kind: str):
         self.kind = kind
-        self._entries = {}
+        self._entries: dict[str, Any] = {}
 
-    def register(self, name):
+    def register(self, name: str) -> Callable[[Any], Any]:
         def decorator(obj):
             if name in self._entries and self._entries[name] is not obj:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
@@ -33,18 +46,18 @@ class Registry:
 
         return decorator
 
-    def names(self):
+    def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def __contains__(self, name):
+    def __contains__(self, name: str) -> bool:
         return name in self._entries
 
-    def get(self, name):
+    def get(self, name: str) -> Any:
         if name not in self._entries:
             raise GardenError(f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}")
         return self._entries[name]
 
-    def defaults(self, name):
+    def defaults(self, name: str) -> dict[str, Any]:
         """The keyword parameters of `name` with their default values."""
         obj = self.get(name)
         signature = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj)
@@ -54,7 +67,7 @@ class Registry:
             if key not in _NOT_PARAMS and p.default is not inspect.Parameter.empty
         }
 
-    def build(self, entry, params=None, **extra):
+    def build(self, entry: str, params: dict | None = None, **extra) -> Any:
         """Calls `entry` with `params` after checking every key exists."""
         params = dict(params or {})
         valid = self.defaults(entry)
@@ -73,3 +86,32 @@ DATASETS = Registry("dataset")
 TASKS = Registry("task")
 EXPORTERS = Registry("exporter")
 EXPERIMENTS = Registry("experiment")
+
+PLUGIN_GROUP = "garden.plugins"
+BUILT_IN = ("garden.data", "garden.losses", "garden.models.backbones", "garden.models.heads", "garden.tasks")
+
+
+def import_modules(names: Iterable[str]) -> None:
+    """Imports user modules that register parts (`garden --import`, a config's `imports`); the
+    current folder is searched too, as `python -m` does."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    for name in names:
+        _load(lambda name=name: importlib.import_module(name), f"module '{name}'")
+
+
+def load_all(modules: Iterable[str] = ()) -> None:
+    """Fills every registry: Garden's own parts, each installed `garden.plugins` entry point, then `modules`."""
+    for name in BUILT_IN:
+        importlib.import_module(name)
+    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        _load(entry.load, f"plugin '{entry.name} = {entry.value}' (entry point group {PLUGIN_GROUP})")
+    import_modules(modules)
+
+
+def _load(load, what):
+    """Runs `load`, turning an ImportError into one line (errors inside a module that was found keep their traceback)."""
+    try:
+        load()
+    except ImportError as error:
+        raise GardenError(f"cannot import {what}: {error}; install it, or run garden from the folder that holds it") from error

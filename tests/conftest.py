@@ -13,9 +13,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs; Python errors
 
 import pytest  # noqa: E402
 
-from garden import cli  # noqa: E402
+from garden import cli, registry  # noqa: E402
 
-cli._register_all()
+registry.load_all()
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

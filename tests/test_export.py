@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import garden
-from export.tflite import BOUNDS
+from garden.export.tflite import BOUNDS
 from garden.data.mnist import mnist
 
 

@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import ROOT, garden
-from export.decoder import export_tflite, greedy_tokens, write_saved_model
-from export.tflite import tflite_runner
+from garden.export.decoder import export_tflite, greedy_tokens, write_saved_model
+from garden.export.tflite import tflite_runner
 from garden.config import DataConfig, TokenizerConfig
 from garden.data.shakespeare import shakespeare
 from garden.data.tokenizers import build_tokenizer, train_sentencepiece

@@ -10,7 +10,7 @@ import tensorflow_text
 from ai_edge_litert.interpreter import InterpreterWithCustomOps
 
 from conftest import SHARED_DATA, TINY_TEXT, garden
-from export import tflite
+from garden.export import tflite
 from garden.config import experiment_config
 from garden.data import text_datasets
 from garden.data.tokenizers import serving_tokenizer

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export.reference import Reference
+from garden.export.reference import Reference
 from garden.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig, component, experiment_config
 from garden.data.task_files import answer_words, read_conll
 from garden.errors import GardenError
