@@ -1,5 +1,5 @@
 # make demo: set up, then train -> evaluate -> export -> verify the default experiment.
-# make test: set up with test extras, then run the test suite (two processes, one test file each at a time).
+# make test: set up with test extras, lint and format checks (ruff), then the test suite (two processes, one test file each at a time).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,6 +22,8 @@ demo: setup
 		--quantize none --quantize dynamic --quantize float16 --quantize int8 --quantize 16x8
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
 
 clean:

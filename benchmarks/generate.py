@@ -28,7 +28,9 @@ def main():
     generator = Generator(run.model.get_layer("backbone"), run.task.tokenizer)
     tokens, rounds = (16, 1) if args.quick else (args.tokens, 3)
     greedy = Sampling(temperature=0)
-    texts = {cache: generator.generate(PROMPTS, tokens, greedy, cache=cache) for cache in (True, False)}  # trace, warm up
+    texts = {
+        cache: generator.generate(PROMPTS, tokens, greedy, cache=cache) for cache in (True, False)
+    }  # trace, warm up
     if texts[True] != texts[False]:
         raise SystemExit("the cached and recomputed generations differ")
     seconds = {True: float("inf"), False: float("inf")}

@@ -23,14 +23,29 @@ from official.nlp.tasks import sentence_prediction
 
 def _to_model_garden(features, labels):
     """Maps {"token_ids", "segment_ids", "padding_mask"}, labels to Model Garden's (features, labels)."""
-    return ({"input_word_ids": features["token_ids"],
-             "input_mask": tf.cast(features["padding_mask"], tf.int32),
-             "input_type_ids": features["segment_ids"]},
-            {"label_ids": tf.cast(labels, tf.int32)})
+    return (
+        {
+            "input_word_ids": features["token_ids"],
+            "input_mask": tf.cast(features["padding_mask"], tf.int32),
+            "input_type_ids": features["segment_ids"],
+        },
+        {"label_ids": tf.cast(labels, tf.int32)},
+    )
 
 
-def model_garden_step_seconds(batches, num_classes, vocabulary_size, num_layers, num_heads, hidden_dim,
-                              intermediate_dim, learning_rate, steps, steps_per_loop, precision="float32"):
+def model_garden_step_seconds(
+    batches,
+    num_classes,
+    vocabulary_size,
+    num_layers,
+    num_heads,
+    hidden_dim,
+    intermediate_dim,
+    learning_rate,
+    steps,
+    steps_per_loop,
+    precision="float32",
+):
     """Median seconds per training step (excluding the first loop, which traces) of Model Garden's
     sentence-prediction trainer: official.nlp.tasks.sentence_prediction.SentencePredictionTask with a BERT
     encoder of the given size (dropout 0.1, type_vocab_size 2, max_position_embeddings 512), an AdamW optimizer
@@ -40,27 +55,44 @@ def model_garden_step_seconds(batches, num_classes, vocabulary_size, num_layers,
     the global gradient norm at 1.0 by default, as Garden's adamw does. `precision` "bfloat16" sets
     tf_keras's mixed_bfloat16 policy, as Model Garden's runtime.mixed_precision_dtype does."""
     performance.set_mixed_precision_policy(precision)
-    encoder = encoders.EncoderConfig(type="bert", bert=encoders.BertEncoderConfig(
-        vocab_size=vocabulary_size, hidden_size=hidden_dim, num_layers=num_layers,
-        num_attention_heads=num_heads, intermediate_size=intermediate_dim, dropout_rate=0.1,
-        attention_dropout_rate=0.1, max_position_embeddings=512, type_vocab_size=2))
+    encoder = encoders.EncoderConfig(
+        type="bert",
+        bert=encoders.BertEncoderConfig(
+            vocab_size=vocabulary_size,
+            hidden_size=hidden_dim,
+            num_layers=num_layers,
+            num_attention_heads=num_heads,
+            intermediate_size=intermediate_dim,
+            dropout_rate=0.1,
+            attention_dropout_rate=0.1,
+            max_position_embeddings=512,
+            type_vocab_size=2,
+        ),
+    )
     task_config = sentence_prediction.SentencePredictionConfig(
-        model=sentence_prediction.ModelConfig(num_classes=num_classes, encoder=encoder))
-    optimization = optimization_config.OptimizationConfig({
-        "optimizer": {"type": "adamw", "adamw": {
-            "weight_decay_rate": 0.01, "exclude_from_weight_decay": ["LayerNorm", "layer_norm", "bias"]}},
-        "learning_rate": {"type": "constant", "constant": {"learning_rate": learning_rate}}})
+        model=sentence_prediction.ModelConfig(num_classes=num_classes, encoder=encoder)
+    )
+    optimization = optimization_config.OptimizationConfig(
+        {
+            "optimizer": {
+                "type": "adamw",
+                "adamw": {"weight_decay_rate": 0.01, "exclude_from_weight_decay": ["LayerNorm", "layer_norm", "bias"]},
+            },
+            "learning_rate": {"type": "constant", "constant": {"learning_rate": learning_rate}},
+        }
+    )
     config = cfg.ExperimentConfig(
         task=task_config,
-        trainer=cfg.TrainerConfig(optimizer_config=optimization, steps_per_loop=steps_per_loop,
-                                  train_steps=steps),
-        runtime=cfg.RuntimeConfig(mixed_precision_dtype=precision))
+        trainer=cfg.TrainerConfig(optimizer_config=optimization, steps_per_loop=steps_per_loop, train_steps=steps),
+        runtime=cfg.RuntimeConfig(mixed_precision_dtype=precision),
+    )
 
     task = sentence_prediction.SentencePredictionTask(task_config)
     model = task.build_model()
     optimizer = task.create_optimizer(optimization, config.runtime)
-    trainer = base_trainer.Trainer(config, task, model, optimizer, train=True, evaluate=False,
-                                   train_dataset=batches.map(_to_model_garden))
+    trainer = base_trainer.Trainer(
+        config, task, model, optimizer, train=True, evaluate=False, train_dataset=batches.map(_to_model_garden)
+    )
 
     per_step = []
     for _ in range(steps // steps_per_loop):

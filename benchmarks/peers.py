@@ -30,6 +30,8 @@ import time
 import keras
 import keras_hub
 import numpy as np
+from model_garden_peer import model_garden_step_seconds
+from training import benchmark_sets, step_seconds
 
 from garden import registry
 from garden.config import experiment_config
@@ -37,8 +39,6 @@ from garden.data.pipeline import train_dataset
 from garden.registry import TASKS
 from garden.train import precision as mixed_precision
 from garden.train.strategy import resolve_strategy
-from model_garden_peer import model_garden_step_seconds
-from training import benchmark_sets, step_seconds
 
 
 class LoopTimer(keras.callbacks.Callback):
@@ -59,14 +59,21 @@ def keras_hub_step_seconds(dataset, config, num_classes, steps, loop, jit_compil
     mixed_precision.set_policy(config.runtime.mixed_precision_dtype)
     params = config.task.model.backbone.params
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=params.vocabulary_size, num_layers=params.num_layers, num_heads=params.num_heads,
-        hidden_dim=params.hidden_dim, intermediate_dim=params.intermediate_dim, dropout=params.dropout,
+        vocabulary_size=params.vocabulary_size,
+        num_layers=params.num_layers,
+        num_heads=params.num_heads,
+        hidden_dim=params.hidden_dim,
+        intermediate_dim=params.intermediate_dim,
+        dropout=params.dropout,
         max_sequence_length=params.max_sequence_length,
     )
     model = keras_hub.models.BertTextClassifier(backbone, num_classes, preprocessor=None, dropout=0.1)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01, global_clipnorm=1.0),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01, global_clipnorm=1.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
     timer = LoopTimer()
     model.fit(dataset, epochs=steps // loop, steps_per_epoch=loop, callbacks=[timer], verbose=0)
     return float(np.median(timer.seconds[1:])) / loop
@@ -77,7 +84,9 @@ def main():
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--quick", action="store_true", help="a tiny model, 10 steps, one round: proves the script works")
+    parser.add_argument(
+        "--quick", action="store_true", help="a tiny model, 10 steps, one round: proves the script works"
+    )
     args = parser.parse_args()
     registry.load_all()
     steps, loop, rounds = (10, 5, 1) if args.quick else (args.steps, 20, args.rounds)
@@ -97,19 +106,34 @@ def main():
         "Garden (custom loop, XLA)": lambda: step_seconds(xla, strategy, in_memory=False)[0],
         "Garden (custom loop, padding-free)": lambda: step_seconds(padding_free, strategy, in_memory=False)[0],
         "KerasHub BertTextClassifier.fit (default compile)": lambda: keras_hub_step_seconds(
-            dataset, config, classes, steps, loop, "auto", 1),
+            dataset, config, classes, steps, loop, "auto", 1
+        ),
         f"KerasHub BertTextClassifier.fit (XLA, {loop} steps per call)": lambda: keras_hub_step_seconds(
-            dataset, config, classes, steps, loop, True, loop),
+            dataset, config, classes, steps, loop, True, loop
+        ),
         "Model Garden sentence prediction (Orbit, tf_keras)": lambda: model_garden_step_seconds(
-            dataset, classes, params.vocabulary_size, params.num_layers, params.num_heads, params.hidden_dim,
-            params.intermediate_dim, 1e-3, steps, loop, args.precision),
+            dataset,
+            classes,
+            params.vocabulary_size,
+            params.num_layers,
+            params.num_heads,
+            params.hidden_dim,
+            params.intermediate_dim,
+            1e-3,
+            steps,
+            loop,
+            args.precision,
+        ),
     }
     best = {name: float("inf") for name in systems}
     for _ in range(rounds):
         for name, measure in systems.items():
             best[name] = min(best[name], measure())
-    print(f"BERT {params.num_layers} layers, width {params.hidden_dim}, {params.num_heads} heads, sequence {sequence}, "
-          f"batch {batch}, Reuters R8, {args.precision}; {os.cpu_count()} CPU cores; best of {rounds} rounds of {steps} steps")
+    print(
+        f"BERT {params.num_layers} layers, width {params.hidden_dim}, {params.num_heads} heads, sequence {sequence}, "
+        f"batch {batch}, Reuters R8, {args.precision}; {os.cpu_count()} CPU cores; "
+        f"best of {rounds} rounds of {steps} steps"
+    )
     for name, seconds in best.items():
         print(f"{name:58s} {1000 * seconds:8.1f} ms/step {batch / seconds:8.1f} examples/s")
     peer = min(seconds for name, seconds in best.items() if not name.startswith("Garden"))

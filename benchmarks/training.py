@@ -21,22 +21,37 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from garden import optimizers
-from garden import registry
+from garden import optimizers, registry
 from garden.config import experiment_config
 from garden.train import trainer as trainer_module
 from garden.train.strategy import resolve_strategy
 
-TINY = ["task.model.backbone.params.num_layers=1", "task.model.backbone.params.num_heads=2", "task.model.backbone.params.hidden_dim=64",
-        "task.model.backbone.params.intermediate_dim=128", "task.model.tokenizer.sequence_length=32"]  # --quick: proves the script runs
-BERT_SMALL = ["task.model.backbone.params.num_layers=4", "task.model.backbone.params.num_heads=8",
-              "task.model.backbone.params.hidden_dim=512", "task.model.backbone.params.intermediate_dim=2048"]
+TINY = [
+    "task.model.backbone.params.num_layers=1",
+    "task.model.backbone.params.num_heads=2",
+    "task.model.backbone.params.hidden_dim=64",
+    "task.model.backbone.params.intermediate_dim=128",
+    "task.model.tokenizer.sequence_length=32",
+]  # --quick: proves the script runs
+BERT_SMALL = [
+    "task.model.backbone.params.num_layers=4",
+    "task.model.backbone.params.num_heads=8",
+    "task.model.backbone.params.hidden_dim=512",
+    "task.model.backbone.params.intermediate_dim=2048",
+]
 
 
 def benchmark_sets(steps, loop, quick):
     """Config overrides for `steps` training steps of BERT-small (TINY when `quick`), `loop` steps a call."""
-    return [*BERT_SMALL, f"trainer.train_steps={steps}", f"trainer.steps_per_loop={loop}", f"trainer.checkpoint_interval={steps}",
-            f"trainer.validation_interval={steps}", "task.validation_data.num_examples=32", *(TINY if quick else [])]
+    return [
+        *BERT_SMALL,
+        f"trainer.train_steps={steps}",
+        f"trainer.steps_per_loop={loop}",
+        f"trainer.checkpoint_interval={steps}",
+        f"trainer.validation_interval={steps}",
+        "task.validation_data.num_examples=32",
+        *(TINY if quick else []),
+    ]
 
 
 def matmul_peak(size=4096, seconds=5.0):
@@ -99,7 +114,9 @@ def main():
     parser.add_argument("--experiment", default="r8_student")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--set", action="append", default=[], help="config overrides after the BERT-small ones")
-    parser.add_argument("--quick", action="store_true", help="a tiny model, 10 steps, one round: proves the script works")
+    parser.add_argument(
+        "--quick", action="store_true", help="a tiny model, 10 steps, one round: proves the script works"
+    )
     args = parser.parse_args()
     registry.load_all()
     steps, loop, rounds = (10, 5, 1) if args.quick else (args.steps, 50, 2)
@@ -120,16 +137,20 @@ def main():
     keras_update, fused_update = (min(times) for times in updates.values())
     flops = flops_per_step(config, model)
     backbone = config.task.model.backbone.params
-    print(f"{args.experiment}: BERT {backbone.num_layers} layers, width {backbone.hidden_dim}, sequence "
-          f"{config.task.model.tokenizer.sequence_length}, batch {config.task.train_data.global_batch_size}; "
-          f"{os.cpu_count()} CPU cores; best of {rounds} rounds of {steps} steps")
+    print(
+        f"{args.experiment}: BERT {backbone.num_layers} layers, width {backbone.hidden_dim}, sequence "
+        f"{config.task.model.tokenizer.sequence_length}, batch {config.task.train_data.global_batch_size}; "
+        f"{os.cpu_count()} CPU cores; best of {rounds} rounds of {steps} steps"
+    )
     print(f"matmul peak (float32, 4096^3):     {peak / 1e9:8.1f} GFLOP/s")
     print(f"training step, real tf.data input: {1000 * real:8.1f} ms  {flops / real / 1e9:8.1f} GFLOP/s")
     print(f"training step, batch in memory:    {1000 * memory:8.1f} ms  {flops / memory / 1e9:8.1f} GFLOP/s")
     print(f"fraction of matmul peak (real input): {flops / real / peak:6.1%}")
     print(f"input pipeline overhead (real / in memory - 1): {real / memory - 1:+6.1%}")
-    print(f"AdamW update of these weights, Keras vs Garden (fused): {1000 * keras_update:.1f} ms vs "
-          f"{1000 * fused_update:.1f} ms ({keras_update / fused_update:.2f}x)")
+    print(
+        f"AdamW update of these weights, Keras vs Garden (fused): {1000 * keras_update:.1f} ms vs "
+        f"{1000 * fused_update:.1f} ms ({keras_update / fused_update:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

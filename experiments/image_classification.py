@@ -19,7 +19,9 @@ def mnist_resnet():
         task=TaskConfig(
             type="image_classification",
             model=ModelConfig(
-                backbone=component("backbone", "resnet", stem_strides=2, stem_width=32, stage_widths=[32, 64], blocks_per_stage=1),
+                backbone=component(
+                    "backbone", "resnet", stem_strides=2, stem_width=32, stage_widths=[32, 64], blocks_per_stage=1
+                ),
                 head=component("head", "classification", num_classes=10),
             ),
             loss=component("loss", "sparse_categorical_crossentropy"),
@@ -34,7 +36,14 @@ def mnist_resnet():
             "validation_interval": 500,
             "max_to_keep": 3,
             "optimizer_config": {
-                "optimizer": {"type": "adamw", "adamw": {"weight_decay_rate": 1e-4, "exclude_from_weight_decay": ["bias", "_bn"], "gradient_clip_norm": 0.0}},
+                "optimizer": {
+                    "type": "adamw",
+                    "adamw": {
+                        "weight_decay_rate": 1e-4,
+                        "exclude_from_weight_decay": ["bias", "_bn"],
+                        "gradient_clip_norm": 0.0,
+                    },
+                },
                 "learning_rate": {"type": "cosine", "cosine": {"initial_learning_rate": 3e-3, "decay_steps": steps}},
                 "warmup": {"type": "linear", "linear": {"warmup_steps": 100}},
             },

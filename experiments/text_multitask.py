@@ -1,7 +1,15 @@
 """Multi-task text experiments: one MiniLM encoder shared by several task heads (jiant's design)."""
 
+from garden.config import (
+    ExperimentConfig,
+    ModelConfig,
+    SamplerConfig,
+    TaskConfig,
+    TokenizerConfig,
+    component,
+    register_experiment,
+)
 from garden.experiments.text_classification import MINILM, text_data, text_trainer
-from garden.config import ExperimentConfig, ModelConfig, SamplerConfig, TaskConfig, TokenizerConfig, component, register_experiment
 
 
 def classification_subtask(dataset, num_classes):
@@ -31,7 +39,9 @@ def r8_20ng_multitask():
         task=TaskConfig(
             type="multitask",
             init_checkpoint="all_minilm_l6_v2",
-            model=ModelConfig(backbone=component("backbone", "bert", **MINILM), tokenizer=TokenizerConfig(sequence_length=128)),
+            model=ModelConfig(
+                backbone=component("backbone", "bert", **MINILM), tokenizer=TokenizerConfig(sequence_length=128)
+            ),
             tasks={"r8": classification_subtask("reuters_r8", 8), "20ng": classification_subtask("20newsgroups", 20)},
             sampler=SamplerConfig(type="temperature", temperature=2.0),
         ),

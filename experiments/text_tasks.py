@@ -2,13 +2,15 @@
 multiple choice (SWAG-style JSONL) and masked LM. Files come from `input_path`; masked LM reads
 Reuters R8 text from the catalog."""
 
-from garden.experiments.text_classification import MINILM, text_data, text_trainer
 from garden.config import ExperimentConfig, ModelConfig, TaskConfig, TokenizerConfig, component, register_experiment
+from garden.experiments.text_classification import MINILM, text_data, text_trainer
 
 SMALL_BERT = dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024)
 
 
-def text_experiment(task_type, head, loss, dataset, steps, backbone=MINILM, init="all_minilm_l6_v2", sequence_length=128, **columns):
+def text_experiment(
+    task_type, head, loss, dataset, steps, backbone=MINILM, init="all_minilm_l6_v2", sequence_length=128, **columns
+):
     """A `task_type` run of `backbone` (MiniLM by default) with `head` and `loss` on `dataset` files."""
     return ExperimentConfig.from_args(
         task=TaskConfig(
@@ -17,7 +19,9 @@ def text_experiment(task_type, head, loss, dataset, steps, backbone=MINILM, init
             model=ModelConfig(
                 backbone=component("backbone", "bert", **backbone),
                 head=head,
-                tokenizer=TokenizerConfig(vocabulary="" if init else "all_minilm_l6_v2", sequence_length=sequence_length),
+                tokenizer=TokenizerConfig(
+                    vocabulary="" if init else "all_minilm_l6_v2", sequence_length=sequence_length
+                ),
             ),
             loss=component("loss", loss),
             train_data=text_data(dataset, "train", 32, **columns),
@@ -35,23 +39,29 @@ def conll_bert_small():
         --set task.validation_data.input_path=dev.conll --set task.model.head.params.num_classes=9
     """
     head = component("head", "token_tagging", num_classes=9, dropout=0.1)
-    return text_experiment("token_tagging", head, "masked_sparse_categorical_crossentropy", "conll", 2000, backbone=SMALL_BERT, init="")
+    return text_experiment(
+        "token_tagging", head, "masked_sparse_categorical_crossentropy", "conll", 2000, backbone=SMALL_BERT, init=""
+    )
 
 
 @register_experiment("squad_minilm")
 def squad_minilm():
     """Extractive QA with MiniLM on SQuAD v1.1 JSON files; not measured yet (no SQuAD data offline).
 
-    garden train squad_minilm --set task.train_data.input_path=train-v1.1.json --set task.validation_data.input_path=dev-v1.1.json
+    garden train squad_minilm --set task.train_data.input_path=train-v1.1.json \\
+        --set task.validation_data.input_path=dev-v1.1.json
     """
-    return text_experiment("span_qa", component("head", "span_qa"), "span_crossentropy", "squad", 5000, sequence_length=384)
+    return text_experiment(
+        "span_qa", component("head", "span_qa"), "span_crossentropy", "squad", 5000, sequence_length=384
+    )
 
 
 @register_experiment("stsb_minilm")
 def stsb_minilm():
     """Sentence-pair similarity regression with MiniLM on GLUE STS-B TSV files; not measured yet.
 
-    garden train stsb_minilm --set task.train_data.input_path=STS-B/train.tsv --set task.validation_data.input_path=STS-B/dev.tsv
+    garden train stsb_minilm --set task.train_data.input_path=STS-B/train.tsv \\
+        --set task.validation_data.input_path=STS-B/dev.tsv
     """
     head = component("head", "regression", dropout=0.1)
     columns = dict(text_column="sentence1", text_pair_column="sentence2", label_column="score")
@@ -62,10 +72,13 @@ def stsb_minilm():
 def swag_minilm():
     """Multiple choice with MiniLM on JSONL rows {"text", "choices": [4], "label"}; not measured yet.
 
-    garden train swag_minilm --set task.train_data.input_path=train.jsonl --set task.validation_data.input_path=val.jsonl
+    garden train swag_minilm --set task.train_data.input_path=train.jsonl \\
+        --set task.validation_data.input_path=val.jsonl
     """
     head = component("head", "multiple_choice", num_choices=4, dropout=0.1)
-    return text_experiment("multiple_choice", head, "sparse_categorical_crossentropy", "choices_jsonl", 2000, text_column="text")
+    return text_experiment(
+        "multiple_choice", head, "sparse_categorical_crossentropy", "choices_jsonl", 2000, text_column="text"
+    )
 
 
 @register_experiment("r8_mlm_small")
@@ -75,4 +88,6 @@ def r8_mlm_small():
     garden train r8_mlm_small
     """
     head = component("head", "masked_lm", vocabulary_size=30522)
-    return text_experiment("masked_lm", head, "masked_sparse_categorical_crossentropy", "reuters_r8", 2000, backbone=SMALL_BERT, init="")
+    return text_experiment(
+        "masked_lm", head, "masked_sparse_categorical_crossentropy", "reuters_r8", 2000, backbone=SMALL_BERT, init=""
+    )

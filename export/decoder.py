@@ -23,9 +23,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from garden.errors import GardenError
 from garden.export import manifest, saved_model, tflite
 from garden.export.verify import Refused, median_latency_ms, refusal
-from garden.errors import GardenError
 from garden.generate.generator import SIGNATURE, Generator
 from garden.generate.sampler import Sampling
 
@@ -72,11 +72,13 @@ def greedy_tokens(decode_step, prompt_ids, steps, cache):
     the prompt is read one token at a time, then each chosen token is fed back."""
     tokens = list(prompt_ids)
     for position in range(len(prompt_ids) + steps - 1):
-        out = decode_step(token_ids=np.array([[tokens[position]]], np.int32), position=np.array([position], np.int32), cache=cache)
+        out = decode_step(
+            token_ids=np.array([[tokens[position]]], np.int32), position=np.array([position], np.int32), cache=cache
+        )
         cache = out["cache"]
         if position + 1 >= len(prompt_ids):
             tokens.append(int(np.argmax(out["logits"][0])))
-    return tokens[len(prompt_ids):]
+    return tokens[len(prompt_ids) :]
 
 
 class DecoderReference:
@@ -85,18 +87,26 @@ class DecoderReference:
     def __init__(self, run, max_length):
         self.run, self.backbone, self.tokenizer = run, run.model.get_layer("backbone"), run.task.tokenizer
         if max_length < max(PROMPT_LENGTHS) + NEW_TOKENS:
-            raise GardenError(f"--max-length must be at least {max(PROMPT_LENGTHS) + NEW_TOKENS} tokens (got {max_length})")
+            raise GardenError(
+                f"--max-length must be at least {max(PROMPT_LENGTHS) + NEW_TOKENS} tokens (got {max_length})"
+            )
         self.max_length = max_length
         windows = run.task.load(run.task.held_out()).features["token_ids"]
         if len(windows) < PARITY_WINDOWS:
             raise GardenError(f"the held-out split has {len(windows)} windows; export checks {PARITY_WINDOWS}")
         windows = windows[np.linspace(0, len(windows) - 1, PARITY_WINDOWS).astype(int), : max_length + 1]
         self.inputs, self.targets = windows[:, :-1], windows[:, 1:]
-        self.logits = self.backbone({"token_ids": self.inputs, "padding_mask": np.ones_like(self.inputs)})["token_logits"].numpy()
+        self.logits = self.backbone({"token_ids": self.inputs, "padding_mask": np.ones_like(self.inputs)})[
+            "token_logits"
+        ].numpy()
         self.loss = self.mean_loss(self.logits)
-        self.prompts = [self.tokenizer.detokenize(self.inputs[i % PARITY_WINDOWS, :n]) for i, n in enumerate(PROMPT_LENGTHS)]
+        self.prompts = [
+            self.tokenizer.detokenize(self.inputs[i % PARITY_WINDOWS, :n]) for i, n in enumerate(PROMPT_LENGTHS)
+        ]
         self.generator = Generator(self.backbone, self.tokenizer)
-        self.texts = [self.generator.generate(self.prompts, NEW_TOKENS, sampling, seed=1) for sampling in CHECKED_SAMPLINGS]
+        self.texts = [
+            self.generator.generate(self.prompts, NEW_TOKENS, sampling, seed=1) for sampling in CHECKED_SAMPLINGS
+        ]
         self.step_signature = decode_step_function(self.backbone, max_length).input_signature
 
     def mean_loss(self, logits):
@@ -108,7 +118,9 @@ class DecoderReference:
         for window in self.inputs:
             cache, row = self.backbone.empty_cache(1, self.max_length).numpy(), []
             for position, token in enumerate(window):
-                out = decode_step(token_ids=np.array([[token]], np.int32), position=np.array([position], np.int32), cache=cache)
+                out = decode_step(
+                    token_ids=np.array([[token]], np.int32), position=np.array([position], np.int32), cache=cache
+                )
                 row.append(np.asarray(out["logits"])[0])
                 cache = out["cache"]
             rows.append(row)
@@ -119,7 +131,10 @@ class DecoderReference:
         for prompt in self.prompts:
             ids = self.tokenizer(prompt).numpy().tolist()
             tokens = greedy_tokens(decode_step, ids, NEW_TOKENS, self.backbone.empty_cache(1, self.max_length).numpy())
-            if self.tokenizer.detokenize(np.array(tokens, np.int32)) != self.generator.generate([prompt], NEW_TOKENS, CHECKED_SAMPLINGS[0])[0]:
+            if (
+                self.tokenizer.detokenize(np.array(tokens, np.int32))
+                != self.generator.generate([prompt], NEW_TOKENS, CHECKED_SAMPLINGS[0])[0]
+            ):
                 return False
         return True
 
@@ -127,15 +142,24 @@ class DecoderReference:
         """What `decode_step` measures against the Keras model; raises Refused if it misses a bound."""
         logits = self.step_logits(decode_step)
         error, loss = float(np.max(np.abs(logits - self.logits))), self.mean_loss(logits)
-        measured = {"max_abs_error": error, "error_bound": bound, "loss": loss, "loss_increase": loss - self.loss,
-                    "greedy_matches": self.greedy_matches(decode_step)}
+        measured = {
+            "max_abs_error": error,
+            "error_bound": bound,
+            "loss": loss,
+            "loss_increase": loss - self.loss,
+            "greedy_matches": self.greedy_matches(decode_step),
+        }
         one_token = [self.inputs[0].reshape(-1, 1).astype(np.int32), np.arange(self.inputs.shape[1], dtype=np.int32)]
         cache = self.backbone.empty_cache(1, self.max_length).numpy()
-        measured["latency_ms"] = median_latency_ms(lambda ids, position: decode_step(token_ids=ids, position=position, cache=cache), one_token)
+        measured["latency_ms"] = median_latency_ms(
+            lambda ids, position: decode_step(token_ids=ids, position=position, cache=cache), one_token
+        )
         reason = refusal(kind, error, bound)
         if not reason and max_loss_increase is not None and loss - self.loss > max_loss_increase:
-            reason = (f"{kind} refused: held-out loss rises {loss - self.loss:.3g} nats per token, over the allowed "
-                      f"{max_loss_increase:.3g}; nothing was written")
+            reason = (
+                f"{kind} refused: held-out loss rises {loss - self.loss:.3g} nats per token, over the allowed "
+                f"{max_loss_increase:.3g}; nothing was written"
+            )
         if reason:
             raise Refused(reason, kind, measured)
         return measured
@@ -145,17 +169,31 @@ class DecoderReference:
             "experiment": self.run.config.task.name,
             "run_dir": self.run.run_dir,
             "checkpoint": self.run.checkpoint_path,
-            "signatures": {"generate": {"inputs": {n: {"dtype": s.dtype.name, "shape": list(s.shape)} for n, s in SIGNATURE.items()}},
-                           "decode_step": {"inputs": {n: {"dtype": s.dtype.name, "shape": list(s.shape)}
-                                                      for n, s in zip(("token_ids", "position", "cache"), self.step_signature)}}},
+            "signatures": {
+                "generate": {
+                    "inputs": {n: {"dtype": s.dtype.name, "shape": list(s.shape)} for n, s in SIGNATURE.items()}
+                },
+                "decode_step": {
+                    "inputs": {
+                        n: {"dtype": s.dtype.name, "shape": list(s.shape)}
+                        for n, s in zip(("token_ids", "position", "cache"), self.step_signature)
+                    }
+                },
+            },
             "max_length": self.max_length,
             "tokenizer": type(self.tokenizer).__name__,
-            "held_out": {"split": self.run.task.held_out().split, "windows": len(self.inputs), "tokens": int(self.inputs.size)},
+            "held_out": {
+                "split": self.run.task.held_out().split,
+                "windows": len(self.inputs),
+                "tokens": int(self.inputs.size),
+            },
             "keras_loss": self.loss,
         }
 
     def record(self, export_dir, name, target, measured):
-        return manifest.record(export_dir, self.header(), name, {"path": target, "size_bytes": manifest.size_bytes(target), **measured})
+        return manifest.record(
+            export_dir, self.header(), name, {"path": target, "size_bytes": manifest.size_bytes(target), **measured}
+        )
 
 
 def export_saved_model(reference, export_dir, max_error=BOUNDS["none"]):
@@ -167,10 +205,16 @@ def export_saved_model(reference, export_dir, max_error=BOUNDS["none"]):
         for sampling, expected in zip(CHECKED_SAMPLINGS, reference.texts):
             prompts = tf.constant(reference.prompts)
             given = dict(zip(SIGNATURE, (prompts, NEW_TOKENS, *sampling.tensors(), 1, tf.constant([], tf.string))))
-            texts = [t.decode("utf-8", errors="replace") for t in loaded.signatures["generate"](**given)["text"].numpy()]
+            texts = [
+                t.decode("utf-8", errors="replace") for t in loaded.signatures["generate"](**given)["text"].numpy()
+            ]
             if texts != expected:
-                raise Refused(f"saved_model refused: generate with {sampling} gave {texts[:1]} where Keras gave {expected[:1]}; "
-                              "nothing was written", "saved_model", measured)
+                raise Refused(
+                    f"saved_model refused: generate with {sampling} gave {texts[:1]} where Keras gave {expected[:1]}; "
+                    "nothing was written",
+                    "saved_model",
+                    measured,
+                )
         measured["generate_matches"] = True
     return reference.record(export_dir, "saved_model", os.path.join(export_dir, "saved_model"), measured)
 
@@ -178,8 +222,10 @@ def export_saved_model(reference, export_dir, max_error=BOUNDS["none"]):
 def export_tflite(reference, export_dir, quantize="none", max_error=None):
     """Writes `export_dir/model_<quantize>.tflite`, the decode step, if it passes parity and loss."""
     if quantize not in BOUNDS:
-        raise GardenError(f"a decode step exports with --quantize {', '.join(BOUNDS)} (got '{quantize}'); its int8 "
-                          "activations would need calibration over the cache, which Garden does not do yet")
+        raise GardenError(
+            f"a decode step exports with --quantize {', '.join(BOUNDS)} (got '{quantize}'); its int8 "
+            "activations would need calibration over the cache, which Garden does not do yet"
+        )
     name = tflite.filename(quantize)
     with tempfile.TemporaryDirectory(dir=export_dir, prefix=".tflite-") as staging:
         write_saved_model(reference.backbone, reference.tokenizer, staging, reference.max_length, generate=False)

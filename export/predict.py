@@ -8,9 +8,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from garden.errors import GardenError
 from garden.export import manifest
 from garden.export.tflite import interpreter
-from garden.errors import GardenError
 
 
 def _load_input(path, dtype):
@@ -46,13 +46,16 @@ def _runner(artifact):
     """(input name, shape, dtype, fn(array) -> outputs) of a SavedModel folder or .tflite file."""
     if os.path.isdir(artifact):
         signature = tf.saved_model.load(artifact).signatures["serving_default"]
-        (name, spec), = signature.structured_input_signature[1].items()
-        return name, spec.shape.as_list(), spec.dtype.as_numpy_dtype, lambda x: {
-            k: v.numpy() for k, v in signature(**{name: x}).items()
-        }
+        ((name, spec),) = signature.structured_input_signature[1].items()
+        return (
+            name,
+            spec.shape.as_list(),
+            spec.dtype.as_numpy_dtype,
+            lambda x: {k: v.numpy() for k, v in signature(**{name: x}).items()},
+        )
     if artifact.endswith(".tflite") and os.path.isfile(artifact):
         runner = interpreter(path=artifact).get_signature_runner("serving_default")
-        (name, detail), = runner.get_input_details().items()
+        ((name, detail),) = runner.get_input_details().items()
         return name, list(detail["shape_signature"]), detail["dtype"], lambda x: runner(**{name: x})
     raise GardenError(f"{artifact} is neither a SavedModel folder nor a .tflite file; see 'garden export'")
 

@@ -2,11 +2,11 @@
 
 import numpy as np
 
+from garden.data.pipeline import eval_dataset
+from garden.errors import GardenError
 from garden.export import manifest
 from garden.export.signature import signatures
 from garden.export.verify import PARITY_EXAMPLES, accuracy, max_abs_error, median_latency_ms
-from garden.data.pipeline import eval_dataset
-from garden.errors import GardenError
 
 BATCH = 500
 DEFAULT = "serving_default"
@@ -89,8 +89,10 @@ class Reference:
             "experiment": self.run.config.task.name,
             "run_dir": self.run.run_dir,
             "checkpoint": self.run.checkpoint_path,
-            "signatures": {name: {"inputs": {n: _spec_entry(s) for n, s in signature.specs.items()}}
-                           for name, signature in self.signatures.items()},
+            "signatures": {
+                name: {"inputs": {n: _spec_entry(s) for n, s in signature.specs.items()}}
+                for name, signature in self.signatures.items()
+            },
             "outputs": list(self.expected[self.task.tensor_signature]),
             "labels": self.examples.label_names,
             "held_out": {"split": self.task.held_out().split, "examples": len(self.examples)},

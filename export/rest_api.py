@@ -49,7 +49,9 @@ def _array(value, spec, name):
         array = array.astype(spec.dtype.as_numpy_dtype)
     expected = spec.shape
     if array.ndim != expected.rank or not expected.is_compatible_with(array.shape):
-        want = "[" + ", ".join("N" if i == 0 else str(d if d is not None else "?") for i, d in enumerate(expected)) + "]"
+        want = (
+            "[" + ", ".join("N" if i == 0 else str(d if d is not None else "?") for i, d in enumerate(expected)) + "]"
+        )
         raise RequestError(f"input '{name}' has shape {list(array.shape)} but the signature takes {want}")
     if array.shape[0] == 0:
         raise RequestError("the request holds no instances; send at least one")
@@ -64,20 +66,28 @@ def parse(body, specs_of, max_instances):
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RequestError(f"malformed JSON: {error}") from error
     if not isinstance(request, dict) or ("instances" in request) == ("inputs" in request):
-        raise RequestError('the request must be a JSON object with either "instances" (row format) or "inputs" (columnar)')
+        raise RequestError(
+            'the request must be a JSON object with either "instances" (row format) or "inputs" (columnar)'
+        )
     signature = request.get("signature_name") or "serving_default"
     specs = specs_of(signature)
     names = list(specs)
     columnar = "inputs" in request
     if columnar:
         given = request["inputs"]
-        columns = given if isinstance(given, dict) and set(given) == set(names) else ({names[0]: given} if len(names) == 1 else None)
+        columns = (
+            given
+            if isinstance(given, dict) and set(given) == set(names)
+            else ({names[0]: given} if len(names) == 1 else None)
+        )
     else:
         rows = request["instances"]
         if not isinstance(rows, list) or not rows:
             raise RequestError('"instances" must be a non-empty list')
         objects = all(isinstance(r, dict) and set(r) == set(names) for r in rows)
-        columns = {n: [r[n] for r in rows] for n in names} if objects else ({names[0]: rows} if len(names) == 1 else None)
+        columns = (
+            {n: [r[n] for r in rows] for n in names} if objects else ({names[0]: rows} if len(names) == 1 else None)
+        )
     if columns is None:
         raise RequestError(f"the signature takes inputs {', '.join(sorted(names))}; send each of them by name")
     arrays = {name: _array(columns[name], specs[name], name) for name in names}
@@ -85,13 +95,17 @@ def parse(body, specs_of, max_instances):
     if len(counts) != 1:
         raise RequestError(f"inputs have different numbers of instances: {sorted(counts)}")
     if counts.pop() > max_instances:
-        raise RequestError(f"the request holds more than {max_instances} instances; split it (or raise --max-instances)")
+        raise RequestError(
+            f"the request holds more than {max_instances} instances; split it (or raise --max-instances)"
+        )
     return signature, arrays, columnar
 
 
 def _jsonable(array):
     if array.dtype == object or array.dtype.kind == "S":
-        return np.vectorize(lambda x: x.decode("utf-8", "replace") if isinstance(x, bytes) else x, otypes=[object])(array).tolist()
+        return np.vectorize(lambda x: x.decode("utf-8", "replace") if isinstance(x, bytes) else x, otypes=[object])(
+            array
+        ).tolist()
     return array.tolist()
 
 
@@ -109,5 +123,8 @@ def response(outputs, columnar):
 def tensor_info(spec):
     """A TensorSpec as a SignatureDef's TensorInfo in TF Serving's metadata JSON."""
     dims = [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape]
-    return {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum), "tensor_shape": {"dim": dims, "unknown_rank": False},
-            "name": spec.name or ""}
+    return {
+        "dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum),
+        "tensor_shape": {"dim": dims, "unknown_rank": False},
+        "name": spec.name or "",
+    }

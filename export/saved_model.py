@@ -61,5 +61,12 @@ def export_saved_model(reference, export_dir, max_error=1e-5, max_accuracy_drop=
                 raise Refused(reason, NAME, judged[name])
     target = os.path.join(export_dir, NAME)
     worst = max(judged.values(), key=lambda entry: entry["max_abs_error"])
-    return reference.record(export_dir, NAME, target, worst["max_abs_error"], max_error,
-                            min(entry["accuracy"] for entry in judged.values()), signatures=judged)
+    return reference.record(
+        export_dir,
+        NAME,
+        target,
+        worst["max_abs_error"],
+        max_error,
+        min(entry["accuracy"] for entry in judged.values()),
+        signatures=judged,
+    )

@@ -17,9 +17,9 @@ import numpy as np
 import tensorflow as tf
 from aiohttp import web
 
+from garden.errors import GardenError
 from garden.export import manifest
 from garden.export.rest_api import RequestError, parse, response, tensor_info
-from garden.errors import GardenError
 
 VERSION = "1"
 
@@ -87,7 +87,9 @@ class Servable:
 
     def __init__(self, name, path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise GardenError(f"{path} is not a SavedModel folder (no saved_model.pb); export one with 'garden export RUN_DIR'")
+            raise GardenError(
+                f"{path} is not a SavedModel folder (no saved_model.pb); export one with 'garden export RUN_DIR'"
+            )
         self.name, self.path = name, path
         self.model = tf.saved_model.load(path)
         self.signatures = dict(self.model.signatures)
@@ -102,7 +104,10 @@ class Servable:
         key = (signature_name, tuple((n, a.shape[1:]) for n, a in sorted(inputs.items())))
         if key not in self.batchers:
             signature = self.signatures[signature_name]
-            run = lambda arrays: {k: v.numpy() for k, v in signature(**{n: tf.constant(a) for n, a in arrays.items()}).items()}  # noqa: E731
+
+            def run(arrays, signature=signature):
+                return {k: v.numpy() for k, v in signature(**{n: tf.constant(a) for n, a in arrays.items()}).items()}
+
             self.batchers[key] = Batcher(run, limits)
         return await self.batchers[key].predict(inputs)
 
@@ -115,35 +120,47 @@ class Servable:
             }
             for name, signature in self.signatures.items()
         }
-        return {"model_spec": {"name": self.name, "signature_name": "", "version": VERSION},
-                "metadata": {"signature_def": {"signature_def": signature_def}}}
+        return {
+            "model_spec": {"name": self.name, "signature_name": "", "version": VERSION},
+            "metadata": {"signature_def": {"signature_def": signature_def}},
+        }
 
 
 def model_name(path):
     """The experiment named by the manifest beside `path`, else the folder's name."""
-    return manifest.read(os.path.dirname(os.path.abspath(path))).get("experiment") or os.path.basename(os.path.abspath(path))
+    return manifest.read(os.path.dirname(os.path.abspath(path))).get("experiment") or os.path.basename(
+        os.path.abspath(path)
+    )
 
 
 def _error(status, message):
     return web.json_response({"error": message}, status=status)
 
 
-def build_app(models, limits=Limits()):
+def build_app(models, limits=None):
     """The aiohttp application serving `models` (name -> SavedModel folder)."""
     servables = {name: Servable(name, path) for name, path in models.items()}
+    limits = limits or Limits()
     app = web.Application(client_max_size=limits.max_request_bytes)
 
     def servable(request):
         name, version = request.match_info["name"], request.match_info.get("version", VERSION)
         if name not in servables or version != VERSION:
-            raise web.HTTPNotFound(text=json.dumps({"error": f"Servable not found for request: Specific({name}, {version})"}),
-                                   content_type="application/json")
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": f"Servable not found for request: Specific({name}, {version})"}),
+                content_type="application/json",
+            )
         return servables[name]
 
     async def status(request):
         servable(request)
-        return web.json_response({"model_version_status": [
-            {"version": VERSION, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+        return web.json_response(
+            {
+                "model_version_status": [
+                    {"version": VERSION, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+                ]
+            }
+        )
 
     async def metadata(request):
         return web.json_response(servable(request).metadata())
@@ -151,35 +168,49 @@ def build_app(models, limits=Limits()):
     async def predict(request):
         model = servable(request)
         if (request.content_length or 0) > limits.max_request_bytes:
-            return _error(400, f"the request body is over {limits.max_request_bytes} bytes; split it (or raise --max-request-bytes)")
+            return _error(
+                400,
+                f"the request body is over {limits.max_request_bytes} bytes; split it (or raise --max-request-bytes)",
+            )
         try:
             signature_name, inputs, columnar = parse(await request.read(), model.specs, limits.max_instances)
             outputs = await model.predict(signature_name, inputs, limits)
         except web.HTTPRequestEntityTooLarge:
-            return _error(400, f"the request body is over {limits.max_request_bytes} bytes; split it (or raise --max-request-bytes)")
+            return _error(
+                400,
+                f"the request body is over {limits.max_request_bytes} bytes; split it (or raise --max-request-bytes)",
+            )
         except RequestError as error:
             return _error(400, str(error))
         return web.json_response(response(outputs, columnar))
 
     async def health(request):
         batchers = [b for model in servables.values() for b in model.batchers.values()]
-        return web.json_response({"status": "ok", "models": sorted(servables), "predict_requests": sum(b.requests for b in batchers),
-                                  "model_calls": sum(b.calls for b in batchers)})
+        return web.json_response(
+            {
+                "status": "ok",
+                "models": sorted(servables),
+                "predict_requests": sum(b.requests for b in batchers),
+                "model_calls": sum(b.calls for b in batchers),
+            }
+        )
 
     model_path = "/v1/models/{name:[^/:]+}"
-    app.add_routes([
-        web.get(model_path, status),
-        web.get(model_path + "/versions/{version:[0-9]+}", status),
-        web.get(model_path + "/metadata", metadata),
-        web.get(model_path + "/versions/{version:[0-9]+}/metadata", metadata),
-        web.post(model_path + ":predict", predict),
-        web.post(model_path + "/versions/{version:[0-9]+}:predict", predict),
-        web.get("/healthz", health),
-    ])
+    app.add_routes(
+        [
+            web.get(model_path, status),
+            web.get(model_path + "/versions/{version:[0-9]+}", status),
+            web.get(model_path + "/metadata", metadata),
+            web.get(model_path + "/versions/{version:[0-9]+}/metadata", metadata),
+            web.post(model_path + ":predict", predict),
+            web.post(model_path + "/versions/{version:[0-9]+}:predict", predict),
+            web.get("/healthz", health),
+        ]
+    )
     return app
 
 
-def serve(models, host="127.0.0.1", port=8501, limits=Limits()):
+def serve(models, host="127.0.0.1", port=8501, limits=None):
     app = build_app(models, limits)
     listing = ", ".join(f"{name} ({path})" for name, path in models.items())
     print(f"serving {listing} at http://{host}:{port}/v1/models/NAME", flush=True)

@@ -31,7 +31,9 @@ def _signature(specs, to_model_inputs, task, model, label_names):
 
 def signatures(task, model, label_names, feature_names):
     """name -> Signature: the model's tensors, and raw inputs where the task serves them."""
-    found = {task.tensor_signature: _signature(task.serving_inputs(model), lambda inputs: inputs, task, model, label_names)}
+    found = {
+        task.tensor_signature: _signature(task.serving_inputs(model), lambda inputs: inputs, task, model, label_names)
+    }
     raw = task.raw_serving(model, feature_names)
     if raw:
         found[task.raw_signature] = _signature(*raw, task, model, label_names)

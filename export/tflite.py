@@ -35,19 +35,33 @@ from tensorflow.lite.python import convert as lite_convert
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow_text import tflite_registrar
 
+from garden.errors import GardenError
 from garden.export import saved_model
 from garden.export.reference import DEFAULT, batched
 from garden.export.verify import Refused, median_latency_ms, refusal
-from garden.errors import GardenError
 from garden.registry import EXPORTERS
 
-BOUNDS = {"none": 1e-4, "float16": 1e-2, "dynamic": None, "int8": None, "16x8": None}  # max |Δ|; None: judged by accuracy
+BOUNDS = {
+    "none": 1e-4,
+    "float16": 1e-2,
+    "dynamic": None,
+    "int8": None,
+    "16x8": None,
+}  # max |Δ|; None: judged by accuracy
 CALIBRATION_EXAMPLES = 256
 REGISTRAR = "tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS"
 THREADS = os.cpu_count()
 FLOAT_OPS = (
-    "BATCH_MATMUL", "TRANSPOSE", "SELECT_V2", "SOFTMAX",  # attention scores and the padding mask
-    "MEAN", "SQUARED_DIFFERENCE", "RSQRT", "ADD", "MUL", "GELU",  # LayerNorm and the residual stream
+    "BATCH_MATMUL",
+    "TRANSPOSE",
+    "SELECT_V2",
+    "SOFTMAX",  # attention scores and the padding mask
+    "MEAN",
+    "SQUARED_DIFFERENCE",
+    "RSQRT",
+    "ADD",
+    "MUL",
+    "GELU",  # LayerNorm and the residual stream
     "BROADCAST_TO",  # position embeddings: with a static length they came out of int8 off by their own size
 )
 
@@ -59,7 +73,10 @@ def filename(mode):
 def interpreter(content=None, path=None):
     """A LiteRT interpreter with tensorflow-text's custom ops, its tensors allocated."""
     model = InterpreterWithCustomOps(
-        custom_op_registerers=tflite_registrar.SELECT_TFTEXT_OPS, model_content=content, model_path=path, num_threads=THREADS
+        custom_op_registerers=tflite_registrar.SELECT_TFTEXT_OPS,
+        model_content=content,
+        model_path=path,
+        num_threads=THREADS,
     )
     model.allocate_tensors()
     return model
@@ -84,20 +101,25 @@ def _converter(saved_model_dir, signature, mode, calibration):
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.allow_custom_ops = True  # tensorflow-text's tokenizers; anything else is refused after conversion
-    converter.target_spec._experimental_custom_op_registerers = list(tflite_registrar.SELECT_TFTEXT_OPS)  # calibration runs them
+    converter.target_spec._experimental_custom_op_registerers = list(
+        tflite_registrar.SELECT_TFTEXT_OPS
+    )  # calibration runs them
     if mode != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if mode in ("int8", "16x8"):  # by name: the interpreter's input order is not the signature's
         count = len(next(iter(calibration.values())))
-        converter.representative_dataset = lambda: ({n: a[i : i + 1] for n, a in calibration.items()} for i in range(count))
+        converter.representative_dataset = lambda: (
+            {n: a[i : i + 1] for n, a in calibration.items()} for i in range(count)
+        )
     if mode == "int8":
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         converter._experimental_calibrate_only = True  # quantized by `quantize_int8`
     if mode == "16x8":
         converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS,
         ]
     return converter
 
@@ -136,11 +158,14 @@ def builtins_and_text_ops_only(mode, signature):
         missing = re.search(r"unresolved custom op: ([\w>]+)", str(error))
         if not missing:
             reason = " ".join(str(error).split())[:300]
-            raise Refused(f"TFLite {mode} refused: the interpreter failed: {reason}", filename(mode), {"quantize": mode}) from error
+            raise Refused(
+                f"TFLite {mode} refused: the interpreter failed: {reason}", filename(mode), {"quantize": mode}
+            ) from error
         raise GardenError(
-            f"TFLite {mode} refused: signature '{signature}' needs TensorFlow op {missing.group(1)}, which is neither a "
-            "TFLite builtin nor a tensorflow-text custom op, so it would need Flex (Select TF ops), which no interpreter "
-            "here can verify; nothing was written (export another --signature, or serve this one as a SavedModel)"
+            f"TFLite {mode} refused: signature '{signature}' needs TensorFlow op {missing.group(1)}, which is neither "
+            "a TFLite builtin nor a tensorflow-text custom op, so it would need Flex (Select TF ops), which no "
+            "interpreter here can verify; nothing was written (export another --signature, or serve this one as a "
+            "SavedModel)"
         ) from error
 
 
@@ -182,7 +207,9 @@ def export_tflite(reference, export_dir, quantize="none", signature=DEFAULT, max
         arrays, _ = reference.signature_inputs(signature, train.take(CALIBRATION_EXAMPLES))
         calibration = {name: _calibration_array(a) for name, a in zip(reference.signatures[signature].specs, arrays)}
     with tempfile.TemporaryDirectory(dir=export_dir, prefix=".tflite-") as staging:
-        content = convert(saved_model.write(reference, os.path.join(staging, "saved_model")), signature, quantize, calibration)
+        content = convert(
+            saved_model.write(reference, os.path.join(staging, "saved_model")), signature, quantize, calibration
+        )
     attempts = ((), FLOAT_OPS) if quantize == "int8" else (None,)  # int8: all ops, then sensitive ones in float32
     for float_ops in attempts:
         candidate = content if float_ops is None else quantize_int8(content, float_ops)

@@ -17,11 +17,11 @@ from garden.errors import GardenError  # noqa: E402
 
 
 def _register_all():
-    import garden.experiments  # noqa: F401
-    import garden.export  # noqa: F401
     import garden.data.mnist  # noqa: F401
     import garden.data.shakespeare  # noqa: F401
     import garden.data.text_datasets  # noqa: F401
+    import garden.experiments  # noqa: F401
+    import garden.export  # noqa: F401
     import garden.losses  # noqa: F401
     import garden.models.backbones  # noqa: F401
     import garden.models.heads  # noqa: F401
@@ -109,29 +109,48 @@ def cmd_export(args):
 
     reference = Reference(run)
     limits["max_accuracy_drop"] = args.max_accuracy_drop
-    jobs = [("saved_model", EXPORTERS.get("saved_model"), {})] if "saved_model" in (args.format or ["saved_model"]) else []
+    jobs = (
+        [("saved_model", EXPORTERS.get("saved_model"), {})] if "saved_model" in (args.format or ["saved_model"]) else []
+    )
     if "tflite" in (args.format or []):
-        jobs += [(f"model_{mode}.tflite", EXPORTERS.get("tflite"), {"quantize": mode, "signature": args.signature})
-                 for mode in args.quantize or ["none"]]
+        jobs += [
+            (f"model_{mode}.tflite", EXPORTERS.get("tflite"), {"quantize": mode, "signature": args.signature})
+            for mode in args.quantize or ["none"]
+        ]
     keras = {"accuracy": reference.accuracy, "latency_ms": reference.keras_latency_ms(), "path": args.run_dir}
     held_out = f"{len(reference.examples)} {reference.task.held_out().split}"
-    print(f"accuracy on {held_out} examples; latency = median of one example on {os.cpu_count()} CPU threads; "
-          f"parity = max |Δ {reference.task.output_for_parity}| vs Keras")
+    print(
+        f"accuracy on {held_out} examples; latency = median of one example on {os.cpu_count()} CPU threads; "
+        f"parity = max |Δ {reference.task.output_for_parity}| vs Keras"
+    )
     header = ["artifact", "size", "latency", "accuracy", "drop (points)", "parity", "written to"]
-    _run_exports(jobs, reference, export_dir, limits, header, _export_row("keras model", keras),
-                 lambda name, entry: _export_row(name, entry, reference.accuracy))
+    _run_exports(
+        jobs,
+        reference,
+        export_dir,
+        limits,
+        header,
+        _export_row("keras model", keras),
+        lambda name, entry: _export_row(name, entry, reference.accuracy),
+    )
 
 
 def _export_decoder(args, run, export_dir, limits):
     from garden.export import decoder
 
     reference = decoder.DecoderReference(run, args.max_length)
-    jobs = [("saved_model", decoder.export_saved_model, {})] if "saved_model" in (args.format or ["saved_model"]) else []
+    jobs = (
+        [("saved_model", decoder.export_saved_model, {})] if "saved_model" in (args.format or ["saved_model"]) else []
+    )
     if "tflite" in (args.format or []):
-        jobs += [(f"model_{mode}.tflite", decoder.export_tflite, {"quantize": mode}) for mode in args.quantize or ["none"]]
-    print(f"loss = nats per token on {reference.inputs.size} held-out tokens, read one decode step at a time; latency = "
-          f"median of one decode step on {os.cpu_count()} CPU threads; parity = max |Δ logits| vs Keras; greedy = the "
-          "decode step's greedy loop gives the Keras model's text")
+        jobs += [
+            (f"model_{mode}.tflite", decoder.export_tflite, {"quantize": mode}) for mode in args.quantize or ["none"]
+        ]
+    print(
+        f"loss = nats per token on {reference.inputs.size} held-out tokens, read one decode step at a time; latency = "
+        f"median of one decode step on {os.cpu_count()} CPU threads; parity = max |Δ logits| vs Keras; greedy = the "
+        "decode step's greedy loop gives the Keras model's text"
+    )
     header = ["artifact", "size", "latency", "loss", "parity", "greedy", "written to"]
     keras = ["keras model", "", "", f"{reference.loss:.4f}", "", "", args.run_dir]
     _run_exports(jobs, reference, export_dir, limits, header, keras, _decoder_row)
@@ -195,7 +214,9 @@ def cmd_distill_logits(args):
     from garden.distill.logits import write_teacher_logits
 
     start = time.perf_counter()
-    summary = write_teacher_logits(args.run_dir, args.out, split=args.split, cross_fit=args.cross_fit, augment=args.augment, seed=args.seed)
+    summary = write_teacher_logits(
+        args.run_dir, args.out, split=args.split, cross_fit=args.cross_fit, augment=args.augment, seed=args.seed
+    )
     print(json.dumps({**summary, "out": args.out, "seconds": round(time.perf_counter() - start, 1)}))
 
 
@@ -207,10 +228,13 @@ def cmd_generate(args):
     run = Run(args.run_dir)
     backbone = run.model.get_layer("backbone")
     if not hasattr(backbone, "decode"):
-        raise GardenError(f"{args.run_dir} is a {run.config.task.type} run; generate needs a decoder language model (task causal_lm)")
+        raise GardenError(
+            f"{args.run_dir} is a {run.config.task.type} run; generate needs a decoder language model (task causal_lm)"
+        )
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     texts = Generator(backbone, run.task.tokenizer).generate(
-        args.prompt, args.max_new_tokens, sampling, seed=args.seed, stop=args.stop, cache=not args.no_cache)
+        args.prompt, args.max_new_tokens, sampling, seed=args.seed, stop=args.stop, cache=not args.no_cache
+    )
     print("\n\n".join(prompt + text for prompt, text in zip(args.prompt, texts)))
 
 
@@ -236,12 +260,20 @@ def cmd_serve(args):
 def _parser():
     parser = argparse.ArgumentParser(prog="garden", description="A Keras 3 model garden for TensorFlow.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                        help="a module of yours that registers backbones, heads, datasets or experiments; repeatable")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="a module of yours that registers backbones, heads, datasets or experiments; repeatable",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list registered experiments").set_defaults(run=cmd_list)
-    for name, function, help_text in (("show", cmd_show, "print an experiment's resolved config as YAML"),
-                                      ("train", cmd_train, "train an experiment (resumes a run folder)")):
+    for name, function, help_text in (
+        ("show", cmd_show, "print an experiment's resolved config as YAML"),
+        ("train", cmd_train, "train an experiment (resumes a run folder)"),
+    ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("experiment", nargs="?", help="experiment name (see 'garden list')")
         sub.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML overrides, repeatable")
@@ -256,19 +288,34 @@ def _parser():
     sub.set_defaults(run=cmd_eval)
     sub = commands.add_parser("export", help="export a run as SavedModel and/or TFLite, verified against Keras")
     sub.add_argument("run_dir")
-    sub.add_argument("--format", action="append", choices=["saved_model", "tflite"], help="repeatable; default saved_model")
-    sub.add_argument("--quantize", action="append", choices=["none", "dynamic", "float16", "int8", "16x8"],
-                     help="TFLite mode, repeatable (default none)")
-    sub.add_argument("--signature", default="serving_default", help="the signature TFLite converts (default serving_default)")
+    sub.add_argument(
+        "--format", action="append", choices=["saved_model", "tflite"], help="repeatable; default saved_model"
+    )
+    sub.add_argument(
+        "--quantize",
+        action="append",
+        choices=["none", "dynamic", "float16", "int8", "16x8"],
+        help="TFLite mode, repeatable (default none)",
+    )
+    sub.add_argument(
+        "--signature", default="serving_default", help="the signature TFLite converts (default serving_default)"
+    )
     sub.add_argument("--max-error", type=float, help="parity bound on max |Δ| (default per format and mode)")
-    sub.add_argument("--max-accuracy-drop", type=float, default=1.0, help="refuse an artifact losing more accuracy points")
+    sub.add_argument(
+        "--max-accuracy-drop", type=float, default=1.0, help="refuse an artifact losing more accuracy points"
+    )
     sub.add_argument("--out", help="export folder (default RUN_DIR/export, RUN_DIR/export/HEAD for a head)")
     sub.add_argument("--head", help="the sub-task whose head to export, for a multi-task run")
-    sub.add_argument("--max-length", type=int, default=256,
-                     help="language models: tokens (prompt and new) that the decode step's cache holds (default 256)")
+    sub.add_argument(
+        "--max-length",
+        type=int,
+        default=256,
+        help="language models: tokens (prompt and new) that the decode step's cache holds (default 256)",
+    )
     sub.set_defaults(run=cmd_export)
-    methods = commands.add_parser("distill", help="distill a teacher: static embeddings, or logits for a student").add_subparsers(
-        dest="method", required=True)
+    methods = commands.add_parser(
+        "distill", help="distill a teacher: static embeddings, or logits for a student"
+    ).add_subparsers(dest="method", required=True)
     sub = methods.add_parser("static", help="a teacher encoder's static token embeddings (model2vec)")
     sub.add_argument("--teacher", default="minilm", help="minilm, a named checkpoint or a Hugging Face BERT folder")
     sub.add_argument("--pca-dims", type=int, default=256)
@@ -279,31 +326,49 @@ def _parser():
     sub.add_argument("run_dir", help="the teacher's run folder")
     sub.add_argument("--out", required=True, help=".npz file to set as task.train_data.teacher_logits")
     sub.add_argument("--split", help="another split of the teacher's training dataset (default its train_data split)")
-    sub.add_argument("--cross-fit", type=int, default=0, metavar="N",
-                     help="train N teachers of the run's config, each without one N-th of the examples, and give each "
-                          "example the logits of the teacher that did not see it (runs in RUN_DIR/cross_fit)")
-    sub.add_argument("--augment", type=int, default=0, metavar="N",
-                     help="text: also label N perturbed copies of every example (words dropped, runs cropped), a transfer "
-                          "set stored in the file that the student trains on with the originals")
+    sub.add_argument(
+        "--cross-fit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train N teachers of the run's config, each without one N-th of the examples, and give each "
+        "example the logits of the teacher that did not see it (runs in RUN_DIR/cross_fit)",
+    )
+    sub.add_argument(
+        "--augment",
+        type=int,
+        default=0,
+        metavar="N",
+        help="text: also label N perturbed copies of every example (words dropped, runs cropped), a transfer "
+        "set stored in the file that the student trains on with the originals",
+    )
     sub.add_argument("--seed", type=int, default=0, help="seed of the --augment perturbations")
     sub.set_defaults(run=cmd_distill_logits)
     sub = commands.add_parser("generate", help="continue prompts with a trained decoder language model")
     sub.add_argument("run_dir")
-    sub.add_argument("--prompt", action="append", required=True, help="repeatable: prompts of any lengths run as one batch")
+    sub.add_argument(
+        "--prompt", action="append", required=True, help="repeatable: prompts of any lengths run as one batch"
+    )
     sub.add_argument("--max-new-tokens", type=int, default=200)
     sub.add_argument("--temperature", type=float, default=1.0, help="0 is greedy decoding")
     sub.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens (0: all)")
     sub.add_argument("--top-p", type=float, default=1.0, help="sample from the fewest tokens holding this probability")
     sub.add_argument("--seed", type=int, default=0, help="the same seed gives the same text")
-    sub.add_argument("--stop", action="append", default=[], help="repeatable: a one-token string that ends a continuation")
-    sub.add_argument("--no-cache", action="store_true", help="recompute the whole prefix each step (the key/value cache's reference)")
+    sub.add_argument(
+        "--stop", action="append", default=[], help="repeatable: a one-token string that ends a continuation"
+    )
+    sub.add_argument(
+        "--no-cache", action="store_true", help="recompute the whole prefix each step (the key/value cache's reference)"
+    )
     sub.set_defaults(run=cmd_generate)
     sub = commands.add_parser("predict", help="run a SavedModel or TFLite artifact on a .npy array or an image")
     sub.add_argument("artifact")
     sub.add_argument("input")
     sub.set_defaults(run=cmd_predict)
     sub = commands.add_parser("serve", help="serve SavedModels with TF Serving's REST API")
-    sub.add_argument("saved_models", nargs="+", metavar="[NAME=]SAVED_MODEL", help="name defaults to the manifest's experiment")
+    sub.add_argument(
+        "saved_models", nargs="+", metavar="[NAME=]SAVED_MODEL", help="name defaults to the manifest's experiment"
+    )
     sub.add_argument("--host", default="127.0.0.1")
     sub.add_argument("--port", type=int, default=8501)
     sub.add_argument("--max-batch-size", type=int, help="rows per batched model call (default 64)")

@@ -120,7 +120,9 @@ class ExperimentConfig(mg.ExperimentConfig):
 
 def subtask_configs(task_config):
     """name -> TaskConfig of a multitask's sub-tasks (empty for other tasks)."""
-    return {k: v for k, v in vars(task_config.tasks).items() if k not in base_config.params_dict.ParamsDict.RESERVED_ATTR}
+    return {
+        k: v for k, v in vars(task_config.tasks).items() if k not in base_config.params_dict.ParamsDict.RESERVED_ATTR
+    }
 
 
 _REGISTRIES = {"backbone": registry.BACKBONES, "head": registry.HEADS, "loss": registry.LOSSES}
@@ -168,7 +170,9 @@ def parse_set(assignment):
 
 def read_yaml(path):
     if not os.path.isfile(path):
-        raise GardenError(f"config file not found: {path}; pass a YAML file written by 'garden show' or a run folder's config.yaml")
+        raise GardenError(
+            f"config file not found: {path}; pass a YAML file written by 'garden show' or a run folder's config.yaml"
+        )
     with open(path) as f:
         content = yaml.safe_load(f) or {}
     if not isinstance(content, dict):
@@ -194,8 +198,10 @@ def _check(config, overrides, path=""):
             _check(current, value, where + ".")
         elif isinstance(current, bool) and not isinstance(value, bool):
             raise GardenError(f"config key '{where}' expects true or false, got {value!r}")
-        elif isinstance(current, (int, float)) and not isinstance(current, bool) and (
-            isinstance(value, (str, bool, list, dict))
+        elif (
+            isinstance(current, (int, float))
+            and not isinstance(current, bool)
+            and (isinstance(value, (str, bool, list, dict)))
         ):
             raise GardenError(f"config key '{where}' expects a number, got {value!r}")
 

@@ -18,9 +18,7 @@ def sparse_categorical_crossentropy(label_smoothing=0.0):
         if not label_smoothing:
             return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         one_hot = ops.one_hot(ops.cast(labels, "int32"), ops.shape(logits)[-1])
-        return keras.losses.categorical_crossentropy(
-            one_hot, logits, from_logits=True, label_smoothing=label_smoothing
-        )
+        return keras.losses.categorical_crossentropy(one_hot, logits, from_logits=True, label_smoothing=label_smoothing)
 
     return loss
 

@@ -115,14 +115,28 @@ class FusedAdamUpdate:
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         m, v = self._momentums[index].value, self._velocities[index].value
-        if self.amsgrad or isinstance(gradient, tf.IndexedSlices) or any(
-                isinstance(x, tf.distribute.DistributedValues) for x in (variable, m, v)):
+        if (
+            self.amsgrad
+            or isinstance(gradient, tf.IndexedSlices)
+            or any(isinstance(x, tf.distribute.DistributedValues) for x in (variable, m, v))
+        ):
             return super().update_step(gradient, variable, learning_rate)
-        beta_1, beta_2, step, learning_rate, epsilon, gradient = (tf.cast(x, variable.dtype) for x in (
-            self.beta_1, self.beta_2, self.iterations + 1, learning_rate, self.epsilon, gradient))
+        beta_1, beta_2, step, learning_rate, epsilon, gradient = (
+            tf.cast(x, variable.dtype)
+            for x in (self.beta_1, self.beta_2, self.iterations + 1, learning_rate, self.epsilon, gradient)
+        )
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta_1**step, beta2_power=beta_2**step,
-            lr=learning_rate, beta1=beta_1, beta2=beta_2, epsilon=epsilon, grad=gradient)
+            var=variable.handle,
+            m=m.handle,
+            v=v.handle,
+            beta1_power=beta_1**step,
+            beta2_power=beta_2**step,
+            lr=learning_rate,
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=epsilon,
+            grad=gradient,
+        )
 
 
 @keras.saving.register_keras_serializable("garden")
@@ -170,7 +184,12 @@ def lamb(c):
 
 @OPTIMIZERS.register("rmsprop")
 def rmsprop(c):
-    return keras.optimizers.RMSprop, {"rho": c.rho, "momentum": c.momentum, "epsilon": c.epsilon, "centered": c.centered}
+    return keras.optimizers.RMSprop, {
+        "rho": c.rho,
+        "momentum": c.momentum,
+        "epsilon": c.epsilon,
+        "centered": c.centered,
+    }
 
 
 def _clipping(c):
@@ -185,7 +204,9 @@ def build_optimizer(optimization_config):
     """A Keras 3 optimizer for `optimization_config` (Model Garden's OptimizationConfig)."""
     kind = optimization_config.optimizer.type
     if not kind:
-        raise GardenError("trainer.optimizer_config.optimizer.type is empty; set it to one of " + ", ".join(OPTIMIZERS.names()))
+        raise GardenError(
+            "trainer.optimizer_config.optimizer.type is empty; set it to one of " + ", ".join(OPTIMIZERS.names())
+        )
     settings = optimization_config.optimizer.get()
     optimizer_class, kwargs = OPTIMIZERS.get(kind)(settings)
     kwargs.update(_clipping(settings))

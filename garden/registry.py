@@ -110,8 +110,10 @@ def load_all(modules: Iterable[str] = ()) -> None:
 
 
 def _load(load, what):
-    """Runs `load`, turning an ImportError into one line (errors inside a module that was found keep their traceback)."""
+    """Runs `load`, turning an ImportError into one line (other errors of a module keep their traceback)."""
     try:
         load()
     except ImportError as error:
-        raise GardenError(f"cannot import {what}: {error}; install it, or run garden from the folder that holds it") from error
+        raise GardenError(
+            f"cannot import {what}: {error}; install it, or run garden from the folder that holds it"
+        ) from error

@@ -24,7 +24,9 @@ def run_config(run_dir):
     """The experiment config saved in `run_dir`."""
     path = os.path.join(run_dir, "config.yaml")
     if not os.path.isfile(path):
-        raise GardenError(f"{run_dir} is not a run folder (no config.yaml); train one with 'garden train NAME --run-dir {run_dir}'")
+        raise GardenError(
+            f"{run_dir} is not a run folder (no config.yaml); train one with 'garden train NAME --run-dir {run_dir}'"
+        )
     return experiment_config(config_files=[path])
 
 
@@ -42,7 +44,9 @@ class Run:
         self.task = tasks[self.head]
         self.checkpoint_path = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
         if not self.checkpoint_path:
-            raise GardenError(f"{run_dir} has no checkpoint yet; run 'garden train --config {config_path} --run-dir {run_dir}'")
+            raise GardenError(
+                f"{run_dir} has no checkpoint yet; run 'garden train --config {config_path} --run-dir {run_dir}'"
+            )
         self.step = int(self.checkpoint_path.rsplit("-", 1)[-1])
         labels = read_labels(run_dir)
         self.label_names = labels[self.head] if self.head else labels

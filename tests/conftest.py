@@ -50,7 +50,9 @@ def garden(*args, check=True):
     that a new process spends importing TensorFlow."""
     args = [str(a) for a in args]
     if args[0] == "train" or "--cross-fit" in args:
-        result = subprocess.run([sys.executable, "-m", "garden.cli", *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
+        result = subprocess.run(
+            [sys.executable, "-m", "garden.cli", *args], capture_output=True, text=True, timeout=600, cwd=ROOT
+        )
     else:
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.chdir(ROOT), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -89,14 +91,23 @@ def tiny_run(tmp_path_factory):
 
 # A 2-layer BERT with MiniLM's vocabulary on 1024 R8 documents: trains in about half a minute.
 TINY_TEXT = [
-    "task.init_checkpoint=''", "task.model.tokenizer.vocabulary=all_minilm_l6_v2",
-    "task.model.tokenizer.sequence_length=64", "task.model.backbone.params.num_layers=2",
-    "task.model.backbone.params.num_heads=2", "task.model.backbone.params.hidden_dim=64",
-    "task.model.backbone.params.intermediate_dim=128", "task.train_data.num_examples=1024",
-    "task.validation_data.num_examples=300", "task.test_data.num_examples=300", "trainer.train_steps=120",
-    "trainer.steps_per_loop=40", "trainer.checkpoint_interval=120", "trainer.validation_interval=120",
+    "task.init_checkpoint=''",
+    "task.model.tokenizer.vocabulary=all_minilm_l6_v2",
+    "task.model.tokenizer.sequence_length=64",
+    "task.model.backbone.params.num_layers=2",
+    "task.model.backbone.params.num_heads=2",
+    "task.model.backbone.params.hidden_dim=64",
+    "task.model.backbone.params.intermediate_dim=128",
+    "task.train_data.num_examples=1024",
+    "task.validation_data.num_examples=300",
+    "task.test_data.num_examples=300",
+    "trainer.train_steps=120",
+    "trainer.steps_per_loop=40",
+    "trainer.checkpoint_interval=120",
+    "trainer.validation_interval=120",
     "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.002",
-    "trainer.optimizer_config.learning_rate.polynomial.decay_steps=120", "runtime.deterministic=true",
+    "trainer.optimizer_config.learning_rate.polynomial.decay_steps=120",
+    "runtime.deterministic=true",
 ]
 
 

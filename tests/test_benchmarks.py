@@ -8,7 +8,9 @@ from conftest import ROOT
 
 
 def quick(script):
-    result = subprocess.run([sys.executable, f"benchmarks/{script}", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -18,11 +20,15 @@ def test_roofline_and_input_pipeline_benchmark_prints_its_ratios():
     peak = float(re.search(r"matmul peak \(float32, 4096\^3\): +([\d.]+) GFLOP/s", printed).group(1))
     fraction = float(re.search(r"fraction of matmul peak \(real input\): +([\d.]+)%", printed).group(1))
     assert peak > 0 and 0 < fraction < 100 and re.search(r"input pipeline overhead .*: +[+-][\d.]+%", printed), printed
-    assert re.search(r"AdamW update of these weights, Keras vs Garden \(fused\): [\d.]+ ms vs [\d.]+ ms \([\d.]+x\)", printed), printed
+    assert re.search(
+        r"AdamW update of these weights, Keras vs Garden \(fused\): [\d.]+ ms vs [\d.]+ ms \([\d.]+x\)", printed
+    ), printed
 
 
 def test_peer_benchmark_trains_the_same_bert_in_garden_keras_hub_and_model_garden():
     printed = quick("peers.py")
     rows = re.findall(r"^(.+?) +([\d.]+) ms/step +([\d.]+) examples/s$", printed, re.M)
     assert len(rows) == 6 and all(float(ms) > 0 for _, ms, _ in rows), printed
-    assert len(re.findall(r"^ratio Garden \((padded, best|padding-free)\) / fastest peer: +[\d.]+x$", printed, re.M)) == 2, printed
+    assert (
+        len(re.findall(r"^ratio Garden \((padded, best|padding-free)\) / fastest peer: +[\d.]+x$", printed, re.M)) == 2
+    ), printed

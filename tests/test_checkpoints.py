@@ -7,8 +7,8 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-
 from conftest import ROOT
+
 from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 
 
@@ -61,7 +61,9 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_whole(t
         latest = tf.train.latest_checkpoint(directory)
         latest_step = int(latest.rsplit("-", 1)[1])
         values = tf.train.load_checkpoint(latest).get_tensor("values/.ATTRIBUTES/VARIABLE_VALUE")
-        assert steps[-1] - 2 <= latest_step < steps[-1] and values.min() == values.max() == latest_step  # whole, never torn
+        assert (
+            steps[-1] - 2 <= latest_step < steps[-1] and values.min() == values.max() == latest_step
+        )  # whole, never torn
     assert interrupted >= 1  # at least one kill landed inside a write (a 128 MB write outlasts 50 ms)
     Checkpoints(tf.train.Checkpoint(), directory, chief=True, max_to_keep=2)  # a chief starting again
     assert not glob.glob(os.path.join(directory, "ckpt-*_temp"))  # clears what killed writes left

@@ -1,7 +1,6 @@
 """The CLI's listing, YAML output and one-line errors for bad input."""
 
 import yaml
-
 from conftest import garden
 
 
@@ -27,16 +26,26 @@ def one_line_error(*args):
 
 
 def test_unknown_experiment():
-    assert one_line_error("train", "mnist_resnets").endswith("unknown experiment 'mnist_resnets'; did you mean 'mnist_resnet'?")
+    assert one_line_error("train", "mnist_resnets").endswith(
+        "unknown experiment 'mnist_resnets'; did you mean 'mnist_resnet'?"
+    )
 
 
 def test_unknown_config_key():
-    assert "did you mean 'trainer.steps_per_loop'" in one_line_error("show", "mnist_resnet", "--set", "trainer.steps_per_lop=5")
+    assert "did you mean 'trainer.steps_per_loop'" in one_line_error(
+        "show", "mnist_resnet", "--set", "trainer.steps_per_lop=5"
+    )
 
 
 def test_missing_data_file(tmp_path):
-    message = one_line_error("train", "mnist_resnet", "--set", "task.train_data.input_path=/no/such/mnist.pkl.gz",
-                             "--run-dir", tmp_path / "run")
+    message = one_line_error(
+        "train",
+        "mnist_resnet",
+        "--set",
+        "task.train_data.input_path=/no/such/mnist.pkl.gz",
+        "--run-dir",
+        tmp_path / "run",
+    )
     assert "data file not found: /no/such/mnist.pkl.gz" in message
     assert not (tmp_path / "run").exists()  # nothing half-written
 
@@ -46,7 +55,10 @@ def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_tpu_strategy_without_a_tpu(tmp_path):
-    message = one_line_error("train", "mnist_resnet", "--set", "runtime.distribution_strategy=tpu", "--run-dir", tmp_path / "r")
+    message = one_line_error(
+        "train", "mnist_resnet", "--set", "runtime.distribution_strategy=tpu", "--run-dir", tmp_path / "r"
+    )
     assert "no TPU found for runtime.tpu=''" in message and "distribution_strategy=one_device" in message
     assert "unknown runtime.distribution_strategy 'mirored'; did you mean 'mirrored'?" in one_line_error(
-        "train", "mnist_resnet", "--set", "runtime.distribution_strategy=mirored", "--run-dir", tmp_path / "r")
+        "train", "mnist_resnet", "--set", "runtime.distribution_strategy=mirored", "--run-dir", tmp_path / "r"
+    )

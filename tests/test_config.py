@@ -8,7 +8,9 @@ from garden.errors import GardenError
 
 
 def test_set_overrides_parse_values_as_yaml():
-    config = experiment_config("mnist_resnet", sets=["trainer.train_steps=7", "task.model.backbone.params.stage_widths=[8, 16]"])
+    config = experiment_config(
+        "mnist_resnet", sets=["trainer.train_steps=7", "task.model.backbone.params.stage_widths=[8, 16]"]
+    )
     assert config.trainer.train_steps == 7
     assert list(config.task.model.backbone.params.stage_widths) == [8, 16]
     assert parse_set("a.b.c=0.5") == {"a": {"b": {"c": 0.5}}}
@@ -25,14 +27,17 @@ def test_yaml_files_apply_in_order_then_sets(tmp_path):
     assert config.trainer.train_steps == 13
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("trainer.train_step=1", "unknown config key 'trainer.train_step'; did you mean 'trainer.train_steps'?"),
-    ("task.model.backbone.params.stem_widht=8", "did you mean 'task.model.backbone.params.stem_width'?"),
-    ("trainer.train_steps=many", "config key 'trainer.train_steps' expects a number, got 'many'"),
-    ("runtime.deterministic=7", "expects true or false"),
-    ("task.model.backbone.type=resnt", "unknown backbone 'resnt'; did you mean 'resnet'?"),
-    ("trainer", "--set expects key=value"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("trainer.train_step=1", "unknown config key 'trainer.train_step'; did you mean 'trainer.train_steps'?"),
+        ("task.model.backbone.params.stem_widht=8", "did you mean 'task.model.backbone.params.stem_width'?"),
+        ("trainer.train_steps=many", "config key 'trainer.train_steps' expects a number, got 'many'"),
+        ("runtime.deterministic=7", "expects true or false"),
+        ("task.model.backbone.type=resnt", "unknown backbone 'resnt'; did you mean 'resnet'?"),
+        ("trainer", "--set expects key=value"),
+    ],
+)
 def test_bad_overrides_name_the_key_and_the_fix(assignment, message):
     with pytest.raises(GardenError, match=re.escape(message)):
         experiment_config("mnist_resnet", sets=[assignment])
@@ -72,4 +77,6 @@ def test_changing_a_part_type_starts_from_its_defaults():
     config = experiment_config("mnist_resnet", sets=["task.model.backbone.type=test_only_net"])
     assert config.task.model.backbone.params.as_dict() == {"depth": 3}
     with pytest.raises(GardenError, match="did you mean 'task.model.backbone.params.depth'"):
-        experiment_config("mnist_resnet", sets=["task.model.backbone.type=test_only_net", "task.model.backbone.params.dept=1"])
+        experiment_config(
+            "mnist_resnet", sets=["task.model.backbone.type=test_only_net", "task.model.backbone.params.dept=1"]
+        )

@@ -8,9 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
-
 from conftest import ROOT, garden
+
 from garden.distill.static import StaticEncoder, pca, sif_weights
 from garden.errors import GardenError
 from garden.models.backbones.static import StaticEmbedding
@@ -54,7 +53,7 @@ def test_distill_writes_the_table_the_teacher_vocabulary_and_a_summary(distilled
     summary = json.loads((distilled / "static.json").read_text())
     assert summary["teacher"] == "minilm" and summary["pca_dims"] == 64 and 0.3 < summary["explained_variance"] < 1
     assert np.load(distilled / "embeddings.npy").shape == (30522, 64)
-    teacher_vocabulary = (checkpoint_dir("all_minilm_l6_v2") + "/vocab.txt")
+    teacher_vocabulary = checkpoint_dir("all_minilm_l6_v2") + "/vocab.txt"
     assert (distilled / "vocab.txt").read_text() == open(teacher_vocabulary, encoding="utf-8").read()
 
 
@@ -83,12 +82,19 @@ def test_static_backbone_pools_the_distilled_rows_and_rebuilds_from_config(disti
 
 def test_classifier_on_static_embeddings_learns_r8_and_exports_raw_strings_to_tflite(distilled, tmp_path):
     run_dir = tmp_path / "r8_static"
-    sets = [f"task.model.backbone.params.distilled_path={distilled}", "task.train_data.num_examples=2048",
-            "task.test_data.num_examples=500", "task.model.tokenizer.sequence_length=128", "trainer.train_steps=300",
-            "trainer.steps_per_loop=100", "trainer.checkpoint_interval=300", "trainer.validation_interval=300",
-            "trainer.optimizer_config.learning_rate.polynomial.decay_steps=300",
-            "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.01",
-            "trainer.optimizer_config.warmup.linear.warmup_steps=30"]
+    sets = [
+        f"task.model.backbone.params.distilled_path={distilled}",
+        "task.train_data.num_examples=2048",
+        "task.test_data.num_examples=500",
+        "task.model.tokenizer.sequence_length=128",
+        "trainer.train_steps=300",
+        "trainer.steps_per_loop=100",
+        "trainer.checkpoint_interval=300",
+        "trainer.validation_interval=300",
+        "trainer.optimizer_config.learning_rate.polynomial.decay_steps=300",
+        "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.01",
+        "trainer.optimizer_config.warmup.linear.warmup_steps=30",
+    ]
     garden("train", "r8_static", *[a for s in sets for a in ("--set", s)], "--run-dir", run_dir)
     result = json.loads(garden("eval", run_dir, "--split", "test").stdout.splitlines()[-1])
     assert result["examples"] == 500 and result["accuracy"] > 0.88  # 93% validation in 300 steps
@@ -99,7 +105,13 @@ def test_classifier_on_static_embeddings_learns_r8_and_exports_raw_strings_to_tf
 
 
 def test_encode_benchmark_runs_in_quick_mode(distilled):
-    result = subprocess.run([sys.executable, "benchmarks/static_encode.py", "--static", str(distilled), "--quick"],
-                            capture_output=True, text=True, timeout=600, cwd=ROOT, check=True)
+    result = subprocess.run(
+        [sys.executable, "benchmarks/static_encode.py", "--static", str(distilled), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        check=True,
+    )
     ratio = re.search(r"ratio static / teacher:\s+([\d.]+)x", result.stdout)
     assert ratio and float(ratio.group(1)) > 0, result.stdout

@@ -5,18 +5,27 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import garden
 from PIL import Image
 
-from conftest import garden
-from garden.export.tflite import BOUNDS
 from garden.data.mnist import mnist
+from garden.export.tflite import BOUNDS
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    garden("export", tiny_run, "--format", "saved_model", "--format", "tflite",
-           *[a for mode in BOUNDS for a in ("--quantize", mode)], "--out", out)
+    garden(
+        "export",
+        tiny_run,
+        "--format",
+        "saved_model",
+        "--format",
+        "tflite",
+        *[a for mode in BOUNDS for a in ("--quantize", mode)],
+        "--out",
+        out,
+    )
     return out
 
 
@@ -57,7 +66,9 @@ def test_saved_model_takes_encoded_images(exported):
     pngs = [tf.io.encode_png(image) for image in pixels]
     large_jpeg = tf.io.encode_jpeg(tf.image.resize(pixels[0], (56, 56)).numpy().astype(np.uint8), quality=100)
     outputs = signature(image_bytes=tf.stack(pngs + [large_jpeg]))
-    tensors = tf.saved_model.load(str(exported / "saved_model")).signatures["serving_default"](image=pixels / np.float32(255))
+    tensors = tf.saved_model.load(str(exported / "saved_model")).signatures["serving_default"](
+        image=pixels / np.float32(255)
+    )
     np.testing.assert_allclose(outputs["probabilities"][:8], tensors["probabilities"], atol=1e-6)
     assert outputs["class_id"][8] == outputs["class_id"][0]  # resized to 28x28 before the model
     assert [x.decode() for x in outputs["label"].numpy()] == [str(c) for c in outputs["class_id"].numpy()]
@@ -68,7 +79,9 @@ def test_tflite_of_a_signature_needing_flex_is_refused_naming_the_op(tiny_run, t
     result = garden("export", tiny_run, "--format", "tflite", "--signature", "serving_bytes", "--out", out, check=False)
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("garden: error: TFLite none refused: signature 'serving_bytes' needs TensorFlow op DecodeImage")
+    assert message.startswith(
+        "garden: error: TFLite none refused: signature 'serving_bytes' needs TensorFlow op DecodeImage"
+    )
     assert "Flex" in message and "nothing was written" in message
     assert [p.name for p in out.iterdir()] == []
 
@@ -105,8 +118,19 @@ def test_wrong_shaped_predict_input_is_one_line(exported, tmp_path):
 
 def test_artifact_over_its_bound_is_refused_and_not_written(tiny_run, tmp_path):
     out = tmp_path / "export"
-    result = garden("export", tiny_run, "--format", "tflite", "--quantize", "dynamic", "--max-error", "1e-12",
-                    "--out", out, check=False)
+    result = garden(
+        "export",
+        tiny_run,
+        "--format",
+        "tflite",
+        "--quantize",
+        "dynamic",
+        "--max-error",
+        "1e-12",
+        "--out",
+        out,
+        check=False,
+    )
     assert result.returncode == 2
     assert "model_dynamic.tflite" in result.stdout and "refused" in result.stdout  # the table still shows it
     message = result.stderr.strip().splitlines()[-1]  # after the converter's own log lines

@@ -12,14 +12,14 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import ROOT, garden
-from garden.export.decoder import export_tflite, greedy_tokens, write_saved_model
-from garden.export.tflite import tflite_runner
+
 from garden.config import DataConfig, TokenizerConfig
 from garden.data.shakespeare import shakespeare
 from garden.data.tokenizers import build_tokenizer, train_sentencepiece
 from garden.errors import GardenError
+from garden.export.decoder import export_tflite, greedy_tokens, write_saved_model
+from garden.export.tflite import tflite_runner
 from garden.generate.generator import Generator
 from garden.generate.sampler import Sampling, sample
 from garden.models.backbones.decoder import DecoderBackbone
@@ -45,7 +45,9 @@ def test_top_k_and_top_p_sample_only_inside_their_set_in_proportion():
 
 def test_temperature_zero_is_greedy_and_a_seed_fixes_the_draws():
     logits = tf.random.stateless_normal([64, 50], seed=[1, 2])
-    np.testing.assert_array_equal(sample(logits, tf.constant([3, 0]), *Sampling(temperature=0).tensors()), np.argmax(logits, -1))
+    np.testing.assert_array_equal(
+        sample(logits, tf.constant([3, 0]), *Sampling(temperature=0).tensors()), np.argmax(logits, -1)
+    )
     np.testing.assert_array_equal(draws(Sampling(), seed=7), draws(Sampling(), seed=7))
     assert (draws(Sampling(), seed=7) != draws(Sampling(), seed=8)).any()
     with pytest.raises(GardenError, match="top_p"):
@@ -55,8 +57,14 @@ def test_temperature_zero_is_greedy_and_a_seed_fixes_the_draws():
 @pytest.fixture(scope="module", params=[None, 8], ids=["full_attention", "sliding_window_8"])
 def tiny_decoder(request):
     tf.random.set_seed(0)
-    backbone = DecoderBackbone(num_layers=2, num_heads=4, num_key_value_heads=2, hidden_dim=32, intermediate_dim=48,
-                               sliding_window=request.param)
+    backbone = DecoderBackbone(
+        num_layers=2,
+        num_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=32,
+        intermediate_dim=48,
+        sliding_window=request.param,
+    )
     return backbone, build_tokenizer("decoder", TokenizerConfig())
 
 
@@ -78,7 +86,10 @@ def test_a_sliding_window_hides_the_tokens_beyond_its_reach(tiny_decoder):
     backbone, _ = tiny_decoder
     token_ids = tf.random.stateless_uniform([1, 20], [0, 2], maxval=256, dtype=tf.int32)
     changed = tf.concat([(token_ids[:, :1] + 1) % 256, token_ids[:, 1:]], axis=1)  # another first token
-    last = [backbone({"token_ids": ids, "padding_mask": tf.ones_like(ids)})["token_logits"][0, -1].numpy() for ids in (token_ids, changed)]
+    last = [
+        backbone({"token_ids": ids, "padding_mask": tf.ones_like(ids)})["token_logits"][0, -1].numpy()
+        for ids in (token_ids, changed)
+    ]
     # two layers of 8-token windows reach 14 tokens back from the last (position 19): not position 0
     assert np.allclose(*last, atol=1e-6) == (backbone.sliding_window == 8)
 
@@ -119,7 +130,9 @@ def test_sentencepiece_trains_the_same_model_twice_and_gives_the_text_back(tmp_p
     passage = texts[1][5000:8000]  # Macbeth: verse, speakers, stage directions
     ids = tokenizer(passage).numpy()
     # 256 of the 512 ids are the byte fallback; the other 256 pieces already save a third of the tokens
-    assert tokenizer.vocabulary_size() == 512 and len(ids) < 0.66 * len(passage) and tokenizer.detokenize(ids) == passage
+    assert (
+        tokenizer.vocabulary_size() == 512 and len(ids) < 0.66 * len(passage) and tokenizer.detokenize(ids) == passage
+    )
     with pytest.raises(GardenError, match="no SentencePiece model"):
         build_tokenizer("decoder", TokenizerConfig(type="sentencepiece"))
     with pytest.raises(GardenError, match="which reads character or sentencepiece ids"):
@@ -132,13 +145,25 @@ def test_a_saved_model_generates_in_graph_with_a_sentencepiece_tokenizer(tmp_pat
     texts = list(shakespeare(DataConfig(split="validation")).features["text"])
     vocabulary = train_sentencepiece(texts, 512)
     tokenizer = build_tokenizer("decoder", TokenizerConfig(type="sentencepiece", vocabulary=vocabulary))
-    backbone = DecoderBackbone(vocabulary_size=512, num_layers=1, num_heads=2, num_key_value_heads=1, hidden_dim=16, intermediate_dim=32)
+    backbone = DecoderBackbone(
+        vocabulary_size=512, num_layers=1, num_heads=2, num_key_value_heads=1, hidden_dim=16, intermediate_dim=32
+    )
     write_saved_model(backbone, tokenizer, str(tmp_path / "saved_model"), max_length=64)
     os.remove(vocabulary)  # the SavedModel holds the tokenizer itself
     generate = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["generate"]
     prompts = ["MACBETH:", "Enter the three Witches", "Is this a dagger which I see before me"]
-    expected = Generator(backbone, tokenizer).generate(prompts, 20, Sampling(temperature=0.9, top_p=0.95), seed=4, stop=["\n"])
-    given = dict(prompt=tf.constant(prompts), max_new_tokens=20, temperature=0.9, top_k=0, top_p=0.95, seed=4, stop=tf.constant(["\n"]))
+    expected = Generator(backbone, tokenizer).generate(
+        prompts, 20, Sampling(temperature=0.9, top_p=0.95), seed=4, stop=["\n"]
+    )
+    given = dict(
+        prompt=tf.constant(prompts),
+        max_new_tokens=20,
+        temperature=0.9,
+        top_k=0,
+        top_p=0.95,
+        seed=4,
+        stop=tf.constant(["\n"]),
+    )
     assert [t.decode() for t in generate(**given)["text"].numpy()] == expected
     with pytest.raises(tf.errors.InvalidArgumentError, match="each stop string must be one token"):
         generate(**{**given, "stop": tf.constant(["Enter"])})
@@ -148,8 +173,13 @@ def test_a_saved_model_generates_in_graph_with_a_sentencepiece_tokenizer(tmp_pat
 def trained_lm(tmp_path_factory):
     """shakespeare_char after 200 steps of 32 windows."""
     run_dir = tmp_path_factory.mktemp("lm") / "run"
-    steps = ["trainer.train_steps=200", "trainer.validation_interval=200", "trainer.checkpoint_interval=200",
-             "task.validation_data.num_examples=1000", "task.train_data.global_batch_size=32"]
+    steps = [
+        "trainer.train_steps=200",
+        "trainer.validation_interval=200",
+        "trainer.checkpoint_interval=200",
+        "task.validation_data.num_examples=1000",
+        "task.train_data.global_batch_size=32",
+    ]
     garden("train", "shakespeare_char", *[a for s in steps for a in ("--set", s)], "--run-dir", run_dir)
     return run_dir
 
@@ -164,38 +194,90 @@ def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly
     validation = [json.loads(line) for line in open(run_dir / "metrics.jsonl") if '"validation"' in line]
     assert validation[-1]["loss"] < unigram - 1.0, (validation[-1]["loss"], unigram)  # 2.08 vs 3.32 when written
 
-    command = ["generate", run_dir, "--prompt", "ROMEO:", "--prompt", "Enter", "--max-new-tokens", "60",
-               "--temperature", "0.8", "--top-p", "0.9", "--seed", "1", "--stop", "\n"]
+    command = [
+        "generate",
+        run_dir,
+        "--prompt",
+        "ROMEO:",
+        "--prompt",
+        "Enter",
+        "--max-new-tokens",
+        "60",
+        "--temperature",
+        "0.8",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "1",
+        "--stop",
+        "\n",
+    ]
     first = garden(*command).stdout
     assert first == garden(*command).stdout  # the same seed, the same text
     romeo, blank, enter = first.rstrip("\n").split("\n")  # each continuation ends before its first newline
     assert romeo.startswith("ROMEO:") and blank == "" and enter.startswith("Enter")
-    benchmark = subprocess.run([sys.executable, "benchmarks/generate.py", str(run_dir), "--quick"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=300)
+    benchmark = subprocess.run(
+        [sys.executable, "benchmarks/generate.py", str(run_dir), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert benchmark.returncode == 0, benchmark.stderr[-2000:]
-    assert "identical tokens both ways" in benchmark.stdout and re.search(r"ratio cache / recompute: +[\d.]+x", benchmark.stdout)
+    assert "identical tokens both ways" in benchmark.stdout and re.search(
+        r"ratio cache / recompute: +[\d.]+x", benchmark.stdout
+    )
 
 
 def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tflite_decode_loop(trained_lm):
     out = trained_lm / "export"
-    printed = garden("export", trained_lm, "--format", "saved_model", "--format", "tflite", "--max-length", "128").stdout
+    printed = garden(
+        "export", trained_lm, "--format", "saved_model", "--format", "tflite", "--max-length", "128"
+    ).stdout
     assert re.search(r"model_none.tflite .* same ", printed), printed
     artifacts = json.loads((out / "manifest.json").read_text())["artifacts"]
     assert artifacts["saved_model"]["generate_matches"] and artifacts["saved_model"]["max_abs_error"] <= 1e-4
     assert artifacts["model_none.tflite"]["greedy_matches"] and artifacts["model_none.tflite"]["max_abs_error"] <= 1e-4
 
-    command = ["generate", trained_lm, "--prompt", "KING HENRY:", "--prompt", "Exit", "--max-new-tokens", "40", "--seed", "3"]
-    sampled = garden(*command, "--temperature", "0.7", "--top-k", "10", "--stop", "\n").stdout.rstrip("\n").split("\n\n")
+    command = [
+        "generate",
+        trained_lm,
+        "--prompt",
+        "KING HENRY:",
+        "--prompt",
+        "Exit",
+        "--max-new-tokens",
+        "40",
+        "--seed",
+        "3",
+    ]
+    sampled = (
+        garden(*command, "--temperature", "0.7", "--top-k", "10", "--stop", "\n").stdout.rstrip("\n").split("\n\n")
+    )
     generate = tf.saved_model.load(str(out / "saved_model")).signatures["generate"]
-    texts = generate(prompt=tf.constant(["KING HENRY:", "Exit"]), max_new_tokens=40, temperature=0.7, top_k=10, top_p=1.0,
-                     seed=3, stop=tf.constant(["\n"]))["text"].numpy()
+    texts = generate(
+        prompt=tf.constant(["KING HENRY:", "Exit"]),
+        max_new_tokens=40,
+        temperature=0.7,
+        top_k=10,
+        top_p=1.0,
+        seed=3,
+        stop=tf.constant(["\n"]),
+    )["text"].numpy()
     assert [prompt + text.decode() for prompt, text in zip(["KING HENRY:", "Exit"], texts)] == sampled
 
     greedy = garden(*command[:4], *command[6:8], "--temperature", "0").stdout[:-1]  # print adds one newline
     tokenizer = build_tokenizer("decoder", TokenizerConfig())
-    cache = np.zeros(json.loads((out / "manifest.json").read_text())["signatures"]["decode_step"]["inputs"]["cache"]["shape"], np.float32)
-    tokens = greedy_tokens(tflite_runner(path=str(out / "model_none.tflite"), signature="decode_step"),
-                           tokenizer("KING HENRY:").numpy().tolist(), 40, cache)
+    cache = np.zeros(
+        json.loads((out / "manifest.json").read_text())["signatures"]["decode_step"]["inputs"]["cache"]["shape"],
+        np.float32,
+    )
+    tokens = greedy_tokens(
+        tflite_runner(path=str(out / "model_none.tflite"), signature="decode_step"),
+        tokenizer("KING HENRY:").numpy().tolist(),
+        40,
+        cache,
+    )
     assert "KING HENRY:" + tokenizer.detokenize(np.array(tokens, np.int32)) == greedy
 
     with pytest.raises(GardenError, match="a decode step exports with --quantize none, float16, dynamic"):

@@ -14,15 +14,18 @@ from garden.registry import HEADS, LOSSES
 FEATURES = np.random.default_rng(0).normal(size=(6, 5, 16)).astype("float32")
 
 
-@pytest.mark.parametrize("name, params, features, shape", [
-    ("classification", {"num_classes": 3}, FEATURES[:, 0], (6, 3)),
-    ("pair_classification", {"num_classes": 3, "inner_dim": 8}, FEATURES[:, 0], (6, 3)),
-    ("regression", {}, FEATURES[:, 0], (6,)),
-    ("token_tagging", {"num_classes": 4}, FEATURES, (6, 5, 4)),
-    ("span_qa", {}, FEATURES, (6, 5, 2)),
-    ("masked_lm", {"vocabulary_size": 50}, FEATURES, (6, 5, 50)),
-    ("multiple_choice", {"num_choices": 3}, FEATURES[:, 0], (2, 3)),
-])
+@pytest.mark.parametrize(
+    "name, params, features, shape",
+    [
+        ("classification", {"num_classes": 3}, FEATURES[:, 0], (6, 3)),
+        ("pair_classification", {"num_classes": 3, "inner_dim": 8}, FEATURES[:, 0], (6, 3)),
+        ("regression", {}, FEATURES[:, 0], (6,)),
+        ("token_tagging", {"num_classes": 4}, FEATURES, (6, 5, 4)),
+        ("span_qa", {}, FEATURES, (6, 5, 2)),
+        ("masked_lm", {"vocabulary_size": 50}, FEATURES, (6, 5, 50)),
+        ("multiple_choice", {"num_choices": 3}, FEATURES[:, 0], (2, 3)),
+    ],
+)
 def test_every_head_gives_float32_logits_of_its_shape_under_mixed_precision(name, params, features, shape):
     head = HEADS.build(name, params, dtype="mixed_bfloat16")
     logits = head(tf.constant(features))
@@ -50,8 +53,12 @@ def test_classification_metrics_match_hand_counts_and_sklearn():
     assert result["matthews_correlation"] == pytest.approx(0.5)
     predictions = np.array([0, 2, 1, 2, 0, 1, 1, 2, 0])
     labels = np.array([0, 1, 1, 2, 0, 2, 1, 2, 1])
-    assert metrics.f1(labels, predictions, 3) == pytest.approx(sklearn.metrics.f1_score(labels, predictions, average="macro"))
-    assert metrics.matthews_correlation(labels, predictions, 3) == pytest.approx(sklearn.metrics.matthews_corrcoef(labels, predictions))
+    assert metrics.f1(labels, predictions, 3) == pytest.approx(
+        sklearn.metrics.f1_score(labels, predictions, average="macro")
+    )
+    assert metrics.matthews_correlation(labels, predictions, 3) == pytest.approx(
+        sklearn.metrics.matthews_corrcoef(labels, predictions)
+    )
     assert metrics.matthews_correlation(labels, np.zeros(9, int), 3) == 0.0
 
 
@@ -61,7 +68,9 @@ def test_regression_metrics_and_loss():
     result = metrics.regression_metrics(labels, scores)
     assert result["spearman"] == pytest.approx(1.0)
     assert result["pearson"] == pytest.approx(scipy.stats.pearsonr(labels, scores)[0])
-    assert metrics.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(scipy.stats.spearmanr([1, 2, 2, 3], [1, 3, 2, 4])[0])
+    assert metrics.spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(
+        scipy.stats.spearmanr([1, 2, 2, 3], [1, 3, 2, 4])[0]
+    )
     loss = LOSSES.build("mean_squared_error")(tf.constant([1.0, 2.0]), tf.constant([1.5, 0.0]))
     np.testing.assert_allclose(loss, [0.25, 4.0])
 

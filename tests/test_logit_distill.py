@@ -6,8 +6,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import TINY_TEXT, garden
+
 from garden.data import soft_targets
 from garden.data.examples import Examples
 from garden.data.pipeline import eval_dataset
@@ -32,7 +32,11 @@ def distillation_by_hand(labels, student, teacher, temperature, alpha):
 
 def test_distillation_loss_matches_a_hand_computation():
     # two examples, three classes: p_t = softmax([2, 0, 0] / 2) = (0.576, 0.212, 0.212); the student is uniform
-    student, teacher, labels = np.array([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]]), np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]]), np.array([0, 2])
+    student, teacher, labels = (
+        np.array([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]]),
+        np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]]),
+        np.array([0, 2]),
+    )
     p = np.exp(1.0) / (np.exp(1.0) + 2)
     first_kl = p * np.log(3 * p) + (1 - p) * np.log(3 * (1 - p) / 2)  # KL(p_t || uniform)
     first = 0.25 * np.log(3) + 0.75 * 4 * first_kl
@@ -70,7 +74,12 @@ def test_a_student_trains_on_the_teacher_logits_in_the_order_of_its_batches(text
     summary = json.loads(garden("distill", "logits", text_run, "--out", logits_path).stdout.splitlines()[-1])
     teacher = Run(str(text_run))
     examples = teacher.task.load(teacher.config.task.train_data, teacher.label_names)
-    expected = np.concatenate([teacher.model(f, training=False)["logits"].numpy() for f, _ in eval_dataset(examples, 256, teacher.task.prepare)])
+    expected = np.concatenate(
+        [
+            teacher.model(f, training=False)["logits"].numpy()
+            for f, _ in eval_dataset(examples, 256, teacher.task.prepare)
+        ]
+    )
     with np.load(logits_path) as stored:
         np.testing.assert_allclose(stored["logits"], expected, atol=1e-4)
     assert summary["examples"] == len(examples) == 1024
@@ -83,17 +92,29 @@ def assert_first_student_loss_is_the_mean_over(examples, teacher_logits, logits_
     """One full-batch step at learning rate 0, no dropout: the reported loss is the mean distillation
     loss of the initial student over all `examples`, whatever order the shuffle gave them."""
     overrides = [s for s in TINY_TEXT if not s.startswith("trainer")] + [
-        f"task.train_data.global_batch_size={len(examples)}", "trainer.train_steps=1",
-        "trainer.steps_per_loop=1", "trainer.checkpoint_interval=1", "trainer.validation_interval=1",
+        f"task.train_data.global_batch_size={len(examples)}",
+        "trainer.train_steps=1",
+        "trainer.steps_per_loop=1",
+        "trainer.checkpoint_interval=1",
+        "trainer.validation_interval=1",
         "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.0",
-        "task.model.backbone.params.dropout=0.0", "task.model.head.params.dropout=0.0",
-        f"task.train_data.teacher_logits={logits_path}", "task.loss.params.temperature=3.0",
+        "task.model.backbone.params.dropout=0.0",
+        "task.model.head.params.dropout=0.0",
+        f"task.train_data.teacher_logits={logits_path}",
+        "task.loss.params.temperature=3.0",
     ]
     garden("train", "r8_student_kd", *[a for s in overrides for a in ("--set", s)], "--run-dir", student)
     first_loss = next(json.loads(line)["loss"] for line in open(student / "metrics.jsonl") if '"train"' in line)
     initial = Run(str(student))
-    outputs = np.concatenate([initial.model(f, training=False)["logits"].numpy() for f, _ in eval_dataset(examples, 256, initial.task.prepare)])
-    assert first_loss == pytest.approx(distillation_by_hand(examples.labels, outputs, teacher_logits, 3.0, 0.5).mean(), rel=1e-3)
+    outputs = np.concatenate(
+        [
+            initial.model(f, training=False)["logits"].numpy()
+            for f, _ in eval_dataset(examples, 256, initial.task.prepare)
+        ]
+    )
+    assert first_loss == pytest.approx(
+        distillation_by_hand(examples.labels, outputs, teacher_logits, 3.0, 0.5).mean(), rel=1e-3
+    )
 
 
 def test_a_student_stops_before_training_on_mismatched_or_missing_teacher_logits(text_run, tmp_path):
@@ -101,10 +122,18 @@ def test_a_student_stops_before_training_on_mismatched_or_missing_teacher_logits
     garden("distill", "logits", text_run, "--out", logits_path, "--split", "validation")
     run_dir = tmp_path / "student"
     base = ["task.model.backbone.params.num_layers=1", "task.train_data.num_examples=1024"]
-    wrong = garden("train", "r8_student_kd", *[a for s in base + [f"task.train_data.teacher_logits={logits_path}"] for a in ("--set", s)],
-                   "--run-dir", run_dir, check=False)
+    wrong = garden(
+        "train",
+        "r8_student_kd",
+        *[a for s in base + [f"task.train_data.teacher_logits={logits_path}"] for a in ("--set", s)],
+        "--run-dir",
+        run_dir,
+        check=False,
+    )
     assert wrong.returncode != 0 and "logits of other examples" in wrong.stderr and "Traceback" not in wrong.stderr
-    missing = garden("train", "r8_student_kd", "--set", "task.train_data.teacher_logits=", "--run-dir", run_dir, check=False)
+    missing = garden(
+        "train", "r8_student_kd", "--set", "task.train_data.teacher_logits=", "--run-dir", run_dir, check=False
+    )
     assert missing.returncode != 0 and "go together" in missing.stderr.splitlines()[-1]
     assert not (run_dir / "checkpoints").exists()
 
@@ -124,7 +153,9 @@ def test_cross_fitted_logits_come_from_teachers_that_did_not_see_the_examples(te
     in_sample, cross_fitted = tmp_path / "in_sample.npz", tmp_path / "cross_fitted.npz"
     garden("distill", "logits", run_dir, "--out", in_sample)
     shutil.rmtree(run_dir / "checkpoints")  # cross-fitting needs only the config
-    summary = json.loads(garden("distill", "logits", run_dir, "--out", cross_fitted, "--cross-fit", "2").stdout.splitlines()[-1])
+    summary = json.loads(
+        garden("distill", "logits", run_dir, "--out", cross_fitted, "--cross-fit", "2").stdout.splitlines()[-1]
+    )
     assert summary["cross_fit"] == 2 and summary["examples"] == 1024
     teacher = Run(str(text_run))
     examples = teacher.task.load(teacher.config.task.train_data, teacher.label_names)
@@ -133,8 +164,12 @@ def test_cross_fitted_logits_come_from_teachers_that_did_not_see_the_examples(te
         fold_teacher = Run(str(run_dir / "cross_fit" / f"{k}-of-2"))
         assert fold_teacher.config.task.train_data.fold == f"~{k}/2" and fold_teacher.step == 120
         held_out = examples.fold(f"{k}/2")
-        expected = np.concatenate([fold_teacher.model(f, training=False)["logits"].numpy()
-                                   for f, _ in eval_dataset(held_out, 256, fold_teacher.task.prepare)])
+        expected = np.concatenate(
+            [
+                fold_teacher.model(f, training=False)["logits"].numpy()
+                for f, _ in eval_dataset(held_out, 256, fold_teacher.task.prepare)
+            ]
+        )
         np.testing.assert_allclose(stored[k::2], expected, atol=1e-4)
     soft_targets.attach(examples, str(cross_fitted))  # the file serves the student's full training split
     top = [np.mean(np.max(np.exp(log_softmax(np.load(path)["logits"])), axis=-1)) for path in (in_sample, cross_fitted)]
@@ -162,8 +197,14 @@ def test_augmented_copies_are_ordered_subsets_of_their_source_words_with_its_lab
 
 def test_an_augmented_transfer_set_travels_in_the_logits_file_and_trains_the_student(text_run, tmp_path):
     logits_path = tmp_path / "teacher.npz"
-    summary = json.loads(garden("distill", "logits", text_run, "--out", logits_path, "--augment", "2").stdout.splitlines()[-1])
-    assert summary["examples"] == 1024 and summary["transfer_examples"] == 2048 and 0.3 < summary["transfer_agreement"] <= 1
+    summary = json.loads(
+        garden("distill", "logits", text_run, "--out", logits_path, "--augment", "2").stdout.splitlines()[-1]
+    )
+    assert (
+        summary["examples"] == 1024
+        and summary["transfer_examples"] == 2048
+        and 0.3 < summary["transfer_agreement"] <= 1
+    )
     teacher = Run(str(text_run))
     examples = teacher.task.load(teacher.config.task.train_data, teacher.label_names)
     attached = soft_targets.attach(examples, str(logits_path))
@@ -172,10 +213,19 @@ def test_an_augmented_transfer_set_travels_in_the_logits_file_and_trains_the_stu
     np.testing.assert_array_equal(copies.labels, np.tile(examples.labels, 2))
     assert np.mean(copies.features["text"] != np.tile(examples.features["text"], 2)) > 0.9  # perturbed, not repeated
     transfer = Examples({"text": copies.features["text"]}, copies.labels, examples.label_names)
-    expected = np.concatenate([teacher.model(f, training=False)["logits"].numpy() for f, _ in eval_dataset(transfer, 256, teacher.task.prepare)])
-    np.testing.assert_allclose(copies.features["teacher_logits"], expected, atol=1e-4)  # the teacher's logits of the stored copies
+    expected = np.concatenate(
+        [
+            teacher.model(f, training=False)["logits"].numpy()
+            for f, _ in eval_dataset(transfer, 256, teacher.task.prepare)
+        ]
+    )
+    np.testing.assert_allclose(
+        copies.features["teacher_logits"], expected, atol=1e-4
+    )  # the teacher's logits of the stored copies
     every = Examples({"text": attached.features["text"]}, attached.labels, examples.label_names)
-    assert_first_student_loss_is_the_mean_over(every, attached.features["teacher_logits"], logits_path, tmp_path / "student")
+    assert_first_student_loss_is_the_mean_over(
+        every, attached.features["teacher_logits"], logits_path, tmp_path / "student"
+    )
     with pytest.raises(GardenError, match="without --cross-fit"):
         write_teacher_logits(str(text_run), str(tmp_path / "both.npz"), cross_fit=2, augment=1)
     assert not (tmp_path / "both.npz").exists()

@@ -9,8 +9,14 @@ from garden.registry import BACKBONES, Registry
 
 
 def test_resnet_config_round_trips_every_argument():
-    backbone = ResNetBackbone(image_shape=(16, 16, 3), stem_width=8, stage_widths=(8, 16), blocks_per_stage=2,
-                              batch_norm_momentum=0.5, name="backbone")
+    backbone = ResNetBackbone(
+        image_shape=(16, 16, 3),
+        stem_width=8,
+        stage_widths=(8, 16),
+        blocks_per_stage=2,
+        batch_norm_momentum=0.5,
+        name="backbone",
+    )
     config = backbone.get_config()
     again = ResNetBackbone.from_config(config)
     assert again.get_config() == config

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import garden
+
 from garden.config import experiment_config
 from garden.errors import GardenError
 from garden.registry import TASKS
@@ -19,12 +19,15 @@ def multitask(*sets):
     return TASKS.get("multitask")(config.task)
 
 
-@pytest.mark.parametrize("sampler, expected", [
-    (["task.sampler.type=uniform"], [0.5, 0.5]),
-    (["task.sampler.type=proportional"], [0.2, 0.8]),
-    (["task.sampler.type=temperature", "task.sampler.temperature=2.0"], [1 / 3, 2 / 3]),  # ∝ sqrt(size)
-    (["task.sampler.type=proportional", "task.sampler.examples_cap=200"], [1 / 3, 2 / 3]),
-])
+@pytest.mark.parametrize(
+    "sampler, expected",
+    [
+        (["task.sampler.type=uniform"], [0.5, 0.5]),
+        (["task.sampler.type=proportional"], [0.2, 0.8]),
+        (["task.sampler.type=temperature", "task.sampler.temperature=2.0"], [1 / 3, 2 / 3]),  # ∝ sqrt(size)
+        (["task.sampler.type=proportional", "task.sampler.examples_cap=200"], [1 / 3, 2 / 3]),
+    ],
+)
 def test_sampler_probabilities(sampler, expected):
     np.testing.assert_allclose(multitask(*sampler).probabilities(SIZES), expected)
 
@@ -52,16 +55,23 @@ def test_sub_tasks_are_config_keys_and_share_the_backbone():
 def multitask_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "multitask"
     sets = [
-        "task.model.tokenizer.sequence_length=32", "trainer.train_steps=40", "trainer.steps_per_loop=10",
-        "trainer.validation_interval=20", "trainer.checkpoint_interval=40",
+        "task.model.tokenizer.sequence_length=32",
+        "trainer.train_steps=40",
+        "trainer.steps_per_loop=10",
+        "trainer.validation_interval=20",
+        "trainer.checkpoint_interval=40",
         "trainer.optimizer_config.warmup.linear.warmup_steps=4",
         "trainer.optimizer_config.learning_rate.polynomial.decay_steps=40",
         "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=2e-4",
         "task.sampler.type=uniform",
     ]
     for name in ("r8", "20ng"):
-        sets += [f"task.tasks.{name}.train_data.num_examples=640", f"task.tasks.{name}.train_data.global_batch_size=16",
-                 f"task.tasks.{name}.validation_data.num_examples=160", f"task.tasks.{name}.test_data.num_examples=160"]
+        sets += [
+            f"task.tasks.{name}.train_data.num_examples=640",
+            f"task.tasks.{name}.train_data.global_batch_size=16",
+            f"task.tasks.{name}.validation_data.num_examples=160",
+            f"task.tasks.{name}.test_data.num_examples=160",
+        ]
     garden("train", "r8_20ng_multitask", *[a for s in sets for a in ("--set", s)], "--run-dir", run_dir)
     return run_dir
 

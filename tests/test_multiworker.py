@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, sets
 
 
@@ -30,12 +29,26 @@ def launch(workers, run_dir, tmp_path, *overrides):
     for index in range(workers):
         temp_dir = tmp_path / f"tmp{index}"
         temp_dir.mkdir(exist_ok=True)
-        env = {**os.environ, "TMPDIR": str(temp_dir),
-               "TF_CONFIG": json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})}
-        command = [sys.executable, "-m", "garden.cli", "train", "mnist_resnet",
-                   *sets("runtime.distribution_strategy=multi_worker_mirrored", "task.train_data.num_examples=1024", *overrides),
-                   "--run-dir", str(run_dir)]
-        processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "TMPDIR": str(temp_dir),
+            "TF_CONFIG": json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}),
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "garden.cli",
+            "train",
+            "mnist_resnet",
+            *sets(
+                "runtime.distribution_strategy=multi_worker_mirrored", "task.train_data.num_examples=1024", *overrides
+            ),
+            "--run-dir",
+            str(run_dir),
+        ]
+        processes.append(
+            subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
     return processes
 
 
@@ -51,8 +64,12 @@ def fingerprints(out):
     return [line.split()[-1] for line in out.splitlines() if "weights fingerprint" in line]
 
 
-JOB = ("trainer.train_steps=100", "trainer.validation_interval=100", "trainer.checkpoint_interval=50",
-       "task.train_data.global_batch_size=48")  # 16 examples per worker for 3
+JOB = (
+    "trainer.train_steps=100",
+    "trainer.validation_interval=100",
+    "trainer.checkpoint_interval=50",
+    "task.train_data.global_batch_size=48",
+)  # 16 examples per worker for 3
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +94,9 @@ def test_two_workers_train_identical_weights_and_only_the_chief_writes(two_worke
 
 
 def test_three_workers_train_identical_weights_and_only_the_chief_writes(tmp_path):
-    check_identical_weights_and_one_writer(3, tmp_path / "run", tmp_path, finished(launch(3, tmp_path / "run", tmp_path, *JOB)))
+    check_identical_weights_and_one_writer(
+        3, tmp_path / "run", tmp_path, finished(launch(3, tmp_path / "run", tmp_path, *JOB))
+    )
 
 
 def test_a_lost_worker_stops_the_job_and_restarting_every_worker_resumes_it_exactly(two_workers, tmp_path):
@@ -92,6 +111,10 @@ def test_a_lost_worker_stops_the_job_and_restarting_every_worker_resumes_it_exac
     worker.communicate()
     assert chief.returncode == 2, err[-3000:]
     message = err.strip().splitlines()[-1]
-    assert message.endswith(f"lost worker 1; restart every worker with the same command to resume from {run_dir}/checkpoints/ckpt-50")
+    assert message.endswith(
+        f"lost worker 1; restart every worker with the same command to resume from {run_dir}/checkpoints/ckpt-50"
+    )
     outputs = finished(launch(2, run_dir, tmp_path, *JOB))
-    assert "at step 50" in outputs[0] and fingerprints(outputs[0]) == fingerprints(two_workers[2][0])  # none lost or repeated
+    assert "at step 50" in outputs[0] and fingerprints(outputs[0]) == fingerprints(
+        two_workers[2][0]
+    )  # none lost or repeated

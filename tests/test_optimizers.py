@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from garden import optimizers
 from garden.config import experiment_config
 from garden.errors import GardenError
-from garden import optimizers
 from garden.optimizers import build_learning_rate, build_optimizer
 
 
@@ -19,58 +19,100 @@ def rate(schedule, step):
     return float(schedule(step)) if callable(schedule) else float(schedule)
 
 
-@pytest.mark.parametrize("kind, cls", [("sgd", keras.optimizers.SGD), ("adam", optimizers.Adam),
-                                       ("adamw", optimizers.AdamW), ("lamb", keras.optimizers.Lamb),
-                                       ("rmsprop", keras.optimizers.RMSprop)])
+@pytest.mark.parametrize(
+    "kind, cls",
+    [
+        ("sgd", keras.optimizers.SGD),
+        ("adam", optimizers.Adam),
+        ("adamw", optimizers.AdamW),
+        ("lamb", keras.optimizers.Lamb),
+        ("rmsprop", keras.optimizers.RMSprop),
+    ],
+)
 def test_each_optimizer_builds_its_keras3_class(kind, cls):
     optimizer = build_optimizer(optimization(**{"optimizer.type": kind}))
     assert type(optimizer) is cls and isinstance(optimizer, keras.optimizers.Optimizer)
 
 
-@pytest.mark.parametrize("amsgrad", [False, True])
-def test_fused_adamw_follows_keras_adamw(amsgrad):
-    """Ten steps of weight-decayed AdamW on a dense gradient and an embedding's sparse one (unclipped,
-    since clipping makes it dense)."""
+def _ten_adamw_steps(cls, amsgrad):
+    """Ten steps of weight-decayed AdamW of `cls` on a dense gradient and an embedding's sparse one
+    (unclipped, since clipping makes it dense): (the weights, the op types of the compiled step)."""
     rng = np.random.default_rng(0)
     start = [rng.normal(size=(64, 32)).astype(np.float32), rng.normal(size=(100, 8)).astype(np.float32)]
-    gradients = [(rng.normal(size=(64, 32)).astype(np.float32), rng.integers(0, 100, 5), rng.normal(size=(5, 8)).astype(np.float32))
-                 for _ in range(10)]
-    trained = []
-    for cls in (keras.optimizers.AdamW, optimizers.AdamW):
-        weights = [keras.Variable(w) for w in start]
-        optimizer = cls(learning_rate=0.01, weight_decay=0.1, amsgrad=amsgrad)
-        step = tf.function(lambda dense, rows, values: optimizer.apply_gradients(
-            [(dense, weights[0]), (tf.IndexedSlices(values, rows, tf.constant([100, 8], tf.int64)), weights[1])]))
-        for dense, rows, values in gradients:
-            step(dense, rows, values)
-        trained.append([w.numpy() for w in weights])
-    for keras_weights, fused_weights in zip(*trained):
-        assert np.abs(keras_weights - fused_weights).max() < 1e-6
-    assert np.abs(trained[1][0] - start[0]).max() > 0.05  # it did move the weights
+    weights = [keras.Variable(w) for w in start]
+    optimizer = cls(learning_rate=0.01, weight_decay=0.1, amsgrad=amsgrad)
+
+    @tf.function
+    def step(dense, rows, values):
+        sparse = tf.IndexedSlices(values, rows, tf.constant([100, 8], tf.int64))
+        optimizer.apply_gradients([(dense, weights[0]), (sparse, weights[1])])
+
+    for _ in range(10):
+        dense, rows = rng.normal(size=(64, 32)).astype(np.float32), rng.integers(0, 100, 5)
+        step(dense, rows, rng.normal(size=(5, 8)).astype(np.float32))
+    graph = step.get_concrete_function(dense, rows, rng.normal(size=(5, 8)).astype(np.float32)).graph
+    ops = {op.type for function in graph._functions.values() for op in function.graph.get_operations()}
+    ops |= {op.type for op in graph.get_operations()}
+    return [w.numpy() for w in weights], ops, start
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_fused_adamw_follows_keras_adamw(amsgrad):
+    """Without amsgrad the dense weight goes through the fused ResourceApplyAdam kernel (and the sparse
+    one through Keras's update); with amsgrad, which the kernel lacks, both take Keras's update."""
+    keras_weights, keras_ops, start = _ten_adamw_steps(keras.optimizers.AdamW, amsgrad)
+    fused_weights, fused_ops, _ = _ten_adamw_steps(optimizers.AdamW, amsgrad)
+    assert "ResourceApplyAdam" not in keras_ops
+    assert ("ResourceApplyAdam" in fused_ops) is not amsgrad
+    for expected, given in zip(keras_weights, fused_weights):
+        assert np.abs(expected - given).max() < 1e-6
+    assert np.abs(fused_weights[0] - start[0]).max() > 0.05  # it did move the weights
 
 
 def test_sgd_settings_and_clipping_are_passed():
-    optimizer = build_optimizer(optimization(**{
-        "optimizer.type": "sgd", "optimizer.sgd.momentum": 0.8, "optimizer.sgd.nesterov": True,
-        "optimizer.sgd.global_clipnorm": 2.0}))
+    optimizer = build_optimizer(
+        optimization(
+            **{
+                "optimizer.type": "sgd",
+                "optimizer.sgd.momentum": 0.8,
+                "optimizer.sgd.nesterov": True,
+                "optimizer.sgd.global_clipnorm": 2.0,
+            }
+        )
+    )
     assert (optimizer.momentum, optimizer.nesterov, optimizer.global_clipnorm) == (0.8, True, 2.0)
 
 
 def test_global_clipnorm_bounds_the_update():
-    optimizer = build_optimizer(optimization(**{
-        "optimizer.type": "sgd", "optimizer.sgd.global_clipnorm": 1.0, "learning_rate.type": "constant",
-        "learning_rate.constant.learning_rate": 1.0, "warmup.type": "null"}))
+    optimizer = build_optimizer(
+        optimization(
+            **{
+                "optimizer.type": "sgd",
+                "optimizer.sgd.global_clipnorm": 1.0,
+                "learning_rate.type": "constant",
+                "learning_rate.constant.learning_rate": 1.0,
+                "warmup.type": "null",
+            }
+        )
+    )
     variable = keras.Variable(np.zeros(4, np.float32))
     optimizer.apply_gradients([(np.full(4, 10.0, np.float32), variable)])
     np.testing.assert_allclose(np.linalg.norm(variable.numpy()), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind, settings, expected", [
-    ("constant", {"learning_rate": 0.5}, {0: 0.5, 1000: 0.5}),
-    ("cosine", {"initial_learning_rate": 1.0, "decay_steps": 100}, {0: 1.0, 50: 0.5, 100: 0.0}),
-    ("polynomial", {"initial_learning_rate": 1.0, "decay_steps": 100, "end_learning_rate": 0.0}, {0: 1.0, 50: 0.5, 100: 0.0}),
-    ("stepwise", {"boundaries": [10, 20], "values": [1.0, 0.1, 0.01]}, {0: 1.0, 15: 0.1, 25: 0.01}),
-])
+@pytest.mark.parametrize(
+    "kind, settings, expected",
+    [
+        ("constant", {"learning_rate": 0.5}, {0: 0.5, 1000: 0.5}),
+        ("cosine", {"initial_learning_rate": 1.0, "decay_steps": 100}, {0: 1.0, 50: 0.5, 100: 0.0}),
+        (
+            "polynomial",
+            {"initial_learning_rate": 1.0, "decay_steps": 100, "end_learning_rate": 0.0},
+            {0: 1.0, 50: 0.5, 100: 0.0},
+        ),
+        ("stepwise", {"boundaries": [10, 20], "values": [1.0, 0.1, 0.01]}, {0: 1.0, 15: 0.1, 25: 0.01}),
+    ],
+)
 def test_schedules_have_the_expected_values(kind, settings, expected):
     overrides = {"learning_rate.type": kind, "warmup.type": "null"}
     overrides.update({f"learning_rate.{kind}.{k}": v for k, v in settings.items()})
@@ -80,10 +122,18 @@ def test_schedules_have_the_expected_values(kind, settings, expected):
 
 
 def test_linear_warmup_ramps_then_joins_the_schedule():
-    schedule = build_learning_rate(optimization(**{
-        "learning_rate.type": "cosine", "learning_rate.cosine.initial_learning_rate": 1.0,
-        "learning_rate.cosine.decay_steps": 200, "warmup.type": "linear",
-        "warmup.linear.warmup_steps": 100, "warmup.linear.warmup_learning_rate": 0.1}))
+    schedule = build_learning_rate(
+        optimization(
+            **{
+                "learning_rate.type": "cosine",
+                "learning_rate.cosine.initial_learning_rate": 1.0,
+                "learning_rate.cosine.decay_steps": 200,
+                "warmup.type": "linear",
+                "warmup.linear.warmup_steps": 100,
+                "warmup.linear.warmup_learning_rate": 0.1,
+            }
+        )
+    )
     after = 0.5 * (1 + np.cos(np.pi * 100 / 200))  # cosine at the end of warmup
     assert rate(schedule, 0) == pytest.approx(0.1)
     assert rate(schedule, 50) == pytest.approx(0.1 + 0.5 * (after - 0.1), abs=1e-6)
@@ -94,10 +144,19 @@ def test_linear_warmup_ramps_then_joins_the_schedule():
 
 
 def test_weight_decay_skips_excluded_variables():
-    optimizer = build_optimizer(optimization(**{
-        "optimizer.type": "adamw", "optimizer.adamw.weight_decay_rate": 0.5,
-        "optimizer.adamw.exclude_from_weight_decay": "[bias]", "optimizer.adamw.gradient_clip_norm": 0.0,
-        "learning_rate.type": "constant", "learning_rate.constant.learning_rate": 0.1, "warmup.type": "null"}))
+    optimizer = build_optimizer(
+        optimization(
+            **{
+                "optimizer.type": "adamw",
+                "optimizer.adamw.weight_decay_rate": 0.5,
+                "optimizer.adamw.exclude_from_weight_decay": "[bias]",
+                "optimizer.adamw.gradient_clip_norm": 0.0,
+                "learning_rate.type": "constant",
+                "learning_rate.constant.learning_rate": 0.1,
+                "warmup.type": "null",
+            }
+        )
+    )
     kernel = keras.Variable(np.ones(3, np.float32), name="kernel")
     bias = keras.Variable(np.ones(3, np.float32), name="bias")
     zeros = np.zeros(3, np.float32)

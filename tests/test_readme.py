@@ -3,8 +3,8 @@
 import re
 
 import numpy as np
-
 from conftest import ROOT
+
 from garden.config import experiment_config
 from garden.registry import BACKBONES, TASKS
 
@@ -13,7 +13,9 @@ def test_readme_backbone_example_registers_and_trains_a_step():
     code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
     exec(compile(code, "README.md", "exec"), {})
     assert "mlp" in BACKBONES
-    config = experiment_config("mnist_resnet", sets=["task.model.backbone.type=mlp", "task.model.backbone.params.widths=[32]"])
+    config = experiment_config(
+        "mnist_resnet", sets=["task.model.backbone.type=mlp", "task.model.backbone.params.widths=[32]"]
+    )
     assert config.task.model.backbone.params.as_dict() == {"image_shape": [28, 28, 1], "widths": [32]}
     task = TASKS.get(config.task.type)(config.task)
     model = task.build_model()

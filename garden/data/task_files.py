@@ -69,14 +69,24 @@ def read_squad(path):
     """SQuAD v1.1 JSON (data/paragraphs/qas, first answer) or JSONL rows with `question`, `context`,
     `answer_text`, `answer_start` -> Examples with word-span labels [n, 2]."""
     if path.endswith(".jsonl"):
-        rows = [(r["question"], r["context"], r["answer_start"], r["answer_text"])
-                for r in _jsonl(path, ["question", "context", "answer_text", "answer_start"])]
+        rows = [
+            (r["question"], r["context"], r["answer_start"], r["answer_text"])
+            for r in _jsonl(path, ["question", "context", "answer_text", "answer_start"])
+        ]
     else:
         data = json.load(open(existing_file(path), encoding="utf-8"))["data"]
-        rows = [(qa["question"], p["context"], qa["answers"][0]["answer_start"], qa["answers"][0]["text"])
-                for article in data for p in article["paragraphs"] for qa in p["qas"] if qa["answers"]]
+        rows = [
+            (qa["question"], p["context"], qa["answers"][0]["answer_start"], qa["answers"][0]["text"])
+            for article in data
+            for p in article["paragraphs"]
+            for qa in p["qas"]
+            if qa["answers"]
+        ]
     spans = [answer_words(context, start, text) for _, context, start, text in rows]
-    features = {"question": np.array([r[0] for r in rows], object), "context": np.array([" ".join(r[1].split()) for r in rows], object)}
+    features = {
+        "question": np.array([r[0] for r in rows], object),
+        "context": np.array([" ".join(r[1].split()) for r in rows], object),
+    }
     return Examples(features, np.array(spans, np.int64), [])
 
 
@@ -86,8 +96,10 @@ def read_choices(path, text_column, choices_column, label_column):
     counts = {len(r[choices_column]) for r in rows}
     if len(counts) != 1:
         raise GardenError(f"{path}: every row needs the same number of choices, found {sorted(counts)}")
-    features = {"text": np.array([r[text_column] for r in rows], object),
-                "choices": np.array([r[choices_column] for r in rows], object)}
+    features = {
+        "text": np.array([r[text_column] for r in rows], object),
+        "choices": np.array([r[choices_column] for r in rows], object),
+    }
     return Examples(features, np.array([int(r[label_column]) for r in rows], np.int64), [])
 
 

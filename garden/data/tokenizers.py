@@ -1,7 +1,7 @@
 """The tokenizer resolver: a backbone's architecture decides its tokenizer.
 
-A BERT-family backbone (`bert`, `distil_bert`, and `static`, distilled from one) reads WordPiece ids, so its tokenizer is WordPiece over a
-`vocab.txt`; the vocabulary comes from `task.model.tokenizer.vocabulary` (a file, a
+A BERT-family backbone (`bert`, `distil_bert`, and `static`, distilled from one) reads WordPiece ids,
+so its tokenizer is WordPiece over a `vocab.txt`; the vocabulary comes from `task.model.tokenizer.vocabulary` (a file, a
 checkpoint folder, or a named checkpoint) or else from `task.init_checkpoint`. The `decoder`
 backbone reads `character` ids (the 256 byte values of UTF-8 text, so ASCII text is one id per
 character; no vocabulary) or `sentencepiece` ids (a `.model` file; `train_sentencepiece` makes one).
@@ -30,7 +30,9 @@ TOKENIZERS_OF_BACKBONE = {
 
 def tokenizer_type(backbone_type, requested=""):
     if backbone_type not in TOKENIZERS_OF_BACKBONE:
-        raise GardenError(f"backbone '{backbone_type}' reads no text; text tasks take one of: {', '.join(TOKENIZERS_OF_BACKBONE)}")
+        raise GardenError(
+            f"backbone '{backbone_type}' reads no text; text tasks take one of: {', '.join(TOKENIZERS_OF_BACKBONE)}"
+        )
     fitting = TOKENIZERS_OF_BACKBONE[backbone_type]
     if requested and requested not in fitting:
         raise GardenError(
@@ -43,7 +45,9 @@ def tokenizer_type(backbone_type, requested=""):
 def vocabulary_file(vocabulary, init_checkpoint=""):
     source = vocabulary or init_checkpoint
     if not source:
-        raise GardenError("no vocabulary: set task.model.tokenizer.vocabulary (a vocab.txt or checkpoint) or task.init_checkpoint")
+        raise GardenError(
+            "no vocabulary: set task.model.tokenizer.vocabulary (a vocab.txt or checkpoint) or task.init_checkpoint"
+        )
     path = source if os.path.isfile(source) else os.path.join(checkpoint_dir(source), "vocab.txt")
     if not os.path.isfile(path):
         raise GardenError(f"no vocab.txt in {os.path.dirname(path)}; point task.model.tokenizer.vocabulary at one")
@@ -57,8 +61,10 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
         return keras_hub.tokenizers.ByteTokenizer(lowercase=False, dtype="int32")
     if kind == "sentencepiece":
         if not os.path.isfile(tokenizer_config.vocabulary):
-            raise GardenError(f"no SentencePiece model at '{tokenizer_config.vocabulary}'; set task.model.tokenizer.vocabulary "
-                              "to a .model file (a causal_lm run trains one on its training texts when it is empty)")
+            raise GardenError(
+                f"no SentencePiece model at '{tokenizer_config.vocabulary}'; set task.model.tokenizer.vocabulary "
+                "to a .model file (a causal_lm run trains one on its training texts when it is empty)"
+            )
         return keras_hub.tokenizers.SentencePieceTokenizer(proto=tokenizer_config.vocabulary, dtype="int32")
     return keras_hub.tokenizers.WordPieceTokenizer(
         vocabulary=vocabulary_file(tokenizer_config.vocabulary, init_checkpoint),
@@ -87,10 +93,19 @@ def train_sentencepiece(texts, vocabulary_size):
     texts always give the same model."""
     import sentencepiece
 
-    settings = dict(vocab_size=vocabulary_size, model_type="bpe", character_coverage=1.0, byte_fallback=True,
-                    num_threads=1, normalization_rule_name="identity", remove_extra_whitespaces=False,
-                    allow_whitespace_only_pieces=True, add_dummy_prefix=False, user_defined_symbols=["\n"],
-                    max_sentence_length=1 << 16)
+    settings = dict(
+        vocab_size=vocabulary_size,
+        model_type="bpe",
+        character_coverage=1.0,
+        byte_fallback=True,
+        num_threads=1,
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True,
+        add_dummy_prefix=False,
+        user_defined_symbols=["\n"],
+        max_sentence_length=1 << 16,
+    )
     digest = hashlib.sha256(repr(sorted(settings.items())).encode())
     for text in texts:
         digest.update(text.encode("utf-8") + b"\0")
@@ -99,10 +114,14 @@ def train_sentencepiece(texts, vocabulary_size):
         model = io.BytesIO()
         paragraphs = [p + "\n\n" for text in texts for p in text.split("\n\n") if p]
         try:
-            sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(paragraphs), model_writer=model, minloglevel=2, **settings)
+            sentencepiece.SentencePieceTrainer.train(
+                sentence_iterator=iter(paragraphs), model_writer=model, minloglevel=2, **settings
+            )
         except RuntimeError as error:
-            raise GardenError(f"SentencePiece could not train {vocabulary_size} pieces on these texts ({error}); "
-                              "lower task.model.backbone.params.vocabulary_size") from None
+            raise GardenError(
+                f"SentencePiece could not train {vocabulary_size} pieces on these texts ({error}); "
+                "lower task.model.backbone.params.vocabulary_size"
+            ) from None
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: concurrent trainers write the same model
         staging.write_bytes(model.getvalue())

@@ -21,7 +21,7 @@ def perturb(text, rng, drop=0.1, crop=0.25):
     if len(kept) > 1 and rng.random() < crop:
         length = rng.integers(max(1, len(kept) // 4), len(kept) + 1)
         start = rng.integers(0, len(kept) - length + 1)
-        kept = kept[start:start + length]
+        kept = kept[start : start + length]
     return " ".join(kept)
 
 
@@ -30,13 +30,18 @@ def augmented_copies(examples, copies, seed=0):
     its label; every string feature (both segments of a pair) is perturbed."""
     strings = {name for name, values in examples.features.items() if np.asarray(values).dtype.kind in "OUS"}
     if not strings or len(strings) != len(examples.features):
-        raise GardenError(f"--augment perturbs text, but the training features are {sorted(examples.features)} "
-                          "with non-string values; distill without --augment")
+        raise GardenError(
+            f"--augment perturbs text, but the training features are {sorted(examples.features)} "
+            "with non-string values; distill without --augment"
+        )
     rng = np.random.default_rng(seed)
     features = {name: [] for name in strings}
     for _ in range(copies):
         for index in range(len(examples)):
             for name in strings:
                 features[name].append(perturb(str(examples.features[name][index]), rng))
-    return Examples({name: np.array(values, object) for name, values in features.items()},
-                    np.tile(examples.labels, copies), examples.label_names)
+    return Examples(
+        {name: np.array(values, object) for name, values in features.items()},
+        np.tile(examples.labels, copies),
+        examples.label_names,
+    )

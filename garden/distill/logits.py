@@ -79,14 +79,26 @@ def write_teacher_logits(run_dir, out_path, split=None, batch_size=128, cross_fi
         examples = run.task.load(data, run.label_names)
         if augment:
             transfer = augmented_copies(examples, augment, seed)
-        logits = predict_logits(run.task, run.model, examples.concatenate(transfer) if transfer else examples, batch_size)
+        logits = predict_logits(
+            run.task, run.model, examples.concatenate(transfer) if transfer else examples, batch_size
+        )
         step = run.step
     soft_targets.save(out_path, logits, examples, transfer)
-    accuracy = float(np.mean(np.argmax(logits[:len(examples)], axis=-1) == examples.labels))
-    summary = {"teacher": run_dir, "step": step, "dataset": data.dataset, "split": data.split, "examples": len(examples),
-               "classes": logits.shape[-1], "cross_fit": cross_fit, "teacher_accuracy": round(accuracy, 4)}
+    accuracy = float(np.mean(np.argmax(logits[: len(examples)], axis=-1) == examples.labels))
+    summary = {
+        "teacher": run_dir,
+        "step": step,
+        "dataset": data.dataset,
+        "split": data.split,
+        "examples": len(examples),
+        "classes": logits.shape[-1],
+        "cross_fit": cross_fit,
+        "teacher_accuracy": round(accuracy, 4),
+    }
     if transfer:
-        copies = logits[len(examples):]
-        summary.update(transfer_examples=len(transfer),
-                       transfer_agreement=round(float(np.mean(np.argmax(copies, axis=-1) == transfer.labels)), 4))
+        copies = logits[len(examples) :]
+        summary.update(
+            transfer_examples=len(transfer),
+            transfer_agreement=round(float(np.mean(np.argmax(copies, axis=-1) == transfer.labels)), 4),
+        )
     return summary

@@ -63,7 +63,11 @@ def token_embeddings(encoder, vocabulary):
     for start in range(0, len(vocabulary), BATCH):
         ids = np.arange(start, min(start + BATCH, len(vocabulary)), dtype=np.int32)
         token_ids = np.stack([np.full_like(ids, sep), ids, np.full_like(ids, cls)], axis=1)
-        inputs = {"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids), "padding_mask": np.ones_like(token_ids)}
+        inputs = {
+            "token_ids": token_ids,
+            "segment_ids": np.zeros_like(token_ids),
+            "padding_mask": np.ones_like(token_ids),
+        }
         rows.append(run(inputs).numpy())
     return np.concatenate(rows)
 
@@ -75,8 +79,13 @@ def distill_static(teacher, out_dir, pca_dims=256, sif_coefficient=1e-4):
         vocabulary = f.read().splitlines()
     reduced, explained = pca(token_embeddings(encoder, vocabulary), pca_dims)
     table = (reduced * sif_weights(len(vocabulary), sif_coefficient)[:, None]).astype(np.float32)
-    summary = {"teacher": teacher, "pca_dims": pca_dims, "sif_coefficient": sif_coefficient,
-               "vocabulary_size": len(vocabulary), "explained_variance": explained}
+    summary = {
+        "teacher": teacher,
+        "pca_dims": pca_dims,
+        "sif_coefficient": sif_coefficient,
+        "vocabulary_size": len(vocabulary),
+        "explained_variance": explained,
+    }
     staging = out_dir.rstrip("/") + ".tmp"
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
@@ -99,8 +108,12 @@ class StaticEncoder:
 
     def _vectors(self, texts):
         pieces = tf.gather(self.table, self.tokenizer(texts))
-        return tf.math.l2_normalize(tf.math.divide_no_nan(tf.reduce_sum(pieces, axis=1), tf.cast(
-            tf.expand_dims(pieces.row_lengths(), -1), tf.float32)), axis=-1)
+        return tf.math.l2_normalize(
+            tf.math.divide_no_nan(
+                tf.reduce_sum(pieces, axis=1), tf.cast(tf.expand_dims(pieces.row_lengths(), -1), tf.float32)
+            ),
+            axis=-1,
+        )
 
     def encode(self, texts):
         return self._encode(tf.constant(list(texts))).numpy()

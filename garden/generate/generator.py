@@ -31,7 +31,9 @@ class Generator:
         self.generate_text = tf.function(self._generate_text, input_signature=list(SIGNATURE.values()))
         spec = tf.TensorSpec([None, None], tf.int32)
         self._last_logits = tf.function(self._last_logits, input_signature=[spec, spec])
-        self.left_padded, self.stop_ids, self._texts = (tf.function(f) for f in (self.left_padded, self.stop_ids, self._texts))
+        self.left_padded, self.stop_ids, self._texts = (
+            tf.function(f) for f in (self.left_padded, self.stop_ids, self._texts)
+        )
         self._decode_one = tf.function(self._decode_one, jit_compile=True)
 
     def generate(self, prompts, max_new_tokens, sampling, seed=0, stop=(), cache=True):
@@ -43,7 +45,9 @@ class Generator:
             raise GardenError("every prompt needs at least one token; pass --prompt TEXT")
         for text in stop:
             if len(self.tokenizer(text)) != 1:
-                raise GardenError(f"stop string {text!r} is {len(self.tokenizer(text))} tokens; give stops of exactly one token")
+                raise GardenError(
+                    f"stop string {text!r} is {len(self.tokenizer(text))} tokens; give stops of exactly one token"
+                )
         prompts, stop = tf.constant(prompts, tf.string), tf.constant(list(stop), tf.string, shape=[len(stop)])
         if cache:
             texts = self.generate_text(prompts, max_new_tokens, *sampling.tensors(), seed, stop)["text"]
@@ -71,7 +75,9 @@ class Generator:
 
     def stop_ids(self, stop):
         pieces = self.tokenizer(tf.concat([stop, ["."]], axis=0))[:-1]  # KerasHub's ByteTokenizer fails on no strings
-        tf.debugging.assert_equal(pieces.row_lengths(), tf.ones_like(pieces.row_lengths()), "each stop string must be one token")
+        tf.debugging.assert_equal(
+            pieces.row_lengths(), tf.ones_like(pieces.row_lengths()), "each stop string must be one token"
+        )
         return tf.cast(pieces.flat_values, tf.int32)
 
     def _texts(self, new, stop_ids):

@@ -21,7 +21,11 @@ class Sampling:
 
     def tensors(self):
         """(temperature, top_k, top_p) as the scalar tensors that `sample` and a generate signature take."""
-        return tf.constant(self.temperature, tf.float32), tf.constant(self.top_k, tf.int32), tf.constant(self.top_p, tf.float32)
+        return (
+            tf.constant(self.temperature, tf.float32),
+            tf.constant(self.top_k, tf.int32),
+            tf.constant(self.top_p, tf.float32),
+        )
 
 
 def sample(logits, seed, temperature, top_k, top_p):
@@ -30,8 +34,11 @@ def sample(logits, seed, temperature, top_k, top_p):
     `Sampling`), so one traced graph serves every setting; greedy decoding and rules left off cost
     nothing (each is a `tf.cond`)."""
     logits = tf.cast(logits, tf.float32)
-    return tf.cond(temperature > 0, lambda: _draw(logits, seed, temperature, top_k, top_p),
-                   lambda: tf.argmax(logits, axis=-1, output_type=tf.int32))
+    return tf.cond(
+        temperature > 0,
+        lambda: _draw(logits, seed, temperature, top_k, top_p),
+        lambda: tf.argmax(logits, axis=-1, output_type=tf.int32),
+    )
 
 
 def _draw(logits, seed, temperature, top_k, top_p):

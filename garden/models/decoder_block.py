@@ -13,19 +13,41 @@ class DecoderBlock(keras.layers.Layer):
     theirs in and returns (x, cache); `padding_mask` then covers the whole cache length. With a
     `sliding_window`, a token attends only to itself and the `sliding_window` - 1 tokens before it."""
 
-    def __init__(self, hidden_dim, num_heads, num_key_value_heads, head_dim, intermediate_dim, max_wavelength=10000,
-                 sliding_window=None, **kwargs):
+    def __init__(
+        self,
+        hidden_dim,
+        num_heads,
+        num_key_value_heads,
+        head_dim,
+        intermediate_dim,
+        max_wavelength=10000,
+        sliding_window=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if num_heads % num_key_value_heads:
             raise ValueError(f"num_heads {num_heads} must be a multiple of num_key_value_heads {num_key_value_heads}")
-        self.hidden_dim, self.num_heads, self.num_key_value_heads, self.head_dim = hidden_dim, num_heads, num_key_value_heads, head_dim
-        self.intermediate_dim, self.max_wavelength, self.sliding_window = intermediate_dim, max_wavelength, sliding_window
+        self.hidden_dim, self.num_heads, self.num_key_value_heads, self.head_dim = (
+            hidden_dim,
+            num_heads,
+            num_key_value_heads,
+            head_dim,
+        )
+        self.intermediate_dim, self.max_wavelength, self.sliding_window = (
+            intermediate_dim,
+            max_wavelength,
+            sliding_window,
+        )
         policy = dict(dtype=self.dtype_policy)
         self.attention_norm = keras.layers.RMSNormalization(name="attention_norm", **policy)
         self.query = keras.layers.EinsumDense("bld,dhk->blhk", (None, num_heads, head_dim), name="query", **policy)
-        self.key_value = keras.layers.EinsumDense("bld,dtnk->bltnk", (None, 2, num_key_value_heads, head_dim), name="key_value", **policy)
+        self.key_value = keras.layers.EinsumDense(
+            "bld,dtnk->bltnk", (None, 2, num_key_value_heads, head_dim), name="key_value", **policy
+        )
         self.rotary = keras_hub.layers.RotaryEmbedding(max_wavelength=max_wavelength, name="rotary", **policy)
-        self.attention_output = keras.layers.EinsumDense("blhk,hkd->bld", (None, hidden_dim), name="attention_output", **policy)
+        self.attention_output = keras.layers.EinsumDense(
+            "blhk,hkd->bld", (None, hidden_dim), name="attention_output", **policy
+        )
         self.mlp_norm = keras.layers.RMSNormalization(name="mlp_norm", **policy)
         self.gate_up = keras.layers.EinsumDense("bld,dti->blti", (None, 2, intermediate_dim), name="gate_up", **policy)
         self.down = keras.layers.EinsumDense("bli,id->bld", (None, hidden_dim), name="down", **policy)
@@ -65,6 +87,13 @@ class DecoderBlock(keras.layers.Layer):
         return ops.reshape(attended, (batch, length, self.num_heads, self.head_dim))
 
     def get_config(self):
-        return {**super().get_config(), "hidden_dim": self.hidden_dim, "num_heads": self.num_heads, "num_key_value_heads": self.num_key_value_heads,
-                "head_dim": self.head_dim, "intermediate_dim": self.intermediate_dim, "max_wavelength": self.max_wavelength,
-                "sliding_window": self.sliding_window}
+        return {
+            **super().get_config(),
+            "hidden_dim": self.hidden_dim,
+            "num_heads": self.num_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "max_wavelength": self.max_wavelength,
+            "sliding_window": self.sliding_window,
+        }

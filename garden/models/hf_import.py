@@ -31,7 +31,9 @@ SIZES = {
 def read_config(directory):
     path = os.path.join(directory, "config.json")
     if not os.path.isfile(path) or not os.path.isfile(os.path.join(directory, "model.safetensors")):
-        raise GardenError(f"{directory} is not a Hugging Face checkpoint folder (needs config.json and model.safetensors)")
+        raise GardenError(
+            f"{directory} is not a Hugging Face checkpoint folder (needs config.json and model.safetensors)"
+        )
     with open(path) as f:
         return json.load(f)
 

@@ -23,5 +23,6 @@ def checkpoint_dir(name_or_path):
     if os.path.isdir(name_or_path):
         return name_or_path
     raise GardenError(
-        f"unknown checkpoint '{name_or_path}': not a folder and not a named checkpoint{did_you_mean(name_or_path, CHECKPOINTS)}"
+        f"unknown checkpoint '{name_or_path}': not a folder and not a named checkpoint"
+        f"{did_you_mean(name_or_path, CHECKPOINTS)}"
     )

@@ -24,12 +24,18 @@ class CausalLMTask(Task):
         vocabulary_size = getattr(backbone.params, "vocabulary_size", 0)
         if tokenizer_type(backbone.type, tokenizer.type) == "sentencepiece" and not tokenizer.vocabulary:
             if not vocabulary_size:
-                raise GardenError("set task.model.backbone.params.vocabulary_size: the number of SentencePiece pieces to train")
-            tokenizer = tokenizer.replace(vocabulary=train_sentencepiece(self.texts(config.train_data), vocabulary_size))
+                raise GardenError(
+                    "set task.model.backbone.params.vocabulary_size: the number of SentencePiece pieces to train"
+                )
+            tokenizer = tokenizer.replace(
+                vocabulary=train_sentencepiece(self.texts(config.train_data), vocabulary_size)
+            )
         self.tokenizer = build_tokenizer(backbone.type, tokenizer)
         if self.tokenizer.vocabulary_size() != vocabulary_size:
-            raise GardenError(f"the tokenizer has {self.tokenizer.vocabulary_size()} ids; set "
-                              f"task.model.backbone.params.vocabulary_size={self.tokenizer.vocabulary_size()}")
+            raise GardenError(
+                f"the tokenizer has {self.tokenizer.vocabulary_size()} ids; set "
+                f"task.model.backbone.params.vocabulary_size={self.tokenizer.vocabulary_size()}"
+            )
         self.sequence_length = tokenizer.sequence_length
         self.assets = {"tokenizer.model": tokenizer.vocabulary} if tokenizer.vocabulary else {}
 
@@ -41,8 +47,10 @@ class CausalLMTask(Task):
         length = self.sequence_length
         count = (len(stream) - 1) // length
         if count < 1:
-            raise GardenError(f"{data_config.dataset} has {len(stream)} tokens, too few for one window of "
-                              f"task.model.tokenizer.sequence_length={length}; lower it")
+            raise GardenError(
+                f"{data_config.dataset} has {len(stream)} tokens, too few for one window of "
+                f"task.model.tokenizer.sequence_length={length}; lower it"
+            )
         windows = stream[np.arange(count)[:, None] * length + np.arange(length + 1)].astype(np.int32)
         return Examples({"token_ids": windows}, np.zeros(count, np.int64), []).take(data_config.num_examples)
 

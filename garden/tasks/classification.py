@@ -14,7 +14,9 @@ class ClassificationTask(Task):
 
     def load(self, data_config, label_names=None):
         examples = super().load(data_config, label_names)
-        num_classes = getattr(self.config.model.head.params, "num_classes", None)  # heads of choices or scores have none
+        num_classes = getattr(
+            self.config.model.head.params, "num_classes", None
+        )  # heads of choices or scores have none
         if num_classes is not None and len(examples.label_names) > num_classes:
             raise GardenError(
                 f"the data has {len(examples.label_names)} labels but the head has {num_classes} classes; "

@@ -32,7 +32,7 @@ class ImageClassificationTask(ClassificationTask):
 
     def raw_features(self, examples, names):
         """PNG files of the images, 8 bits per channel (what `serving_bytes` decodes them back to)."""
-        (name, images), = examples.features.items()
+        ((name, images),) = examples.features.items()
         pixels = np.round(np.asarray(images) * 255).astype(np.uint8)
         encoded = np.array([tf.io.encode_png(image).numpy() for image in pixels], dtype=object)
         decoded = {name: pixels.astype(np.float32) / 255.0}

@@ -26,9 +26,14 @@ class MultiTask:
 
     def _sub_config(self, name, sub):
         if sub.model.backbone.type and sub.model.backbone.as_dict() != self.config.model.backbone.as_dict():
-            raise GardenError(f"sub-task '{name}' sets its own backbone; sub-tasks share task.model.backbone, so remove task.tasks.{name}.model.backbone")
+            raise GardenError(
+                f"sub-task '{name}' sets its own backbone; sub-tasks share task.model.backbone, so remove "
+                f"task.tasks.{name}.model.backbone"
+            )
         merged = sub.as_dict()
-        merged["model"].update(backbone=self.config.model.backbone.as_dict(), tokenizer=self.config.model.tokenizer.as_dict())
+        merged["model"].update(
+            backbone=self.config.model.backbone.as_dict(), tokenizer=self.config.model.tokenizer.as_dict()
+        )
         merged.update(name=name, init_checkpoint=self.config.init_checkpoint)
         config = TaskConfig()
         config.override(merged, is_strict=False)
@@ -48,11 +53,17 @@ class MultiTask:
         """The sampler's probability of each task, given its number of training examples."""
         sampler = self.config.sampler
         if sampler.type not in SAMPLERS:
-            raise GardenError(f"unknown sampler '{sampler.type}' in task.sampler.type; choose from {', '.join(SAMPLERS)}")
+            raise GardenError(
+                f"unknown sampler '{sampler.type}' in task.sampler.type; choose from {', '.join(SAMPLERS)}"
+            )
         sizes = np.asarray(sizes, np.float64)
         if sampler.examples_cap > 0:
             sizes = np.minimum(sizes, sampler.examples_cap)
-        weights = {"uniform": np.ones_like(sizes), "proportional": sizes, "temperature": sizes ** (1.0 / sampler.temperature)}
+        weights = {
+            "uniform": np.ones_like(sizes),
+            "proportional": sizes,
+            "temperature": sizes ** (1.0 / sampler.temperature),
+        }
         return weights[sampler.type] / weights[sampler.type].sum()
 
     def schedule(self, sizes, steps, seed):

@@ -38,5 +38,7 @@ class SpanQATask(TextTask):
 
     def serving_outputs(self, outputs):
         logits = outputs["logits"]
-        return {"start": tf.argmax(logits[..., 0], axis=-1, output_type=tf.int32),
-                "end": tf.argmax(logits[..., 1], axis=-1, output_type=tf.int32)}
+        return {
+            "start": tf.argmax(logits[..., 0], axis=-1, output_type=tf.int32),
+            "end": tf.argmax(logits[..., 1], axis=-1, output_type=tf.int32),
+        }

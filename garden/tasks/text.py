@@ -31,7 +31,11 @@ class TextTask(Task):
 
     def make_packer(self, start, end, pad):
         return keras_hub.layers.MultiSegmentPacker(
-            start_value=start, end_value=end, pad_value=pad, sequence_length=self.sequence_length, truncate=self.truncate
+            start_value=start,
+            end_value=end,
+            pad_value=pad,
+            sequence_length=self.sequence_length,
+            truncate=self.truncate,
         )
 
     def pack(self, *segments):
@@ -59,7 +63,11 @@ class TextTask(Task):
         return self.named_inputs(token_ids, segment_ids)
 
     def named_inputs(self, token_ids, segment_ids):
-        inputs = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": tf.cast(token_ids != self.pad_id, tf.int32)}
+        inputs = {
+            "token_ids": token_ids,
+            "segment_ids": segment_ids,
+            "padding_mask": tf.cast(token_ids != self.pad_id, tf.int32),
+        }
         return {name: inputs[name] for name in self.input_names}
 
     def serving_segments(self, texts):

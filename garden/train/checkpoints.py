@@ -57,7 +57,8 @@ def restore(checkpoint, path):
     except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise GardenError(
-            f"checkpoint {path} is unreadable ({reason}); remove it to resume from an earlier one, or use a new run folder"
+            f"checkpoint {path} is unreadable ({reason}); remove it to resume from an earlier one, or use a new "
+            "run folder"
         ) from error
 
 

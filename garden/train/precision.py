@@ -4,8 +4,15 @@ import keras
 
 from garden.errors import GardenError
 
-POLICIES = {None: "float32", "": "float32", "float32": "float32", "float16": "mixed_float16",
-            "mixed_float16": "mixed_float16", "bfloat16": "mixed_bfloat16", "mixed_bfloat16": "mixed_bfloat16"}
+POLICIES = {
+    None: "float32",
+    "": "float32",
+    "float32": "float32",
+    "float16": "mixed_float16",
+    "mixed_float16": "mixed_float16",
+    "bfloat16": "mixed_bfloat16",
+    "mixed_bfloat16": "mixed_bfloat16",
+}
 
 
 def set_policy(mixed_precision_dtype):

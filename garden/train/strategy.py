@@ -41,9 +41,7 @@ def resolve_strategy(runtime):
     if name == "multi_worker_mirrored":
         _set_tf_config(runtime)
         if "TF_CONFIG" not in os.environ:
-            raise GardenError(
-                "multi_worker_mirrored needs TF_CONFIG or runtime.worker_hosts and runtime.task_index"
-            )
+            raise GardenError("multi_worker_mirrored needs TF_CONFIG or runtime.worker_hosts and runtime.task_index")
         return tf.distribute.MultiWorkerMirroredStrategy()
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=runtime.tpu or "")

@@ -23,7 +23,9 @@ class Reporter:
     def _writer(self, split):
         if split not in self._writers:
             path = os.path.join(self._run_dir, "summaries", split)
-            self._writers[split] = tf.summary.create_file_writer(path) if self.chief else tf.summary.create_noop_writer()
+            self._writers[split] = (
+                tf.summary.create_file_writer(path) if self.chief else tf.summary.create_noop_writer()
+            )
         return self._writers[split]
 
     def scalars(self, split, step, values):

@@ -61,8 +61,10 @@ def lost_workers(checkpoints):
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
         tasks = sorted(set(re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", str(error))))
         gone = ", ".join(f"{job} {index}" for job, index in tasks) or str(error).strip().splitlines()[0][:200]
-        raise GardenError(f"training stopped: lost {gone}; restart every worker with the same command to resume from "
-                          f"{checkpoints.latest or 'the start (no checkpoint yet)'}") from None
+        raise GardenError(
+            f"training stopped: lost {gone}; restart every worker with the same command to resume from "
+            f"{checkpoints.latest or 'the start (no checkpoint yet)'}"
+        ) from None
 
 
 class Trainer:
@@ -73,8 +75,10 @@ class Trainer:
         self.chief = is_chief(strategy)
         runtime = config.runtime
         if runtime.enable_xla and config.task.model.backbone.params.as_dict().get("padding_free"):
-            raise GardenError("task.model.backbone.params.padding_free=true cannot be compiled by XLA (its token count changes "
-                              "with every batch); set runtime.enable_xla=false or padding_free=false")
+            raise GardenError(
+                "task.model.backbone.params.padding_free=true cannot be compiled by XLA (its token count changes "
+                "with every batch); set runtime.enable_xla=false or padding_free=false"
+            )
         keras.utils.set_random_seed(runtime.seed)
         if runtime.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -88,7 +92,9 @@ class Trainer:
             self.optimizer = precision.wrap_optimizer(optimizer, self.policy, runtime.loss_scale)
             self.optimizer.build(self.variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self._all_sum = tf.function(lambda value: strategy.reduce("SUM", strategy.run(tf.identity, (value,)), axis=None))
+        self._all_sum = tf.function(
+            lambda value: strategy.reduce("SUM", strategy.run(tf.identity, (value,)), axis=None)
+        )
         checkpoint = tf.train.Checkpoint(model=checkpointed(self.models), optimizer=self.optimizer, step=self.step)
         self.checkpoints = Checkpoints(
             checkpoint, os.path.join(run_dir, "checkpoints"), self.chief, config.trainer.max_to_keep
@@ -153,7 +159,9 @@ class Trainer:
             raise GardenError("set trainer.train_steps to a positive number")
         for name in ("checkpoint_interval", "validation_interval"):
             if getattr(trainer, name) % trainer.steps_per_loop:
-                raise GardenError(f"trainer.{name} must be a multiple of trainer.steps_per_loop ({trainer.steps_per_loop})")
+                raise GardenError(
+                    f"trainer.{name} must be a multiple of trainer.steps_per_loop ({trainer.steps_per_loop})"
+                )
         routines = {name: self._routine(name, task) for name, task in self.tasks.items()}
         sizes = [len(r["train"]) for r in routines.values()]
         schedule = None if "" in routines else self.task.schedule(sizes, trainer.train_steps, self.config.runtime.seed)
@@ -168,12 +176,16 @@ class Trainer:
         if schedule is not None:
             shares = ", ".join(f"{n} {p:.2f}" for n, p in zip(routines, self.task.probabilities(sizes)))
             reporter.message(f"sampling tasks ({self.config.task.sampler.type}): {shares}")
-        for index, (name, routine) in enumerate(routines.items()):
+        for index, (_name, routine) in enumerate(routines.items()):
             done_before = start if schedule is None else int(np.sum(schedule[:start] == index))
             routine["iterator"] = iter(self._distributed_dataset(routine, done_before))
         results = {}
-        with contextlib.closing(reporter), contextlib.closing(self.checkpoints), lost_workers(self.checkpoints), \
-                sigterm_received() as preempted:
+        with (
+            contextlib.closing(reporter),
+            contextlib.closing(self.checkpoints),
+            lost_workers(self.checkpoints),
+            sigterm_received() as preempted,
+        ):
             while start < trainer.train_steps:
                 num_steps = min(trainer.steps_per_loop, trainer.train_steps - start)
                 order = [0] * num_steps if schedule is None else schedule[start : start + num_steps]
@@ -188,7 +200,11 @@ class Trainer:
                         f"{self.checkpoints.latest or 'none'}; lower the learning rate or set global_clipnorm"
                     )
                 examples = sum(routines[n]["data"].global_batch_size * len(v) for n, v in losses.items())
-                scalars = {"loss": loss, "learning_rate": float(self.optimizer.learning_rate), "examples_per_second": examples / elapsed}
+                scalars = {
+                    "loss": loss,
+                    "learning_rate": float(self.optimizer.learning_rate),
+                    "examples_per_second": examples / elapsed,
+                }
                 if schedule is not None:
                     scalars.update({f"loss/{n}": float(np.mean(v)) for n, v in losses.items()})
                 reporter.scalars("train", start, scalars)
@@ -197,8 +213,10 @@ class Trainer:
                 if done or stop or start % trainer.checkpoint_interval == 0:
                     self.checkpoints.save(start)
                 if stop:
-                    raise GardenError(f"stopped at step {start} by SIGTERM (preemption) after writing checkpoint "
-                                      f"ckpt-{start}; run the same command again to resume")
+                    raise GardenError(
+                        f"stopped at step {start} by SIGTERM (preemption) after writing checkpoint "
+                        f"ckpt-{start}; run the same command again to resume"
+                    )
                 if done or start % trainer.validation_interval == 0:
                     results = self._validate(routines, reporter, start) or results
             reporter.message(f"step {start}: weights fingerprint {fingerprint(self.variables)}")
@@ -279,7 +297,9 @@ class Trainer:
         results = {}
         for name, routine in routines.items():
             if routine["validation"] is not None:
-                metrics = self.evaluate(routine["validation"], routine["validation_batch"], routine["task"], routine["model"])
+                metrics = self.evaluate(
+                    routine["validation"], routine["validation_batch"], routine["task"], routine["model"]
+                )
                 reporter.scalars(f"validation/{name}" if name else "validation", step, metrics)
                 results.update({f"{name}/{k}" if name else k: v for k, v in metrics.items()})
         return results

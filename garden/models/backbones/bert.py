@@ -1,13 +1,13 @@
 """BERT-family text encoder: KerasHub's `BertBackbone` with `cls` or `mean` pooling, optionally
 trained padding-free (garden/models/backbones/padding_free.py)."""
 
-import keras
 import keras_hub
 
 from garden.models.backbones.backbone import Backbone
 from garden.models.backbones.padding_free import PaddingFreeBertBackbone
 from garden.models.pooling import MaskedMeanPooling, check_pooling
 from garden.registry import BACKBONES
+
 
 @BACKBONES.register("bert")
 class BertEncoder(Backbone):
@@ -53,10 +53,14 @@ class BertEncoder(Backbone):
         pooled = outputs["pooled_output"]
         if pooling == "mean":  # BERT's pooler is then unused: keep it out of training
             encoder.get_layer("pooled_dense").trainable = False
-            pooled = MaskedMeanPooling(name="mean_pooling", dtype=dtype)(outputs["sequence_output"], inputs["padding_mask"])
+            pooled = MaskedMeanPooling(name="mean_pooling", dtype=dtype)(
+                outputs["sequence_output"], inputs["padding_mask"]
+            )
         super().__init__(
-            inputs=inputs, outputs={"sequence_output": outputs["sequence_output"], "pooled_output": pooled},
-            dtype=dtype, **kwargs,
+            inputs=inputs,
+            outputs={"sequence_output": outputs["sequence_output"], "pooled_output": pooled},
+            dtype=dtype,
+            **kwargs,
         )
         self.keep_arguments(**arguments, pooling=pooling, padding_free=padding_free)
 

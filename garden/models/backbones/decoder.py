@@ -22,17 +22,42 @@ class DecoderBackbone(Backbone):
 
     text_inputs = ("token_ids", "padding_mask")
 
-    def __init__(self, vocabulary_size=256, num_layers=4, num_heads=4, num_key_value_heads=1, hidden_dim=128,
-                 intermediate_dim=256, head_dim=None, max_wavelength=10000, sliding_window=None, dtype=None, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size=256,
+        num_layers=4,
+        num_heads=4,
+        num_key_value_heads=1,
+        hidden_dim=128,
+        intermediate_dim=256,
+        head_dim=None,
+        max_wavelength=10000,
+        sliding_window=None,
+        dtype=None,
+        **kwargs,
+    ):
         head_dim = head_dim or hidden_dim // num_heads
         inputs = self.text_input_layers()
         embedding = keras.layers.ReversibleEmbedding(
-            vocabulary_size, hidden_dim, reverse_dtype="float32", name="token_embedding", dtype=dtype,
+            vocabulary_size,
+            hidden_dim,
+            reverse_dtype="float32",
+            name="token_embedding",
+            dtype=dtype,
             embeddings_initializer=keras.initializers.VarianceScaling(1.0, "fan_in", "untruncated_normal"),
         )
         blocks = [
-            DecoderBlock(hidden_dim, num_heads, num_key_value_heads, head_dim, intermediate_dim, max_wavelength,
-                         sliding_window, name=f"block_{i}", dtype=dtype)
+            DecoderBlock(
+                hidden_dim,
+                num_heads,
+                num_key_value_heads,
+                head_dim,
+                intermediate_dim,
+                max_wavelength,
+                sliding_window,
+                name=f"block_{i}",
+                dtype=dtype,
+            )
             for i in range(num_layers)
         ]
         scale = keras.layers.Rescaling(math.sqrt(hidden_dim), name="embedding_scale", dtype=dtype)
@@ -42,16 +67,27 @@ class DecoderBackbone(Backbone):
             x = block(x, padding_mask=inputs["padding_mask"])
         sequence = final_norm(x)
         logits = embedding(sequence, reverse=True)
-        super().__init__(inputs=inputs, outputs={"sequence_output": sequence, "token_logits": logits}, dtype=dtype, **kwargs)
+        super().__init__(
+            inputs=inputs, outputs={"sequence_output": sequence, "token_logits": logits}, dtype=dtype, **kwargs
+        )
         self.embedding, self.scale, self.blocks, self.final_norm = embedding, scale, blocks, final_norm
-        self.keep_arguments(vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads,
-                            num_key_value_heads=num_key_value_heads, hidden_dim=hidden_dim,
-                            intermediate_dim=intermediate_dim, head_dim=head_dim, max_wavelength=max_wavelength,
-                            sliding_window=sliding_window)
+        self.keep_arguments(
+            vocabulary_size=vocabulary_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            num_key_value_heads=num_key_value_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            head_dim=head_dim,
+            max_wavelength=max_wavelength,
+            sliding_window=sliding_window,
+        )
 
     def empty_cache(self, batch_size, length):
         """Zeros [layers, batch, 2, length, key/value heads, head_dim] in the compute dtype."""
-        return ops.zeros((self.num_layers, batch_size, 2, length, self.num_key_value_heads, self.head_dim), self.compute_dtype)
+        return ops.zeros(
+            (self.num_layers, batch_size, 2, length, self.num_key_value_heads, self.head_dim), self.compute_dtype
+        )
 
     def decode(self, token_ids, padding_mask, cache, cache_index):
         """Logits [batch, chunk, vocabulary] of `token_ids` [batch, chunk] at positions cache_index..,

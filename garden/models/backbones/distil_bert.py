@@ -46,5 +46,7 @@ class DistilBertEncoder(Backbone):
             pooled = MaskedMeanPooling(name="mean_pooling", dtype=dtype)(sequence, inputs["padding_mask"])
         else:
             pooled = keras.layers.Lambda(lambda x: x[:, 0], name="cls_pooling", dtype=dtype)(sequence)
-        super().__init__(inputs=inputs, outputs={"sequence_output": sequence, "pooled_output": pooled}, dtype=dtype, **kwargs)
+        super().__init__(
+            inputs=inputs, outputs={"sequence_output": sequence, "pooled_output": pooled}, dtype=dtype, **kwargs
+        )
         self.keep_arguments(**arguments, pooling=pooling)

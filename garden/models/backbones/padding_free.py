@@ -34,7 +34,9 @@ class PaddingFreeBertBackbone(keras_hub.models.BertBackbone):
         shape = tf.shape(padding_mask, out_type=tf.int64)
         x = self.token_embedding(tf.gather_nd(inputs["token_ids"], where))
         positions = tf.gather(self.position_embedding.position_embeddings, where[:, 1])
-        x = self.embeddings_add((x, tf.cast(positions, x.dtype), self.segment_embedding(tf.gather_nd(inputs["segment_ids"], where))))
+        x = self.embeddings_add(
+            (x, tf.cast(positions, x.dtype), self.segment_embedding(tf.gather_nd(inputs["segment_ids"], where)))
+        )
         x = self.embeddings_dropout(self.embeddings_layer_norm(x), training=training)
         key_mask = padding_mask[:, None, :]
         *layers, last = self.transformer_layers
@@ -43,7 +45,10 @@ class PaddingFreeBertBackbone(keras_hub.models.BertBackbone):
         queries = tf.where(tf.equal(where[:, 1], self.cls_token_index))[:, 0] if self.pooled_only else None
         x = _encoder_layer(last, x, where, shape, key_mask, training, queries)
         sequence_output = _scatter(where if queries is None else tf.gather(where, queries), x, shape)
-        return {"sequence_output": sequence_output, "pooled_output": self.pooled_dense(sequence_output[:, self.cls_token_index, :])}
+        return {
+            "sequence_output": sequence_output,
+            "pooled_output": self.pooled_dense(sequence_output[:, self.cls_token_index, :]),
+        }
 
 
 def _encoder_layer(layer, x, where, shape, key_mask, training, queries=None):

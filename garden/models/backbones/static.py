@@ -27,17 +27,29 @@ class StaticEmbedding(Backbone):
 
     text_inputs = ("token_ids", "padding_mask")
 
-    def __init__(self, distilled_path="", vocabulary_size=30522, hidden_dim=256, trainable_embeddings=True, dtype=None, **kwargs):
+    def __init__(
+        self, distilled_path="", vocabulary_size=30522, hidden_dim=256, trainable_embeddings=True, dtype=None, **kwargs
+    ):
         table = load_table(distilled_path) if distilled_path else None
         if table is not None:
             vocabulary_size, hidden_dim = table.shape
         inputs = self.text_input_layers()
         embedding = keras.layers.Embedding(
-            vocabulary_size, hidden_dim, trainable=trainable_embeddings, name="token_embedding", dtype=dtype,
+            vocabulary_size,
+            hidden_dim,
+            trainable=trainable_embeddings,
+            name="token_embedding",
+            dtype=dtype,
             embeddings_initializer=keras.initializers.Constant(table) if table is not None else "uniform",
         )
         sequence = embedding(inputs["token_ids"])
         pooled = MaskedMeanPooling(name="mean_pooling", dtype=dtype)(sequence, inputs["padding_mask"])
-        super().__init__(inputs=inputs, outputs={"sequence_output": sequence, "pooled_output": pooled}, dtype=dtype, **kwargs)
-        self.keep_arguments(distilled_path=distilled_path, vocabulary_size=vocabulary_size, hidden_dim=hidden_dim,
-                            trainable_embeddings=trainable_embeddings)
+        super().__init__(
+            inputs=inputs, outputs={"sequence_output": sequence, "pooled_output": pooled}, dtype=dtype, **kwargs
+        )
+        self.keep_arguments(
+            distilled_path=distilled_path,
+            vocabulary_size=vocabulary_size,
+            hidden_dim=hidden_dim,
+            trainable_embeddings=trainable_embeddings,
+        )
