@@ -16,18 +16,6 @@ from garden import __version__  # noqa: E402
 from garden.errors import GardenError  # noqa: E402
 
 
-def _register_all():
-    import garden.data.mnist  # noqa: F401
-    import garden.data.shakespeare  # noqa: F401
-    import garden.data.text_datasets  # noqa: F401
-    import garden.experiments  # noqa: F401
-    import garden.export  # noqa: F401
-    import garden.losses  # noqa: F401
-    import garden.models.backbones  # noqa: F401
-    import garden.models.heads  # noqa: F401
-    import garden.tasks  # noqa: F401
-
-
 def _table(header, rows):
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     lines = [header, ["-" * w for w in widths], *rows]
