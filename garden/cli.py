@@ -25,7 +25,8 @@ def _table(header, rows):
 def _config(args):
     from garden.config import experiment_config
 
-    return experiment_config(args.experiment, args.config, args.set)
+    imports = [{"imports": list(args.imports)}] if args.imports else []  # kept with the run, for eval and export
+    return experiment_config(args.experiment, args.config, args.set, overrides=imports)
 
 
 def cmd_list(args):
@@ -63,7 +64,7 @@ def cmd_train(args):
 def cmd_eval(args):
     from garden.run import Run
 
-    heads = [args.head] if args.head else Run.heads(args.run_dir)
+    heads = [args.head] if args.head else Run.heads(args.run_dir) or [None]
     results = {head: _evaluate(Run(args.run_dir, head), args.split) for head in heads}
     results = results[heads[0]] if len(heads) == 1 else {"split": args.split, "heads": results}
     name = f"eval_{args.split}_{args.head}.json" if args.head else f"eval_{args.split}.json"

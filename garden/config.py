@@ -118,6 +118,45 @@ class ExperimentConfig(mg.ExperimentConfig):
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
 
+# The keys of Model Garden's config classes that Garden reads; the others are shown by `garden show`
+# but have no effect yet, so setting one to anything but its default is refused.
+READ_FROM_MODEL_GARDEN = {
+    mg.DataConfig: {"input_path", "global_batch_size", "seed"},
+    mg.TaskConfig: {"init_checkpoint", "model", "train_data", "validation_data", "name"},
+    mg.TrainerConfig: {
+        "optimizer_config",
+        "steps_per_loop",
+        "checkpoint_interval",
+        "max_to_keep",
+        "train_steps",
+        "validation_interval",
+    },
+    mg.RuntimeConfig: {
+        "distribution_strategy",
+        "enable_xla",
+        "tpu",
+        "num_gpus",
+        "worker_hosts",
+        "task_index",
+        "mixed_precision_dtype",
+        "loss_scale",
+    },
+}
+
+
+def _refuse_unread(config, key, value, where):
+    """Raises GardenError when `value` sets a Model Garden key that Garden does not read."""
+    for base, read in READ_FROM_MODEL_GARDEN.items():
+        if isinstance(config, base) and key not in read and key in {f.name for f in dataclasses.fields(base)}:
+            default = getattr(base(), key)
+            default = default.as_dict() if isinstance(default, base_config.Config) else default
+            if value != default and not (value in (None, {}) and default in (None, {})):
+                raise GardenError(
+                    f"{where} is a Model Garden key that Garden does not support yet; remove it "
+                    f"(or set it to its default, {default!r})"
+                )
+
+
 def subtask_configs(task_config):
     """name -> TaskConfig of a multitask's sub-tasks (empty for other tasks)."""
     return {
@@ -180,6 +219,12 @@ def read_yaml(path):
     return content
 
 
+def _declared_type(config, key):
+    """The annotation of field `key` of a dataclass config (None for a params dict)."""
+    fields = {f.name: f.type for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else {}
+    return fields.get(key)
+
+
 def _check(config, overrides, path=""):
     """Raises GardenError for the first unknown key or mistyped value in `overrides`."""
     keys = [k for k in vars(config) if k not in base_config.params_dict.ParamsDict.RESERVED_ATTR]
@@ -187,6 +232,7 @@ def _check(config, overrides, path=""):
         where = f"{path}{key}"
         if key not in keys:
             raise GardenError(f"unknown config key '{where}'{did_you_mean(key, keys, path)}")
+        _refuse_unread(config, key, value, where)
         current = getattr(config, key)
         if isinstance(current, ComponentConfig) and isinstance(value, dict):
             new_type = value.get("type", current.type)
@@ -201,9 +247,47 @@ def _check(config, overrides, path=""):
         elif (
             isinstance(current, (int, float))
             and not isinstance(current, bool)
-            and (isinstance(value, (str, bool, list, dict)))
+            and (value is None or isinstance(value, (str, bool, list, dict)))
         ):
             raise GardenError(f"config key '{where}' expects a number, got {value!r}")
+        elif _declared_type(config, key) in (int, "int") and isinstance(value, float):
+            if not value.is_integer():
+                raise GardenError(f"config key '{where}' expects a whole number, got {value!r}")
+            overrides[key] = int(value)
+
+
+def _positive(value, where):
+    if not value > 0:
+        raise GardenError(f"{where} must be positive, got {value!r}")
+
+
+def check_values(config):
+    """Refuses hyperparameters that cannot train: rates, steps, intervals and batch sizes that are not
+    positive, and a warmup longer than training."""
+    trainer = config.trainer
+    for key in ("train_steps", "steps_per_loop", "checkpoint_interval", "validation_interval"):
+        _positive(getattr(trainer, key), f"trainer.{key}")
+    _positive(trainer.gradient_accumulation_steps, "trainer.gradient_accumulation_steps")
+    subtasks = [(f"task.tasks.{n}", t) for n, t in subtask_configs(config.task).items()]
+    for path, task in [("task", config.task), *subtasks]:
+        if task.train_data.dataset:
+            _positive(task.train_data.global_batch_size, f"{path}.train_data.global_batch_size")
+    optimization = trainer.optimizer_config
+    if optimization.learning_rate.type:
+        where = f"trainer.optimizer_config.learning_rate.{optimization.learning_rate.type}"
+        for key, value in optimization.learning_rate.get().as_dict().items():
+            if key in ("learning_rate", "initial_learning_rate", "decay_steps"):
+                _positive(value, f"{where}.{key}")
+            if key == "values":
+                for index, rate in enumerate(value or ()):
+                    _positive(rate, f"{where}.values[{index}]")
+    if optimization.warmup.type:
+        steps = optimization.warmup.get().warmup_steps
+        if steps < 0 or steps > trainer.train_steps:
+            raise GardenError(
+                f"trainer.optimizer_config.warmup.{optimization.warmup.type}.warmup_steps ({steps}) must be at least "
+                f"0 and at most trainer.train_steps ({trainer.train_steps}); lower it or set warmup.type=null"
+            )
 
 
 def apply_overrides(config, overrides):
@@ -217,10 +301,11 @@ def apply_overrides(config, overrides):
     return config
 
 
-def experiment_config(name=None, config_files=(), sets=()):
-    """The resolved, locked config of experiment `name` (or of the files' task.name)."""
+def experiment_config(name=None, config_files=(), sets=(), overrides=()):
+    """The resolved, locked config of experiment `name` (or of the files' task.name): the files, then
+    the `--set` strings `sets`, then the nested dicts `overrides` applied in order."""
     file_overrides = [read_yaml(path) for path in config_files]
-    overrides = file_overrides + [parse_set(s) for s in sets]
+    overrides = file_overrides + [parse_set(s) for s in sets] + list(overrides)
     registry.import_modules(module for o in overrides for module in o.get("imports") or ())
     if name is None:
         names = [f.get("task", {}).get("name") for f in file_overrides]
@@ -232,6 +317,7 @@ def experiment_config(name=None, config_files=(), sets=()):
         apply_overrides(config, override)
     config.task.name = name
     config.validate()
+    check_values(config)
     _lock(config)
     return config
 

@@ -1,81 +1,124 @@
-"""A run folder: its resolved config, its task, and the model restored from its newest checkpoint."""
+"""A run folder, and loading it for inference without the trainer.
+
+    RUN/config.yaml       the resolved experiment config
+    RUN/labels.json       label names (sub-task name -> label names for a multitask)
+    RUN/assets/           files inference needs (tokenizer vocabularies), named in RUN/assets.json by config key
+    RUN/model/ckpt-N      the model's weights at step N, EMA applied: all that eval, export, predict and generate read
+    RUN/checkpoints/      the trainer's state (weights, optimizer, step), for resuming
+
+`Run` loads only the first four: no optimizer, loss scale or training data.
+"""
 
 import json
 import os
+import shutil
 
+import keras
 import tensorflow as tf
 
 from garden.config import experiment_config
 from garden.errors import GardenError, did_you_mean
-from garden.optimizers import build_optimizer
 from garden.registry import TASKS
-from garden.tasks.multitask import build_models, checkpointed, subtasks, trainable_variables
-from garden.train import precision
-from garden.train.checkpoints import ema_optimizer, restore
+from garden.train.checkpoints import restore
+
+WEIGHTS = "model"
+ASSETS = "assets"
+
+
+def weights_dir(run_dir):
+    return os.path.join(run_dir, WEIGHTS)
 
 
 def read_labels(run_dir):
     """labels.json: the label names, or sub-task name -> label names for a multi-task run."""
     path = os.path.join(run_dir, "labels.json")
-    return json.load(open(path)) if os.path.isfile(path) else None
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_assets(task, run_dir):
+    """Copies the files `task` needs for inference into RUN/assets/ and names them in assets.json."""
+    os.makedirs(os.path.join(run_dir, ASSETS), exist_ok=True)
+    named = {}
+    for key, source in task.assets().items():
+        name = os.path.join(ASSETS, f"{key}-{os.path.basename(source)}")
+        shutil.copyfile(source, os.path.join(run_dir, name))
+        named[f"task.{key}"] = name
+    with open(os.path.join(run_dir, "assets.json"), "w") as f:
+        json.dump(named, f, indent=2)
+
+
+def _asset_overrides(run_dir):
+    """Config overrides that point each asset key at the run folder's copy."""
+    path = os.path.join(run_dir, "assets.json")
+    overrides = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            for key, name in json.load(f).items():
+                *parents, last = key.split(".")
+                node = overrides
+                for part in parents:
+                    node = node.setdefault(part, {})
+                node[last] = os.path.abspath(os.path.join(run_dir, name))
+    return overrides
 
 
 def run_config(run_dir):
-    """The experiment config saved in `run_dir`."""
+    """The experiment config saved in `run_dir`, its assets read from the run folder."""
     path = os.path.join(run_dir, "config.yaml")
     if not os.path.isfile(path):
         raise GardenError(
             f"{run_dir} is not a run folder (no config.yaml); train one with 'garden train NAME --run-dir {run_dir}'"
         )
-    return experiment_config(config_files=[path])
+    return experiment_config(config_files=[path], overrides=[_asset_overrides(run_dir)])
 
 
 class Run:
-    """Loads `run_dir` for evaluation and export, in float32, with EMA weights when the run kept them.
-    A multi-task run loads every head; `head` picks the sub-task that `task` and `model` stand for."""
+    """A run folder loaded for evaluation and export, in float32, from its newest inference weights
+    (EMA applied when the run kept EMA). `head` picks the sub-task of a multitask that `task` and
+    `model` stand for; a run with one task needs none."""
 
-    def __init__(self, run_dir, head=None):
+    def __init__(self, run_dir: str, head: str | None = None):
         self.run_dir = run_dir
         self.config = run_config(run_dir)
-        config_path = os.path.join(run_dir, "config.yaml")
+        keras.config.set_dtype_policy("float32")
         trained = TASKS.get(self.config.task.type)(self.config.task)
-        tasks = subtasks(trained)
+        tasks = trained.subtasks()
         self.head = self._pick(head, list(tasks))
         self.task = tasks[self.head]
-        self.checkpoint_path = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+        self.checkpoint_path = tf.train.latest_checkpoint(weights_dir(run_dir))
         if not self.checkpoint_path:
-            raise GardenError(
-                f"{run_dir} has no checkpoint yet; run 'garden train --config {config_path} --run-dir {run_dir}'"
-            )
+            raise GardenError(self._no_weights())
         self.step = int(self.checkpoint_path.rsplit("-", 1)[-1])
         labels = read_labels(run_dir)
-        self.label_names = labels[self.head] if self.head else labels
-        precision.set_policy("float32")
-        models = build_models(trained)
-        variables = trainable_variables(models)
-        optimizer = build_optimizer(self.config.trainer.optimizer_config)
-        trained_policy = precision.POLICIES.get(self.config.runtime.mixed_precision_dtype, "float32")
-        optimizer = precision.wrap_optimizer(optimizer, trained_policy, self.config.runtime.loss_scale)
-        optimizer.build(variables)
-        checkpoint = tf.train.Checkpoint(model=checkpointed(models), optimizer=optimizer)
-        restore(checkpoint, self.checkpoint_path).assert_existing_objects_matched().expect_partial()
-        ema = ema_optimizer(optimizer)
-        if ema is not None:
-            ema.finalize_variable_values(variables)
+        self.label_names = labels[self.head] if isinstance(labels, dict) else labels
+        models = trained.build_models()
+        restore(tf.train.Checkpoint(model=trained.checkpointed(models)), self.checkpoint_path).assert_consumed()
         self.model = models[self.head]
 
     @staticmethod
-    def heads(run_dir):
-        """The sub-task names of a multi-task run folder, or [''] for a single task."""
+    def heads(run_dir: str) -> list[str]:
+        """The sub-task names of a multi-task run folder; empty for a run of one task."""
         labels = read_labels(run_dir)
-        return list(labels) if isinstance(labels, dict) else [""]
+        return list(labels) if isinstance(labels, dict) else []
+
+    def _no_weights(self):
+        command = f"garden train --config {os.path.join(self.run_dir, 'config.yaml')} --run-dir {self.run_dir}"
+        if tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints")):
+            return (
+                f"{self.run_dir} has training checkpoints but no inference weights (RUN/{WEIGHTS}/, written by "
+                f"Garden since 0.2); run '{command}' once to write them from its newest checkpoint"
+            )
+        return f"{self.run_dir} has no checkpoint yet; run '{command}'"
 
     @staticmethod
     def _pick(head, names):
-        if names == [""]:
-            if head:
-                raise GardenError(f"--head {head}: this run trained a single task; leave --head out")
-            return ""
+        if len(names) == 1:
+            if head and head != names[0]:
+                raise GardenError(f"--head {head}: this run trained the single task '{names[0]}'; leave --head out")
+            return names[0]
         if not head:
             raise GardenError(f"this multi-task run has heads {', '.join(names)}; pick one with --head NAME")
         if head not in names:

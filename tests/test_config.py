@@ -9,7 +9,12 @@ from garden.errors import GardenError
 
 def test_set_overrides_parse_values_as_yaml():
     config = experiment_config(
-        "mnist_resnet", sets=["trainer.train_steps=7", "task.model.backbone.params.stage_widths=[8, 16]"]
+        "mnist_resnet",
+        sets=[
+            "trainer.train_steps=7",
+            "trainer.optimizer_config.warmup.linear.warmup_steps=0",
+            "task.model.backbone.params.stage_widths=[8, 16]",
+        ],
     )
     assert config.trainer.train_steps == 7
     assert list(config.task.model.backbone.params.stage_widths) == [8, 16]
@@ -19,7 +24,9 @@ def test_set_overrides_parse_values_as_yaml():
 
 def test_yaml_files_apply_in_order_then_sets(tmp_path):
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
-    first.write_text("trainer: {train_steps: 11, steps_per_loop: 1}\n")
+    first.write_text(
+        "trainer: {train_steps: 11, steps_per_loop: 1, optimizer_config: {warmup: {linear: {warmup_steps: 0}}}}\n"
+    )
     second.write_text("trainer: {train_steps: 12}\n")
     config = experiment_config("mnist_resnet", [first, second])
     assert (config.trainer.train_steps, config.trainer.steps_per_loop) == (12, 1)
@@ -43,6 +50,53 @@ def test_bad_overrides_name_the_key_and_the_fix(assignment, message):
         experiment_config("mnist_resnet", sets=[assignment])
 
 
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        (
+            "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=-0.1",
+            "initial_learning_rate must be positive, got -0.1",
+        ),
+        ("trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0", "must be positive, got 0"),
+        ("trainer.train_steps=0", "trainer.train_steps must be positive, got 0"),
+        ("trainer.steps_per_loop=0", "trainer.steps_per_loop must be positive, got 0"),
+        ("trainer.train_steps=1.5", "config key 'trainer.train_steps' expects a whole number, got 1.5"),
+        ("trainer.train_steps=null", "config key 'trainer.train_steps' expects a number, got None"),
+        ("task.train_data.global_batch_size=-4", "task.train_data.global_batch_size must be positive, got -4"),
+        (
+            "trainer.optimizer_config.warmup.linear.warmup_steps=5000",
+            "warmup_steps (5000) must be at least 0 and at most trainer.train_steps (2000)",
+        ),
+        (
+            "task.train_data.tfds_name=mnist",
+            "task.train_data.tfds_name is a Model Garden key that Garden does not support yet",
+        ),
+        (
+            "trainer.summary_interval=5",
+            "trainer.summary_interval is a Model Garden key that Garden does not support yet",
+        ),
+        (
+            "task.differential_privacy_config={clipping_norm: 1.0}",
+            "task.differential_privacy_config is a Model Garden key",
+        ),
+        ("runtime.run_eagerly=true", "runtime.run_eagerly is a Model Garden key that Garden does not support yet"),
+    ],
+)
+def test_impossible_or_unsupported_settings_are_refused(assignment, message):
+    """Values that cannot train, and Model Garden keys that Garden shows but does not read, are
+    refused with one line; the same keys at their defaults (as a saved config.yaml holds them) pass."""
+    with pytest.raises(GardenError, match=re.escape(message)):
+        experiment_config("mnist_resnet", sets=[assignment])
+
+
+def test_whole_floats_become_integers_and_unread_keys_at_their_defaults_pass():
+    config = experiment_config(
+        "mnist_resnet",
+        sets=["trainer.train_steps=1e3", "trainer.summary_interval=1000", "task.train_data.tfds_name=''"],
+    )
+    assert config.trainer.train_steps == 1000 and isinstance(config.trainer.train_steps, int)
+
+
 def test_unknown_experiment_suggests_the_closest():
     with pytest.raises(GardenError, match="unknown experiment 'mnist_resnett'; did you mean 'mnist_resnet'"):
         experiment_config("mnist_resnett")
@@ -60,7 +114,14 @@ def test_resolved_config_is_locked():
 
 
 def test_saved_yaml_round_trips_without_naming_the_experiment(tmp_path):
-    config = experiment_config("mnist_resnet", sets=["trainer.train_steps=5", "task.train_data.num_examples=100"])
+    config = experiment_config(
+        "mnist_resnet",
+        sets=[
+            "trainer.train_steps=5",
+            "trainer.optimizer_config.warmup.linear.warmup_steps=5",
+            "task.train_data.num_examples=100",
+        ],
+    )
     save_yaml(config, tmp_path / "config.yaml")
     again = experiment_config(config_files=[tmp_path / "config.yaml"])
     assert again.as_dict() == config.as_dict()

@@ -131,6 +131,7 @@ def train_weights(run_dir, *overrides):
             "task.model.backbone.params.dropout=0.0",
             "task.model.head.params.dropout=0.0",
             "trainer.train_steps=20",
+            "trainer.optimizer_config.warmup.linear.warmup_steps=1",
             "trainer.steps_per_loop=10",
             "trainer.checkpoint_interval=20",
             "trainer.validation_interval=20",

@@ -116,6 +116,7 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_to_the_same_weights(t
 
 LM = [
     "trainer.train_steps=20",
+    "trainer.optimizer_config.warmup.linear.warmup_steps=1",
     "trainer.steps_per_loop=10",
     "trainer.checkpoint_interval=20",
     "trainer.validation_interval=20",
@@ -204,6 +205,7 @@ def short_run(run_dir, *overrides):
         sets=[
             *[s for s in TINY if not s.startswith("trainer.")],
             "trainer.train_steps=40",
+            "trainer.optimizer_config.warmup.linear.warmup_steps=1",
             "trainer.steps_per_loop=10",
             "trainer.checkpoint_interval=40",
             "trainer.validation_interval=40",

@@ -1,16 +1,17 @@
-"""The tokenizer resolver: a backbone's architecture decides its tokenizer.
+"""The tokenizer resolver: a backbone declares the tokenizer kinds whose ids it reads
+(`Backbone.tokenizers`, the first its default); naming one that does not fit is an error.
 
-A BERT-family backbone (`bert`, `distil_bert`, and `static`, distilled from one) reads WordPiece ids,
-so its tokenizer is WordPiece over a `vocab.txt`; the vocabulary comes from `task.model.tokenizer.vocabulary` (a file, a
-checkpoint folder, or a named checkpoint) or else from `task.init_checkpoint`. The `decoder`
-backbone reads `character` ids (the 256 byte values of UTF-8 text, so ASCII text is one id per
-character; no vocabulary) or `sentencepiece` ids (a `.model` file; `train_sentencepiece` makes one).
-The first type listed for a backbone is its default; naming one that does not fit is an error.
+- `wordpiece` (the BERT family: `bert`, `distil_bert`, and `static`, distilled from one): a
+  `vocab.txt` from `task.model.tokenizer.vocabulary` (a file, a checkpoint folder, or a named
+  checkpoint) or else from `task.init_checkpoint`.
+- `character`: the 256 byte values of UTF-8 text, so ASCII text is one id per character; no vocabulary.
+- `sentencepiece`: a `.model` file (`train_sentencepiece` makes one).
 """
 
 import hashlib
 import io
 import os
+import re
 
 import keras_hub
 import tensorflow as tf
@@ -19,21 +20,14 @@ import tensorflow_text as tf_text
 from garden.data import catalog
 from garden.errors import GardenError
 from garden.models.pretrained import checkpoint_dir
-
-TOKENIZERS_OF_BACKBONE = {
-    "bert": ("wordpiece",),
-    "distil_bert": ("wordpiece",),
-    "static": ("wordpiece",),
-    "decoder": ("character", "sentencepiece"),
-}
+from garden.registry import BACKBONES
 
 
 def tokenizer_type(backbone_type, requested=""):
-    if backbone_type not in TOKENIZERS_OF_BACKBONE:
-        raise GardenError(
-            f"backbone '{backbone_type}' reads no text; text tasks take one of: {', '.join(TOKENIZERS_OF_BACKBONE)}"
-        )
-    fitting = TOKENIZERS_OF_BACKBONE[backbone_type]
+    fitting = BACKBONES.get(backbone_type).tokenizers
+    if not fitting:
+        readers = [name for name in BACKBONES.names() if BACKBONES.get(name).tokenizers]
+        raise GardenError(f"backbone '{backbone_type}' reads no text; text tasks take one of: {', '.join(readers)}")
     if requested and requested not in fitting:
         raise GardenError(
             f"tokenizer '{requested}' does not fit backbone '{backbone_type}', which reads {' or '.join(fitting)} ids; "
@@ -52,6 +46,14 @@ def vocabulary_file(vocabulary, init_checkpoint=""):
     if not os.path.isfile(path):
         raise GardenError(f"no vocab.txt in {os.path.dirname(path)}; point task.model.tokenizer.vocabulary at one")
     return path
+
+
+def tokenizer_file(backbone_type, tokenizer_config, init_checkpoint=""):
+    """The file the tokenizer of `backbone_type` reads (a vocab.txt or SentencePiece model), or '' for none."""
+    kind = tokenizer_type(backbone_type, tokenizer_config.type)
+    if kind == "wordpiece":
+        return vocabulary_file(tokenizer_config.vocabulary, init_checkpoint)
+    return tokenizer_config.vocabulary if kind == "sentencepiece" else ""
 
 
 def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
@@ -118,9 +120,11 @@ def train_sentencepiece(texts, vocabulary_size):
                 sentence_iterator=iter(paragraphs), model_writer=model, minloglevel=2, **settings
             )
         except RuntimeError as error:
+            needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(error))
+            fix = f"raise it to at least {needed.group(1)}" if needed else "lower it"
             raise GardenError(
-                f"SentencePiece could not train {vocabulary_size} pieces on these texts ({error}); "
-                "lower task.model.backbone.params.vocabulary_size"
+                f"SentencePiece could not train {vocabulary_size} pieces on these texts "
+                f"({' '.join(str(error).split())[:200]}); {fix} (task.model.backbone.params.vocabulary_size)"
             ) from None
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_suffix(f".{os.getpid()}.tmp")  # one per process: concurrent trainers write the same model

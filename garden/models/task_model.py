@@ -16,3 +16,12 @@ def build_task_model(model_config, name, backbone=None):
         backbone.train_for(head.features)
     logits = head(backbone(backbone.input)[head.features])
     return keras.Model(inputs=backbone.input, outputs={"logits": logits}, name=name)
+
+
+def trainable_variables(models):
+    """The trainable variables of all `models` (a dict), each once, in a fixed order."""
+    unique = {}
+    for model in models.values():
+        for variable in model.trainable_variables:
+            unique.setdefault(id(variable), variable)
+    return list(unique.values())

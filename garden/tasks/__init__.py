@@ -5,6 +5,7 @@ from garden.tasks import (  # noqa: F401  (registers)
     image_classification,
     masked_lm,
     multiple_choice,
+    multitask,
     span_qa,
     text_classification,
     text_regression,

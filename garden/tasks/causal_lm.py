@@ -37,7 +37,10 @@ class CausalLMTask(Task):
                 f"task.model.backbone.params.vocabulary_size={self.tokenizer.vocabulary_size()}"
             )
         self.sequence_length = tokenizer.sequence_length
-        self.assets = {"tokenizer.model": tokenizer.vocabulary} if tokenizer.vocabulary else {}
+        self.vocabulary = tokenizer.vocabulary
+
+    def assets(self):
+        return {"model.tokenizer.vocabulary": self.vocabulary} if self.vocabulary else {}
 
     def texts(self, data_config):
         return super().load(data_config.replace(num_examples=-1)).features["text"]

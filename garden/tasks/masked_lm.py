@@ -16,12 +16,12 @@ MASK_RATE = 0.15
 class MaskedLMTask(TextTask):
     def __init__(self, config):
         super().__init__(config)
-        special = [self.tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")]
+        special = [self.start_id, self.end_id, self.pad_id]
         self.masker = keras_hub.layers.MaskedLMMaskGenerator(
             vocabulary_size=self.tokenizer.vocabulary_size(),
             mask_selection_rate=MASK_RATE,
             mask_selection_length=int(np.ceil(MASK_RATE * self.sequence_length)),
-            mask_token_id=self.tokenizer.token_to_id("[MASK]"),
+            mask_token_id=self.special_id("mask"),
             unselectable_token_ids=special,
         )
 

@@ -11,18 +11,22 @@ from garden.config import TaskConfig, subtask_configs
 from garden.errors import GardenError
 from garden.models.task_model import build_task_model
 from garden.registry import BACKBONES, TASKS
+from garden.tasks.task import Task
 
 SAMPLERS = ("uniform", "proportional", "temperature")
+SHARED = ("model.backbone", "model.tokenizer")  # config keys the sub-tasks take from the multitask
 
 
 @TASKS.register("multitask")
-class MultiTask:
+class MultiTask(Task):
     def __init__(self, config):
-        self.config = config
+        super().__init__(config)
         subs = subtask_configs(config)
         if not subs:
             raise GardenError("a multitask needs sub-tasks in task.tasks (see 'garden show r8_20ng_multitask')")
         self.tasks = {name: TASKS.get(sub.type)(self._sub_config(name, sub)) for name, sub in subs.items()}
+        for name, task in self.tasks.items():
+            task.config_path = f"task.tasks.{name}"
 
     def _sub_config(self, name, sub):
         if sub.model.backbone.type and sub.model.backbone.as_dict() != self.config.model.backbone.as_dict():
@@ -39,15 +43,29 @@ class MultiTask:
         config.override(merged, is_strict=False)
         return config
 
+    def subtasks(self):
+        return self.tasks
+
     def build_models(self):
         """name -> keras.Model; all of them call one backbone layer, so they share its weights."""
         backbone = self.config.model.backbone
         shared = BACKBONES.build(backbone.type, backbone.params.as_dict(), name="backbone")
         return {name: build_task_model(task.config.model, name, shared) for name, task in self.tasks.items()}
 
-    def initialize(self, models):
-        first = next(iter(self.tasks))
+    def checkpointed(self, models):
+        return models
+
+    def warm_start(self, models):
+        first = next(iter(self.tasks))  # the backbone is shared: loading it once loads it for all
         self.tasks[first].initialize(models[first])
+
+    def assets(self):
+        """The sub-tasks' assets; those of the shared backbone and tokenizer under the multitask's own keys."""
+        found = {}
+        for name, task in self.tasks.items():
+            for key, path in task.assets().items():
+                found[key if key.startswith(SHARED) else f"tasks.{name}.{key}"] = path
+        return found
 
     def probabilities(self, sizes):
         """The sampler's probability of each task, given its number of training examples."""
@@ -70,27 +88,3 @@ class MultiTask:
         """The task index of every training step, a function of (sizes, seed) only, so a resumed
         run continues the same sequence."""
         return np.random.default_rng(seed).choice(len(sizes), size=steps, p=self.probabilities(sizes))
-
-
-def subtasks(task):
-    """name -> Task of what `task` trains: a multitask's sub-tasks, else the task itself named ''."""
-    return task.tasks if isinstance(task, MultiTask) else {"": task}
-
-
-def build_models(task):
-    """name -> keras.Model for `subtasks(task)`, sharing the backbone in a multitask."""
-    return task.build_models() if isinstance(task, MultiTask) else {"": task.build_model()}
-
-
-def checkpointed(models):
-    """What a checkpoint's `model` holds: the model of a single task, else the dict of models."""
-    return models[""] if "" in models else models
-
-
-def trainable_variables(models):
-    """The trainable variables of all models, each once, in a fixed order."""
-    unique = {}
-    for model in models.values():
-        for variable in model.trainable_variables:
-            unique.setdefault(id(variable), variable)
-    return list(unique.values())

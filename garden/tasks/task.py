@@ -1,7 +1,13 @@
 """Base task: builds the model, data, loss and metrics that a `TaskConfig` describes."""
 
+from __future__ import annotations
+
+import keras
+import numpy as np
 import tensorflow as tf
 
+from garden.data import soft_targets
+from garden.data.examples import Examples
 from garden.errors import GardenError
 from garden.models.task_model import build_task_model
 from garden.registry import DATASETS, LOSSES
@@ -15,13 +21,41 @@ class Task:
 
     tensor_signature = "serving_default"
     raw_signature = None
-    assets = {}  # files the trainer copies into the run folder: name -> path (a trained tokenizer)
 
     def __init__(self, config):
         self.config = config
+        self.name = config.name or config.type
+        self.config_path = "task"  # for messages; a multitask names its sub-tasks task.tasks.NAME
+
+    # ---- what a run trains: one task here, several sub-tasks in a multitask --------------------------
+
+    def subtasks(self) -> dict[str, Task]:
+        """name -> the tasks that have a head and data of their own: this task alone."""
+        return {self.name: self}
+
+    def build_models(self) -> dict[str, keras.Model]:
+        """name -> keras.Model of each sub-task."""
+        return {self.name: self.build_model()}
+
+    def checkpointed(self, models: dict[str, keras.Model]):
+        """What a checkpoint's `model` holds: the one model (a multitask: the dict of models)."""
+        return models[self.name]
+
+    def schedule(self, sizes: list[int], steps: int, seed: int) -> np.ndarray:
+        """The sub-task index of every training step: this task at every step."""
+        return np.zeros(steps, np.int64)
+
+    def warm_start(self, models: dict[str, keras.Model]) -> None:
+        """Loads `init_checkpoint` into the models of a new (not resumed) run."""
+        self.initialize(models[self.name])
+
+    def assets(self) -> dict[str, str]:
+        """Files that inference needs beside the weights, by the config key (under `task.`) that names
+        them: key -> path. The trainer copies them into the run folder, and a loaded run reads its copies."""
+        return {}
 
     def build_model(self):
-        return build_task_model(self.config.model, name=self.config.name or self.config.type)
+        return build_task_model(self.config.model, name=self.name)
 
     def build_loss(self):
         """fn(labels, outputs) -> per-example loss [batch]."""
@@ -35,6 +69,20 @@ class Task:
             raise GardenError("the data config has no dataset; set task.train_data.dataset (see 'garden show')")
         examples = DATASETS.get(data_config.dataset)(data_config, label_names)
         return examples.take(data_config.num_examples).fold(data_config.fold)
+
+    def load_train(self) -> tuple[Examples, object]:
+        """(training Examples, the `prepare` function for them): with the teacher's logits attached
+        when the loss is `distillation`."""
+        data, where = self.config.train_data, self.config_path
+        if (self.config.loss.type == "distillation") != bool(data.teacher_logits):
+            raise GardenError(
+                f"the distillation loss and {where}.train_data.teacher_logits go together: set both "
+                f"({where}.loss.type=distillation, teacher_logits=FILE from 'garden distill logits') or neither"
+            )
+        examples = self.load(data)
+        if not data.teacher_logits:
+            return examples, self.prepare
+        return soft_targets.attach(examples, data.teacher_logits), soft_targets.with_teacher(self.prepare)
 
     def preprocess(self, features):
         """Maps a batch of raw features to the model's inputs inside tf.data (identity here)."""

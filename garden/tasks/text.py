@@ -5,7 +5,7 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from garden.data.tokenizers import build_tokenizer, serving_tokenizer
+from garden.data.tokenizers import build_tokenizer, serving_tokenizer, tokenizer_file
 from garden.models import hf_import
 from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
@@ -22,12 +22,18 @@ class TextTask(Task):
 
     def __init__(self, config):
         super().__init__(config)
-        self.tokenizer = build_tokenizer(config.model.backbone.type, config.model.tokenizer, config.init_checkpoint)
-        self.pad_id = self.tokenizer.token_to_id("[PAD]")
-        self.sequence_length = config.model.tokenizer.sequence_length
-        self.input_names = BACKBONES.get(config.model.backbone.type).text_inputs
-        self.start_id, self.end_id = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        backbone, tokenizer = config.model.backbone.type, config.model.tokenizer
+        self.tokenizer = build_tokenizer(backbone, tokenizer, config.init_checkpoint)
+        self.vocabulary = tokenizer_file(backbone, tokenizer, config.init_checkpoint)
+        self.special_tokens = BACKBONES.get(backbone).special_tokens
+        self.pad_id, self.start_id, self.end_id = (self.special_id(role) for role in ("pad", "start", "end"))
+        self.sequence_length = tokenizer.sequence_length
+        self.input_names = BACKBONES.get(backbone).text_inputs
         self.packer = self.make_packer(self.start_id, self.end_id, self.pad_id)
+
+    def special_id(self, role):
+        """The id of the backbone's special token for `role` (start, end, pad, mask)."""
+        return self.tokenizer.token_to_id(self.special_tokens[role])
 
     def make_packer(self, start, end, pad):
         return keras_hub.layers.MultiSegmentPacker(
@@ -79,6 +85,9 @@ class TextTask(Task):
         """Whitespace words of `texts` [batch] split into word pieces: ragged [batch, words, pieces]."""
         words = tf.strings.split(texts)
         return words.with_flat_values(self.tokenizer(words.flat_values))
+
+    def assets(self):
+        return {"model.tokenizer.vocabulary": self.vocabulary}
 
     def initialize(self, model):
         if self.config.init_checkpoint:

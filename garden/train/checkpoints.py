@@ -22,12 +22,18 @@ class Checkpoints:
     renames the `checkpoint` state file, so a killed write leaves the previous checkpoint as the
     latest, and the chief removes what the killed write left behind when it starts again."""
 
-    def __init__(self, checkpoint, directory, chief, max_to_keep):
+    def __init__(self, checkpoint, directory, chief, max_to_keep, weights):
+        """`weights` is (a checkpoint of the model alone, its folder): the inference weights that
+        `save_weights` writes beside each training checkpoint."""
+        weights_checkpoint, weights_directory = weights
         if chief:
-            for partial in glob.glob(os.path.join(glob.escape(directory), "ckpt-*_temp")):
-                shutil.rmtree(partial, ignore_errors=True)
+            for folder in (directory, weights_directory):
+                for partial in glob.glob(os.path.join(glob.escape(folder), "ckpt-*_temp")):
+                    shutil.rmtree(partial, ignore_errors=True)
         self._temp = None if chief else tempfile.mkdtemp(prefix="garden-worker-")
         self.manager = tf.train.CheckpointManager(checkpoint, self._temp or directory, max_to_keep=max_to_keep)
+        weights_directory = os.path.join(self._temp, "model") if self._temp else weights_directory
+        self.weights = tf.train.CheckpointManager(weights_checkpoint, weights_directory, max_to_keep=max_to_keep)
         self.checkpoint, self.directory = checkpoint, directory
 
     @property
@@ -44,6 +50,12 @@ class Checkpoints:
 
     def save(self, step):
         return self.manager.save(checkpoint_number=step)
+
+    def save_weights(self, step):
+        return self.weights.save(checkpoint_number=step)
+
+    def has_weights(self, step):
+        return self.weights.latest_checkpoint == os.path.join(self.weights.directory, f"ckpt-{step}")
 
     def close(self):
         if self._temp:

@@ -10,11 +10,11 @@ the current loop and stop, so a preempted job resumes with no step lost or repea
 """
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import re
-import shutil
 import signal
 import threading
 import time
@@ -24,12 +24,12 @@ import numpy as np
 import tensorflow as tf
 
 from garden.config import save_yaml
-from garden.data import soft_targets
 from garden.data.pipeline import train_dataset
 from garden.errors import GardenError
+from garden.models.task_model import trainable_variables
 from garden.optimizers import build_optimizer
 from garden.registry import TASKS
-from garden.tasks.multitask import build_models, checkpointed, subtasks, trainable_variables
+from garden.run import weights_dir, write_assets
 from garden.train import precision
 from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 from garden.train.evaluate import evaluate
@@ -67,26 +67,42 @@ def lost_workers(checkpoints):
         ) from None
 
 
+@dataclasses.dataclass
+class Routine:
+    """What training one (sub-)task needs: its data, examples, model, compiled loop and iterator."""
+
+    name: str
+    task: object
+    data: object
+    train: object
+    prepare: object
+    validation: object
+    validation_batch: int
+    model: keras.Model
+    loop: object
+    iterator: object = None
+
+
 class Trainer:
-    def __init__(self, config, run_dir, strategy):
+    """Orbit's shape: `train` sets up (`_set_up`), runs loops of `steps_per_loop` steps (`_loop`),
+    and after each loop reports, checkpoints and validates (`_after_loop`)."""
+
+    def __init__(self, config, run_dir: str, strategy: tf.distribute.Strategy):
         self.config = config
         self.run_dir = run_dir
         self.strategy = strategy
         self.chief = is_chief(strategy)
         runtime = config.runtime
-        if runtime.enable_xla and config.task.model.backbone.params.as_dict().get("padding_free"):
-            raise GardenError(
-                "task.model.backbone.params.padding_free=true cannot be compiled by XLA (its token count changes "
-                "with every batch); set runtime.enable_xla=false or padding_free=false"
-            )
         keras.utils.set_random_seed(runtime.seed)
         if runtime.deterministic:
             tf.config.experimental.enable_op_determinism()
         self.policy = precision.set_policy(runtime.mixed_precision_dtype)
         self.task = TASKS.get(config.task.type)(config.task)
-        self.tasks = subtasks(self.task)
+        self.tasks = self.task.subtasks()
         with strategy.scope():
-            self.models = build_models(self.task)
+            self.models = self.task.build_models()
+            for model in self.models.values():
+                model.get_layer("backbone").check_training(runtime)
             self.variables = trainable_variables(self.models)
             optimizer = build_optimizer(config.trainer.optimizer_config)
             self.optimizer = precision.wrap_optimizer(optimizer, self.policy, runtime.loss_scale)
@@ -95,15 +111,20 @@ class Trainer:
         self._all_sum = tf.function(
             lambda value: strategy.reduce("SUM", strategy.run(tf.identity, (value,)), axis=None)
         )
-        checkpoint = tf.train.Checkpoint(model=checkpointed(self.models), optimizer=self.optimizer, step=self.step)
+        model = self.task.checkpointed(self.models)
         self.checkpoints = Checkpoints(
-            checkpoint, os.path.join(run_dir, "checkpoints"), self.chief, config.trainer.max_to_keep
+            tf.train.Checkpoint(model=model, optimizer=self.optimizer, step=self.step),
+            os.path.join(run_dir, "checkpoints"),
+            self.chief,
+            config.trainer.max_to_keep,
+            weights=(tf.train.Checkpoint(model=model), weights_dir(run_dir)),
         )
 
     @property
-    def model(self):
+    def model(self) -> keras.Model:
         """The model of a single-task run."""
-        return self.models[""]
+        (model,) = self.models.values()
+        return model
 
     # ---- the compiled step ----------------------------------------------------------------------
 
@@ -149,159 +170,167 @@ class Trainer:
         """True on every worker if `flag` is True on any: an all-reduce, so that all stop at one step."""
         return bool(self._all_sum(tf.constant(int(flag))) > 0)
 
-    # ---- the loop ---------------------------------------------------------------------------------
+    # ---- set up -----------------------------------------------------------------------------------
 
-    def train(self):
-        """Trains to `trainer.train_steps`, resuming from the newest checkpoint; returns the last
-        validation metrics (prefixed `NAME/` per sub-task in a multitask)."""
+    def _check_intervals(self):
         trainer = self.config.trainer
         if trainer.train_steps <= 0:
             raise GardenError("set trainer.train_steps to a positive number")
         for name in ("checkpoint_interval", "validation_interval"):
             if getattr(trainer, name) % trainer.steps_per_loop:
                 raise GardenError(
-                    f"trainer.{name} must be a multiple of trainer.steps_per_loop ({trainer.steps_per_loop})"
+                    f"trainer.{name} ({getattr(trainer, name)}) must be a multiple of trainer.steps_per_loop "
+                    f"({trainer.steps_per_loop}); set trainer.steps_per_loop to a divisor of it"
                 )
-        routines = {name: self._routine(name, task) for name, task in self.tasks.items()}
-        sizes = [len(r["train"]) for r in routines.values()]
-        schedule = None if "" in routines else self.task.schedule(sizes, trainer.train_steps, self.config.runtime.seed)
+
+    def _set_up(self):
+        """Builds each sub-task's routine, restores the newest checkpoint (or warm-starts a new run),
+        positions every data iterator at the restored step and writes the run's files."""
+        self._check_intervals()
+        self.routines = [self._routine(name, task) for name, task in self.tasks.items()]
+        sizes = [len(r.train) for r in self.routines]
+        self.schedule = self.task.schedule(sizes, self.config.trainer.train_steps, self.config.runtime.seed)
         resumed = self.checkpoints.restore_latest()
         if not resumed:
-            self.task.initialize(checkpointed(self.models))
+            self.task.warm_start(self.models)
         start = int(self.step.numpy())
-        self._write_run_files(routines)
-        reporter = Reporter(self.run_dir, self.chief, trainer.train_steps)
+        self._write_run_files()
+        if resumed and not self.checkpoints.has_weights(start):  # a run from before RUN/model/, or a killed save
+            self._save_weights(start)
+        self.reporter = Reporter(self.run_dir, self.chief, self.config.trainer.train_steps)
         if resumed:
-            reporter.message(f"resumed from {resumed} at step {start}")
-        if schedule is not None:
-            shares = ", ".join(f"{n} {p:.2f}" for n, p in zip(routines, self.task.probabilities(sizes)))
-            reporter.message(f"sampling tasks ({self.config.task.sampler.type}): {shares}")
-        for index, (_name, routine) in enumerate(routines.items()):
-            done_before = start if schedule is None else int(np.sum(schedule[:start] == index))
-            routine["iterator"] = iter(self._distributed_dataset(routine, done_before))
+            self.reporter.message(f"resumed from {resumed} at step {start}")
+        if len(self.routines) > 1:
+            shares = ", ".join(f"{r.name} {p:.2f}" for r, p in zip(self.routines, self.task.probabilities(sizes)))
+            self.reporter.message(f"sampling tasks ({self.config.task.sampler.type}): {shares}")
+        for index, routine in enumerate(self.routines):
+            done_before = int(np.sum(self.schedule[:start] == index))
+            routine.iterator = iter(self._distributed_dataset(routine, done_before))
+        return start
+
+    def _routine(self, name, task):
+        data = task.config.train_data
+        if data.global_batch_size <= 0:
+            raise GardenError(f"set {task.config_path}.train_data.global_batch_size to a positive number")
+        micro_batches, replicas = self.config.trainer.gradient_accumulation_steps, self.strategy.num_replicas_in_sync
+        if micro_batches < 1 or data.global_batch_size % (micro_batches * replicas):
+            raise GardenError(
+                f"{task.config_path}.train_data.global_batch_size ({data.global_batch_size}) must split evenly into "
+                f"trainer.gradient_accumulation_steps ({micro_batches}) micro-batches on each of {replicas} replicas; "
+                f"make it a multiple of {max(micro_batches, 1) * replicas}"
+            )
+        train, prepare = task.load_train()
+        validation = task.config.validation_data
+        model = self.models[name]
+        return Routine(
+            name=name,
+            task=task,
+            data=data,
+            train=train,
+            prepare=prepare,
+            validation=task.load(validation, train.label_names) if validation.dataset else None,
+            validation_batch=validation.global_batch_size or data.global_batch_size,
+            model=model,
+            loop=self._make_loop(model, task.build_loss(), data.global_batch_size),
+        )
+
+    def _distributed_dataset(self, routine, start):
+        """The (sub-)task's micro-batches from step `start` on, each worker reading its own share."""
+        data, micro_batches = routine.data, self.config.trainer.gradient_accumulation_steps
+        seed, size = data.seed or self.config.runtime.seed, data.global_batch_size // micro_batches
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: train_dataset(routine.train, size, seed, start * micro_batches, ctx, routine.prepare)
+        )
+
+    def _write_run_files(self):
+        os.makedirs(self.run_dir, exist_ok=True)
+        if self.chief:
+            save_yaml(self.config, os.path.join(self.run_dir, "config.yaml"))
+            labels = {r.name: r.train.label_names for r in self.routines}
+            with open(os.path.join(self.run_dir, "labels.json"), "w") as f:
+                json.dump(labels if len(labels) > 1 else next(iter(labels.values())), f)
+            write_assets(self.task, self.run_dir)
+
+    # ---- the loop ---------------------------------------------------------------------------------
+
+    def train(self):
+        """Trains to `trainer.train_steps`, resuming from the newest checkpoint; returns the last
+        validation metrics (prefixed `NAME/` per sub-task in a multitask)."""
+        step = self._set_up()
         results = {}
         with (
-            contextlib.closing(reporter),
+            contextlib.closing(self.reporter),
             contextlib.closing(self.checkpoints),
             lost_workers(self.checkpoints),
             sigterm_received() as preempted,
         ):
-            while start < trainer.train_steps:
-                num_steps = min(trainer.steps_per_loop, trainer.train_steps - start)
-                order = [0] * num_steps if schedule is None else schedule[start : start + num_steps]
-                began = time.perf_counter()
-                losses = self._run_steps(list(routines.values()), order)
-                elapsed = time.perf_counter() - began
-                start = int(self.step.numpy())
-                loss = sum(sum(v) for v in losses.values()) / num_steps
-                if not math.isfinite(loss):
-                    raise GardenError(
-                        f"loss became {loss} by step {start}; stopped without saving, the last good checkpoint is "
-                        f"{self.checkpoints.latest or 'none'}; lower the learning rate or set global_clipnorm"
-                    )
-                examples = sum(routines[n]["data"].global_batch_size * len(v) for n, v in losses.items())
-                scalars = {
-                    "loss": loss,
-                    "learning_rate": float(self.optimizer.learning_rate),
-                    "examples_per_second": examples / elapsed,
-                }
-                if schedule is not None:
-                    scalars.update({f"loss/{n}": float(np.mean(v)) for n, v in losses.items()})
-                reporter.scalars("train", start, scalars)
-                done = start >= trainer.train_steps
-                stop = not done and self._any_worker(bool(preempted))
-                if done or stop or start % trainer.checkpoint_interval == 0:
-                    self.checkpoints.save(start)
-                if stop:
-                    raise GardenError(
-                        f"stopped at step {start} by SIGTERM (preemption) after writing checkpoint "
-                        f"ckpt-{start}; run the same command again to resume"
-                    )
-                if done or start % trainer.validation_interval == 0:
-                    results = self._validate(routines, reporter, start) or results
-            reporter.message(f"step {start}: weights fingerprint {fingerprint(self.variables)}")
+            while step < self.config.trainer.train_steps:
+                losses, elapsed = self._loop(step)
+                step = int(self.step.numpy())
+                results = self._after_loop(step, losses, elapsed, preempted) or results
+            self.reporter.message(f"step {step}: weights fingerprint {fingerprint(self.variables)}")
         return results
 
-    def _routine(self, name, task):
-        """What training one (sub-)task needs: its data, examples, model, loss and compiled loop."""
-        data = task.config.train_data
-        where = f"task.tasks.{name}" if name else "task"
-        if data.global_batch_size <= 0:
-            raise GardenError(f"set {where}.train_data.global_batch_size to a positive number")
-        micro_batches, replicas = self.config.trainer.gradient_accumulation_steps, self.strategy.num_replicas_in_sync
-        if micro_batches < 1 or data.global_batch_size % (micro_batches * replicas):
-            raise GardenError(
-                f"{where}.train_data.global_batch_size ({data.global_batch_size}) must split evenly into "
-                f"trainer.gradient_accumulation_steps ({micro_batches}) micro-batches on each of {replicas} replicas; "
-                f"make it a multiple of {max(micro_batches, 1) * replicas}"
-            )
-        if (task.config.loss.type == "distillation") != bool(data.teacher_logits):
-            raise GardenError(
-                f"the distillation loss and {where}.train_data.teacher_logits go together: set both "
-                f"({where}.loss.type=distillation, teacher_logits=FILE from 'garden distill logits') or neither"
-            )
-        train = task.load(data)
-        prepare = task.prepare
-        if data.teacher_logits:
-            train, prepare = soft_targets.attach(train, data.teacher_logits), soft_targets.with_teacher(prepare)
-        validation = task.config.validation_data
-        model = self.models[name]
-        return {
-            "name": name,
-            "task": task,
-            "data": data,
-            "train": train,
-            "prepare": prepare,
-            "validation": task.load(validation, train.label_names) if validation.dataset else None,
-            "validation_batch": validation.global_batch_size or data.global_batch_size,
-            "model": model,
-            "loop": self._make_loop(model, task.build_loss(), data.global_batch_size),
-        }
-
-    def _distributed_dataset(self, routine, start):
-        """The (sub-)task's micro-batches from step `start` on, each worker reading its own share."""
-        data, micro_batches = routine["data"], self.config.trainer.gradient_accumulation_steps
-        seed, size = data.seed or self.config.runtime.seed, data.global_batch_size // micro_batches
-        return self.strategy.distribute_datasets_from_function(
-            lambda ctx: train_dataset(routine["train"], size, seed, start * micro_batches, ctx, routine["prepare"])
-        )
-
-    def _run_steps(self, routines, order):
-        """Runs the steps of one loop, `order[i]` naming the routine of step i; consecutive steps of
-        one routine run in one compiled call. Returns routine name -> the mean loss of each call."""
-        losses = {}
-        position = 0
+    def _loop(self, start):
+        """Runs the steps of one loop; consecutive steps of one sub-task run in one compiled call.
+        Returns (routine name -> the mean loss of each step, seconds)."""
+        order = self.schedule[start : start + min(self.config.trainer.steps_per_loop, len(self.schedule) - start)]
+        began, losses, position = time.perf_counter(), {}, 0
         while position < len(order):
-            index = order[position]
             count = 1
-            while position + count < len(order) and order[position + count] == index:
+            while position + count < len(order) and order[position + count] == order[position]:
                 count += 1
-            routine = routines[index]
-            loss = float(routine["loop"](routine["iterator"], tf.constant(count)))
-            losses.setdefault(routine["name"], []).extend([loss] * count)
+            routine = self.routines[order[position]]
+            loss = float(routine.loop(routine.iterator, tf.constant(count)))
+            losses.setdefault(routine.name, []).extend([loss] * count)
             position += count
-        return losses
+        return losses, time.perf_counter() - began
 
-    def _write_run_files(self, routines):
-        os.makedirs(self.run_dir, exist_ok=True)
-        if self.chief:
-            save_yaml(self.config, os.path.join(self.run_dir, "config.yaml"))
-            labels = {name: r["train"].label_names for name, r in routines.items()}
-            with open(os.path.join(self.run_dir, "labels.json"), "w") as f:
-                json.dump(labels.get("", labels), f)
-            for routine in routines.values():
-                for name, path in routine["task"].assets.items():
-                    shutil.copyfile(path, os.path.join(self.run_dir, name))
+    def _after_loop(self, step, losses, elapsed, preempted):
+        """Reports the loop, checkpoints, stops on preemption and validates; returns the validation metrics."""
+        num_steps = sum(len(v) for v in losses.values())
+        loss = sum(sum(v) for v in losses.values()) / num_steps
+        if not math.isfinite(loss):
+            raise GardenError(
+                f"loss became {loss} by step {step}; stopped without saving, the last good checkpoint is "
+                f"{self.checkpoints.latest or 'none'}; lower the learning rate or set global_clipnorm"
+            )
+        batch = {r.name: r.data.global_batch_size for r in self.routines}
+        scalars = {
+            "loss": loss,
+            "learning_rate": float(self.optimizer.learning_rate),
+            "examples_per_second": sum(batch[n] * len(v) for n, v in losses.items()) / elapsed,
+        }
+        if len(self.routines) > 1:
+            scalars.update({f"loss/{n}": float(np.mean(v)) for n, v in losses.items()})
+        self.reporter.scalars("train", step, scalars)
+        trainer = self.config.trainer
+        done = step >= trainer.train_steps
+        stop = not done and self._any_worker(bool(preempted))
+        if done or stop or step % trainer.checkpoint_interval == 0:
+            self.checkpoints.save(step)
+            self._save_weights(step)
+        if stop:
+            raise GardenError(
+                f"stopped at step {step} by SIGTERM (preemption) after writing checkpoint "
+                f"ckpt-{step}; run the same command again to resume"
+            )
+        if done or step % trainer.validation_interval == 0:
+            return self._validate(step)
+        return None
 
-    def _validate(self, routines, reporter, step):
-        results = {}
-        for name, routine in routines.items():
-            if routine["validation"] is not None:
-                metrics = self.evaluate(
-                    routine["validation"], routine["validation_batch"], routine["task"], routine["model"]
-                )
-                reporter.scalars(f"validation/{name}" if name else "validation", step, metrics)
-                results.update({f"{name}/{k}" if name else k: v for k, v in metrics.items()})
+    def _save_weights(self, step):
+        """Writes the inference weights of `step` (EMA applied) to RUN/model/."""
+        with ema_weights(self.optimizer, self.variables):
+            self.checkpoints.save_weights(step)
+
+    def _validate(self, step):
+        results, named = {}, len(self.routines) > 1
+        for routine in self.routines:
+            if routine.validation is not None:
+                metrics = self.evaluate(routine.validation, routine.validation_batch, routine.task, routine.model)
+                self.reporter.scalars(f"validation/{routine.name}" if named else "validation", step, metrics)
+                results.update({f"{routine.name}/{k}" if named else k: v for k, v in metrics.items()})
         return results
 
     def evaluate(self, examples, batch_size, task=None, model=None):

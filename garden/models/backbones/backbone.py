@@ -2,14 +2,20 @@
 
 import keras
 
+WORDPIECE_SPECIAL_TOKENS = {"start": "[CLS]", "end": "[SEP]", "pad": "[PAD]", "mask": "[MASK]"}  # BERT's vocab.txt
+
 
 class Backbone(keras.Model):
     """A functional `keras.Model` with dict inputs and outputs. Outputs include `pooled_output`
     [batch, width] and, for sequences, `sequence_output` [batch, length, width]. A subclass calls
     `keep_arguments(...)` with its constructor arguments after `super().__init__`, so that
-    `get_config()` rebuilds it. Text backbones name the inputs they read in `text_inputs`."""
+    `get_config()` rebuilds it. A text backbone names the inputs it reads in `text_inputs`, the
+    tokenizer kinds whose ids it reads in `tokenizers` (the first is the default; see
+    garden/data/tokenizers.py) and its `special_tokens` by role."""
 
     text_inputs = ("token_ids", "segment_ids", "padding_mask")
+    tokenizers: tuple[str, ...] = ()  # empty: reads no text
+    special_tokens: dict[str, str] = {}
 
     def text_input_layers(self):
         """int32 [batch, length] `keras.Input`s named by `text_inputs`."""
@@ -18,6 +24,9 @@ class Backbone(keras.Model):
     def train_for(self, features):
         """Told that the task trains on the output `features` alone; a backbone may then skip, in
         training, the work only its other outputs need."""
+
+    def check_training(self, runtime) -> None:
+        """Raises a GardenError when this backbone cannot train under `runtime` (a RuntimeConfig)."""
 
     def keep_arguments(self, **arguments):
         """Stores constructor arguments as attributes, for `get_config()`."""

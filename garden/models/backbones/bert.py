@@ -3,7 +3,8 @@ trained padding-free (garden/models/backbones/padding_free.py)."""
 
 import keras_hub
 
-from garden.models.backbones.backbone import Backbone
+from garden.errors import GardenError
+from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS, Backbone
 from garden.models.backbones.padding_free import PaddingFreeBertBackbone
 from garden.models.pooling import MaskedMeanPooling, check_pooling
 from garden.registry import BACKBONES
@@ -19,6 +20,9 @@ class BertEncoder(Backbone):
     so leave it off for heads that score every position (span_qa). A task whose head reads the
     [CLS]-pooled output alone computes the last layer at [CLS] only (`train_for`).
     """
+
+    tokenizers = ("wordpiece",)
+    special_tokens = WORDPIECE_SPECIAL_TOKENS
 
     def __init__(
         self,
@@ -67,6 +71,13 @@ class BertEncoder(Backbone):
     def train_for(self, features):
         if self.padding_free:  # a [CLS]-pooled head needs the last layer at [CLS] only
             self.encoder.pooled_only = features == "pooled_output" and self.pooling == "cls"
+
+    def check_training(self, runtime):
+        if runtime.enable_xla and self.padding_free:
+            raise GardenError(
+                "task.model.backbone.params.padding_free=true cannot be compiled by XLA (its token count changes "
+                "with every batch); set runtime.enable_xla=false or padding_free=false"
+            )
 
     @property
     def encoder(self):

@@ -20,6 +20,8 @@ class DecoderBackbone(Backbone):
     2's) lets each token attend to that many tokens at most: set it to the training length, and a
     text longer than any seen in training is read the way training read it."""
 
+    tokenizers = ("character", "sentencepiece")
+
     text_inputs = ("token_ids", "padding_mask")
 
     def __init__(

@@ -4,7 +4,7 @@
 import keras
 import keras_hub
 
-from garden.models.backbones.backbone import Backbone
+from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS, Backbone
 from garden.models.pooling import MaskedMeanPooling, check_pooling
 from garden.registry import BACKBONES
 
@@ -13,6 +13,9 @@ from garden.registry import BACKBONES
 class DistilBertEncoder(Backbone):
     """Inputs `token_ids`, `padding_mask` [batch, length]; outputs `sequence_output` [batch, length,
     hidden_dim] and `pooled_output` [batch, hidden_dim]."""
+
+    tokenizers = ("wordpiece",)
+    special_tokens = WORDPIECE_SPECIAL_TOKENS
 
     text_inputs = ("token_ids", "padding_mask")
 

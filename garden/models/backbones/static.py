@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from garden.errors import GardenError
-from garden.models.backbones.backbone import Backbone
+from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS, Backbone
 from garden.models.pooling import MaskedMeanPooling
 from garden.registry import BACKBONES
 
@@ -24,6 +24,9 @@ class StaticEmbedding(Backbone):
     """Inputs `token_ids`, `padding_mask` [batch, length]; outputs `sequence_output` (each token's row)
     and `pooled_output` (their mean over unpadded tokens). `distilled_path` is a `garden distill static` folder
     whose table initializes the embeddings (and sets their size); without it the table starts random."""
+
+    tokenizers = ("wordpiece",)
+    special_tokens = WORDPIECE_SPECIAL_TOKENS
 
     text_inputs = ("token_ids", "padding_mask")
 
