@@ -261,9 +261,15 @@ def _positive(value, where):
         raise GardenError(f"{where} must be positive, got {value!r}")
 
 
+def _not_negative(value, where):
+    if not value >= 0:
+        raise GardenError(f"{where} must be 0 or more, got {value!r}")
+
+
 def check_values(config):
-    """Refuses hyperparameters that cannot train: rates, steps, intervals and batch sizes that are not
-    positive, and a warmup longer than training."""
+    """Refuses hyperparameters that cannot train: steps, intervals and batch sizes that are not
+    positive, and negative learning rates or warmups. (A rate of 0 measures a loss without moving the
+    weights; a warmup longer than `train_steps`, as a shortened trial run has, never reaches the peak rate.)"""
     trainer = config.trainer
     for key in ("train_steps", "steps_per_loop", "checkpoint_interval", "validation_interval"):
         _positive(getattr(trainer, key), f"trainer.{key}")
@@ -276,18 +282,18 @@ def check_values(config):
     if optimization.learning_rate.type:
         where = f"trainer.optimizer_config.learning_rate.{optimization.learning_rate.type}"
         for key, value in optimization.learning_rate.get().as_dict().items():
-            if key in ("learning_rate", "initial_learning_rate", "decay_steps"):
+            if key in ("learning_rate", "initial_learning_rate"):
+                _not_negative(value, f"{where}.{key}")
+            if key == "decay_steps":
                 _positive(value, f"{where}.{key}")
             if key == "values":
                 for index, rate in enumerate(value or ()):
-                    _positive(rate, f"{where}.values[{index}]")
+                    _not_negative(rate, f"{where}.values[{index}]")
     if optimization.warmup.type:
-        steps = optimization.warmup.get().warmup_steps
-        if steps < 0 or steps > trainer.train_steps:
-            raise GardenError(
-                f"trainer.optimizer_config.warmup.{optimization.warmup.type}.warmup_steps ({steps}) must be at least "
-                f"0 and at most trainer.train_steps ({trainer.train_steps}); lower it or set warmup.type=null"
-            )
+        _not_negative(
+            optimization.warmup.get().warmup_steps,
+            f"trainer.optimizer_config.warmup.{optimization.warmup.type}.warmup_steps",
+        )
 
 
 def apply_overrides(config, overrides):

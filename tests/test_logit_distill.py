@@ -94,7 +94,6 @@ def assert_first_student_loss_is_the_mean_over(examples, teacher_logits, logits_
     overrides = [s for s in TINY_TEXT if not s.startswith("trainer")] + [
         f"task.train_data.global_batch_size={len(examples)}",
         "trainer.train_steps=1",
-        "trainer.optimizer_config.warmup.linear.warmup_steps=1",
         "trainer.steps_per_loop=1",
         "trainer.checkpoint_interval=1",
         "trainer.validation_interval=1",

@@ -57,7 +57,6 @@ def multitask_run(tmp_path_factory):
     sets = [
         "task.model.tokenizer.sequence_length=32",
         "trainer.train_steps=40",
-        "trainer.optimizer_config.warmup.linear.warmup_steps=1",
         "trainer.steps_per_loop=10",
         "trainer.validation_interval=20",
         "trainer.checkpoint_interval=40",

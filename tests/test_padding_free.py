@@ -131,7 +131,6 @@ def train_weights(run_dir, *overrides):
             "task.model.backbone.params.dropout=0.0",
             "task.model.head.params.dropout=0.0",
             "trainer.train_steps=20",
-            "trainer.optimizer_config.warmup.linear.warmup_steps=1",
             "trainer.steps_per_loop=10",
             "trainer.checkpoint_interval=20",
             "trainer.validation_interval=20",

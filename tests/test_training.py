@@ -116,7 +116,6 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_to_the_same_weights(t
 
 LM = [
     "trainer.train_steps=20",
-    "trainer.optimizer_config.warmup.linear.warmup_steps=1",
     "trainer.steps_per_loop=10",
     "trainer.checkpoint_interval=20",
     "trainer.validation_interval=20",
@@ -186,15 +185,18 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 def test_corrupt_checkpoint_is_a_clear_error(tiny_run, tmp_path):
     run_dir = tmp_path / "corrupt"
     shutil.copytree(tiny_run, run_dir)
-    data = run_dir / "checkpoints" / "ckpt-300.data-00000-of-00001"
-    data.write_bytes(data.read_bytes()[:1000])
-    for command in (("eval", run_dir), ("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir)):
+    for folder, command in (
+        ("model", ("eval", run_dir)),  # the inference weights
+        ("checkpoints", ("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir)),  # the trainer's state
+    ):
+        data = run_dir / folder / "ckpt-300.data-00000-of-00001"
+        data.write_bytes(data.read_bytes()[:1000])
         result = garden(*command, check=False)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert (
             result.stderr.strip()
             .splitlines()[-1]
-            .startswith(f"garden: error: checkpoint {run_dir}/checkpoints/ckpt-300 is unreadable")
+            .startswith(f"garden: error: checkpoint {run_dir}/{folder}/ckpt-300 is unreadable")
         )
 
 
@@ -205,7 +207,6 @@ def short_run(run_dir, *overrides):
         sets=[
             *[s for s in TINY if not s.startswith("trainer.")],
             "trainer.train_steps=40",
-            "trainer.optimizer_config.warmup.linear.warmup_steps=1",
             "trainer.steps_per_loop=10",
             "trainer.checkpoint_interval=40",
             "trainer.validation_interval=40",

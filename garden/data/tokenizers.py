@@ -23,10 +23,15 @@ from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
 
 
+def _tokenizers(backbone_type):
+    """The tokenizer kinds a backbone reads (none for a backbone built by a plain function)."""
+    return getattr(BACKBONES.get(backbone_type), "tokenizers", ())
+
+
 def tokenizer_type(backbone_type, requested=""):
-    fitting = BACKBONES.get(backbone_type).tokenizers
+    fitting = _tokenizers(backbone_type)
     if not fitting:
-        readers = [name for name in BACKBONES.names() if BACKBONES.get(name).tokenizers]
+        readers = [name for name in BACKBONES.names() if _tokenizers(name)]
         raise GardenError(f"backbone '{backbone_type}' reads no text; text tasks take one of: {', '.join(readers)}")
     if requested and requested not in fitting:
         raise GardenError(

@@ -22,18 +22,20 @@ class Checkpoints:
     renames the `checkpoint` state file, so a killed write leaves the previous checkpoint as the
     latest, and the chief removes what the killed write left behind when it starts again."""
 
-    def __init__(self, checkpoint, directory, chief, max_to_keep, weights):
+    def __init__(self, checkpoint, directory, chief, max_to_keep, weights=None):
         """`weights` is (a checkpoint of the model alone, its folder): the inference weights that
-        `save_weights` writes beside each training checkpoint."""
-        weights_checkpoint, weights_directory = weights
+        `save_weights` writes beside each training checkpoint (None: none)."""
+        folders = [directory] + ([weights[1]] if weights else [])
         if chief:
-            for folder in (directory, weights_directory):
+            for folder in folders:
                 for partial in glob.glob(os.path.join(glob.escape(folder), "ckpt-*_temp")):
                     shutil.rmtree(partial, ignore_errors=True)
         self._temp = None if chief else tempfile.mkdtemp(prefix="garden-worker-")
         self.manager = tf.train.CheckpointManager(checkpoint, self._temp or directory, max_to_keep=max_to_keep)
-        weights_directory = os.path.join(self._temp, "model") if self._temp else weights_directory
-        self.weights = tf.train.CheckpointManager(weights_checkpoint, weights_directory, max_to_keep=max_to_keep)
+        self.weights = None
+        if weights:
+            weights_directory = os.path.join(self._temp, "model") if self._temp else weights[1]
+            self.weights = tf.train.CheckpointManager(weights[0], weights_directory, max_to_keep=max_to_keep)
         self.checkpoint, self.directory = checkpoint, directory
 
     @property
