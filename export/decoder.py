@@ -17,17 +17,17 @@ sampled; a greedy loop over the TFLite decode step gives exactly the Keras model
 """
 
 import os
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from garden.errors import GardenError
-from garden.export import manifest, saved_model, tflite
-from garden.export.verify import Refused, median_latency_ms, refusal
+from garden.export.reference import ExportReference
+from garden.export.verify import Refused, median_latency_ms, refusal, table_cells
 from garden.generate.generator import SIGNATURE, Generator
 from garden.generate.sampler import Sampling
+from garden.registry import REFERENCES
 
 BOUNDS = {"none": 1e-4, "float16": None, "dynamic": None}  # max |Δ logits|; None: judged by the loss
 PARITY_WINDOWS = 4
@@ -52,17 +52,15 @@ def decode_step_function(backbone, max_length):
     return tf.function(decode_step, input_signature=specs)
 
 
-def write_saved_model(backbone, tokenizer, directory, max_length, generate=True):
-    """Writes the SavedModel (signatures generate and serving_default unless not `generate`, and
-    decode_step) into `directory`."""
+def write_saved_model(backbone, tokenizer, directory, max_length):
+    """Writes the SavedModel (signatures generate, serving_default and decode_step) into `directory`."""
     archive = keras.export.ExportArchive()
     archive.track(backbone)
-    if generate:
-        tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
-        archive.track(tokenizer)
-        generate_text = Generator(backbone, tokenizer).generate_text
-        archive.add_endpoint("generate", generate_text)
-        archive.add_endpoint("serving_default", generate_text)
+    tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
+    archive.track(tokenizer)
+    generate_text = Generator(backbone, tokenizer).generate_text
+    archive.add_endpoint("generate", generate_text)
+    archive.add_endpoint("serving_default", generate_text)
     archive.add_endpoint("decode_step", decode_step_function(backbone, max_length))
     archive.write_out(directory, verbose=False)
 
@@ -81,11 +79,17 @@ def greedy_tokens(decode_step, prompt_ids, steps, cache):
     return tokens[len(prompt_ids) :]
 
 
-class DecoderReference:
+@REFERENCES.register("decoder")
+class DecoderReference(ExportReference):
     """Held-out windows and prompts of a causal_lm run, and what the Keras model makes of them."""
 
-    def __init__(self, run, max_length):
-        self.run, self.backbone, self.tokenizer = run, run.model.get_layer("backbone"), run.task.tokenizer
+    tflite_bounds = BOUNDS
+    columns = ["artifact", "size", "latency", "loss", "parity", "greedy", "written to"]
+
+    def __init__(self, run, options):
+        super().__init__(run, options)
+        self.backbone, self.tokenizer = run.model.get_layer("backbone"), run.task.tokenizer
+        max_length = options.max_length
         if max_length < max(PROMPT_LENGTHS) + NEW_TOKENS:
             raise GardenError(
                 f"--max-length must be at least {max(PROMPT_LENGTHS) + NEW_TOKENS} tokens (got {max_length})"
@@ -138,6 +142,60 @@ class DecoderReference:
                 return False
         return True
 
+    def check_mode(self, mode):
+        if mode not in BOUNDS:
+            raise GardenError(
+                f"a decode step exports with --quantize {', '.join(BOUNDS)} (got '{mode}'); its int8 "
+                "activations would need calibration over the cache, which Garden does not do yet"
+            )
+
+    def write_saved_model(self, directory):
+        write_saved_model(self.backbone, self.tokenizer, directory, self.max_length)
+
+    def judge_saved_model(self, loaded):
+        bound = BOUNDS["none"] if self.options.max_error is None else self.options.max_error
+        measured = self.judged("saved_model", loaded.signatures["decode_step"], bound)
+        for sampling, expected in zip(CHECKED_SAMPLINGS, self.texts):
+            given = dict(
+                zip(
+                    SIGNATURE,
+                    (tf.constant(self.prompts), NEW_TOKENS, *sampling.tensors(), 1, tf.constant([], tf.string)),
+                )
+            )
+            texts = [
+                t.decode("utf-8", errors="replace") for t in loaded.signatures["generate"](**given)["text"].numpy()
+            ]
+            if texts != expected:
+                raise Refused(
+                    f"saved_model refused: generate with {sampling} gave {texts[:1]} where Keras gave {expected[:1]}; "
+                    "nothing was written",
+                    "saved_model",
+                    measured,
+                )
+        return {**measured, "generate_matches": True}
+
+    def tflite_signature(self):
+        return "decode_step"
+
+    def judge_tflite(self, name, mode, runner, signature):
+        return self.judged(name, runner, self.tflite_bound(mode), None if mode == "none" else MAX_LOSS_INCREASE)
+
+    def legend(self):
+        return (
+            f"loss = nats per token on {self.inputs.size} held-out tokens, read one decode step at a time; latency = "
+            f"median of one decode step on {os.cpu_count()} CPU threads; parity = max |Δ logits| vs Keras; greedy = "
+            "the decode step's greedy loop gives the Keras model's text"
+        )
+
+    def keras_row(self):
+        return ["keras model", "", "", f"{self.loss:.4f}", "", "", self.run.run_dir]
+
+    def row(self, name, entry):
+        size, latency, parity = table_cells(entry)
+        loss = f"{entry['loss']:.4f} ({entry['loss_increase']:+.4f})" if "loss" in entry else ""
+        greedy = {True: "same", False: "differs"}.get(entry.get("greedy_matches"), "")
+        return [name, size, latency, loss, parity, greedy, entry["path"]]
+
     def judged(self, kind, decode_step, bound, max_loss_increase=None):
         """What `decode_step` measures against the Keras model; raises Refused if it misses a bound."""
         logits = self.step_logits(decode_step)
@@ -189,50 +247,3 @@ class DecoderReference:
             },
             "keras_loss": self.loss,
         }
-
-    def record(self, export_dir, name, target, measured):
-        return manifest.record(
-            export_dir, self.header(), name, {"path": target, "size_bytes": manifest.size_bytes(target), **measured}
-        )
-
-
-def export_saved_model(reference, export_dir, max_error=BOUNDS["none"]):
-    """Writes `export_dir/saved_model` if its decode step and generate match the Keras model."""
-    with saved_model.staged(export_dir) as staging:
-        write_saved_model(reference.backbone, reference.tokenizer, staging, reference.max_length)
-        loaded = tf.saved_model.load(staging)
-        measured = reference.judged("saved_model", loaded.signatures["decode_step"], max_error)
-        for sampling, expected in zip(CHECKED_SAMPLINGS, reference.texts):
-            prompts = tf.constant(reference.prompts)
-            given = dict(zip(SIGNATURE, (prompts, NEW_TOKENS, *sampling.tensors(), 1, tf.constant([], tf.string))))
-            texts = [
-                t.decode("utf-8", errors="replace") for t in loaded.signatures["generate"](**given)["text"].numpy()
-            ]
-            if texts != expected:
-                raise Refused(
-                    f"saved_model refused: generate with {sampling} gave {texts[:1]} where Keras gave {expected[:1]}; "
-                    "nothing was written",
-                    "saved_model",
-                    measured,
-                )
-        measured["generate_matches"] = True
-    return reference.record(export_dir, "saved_model", os.path.join(export_dir, "saved_model"), measured)
-
-
-def export_tflite(reference, export_dir, quantize="none", max_error=None):
-    """Writes `export_dir/model_<quantize>.tflite`, the decode step, if it passes parity and loss."""
-    if quantize not in BOUNDS:
-        raise GardenError(
-            f"a decode step exports with --quantize {', '.join(BOUNDS)} (got '{quantize}'); its int8 "
-            "activations would need calibration over the cache, which Garden does not do yet"
-        )
-    name = tflite.filename(quantize)
-    with tempfile.TemporaryDirectory(dir=export_dir, prefix=".tflite-") as staging:
-        write_saved_model(reference.backbone, reference.tokenizer, staging, reference.max_length, generate=False)
-        content = tflite.convert(staging, "decode_step", quantize)
-    runner = tflite.tflite_runner(content, signature="decode_step")
-    bound = BOUNDS[quantize] if max_error is None else max_error
-    with tflite.builtins_and_text_ops_only(quantize, "decode_step"):
-        measured = reference.judged(name, runner, bound, None if quantize == "none" else MAX_LOSS_INCREASE)
-    measured.update(quantize=quantize, threads=tflite.THREADS, custom_ops=tflite.custom_ops(content))
-    return reference.record(export_dir, name, tflite.write_file(os.path.join(export_dir, name), content), measured)

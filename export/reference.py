@@ -1,4 +1,12 @@
-"""What every artifact is judged against: the Keras model's serving outputs on held-out examples."""
+"""What every artifact is judged against: the Keras model on held-out examples.
+
+`ExportReference` is what the formats call; `OutputsReference` judges any task by its serving
+outputs (classification, regression, tagging, span QA, multiple choice, masked LM): max |Δ| of the
+task's `parity_outputs`, and the task's `serving_quality` against the held-out labels."""
+
+from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -6,52 +14,111 @@ from garden.data.pipeline import eval_dataset
 from garden.errors import GardenError
 from garden.export import manifest
 from garden.export.signature import signatures
-from garden.export.verify import PARITY_EXAMPLES, accuracy, max_abs_error, median_latency_ms
+from garden.export.verify import (
+    BATCH,
+    PARITY_EXAMPLES,
+    Refused,
+    batched,
+    max_abs_error,
+    median_latency_ms,
+    numpy_outputs,
+    refusal,
+    table_cells,
+)
+from garden.registry import REFERENCES
 
-BATCH = 500
 DEFAULT = "serving_default"
-
-
-def batched(fn, inputs, batch_size=BATCH):
-    """Runs fn(*arrays) -> dict over `inputs` (a list of arrays) in batches; concatenates the outputs."""
-    count = len(inputs[0])
-    parts = [fn(*[a[i : i + batch_size] for a in inputs]) for i in range(0, count, batch_size)]
-    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
-
-
-def numpy_outputs(function):
-    return lambda *arrays: {k: v.numpy() for k, v in function(*arrays).items()}
+SAVED_MODEL_BOUND = 1e-5  # max |Δ| of a SavedModel: the same graph, rerun from disk
+TFLITE_BOUNDS = {"none": 1e-4, "float16": 1e-2, "dynamic": None, "int8": None, "16x8": None}  # None: judged by quality
 
 
 def _spec_entry(spec):
     return {"dtype": spec.dtype.name, "shape": list(spec.shape)}
 
 
-class Reference:
-    """The held-out split, each serving signature's inputs for it, and the Keras model's outputs
-    (through the tensor signature, fed by the training input pipeline)."""
+class ExportReference:
+    """The interface the formats call. A subclass writes the SavedModel and judges artifacts."""
 
-    def __init__(self, run):
-        self.run = run
-        self.task = run.task
-        self.examples = run.task.load(run.task.held_out(), run.label_names)
-        self.signatures = signatures(run.task, run.model, self.examples.label_names, list(self.examples.features))
+    tflite_bounds: dict[str, float | None] = TFLITE_BOUNDS  # TFLite modes it takes -> max |Δ| (None: by quality)
+
+    def __init__(self, run, options):
+        self.run, self.task, self.options = run, run.task, options
+        self._saved_model = None
+
+    def saved_model(self, workdir: str) -> str:
+        """The SavedModel that every format reads, written into `workdir` on first use."""
+        if self._saved_model is None:
+            self._saved_model = os.path.join(workdir, "saved_model")
+            self.write_saved_model(self._saved_model)
+        return self._saved_model
+
+    def check_mode(self, mode: str) -> None:
+        if mode not in self.tflite_bounds:
+            raise GardenError(f"this model exports with --quantize {', '.join(self.tflite_bounds)} (got '{mode}')")
+
+    def tflite_bound(self, mode: str) -> float | None:
+        return self.tflite_bounds[mode] if self.options.max_error is None else self.options.max_error
+
+    def write_saved_model(self, directory: str) -> None:
+        raise NotImplementedError
+
+    def judge_saved_model(self, loaded) -> dict:
+        """What a reloaded SavedModel measures; raises Refused when it misses a bound."""
+        raise NotImplementedError
+
+    def tflite_signature(self) -> str:
+        raise NotImplementedError
+
+    def calibration(self, signature: str) -> dict[str, np.ndarray]:
+        raise GardenError(f"this model exports no calibrated TFLite mode; use --quantize {', '.join(TFLITE_BOUNDS)}")
+
+    def judge_tflite(self, name: str, mode: str, runner, signature: str) -> dict:
+        """What a TFLite model (`runner(**arrays)` of `signature`) measures; raises Refused."""
+        raise NotImplementedError
+
+    def legend(self) -> str:
+        raise NotImplementedError
+
+    def keras_row(self) -> list[str]:
+        raise NotImplementedError
+
+    def row(self, name: str, entry: dict) -> list[str]:
+        raise NotImplementedError
+
+    def header(self) -> dict:
+        raise NotImplementedError
+
+    def record(self, export_dir: str, name: str, target: str, measured: dict) -> dict:
+        entry = {"path": target, "size_bytes": manifest.size_bytes(target), **measured}
+        return manifest.record(export_dir, self.header(), name, entry)
+
+
+@REFERENCES.register("outputs")
+class OutputsReference(ExportReference):
+    """The held-out split, each serving signature's inputs for it, and the Keras model's outputs
+    (through the tensor signature, fed by the training input pipeline), with the labels that
+    pipeline gives (aligned to tokens for tagging and span QA)."""
+
+    def __init__(self, run, options):
+        super().__init__(run, options)
+        if not self.task.quality:
+            self.task.serving_quality(None, None)  # says what the task lacks
+        self.quality = self.task.quality
+        self.examples = self.task.load(self.task.held_out(), run.label_names)
+        self.signatures = signatures(self.task, run.model, self.examples.label_names, list(self.examples.features))
         tensors = self.task.tensor_signature
-        self.inputs, self.expected = {}, {}
-        for name in self.signatures:  # the tensor signature first
-            self.inputs[name], held = self.signature_inputs(name, self.examples)
-            if name == tensors:
-                self.expected[name] = self._keras_run(self.inputs[name])
-            elif held is self.examples:
-                self.expected[name] = self.expected[tensors]
-            else:  # the raw form holds other examples (say, images rounded to 8 bits)
-                self.expected[name] = self._keras_run(self.signature_inputs(tensors, held)[0])
-        if "class_id" not in self.expected[tensors]:
-            raise GardenError(
-                f"export judges artifacts by held-out accuracy, which task type '{run.task.config.type}' does not "
-                "report yet; export a classification run (or a classification head with --head)"
-            )
-        self.accuracy = accuracy(self.examples.labels, self.expected[tensors]["class_id"])
+        features, self.labels = self._prepared(self.examples)  # one pass: a masked LM masks at random
+        self.inputs = {tensors: [features[n] for n in self.signatures[tensors].specs]}
+        self.expected = {tensors: self._keras_run(self.inputs[tensors])}
+        for name in self.signatures:
+            if name != tensors:
+                self.inputs[name], held = self.signature_inputs(name, self.examples)
+                # the raw form may hold other examples (say, images rounded to 8 bits)
+                same = held is self.examples
+                self.expected[name] = (
+                    self.expected[tensors] if same else self._keras_run(self.signature_inputs(tensors, held)[0])
+                )
+        self.keras_quality = self.task.serving_quality(self.labels, self.expected[tensors])
 
     def signature_inputs(self, name, examples):
         """(arrays of `examples` in the input order of signature `name`, the Examples they hold): the
@@ -59,30 +126,106 @@ class Reference:
         names = list(self.signatures[name].specs)
         if name != self.task.tensor_signature:
             return self.task.raw_features(examples, names)
-        batches = [features for features, _ in eval_dataset(examples, BATCH, self.task.prepare)]
-        return [np.concatenate([b[n].numpy() for b in batches]) for n in names], examples
+        features, _ = self._prepared(examples)
+        return [features[n] for n in names], examples
+
+    def _prepared(self, examples):
+        """(model inputs by name, labels) of `examples` through the training input pipeline."""
+        batches = list(eval_dataset(examples, BATCH, self.task.prepare))
+        features = {n: np.concatenate([f[n].numpy() for f, _ in batches]) for n in batches[0][0]}
+        return features, np.concatenate([labels.numpy() for _, labels in batches])
 
     def _keras_run(self, tensors):
         """The Keras model's serving outputs on prepared `tensors` (from the training input pipeline)."""
         return batched(numpy_outputs(self.signatures[self.task.tensor_signature].function), tensors)
 
-    def keras_latency_ms(self, name=DEFAULT):
-        """Median latency of one example through the Keras model's signature `name`, in TensorFlow."""
-        return median_latency_ms(self.signatures[name].function, self.inputs[name])
-
     def judge(self, name, outputs):
-        """(max abs error on the parity examples, accuracy, accuracy drop in points) of an artifact's
-        outputs for signature `name`, against the Keras model on the same examples."""
-        key, expected = self.task.output_for_parity, self.expected[name]
-        error = max_abs_error(expected[key][:PARITY_EXAMPLES], outputs[key][:PARITY_EXAMPLES])
+        """(max abs error of the parity outputs on the parity examples, quality, its drop in points)
+        of an artifact's outputs for signature `name`, against the Keras model on the same examples."""
+        expected = self.expected[name]
+        error = max(
+            max_abs_error(expected[key][:PARITY_EXAMPLES], outputs[key][:PARITY_EXAMPLES])
+            for key in self.task.parity_outputs
+        )
         if "label" in outputs:
             names = np.asarray(self.examples.label_names, dtype=object)[np.asarray(outputs["class_id"]).reshape(-1)]
             given = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(outputs["label"]).reshape(-1)]
             if list(names) != given:
                 raise GardenError("the artifact's `label` output disagrees with its `class_id`; nothing was written")
-        artifact_accuracy = accuracy(self.examples.labels, outputs["class_id"])
-        keras_accuracy = accuracy(self.examples.labels, expected["class_id"])
-        return error, artifact_accuracy, 100.0 * (keras_accuracy - artifact_accuracy)
+        quality = self.task.serving_quality(self.labels, outputs)
+        return error, quality, 100.0 * (self.keras_quality - quality)
+
+    def _measured(self, kind, name, run, bound):
+        """Runs `run(*arrays)` over signature `name`'s held-out inputs; raises Refused past a bound."""
+        error, quality, drop = self.judge(name, batched(run, self.inputs[name]))
+        measured = {"max_abs_error": error, "error_bound": bound, self.quality: quality, f"{self.quality}_drop": drop}
+        reason = refusal(kind, error, bound, drop, self.options.max_quality_drop, self.quality)
+        if reason:
+            raise Refused(reason, kind, measured)
+        return measured
+
+    def write_saved_model(self, directory):
+        import keras
+
+        archive = keras.export.ExportArchive()
+        archive.track(self.run.model)
+        for name, signature in self.signatures.items():
+            archive.add_endpoint(name, signature.function)
+        archive.write_out(directory, verbose=False)
+
+    def judge_saved_model(self, loaded):
+        bound = SAVED_MODEL_BOUND if self.options.max_error is None else self.options.max_error
+        judged = {}
+        for name, signature in self.signatures.items():
+            served = loaded.signatures[name]
+            names = list(signature.specs)
+            run = numpy_outputs(lambda *arrays, served=served, names=names: served(**dict(zip(names, arrays))))
+            judged[name] = self._measured(f"saved_model signature {name}", name, run, bound)
+        worst = max(judged.values(), key=lambda entry: entry["max_abs_error"])
+        lowest = min(entry[self.quality] for entry in judged.values())
+        return {**worst, self.quality: lowest, "signatures": judged}
+
+    def tflite_signature(self):
+        if self.options.signature not in self.signatures:
+            raise GardenError(
+                f"this model has no signature '{self.options.signature}'; choose from: {', '.join(self.signatures)}"
+            )
+        return self.options.signature
+
+    def calibration(self, signature, examples=256):
+        """Input name -> arrays of `examples` training examples, for int8 and 16x8 calibration."""
+        train = self.task.load(self.task.config.train_data, self.examples.label_names)
+        arrays, _ = self.signature_inputs(signature, train.take(examples))
+        return dict(zip(self.signatures[signature].specs, arrays))
+
+    def judge_tflite(self, name, mode, runner, signature):
+        names = list(self.signatures[signature].specs)
+        run = lambda *arrays: runner(**dict(zip(names, arrays)))  # noqa: E731
+        measured = self._measured(f"TFLite {mode}", signature, run, self.tflite_bound(mode))
+        return {**measured, "signature": signature, "latency_ms": median_latency_ms(run, self.inputs[signature])}
+
+    def legend(self):
+        held_out = f"{len(self.examples)} {self.task.held_out().split}"
+        return (
+            f"{self.quality} on {held_out} examples; latency = median of one example on {os.cpu_count()} CPU "
+            f"threads; parity = max |Δ {', '.join(self.task.parity_outputs)}| vs Keras"
+        )
+
+    @property
+    def columns(self):
+        return ["artifact", "size", "latency", self.quality, "drop (points)", "parity", "written to"]
+
+    def keras_row(self):
+        latency = median_latency_ms(self.signatures[DEFAULT].function, self.inputs[DEFAULT])
+        return self.row(
+            "keras model", {self.quality: self.keras_quality, "latency_ms": latency, "path": self.run.run_dir}
+        )
+
+    def row(self, name, entry):
+        size, latency, parity = table_cells(entry)
+        quality = f"{100 * entry[self.quality]:.2f}%" if self.quality in entry else ""
+        drop = f"{entry[f'{self.quality}_drop']:+.2f}" if f"{self.quality}_drop" in entry else ""
+        return [name, size, latency, quality, drop, parity, entry["path"]]
 
     def header(self):
         return {
@@ -96,16 +239,6 @@ class Reference:
             "outputs": list(self.expected[self.task.tensor_signature]),
             "labels": self.examples.label_names,
             "held_out": {"split": self.task.held_out().split, "examples": len(self.examples)},
-            "keras_accuracy": self.accuracy,
+            "quality": self.quality,
+            f"keras_{self.quality}": self.keras_quality,
         }
-
-    def record(self, export_dir, name, target, error, bound, artifact_accuracy, **extra):
-        entry = {
-            "path": target,
-            "size_bytes": manifest.size_bytes(target),
-            "max_abs_error": error,
-            "error_bound": bound,
-            "accuracy": artifact_accuracy,
-            **extra,
-        }
-        return manifest.record(export_dir, self.header(), name, entry)

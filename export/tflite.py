@@ -1,16 +1,17 @@
-"""TFLite export for devices in five modes, each run in the LiteRT interpreter and judged against
-the Keras model on the held-out split before it is written.
+"""TFLite export for devices in five modes, each converted from the export's one SavedModel, run
+in the LiteRT interpreter and judged by the run's reference (`reference.py`: the task's quality,
+accuracy for a classifier, on the held-out split) before it is written.
 
 | mode | weights | activations | judged by |
 |---|---|---|---|
-| none | float32 | float32 | max |Δ| ≤ 1e-4 and accuracy |
-| float16 | float16 | float32 | max |Δ| ≤ 1e-2 and accuracy |
-| dynamic | int8 | float32 (quantized on the fly) | accuracy |
-| int8 | int8 | int8 calibrated on training examples (some op types float32, below) | accuracy |
-| 16x8 | int8 | int16 calibrated on training examples | accuracy |
+| none | float32 | float32 | max |Δ| ≤ 1e-4 and quality |
+| float16 | float16 | float32 | max |Δ| ≤ 1e-2 and quality |
+| dynamic | int8 | float32 (quantized on the fly) | quality |
+| int8 | int8 | int8 calibrated on training examples (some op types float32, below) | quality |
+| 16x8 | int8 | int16 calibrated on training examples | quality |
 
-A quantized mode is judged by its accuracy drop (`max_accuracy_drop`, in points) and its max |Δ| is
-reported, not bounded (pass `max_error` to bound it): one borderline example can move a probability
+A quantized mode is judged by its quality drop (`--max-quality-drop`, in points) and its max |Δ| is
+reported, not bounded (pass `--max-error` to bound it): one borderline example can move a probability
 by 0.6 without changing accuracy. int8 first quantizes every op. If that misses the bounds, it
 quantizes again keeping the op types in `FLOAT_OPS` in float32: a transformer's attention scores
 share one int8 scale with the -1e9 padding mask, which leaves no step for the real scores, and its
@@ -24,9 +25,9 @@ other TensorFlow op (Flex) is refused.
 """
 
 import contextlib
+import functools
 import os
 import re
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -36,18 +37,11 @@ from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow_text import tflite_registrar
 
 from garden.errors import GardenError
-from garden.export import saved_model
-from garden.export.reference import DEFAULT, batched
-from garden.export.verify import Refused, median_latency_ms, refusal
+from garden.export.exporting import Job
+from garden.export.reference import ExportReference
+from garden.export.verify import Refused
 from garden.registry import EXPORTERS
 
-BOUNDS = {
-    "none": 1e-4,
-    "float16": 1e-2,
-    "dynamic": None,
-    "int8": None,
-    "16x8": None,
-}  # max |Δ|; None: judged by accuracy
 CALIBRATION_EXAMPLES = 256
 REGISTRAR = "tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS"
 THREADS = os.cpu_count()
@@ -177,67 +171,49 @@ def write_file(target, content):
     return target
 
 
-def tflite_runner(content=None, path=None, signature=DEFAULT):
+def tflite_runner(content=None, path=None, signature="serving_default"):
     """fn(**named arrays) -> outputs of one signature of a TFLite model."""
     runner = interpreter(content, path).get_signature_runner(signature)
     return lambda **arrays: runner(**{n: np.ascontiguousarray(a) for n, a in arrays.items()})
 
 
-def _judged(reference, signature, mode, content):
-    """(max |error|, accuracy, drop, runner) of a TFLite model on the held-out split."""
-    names = list(reference.signatures[signature].specs)
-    runner = tflite_runner(content, signature=signature)
-    run = lambda *arrays: runner(**dict(zip(names, arrays)))  # noqa: E731
-    with builtins_and_text_ops_only(mode, signature):
-        outputs = batched(run, reference.inputs[signature])
-    return (*reference.judge(signature, outputs), run)
+def export_mode(reference: ExportReference, export_dir: str, workdir: str, mode: str) -> dict:
+    """Writes `export_dir/model_<mode>.tflite`, converted from the export's SavedModel, if it passes
+    the reference's parity and quality bounds; returns the manifest."""
+    reference.check_mode(mode)
+    name, signature = filename(mode), reference.tflite_signature()
+    calibration = None
+    if mode in ("int8", "16x8"):
+        calibration = {n: _calibration_array(a) for n, a in reference.calibration(signature).items()}
+    content = convert(reference.saved_model(workdir), signature, mode, calibration)
+    attempts = ((), FLOAT_OPS) if mode == "int8" else (None,)  # int8: all ops, then sensitive ones in float32
+    for float_ops in attempts:
+        candidate = content if float_ops is None else quantize_int8(content, float_ops)
+        found = {
+            "quantize": mode,
+            "size_bytes": len(candidate),
+            "threads": THREADS,
+            "custom_ops": custom_ops(candidate),
+        }
+        if float_ops is not None:
+            found["float_ops"] = list(float_ops)
+        if found["custom_ops"]:
+            found["op_registerers"] = REGISTRAR
+        try:
+            with builtins_and_text_ops_only(mode, signature):
+                measured = reference.judge_tflite(name, mode, tflite_runner(candidate, signature=signature), signature)
+            break
+        except Refused as refused:
+            refused.measured.update(found)
+            if float_ops == attempts[-1]:
+                raise
+    target = write_file(os.path.join(export_dir, name), candidate)
+    return reference.record(export_dir, name, target, {**measured, **found})
 
 
 @EXPORTERS.register("tflite")
-def export_tflite(reference, export_dir, quantize="none", signature=DEFAULT, max_error=None, max_accuracy_drop=1.0):
-    """Writes `export_dir/model_<quantize>.tflite` if it passes parity and accuracy; returns the manifest."""
-    if quantize not in BOUNDS:
-        raise GardenError(f"unknown --quantize '{quantize}'; choose from: {', '.join(BOUNDS)}")
-    if signature not in reference.signatures:
-        raise GardenError(f"this model has no signature '{signature}'; choose from: {', '.join(reference.signatures)}")
-    bound = BOUNDS[quantize] if max_error is None else max_error
-    calibration = None
-    if quantize in ("int8", "16x8"):
-        train = reference.task.load(reference.task.config.train_data, reference.examples.label_names)
-        arrays, _ = reference.signature_inputs(signature, train.take(CALIBRATION_EXAMPLES))
-        calibration = {name: _calibration_array(a) for name, a in zip(reference.signatures[signature].specs, arrays)}
-    with tempfile.TemporaryDirectory(dir=export_dir, prefix=".tflite-") as staging:
-        content = convert(
-            saved_model.write(reference, os.path.join(staging, "saved_model")), signature, quantize, calibration
-        )
-    attempts = ((), FLOAT_OPS) if quantize == "int8" else (None,)  # int8: all ops, then sensitive ones in float32
-    for float_ops in attempts:
-        candidate = content if float_ops is None else quantize_int8(content, float_ops)
-        try:
-            error, accuracy, drop, run = _judged(reference, signature, quantize, candidate)
-        except Refused:
-            if float_ops == attempts[-1]:
-                raise
-            continue
-        reason = refusal(f"TFLite {quantize}", error, bound, drop, max_accuracy_drop)
-        if not reason:
-            break
-    content = candidate
-    measured = {
-        "signature": signature,
-        "quantize": quantize,
-        "size_bytes": len(content),
-        "latency_ms": median_latency_ms(run, reference.inputs[signature]),
-        "threads": THREADS,
-        "accuracy": accuracy,
-        "accuracy_drop": drop,
-        "custom_ops": custom_ops(content),
-    }
-    if float_ops is not None:
-        measured["float_ops"] = list(float_ops)
-    if measured["custom_ops"]:
-        measured["op_registerers"] = REGISTRAR
-    if reason:
-        raise Refused(reason, filename(quantize), {**measured, "max_abs_error": error, "error_bound": bound})
-    target = write_file(os.path.join(export_dir, filename(quantize)), content)
-    return reference.record(export_dir, filename(quantize), target, error, bound, accuracy, **measured)
+def tflite_jobs(reference: ExportReference, export_dir: str, workdir: str) -> list[Job]:
+    return [
+        (filename(mode), functools.partial(export_mode, reference, export_dir, workdir, mode))
+        for mode in reference.options.quantize
+    ]

@@ -7,16 +7,13 @@ import numpy as np
 from garden.errors import GardenError
 
 PARITY_EXAMPLES = 256
+BATCH = 500
 LATENCY_RUNS = 50
 WARMUP_RUNS = 3
 
 
 def max_abs_error(expected, actual):
     return float(np.max(np.abs(np.asarray(expected, np.float64) - np.asarray(actual, np.float64))))
-
-
-def accuracy(labels, class_ids):
-    return float(np.mean(np.asarray(class_ids).reshape(-1) == labels))
 
 
 class Refused(GardenError):
@@ -28,19 +25,41 @@ class Refused(GardenError):
         self.measured = measured
 
 
-def refusal(kind, error, bound, accuracy_drop=None, max_accuracy_drop=None):
-    """Why `kind` missed its parity bound (None: none) or accuracy bound (nothing has been written), or None."""
+def refusal(kind, error, bound, drop=None, max_drop=None, quality="accuracy"):
+    """Why `kind` missed its parity bound (None: none) or its bound on the drop of `quality` (in
+    points), or None; nothing has been written."""
     if bound is not None and error > bound:
         return (
             f"{kind} refused: max |difference| from the Keras model is {error:.3g}, over the bound {bound:.3g} "
             f"by {error - bound:.3g}; nothing was written (raise --max-error to accept it)"
         )
-    if max_accuracy_drop is not None and accuracy_drop > max_accuracy_drop:
+    if max_drop is not None and drop > max_drop:
         return (
-            f"{kind} refused: accuracy drops {accuracy_drop:.2f} points from the Keras model, over the "
-            f"allowed {max_accuracy_drop:.2f}; nothing was written (raise --max-accuracy-drop to accept it)"
+            f"{kind} refused: {quality} drops {drop:.2f} points from the Keras model, over the "
+            f"allowed {max_drop:.2f}; nothing was written (raise --max-quality-drop to accept it)"
         )
     return None
+
+
+def batched(fn, inputs, batch_size=BATCH):
+    """Runs fn(*arrays) -> dict over `inputs` (a list of arrays) in batches; concatenates the outputs."""
+    count = len(inputs[0])
+    parts = [fn(*[a[i : i + batch_size] for a in inputs]) for i in range(0, count, batch_size)]
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
+
+def numpy_outputs(function):
+    return lambda *arrays: {k: v.numpy() for k, v in function(*arrays).items()}
+
+
+def table_cells(entry):
+    """(size, latency, parity) cells of an export table row: blank where not measured."""
+    size = f"{entry['size_bytes'] / 1e6:.2f} MB" if "size_bytes" in entry else ""
+    latency = f"{entry['latency_ms']:.2f} ms" if "latency_ms" in entry else ""
+    parity = f"{entry['max_abs_error']:.2g}" if "max_abs_error" in entry else ""
+    if entry.get("error_bound") is not None:
+        parity += f" (≤ {entry['error_bound']:.2g})"
+    return size, latency, parity
 
 
 def median_latency_ms(run, inputs, runs=LATENCY_RUNS):

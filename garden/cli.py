@@ -85,110 +85,27 @@ def _evaluate(run, split):
 
 
 def cmd_export(args):
+    from garden.export.exporting import Export, ExportOptions
     from garden.run import Run
 
     run = Run(args.run_dir, args.head)
     export_dir = args.out or os.path.join(args.run_dir, "export", args.head or "")
-    os.makedirs(export_dir, exist_ok=True)
-    limits = {} if args.max_error is None else {"max_error": args.max_error}
-    if run.config.task.type == "causal_lm":
-        return _export_decoder(args, run, export_dir, limits)
-    from garden.export.reference import Reference
-    from garden.registry import EXPORTERS
-
-    reference = Reference(run)
-    limits["max_accuracy_drop"] = args.max_accuracy_drop
-    jobs = (
-        [("saved_model", EXPORTERS.get("saved_model"), {})] if "saved_model" in (args.format or ["saved_model"]) else []
+    options = ExportOptions(
+        formats=args.format or ["saved_model"],
+        quantize=args.quantize or ["none"],
+        signature=args.signature,
+        max_error=args.max_error,
+        max_quality_drop=args.max_quality_drop,
+        max_length=args.max_length,
     )
-    if "tflite" in (args.format or []):
-        jobs += [
-            (f"model_{mode}.tflite", EXPORTERS.get("tflite"), {"quantize": mode, "signature": args.signature})
-            for mode in args.quantize or ["none"]
-        ]
-    keras = {"accuracy": reference.accuracy, "latency_ms": reference.keras_latency_ms(), "path": args.run_dir}
-    held_out = f"{len(reference.examples)} {reference.task.held_out().split}"
-    print(
-        f"accuracy on {held_out} examples; latency = median of one example on {os.cpu_count()} CPU threads; "
-        f"parity = max |Δ {reference.task.output_for_parity}| vs Keras"
-    )
-    header = ["artifact", "size", "latency", "accuracy", "drop (points)", "parity", "written to"]
-    _run_exports(
-        jobs,
-        reference,
-        export_dir,
-        limits,
-        header,
-        _export_row("keras model", keras),
-        lambda name, entry: _export_row(name, entry, reference.accuracy),
-    )
-
-
-def _export_decoder(args, run, export_dir, limits):
-    from garden.export import decoder
-
-    reference = decoder.DecoderReference(run, args.max_length)
-    jobs = (
-        [("saved_model", decoder.export_saved_model, {})] if "saved_model" in (args.format or ["saved_model"]) else []
-    )
-    if "tflite" in (args.format or []):
-        jobs += [
-            (f"model_{mode}.tflite", decoder.export_tflite, {"quantize": mode}) for mode in args.quantize or ["none"]
-        ]
-    print(
-        f"loss = nats per token on {reference.inputs.size} held-out tokens, read one decode step at a time; latency = "
-        f"median of one decode step on {os.cpu_count()} CPU threads; parity = max |Δ logits| vs Keras; greedy = the "
-        "decode step's greedy loop gives the Keras model's text"
-    )
-    header = ["artifact", "size", "latency", "loss", "parity", "greedy", "written to"]
-    keras = ["keras model", "", "", f"{reference.loss:.4f}", "", "", args.run_dir]
-    _run_exports(jobs, reference, export_dir, limits, header, keras, _decoder_row)
-
-
-def _run_exports(jobs, reference, export_dir, limits, header, first_row, row):
-    """Runs each (artifact name, exporter, options) job, prints one table row per artifact (refused
-    ones too), and raises one error naming every refusal."""
-    from garden.export.verify import Refused
-
-    rows, refused, manifest = [first_row], [], None
-    for name, exporter, options in jobs:
-        try:
-            manifest = exporter(reference, export_dir, **options, **limits)
-            rows.append(row(name, manifest["artifacts"][name]))
-        except Refused as error:
-            rows.append(row(error.name, {**error.measured, "path": "refused"}))
-            refused.append(str(error))
-    print(_table(header, rows))
+    export = Export(run, export_dir, options)
+    print(export.reference.legend())
+    rows, refused, manifest = export.run()
+    print(_table(export.reference.columns, rows))
     if manifest:
-        print(f"manifest: {os.path.join(export_dir, 'manifest.json')}")
+        print(f"manifest: {manifest}")
     if refused:
         raise GardenError("; ".join(refused))
-
-
-def _measured(entry):
-    """(size, latency, parity) cells of an export table row: blank where not measured."""
-    size = f"{entry['size_bytes'] / 1e6:.2f} MB" if "size_bytes" in entry else ""
-    latency = f"{entry['latency_ms']:.2f} ms" if "latency_ms" in entry else ""
-    parity = f"{entry['max_abs_error']:.2g}" if "max_abs_error" in entry else ""
-    if entry.get("error_bound") is not None:
-        parity += f" (≤ {entry['error_bound']:.2g})"
-    return size, latency, parity
-
-
-def _export_row(name, entry, keras_accuracy=None):
-    """One line of a classifier's export table."""
-    size, latency, parity = _measured(entry)
-    accuracy = f"{100 * entry['accuracy']:.2f}%" if "accuracy" in entry else ""
-    drop = f"{100 * (keras_accuracy - entry['accuracy']):+.2f}" if accuracy and keras_accuracy is not None else ""
-    return [name, size, latency, accuracy, drop, parity, entry["path"]]
-
-
-def _decoder_row(name, entry):
-    """One line of a language model's export table."""
-    size, latency, parity = _measured(entry)
-    loss = f"{entry['loss']:.4f} ({entry['loss_increase']:+.4f})" if "loss" in entry else ""
-    greedy = {True: "same", False: "differs"}.get(entry.get("greedy_matches"), "")
-    return [name, size, latency, loss, parity, greedy, entry["path"]]
 
 
 def cmd_distill_static(args):
@@ -278,20 +195,23 @@ def _parser():
     sub = commands.add_parser("export", help="export a run as SavedModel and/or TFLite, verified against Keras")
     sub.add_argument("run_dir")
     sub.add_argument(
-        "--format", action="append", choices=["saved_model", "tflite"], help="repeatable; default saved_model"
+        "--format",
+        action="append",
+        help="a registered export format (saved_model, tflite, ...); repeatable; default saved_model",
     )
     sub.add_argument(
-        "--quantize",
-        action="append",
-        choices=["none", "dynamic", "float16", "int8", "16x8"],
-        help="TFLite mode, repeatable (default none)",
+        "--quantize", action="append", help="TFLite mode: none, dynamic, float16, int8, 16x8; repeatable (default none)"
     )
     sub.add_argument(
         "--signature", default="serving_default", help="the signature TFLite converts (default serving_default)"
     )
     sub.add_argument("--max-error", type=float, help="parity bound on max |Δ| (default per format and mode)")
     sub.add_argument(
-        "--max-accuracy-drop", type=float, default=1.0, help="refuse an artifact losing more accuracy points"
+        "--max-quality-drop",
+        "--max-accuracy-drop",
+        type=float,
+        default=1.0,
+        help="refuse an artifact losing more points of the task's quality (accuracy, Pearson r, ...)",
     )
     sub.add_argument("--out", help="export folder (default RUN_DIR/export, RUN_DIR/export/HEAD for a head)")
     sub.add_argument("--head", help="the sub-task whose head to export, for a multi-task run")

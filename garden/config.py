@@ -268,7 +268,7 @@ def _not_negative(value, where):
 
 def check_values(config):
     """Refuses hyperparameters that cannot train: steps, intervals and batch sizes that are not
-    positive, and negative learning rates or warmups. (A rate of 0 measures a loss without moving the
+    positive, a warmup of no steps, and negative learning rates. (A rate of 0 measures a loss without moving the
     weights; a warmup longer than `train_steps`, as a shortened trial run has, never reaches the peak rate.)"""
     trainer = config.trainer
     for key in ("train_steps", "steps_per_loop", "checkpoint_interval", "validation_interval"):
@@ -290,7 +290,7 @@ def check_values(config):
                 for index, rate in enumerate(value or ()):
                     _not_negative(rate, f"{where}.values[{index}]")
     if optimization.warmup.type:
-        _not_negative(
+        _positive(
             optimization.warmup.get().warmup_steps,
             f"trainer.optimizer_config.warmup.{optimization.warmup.type}.warmup_steps",
         )

@@ -84,7 +84,8 @@ OPTIMIZERS = Registry("optimizer")
 SCHEDULES = Registry("learning-rate schedule")
 DATASETS = Registry("dataset")
 TASKS = Registry("task")
-EXPORTERS = Registry("exporter")
+EXPORTERS = Registry("export format")
+REFERENCES = Registry("export reference")
 EXPERIMENTS = Registry("experiment")
 
 PLUGIN_GROUP = "garden.plugins"

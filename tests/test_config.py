@@ -62,7 +62,7 @@ def test_bad_overrides_name_the_key_and_the_fix(assignment, message):
         ("task.train_data.global_batch_size=-4", "task.train_data.global_batch_size must be positive, got -4"),
         (
             "trainer.optimizer_config.warmup.linear.warmup_steps=-5",
-            "warmup.linear.warmup_steps must be 0 or more, got -5",
+            "warmup.linear.warmup_steps must be positive, got -5",
         ),
         (
             "task.train_data.tfds_name=mnist",

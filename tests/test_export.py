@@ -9,7 +9,9 @@ from conftest import garden
 from PIL import Image
 
 from garden.data.mnist import mnist
-from garden.export.tflite import BOUNDS
+from garden.export.reference import TFLITE_BOUNDS as BOUNDS
+from garden.export.tflite import tflite_runner
+from garden.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,31 @@ def exported(tiny_run, tmp_path_factory):
         out,
     )
     return out
+
+
+def test_each_artifact_rerun_on_its_own_matches_the_keras_model(exported, tiny_run):
+    """Every written artifact, loaded here (the SavedModel with tf.saved_model, each .tflite in
+    LiteRT), against the Keras model of the run folder on the 1000 held-out test images."""
+    test = mnist("test").take(1000)
+    images, labels = test.features["image"], test.labels
+    run = Run(str(tiny_run))
+    keras = run.task.serving_outputs(run.model(images, training=False))
+    keras_accuracy = np.mean(keras["class_id"].numpy() == labels)
+    saved = tf.saved_model.load(str(exported / "saved_model")).signatures["serving_default"]
+    outputs = {"saved_model": saved(image=tf.constant(images))}
+    for mode in BOUNDS:
+        runner = tflite_runner(path=str(exported / f"model_{mode}.tflite"))
+        outputs[f"model_{mode}.tflite"] = {
+            key: np.concatenate([runner(image=images[i : i + 100])[key] for i in range(0, 1000, 100)])
+            for key in ("probabilities", "class_id")
+        }
+    bounds = {"saved_model": 1e-5, **{f"model_{m}.tflite": b for m, b in BOUNDS.items()}}
+    for name, artifact in outputs.items():
+        if bounds[name] is not None:
+            np.testing.assert_allclose(
+                artifact["probabilities"], keras["probabilities"], atol=bounds[name], err_msg=name
+            )
+        assert abs(np.mean(np.asarray(artifact["class_id"]) == labels) - keras_accuracy) <= 0.01, name
 
 
 def test_manifest_records_parity_and_accuracy_within_bounds(exported):
@@ -95,6 +122,12 @@ def test_predict_agrees_across_saved_model_and_tflite(exported, tmp_path):
         rows[artifact] = [json.loads(line) for line in out.splitlines()]
     keras_like = [r["class_id"] for r in rows["saved_model"]]
     assert [r["class_id"] for r in rows["model_none.tflite"]] == keras_like
+    assert sum(a == b for a, b in zip((r["class_id"] for r in rows["model_int8.tflite"]), keras_like)) >= 4
+    np.testing.assert_allclose(
+        [r["probabilities"] for r in rows["model_int8.tflite"]],
+        [r["probabilities"] for r in rows["saved_model"]],
+        atol=0.1,
+    )
     assert np.mean(np.array(keras_like) == test.labels[:5]) >= 0.8
     assert rows["saved_model"][0]["label"] == str(keras_like[0])
 

@@ -18,7 +18,7 @@ from garden.config import DataConfig, TokenizerConfig
 from garden.data.shakespeare import shakespeare
 from garden.data.tokenizers import build_tokenizer, train_sentencepiece
 from garden.errors import GardenError
-from garden.export.decoder import export_tflite, greedy_tokens, write_saved_model
+from garden.export.decoder import greedy_tokens, write_saved_model
 from garden.export.tflite import tflite_runner
 from garden.generate.generator import Generator
 from garden.generate.sampler import Sampling, sample
@@ -280,5 +280,10 @@ def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tfl
     )
     assert "KING HENRY:" + tokenizer.detokenize(np.array(tokens, np.int32)) == greedy
 
-    with pytest.raises(GardenError, match="a decode step exports with --quantize none, float16, dynamic"):
-        export_tflite(None, str(out), quantize="int8")  # refused before any work
+    refused = garden(
+        "export", trained_lm, "--format", "tflite", "--quantize", "int8", "--out", out / "int8", check=False
+    )
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(
+        "garden: error: a decode step exports with --quantize none, float16, dynamic (got 'int8')"
+    )
+    assert not (out / "int8" / "model_int8.tflite").exists()

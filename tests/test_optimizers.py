@@ -7,6 +7,7 @@ from garden import optimizers
 from garden.config import experiment_config
 from garden.errors import GardenError
 from garden.optimizers import build_learning_rate, build_optimizer
+from garden.registry import LOSSES
 
 
 def optimization(**overrides):
@@ -173,3 +174,60 @@ def test_ema_is_kept_when_configured():
 def test_missing_optimizer_type_is_a_clear_error():
     with pytest.raises(GardenError, match="optimizer.type is empty"):
         build_optimizer(optimization(**{"optimizer.type": "null"}))
+
+
+def test_label_smoothing_matches_the_smoothed_cross_entropy_by_hand():
+    logits = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]], np.float32)
+    labels = np.array([0, 1])
+    smoothing = 0.2
+    targets = (1 - smoothing) * np.eye(3)[labels] + smoothing / 3
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = -(targets * log_softmax).sum(axis=1)
+    loss = LOSSES.build("sparse_categorical_crossentropy", {"label_smoothing": smoothing})
+    np.testing.assert_allclose(np.asarray(loss(labels, logits)), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "schedule, step, expected",
+    [
+        (
+            "{type: exponential, exponential: {initial_learning_rate: 0.1, decay_steps: 10, decay_rate: 0.5}}",
+            25,
+            0.1 * 0.5**2.5,
+        ),
+        (
+            "{type: exponential, exponential: {initial_learning_rate: 0.1, decay_steps: 10, decay_rate: 0.5, "
+            "staircase: true}}",
+            25,
+            0.1 * 0.5**2,
+        ),
+    ],
+)
+def test_exponential_decay_by_hand(schedule, step, expected):
+    config = experiment_config(
+        "mnist_resnet",
+        sets=[f"trainer.optimizer_config.learning_rate={schedule}", "trainer.optimizer_config.warmup.type=null"],
+    )
+    rate = build_learning_rate(config.trainer.optimizer_config)
+    assert float(rate(step)) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "warmup, step, fraction",
+    [
+        ("{type: polynomial, polynomial: {warmup_steps: 10, power: 0.5}}", 4, 0.4**0.5),
+        ("{type: linear, linear: {warmup_steps: 10, warmup_learning_rate: 0.02}}", 4, None),
+        ("{type: polynomial, polynomial: {warmup_steps: 10, power: 0.5}}", 30, 1.0),
+    ],
+)
+def test_linear_and_polynomial_warmup_by_hand(warmup, step, fraction):
+    """Warmup ramps to the schedule's rate at `warmup_steps` (polynomially: rate x (step/steps)^power;
+    linearly from warmup_learning_rate), then follows the schedule."""
+    constant = "{type: constant, constant: {learning_rate: 0.1}}"
+    config = experiment_config(
+        "mnist_resnet",
+        sets=[f"trainer.optimizer_config.learning_rate={constant}", f"trainer.optimizer_config.warmup={warmup}"],
+    )
+    rate = float(build_learning_rate(config.trainer.optimizer_config)(step))
+    expected = 0.1 * fraction if fraction is not None else 0.02 + (step / 10) * (0.1 - 0.02)
+    assert rate == pytest.approx(expected, rel=1e-6)

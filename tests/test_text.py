@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import SHARED_DATA, TINY_TEXT, garden
+from conftest import TINY_TEXT, garden
 
 from garden.config import DataConfig, TokenizerConfig, experiment_config
 from garden.data import text_datasets
@@ -16,8 +16,6 @@ from garden.models import hf_import
 from garden.models.backbones.bert import BertEncoder
 from garden.models.pretrained import checkpoint_dir
 from garden.registry import TASKS
-
-SST2_DEV = SHARED_DATA / "sst2" / "dev.tsv"
 
 
 def test_resolver_picks_wordpiece_for_bert_and_refuses_misfits():
@@ -56,12 +54,15 @@ def test_sentence_pairs_get_segment_ids():
     ] * 7 + [0]
 
 
-@pytest.mark.skipif(not SST2_DEV.exists(), reason="../shared/data/sst2 is not beside this checkout")
-def test_glue_tsv_reader_on_sst2_dev():
-    texts, pairs, labels = read_table(str(SST2_DEV), "sentence", "label")
-    assert len(texts) == 6735 and pairs is None and set(labels) == {"0", "1"}
+def test_glue_tsv_reader_keeps_quotes_and_commas_as_text(tmp_path):
+    """GLUE TSVs are not CSV: a stray quote or a comma is part of the sentence (SST-2 has both)."""
+    rows = [('it \'s a "charming" film', "1"), ('" a mess , really', "0"), ("one , two , three", "1")]
+    path = tmp_path / "dev.tsv"
+    path.write_text("sentence\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows))
+    texts, pairs, labels = read_table(str(path), "sentence", "label")
+    assert list(texts) == [text for text, _ in rows] and pairs is None and list(labels) == ["1", "0", "1"]
     with pytest.raises(GardenError, match="has no column 'sentense'; did you mean 'sentence'"):
-        read_table(str(SST2_DEV), "sentense", "label")
+        read_table(str(path), "sentense", "label")
 
 
 def test_reuters_r8_splits_and_labels():

@@ -1,17 +1,19 @@
 """The text tasks beyond classification: their readers, and labels aligned to word pieces in tf.data."""
 
+import csv
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import garden
 
 from garden.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig, component, experiment_config
+from garden.data.pipeline import eval_dataset
 from garden.data.task_files import answer_words, read_conll
 from garden.errors import GardenError
-from garden.export.reference import Reference
+from garden.export.tflite import tflite_runner
 from garden.registry import DATASETS, TASKS
-from garden.run import Run
 from garden.train.evaluate import evaluate
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
@@ -214,9 +216,21 @@ def test_tagging_learns_which_words_are_capitalised(tmp_path):
     assert results["accuracy"] >= 0.95
     examples = trainer.task.load(config.task.validation_data, trainer.task.load(config.task.train_data).label_names)
     assert evaluate(trainer.task, trainer.model, examples, 50)["accuracy"] == pytest.approx(results["accuracy"])
-    with pytest.raises(GardenError, match="task type 'token_tagging' does not report yet"):
-        Reference(Run(str(tmp_path / "run")))
-    assert not (tmp_path / "run" / "export").exists()
+    export_dir = tmp_path / "export"
+    garden("export", tmp_path / "run", "--format", "saved_model", "--format", "tflite", "--out", export_dir)
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    assert manifest["quality"] == "tag_accuracy" and manifest["keras_tag_accuracy"] == pytest.approx(
+        results["accuracy"]
+    )
+    batch = next(iter(eval_dataset(examples, 100, trainer.task.prepare)))
+    inputs, aligned = {n: t.numpy() for n, t in batch[0].items()}, batch[1].numpy()
+    keras = trainer.model(inputs, training=False)["logits"].numpy()
+    saved = tf.saved_model.load(str(export_dir / "saved_model")).signatures["serving_default"](**inputs)
+    lite = tflite_runner(path=str(export_dir / "model_none.tflite"))(**inputs)
+    scored = aligned != -1
+    for outputs in (saved, lite):  # re-run from disk: the Keras model's tags at every scored piece
+        np.testing.assert_array_equal(np.asarray(outputs["tag_ids"])[scored], keras.argmax(-1)[scored])
+        np.testing.assert_allclose(outputs["probabilities"], tf.nn.softmax(keras).numpy(), atol=1e-4)
 
 
 def test_masked_lm_on_reuters_text_learns_below_the_uniform_loss(tmp_path):
@@ -240,3 +254,38 @@ def test_masked_lm_on_reuters_text_learns_below_the_uniform_loss(tmp_path):
     results = Trainer(config, str(tmp_path / "run"), resolve_strategy(config.runtime)).train()
     assert results["loss"] < np.log(30522) - 1.0  # a uniform guess over the vocabulary costs 10.33
     assert results["perplexity"] == pytest.approx(np.exp(results["loss"]))
+
+
+def test_csv_jsonl_and_headerless_files_read_the_same_examples(tmp_path):
+    """One small set of pairs as CSV with a header (a quoted comma inside), as headerless CSV read by
+    column number, and as JSON lines: each gives the same texts, pairs and labels."""
+    rows = [("wheat, corn and rice", "grain prices", "same"), ("oil rose", "ships left port", "different")]
+    with_header = tmp_path / "pairs.csv"
+    with open(with_header, "w", newline="") as f:
+        csv.writer(f).writerows([("first", "second", "label"), *rows])
+    headerless = tmp_path / "plain.csv"
+    with open(headerless, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    jsonl = tmp_path / "pairs.jsonl"
+    jsonl.write_text("".join(json.dumps(dict(zip(("first", "second", "label"), r))) + "\n" for r in rows))
+    named = dict(text_column="first", text_pair_column="second", label_column="label")
+    configs = [
+        DataConfig(dataset="text_file", input_path=str(with_header), **named),
+        DataConfig(
+            dataset="text_file",
+            input_path=str(headerless),
+            header=False,
+            text_column="0",
+            text_pair_column="1",
+            label_column="2",
+        ),
+        DataConfig(dataset="text_file", input_path=str(jsonl), **named),
+    ]
+    for config in configs:
+        examples = DATASETS.get("text_file")(config)
+        assert examples.features["text"].tolist() == [r[0] for r in rows], config.input_path
+        assert examples.features["text_pair"].tolist() == [r[1] for r in rows], config.input_path
+        assert [examples.label_names[i] for i in examples.labels] == [r[2] for r in rows], config.input_path
+    config = DataConfig(dataset="text_file", input_path=str(headerless), header=False, label_column="2")
+    with pytest.raises(GardenError, match="has no header, so columns are numbers; got 'sentence'"):
+        DATASETS.get("text_file")(config)

@@ -13,10 +13,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from conftest import ROOT, TINY, garden, sets
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from garden.config import experiment_config
+from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
 
 
@@ -48,6 +50,13 @@ def test_run_writes_config_summaries_and_metrics(tiny_run):
     assert "accuracy" in validation.Tags()["tensors"]
     assert sorted(os.listdir(tiny_run / "checkpoints")) == sorted(
         ["checkpoint"] + [f"ckpt-{s}.{ext}" for s in (100, 200, 300) for ext in ("index", "data-00000-of-00001")]
+    )
+    saved = yaml.safe_load((tiny_run / "config.yaml").read_text())  # the resolved config, with the --set values
+    assert saved["task"]["name"] == "mnist_resnet" and saved["trainer"]["train_steps"] == 300
+    assert saved["task"]["model"]["backbone"]["params"]["stage_widths"] == [16, 32]
+    assert (
+        experiment_config(config_files=[tiny_run / "config.yaml"]).as_dict()
+        == experiment_config("mnist_resnet", sets=TINY).as_dict()
     )
 
 
@@ -217,7 +226,7 @@ def short_run(run_dir, *overrides):
             *overrides,
         ],
     )
-    trainer = Trainer(config, str(run_dir), tf.distribute.OneDeviceStrategy("/cpu:0"))
+    trainer = Trainer(config, str(run_dir), resolve_strategy(config.runtime))
     results = trainer.train()
     losses = [json.loads(line)["loss"] for line in open(run_dir / "metrics.jsonl") if '"train"' in line]
     return trainer, results, losses
@@ -239,7 +248,53 @@ def test_mixed_precision_trains_with_float32_logits(dtype, tmp_path):
     assert np.isfinite(results["loss"])
 
 
+def test_mirrored_strategy_steps_like_one_device_and_learns(tmp_path):
+    """`mirrored` (here over the one CPU) runs tf.distribute's replica step and all-reduce: its first
+    steps match the one-device run's up to float rounding (which 40 Adam steps on a small ResNet grow
+    past any fixed bound), and a 40-step run learns."""
+    two_steps = ["trainer.train_steps=2", "trainer.steps_per_loop=1", "trainer.checkpoint_interval=2"]
+    two_steps.append("trainer.validation_interval=2")
+    one_device, _, losses = short_run(tmp_path / "one_device", *two_steps)
+    mirrored, _, mirrored_losses = short_run(
+        tmp_path / "mirrored", "runtime.distribution_strategy=mirrored", *two_steps
+    )
+    assert isinstance(mirrored.strategy, tf.distribute.MirroredStrategy)
+    np.testing.assert_allclose(mirrored_losses, losses, rtol=1e-5)
+    for expected, given in zip(one_device.model.weights, mirrored.model.weights):
+        np.testing.assert_allclose(given.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5, err_msg=expected.path)
+    _, results, losses = short_run(tmp_path / "mirrored_40", "runtime.distribution_strategy=mirrored")
+    assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0] and np.isfinite(results["loss"])
+
+
 def test_xla_compiled_steps_train(tmp_path):
-    _, results, losses = short_run(tmp_path, "runtime.enable_xla=true")
+    """With enable_xla the gradient step is compiled by XLA (its HLO modules, dumped by XLA itself,
+    show it ran; none without it) and the run still learns."""
+    dumps = {}
+    for xla in (True, False):
+        dumps[xla] = tmp_path / f"hlo_{xla}"
+        overrides = [s for s in TINY if not s.startswith("trainer.")] + [
+            "trainer.train_steps=40",
+            "trainer.steps_per_loop=10",
+            "trainer.checkpoint_interval=40",
+            "trainer.validation_interval=40",
+            "task.train_data.num_examples=1280",
+            "task.validation_data.num_examples=200",
+            "trainer.optimizer_config.warmup.type=null",
+            "trainer.optimizer_config.learning_rate={type: constant, constant: {learning_rate: 0.005}}",
+            f"runtime.enable_xla={str(xla).lower()}",
+        ]
+        subprocess.run(
+            [sys.executable, "-m", "garden.cli", "train", "mnist_resnet", *[a for s in overrides for a in ("--set", s)]]
+            + ["--run-dir", str(tmp_path / f"run_{xla}")],
+            cwd=ROOT,
+            env={**os.environ, "XLA_FLAGS": f"--xla_dump_to={dumps[xla]}"},
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    compiled = [p.name for p in dumps[True].glob("*.txt")] if dumps[True].exists() else []
+    assert any("gradients" in name for name in compiled), compiled
+    assert not dumps[False].exists() or not any("gradients" in p.name for p in dumps[False].glob("*.txt"))
+    rows = [json.loads(line) for line in open(tmp_path / "run_True" / "metrics.jsonl")]
+    losses = [r["loss"] for r in rows if r["split"] == "train"]
     assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0]  # learning, from chance level (2.3)
-    assert np.isfinite(results["loss"])

@@ -18,6 +18,8 @@ class CausalLMTask(Task):
     `sequence_length` and predicts each next one. Consecutive windows share one token, so every
     token of the stream after the first is predicted exactly once per epoch."""
 
+    export_kind = "decoder"
+
     def __init__(self, config):
         super().__init__(config)
         tokenizer, backbone = config.model.tokenizer, config.model.backbone

@@ -1,5 +1,6 @@
 """Classification: integer labels, cross-entropy, accuracy; serves probabilities and a class id."""
 
+import numpy as np
 import tensorflow as tf
 
 from garden import metrics
@@ -10,7 +11,8 @@ from garden.tasks.task import Task
 class ClassificationTask(Task):
     """Inputs named as the backbone's inputs; outputs `probabilities` [batch, classes] and `class_id` [batch]."""
 
-    output_for_parity = "probabilities"
+    parity_outputs = ("probabilities",)
+    quality = "accuracy"
 
     def load(self, data_config, label_names=None):
         examples = super().load(data_config, label_names)
@@ -30,3 +32,6 @@ class ClassificationTask(Task):
     def serving_outputs(self, outputs):
         logits = tf.cast(outputs["logits"], tf.float32)
         return {"probabilities": tf.nn.softmax(logits), "class_id": tf.argmax(logits, axis=-1, output_type=tf.int32)}
+
+    def serving_quality(self, labels, outputs):
+        return float(np.mean(np.asarray(outputs["class_id"]).reshape(-1) == labels))

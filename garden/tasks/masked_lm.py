@@ -47,5 +47,17 @@ class MaskedLMTask(TextTask):
         loss = float(-np.mean(outputs["label_log_prob"][scored]))
         return {"accuracy": float(np.mean(outputs["correct"][scored])), "loss": loss, "perplexity": float(np.exp(loss))}
 
+    parity_outputs = ("token_probability",)
+    quality = "masked_accuracy"
+
     def serving_outputs(self, outputs):
-        return {"token_ids": tf.argmax(outputs["logits"], axis=-1, output_type=tf.int32)}
+        """The likeliest token at each position and its probability."""
+        probabilities = tf.nn.softmax(tf.cast(outputs["logits"], tf.float32))
+        return {
+            "token_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
+            "token_probability": tf.reduce_max(probabilities, axis=-1),
+        }
+
+    def serving_quality(self, labels, outputs):
+        scored = labels != -1
+        return float(np.mean(outputs["token_ids"][scored] == labels[scored]))

@@ -21,6 +21,9 @@ class Task:
 
     tensor_signature = "serving_default"
     raw_signature = None
+    export_kind = "outputs"  # which export reference judges its artifacts (a decoder LM: "decoder")
+    parity_outputs: tuple[str, ...] = ()  # float serving outputs whose max |Δ| bounds an artifact
+    quality = ""  # the serving quality's name, as the export manifest and table show it
 
     def __init__(self, config):
         self.config = config
@@ -115,6 +118,14 @@ class Task:
 
     def serving_outputs(self, outputs):
         raise NotImplementedError
+
+    def serving_quality(self, labels: np.ndarray, outputs: dict[str, np.ndarray]) -> float:
+        """The number an export judges an artifact by (accuracy, say), from its serving `outputs` on
+        held-out examples and their `labels` as `prepare` gives them; higher is better."""
+        raise GardenError(
+            f"task type '{self.config.type}' does not say how its exports are judged; give it `quality`, "
+            "`parity_outputs` and `serving_quality`"
+        )
 
     def raw_serving(self, model, feature_names):
         """(named input specs, fn(raw inputs) -> model inputs in the graph) of the raw signature, for

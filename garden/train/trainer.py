@@ -298,7 +298,9 @@ class Trainer:
         batch = {r.name: r.data.global_batch_size for r in self.routines}
         scalars = {
             "loss": loss,
-            "learning_rate": float(self.optimizer.learning_rate),
+            "learning_rate": float(
+                tf.convert_to_tensor(self.optimizer.learning_rate)
+            ),  # a MirroredVariable under mirrored
             "examples_per_second": sum(batch[n] * len(v) for n, v in losses.items()) / elapsed,
         }
         if len(self.routines) > 1:

@@ -11,7 +11,7 @@ class ClassificationHead(keras.layers.Layer):
 
     features = "pooled_output"
 
-    def __init__(self, num_classes=2, dropout=0.0, **kwargs):
+    def __init__(self, num_classes: int = 2, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.dropout = dropout

@@ -16,7 +16,7 @@ class MaskedLMHead(keras.layers.Layer):
 
     features = "sequence_output"
 
-    def __init__(self, vocabulary_size=30522, activation="gelu", **kwargs):
+    def __init__(self, vocabulary_size: int = 30522, activation: str = "gelu", **kwargs):
         super().__init__(**kwargs)
         self.vocabulary_size = vocabulary_size
         self.activation = activation

@@ -11,7 +11,7 @@ class MultipleChoiceHead(RegressionHead):
     """Features [batch * num_choices, width] (the choices of an example are adjacent rows) ->
     logits [batch, num_choices] in float32."""
 
-    def __init__(self, num_choices=4, dropout=0.1, **kwargs):
+    def __init__(self, num_choices: int = 4, dropout: float = 0.1, **kwargs):
         super().__init__(dropout=dropout, **kwargs)
         self.num_choices = num_choices
 

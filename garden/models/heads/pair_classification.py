@@ -11,7 +11,7 @@ from garden.registry import HEADS
 class PairClassificationHead(ClassificationHead):
     """[batch, width] features of `[CLS] a [SEP] b [SEP]` -> dense(inner_dim, tanh) -> logits [batch, num_classes]."""
 
-    def __init__(self, num_classes=3, inner_dim=256, dropout=0.1, **kwargs):
+    def __init__(self, num_classes: int = 3, inner_dim: int = 256, dropout: float = 0.1, **kwargs):
         super().__init__(num_classes=num_classes, dropout=dropout, **kwargs)
         self.inner_dim = inner_dim
         self.inner_layer = keras.layers.Dense(inner_dim, activation="tanh", name="inner", dtype=self.dtype_policy)

@@ -12,7 +12,7 @@ class RegressionHead(keras.layers.Layer):
 
     features = "pooled_output"
 
-    def __init__(self, dropout=0.1, **kwargs):
+    def __init__(self, dropout: float = 0.1, **kwargs):
         super().__init__(**kwargs)
         self.dropout = dropout
         self.dropout_layer = keras.layers.Dropout(dropout, name="dropout", dtype=self.dtype_policy)

@@ -11,7 +11,7 @@ class SpanQAHead(ClassificationHead):
 
     features = "sequence_output"
 
-    def __init__(self, dropout=0.0, **kwargs):
+    def __init__(self, dropout: float = 0.0, **kwargs):
         kwargs.pop("num_classes", None)
         super().__init__(num_classes=2, dropout=dropout, **kwargs)
 

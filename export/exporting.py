@@ -1,0 +1,68 @@
+"""`garden export`: a run's artifacts in each asked-for format, each verified before it is written.
+
+The run's task names its reference (`Task.export_kind`, looked up in `REFERENCES`): what judges an
+artifact against the Keras model (a task's serving outputs on held-out examples, or a decoder's
+decode step and generation). Each format in `EXPORTERS` turns the one SavedModel written per export
+into its artifacts. A new format is one file with one registered function:
+
+    @EXPORTERS.register("my_format")
+    def my_format(reference: ExportReference, export_dir: str, workdir: str) -> list[Job]:
+        return [("model.my", lambda: reference.record(export_dir, "model.my", path, measured))]
+
+plus its import line in `garden/export/__init__.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable
+
+from garden.errors import GardenError
+from garden.export.reference import TFLITE_BOUNDS
+from garden.export.verify import Refused
+from garden.registry import EXPORTERS, REFERENCES
+
+Job = tuple[str, Callable[[], dict]]  # (artifact name, fn() -> the manifest after writing it)
+
+
+@dataclasses.dataclass
+class ExportOptions:
+    formats: list[str] = dataclasses.field(default_factory=lambda: ["saved_model"])
+    quantize: list[str] = dataclasses.field(default_factory=lambda: ["none"])  # TFLite modes
+    signature: str = "serving_default"  # the signature TFLite converts
+    max_error: float | None = None  # parity bound on max |Δ| (None: each format's and mode's own)
+    max_quality_drop: float = 1.0  # points of the task's quality (accuracy, say) an artifact may lose
+    max_length: int = 256  # decoders: tokens the decode step's cache holds
+
+
+class Export:
+    """One `garden export`: the run's reference, built once, and a work folder in `export_dir` (for
+    the SavedModel that every format reads) removed when the export ends."""
+
+    def __init__(self, run, export_dir: str, options: ExportOptions):
+        for name in options.formats:  # refused before the reference's work
+            if name not in EXPORTERS:
+                raise GardenError(f"unknown --format '{name}'; choose from: {', '.join(EXPORTERS.names())}")
+        for mode in options.quantize:
+            if mode not in TFLITE_BOUNDS:
+                raise GardenError(f"unknown --quantize '{mode}'; choose from: {', '.join(TFLITE_BOUNDS)}")
+        os.makedirs(export_dir, exist_ok=True)
+        self.export_dir, self.options = export_dir, options
+        self.reference = REFERENCES.get(run.task.export_kind)(run, options)
+
+    def run(self) -> tuple[list[list[str]], list[str], str | None]:
+        """(one table row per artifact, refused ones too; the refusals; the manifest's path or None)."""
+        rows, refused, manifest = [self.reference.keras_row()], [], None
+        with tempfile.TemporaryDirectory(dir=self.export_dir, prefix=".export-") as workdir:
+            for name in self.options.formats:
+                for artifact, job in EXPORTERS.get(name)(self.reference, self.export_dir, workdir):
+                    try:
+                        entry = job()["artifacts"][artifact]
+                        manifest = os.path.join(self.export_dir, "manifest.json")
+                    except Refused as error:
+                        entry = {**error.measured, "path": "refused"}
+                        refused.append(str(error))
+                    rows.append(self.reference.row(artifact, entry))
+        return rows, refused, manifest
