@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 
 from garden.errors import GardenError
+from garden.export import manifest
 from garden.export.reference import TFLITE_BOUNDS
 from garden.export.verify import Refused
 from garden.registry import EXPORTERS, REFERENCES
@@ -48,21 +50,52 @@ class Export:
         for mode in options.quantize:
             if mode not in TFLITE_BOUNDS:
                 raise GardenError(f"unknown --quantize '{mode}'; choose from: {', '.join(TFLITE_BOUNDS)}")
-        os.makedirs(export_dir, exist_ok=True)
+        self.created = not os.path.exists(export_dir)
+        try:
+            os.makedirs(export_dir, exist_ok=True)
+            tempfile.TemporaryDirectory(dir=export_dir).cleanup()
+        except OSError as error:
+            raise GardenError(
+                f"cannot write to {export_dir} ({error.strerror}); pass --out a folder you can write"
+            ) from error
         self.export_dir, self.options = export_dir, options
         self.reference = REFERENCES.get(run.task.export_kind)(run, options)
+        self.removed = self._remove_other_checkpoints()
+
+    def _remove_other_checkpoints(self) -> str:
+        """Removes the artifacts (and manifest) that `export_dir` holds from another checkpoint, so a
+        folder never mixes checkpoints; returns a line saying what went, or ''."""
+        found = manifest.read(self.export_dir)
+        ours = self.reference.source()["weights_fingerprint"]
+        if not found["artifacts"] or found.get("weights_fingerprint") == ours:
+            return ""
+        for entry in found["artifacts"].values():
+            path = os.path.join(self.export_dir, os.path.basename(entry["path"]))
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+        os.remove(manifest.path(self.export_dir))
+        return (
+            f"removed {', '.join(found['artifacts'])} of {found.get('checkpoint') or 'an older checkpoint'} from "
+            f"{self.export_dir}: this export is of {self.reference.source()['checkpoint']}"
+        )
 
     def run(self) -> tuple[list[list[str]], list[str], str | None]:
         """(one table row per artifact, refused ones too; the refusals; the manifest's path or None)."""
         rows, refused, manifest = [self.reference.keras_row()], [], None
-        with tempfile.TemporaryDirectory(dir=self.export_dir, prefix=".export-") as workdir:
-            for name in self.options.formats:
-                for artifact, job in EXPORTERS.get(name)(self.reference, self.export_dir, workdir):
-                    try:
-                        entry = job()["artifacts"][artifact]
-                        manifest = os.path.join(self.export_dir, "manifest.json")
-                    except Refused as error:
-                        entry = {**error.measured, "path": "refused"}
-                        refused.append(str(error))
-                    rows.append(self.reference.row(artifact, entry))
+        try:
+            with tempfile.TemporaryDirectory(dir=self.export_dir, prefix=".export-") as workdir:
+                for name in self.options.formats:
+                    for artifact, job in EXPORTERS.get(name)(self.reference, self.export_dir, workdir):
+                        try:
+                            entry = job()["artifacts"][artifact]
+                            manifest = os.path.join(self.export_dir, "manifest.json")
+                        except Refused as error:
+                            entry = {**error.measured, "path": "refused"}
+                            refused.append(str(error))
+                        rows.append(self.reference.row(artifact, entry))
+        finally:
+            if self.created and not os.listdir(self.export_dir):  # nothing written: leave no empty folder
+                os.rmdir(self.export_dir)
         return rows, refused, manifest

@@ -15,6 +15,7 @@ from PIL import Image
 
 from garden.errors import GardenError
 from garden.export import manifest
+from garden.export.rest_api import RequestError, check_range
 from garden.export.tflite import interpreter
 
 TABLES = {".tsv": "\t", ".csv": ","}
@@ -23,13 +24,27 @@ TABLES = {".tsv": "\t", ".csv": ","}
 def _runner(artifact):
     """(input name -> (shape, numpy dtype), fn(**arrays) -> outputs) of a SavedModel folder or .tflite file."""
     if os.path.isdir(artifact):
+        if not os.path.isfile(os.path.join(artifact, "saved_model.pb")):
+            inside = [
+                p
+                for p in ("saved_model", os.path.join("export", "saved_model"))
+                if os.path.isdir(os.path.join(artifact, p))
+            ]
+            hint = f"; did you mean {os.path.join(artifact, inside[0])}?" if inside else "; see 'garden export'"
+            raise GardenError(f"{artifact} is a folder but not a SavedModel (no saved_model.pb){hint}")
         signature = tf.saved_model.load(artifact).signatures["serving_default"]
         specs = {
             n: (s.shape.as_list(), s.dtype.as_numpy_dtype) for n, s in signature.structured_input_signature[1].items()
         }
         return specs, lambda **arrays: {k: v.numpy() for k, v in signature(**arrays).items()}
     if artifact.endswith(".tflite") and os.path.isfile(artifact):
-        runner = interpreter(path=artifact).get_signature_runner("serving_default")
+        model = interpreter(path=artifact)
+        if "serving_default" not in model.get_signature_list():
+            raise GardenError(
+                f"{artifact} has no serving_default signature (it has {', '.join(model.get_signature_list())}); a "
+                "language model's decode_step runs in a sampling loop of your own (README: Language models)"
+            )
+        runner = model.get_signature_runner("serving_default")
         specs = {n: (list(d["shape_signature"]), d["dtype"]) for n, d in runner.get_input_details().items()}
         return specs, lambda **arrays: runner(**{n: np.ascontiguousarray(a) for n, a in arrays.items()})
     raise GardenError(f"{artifact} is neither a SavedModel folder nor a .tflite file; see 'garden export'")
@@ -67,17 +82,32 @@ def _from_records(path, specs):
     return arrays
 
 
-def _single(path, name, dtype):
+def _npy(path):
+    """A numeric array from a .npy file, or one line on why not."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise GardenError(
+            f"cannot read {path} as a numeric .npy array ({' '.join(str(error).split())[:200]})"
+        ) from error
+    if array.dtype.kind not in "biuf" or array.size == 0:
+        raise GardenError(f"{path} holds {array.dtype.name} values of shape {array.shape}; predict takes numbers")
+    return array
+
+
+def _single(path, shape, dtype):
     if _is_text(dtype):
         with open(path, encoding="utf-8") as f:
             return np.array([line.rstrip("\n") for line in f if line.strip()], dtype=object)
     if path.endswith(".npy"):
-        return np.load(path).astype(dtype)
+        return _npy(path)
     try:
-        image = np.asarray(Image.open(path).convert("L"), np.float32) / 255.0
+        image = Image.open(path).convert("L" if shape[-1] == 1 else "RGB")
     except OSError as error:
         raise GardenError(f"cannot read {path} as an image or .npy array ({error})") from error
-    return image.astype(dtype)
+    if len(shape) == 4 and shape[1] > 0 and shape[2] > 0:  # any size, resized as the serving signature does
+        image = image.resize((shape[2], shape[1]), Image.BILINEAR)
+    return (np.asarray(image, np.float32) / 255.0).astype(dtype)
 
 
 def _load_inputs(path, specs):
@@ -90,8 +120,8 @@ def _load_inputs(path, specs):
             f"the model takes {len(specs)} inputs ({', '.join(sorted(specs))}); pass a .jsonl file (one object per "
             "line with those keys) or a .tsv/.csv file with a header naming them"
         )
-    ((name, (_, dtype)),) = specs.items()
-    return {name: _single(path, name, dtype)}
+    ((name, (shape, dtype)),) = specs.items()
+    return {name: _single(path, shape, dtype)}
 
 
 def _matches(shape, expected):
@@ -124,13 +154,34 @@ def _json_value(value):
     return value.tolist()
 
 
+def _in_range(name, array, bounds):
+    """`array` in the value range the model was trained on: integers (uint8 pixels) scaled from 0-255
+    to [0, 1]; anything else outside it, or not finite, refused."""
+    if array.dtype.kind in "iu" and tuple(bounds) == (0.0, 1.0):
+        array = array.astype(np.float32) / 255.0
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise GardenError(f"input '{name}' holds NaN or infinite values; pass finite numbers")
+    try:
+        check_range(name, array, bounds)
+    except RequestError as error:
+        raise GardenError(str(error)) from error
+    return array
+
+
 def predict(artifact: str, input_path: str) -> list[dict]:
     """One dict per example with every output of the artifact (and `label` for a class id when the
     manifest beside it names the labels)."""
     specs, run = _runner(artifact)
-    arrays = {n: _fit(a, specs[n][0], n) for n, a in _load_inputs(input_path, specs).items()}
+    found = manifest.read(os.path.dirname(os.path.abspath(artifact)))
+    arrays = {}
+    for name, array in _load_inputs(input_path, specs).items():
+        if name in found.get("input_ranges", {}):
+            array = _in_range(name, array, found["input_ranges"][name])
+        elif array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise GardenError(f"input '{name}' holds NaN or infinite values; pass finite numbers")
+        arrays[name] = _fit(array.astype(specs[name][1]) if array.dtype != object else array, specs[name][0], name)
     outputs = run(**arrays)
-    labels = manifest.read(os.path.dirname(os.path.abspath(artifact))).get("labels")
+    labels = found.get("labels")
     rows = []
     for i in range(len(next(iter(arrays.values())))):
         row = {name: _json_value(value[i]) for name, value in sorted(outputs.items())}

@@ -16,7 +16,6 @@ from garden.export import manifest
 from garden.export.signature import signatures
 from garden.export.verify import (
     BATCH,
-    PARITY_EXAMPLES,
     Refused,
     batched,
     max_abs_error,
@@ -26,6 +25,7 @@ from garden.export.verify import (
     table_cells,
 )
 from garden.registry import REFERENCES
+from garden.train.checkpoints import fingerprint
 
 DEFAULT = "serving_default"
 SAVED_MODEL_BOUND = 1e-5  # max |Δ| of a SavedModel: the same graph, rerun from disk
@@ -88,9 +88,20 @@ class ExportReference:
     def header(self) -> dict:
         raise NotImplementedError
 
+    def source(self) -> dict:
+        """The checkpoint the artifacts come from: path, step and a fingerprint of the weights."""
+        if not hasattr(self, "_source"):
+            weights = fingerprint(self.run.model.weights)
+            self._source = {
+                "checkpoint": self.run.checkpoint_path,
+                "step": self.run.step,
+                "weights_fingerprint": weights,
+            }
+        return self._source
+
     def record(self, export_dir: str, name: str, target: str, measured: dict) -> dict:
-        entry = {"path": target, "size_bytes": manifest.size_bytes(target), **measured}
-        return manifest.record(export_dir, self.header(), name, entry)
+        entry = {"path": target, "size_bytes": manifest.size_bytes(target), **measured, **self.source()}
+        return manifest.record(export_dir, {**self.header(), **self.source()}, name, entry)
 
 
 @REFERENCES.register("outputs")
@@ -140,13 +151,10 @@ class OutputsReference(ExportReference):
         return batched(numpy_outputs(self.signatures[self.task.tensor_signature].function), tensors)
 
     def judge(self, name, outputs):
-        """(max abs error of the parity outputs on the parity examples, quality, its drop in points)
+        """(max abs error of the parity outputs, quality, its drop in points: all on the held-out examples)
         of an artifact's outputs for signature `name`, against the Keras model on the same examples."""
         expected = self.expected[name]
-        error = max(
-            max_abs_error(expected[key][:PARITY_EXAMPLES], outputs[key][:PARITY_EXAMPLES])
-            for key in self.task.parity_outputs
-        )
+        error = max(max_abs_error(expected[key], outputs[key]) for key in self.task.parity_outputs)
         if "label" in outputs:
             names = np.asarray(self.examples.label_names, dtype=object)[np.asarray(outputs["class_id"]).reshape(-1)]
             given = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(outputs["label"]).reshape(-1)]
@@ -207,8 +215,8 @@ class OutputsReference(ExportReference):
     def legend(self):
         held_out = f"{len(self.examples)} {self.task.held_out().split}"
         return (
-            f"{self.quality} on {held_out} examples; latency = median of one example on {os.cpu_count()} CPU "
-            f"threads; parity = max |Δ {', '.join(self.task.parity_outputs)}| vs Keras"
+            f"{self.quality} and parity (max |Δ {', '.join(self.task.parity_outputs)}| vs Keras) on {held_out} "
+            f"examples; latency = median of one example on {os.cpu_count()} CPU threads"
         )
 
     @property
@@ -238,6 +246,7 @@ class OutputsReference(ExportReference):
             },
             "outputs": list(self.expected[self.task.tensor_signature]),
             "labels": self.examples.label_names,
+            "input_ranges": {name: list(bounds) for name, bounds in self.task.input_ranges.items()},
             "held_out": {"split": self.task.held_out().split, "examples": len(self.examples)},
             "quality": self.quality,
             f"keras_{self.quality}": self.keras_quality,

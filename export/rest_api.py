@@ -32,6 +32,8 @@ def _decode_b64(value):
 def _array(value, spec, name):
     """`value` (a JSON value holding a batch) as an array of the spec's dtype and a fitting shape."""
     value = _decode_b64(value)
+    if not isinstance(value, list):
+        raise RequestError(f"input '{name}' must be a list with one entry per instance, got a single value")
     if spec.dtype == tf.string:
         array = np.array(value, dtype=object)
         flat = array.reshape(-1)
@@ -47,6 +49,10 @@ def _array(value, spec, name):
             got = {"f": "floats", "U": "strings", "O": "mixed values"}.get(array.dtype.kind, array.dtype.name)
             raise RequestError(f"input '{name}' takes {spec.dtype.name} values, not {got}")
         array = array.astype(spec.dtype.as_numpy_dtype)
+        if spec.dtype.is_floating and not np.all(np.isfinite(array)):
+            raise RequestError(
+                f"input '{name}' holds NaN or infinite values (as {spec.dtype.name}); send finite numbers"
+            )
     expected = spec.shape
     if array.ndim != expected.rank or not expected.is_compatible_with(array.shape):
         want = (
@@ -65,6 +71,8 @@ def parse(body, specs_of, max_instances):
         request = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RequestError(f"malformed JSON: {error}") from error
+    except RecursionError as error:
+        raise RequestError("the JSON is nested too deeply") from error
     if not isinstance(request, dict) or ("instances" in request) == ("inputs" in request):
         raise RequestError(
             'the request must be a JSON object with either "instances" (row format) or "inputs" (columnar)'
@@ -99,6 +107,17 @@ def parse(body, specs_of, max_instances):
             f"the request holds more than {max_instances} instances; split it (or raise --max-instances)"
         )
     return signature, arrays, columnar
+
+
+def check_range(name, array, bounds):
+    """Raises RequestError when `array` leaves the (low, high) range input `name` was trained on."""
+    low, high = bounds
+    if array.size and (array.min() < low or array.max() > high):
+        hint = " (divide 0-255 pixels by 255)" if high <= 1 < array.max() <= 255 else ""
+        raise RequestError(
+            f"input '{name}' takes values in [{low:g}, {high:g}]; got values from {array.min():g} to {array.max():g}"
+            f"{hint}"
+        )
 
 
 def _jsonable(array):

@@ -23,6 +23,9 @@ def staged(export_dir):
     staging = tempfile.mkdtemp(dir=export_dir, prefix=f".{NAME}-")
     try:
         yield staging
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide the model from a server's user
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     finally:

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import socket
 
 import numpy as np
 import tensorflow as tf
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from garden.errors import GardenError
 from garden.export import manifest
-from garden.export.rest_api import RequestError, parse, response, tensor_info
+from garden.export.rest_api import RequestError, check_range, parse, response, tensor_info
 
 VERSION = "1"
 
@@ -73,13 +74,25 @@ class Batcher:
                 for item in batch:
                     await self.answer([item])
             else:
-                batch[0][1].set_exception(RequestError(" ".join(str(error).split())[:300]))
+                batch[0][1].set_exception(RequestError(_model_error(error)))
             return
         start = 0
         for inputs, future in batch:
             count = len(next(iter(inputs.values())))
             future.set_result({k: v[start : start + count] for k, v in outputs.items()})
             start += count
+
+
+def _model_error(error):
+    """The line of a model's error that says what went wrong, without TensorFlow's graph execution
+    preamble, stack and node locations ([[{{node ...}}]])."""
+    lines = [line.strip() for line in str(getattr(error, "message", None) or error).splitlines() if line.strip()]
+    located = next((i for i, line in enumerate(lines) if "[[" in line), None)
+    if located is not None:  # TensorFlow's message is the line at the node location, or the one before it
+        said = lines[located].split("[[")[0].strip() or (lines[located - 1] if located else "")
+    else:
+        said = lines[0] if lines else ""
+    return " ".join((said or type(error).__name__).split())[:300]
 
 
 class Servable:
@@ -94,6 +107,7 @@ class Servable:
         self.model = tf.saved_model.load(path)
         self.signatures = dict(self.model.signatures)
         self.batchers = {}
+        self.input_ranges = manifest.read(os.path.dirname(os.path.abspath(path))).get("input_ranges", {})
 
     def specs(self, signature_name):
         if signature_name not in self.signatures:
@@ -101,6 +115,9 @@ class Servable:
         return self.signatures[signature_name].structured_input_signature[1]
 
     async def predict(self, signature_name, inputs, limits):
+        for name, array in inputs.items():
+            if name in self.input_ranges:
+                check_range(name, array, self.input_ranges[name])
         key = (signature_name, tuple((n, a.shape[1:]) for n, a in sorted(inputs.items())))
         if key not in self.batchers:
             signature = self.signatures[signature_name]
@@ -137,11 +154,27 @@ def _error(status, message):
     return web.json_response({"error": message}, status=status)
 
 
+@web.middleware
+async def _json_errors(request, handler):
+    """TF Serving's {"error": ...} for every failure (unknown paths and methods too); a client that
+    hangs up is no error of the server's."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.content_type == "application/json":
+            raise
+        return _error(error.status, f"{error.reason}: {request.method} {request.path}")
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as error:  # a bug of ours: one line to the client, the server keeps serving
+        return _error(500, f"internal error: {type(error).__name__}: {_model_error(error)}")
+
+
 def build_app(models, limits=None):
     """The aiohttp application serving `models` (name -> SavedModel folder)."""
     servables = {name: Servable(name, path) for name, path in models.items()}
     limits = limits or Limits()
-    app = web.Application(client_max_size=limits.max_request_bytes)
+    app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[_json_errors])
 
     def servable(request):
         name, version = request.match_info["name"], request.match_info.get("version", VERSION)
@@ -212,6 +245,13 @@ def build_app(models, limits=None):
 
 def serve(models, host="127.0.0.1", port=8501, limits=None):
     app = build_app(models, limits)
-    listing = ", ".join(f"{name} ({path})" for name, path in models.items())
-    print(f"serving {listing} at http://{host}:{port}/v1/models/NAME", flush=True)
+    with socket.socket() as probe:  # refuse a taken port before announcing anything
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise GardenError(f"cannot listen on {host}:{port} ({error.strerror}); choose another --port") from error
+    for name, path in models.items():
+        found = manifest.read(os.path.dirname(os.path.abspath(path)))
+        source = f"step {found['step']} of {found['checkpoint']}" if "step" in found else "no manifest beside it"
+        print(f"serving {name} at http://{host}:{port}/v1/models/{name}: {path} ({source})", flush=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

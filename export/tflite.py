@@ -28,6 +28,7 @@ import contextlib
 import functools
 import os
 import re
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -36,6 +37,7 @@ from tensorflow.lite.python import convert as lite_convert
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow_text import tflite_registrar
 
+from garden import native_output
 from garden.errors import GardenError
 from garden.export.exporting import Job
 from garden.export.reference import ExportReference
@@ -44,6 +46,7 @@ from garden.registry import EXPORTERS
 
 CALIBRATION_EXAMPLES = 256
 REGISTRAR = "tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS"
+warnings.filterwarnings("ignore", message=r"\s*Warning: tf.lite.Interpreter is deprecated")  # the converter's own
 THREADS = os.cpu_count()
 FLOAT_OPS = (
     "BATCH_MATMUL",
@@ -66,13 +69,14 @@ def filename(mode):
 
 def interpreter(content=None, path=None):
     """A LiteRT interpreter with tensorflow-text's custom ops, its tensors allocated."""
-    model = InterpreterWithCustomOps(
-        custom_op_registerers=tflite_registrar.SELECT_TFTEXT_OPS,
-        model_content=content,
-        model_path=path,
-        num_threads=THREADS,
-    )
-    model.allocate_tensors()
+    with native_output.quiet():  # XNNPACK's INFO line
+        model = InterpreterWithCustomOps(
+            custom_op_registerers=tflite_registrar.SELECT_TFTEXT_OPS,
+            model_content=content,
+            model_path=path,
+            num_threads=THREADS,
+        )
+        model.allocate_tensors()
     return model
 
 
@@ -131,14 +135,16 @@ def convert(saved_model_dir, signature, mode, calibration=None):
     """TFLite flatbuffer bytes of one SavedModel signature in `mode` (for int8: calibrated, not yet
     quantized); `calibration` maps input names to arrays of training examples."""
     with _conversion(mode):
-        return _converter(saved_model_dir, signature, mode, calibration).convert()
+        with native_output.quiet():
+            return _converter(saved_model_dir, signature, mode, calibration).convert()
 
 
 def quantize_int8(calibrated, float_ops=()):
     """The int8 flatbuffer of a calibrated one, keeping the op types `float_ops` in float32 (the
     MLIR quantizer's denylist, as tf.lite.experimental.QuantizationDebugger applies it)."""
     with _conversion("int8"):
-        return lite_convert.mlir_quantize(calibrated, denylisted_ops=list(float_ops))
+        with native_output.quiet():
+            return lite_convert.mlir_quantize(calibrated, denylisted_ops=list(float_ops))
 
 
 @contextlib.contextmanager

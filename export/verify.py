@@ -6,7 +6,6 @@ import numpy as np
 
 from garden.errors import GardenError
 
-PARITY_EXAMPLES = 256
 BATCH = 500
 LATENCY_RUNS = 50
 WARMUP_RUNS = 3

@@ -36,11 +36,17 @@ def cmd_list(args):
     rows = []
     for name in registry.EXPERIMENTS.names():
         config = experiment_config(name)
-        summary = (registry.EXPERIMENTS.get(name).__doc__ or "").strip().splitlines()[0]
+        summary = _first_sentence(registry.EXPERIMENTS.get(name).__doc__ or "")
         subtasks = subtask_configs(config.task).values()
         dataset = config.task.train_data.dataset or "+".join(t.train_data.dataset for t in subtasks)
         rows.append([name, config.task.type, config.task.model.backbone.type, dataset, summary])
     print(_table(["experiment", "task", "backbone", "dataset", "description"], rows))
+
+
+def _first_sentence(docstring):
+    """The first sentence of a docstring's first paragraph, its lines joined."""
+    paragraph = " ".join(docstring.strip().split("\n\n")[0].split())
+    return paragraph.split(". ")[0].rstrip(".")
 
 
 def cmd_show(args):
@@ -78,7 +84,8 @@ def _evaluate(run, split):
 
     data = getattr(run.task.config, f"{split}_data")
     if not data.dataset:
-        raise GardenError(f"the run has no {split} data; choose --split from train, validation, test")
+        have = [s for s in ("train", "validation", "test") if getattr(run.task.config, f"{s}_data").dataset]
+        raise GardenError(f"the run has no {split} data; choose --split from {', '.join(have)}")
     examples = run.task.load(data, run.label_names)
     results = evaluate(run.task, run.model, examples, data.global_batch_size or 256)
     return {"split": split, "step": run.step, "examples": len(examples), **results}
@@ -99,6 +106,8 @@ def cmd_export(args):
         max_length=args.max_length,
     )
     export = Export(run, export_dir, options)
+    if export.removed:
+        print(export.removed)
     print(export.reference.legend())
     rows, refused, manifest = export.run()
     print(_table(export.reference.columns, rows))
@@ -173,6 +182,9 @@ def _parser():
         default=[],
         metavar="MODULE",
         help="a module of yours that registers backbones, heads, datasets or experiments; repeatable",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="also show TensorFlow's and LiteRT's own log lines (hidden by default)"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list registered experiments").set_defaults(run=cmd_list)
@@ -290,6 +302,8 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.verbose:
+        os.environ["GARDEN_VERBOSE"] = "1"
     try:
         from garden import registry
 
@@ -299,7 +313,12 @@ def main(argv=None):
         print(f"garden: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("garden: interrupted", file=sys.stderr)
+        hint = ""
+        if args.command == "train":
+            run_dir = args.run_dir or os.path.join("runs", args.experiment or "EXPERIMENT")
+            command = f"garden train --config {run_dir}/config.yaml --run-dir {run_dir}"
+            hint = f"; resume from the newest checkpoint with '{command}'"
+        print(f"garden: interrupted{hint}", file=sys.stderr)
         return 130
     return 0
 

@@ -12,7 +12,7 @@ import os
 import yaml
 from official.core import config_definitions as mg
 from official.core import exp_factory
-from official.modeling.hyperparams import base_config
+from official.modeling.hyperparams import base_config, oneof
 
 from garden import registry
 from garden.errors import GardenError, did_you_mean
@@ -196,7 +196,7 @@ def parse_set(assignment):
     key, sep, value = assignment.partition("=")
     if not sep or not key:
         raise GardenError(f"--set expects key=value, got '{assignment}'; for example --set trainer.train_steps=100")
-    nested = yaml.safe_load(value) if value else ""
+    nested = _yaml(value, f"--set {assignment}") if value else ""
     if isinstance(nested, str):  # YAML 1.1 reads 2e-4 as a string
         try:
             nested = float(nested)
@@ -207,13 +207,49 @@ def parse_set(assignment):
     return nested
 
 
+def _yaml(text, where):
+    """`text` parsed as YAML, or one line naming `where` and the parser's complaint."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise GardenError(f"{where} is not valid YAML{at}: {problem}") from error
+
+
+def changed_model_keys(saved: dict, config) -> list[str]:
+    """The keys that shape a run's variables (its model, task types, optimizer and EMA) whose values
+    differ between a saved config.yaml (`saved`) and `config`, as 'key: old -> new'."""
+    now = yaml.safe_load(to_yaml(config))
+    shaping = (
+        "task.model.",
+        "task.type",
+        "task.tasks.",
+        "trainer.optimizer_config.optimizer.",
+        "trainer.optimizer_config.ema",
+    )
+    flat_saved, flat_now = _flatten(saved), _flatten(now)
+    changed = []
+    for key in sorted(set(flat_saved) | set(flat_now)):
+        if key.startswith(shaping) and not key.endswith("dropout") and flat_saved.get(key) != flat_now.get(key):
+            changed.append(f"{key}: {flat_saved.get(key)!r} -> {flat_now.get(key)!r}")
+    return changed
+
+
+def _flatten(tree, prefix=""):
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: tree}
+    return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+
+
 def read_yaml(path):
     if not os.path.isfile(path):
         raise GardenError(
             f"config file not found: {path}; pass a YAML file written by 'garden show' or a run folder's config.yaml"
         )
     with open(path) as f:
-        content = yaml.safe_load(f) or {}
+        content = _yaml(f.read(), f"config file {path}") or {}
     if not isinstance(content, dict):
         raise GardenError(f"config file {path} must hold a YAML mapping, not {type(content).__name__}")
     return content
@@ -233,6 +269,10 @@ def _check(config, overrides, path=""):
         if key not in keys:
             raise GardenError(f"unknown config key '{where}'{did_you_mean(key, keys, path)}")
         _refuse_unread(config, key, value, where)
+        if key == "type" and isinstance(config, oneof.OneOfConfig) and value is not None:
+            choices = [k for k in keys if k != "type"]
+            if value not in choices:
+                raise GardenError(f"unknown {where} '{value}'{did_you_mean(str(value), choices)}")
         current = getattr(config, key)
         if isinstance(current, ComponentConfig) and isinstance(value, dict):
             new_type = value.get("type", current.type)

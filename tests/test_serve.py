@@ -1,6 +1,7 @@
 """`garden serve`: TF Serving's REST API on 127.0.0.1, exercised as a TF Serving client would."""
 
 import base64
+import contextlib
 import json
 import socket
 import subprocess
@@ -31,38 +32,35 @@ def server(tiny_run, text_run, tmp_path_factory):
     exports = tmp_path_factory.mktemp("serve")
     for name, run in (("mnist", tiny_run), ("r8", text_run)):
         garden("export", run, "--format", "saved_model", "--out", exports / name)
+    limits = ["--max-request-bytes", str(MAX_BYTES), "--max-instances", "64"]
+    with serving(f"digits={exports / 'mnist' / 'saved_model'}", str(exports / "r8" / "saved_model"), *limits) as url:
+        yield url, exports
+
+
+@contextlib.contextmanager
+def serving(*args):
+    """The URL of `garden serve *args` on a free port, once it answers; stopped at the end."""
     port = free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "garden.cli",
-            "serve",
-            f"digits={exports / 'mnist' / 'saved_model'}",
-            str(exports / "r8" / "saved_model"),
-            "--port",
-            str(port),
-            "--max-request-bytes",
-            str(MAX_BYTES),
-            "--max-instances",
-            "64",
-        ],
+        [sys.executable, "-m", "garden.cli", "serve", *args, "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            break
-        except OSError:
-            assert process.poll() is None, process.stdout.read()
-            time.sleep(0.5)
-    yield url, exports
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1)
+                break
+            except OSError:
+                assert process.poll() is None, process.stdout.read()
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def call(url, path, body=None):
@@ -151,6 +149,13 @@ def test_images_as_tensors_and_as_base64_png(server):
             "input 'image' has shape [1, 28, 27] but the signature takes [N, 28, 28, 1]",
         ),
         ("digits", {"instances": [[[[0.5]] * 28] * 28, [[0.5]]]}, "not a rectangular array"),
+        ("digits", {"instances": [[[[float("nan")]] * 28] * 28]}, "input 'image' holds NaN or infinite values"),
+        ("digits", {"instances": [[[[1e39]] * 28] * 28]}, "input 'image' holds NaN or infinite values"),
+        (
+            "digits",
+            {"instances": [[[[200.0]] * 28] * 28]},
+            "input 'image' takes values in [0, 1]; got values from 200 to 200 (divide 0-255 pixels by 255)",
+        ),
         ("digits", {"signature_name": "serving_bytes", "instances": [{"b64": "not base64!"}]}, "invalid base64"),
         (
             "digits",
@@ -189,3 +194,25 @@ def test_a_burst_of_concurrent_requests_is_batched_and_every_reply_is_right(serv
         )
     assert after["predict_requests"] - before["predict_requests"] == len(requests)
     assert after["model_calls"] - before["model_calls"] < len(requests)  # concurrent requests shared model calls
+
+
+def test_unknown_paths_deep_json_and_scalar_inputs_get_json_errors(server):
+    url, exports = server
+    for path, body, status, message in (
+        ("/v1/models/r8_minilm:classify", {"examples": []}, 404, "Not Found: POST /v1/models/r8_minilm:classify"),
+        ("/v1/models", None, 404, "Not Found: GET /v1/models"),
+        ("/v1/models/r8_minilm:predict", b"[" * 50_000 + b"]" * 50_000, 400, "the JSON is nested too deeply"),
+        (
+            "/v1/models/r8_minilm:predict",
+            {"inputs": {"text": "one"}},
+            400,
+            "must be a list with one entry per instance",
+        ),
+    ):
+        got, reply = call(url, path, body)
+        assert (got, reply["error"].startswith(message) or message in reply["error"]) == (status, True), reply
+    assert call(url, "/v1/models/r8_minilm:predict", {"instances": ["oil prices"]})[0] == 200
+    port = url.rsplit(":", 1)[1]
+    result = garden("serve", exports / "r8" / "saved_model", "--port", port, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().startswith(f"garden: error: cannot listen on 127.0.0.1:{port}")

@@ -3,18 +3,14 @@ sentence-pair regression head, each trained by the CLI on pairs this file writes
 from disk and compared with the Keras model, then predicted and served."""
 
 import json
-import subprocess
-import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import InterpreterWithCustomOps
-from conftest import ROOT, garden
+from conftest import garden
 from tensorflow_text import tflite_registrar
-from test_serve import call, free_port
+from test_serve import call, serving
 
 from garden.run import Run
 
@@ -154,24 +150,8 @@ def test_predict_reads_pairs_from_jsonl_and_tsv(pair_runs, tmp_path):
 
 
 def test_pair_models_serve_through_the_rest_api(pair_runs):
-    port = free_port()
     saved = {kind: pair_runs[kind][1] / "saved_model" for kind in pair_runs}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "garden.cli", "serve", *[f"{k}={p}" for k, p in saved.items()], "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)
-                break
-            except OSError:
-                assert process.poll() is None, process.stdout.read()
-                time.sleep(0.5)
+    with serving(*[f"{k}={p}" for k, p in saved.items()]) as url:
         first, second, _, _ = held_out_pairs(pair_runs["regression"][2])
         instances = [{"text": a, "text_pair": b} for a, b in zip(first[:5], second[:5])]
         for kind, path in saved.items():
@@ -187,6 +167,3 @@ def test_pair_models_serve_through_the_rest_api(pair_runs):
                 np.testing.assert_allclose(reply["predictions"], expected["score"].numpy(), atol=1e-5)
         status, reply = call(url, "/v1/models/regression:predict", {"instances": [{"text": "wheat"}]})
         assert status == 400 and "text_pair" in reply["error"]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

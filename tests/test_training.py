@@ -209,23 +209,22 @@ def test_corrupt_checkpoint_is_a_clear_error(tiny_run, tmp_path):
         )
 
 
+SHORT = [  # 40 steps of the tiny ResNet at a constant rate
+    *[s for s in TINY if not s.startswith("trainer.")],
+    "trainer.train_steps=40",
+    "trainer.steps_per_loop=10",
+    "trainer.checkpoint_interval=40",
+    "trainer.validation_interval=40",
+    "task.train_data.num_examples=1280",
+    "task.validation_data.num_examples=200",
+    "trainer.optimizer_config.warmup.type=null",
+    "trainer.optimizer_config.learning_rate={type: constant, constant: {learning_rate: 0.005}}",
+]
+
+
 def short_run(run_dir, *overrides):
-    """40 steps in this process on one device; returns the trainer, its results and its train losses."""
-    config = experiment_config(
-        "mnist_resnet",
-        sets=[
-            *[s for s in TINY if not s.startswith("trainer.")],
-            "trainer.train_steps=40",
-            "trainer.steps_per_loop=10",
-            "trainer.checkpoint_interval=40",
-            "trainer.validation_interval=40",
-            "task.train_data.num_examples=1280",
-            "task.validation_data.num_examples=200",
-            "trainer.optimizer_config.warmup.type=null",
-            "trainer.optimizer_config.learning_rate={type: constant, constant: {learning_rate: 0.005}}",
-            *overrides,
-        ],
-    )
+    """SHORT in this process; returns the trainer, its results and its train losses."""
+    config = experiment_config("mnist_resnet", sets=[*SHORT, *overrides])
     trainer = Trainer(config, str(run_dir), resolve_strategy(config.runtime))
     results = trainer.train()
     losses = [json.loads(line)["loss"] for line in open(run_dir / "metrics.jsonl") if '"train"' in line]
@@ -272,17 +271,7 @@ def test_xla_compiled_steps_train(tmp_path):
     dumps = {}
     for xla in (True, False):
         dumps[xla] = tmp_path / f"hlo_{xla}"
-        overrides = [s for s in TINY if not s.startswith("trainer.")] + [
-            "trainer.train_steps=40",
-            "trainer.steps_per_loop=10",
-            "trainer.checkpoint_interval=40",
-            "trainer.validation_interval=40",
-            "task.train_data.num_examples=1280",
-            "task.validation_data.num_examples=200",
-            "trainer.optimizer_config.warmup.type=null",
-            "trainer.optimizer_config.learning_rate={type: constant, constant: {learning_rate: 0.005}}",
-            f"runtime.enable_xla={str(xla).lower()}",
-        ]
+        overrides = [*SHORT, f"runtime.enable_xla={str(xla).lower()}"]
         subprocess.run(
             [sys.executable, "-m", "garden.cli", "train", "mnist_resnet", *[a for s in overrides for a in ("--set", s)]]
             + ["--run-dir", str(tmp_path / f"run_{xla}")],
@@ -298,3 +287,24 @@ def test_xla_compiled_steps_train(tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "run_True" / "metrics.jsonl")]
     losses = [r["loss"] for r in rows if r["split"] == "train"]
     assert all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0]  # learning, from chance level (2.3)
+
+
+def test_resuming_with_another_model_names_the_changed_keys_and_keeps_the_checkpoints(tiny_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    before = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    result = garden(
+        "train",
+        "--config",
+        run_dir / "config.yaml",
+        "--set",
+        "task.model.backbone.params.stem_width=8",
+        "--run-dir",
+        run_dir,
+        check=False,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"garden: error: {run_dir} holds a run of another model")
+    assert "task.model.backbone.params.stem_width: 16 -> 8" in message and "its checkpoints are kept" in message
+    assert "remove" not in message and sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before

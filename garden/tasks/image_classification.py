@@ -15,6 +15,7 @@ class ImageClassificationTask(ClassificationTask):
     fills from `{"b64": ...}`."""
 
     raw_signature = "serving_bytes"
+    input_ranges = {"image": (0.0, 1.0)}  # pixels / 255
 
     def raw_serving(self, model, feature_names):
         (image,) = model.inputs

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from garden.config import save_yaml
+from garden.config import changed_model_keys, read_yaml, save_yaml
 from garden.data.pipeline import train_dataset
 from garden.errors import GardenError
 from garden.models.task_model import trainable_variables
@@ -190,6 +190,7 @@ class Trainer:
         self.routines = [self._routine(name, task) for name, task in self.tasks.items()]
         sizes = [len(r.train) for r in self.routines]
         self.schedule = self.task.schedule(sizes, self.config.trainer.train_steps, self.config.runtime.seed)
+        self._refuse_changed_model()
         resumed = self.checkpoints.restore_latest()
         if not resumed:
             self.task.warm_start(self.models)
@@ -241,6 +242,20 @@ class Trainer:
         return self.strategy.distribute_datasets_from_function(
             lambda ctx: train_dataset(routine.train, size, seed, start * micro_batches, ctx, routine.prepare)
         )
+
+    def _refuse_changed_model(self):
+        """A run folder resumes only the model it trained: a config that changes the model's shape
+        is named key by key (the checkpoint is fine; it is the config that differs)."""
+        path = os.path.join(self.run_dir, "config.yaml")
+        if not (self.checkpoints.latest and os.path.isfile(path)):
+            return
+        changed = changed_model_keys(read_yaml(path), self.config)
+        if changed:
+            raise GardenError(
+                f"{self.run_dir} holds a run of another model ({'; '.join(changed[:4])}"
+                f"{'; ...' if len(changed) > 4 else ''}): train into a new --run-dir, or resume with the run's own "
+                f"config ({path}); its checkpoints are kept"
+            )
 
     def _write_run_files(self):
         os.makedirs(self.run_dir, exist_ok=True)
