@@ -156,11 +156,9 @@ def _json_value(value):
 
 def _in_range(name, array, bounds):
     """`array` in the value range the model was trained on: integers (uint8 pixels) scaled from 0-255
-    to [0, 1]; anything else outside it, or not finite, refused."""
+    to [0, 1]; anything else outside it refused."""
     if array.dtype.kind in "iu" and tuple(bounds) == (0.0, 1.0):
         array = array.astype(np.float32) / 255.0
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-        raise GardenError(f"input '{name}' holds NaN or infinite values; pass finite numbers")
     try:
         check_range(name, array, bounds)
     except RequestError as error:
@@ -175,10 +173,10 @@ def predict(artifact: str, input_path: str) -> list[dict]:
     found = manifest.read(os.path.dirname(os.path.abspath(artifact)))
     arrays = {}
     for name, array in _load_inputs(input_path, specs).items():
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise GardenError(f"input '{name}' holds NaN or infinite values; pass finite numbers")
         if name in found.get("input_ranges", {}):
             array = _in_range(name, array, found["input_ranges"][name])
-        elif array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-            raise GardenError(f"input '{name}' holds NaN or infinite values; pass finite numbers")
         arrays[name] = _fit(array.astype(specs[name][1]) if array.dtype != object else array, specs[name][0], name)
     outputs = run(**arrays)
     labels = found.get("labels")
