@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.errors import GardenError
-from garden.export.reference import ExportReference
+from garden.export.reference import ExportReference, spec_entry
 from garden.export.verify import Refused, median_latency_ms, refusal, table_cells
 from garden.generate.generator import SIGNATURE, Generator
 from garden.generate.sampler import Sampling
@@ -228,13 +228,10 @@ class DecoderReference(ExportReference):
             "run_dir": self.run.run_dir,
             "checkpoint": self.run.checkpoint_path,
             "signatures": {
-                "generate": {
-                    "inputs": {n: {"dtype": s.dtype.name, "shape": list(s.shape)} for n, s in SIGNATURE.items()}
-                },
+                "generate": {"inputs": {n: spec_entry(s) for n, s in SIGNATURE.items()}},
                 "decode_step": {
                     "inputs": {
-                        n: {"dtype": s.dtype.name, "shape": list(s.shape)}
-                        for n, s in zip(("token_ids", "position", "cache"), self.step_signature)
+                        n: spec_entry(s) for n, s in zip(("token_ids", "position", "cache"), self.step_signature)
                     }
                 },
             },

@@ -32,7 +32,7 @@ SAVED_MODEL_BOUND = 1e-5  # max |Δ| of a SavedModel: the same graph, rerun from
 TFLITE_BOUNDS = {"none": 1e-4, "float16": 1e-2, "dynamic": None, "int8": None, "16x8": None}  # None: judged by quality
 
 
-def _spec_entry(spec):
+def spec_entry(spec):
     return {"dtype": spec.dtype.name, "shape": list(spec.shape)}
 
 
@@ -241,7 +241,7 @@ class OutputsReference(ExportReference):
             "run_dir": self.run.run_dir,
             "checkpoint": self.run.checkpoint_path,
             "signatures": {
-                name: {"inputs": {n: _spec_entry(s) for n, s in signature.specs.items()}}
+                name: {"inputs": {n: spec_entry(s) for n, s in signature.specs.items()}}
                 for name, signature in self.signatures.items()
             },
             "outputs": list(self.expected[self.task.tensor_signature]),
