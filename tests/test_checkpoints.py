@@ -38,7 +38,7 @@ import sys
 import tensorflow as tf
 from garden.train.checkpoints import Checkpoints
 values, step = tf.Variable(tf.zeros([32, 1024, 1024])), tf.Variable(0, dtype=tf.int64)
-checkpoints = Checkpoints(tf.train.Checkpoint(values=values, step=step), sys.argv[1], chief=True, max_to_keep=2)
+checkpoints = Checkpoints({"values": values, "step": step}, sys.argv[1], chief=True, max_to_keep=2)
 checkpoints.restore_latest()
 while True:
     step.assign_add(1)
@@ -65,5 +65,28 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_whole(t
             steps[-1] - 2 <= latest_step < steps[-1] and values.min() == values.max() == latest_step
         )  # whole, never torn
     assert interrupted >= 1  # at least one kill landed inside a write (a 128 MB write outlasts 50 ms)
-    Checkpoints(tf.train.Checkpoint(), directory, chief=True, max_to_keep=2)  # a chief starting again
+    Checkpoints({}, directory, chief=True, max_to_keep=2)  # a chief starting again
     assert not glob.glob(os.path.join(directory, "ckpt-*_temp"))  # clears what killed writes left
+
+
+def test_a_checkpoint_from_before_the_seed_states_resumes_and_a_newer_one_restores_them(tmp_path):
+    """Checkpoints since the seed states hold them (a resumed run draws the dropout masks an
+    uninterrupted one would); an older checkpoint, without them, still resumes its weights."""
+    dropout = keras.layers.Dropout(0.5, seed=1)
+    (seed,) = dropout.variables
+    weights = tf.Variable([1.0, 2.0])
+    Checkpoints({"weights": weights}, str(tmp_path / "old"), chief=True, max_to_keep=1).save(1)
+    dropout(np.ones(8, np.float32), training=True)  # advances the seed state
+    drawn = seed.numpy().copy()
+    Checkpoints({"weights": weights, "seeds": [seed]}, str(tmp_path / "new"), chief=True, max_to_keep=1).save(1)
+    dropout(np.ones(8, np.float32), training=True)
+    weights.assign([0.0, 0.0])
+    Checkpoints(
+        {"weights": weights, "seeds": [seed]}, str(tmp_path / "old"), chief=True, max_to_keep=1, optional=["seeds"]
+    ).restore_latest()
+    np.testing.assert_array_equal(weights.numpy(), [1.0, 2.0])
+    assert not np.array_equal(seed.numpy(), drawn)  # kept its own value: the old checkpoint has none
+    Checkpoints(
+        {"weights": weights, "seeds": [seed]}, str(tmp_path / "new"), chief=True, max_to_keep=1, optional=["seeds"]
+    ).restore_latest()
+    np.testing.assert_array_equal(seed.numpy(), drawn)

@@ -25,3 +25,16 @@ def trainable_variables(models):
         for variable in model.trainable_variables:
             unique.setdefault(id(variable), variable)
     return list(unique.values())
+
+
+def seed_states(models):
+    """The random-seed states of all `models` (dropout's SeedGenerators), each once, in a fixed order:
+    Keras keeps them in `model.variables` but not in `model.weights`, so a checkpoint of the model
+    alone misses them and a resumed run would draw other dropout masks."""
+    unique = {}
+    for model in models.values():
+        weights = {id(weight) for weight in model.weights}
+        for variable in model.variables:
+            if id(variable) not in weights:
+                unique.setdefault(id(variable), variable)
+    return list(unique.values())

@@ -22,21 +22,25 @@ class Checkpoints:
     renames the `checkpoint` state file, so a killed write leaves the previous checkpoint as the
     latest, and the chief removes what the killed write left behind when it starts again."""
 
-    def __init__(self, checkpoint, directory, chief, max_to_keep, weights=None):
-        """`weights` is (a checkpoint of the model alone, its folder): the inference weights that
-        `save_weights` writes beside each training checkpoint (None: none)."""
+    def __init__(self, objects: dict, directory: str, chief: bool, max_to_keep: int, weights=None, optional=()):
+        """`objects` are what each checkpoint holds (a `tf.train.Checkpoint`'s keyword arguments);
+        `optional` names those that checkpoints of an older Garden lack (they keep their fresh values
+        when such a checkpoint resumes). `weights` is (a checkpoint of the model alone, its folder):
+        the inference weights that `save_weights` writes beside each training checkpoint (None: none)."""
         folders = [directory] + ([weights[1]] if weights else [])
         if chief:
             for folder in folders:
                 for partial in glob.glob(os.path.join(glob.escape(folder), "ckpt-*_temp")):
                     shutil.rmtree(partial, ignore_errors=True)
         self._temp = None if chief else tempfile.mkdtemp(prefix="garden-worker-")
-        self.manager = tf.train.CheckpointManager(checkpoint, self._temp or directory, max_to_keep=max_to_keep)
+        self.objects, self.optional = objects, set(optional)
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._temp or directory, max_to_keep=max_to_keep)
         self.weights = None
         if weights:
             weights_directory = os.path.join(self._temp, "model") if self._temp else weights[1]
             self.weights = tf.train.CheckpointManager(weights[0], weights_directory, max_to_keep=max_to_keep)
-        self.checkpoint, self.directory = checkpoint, directory
+        self.directory = directory
 
     @property
     def latest(self):
@@ -47,7 +51,14 @@ class Checkpoints:
         """Restores the newest checkpoint if there is one; returns its path or None."""
         path = self.latest
         if path:
-            restore(self.checkpoint, path).assert_existing_objects_matched()
+            checkpoint = self.checkpoint
+            if self.optional:
+                saved = {name.split("/")[0] for name, _ in _read(tf.train.list_variables, path)}
+                held = {
+                    name: value for name, value in self.objects.items() if name in saved or name not in self.optional
+                }
+                checkpoint = tf.train.Checkpoint(**held)
+            restore(checkpoint, path).assert_existing_objects_matched()
         return path
 
     def save(self, step):
@@ -66,8 +77,13 @@ class Checkpoints:
 
 def restore(checkpoint, path):
     """`checkpoint.restore(path)` with a one-line GardenError when the files are unreadable."""
+    return _read(checkpoint.restore, path)
+
+
+def _read(function, path):
+    """`function(path)` with a one-line GardenError when the checkpoint's files are unreadable."""
     try:
-        return checkpoint.restore(path)
+        return function(path)
     except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise GardenError(

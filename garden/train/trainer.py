@@ -24,9 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from garden.config import changed_model_keys, read_yaml, save_yaml
+from garden.data.examples import Examples
 from garden.data.pipeline import train_dataset
 from garden.errors import GardenError
-from garden.models.task_model import trainable_variables
+from garden.models.task_model import seed_states, trainable_variables
 from garden.optimizers import build_optimizer
 from garden.registry import TASKS
 from garden.run import weights_dir, write_assets
@@ -84,7 +85,7 @@ class Routine:
 
 
 class Trainer:
-    """Orbit's shape: `train` sets up (`_set_up`), runs loops of `steps_per_loop` steps (`_loop`),
+    """Orbit's shape: `train` sets up (`set_up`), runs loops of `steps_per_loop` steps (`_loop`),
     and after each loop reports, checkpoints and validates (`_after_loop`)."""
 
     def __init__(self, config, run_dir: str, strategy: tf.distribute.Strategy):
@@ -113,11 +114,12 @@ class Trainer:
         )
         model = self.task.checkpointed(self.models)
         self.checkpoints = Checkpoints(
-            tf.train.Checkpoint(model=model, optimizer=self.optimizer, step=self.step),
+            {"model": model, "optimizer": self.optimizer, "step": self.step, "seeds": seed_states(self.models)},
             os.path.join(run_dir, "checkpoints"),
             self.chief,
             config.trainer.max_to_keep,
             weights=(tf.train.Checkpoint(model=model), weights_dir(run_dir)),
+            optional=["seeds"],  # dropout's seed states, in checkpoints since December 2026
         )
 
     @property
@@ -183,9 +185,10 @@ class Trainer:
                     f"({trainer.steps_per_loop}); set trainer.steps_per_loop to a divisor of it"
                 )
 
-    def _set_up(self):
+    def set_up(self) -> int:
         """Builds each sub-task's routine, restores the newest checkpoint (or warm-starts a new run),
-        positions every data iterator at the restored step and writes the run's files."""
+        positions every data iterator at the restored step and writes the run's files; returns that
+        step. `train` calls it first; called alone, it shows the weights a run starts from."""
         self._check_intervals()
         self.routines = [self._routine(name, task) for name, task in self.tasks.items()]
         sizes = [len(r.train) for r in self.routines]
@@ -268,10 +271,10 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------------------
 
-    def train(self):
+    def train(self) -> dict:
         """Trains to `trainer.train_steps`, resuming from the newest checkpoint; returns the last
         validation metrics (prefixed `NAME/` per sub-task in a multitask)."""
-        step = self._set_up()
+        step = self.set_up()
         results = {}
         with (
             contextlib.closing(self.reporter),
@@ -350,6 +353,6 @@ class Trainer:
                 results.update({f"{routine.name}/{k}" if named else k: v for k, v in metrics.items()})
         return results
 
-    def evaluate(self, examples, batch_size, task=None, model=None):
+    def evaluate(self, examples: Examples, batch_size: int, task=None, model=None) -> dict:
         with ema_weights(self.optimizer, self.variables):
             return evaluate(task or self.task, model or self.model, examples, batch_size)
