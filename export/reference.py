@@ -7,6 +7,8 @@ task's `parity_outputs`, and the task's `serving_quality` against the held-out l
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,12 +29,19 @@ from garden.export.verify import (
 from garden.registry import REFERENCES
 from garden.train.checkpoints import fingerprint
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from garden.data.examples import Examples
+    from garden.export.exporting import ExportOptions
+    from garden.run import Run
+
 DEFAULT = "serving_default"
 SAVED_MODEL_BOUND = 1e-5  # max |Δ| of a SavedModel: the same graph, rerun from disk
 TFLITE_BOUNDS = {"none": 1e-4, "float16": 1e-2, "dynamic": None, "int8": None, "16x8": None}  # None: judged by quality
 
 
-def spec_entry(spec):
+def spec_entry(spec: tf.TensorSpec) -> dict:
     return {"dtype": spec.dtype.name, "shape": list(spec.shape)}
 
 
@@ -41,7 +50,7 @@ class ExportReference:
 
     tflite_bounds: dict[str, float | None] = TFLITE_BOUNDS  # TFLite modes it takes -> max |Δ| (None: by quality)
 
-    def __init__(self, run, options):
+    def __init__(self, run: Run, options: ExportOptions):
         self.run, self.task, self.options = run, run.task, options
         self._saved_model = None
 
@@ -131,7 +140,7 @@ class OutputsReference(ExportReference):
                 )
         self.keras_quality = self.task.serving_quality(self.labels, self.expected[tensors])
 
-    def signature_inputs(self, name, examples):
+    def signature_inputs(self, name: str, examples: Examples) -> tuple[list, Examples]:
         """(arrays of `examples` in the input order of signature `name`, the Examples they hold): the
         prepared tensors for the tensor signature, what a client sends (strings, encoded images) otherwise."""
         names = list(self.signatures[name].specs)
@@ -150,7 +159,7 @@ class OutputsReference(ExportReference):
         """The Keras model's serving outputs on prepared `tensors` (from the training input pipeline)."""
         return batched(numpy_outputs(self.signatures[self.task.tensor_signature].function), tensors)
 
-    def judge(self, name, outputs):
+    def judge(self, name: str, outputs: dict) -> tuple[float, float, float]:
         """(max abs error of the parity outputs, quality, its drop in points: all on the held-out examples)
         of an artifact's outputs for signature `name`, against the Keras model on the same examples."""
         expected = self.expected[name]
@@ -172,7 +181,7 @@ class OutputsReference(ExportReference):
             raise Refused(reason, kind, measured)
         return measured
 
-    def write_saved_model(self, directory):
+    def write_saved_model(self, directory: str) -> None:
         import keras
 
         archive = keras.export.ExportArchive()
@@ -181,7 +190,7 @@ class OutputsReference(ExportReference):
             archive.add_endpoint(name, signature.function)
         archive.write_out(directory, verbose=False)
 
-    def judge_saved_model(self, loaded):
+    def judge_saved_model(self, loaded) -> dict:
         bound = SAVED_MODEL_BOUND if self.options.max_error is None else self.options.max_error
         judged = {}
         for name, signature in self.signatures.items():
@@ -193,26 +202,26 @@ class OutputsReference(ExportReference):
         lowest = min(entry[self.quality] for entry in judged.values())
         return {**worst, self.quality: lowest, "signatures": judged}
 
-    def tflite_signature(self):
+    def tflite_signature(self) -> str:
         if self.options.signature not in self.signatures:
             raise GardenError(
                 f"this model has no signature '{self.options.signature}'; choose from: {', '.join(self.signatures)}"
             )
         return self.options.signature
 
-    def calibration(self, signature, examples=256):
+    def calibration(self, signature: str, examples: int = 256) -> dict[str, np.ndarray]:
         """Input name -> arrays of `examples` training examples, for int8 and 16x8 calibration."""
         train = self.task.load(self.task.config.train_data, self.examples.label_names)
         arrays, _ = self.signature_inputs(signature, train.take(examples))
         return dict(zip(self.signatures[signature].specs, arrays))
 
-    def judge_tflite(self, name, mode, runner, signature):
+    def judge_tflite(self, name: str, mode: str, runner: Callable, signature: str) -> dict:
         names = list(self.signatures[signature].specs)
         run = lambda *arrays: runner(**dict(zip(names, arrays)))  # noqa: E731
         measured = self._measured(f"TFLite {mode}", signature, run, self.tflite_bound(mode))
         return {**measured, "signature": signature, "latency_ms": median_latency_ms(run, self.inputs[signature])}
 
-    def legend(self):
+    def legend(self) -> str:
         held_out = f"{len(self.examples)} {self.task.held_out().split}"
         return (
             f"{self.quality} and parity (max |Δ {', '.join(self.task.parity_outputs)}| vs Keras) on {held_out} "
@@ -220,22 +229,22 @@ class OutputsReference(ExportReference):
         )
 
     @property
-    def columns(self):
+    def columns(self) -> list[str]:
         return ["artifact", "size", "latency", self.quality, "drop (points)", "parity", "written to"]
 
-    def keras_row(self):
+    def keras_row(self) -> list[str]:
         latency = median_latency_ms(self.signatures[DEFAULT].function, self.inputs[DEFAULT])
         return self.row(
             "keras model", {self.quality: self.keras_quality, "latency_ms": latency, "path": self.run.run_dir}
         )
 
-    def row(self, name, entry):
+    def row(self, name: str, entry: dict) -> list[str]:
         size, latency, parity = table_cells(entry)
         quality = f"{100 * entry[self.quality]:.2f}%" if self.quality in entry else ""
         drop = f"{entry[f'{self.quality}_drop']:+.2f}" if f"{self.quality}_drop" in entry else ""
         return [name, size, latency, quality, drop, parity, entry["path"]]
 
-    def header(self):
+    def header(self) -> dict:
         return {
             "experiment": self.run.config.task.name,
             "run_dir": self.run.run_dir,

@@ -29,6 +29,7 @@ import functools
 import os
 import re
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -63,7 +64,7 @@ FLOAT_OPS = (
 )
 
 
-def filename(mode):
+def filename(mode: str) -> str:
     return f"model_{mode}.tflite"
 
 
@@ -80,7 +81,7 @@ def interpreter(content=None, path=None):
     return model
 
 
-def custom_ops(content):
+def custom_ops(content: bytes) -> list[str]:
     """Names of the custom ops that a TFLite flatbuffer needs."""
     model = schema.Model.GetRootAsModel(content, 0)
     codes = (model.OperatorCodes(i).CustomCode() for i in range(model.OperatorCodesLength()))
@@ -131,7 +132,7 @@ def _conversion(mode):
         raise Refused(f"TFLite {mode} conversion failed: {reason}", filename(mode), {"quantize": mode}) from error
 
 
-def convert(saved_model_dir, signature, mode, calibration=None):
+def convert(saved_model_dir: str, signature: str, mode: str, calibration: dict | None = None) -> bytes:
     """TFLite flatbuffer bytes of one SavedModel signature in `mode` (for int8: calibrated, not yet
     quantized); `calibration` maps input names to arrays of training examples."""
     with _conversion(mode):
@@ -139,7 +140,7 @@ def convert(saved_model_dir, signature, mode, calibration=None):
             return _converter(saved_model_dir, signature, mode, calibration).convert()
 
 
-def quantize_int8(calibrated, float_ops=()):
+def quantize_int8(calibrated: bytes, float_ops: Sequence[str] = ()) -> bytes:
     """The int8 flatbuffer of a calibrated one, keeping the op types `float_ops` in float32 (the
     MLIR quantizer's denylist, as tf.lite.experimental.QuantizationDebugger applies it)."""
     with _conversion("int8"):
