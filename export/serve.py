@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import socket
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -143,7 +144,7 @@ class Servable:
         }
 
 
-def model_name(path):
+def model_name(path: str) -> str:
     """The experiment named by the manifest beside `path`, else the folder's name."""
     return manifest.read(os.path.dirname(os.path.abspath(path))).get("experiment") or os.path.basename(
         os.path.abspath(path)
@@ -164,13 +165,16 @@ async def _json_errors(request, handler):
         if error.content_type == "application/json":
             raise
         return _error(error.status, f"{error.reason}: {request.method} {request.path}")
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:  # the client hung up: one line in the server's log, nobody to answer
+        print(f"{request.remote} hung up during {request.method} {request.path}", file=sys.stderr, flush=True)
+        return web.Response(status=499)  # nginx's "client closed request"
+    except asyncio.CancelledError:
         raise
     except Exception as error:  # a bug of ours: one line to the client, the server keeps serving
         return _error(500, f"internal error: {type(error).__name__}: {_model_error(error)}")
 
 
-def build_app(models, limits=None):
+def build_app(models: dict[str, str], limits: Limits | None = None) -> web.Application:
     """The aiohttp application serving `models` (name -> SavedModel folder)."""
     servables = {name: Servable(name, path) for name, path in models.items()}
     limits = limits or Limits()
@@ -243,7 +247,7 @@ def build_app(models, limits=None):
     return app
 
 
-def serve(models, host="127.0.0.1", port=8501, limits=None):
+def serve(models: dict[str, str], host: str = "127.0.0.1", port: int = 8501, limits: Limits | None = None) -> None:
     app = build_app(models, limits)
     with socket.socket() as probe:  # refuse a taken port before announcing anything
         try:

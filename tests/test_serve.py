@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -33,34 +34,39 @@ def server(tiny_run, text_run, tmp_path_factory):
     for name, run in (("mnist", tiny_run), ("r8", text_run)):
         garden("export", run, "--format", "saved_model", "--out", exports / name)
     limits = ["--max-request-bytes", str(MAX_BYTES), "--max-instances", "64"]
-    with serving(f"digits={exports / 'mnist' / 'saved_model'}", str(exports / "r8" / "saved_model"), *limits) as url:
+    models = [f"digits={exports / 'mnist' / 'saved_model'}", str(exports / "r8" / "saved_model")]
+    with serving(*models, *limits, log=exports / "server.log") as url:
         yield url, exports
 
 
 @contextlib.contextmanager
-def serving(*args):
-    """The URL of `garden serve *args` on a free port, once it answers; stopped at the end."""
+def serving(*args, log=None):
+    """The URL of `garden serve *args` on a free port, once it answers; stopped at the end. The
+    server's output goes to the file `log` (a temporary one when None)."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "garden.cli", "serve", *args, "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)
-                break
-            except OSError:
-                assert process.poll() is None, process.stdout.read()
-                time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with open(log, "w+") if log else tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "garden.cli", "serve", *args, "--port", str(port)],
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(240):
+                try:
+                    urllib.request.urlopen(url + "/healthz", timeout=1)
+                    break
+                except OSError:
+                    if process.poll() is not None:
+                        output.seek(0)
+                        raise AssertionError(output.read()) from None
+                    time.sleep(0.5)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def call(url, path, body=None):
@@ -216,3 +222,20 @@ def test_unknown_paths_deep_json_and_scalar_inputs_get_json_errors(server):
     result = garden("serve", exports / "r8" / "saved_model", "--port", port, check=False)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().startswith(f"garden: error: cannot listen on 127.0.0.1:{port}")
+
+
+def test_a_client_that_hangs_up_mid_request_costs_one_log_line_and_no_traceback(server):
+    url, exports = server
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(
+            b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b'{"instances": ['
+        )  # then hangs up, its body unsent
+    status, reply = call(url, "/v1/models/digits:predict", {"instances": np.zeros([1, 28, 28, 1]).tolist()})
+    assert status == 200 and len(reply["predictions"]) == 1
+    for _ in range(20):  # the server notices the hang-up on its own time
+        log = (exports / "server.log").read_text()
+        if "hung up" in log:
+            break
+        time.sleep(0.5)
+    assert "Traceback" not in log and "hung up during POST /v1/models/digits:predict" in log, log
