@@ -98,6 +98,8 @@ def test_greedy_with_the_cache_gives_exactly_the_recomputed_tokens_for_prompts_o
     generator = Generator(*tiny_decoder)
     prompts = ["ROMEO:", "Now is the winter of our discontent", "O"]
     greedy = Sampling(temperature=0)
+    if generator.backbone.sliding_window:  # the cache is a ring of max(prompt, 8) slots: 40 tokens wrap it
+        assert int(generator.backbone.cache_length(len("O"), 40)) == 8
     cached = generator.generate(prompts, 40, greedy)
     assert cached == generator.generate(prompts, 40, greedy, cache=False)
     assert [generator.generate([p], 40, greedy)[0] for p in prompts] == cached  # left padding changes nothing

@@ -91,7 +91,7 @@ class Generator:
         """New tokens [batch, steps or fewer] (fewer when every row has met a stop), with the cache."""
         batch, prompt_length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
         mask = tf.concat([padding_mask, tf.ones([batch, steps], tf.int32)], axis=1)
-        cache = self.backbone.empty_cache(batch, prompt_length + steps)
+        cache = self.backbone.empty_cache(batch, self.backbone.cache_length(prompt_length, steps))
         logits, cache = self.backbone.decode(token_ids, mask, cache, 0)
         tokens = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
 

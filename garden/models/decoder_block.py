@@ -58,9 +58,10 @@ class DecoderBlock(keras.layers.Layer):
         key_value = self.key_value(normed)
         key = self.rotary(key_value[:, :, 0], start_index=cache_index)
         value = key_value[:, :, 1]
-        if cache is not None:
+        if cache is not None:  # a ring: position p is at slot p mod its length (a chunk must not wrap)
             new = ops.stack([key, value], axis=1)
-            cache = ops.slice_update(cache, [0, 0, cache_index, 0, 0], ops.cast(new, cache.dtype))
+            slot = ops.mod(cache_index, ops.shape(cache)[2])
+            cache = ops.slice_update(cache, [0, 0, slot, 0, 0], ops.cast(new, cache.dtype))
             key, value = cache[:, 0], cache[:, 1]
         x = x + self.attention_output(self._attend(query, key, value, padding_mask, cache_index))
         gate, up = ops.unstack(self.gate_up(self.mlp_norm(x)), 2, axis=2)
@@ -69,18 +70,22 @@ class DecoderBlock(keras.layers.Layer):
 
     def _attend(self, query, key, value, padding_mask, cache_index):
         """Causal grouped-query attention: query [b, l, h, k] at positions cache_index.., key and value
-        [b, s, n, k] at positions 0..s-1, each of the n key/value heads shared by h / n query heads."""
+        [b, s, n, k] in a ring of s slots (the last at position cache_index + l - 1; without a cache,
+        positions 0..s-1), each of the n key/value heads shared by h / n query heads. `padding_mask`
+        [b, positions] marks the positions that hold tokens."""
         batch, length = ops.shape(query)[0], ops.shape(query)[1]
         groups = self.num_heads // self.num_key_value_heads
         query = ops.reshape(query, (batch, length, self.num_key_value_heads, groups, self.head_dim))
         scores = ops.einsum("blngk,bsnk->bngls", query, key) / ops.sqrt(ops.cast(self.head_dim, query.dtype))
         query_positions = ops.arange(length)[:, None] + cache_index
-        key_positions = ops.arange(ops.shape(key)[1])[None, :]
-        allowed = key_positions <= query_positions  # [l, s]
+        slots, last = ops.shape(key)[1], cache_index + length - 1
+        key_positions = last - ops.mod(last - ops.arange(slots), slots)  # each slot's position; < 0: empty
+        allowed = ops.logical_and(key_positions[None, :] <= query_positions, key_positions[None, :] >= 0)  # [l, s]
         if self.sliding_window:
-            allowed = ops.logical_and(allowed, key_positions > query_positions - self.sliding_window)
+            allowed = ops.logical_and(allowed, key_positions[None, :] > query_positions - self.sliding_window)
         if padding_mask is not None:
-            allowed = ops.logical_and(allowed[None], ops.cast(padding_mask, "bool")[:, None, :])[:, None, None]
+            held = ops.take(ops.cast(padding_mask, "bool"), ops.maximum(key_positions, 0), axis=1)  # [b, s]
+            allowed = ops.logical_and(allowed[None], held[:, None, :])[:, None, None]
         scores = ops.where(allowed, ops.cast(scores, "float32"), -1e9)
         weights = ops.cast(ops.softmax(scores, axis=-1), value.dtype)
         attended = ops.einsum("bngls,bsnk->blngk", weights, value)

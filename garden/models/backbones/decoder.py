@@ -85,6 +85,13 @@ class DecoderBackbone(Backbone):
             sliding_window=sliding_window,
         )
 
+    def cache_length(self, prompt_length, new_tokens):
+        """Slots of the key/value cache that generates `new_tokens` after a prompt: one per position,
+        or with a sliding window a ring of max(prompt, window) slots, so each new token costs the same."""
+        if self.sliding_window:
+            return ops.minimum(prompt_length + new_tokens, ops.maximum(prompt_length, self.sliding_window))
+        return prompt_length + new_tokens
+
     def empty_cache(self, batch_size, length):
         """Zeros [layers, batch, 2, length, key/value heads, head_dim] in the compute dtype."""
         return ops.zeros(
@@ -94,7 +101,8 @@ class DecoderBackbone(Backbone):
     def decode(self, token_ids, padding_mask, cache, cache_index):
         """Logits [batch, chunk, vocabulary] of `token_ids` [batch, chunk] at positions cache_index..,
         attending to the cache (and to each other, causally); returns (logits, the updated cache).
-        `padding_mask` [batch, cache length] marks the positions that hold tokens."""
+        `padding_mask` [batch, positions] marks the positions that hold tokens; past the cache's length,
+        position p is at slot p mod that length (a chunk must not wrap: see `cache_length`)."""
         x = self.scale(self.embedding(token_ids))
         layers = []
         for block, layer_cache in zip(self.blocks, ops.unstack(cache, self.num_layers)):  # TFLite slices at most 5-D
