@@ -1,9 +1,11 @@
 """Multi-task training: jiant's samplers, sub-task configs, and a real run of two heads on one encoder."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import garden
 
 from garden.config import experiment_config
@@ -51,28 +53,38 @@ def test_sub_tasks_are_config_keys_and_share_the_backbone():
         multitask("task.tasks.r8.model.backbone.type=distil_bert")
 
 
+MULTITASK_RUN = [
+    "task.model.tokenizer.sequence_length=32",
+    "trainer.train_steps=40",
+    "trainer.steps_per_loop=10",
+    "trainer.validation_interval=20",
+    "trainer.checkpoint_interval=10",
+    "trainer.optimizer_config.warmup.linear.warmup_steps=4",
+    "trainer.optimizer_config.learning_rate.polynomial.decay_steps=40",
+    "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=2e-4",
+    "task.sampler.type=uniform",
+    "runtime.deterministic=true",
+    *[
+        f"task.tasks.{name}.{key}"
+        for name in ("r8", "20ng")
+        for key in (
+            "train_data.num_examples=640",
+            "train_data.global_batch_size=16",
+            "validation_data.num_examples=160",
+            "test_data.num_examples=160",
+        )
+    ],
+]
+
+
+def train_multitask(run_dir):
+    garden("train", "r8_20ng_multitask", *[a for s in MULTITASK_RUN for a in ("--set", s)], "--run-dir", run_dir)
+
+
 @pytest.fixture(scope="module")
 def multitask_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "multitask"
-    sets = [
-        "task.model.tokenizer.sequence_length=32",
-        "trainer.train_steps=40",
-        "trainer.steps_per_loop=10",
-        "trainer.validation_interval=20",
-        "trainer.checkpoint_interval=40",
-        "trainer.optimizer_config.warmup.linear.warmup_steps=4",
-        "trainer.optimizer_config.learning_rate.polynomial.decay_steps=40",
-        "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=2e-4",
-        "task.sampler.type=uniform",
-    ]
-    for name in ("r8", "20ng"):
-        sets += [
-            f"task.tasks.{name}.train_data.num_examples=640",
-            f"task.tasks.{name}.train_data.global_batch_size=16",
-            f"task.tasks.{name}.validation_data.num_examples=160",
-            f"task.tasks.{name}.test_data.num_examples=160",
-        ]
-    garden("train", "r8_20ng_multitask", *[a for s in sets for a in ("--set", s)], "--run-dir", run_dir)
+    train_multitask(run_dir)
     return run_dir
 
 
@@ -105,3 +117,23 @@ def test_each_head_evaluates_and_exports_on_its_own(multitask_run):
     assert manifest["labels"] == json.load(open(multitask_run / "labels.json"))["r8"]
     assert manifest["keras_accuracy"] == pytest.approx(head["accuracy"])
     assert manifest["artifacts"]["saved_model"]["max_abs_error"] <= 1e-5
+
+
+def test_a_resumed_multitask_run_continues_its_schedule(multitask_run, tmp_path):
+    """Rewound to its step-30 checkpoint and trained on, the run ends at the same weights, bit for
+    bit: the sampled order of the tasks and each task's data go on where they stopped."""
+    resumed = tmp_path / "resumed"
+    shutil.copytree(multitask_run, resumed, ignore=shutil.ignore_patterns("export"))
+    for folder in (resumed / "checkpoints", resumed / "model"):
+        for path in folder.glob("ckpt-40.*"):
+            path.unlink()
+        (folder / "checkpoint").write_text('model_checkpoint_path: "ckpt-30"\nall_model_checkpoint_paths: "ckpt-30"\n')
+    train_multitask(resumed)
+    rows = [json.loads(line) for line in open(resumed / "metrics.jsonl")]
+    assert [r["step"] for r in rows if r["split"] == "train"][-1] == 40
+    straight = tf.train.load_checkpoint(str(multitask_run / "model" / "ckpt-40"))
+    again = tf.train.load_checkpoint(str(resumed / "model" / "ckpt-40"))
+    names = [name for name in straight.get_variable_to_shape_map() if name.startswith("model/")]
+    assert len(names) > 100 and set(names) <= set(again.get_variable_to_shape_map())
+    for name in names:
+        np.testing.assert_array_equal(again.get_tensor(name), straight.get_tensor(name), err_msg=name)
