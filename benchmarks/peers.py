@@ -31,7 +31,7 @@ import keras
 import keras_hub
 import numpy as np
 from model_garden_peer import model_garden_step_seconds
-from training import benchmark_sets, step_seconds
+from training import batches_fingerprint, benchmark_sets, step_seconds
 
 from garden import registry
 from garden.config import experiment_config
@@ -79,6 +79,12 @@ def keras_hub_step_seconds(dataset, config, num_classes, steps, loop, jit_compil
     return float(np.median(timer.seconds[1:])) / loop
 
 
+def garden_step_seconds(config, strategy):
+    """Garden's seconds per step and the fingerprint of the batches its trainer read."""
+    seconds, _, read = step_seconds(config, strategy, in_memory=False)
+    return seconds, read
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
@@ -98,44 +104,52 @@ def main():
     task = TASKS.get(config.task.type)(config.task)
     examples = task.load(config.task.train_data)
     batch, sequence = config.task.train_data.global_batch_size, config.task.model.tokenizer.sequence_length
-    dataset = train_dataset(examples, batch, seed=0, prepare=task.prepare)
+    seed = config.task.train_data.seed or config.runtime.seed  # the order Garden's trainer reads
+    dataset = train_dataset(examples, batch, seed=seed, prepare=task.prepare)
+    peers_read = batches_fingerprint(dataset, steps)  # each peer reads `dataset` from its start
     classes = len(examples.label_names)
     params = config.task.model.backbone.params
     systems = {
-        "Garden (custom loop)": lambda: step_seconds(config, strategy, in_memory=False)[0],
-        "Garden (custom loop, XLA)": lambda: step_seconds(xla, strategy, in_memory=False)[0],
-        "Garden (custom loop, padding-free)": lambda: step_seconds(padding_free, strategy, in_memory=False)[0],
-        "KerasHub BertTextClassifier.fit (default compile)": lambda: keras_hub_step_seconds(
-            dataset, config, classes, steps, loop, "auto", 1
+        "Garden (custom loop)": lambda: garden_step_seconds(config, strategy),
+        "Garden (custom loop, XLA)": lambda: garden_step_seconds(xla, strategy),
+        "Garden (custom loop, padding-free)": lambda: garden_step_seconds(padding_free, strategy),
+        "KerasHub BertTextClassifier.fit (default compile)": lambda: (
+            keras_hub_step_seconds(dataset, config, classes, steps, loop, "auto", 1),
+            peers_read,
         ),
-        f"KerasHub BertTextClassifier.fit (XLA, {loop} steps per call)": lambda: keras_hub_step_seconds(
-            dataset, config, classes, steps, loop, True, loop
+        f"KerasHub BertTextClassifier.fit (XLA, {loop} steps per call)": lambda: (
+            keras_hub_step_seconds(dataset, config, classes, steps, loop, True, loop),
+            peers_read,
         ),
-        "Model Garden sentence prediction (Orbit, tf_keras)": lambda: model_garden_step_seconds(
-            dataset,
-            classes,
-            params.vocabulary_size,
-            params.num_layers,
-            params.num_heads,
-            params.hidden_dim,
-            params.intermediate_dim,
-            1e-3,
-            steps,
-            loop,
-            args.precision,
+        "Model Garden sentence prediction (Orbit, tf_keras)": lambda: (
+            model_garden_step_seconds(
+                dataset,
+                classes,
+                params.vocabulary_size,
+                params.num_layers,
+                params.num_heads,
+                params.hidden_dim,
+                params.intermediate_dim,
+                1e-3,
+                steps,
+                loop,
+                args.precision,
+            ),
+            peers_read,
         ),
     }
-    best = {name: float("inf") for name in systems}
+    best, read = {name: float("inf") for name in systems}, {}
     for _ in range(rounds):
         for name, measure in systems.items():
-            best[name] = min(best[name], measure())
+            seconds, read[name] = measure()
+            best[name] = min(best[name], seconds)
     print(
         f"BERT {params.num_layers} layers, width {params.hidden_dim}, {params.num_heads} heads, sequence {sequence}, "
         f"batch {batch}, Reuters R8, {args.precision}; {os.cpu_count()} CPU cores; "
-        f"best of {rounds} rounds of {steps} steps"
+        f"best of {rounds} rounds of {steps} steps; batches: sha256 of the {steps} batches each system read"
     )
     for name, seconds in best.items():
-        print(f"{name:58s} {1000 * seconds:8.1f} ms/step {batch / seconds:8.1f} examples/s")
+        print(f"{name:58s} {1000 * seconds:8.1f} ms/step {batch / seconds:8.1f} examples/s  batches {read[name]}")
     peer = min(seconds for name, seconds in best.items() if not name.startswith("Garden"))
     padded = min(best["Garden (custom loop)"], best["Garden (custom loop, XLA)"])
     print(f"ratio Garden (padded, best) / fastest peer: {peer / padded:5.2f}x")

@@ -12,6 +12,7 @@ Last, one AdamW update of the model's weights by Keras's optimizer and by Garden
 """
 
 import argparse
+import hashlib
 import json
 import os
 import tempfile
@@ -93,11 +94,29 @@ def flops_per_step(config, model):
     return per_token * sequence * config.task.train_data.global_batch_size
 
 
+def batches_fingerprint(dataset, steps):
+    """sha256 (16 hex digits) of the first `steps` batches of `dataset`: two systems read the same
+    batches iff their fingerprints are equal."""
+    digest = hashlib.sha256()
+    for batch in dataset.take(steps):
+        for tensor in tf.nest.flatten(batch):
+            digest.update(np.ascontiguousarray(tensor.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def step_seconds(config, strategy, in_memory):
-    """Median seconds per training step over the loops after the first (which traces)."""
-    real = trainer_module.train_dataset
-    if in_memory:  # the same first batch, prepared once and repeated
-        trainer_module.train_dataset = lambda *a, **k: real(*a, **k).take(1).cache().repeat()
+    """Median seconds per training step over the loops after the first (which traces), the model,
+    and the fingerprint of the batches the trainer read."""
+    real, built = trainer_module.train_dataset, []
+
+    def recorded(*args, **kwargs):
+        dataset = real(*args, **kwargs)
+        if in_memory:  # the same first batch, prepared once and repeated
+            dataset = dataset.take(1).cache().repeat()
+        built.append(dataset)
+        return dataset
+
+    trainer_module.train_dataset = recorded
     try:
         with tempfile.TemporaryDirectory() as run_dir:
             trainer = trainer_module.Trainer(config, run_dir, strategy)
@@ -106,7 +125,8 @@ def step_seconds(config, strategy, in_memory):
     finally:
         trainer_module.train_dataset = real
     rates = [json.loads(row)["examples_per_second"] for row in rows[1:]]
-    return config.task.train_data.global_batch_size / float(np.median(rates)), trainer.model
+    seconds = config.task.train_data.global_batch_size / float(np.median(rates))
+    return seconds, trainer.model, batches_fingerprint(built[0], config.trainer.train_steps)
 
 
 def main():
@@ -126,7 +146,7 @@ def main():
     seconds = {True: [], False: []}
     for _ in range(rounds):
         for in_memory in (False, True):
-            elapsed, model = step_seconds(config, strategy, in_memory)
+            elapsed, model, _ = step_seconds(config, strategy, in_memory)
             seconds[in_memory].append(elapsed)
     real, memory = min(seconds[False]), min(seconds[True])
     shapes = [v.shape for v in model.trainable_variables]

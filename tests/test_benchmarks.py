@@ -1,4 +1,5 @@
-"""The training benchmarks run end to end in --quick mode (their figures are measured, not asserted)."""
+"""The training benchmarks run end to end in --quick mode: their ratio lines parse and the systems
+they compare read the same batches (their figures are measured, not asserted)."""
 
 import re
 import subprocess
@@ -27,8 +28,9 @@ def test_roofline_and_input_pipeline_benchmark_prints_its_ratios():
 
 def test_peer_benchmark_trains_the_same_bert_in_garden_keras_hub_and_model_garden():
     printed = quick("peers.py")
-    rows = re.findall(r"^(.+?) +([\d.]+) ms/step +([\d.]+) examples/s$", printed, re.M)
-    assert len(rows) == 6 and all(float(ms) > 0 for _, ms, _ in rows), printed
+    rows = re.findall(r"^(.+?) +([\d.]+) ms/step +([\d.]+) examples/s  batches ([0-9a-f]{16})$", printed, re.M)
+    assert len(rows) == 6 and all(float(ms) > 0 for _, ms, _, _ in rows), printed
+    assert len({read for *_, read in rows}) == 1, printed  # Garden's trainer and the peers read the same batches
     assert (
         len(re.findall(r"^ratio Garden \((padded, best|padding-free)\) / fastest peer: +[\d.]+x$", printed, re.M)) == 2
     ), printed
