@@ -81,13 +81,15 @@ class Export:
             f"{self.export_dir}: this export is of {self.reference.source()['checkpoint']}"
         )
 
-    def run(self) -> tuple[list[list[str]], list[str], str | None]:
-        """(one table row per artifact, refused ones too; the refusals; the manifest's path or None)."""
+    def run(self, progress: Callable[[str], None] = lambda line: None) -> tuple[list[list[str]], list[str], str | None]:
+        """(one table row per artifact, refused ones too; the refusals; the manifest's path or None).
+        `progress` is told of each artifact before its (tens of seconds of) work."""
         rows, refused, manifest = [self.reference.keras_row()], [], None
         try:
             with tempfile.TemporaryDirectory(dir=self.export_dir, prefix=".export-") as workdir:
                 for name in self.options.formats:
                     for artifact, job in EXPORTERS.get(name)(self.reference, self.export_dir, workdir):
+                        progress(f"{artifact}: writing it and checking it against the Keras model ...")
                         try:
                             entry = job()["artifacts"][artifact]
                             manifest = os.path.join(self.export_dir, "manifest.json")

@@ -109,7 +109,7 @@ def cmd_export(args):
     if export.removed:
         print(export.removed)
     print(export.reference.legend())
-    rows, refused, manifest = export.run()
+    rows, refused, manifest = export.run(progress=lambda line: print(line, flush=True))
     print(_table(export.reference.columns, rows))
     if manifest:
         print(f"manifest: {manifest}")
