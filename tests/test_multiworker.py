@@ -69,7 +69,7 @@ JOB = (
     "trainer.validation_interval=100",
     "trainer.checkpoint_interval=50",
     "task.train_data.global_batch_size=48",
-)  # 16 examples per worker for 3
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,24 +79,14 @@ def two_workers(tmp_path_factory):
     return tmp_path / "run", tmp_path, finished(launch(2, tmp_path / "run", tmp_path, *JOB))
 
 
-def check_identical_weights_and_one_writer(workers, run_dir, tmp_path, outputs):
+def test_two_workers_train_identical_weights_and_only_the_chief_writes(two_workers):
+    run_dir, tmp_path, outputs = two_workers
     prints = [fingerprints(out) for out in outputs]
-    assert len(prints[0]) == 1 and all(p == prints[0] for p in prints) and len(outputs) == workers
+    assert len(outputs) == 2 and len(prints[0]) == 1 and prints[1] == prints[0]
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.index")) == ["ckpt-100.index", "ckpt-50.index"]
     rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     assert [r["step"] for r in rows if r["split"] == "train"] == [50, 100]  # one writer, not several
-    for index in range(1, workers):
-        assert not any((tmp_path / f"tmp{index}").iterdir()), "a worker's temporary checkpoints were not removed"
-
-
-def test_two_workers_train_identical_weights_and_only_the_chief_writes(two_workers):
-    check_identical_weights_and_one_writer(2, *two_workers)
-
-
-def test_three_workers_train_identical_weights_and_only_the_chief_writes(tmp_path):
-    check_identical_weights_and_one_writer(
-        3, tmp_path / "run", tmp_path, finished(launch(3, tmp_path / "run", tmp_path, *JOB))
-    )
+    assert not any((tmp_path / "tmp1").iterdir()), "the worker's temporary checkpoints were not removed"
 
 
 def test_a_lost_worker_stops_the_job_and_restarting_every_worker_resumes_it_exactly(two_workers, tmp_path):
