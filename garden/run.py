@@ -39,12 +39,15 @@ def read_labels(run_dir):
 
 
 def write_assets(task, run_dir):
-    """Copies the files `task` needs for inference into RUN/assets/ and names them in assets.json."""
+    """Copies the files and folders `task` needs for inference into RUN/assets/ and names them in assets.json."""
     os.makedirs(os.path.join(run_dir, ASSETS), exist_ok=True)
     named = {}
     for key, source in task.assets().items():
-        name = os.path.join(ASSETS, f"{key}-{os.path.basename(source)}")
-        shutil.copyfile(source, os.path.join(run_dir, name))
+        name = os.path.join(ASSETS, f"{key}-{os.path.basename(os.path.normpath(source))}")
+        if os.path.isdir(source):
+            shutil.copytree(source, os.path.join(run_dir, name), dirs_exist_ok=True)
+        else:
+            shutil.copyfile(source, os.path.join(run_dir, name))
         named[f"task.{key}"] = name
     with open(os.path.join(run_dir, "assets.json"), "w") as f:
         json.dump(named, f, indent=2)

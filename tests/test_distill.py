@@ -3,6 +3,7 @@ the distilled table trained on R8 and exported to TFLite with raw strings."""
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -81,9 +82,12 @@ def test_static_backbone_pools_the_distilled_rows_and_rebuilds_from_config(disti
 
 
 def test_classifier_on_static_embeddings_learns_r8_and_exports_raw_strings_to_tflite(distilled, tmp_path):
-    run_dir = tmp_path / "r8_static"
+    """Trained from a distilled table, the run folder keeps its own copy: eval and export work after
+    the distilled folder is gone."""
+    run_dir, table = tmp_path / "r8_static", tmp_path / "table"
+    shutil.copytree(distilled, table)
     sets = [
-        f"task.model.backbone.params.distilled_path={distilled}",
+        f"task.model.backbone.params.distilled_path={table}",
         "task.train_data.num_examples=2048",
         "task.test_data.num_examples=500",
         "task.model.tokenizer.sequence_length=128",
@@ -96,6 +100,7 @@ def test_classifier_on_static_embeddings_learns_r8_and_exports_raw_strings_to_tf
         "trainer.optimizer_config.warmup.linear.warmup_steps=30",
     ]
     garden("train", "r8_static", *[a for s in sets for a in ("--set", s)], "--run-dir", run_dir)
+    shutil.rmtree(table)
     result = json.loads(garden("eval", run_dir, "--split", "test").stdout.splitlines()[-1])
     assert result["examples"] == 500 and result["accuracy"] > 0.88  # 93% validation in 300 steps
     garden("export", run_dir, "--format", "tflite", "--quantize", "int8")

@@ -42,7 +42,7 @@ class CausalLMTask(Task):
         self.vocabulary = tokenizer.vocabulary
 
     def assets(self):
-        return {"model.tokenizer.vocabulary": self.vocabulary} if self.vocabulary else {}
+        return {**super().assets(), **({"model.tokenizer.vocabulary": self.vocabulary} if self.vocabulary else {})}
 
     def texts(self, data_config):
         return super().load(data_config.replace(num_examples=-1)).features["text"]

@@ -10,7 +10,7 @@ from garden.data import soft_targets
 from garden.data.examples import Examples
 from garden.errors import GardenError
 from garden.models.task_model import build_task_model
-from garden.registry import DATASETS, LOSSES
+from garden.registry import BACKBONES, DATASETS, LOSSES
 
 
 class Task:
@@ -54,9 +54,13 @@ class Task:
         self.initialize(models[self.name])
 
     def assets(self) -> dict[str, str]:
-        """Files that inference needs beside the weights, by the config key (under `task.`) that names
-        them: key -> path. The trainer copies them into the run folder, and a loaded run reads its copies."""
-        return {}
+        """Files (or folders) that inference needs beside the weights, by the config key (under `task.`)
+        that names them: key -> path; the backbone's own (its `asset_params`) included. The trainer
+        copies them into the run folder, and a loaded run reads its copies."""
+        backbone = self.config.model.backbone
+        params = backbone.params.as_dict()
+        names = getattr(BACKBONES.get(backbone.type), "asset_params", ())  # a plain function declares none
+        return {f"model.backbone.params.{name}": params[name] for name in names if params.get(name)}
 
     def build_model(self):
         return build_task_model(self.config.model, name=self.name)

@@ -87,7 +87,7 @@ class TextTask(Task):
         return words.with_flat_values(self.tokenizer(words.flat_values))
 
     def assets(self):
-        return {"model.tokenizer.vocabulary": self.vocabulary}
+        return {**super().assets(), "model.tokenizer.vocabulary": self.vocabulary}
 
     def initialize(self, model):
         if self.config.init_checkpoint:

@@ -11,11 +11,13 @@ class Backbone(keras.Model):
     `keep_arguments(...)` with its constructor arguments after `super().__init__`, so that
     `get_config()` rebuilds it. A text backbone names the inputs it reads in `text_inputs`, the
     tokenizer kinds whose ids it reads in `tokenizers` (the first is the default; see
-    garden/data/tokenizers.py) and its `special_tokens` by role."""
+    garden/data/tokenizers.py) and its `special_tokens` by role. `asset_params` names the
+    constructor arguments that are paths of files or folders it reads: a run folder keeps copies."""
 
     text_inputs = ("token_ids", "segment_ids", "padding_mask")
     tokenizers: tuple[str, ...] = ()  # empty: reads no text
     special_tokens: dict[str, str] = {}
+    asset_params: tuple[str, ...] = ()
 
     def text_input_layers(self):
         """int32 [batch, length] `keras.Input`s named by `text_inputs`."""

@@ -27,6 +27,7 @@ class StaticEmbedding(Backbone):
 
     tokenizers = ("wordpiece",)
     special_tokens = WORDPIECE_SPECIAL_TOKENS
+    asset_params = ("distilled_path",)  # its table sets the embeddings' shape, so inference needs it too
 
     text_inputs = ("token_ids", "padding_mask")
 
