@@ -59,8 +59,17 @@ class Export:
                 f"cannot write to {export_dir} ({error.strerror}); pass --out a folder you can write"
             ) from error
         self.export_dir, self.options = export_dir, options
-        self.reference = REFERENCES.get(run.task.export_kind)(run, options)
+        try:
+            self.reference = REFERENCES.get(run.task.export_kind)(run, options)
+        except BaseException:
+            self._remove_if_empty()
+            raise
         self.removed = self._remove_other_checkpoints()
+
+    def _remove_if_empty(self):
+        """A folder this export created and wrote nothing into is removed: a refusal leaves no trace."""
+        if self.created and not os.listdir(self.export_dir):
+            os.rmdir(self.export_dir)
 
     def _remove_other_checkpoints(self) -> str:
         """Removes the artifacts (and manifest) that `export_dir` holds from another checkpoint, so a
@@ -98,6 +107,5 @@ class Export:
                             refused.append(str(error))
                         rows.append(self.reference.row(artifact, entry))
         finally:
-            if self.created and not os.listdir(self.export_dir):  # nothing written: leave no empty folder
-                os.rmdir(self.export_dir)
+            self._remove_if_empty()
         return rows, refused, manifest

@@ -3,6 +3,7 @@ sentence-pair regression head, each trained by the CLI on pairs this file writes
 from disk and compared with the Keras model, then predicted and served."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -167,3 +168,14 @@ def test_pair_models_serve_through_the_rest_api(pair_runs):
                 np.testing.assert_allclose(reply["predictions"], expected["score"].numpy(), atol=1e-5)
         status, reply = call(url, "/v1/models/regression:predict", {"instances": [{"text": "wheat"}]})
         assert status == 400 and "text_pair" in reply["error"]
+
+
+def test_an_export_whose_held_out_data_is_gone_is_one_line_and_leaves_no_folder(pair_runs, tmp_path):
+    run_dir, _, held_out = pair_runs["regression"]
+    moved = tmp_path / "run"
+    shutil.copytree(run_dir, moved, ignore=shutil.ignore_patterns("checkpoints"))
+    config = moved / "config.yaml"
+    config.write_text(config.read_text().replace(str(held_out), str(tmp_path / "gone.tsv")))
+    result = garden("export", moved, "--out", tmp_path / "out", check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "gone.tsv" in result.stderr and not (tmp_path / "out").exists()
