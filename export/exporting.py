@@ -50,6 +50,8 @@ class Export:
         for mode in options.quantize:
             if mode not in TFLITE_BOUNDS:
                 raise GardenError(f"unknown --quantize '{mode}'; choose from: {', '.join(TFLITE_BOUNDS)}")
+        if options.max_error is not None and not options.max_error >= 0:  # NaN too
+            raise GardenError(f"--max-error must be a number of 0 or more (got {options.max_error})")
         self.created = not os.path.exists(export_dir)
         try:
             os.makedirs(export_dir, exist_ok=True)

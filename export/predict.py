@@ -173,6 +173,8 @@ def predict(artifact: str, input_path: str) -> list[dict]:
     found = manifest.read(os.path.dirname(os.path.abspath(artifact)))
     arrays = {}
     for name, array in _load_inputs(input_path, specs).items():
+        if array.ndim and len(array) == 0:
+            raise GardenError(f"{input_path} holds no examples; give it one per line (or one array)")
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             raise GardenError(f"input '{name}' holds NaN or infinite values; pass finite numbers")
         if name in found.get("input_ranges", {}):

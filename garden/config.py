@@ -307,9 +307,10 @@ def _not_negative(value, where):
 
 
 def check_values(config):
-    """Refuses hyperparameters that cannot train: steps, intervals and batch sizes that are not
-    positive, a warmup of no steps, and negative learning rates. (A rate of 0 measures a loss without moving the
-    weights; a warmup longer than `train_steps`, as a shortened trial run has, never reaches the peak rate.)"""
+    """Refuses hyperparameters that cannot train: steps, intervals, batch sizes and example counts
+    that are not positive, a warmup of no steps, and negative learning rates. (A rate of 0 measures a
+    loss without moving the weights; a warmup longer than `train_steps`, as a shortened trial run has,
+    never reaches the peak rate.)"""
     trainer = config.trainer
     for key in ("train_steps", "steps_per_loop", "checkpoint_interval", "validation_interval"):
         _positive(getattr(trainer, key), f"trainer.{key}")
@@ -318,6 +319,12 @@ def check_values(config):
     for path, task in [("task", config.task), *subtasks]:
         if task.train_data.dataset:
             _positive(task.train_data.global_batch_size, f"{path}.train_data.global_batch_size")
+        for split in ("train_data", "validation_data", "test_data"):
+            data = getattr(task, split, None)
+            if data is not None and data.dataset and not (data.num_examples > 0 or data.num_examples == -1):
+                raise GardenError(
+                    f"{path}.{split}.num_examples must be positive, or -1 for every example (got {data.num_examples})"
+                )
     optimization = trainer.optimizer_config
     if optimization.learning_rate.type:
         where = f"trainer.optimizer_config.learning_rate.{optimization.learning_rate.type}"

@@ -5,6 +5,7 @@ import yaml
 
 from garden.config import experiment_config, parse_set, save_yaml, to_yaml
 from garden.errors import GardenError
+from garden.registry import TASKS
 
 
 def test_set_overrides_parse_values_as_yaml():
@@ -60,6 +61,8 @@ def test_bad_overrides_name_the_key_and_the_fix(assignment, message):
         ("trainer.train_steps=1.5", "config key 'trainer.train_steps' expects a whole number, got 1.5"),
         ("trainer.train_steps=null", "config key 'trainer.train_steps' expects a number, got None"),
         ("task.train_data.global_batch_size=-4", "task.train_data.global_batch_size must be positive, got -4"),
+        ("task.train_data.num_examples=0", "task.train_data.num_examples must be positive, or -1 for every example"),
+        ("task.test_data.num_examples=-3", "task.test_data.num_examples must be positive, or -1 for every example"),
         (
             "trainer.optimizer_config.warmup.linear.warmup_steps=-5",
             "warmup.linear.warmup_steps must be positive, got -5",
@@ -84,6 +87,13 @@ def test_impossible_or_unsupported_settings_are_refused(assignment, message):
     refused with one line; the same keys at their defaults (as a saved config.yaml holds them) pass."""
     with pytest.raises(GardenError, match=re.escape(message)):
         experiment_config("mnist_resnet", sets=[assignment])
+
+
+def test_a_value_the_model_cannot_take_is_one_line_naming_its_keys():
+    config = experiment_config("mnist_resnet", sets=["task.model.backbone.params.stem_width=-4"])
+    message = "from task.model.backbone.params (Invalid value for argument `filters`. Expected a strictly positive"
+    with pytest.raises(GardenError, match=r"cannot build backbone '\w+' " + re.escape(message)):
+        TASKS.get(config.task.type)(config.task).build_models()
 
 
 def test_whole_floats_become_integers_and_unread_keys_at_their_defaults_pass():

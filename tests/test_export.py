@@ -201,6 +201,9 @@ def test_artifact_over_its_bound_is_refused_and_not_written(tiny_run, tmp_path):
     assert "over the bound 1e-12" in message and "nothing was written" in message
     assert not (out / "model_dynamic.tflite").exists() and not (out / "manifest.json").exists()
     assert not out.exists()  # no staging leftovers, and no empty folder
+    negative = garden("export", tiny_run, "--max-error", "-1", "--out", out, check=False)
+    assert negative.returncode == 2 and negative.stdout == "" and not out.exists()  # refused before any work
+    assert negative.stderr.strip() == "garden: error: --max-error must be a number of 0 or more (got -1.0)"
 
 
 def test_an_export_of_a_newer_checkpoint_removes_the_older_artifacts(tiny_run, tmp_path):

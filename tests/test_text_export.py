@@ -143,6 +143,11 @@ def test_predict_reads_a_text_file_one_example_per_line(text_export, tmp_path):
     ]
     saved = tf.saved_model.load(str(text_export / "saved_model")).signatures["serving_default"](text=tf.constant(texts))
     assert [r["class_id"] for r in rows] == saved["class_id"].numpy().tolist()
+    (tmp_path / "empty.txt").write_text("")
+    result = garden("predict", text_export / "model_none.tflite", tmp_path / "empty.txt", check=False)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"garden: error: {tmp_path / 'empty.txt'} holds no examples; give it one per line (or one array)"
+    )
 
 
 def op_types(content):

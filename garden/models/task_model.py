@@ -5,17 +5,29 @@ A head names the backbone output it reads (`head.features`, such as `pooled_outp
 
 import keras
 
+from garden.errors import GardenError
 from garden.registry import BACKBONES, HEADS
 
 
 def build_task_model(model_config, name, backbone=None):
     """The model of `model_config`; pass `backbone` to share one between several heads."""
-    head = HEADS.build(model_config.head.type, model_config.head.params.as_dict(), name="head")
+    head = _build(HEADS, "head", model_config.head)
     if backbone is None:  # a shared backbone serves other heads too, which may read other outputs
-        backbone = BACKBONES.build(model_config.backbone.type, model_config.backbone.params.as_dict(), name="backbone")
+        backbone = _build(BACKBONES, "backbone", model_config.backbone)
         backbone.train_for(head.features)
     logits = head(backbone(backbone.input)[head.features])
     return keras.Model(inputs=backbone.input, outputs={"logits": logits}, name=name)
+
+
+def _build(registry, part, component):
+    """`registry.build` of a config component; a value its layers refuse is one line naming the keys."""
+    try:
+        return registry.build(component.type, component.params.as_dict(), name=part)
+    except (ValueError, TypeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise GardenError(
+            f"cannot build {part} '{component.type}' from task.model.{part}.params ({reason}); fix those values"
+        ) from error
 
 
 def trainable_variables(models):
