@@ -73,6 +73,13 @@ def _from_records(path, specs):
     arrays = {}
     for name, (_, dtype) in specs.items():
         values = [row[name] for row in rows]
+        if _is_text(dtype):
+            for line, value in enumerate(values, 1):
+                if not isinstance(value, str):
+                    raise GardenError(
+                        f"field '{name}' of {path} is {type(value).__name__} {value!r} in row {line}; the model "
+                        "takes text there: give a string"
+                    )
         try:
             arrays[name] = np.array(values, dtype=object if _is_text(dtype) else dtype)
         except (ValueError, TypeError) as error:
@@ -113,6 +120,15 @@ def _single(path, shape, dtype):
 def _load_inputs(path, specs):
     if not os.path.isfile(path):
         raise GardenError(f"input file not found: {path}; pass a .jsonl, .tsv or .csv file, or see 'garden predict -h'")
+    try:
+        return _read_inputs(path, specs)
+    except UnicodeDecodeError as error:
+        raise GardenError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
+        ) from error
+
+
+def _read_inputs(path, specs):
     if path.endswith(".jsonl") or os.path.splitext(path)[1] in TABLES:
         return _from_records(path, specs)
     if len(specs) > 1:

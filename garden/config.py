@@ -307,14 +307,17 @@ def _not_negative(value, where):
 
 
 def check_values(config):
-    """Refuses hyperparameters that cannot train: steps, intervals, batch sizes and example counts
-    that are not positive, a warmup of no steps, and negative learning rates. (A rate of 0 measures a
+    """Refuses hyperparameters that cannot train: steps, intervals, batch sizes, example counts and
+    sequence lengths that are not positive, a warmup of no steps, negative learning rates, and
+    moving-average rates (momentum, beta_1, beta_2, rho) outside [0, 1). (A rate of 0 measures a
     loss without moving the weights; a warmup longer than `train_steps`, as a shortened trial run has,
     never reaches the peak rate.)"""
     trainer = config.trainer
     for key in ("train_steps", "steps_per_loop", "checkpoint_interval", "validation_interval"):
         _positive(getattr(trainer, key), f"trainer.{key}")
     _positive(trainer.gradient_accumulation_steps, "trainer.gradient_accumulation_steps")
+    _positive(trainer.max_to_keep, "trainer.max_to_keep")
+    _positive(config.task.model.tokenizer.sequence_length, "task.model.tokenizer.sequence_length")
     subtasks = [(f"task.tasks.{n}", t) for n, t in subtask_configs(config.task).items()]
     for path, task in [("task", config.task), *subtasks]:
         if task.train_data.dataset:
@@ -326,6 +329,11 @@ def check_values(config):
                     f"{path}.{split}.num_examples must be positive, or -1 for every example (got {data.num_examples})"
                 )
     optimization = trainer.optimizer_config
+    if optimization.optimizer.type:
+        where = f"trainer.optimizer_config.optimizer.{optimization.optimizer.type}"
+        for key, value in optimization.optimizer.get().as_dict().items():
+            if key in ("momentum", "beta_1", "beta_2", "rho") and value is not None and not 0 <= value < 1:
+                raise GardenError(f"{where}.{key} must be at least 0 and below 1, got {value!r}")
     if optimization.learning_rate.type:
         where = f"trainer.optimizer_config.learning_rate.{optimization.learning_rate.type}"
         for key, value in optimization.learning_rate.get().as_dict().items():

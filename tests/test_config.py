@@ -62,6 +62,12 @@ def test_bad_overrides_name_the_key_and_the_fix(assignment, message):
         ("trainer.train_steps=null", "config key 'trainer.train_steps' expects a number, got None"),
         ("task.train_data.global_batch_size=-4", "task.train_data.global_batch_size must be positive, got -4"),
         ("task.train_data.num_examples=0", "task.train_data.num_examples must be positive, or -1 for every example"),
+        ("trainer.max_to_keep=0", "trainer.max_to_keep must be positive, got 0"),
+        ("task.model.tokenizer.sequence_length=0", "task.model.tokenizer.sequence_length must be positive, got 0"),
+        (
+            "trainer.optimizer_config.optimizer.adamw.beta_1=1.5",
+            "trainer.optimizer_config.optimizer.adamw.beta_1 must be at least 0 and below 1, got 1.5",
+        ),
         ("task.test_data.num_examples=-3", "task.test_data.num_examples must be positive, or -1 for every example"),
         (
             "trainer.optimizer_config.warmup.linear.warmup_steps=-5",

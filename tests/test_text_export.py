@@ -144,10 +144,16 @@ def test_predict_reads_a_text_file_one_example_per_line(text_export, tmp_path):
     saved = tf.saved_model.load(str(text_export / "saved_model")).signatures["serving_default"](text=tf.constant(texts))
     assert [r["class_id"] for r in rows] == saved["class_id"].numpy().tolist()
     (tmp_path / "empty.txt").write_text("")
-    result = garden("predict", text_export / "model_none.tflite", tmp_path / "empty.txt", check=False)
-    assert result.returncode == 2 and result.stderr.strip() == (
-        f"garden: error: {tmp_path / 'empty.txt'} holds no examples; give it one per line (or one array)"
-    )
+    (tmp_path / "number.jsonl").write_text('{"text": 5}\n')
+    (tmp_path / "latin1.txt").write_bytes("café\n".encode("latin-1"))
+    for name, message in [
+        ("empty.txt", f"{tmp_path / 'empty.txt'} holds no examples; give it one per line (or one array)"),
+        ("number.jsonl", f"field 'text' of {tmp_path / 'number.jsonl'} is int 5 in row 1; the model takes text there"),
+        ("latin1.txt", f"{tmp_path / 'latin1.txt'} is not UTF-8 text (invalid continuation byte at byte 3)"),
+    ]:
+        result = garden("predict", text_export / "model_none.tflite", tmp_path / name, check=False)
+        assert result.returncode == 2 and result.stderr.startswith(f"garden: error: {message}"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
 def op_types(content):
