@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -41,7 +43,7 @@ class Task:
         """name -> keras.Model of each sub-task."""
         return {self.name: self.build_model()}
 
-    def checkpointed(self, models: dict[str, keras.Model]):
+    def checkpointed(self, models: dict[str, keras.Model]) -> keras.Model | dict[str, keras.Model]:
         """What a checkpoint's `model` holds: the one model (a multitask: the dict of models)."""
         return models[self.name]
 
@@ -62,10 +64,10 @@ class Task:
         names = getattr(BACKBONES.get(backbone.type), "asset_params", ())  # a plain function declares none
         return {f"model.backbone.params.{name}": params[name] for name in names if params.get(name)}
 
-    def build_model(self):
+    def build_model(self) -> keras.Model:
         return build_task_model(self.config.model, name=self.name)
 
-    def build_loss(self):
+    def build_loss(self) -> Callable:
         """fn(labels, outputs) -> per-example loss [batch]."""
         loss = LOSSES.build(self.config.loss.type, self.config.loss.params.as_dict())
         return lambda labels, outputs: loss(labels, outputs["logits"])

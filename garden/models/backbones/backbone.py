@@ -19,18 +19,18 @@ class Backbone(keras.Model):
     special_tokens: dict[str, str] = {}
     asset_params: tuple[str, ...] = ()
 
-    def text_input_layers(self):
+    def text_input_layers(self) -> dict[str, keras.KerasTensor]:
         """int32 [batch, length] `keras.Input`s named by `text_inputs`."""
         return {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in self.text_inputs}
 
-    def train_for(self, features):
+    def train_for(self, features: str) -> None:
         """Told that the task trains on the output `features` alone; a backbone may then skip, in
         training, the work only its other outputs need."""
 
     def check_training(self, runtime) -> None:
         """Raises a GardenError when this backbone cannot train under `runtime` (a RuntimeConfig)."""
 
-    def keep_arguments(self, **arguments):
+    def keep_arguments(self, **arguments) -> None:
         """Stores constructor arguments as attributes, for `get_config()`."""
         self._argument_names = list(arguments)
         for name, value in arguments.items():
