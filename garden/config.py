@@ -222,19 +222,22 @@ def changed_model_keys(saved: dict, config) -> list[str]:
     """The keys that shape a run's variables (its model, task types, optimizer and EMA) whose values
     differ between a saved config.yaml (`saved`) and `config`, as 'key: old -> new'."""
     now = yaml.safe_load(to_yaml(config))
-    shaping = (
-        "task.model.",
-        "task.type",
-        "task.tasks.",
-        "trainer.optimizer_config.optimizer.",
-        "trainer.optimizer_config.ema",
-    )
     flat_saved, flat_now = _flatten(saved), _flatten(now)
     changed = []
     for key in sorted(set(flat_saved) | set(flat_now)):
-        if key.startswith(shaping) and not key.endswith("dropout") and flat_saved.get(key) != flat_now.get(key):
+        if _shapes_variables(key) and not key.endswith("dropout") and flat_saved.get(key) != flat_now.get(key):
             changed.append(f"{key}: {flat_saved.get(key)!r} -> {flat_now.get(key)!r}")
     return changed
+
+
+def _shapes_variables(key):
+    """Whether a flattened config key shapes a run's variables: a sub-task's model and type do, its
+    data does not (a multitask resumes with other example counts or without validation)."""
+    if key.startswith("task.tasks."):
+        within = key.split(".", 3)[3] if key.count(".") >= 3 else ""
+        return within.startswith("model.") or within == "type"
+    shaping = ("task.model.", "task.type", "trainer.optimizer_config.optimizer.", "trainer.optimizer_config.ema")
+    return key.startswith(shaping)
 
 
 def _flatten(tree, prefix=""):
