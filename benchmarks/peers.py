@@ -81,8 +81,8 @@ def keras_hub_step_seconds(dataset, config, num_classes, steps, loop, jit_compil
 
 def garden_step_seconds(config, strategy):
     """Garden's seconds per step and the fingerprint of the batches its trainer read."""
-    seconds, _, read = step_seconds(config, strategy, in_memory=False)
-    return seconds, read
+    seconds, _, dataset = step_seconds(config, strategy, in_memory=False)
+    return seconds, batches_fingerprint(dataset, config.trainer.train_steps)
 
 
 def main():
