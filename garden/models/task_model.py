@@ -30,23 +30,19 @@ def _build(registry, part, component):
         ) from error
 
 
+def _each_once(variables):
+    """`variables` without repeats (models that share a backbone share its variables), in order."""
+    return list({id(variable): variable for variable in variables}.values())
+
+
 def trainable_variables(models):
     """The trainable variables of all `models` (a dict), each once, in a fixed order."""
-    unique = {}
-    for model in models.values():
-        for variable in model.trainable_variables:
-            unique.setdefault(id(variable), variable)
-    return list(unique.values())
+    return _each_once(v for model in models.values() for v in model.trainable_variables)
 
 
 def seed_states(models):
     """The random-seed states of all `models` (dropout's SeedGenerators), each once, in a fixed order:
     Keras keeps them in `model.variables` but not in `model.weights`, so a checkpoint of the model
     alone misses them and a resumed run would draw other dropout masks."""
-    unique = {}
-    for model in models.values():
-        weights = {id(weight) for weight in model.weights}
-        for variable in model.variables:
-            if id(variable) not in weights:
-                unique.setdefault(id(variable), variable)
-    return list(unique.values())
+    weights = {id(weight) for model in models.values() for weight in model.weights}
+    return _each_once(v for model in models.values() for v in model.variables if id(v) not in weights)
