@@ -2,6 +2,8 @@
 
 Both generate `--tokens` new tokens greedily from the same prompts with the same trained decoder on
 this CPU, in one run, alternating rounds; both must give the same tokens, or the script fails.
+Then the cache's cost per token at 1,000 and at 4,000 new tokens from one prompt: flat when the
+decoder has a sliding window (its cache is a ring), growing with the text otherwise.
 
     python benchmarks/generate.py runs/shakespeare_char [--tokens 256] [--quick]
 """
@@ -44,6 +46,11 @@ def main():
     print(f"recompute the prefix: {generated / seconds[False]:10.1f} tokens/s")
     print(f"key/value cache:      {generated / seconds[True]:10.1f} tokens/s")
     print(f"ratio cache / recompute: {seconds[False] / seconds[True]:7.1f}x")
+    for length in (100, 400) if args.quick else (1000, 4000):
+        generator.generate(PROMPTS[:1], length, greedy)  # compiles the decode step for this cache's shape
+        start = time.perf_counter()
+        generator.generate(PROMPTS[:1], length, greedy)
+        print(f"key/value cache, {length} new tokens: {1000 * (time.perf_counter() - start) / length:7.2f} ms/token")
 
 
 if __name__ == "__main__":

@@ -229,6 +229,7 @@ def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly
     assert "identical tokens both ways" in benchmark.stdout and re.search(
         r"ratio cache / recompute: +[\d.]+x", benchmark.stdout
     )
+    assert len(re.findall(r"^key/value cache, \d+ new tokens: +[\d.]+ ms/token$", benchmark.stdout, re.M)) == 2
 
 
 def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tflite_decode_loop(trained_lm):
