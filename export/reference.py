@@ -124,7 +124,7 @@ class OutputsReference(ExportReference):
         if not self.task.quality:
             self.task.serving_quality(None, None)  # says what the task lacks
         self.quality = self.task.quality
-        self.examples = self.task.load(self.task.held_out(), run.label_names)
+        self.examples = self.task.load_examples(self.task.held_out(), run.label_names)
         self.signatures = signatures(self.task, run.model, self.examples.label_names, list(self.examples.features))
         tensors = self.task.tensor_signature
         features, self.labels = self._prepared(self.examples)  # one pass: a masked LM masks at random
@@ -211,7 +211,7 @@ class OutputsReference(ExportReference):
 
     def calibration(self, signature: str, examples: int = 256) -> dict[str, np.ndarray]:
         """Input name -> arrays of `examples` training examples, for int8 and 16x8 calibration."""
-        train = self.task.load(self.task.config.train_data, self.examples.label_names)
+        train = self.task.load_examples(self.task.config.train_data, self.examples.label_names, limit=examples)
         arrays, _ = self.signature_inputs(signature, train.take(examples))
         return dict(zip(self.signatures[signature].specs, arrays))
 

@@ -135,6 +135,14 @@ def cmd_distill_logits(args):
     print(json.dumps({**summary, "out": args.out, "seconds": round(time.perf_counter() - start, 1)}))
 
 
+def cmd_data_convert(args):
+    from garden.data.convert import convert
+
+    start = time.perf_counter()
+    summary = convert(args.source, args.out, args.shards, split=args.split)
+    print(json.dumps({**summary, "seconds": round(time.perf_counter() - start, 1)}))
+
+
 def cmd_generate(args):
     from garden.generate.generator import Generator
     from garden.generate.sampler import Sampling
@@ -265,6 +273,17 @@ def _parser():
     )
     sub.add_argument("--seed", type=int, default=0, help="seed of the --augment perturbations")
     sub.set_defaults(run=cmd_distill_logits)
+    data = commands.add_parser("data", help="prepare data: convert to sharded TFRecord files").add_subparsers(
+        dest="action", required=True
+    )
+    sub = data.add_parser(
+        "convert", help="images of a catalog set, a class-folder tree or TFRecords -> TFRecord shards"
+    )
+    sub.add_argument("source", help="a catalog dataset (mnist), a folder of class subfolders, or TFRecord files/globs")
+    sub.add_argument("--out", required=True, help="shard names with one '*' for the number: 'out/train-*.tfrecord'")
+    sub.add_argument("--shards", type=int, default=1)
+    sub.add_argument("--split", default="", help="a catalog dataset's split (default train)")
+    sub.set_defaults(run=cmd_data_convert)
     sub = commands.add_parser("generate", help="continue prompts with a trained decoder language model")
     sub.add_argument("run_dir")
     sub.add_argument(

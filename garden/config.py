@@ -32,7 +32,13 @@ class DataConfig(mg.DataConfig):
     subset of `num_examples`, then an optional `fold` of those ("K/N": every N-th from the K-th,
     "~K/N": all the others), for text files the columns to read (names, or numbers when `header`
     is false) and, for training data under the `distillation` loss, the `teacher_logits` file that
-    `garden distill logits` wrote for these examples."""
+    `garden distill logits` wrote for these examples.
+
+    Streamed data (`tfrecord` shards, an `image_folder`; chosen from `input_path` when `dataset` is
+    empty) reads `image_key` and `label_key` from each record, leaves out records that do not decode
+    when `skip_bad_examples` is set, and for images augments training examples with a random flip
+    (`aug_rand_hflip`) and a random resized crop (`aug_crop`, area 8-100%) and crops evaluation
+    images to their central `center_crop_fraction`, as Model Garden's image classification does."""
 
     dataset: str = ""
     split: str = ""
@@ -43,6 +49,12 @@ class DataConfig(mg.DataConfig):
     label_column: str = "label"
     header: bool = True
     teacher_logits: str = ""
+    image_key: str = "image/encoded"
+    label_key: str = "image/class/label"
+    skip_bad_examples: bool = False
+    aug_rand_hflip: bool = False
+    aug_crop: bool = False
+    center_crop_fraction: float = 1.0
 
 
 @dataclasses.dataclass
@@ -121,7 +133,17 @@ class ExperimentConfig(mg.ExperimentConfig):
 # The keys of Model Garden's config classes that Garden reads; the others are shown by `garden show`
 # but have no effect yet, so setting one to anything but its default is refused.
 READ_FROM_MODEL_GARDEN = {
-    mg.DataConfig: {"input_path", "global_batch_size", "seed"},
+    mg.DataConfig: {
+        "input_path",
+        "global_batch_size",
+        "seed",
+        "shuffle_buffer_size",
+        "cycle_length",
+        "block_length",
+        "deterministic",
+        "sharding",
+        "prefetch_buffer_size",
+    },
     mg.TaskConfig: {"init_checkpoint", "model", "train_data", "validation_data", "name"},
     mg.TrainerConfig: {
         "optimizer_config",
@@ -327,9 +349,20 @@ def check_values(config):
             _positive(task.train_data.global_batch_size, f"{path}.train_data.global_batch_size")
         for split in ("train_data", "validation_data", "test_data"):
             data = getattr(task, split, None)
-            if data is not None and data.dataset and not (data.num_examples > 0 or data.num_examples == -1):
+            if data is None or not data.dataset:
+                continue
+            if not (data.num_examples > 0 or data.num_examples == -1):
                 raise GardenError(
                     f"{path}.{split}.num_examples must be positive, or -1 for every example (got {data.num_examples})"
+                )
+            _positive(data.shuffle_buffer_size, f"{path}.{split}.shuffle_buffer_size")
+            _positive(data.block_length, f"{path}.{split}.block_length")
+            for key in ("cycle_length", "prefetch_buffer_size"):
+                if getattr(data, key) is not None:
+                    _positive(getattr(data, key), f"{path}.{split}.{key}")
+            if not 0 < data.center_crop_fraction <= 1:
+                raise GardenError(
+                    f"{path}.{split}.center_crop_fraction must be in (0, 1], got {data.center_crop_fraction}"
                 )
     optimization = trainer.optimizer_config
     if optimization.optimizer.type:
@@ -380,10 +413,21 @@ def experiment_config(name=None, config_files=(), sets=(), overrides=()):
     for override in overrides:
         apply_overrides(config, override)
     config.task.name = name
+    _infer_datasets(config)
     config.validate()
     check_values(config)
     _lock(config)
     return config
+
+
+def _infer_datasets(config):
+    """A data config with an `input_path` and no `dataset` streams it: a folder as an `image_folder`,
+    files and globs as `tfrecord` shards."""
+    for task in [config.task, *subtask_configs(config.task).values()]:
+        for split in ("train_data", "validation_data", "test_data"):
+            data = getattr(task, split)
+            if data.input_path and not data.dataset:
+                data.dataset = "image_folder" if os.path.isdir(data.input_path) else "tfrecord"
 
 
 def _lock(config):

@@ -3,6 +3,7 @@
 import contextlib
 import fcntl
 import io
+import json
 import os
 import pathlib
 import shutil
@@ -11,7 +12,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs; Python errors still surface
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from garden import cli, registry  # noqa: E402
 
@@ -115,3 +118,28 @@ TINY_TEXT = [
 def text_run(tmp_path_factory):
     """A tiny R8 text classifier, as the CLI trains it."""
     return trained_once(tmp_path_factory, "r8_tiny", "r8_minilm", *[a for s in TINY_TEXT for a in ("--set", s)])
+
+
+MNIST_FILES_COUNT = 400
+
+
+def mnist_pixels(count=MNIST_FILES_COUNT):
+    """The first `count` MNIST test images, evenly spaced, as 8-bit pixels [N, 28, 28], and their labels."""
+    from garden.data.mnist import mnist
+
+    examples = mnist("test").take(count)
+    return np.round(examples.features["image"][..., 0] * 255).astype(np.uint8), examples.labels
+
+
+@pytest.fixture(scope="session")
+def mnist_files(tmp_path_factory):
+    """(a folder ROOT/DIGIT/N.png of 400 MNIST test images written with Pillow, the 4 TFRecord shards
+    that `garden data convert` makes of it)."""
+    root = tmp_path_factory.mktemp("mnist_files")
+    for index, (image, label) in enumerate(zip(*mnist_pixels())):
+        folder = root / "folder" / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image, mode="L").save(folder / f"{index}.png")
+    result = garden("data", "convert", root / "folder", "--out", root / "shards" / "train-*.tfrecord", "--shards", "4")
+    assert json.loads(result.stdout.strip().splitlines()[-1])["examples"] == MNIST_FILES_COUNT
+    return root / "folder", root / "shards"

@@ -22,8 +22,9 @@ def free_ports(count):
     return ports
 
 
-def launch(workers, run_dir, tmp_path, *overrides):
-    """Starts `workers` processes training mnist_resnet together; worker i's TMPDIR is tmp_path/tmp<i>."""
+def launch(workers, run_dir, tmp_path, shards, *overrides):
+    """Starts `workers` processes training mnist_resnet together on the TFRecord `shards`, streamed
+    (shuffled and augmented); worker i's TMPDIR is tmp_path/tmp<i>."""
     hosts = [f"127.0.0.1:{p}" for p in free_ports(workers)]
     processes = []
     for index in range(workers):
@@ -41,7 +42,9 @@ def launch(workers, run_dir, tmp_path, *overrides):
             "train",
             "mnist_resnet",
             *sets(
-                "runtime.distribution_strategy=multi_worker_mirrored", "task.train_data.num_examples=1024", *overrides
+                "runtime.distribution_strategy=multi_worker_mirrored",
+                f"task.train_data.input_path={shards}/*",
+                *overrides,
             ),
             "--run-dir",
             str(run_dir),
@@ -65,6 +68,11 @@ def fingerprints(out):
 
 
 JOB = (
+    "task.train_data.dataset=''",
+    "task.train_data.num_examples=-1",
+    "task.train_data.shuffle_buffer_size=100",
+    "task.train_data.aug_crop=true",
+    "task.train_data.aug_rand_hflip=true",
     "trainer.train_steps=100",
     "trainer.validation_interval=100",
     "trainer.checkpoint_interval=50",
@@ -73,25 +81,26 @@ JOB = (
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory):
+def two_workers(tmp_path_factory, mnist_files):
     """(run folder, temp folders' parent, each worker's stdout) of one uninterrupted 2-worker job."""
     tmp_path = tmp_path_factory.mktemp("two_workers")
-    return tmp_path / "run", tmp_path, finished(launch(2, tmp_path / "run", tmp_path, *JOB))
+    return tmp_path / "run", tmp_path, finished(launch(2, tmp_path / "run", tmp_path, mnist_files[1], *JOB))
 
 
 def test_two_workers_train_identical_weights_and_only_the_chief_writes(two_workers):
     run_dir, tmp_path, outputs = two_workers
     prints = [fingerprints(out) for out in outputs]
     assert len(outputs) == 2 and len(prints[0]) == 1 and prints[1] == prints[0]
+    assert "shared by file across 2 input pipelines" in outputs[0]
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.index")) == ["ckpt-100.index", "ckpt-50.index"]
     rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     assert [r["step"] for r in rows if r["split"] == "train"] == [50, 100]  # one writer, not several
     assert not any((tmp_path / "tmp1").iterdir()), "the worker's temporary checkpoints were not removed"
 
 
-def test_a_lost_worker_stops_the_job_and_restarting_every_worker_resumes_it_exactly(two_workers, tmp_path):
+def test_a_lost_worker_stops_the_job_and_restarting_every_worker_resumes_it_exactly(two_workers, mnist_files, tmp_path):
     run_dir = tmp_path / "run"
-    chief, worker = launch(2, run_dir, tmp_path, *JOB)
+    chief, worker = launch(2, run_dir, tmp_path, mnist_files[1], *JOB)
     state, deadline = run_dir / "checkpoints" / "checkpoint", time.time() + 300
     while not (state.exists() and "ckpt-50" in state.read_text()) and time.time() < deadline:
         assert chief.poll() is None, "training ended before a worker could be lost"
@@ -104,7 +113,7 @@ def test_a_lost_worker_stops_the_job_and_restarting_every_worker_resumes_it_exac
     assert message.endswith(
         f"lost worker 1; restart every worker with the same command to resume from {run_dir}/checkpoints/ckpt-50"
     )
-    outputs = finished(launch(2, run_dir, tmp_path, *JOB))
+    outputs = finished(launch(2, run_dir, tmp_path, mnist_files[1], *JOB))
     assert "at step 50" in outputs[0] and fingerprints(outputs[0]) == fingerprints(
         two_workers[2][0]
     )  # none lost or repeated

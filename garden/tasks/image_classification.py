@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.data.examples import Examples
+from garden.errors import GardenError
 from garden.registry import TASKS
 from garden.tasks.classification import ClassificationTask
 
@@ -17,13 +18,61 @@ class ImageClassificationTask(ClassificationTask):
     raw_signature = "serving_bytes"
     input_ranges = {"image": (0.0, 1.0)}  # pixels / 255
 
+    def decoder(self, data_config):
+        """Streamed images: decode (any size; RGB or grayscale as the model takes), check the label, crop
+        (random resized for training with `aug_crop`, else central `center_crop_fraction`), scale to
+        [0, 1], resize to the model's size and, for training with `aug_rand_hflip`, flip at random. The
+        random draws are stateless, seeded by the example's position, so a resumed run repeats them."""
+        height, width, channels = self._image_shape()
+        num_classes = self.config.model.head.params.num_classes
+
+        def decode(features, label, seed, training):
+            check = tf.debugging.assert_equal(
+                (label >= 0) & (label < num_classes),
+                True,
+                message=f"a label is outside 0..{num_classes - 1}; set task.model.head.params.num_classes",
+            )
+            pixels = tf.io.decode_image(features["image_bytes"], channels=channels, expand_animations=False)
+            crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            if training and data_config.aug_crop:
+                begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+                    tf.shape(pixels),
+                    tf.zeros([1, 0, 4]),
+                    seed=crop_seed,
+                    min_object_covered=0.1,
+                    aspect_ratio_range=(3 / 4, 4 / 3),
+                    area_range=(0.08, 1.0),
+                    max_attempts=10,
+                    use_image_if_no_bounding_boxes=True,
+                )
+                pixels = tf.slice(pixels, begin, size)
+            elif data_config.center_crop_fraction < 1:
+                pixels = tf.image.central_crop(pixels, data_config.center_crop_fraction)
+            image = _scaled(pixels, height, width)
+            if training and data_config.aug_rand_hflip:
+                image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+            with tf.control_dependencies([check]):
+                return {"image": tf.identity(image)}
+
+        return decode
+
+    def default_label_names(self, data_config):
+        return [str(i) for i in range(self.config.model.head.params.num_classes)]
+
+    def _image_shape(self):
+        shape = getattr(self.config.model.backbone.params, "image_shape", None)
+        if shape is None:
+            raise GardenError(
+                f"backbone '{self.config.model.backbone.type}' has no image_shape, so encoded images cannot be sized"
+            )
+        return tuple(shape)
+
     def raw_serving(self, model, feature_names):
         (image,) = model.inputs
         height, width, channels = image.shape[1:]
 
         def decode(data):
-            pixels = tf.io.decode_image(data, channels=channels, expand_animations=False)
-            return tf.image.resize(tf.cast(pixels, tf.float32) / 255.0, (height, width))
+            return _scaled(tf.io.decode_image(data, channels=channels, expand_animations=False), height, width)
 
         def preprocess(raw):
             spec = tf.TensorSpec((height, width, channels), tf.float32)
@@ -38,3 +87,8 @@ class ImageClassificationTask(ClassificationTask):
         encoded = np.array([tf.io.encode_png(image).numpy() for image in pixels], dtype=object)
         decoded = {name: pixels.astype(np.float32) / 255.0}
         return [encoded], Examples(decoded, examples.labels, examples.label_names)
+
+
+def _scaled(pixels, height, width):
+    """uint8 pixels of any size -> float32 [height, width, channels] in [0, 1]."""
+    return tf.image.resize(tf.cast(pixels, tf.float32) / 255.0, (height, width))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import keras
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 from garden.data import soft_targets
 from garden.data.examples import Examples
+from garden.data.streams import Decode, Stream
 from garden.errors import GardenError
 from garden.models.task_model import build_task_model
 from garden.registry import BACKBONES, DATASETS, LOSSES
@@ -76,9 +78,44 @@ class Task:
         """The `Examples` of one data config (dataset and split, optional subset and fold), with
         labels mapped to ids by `label_names` (the training data's) when given."""
         if not data_config.dataset:
-            raise GardenError("the data config has no dataset; set task.train_data.dataset (see 'garden show')")
+            raise GardenError(
+                f"the data config has no dataset; set {self.config_path}.train_data.input_path to TFRecord shards or "
+                "an image folder, or .dataset to a catalog set (see 'garden show')"
+            )
         examples = DATASETS.get(data_config.dataset)(data_config, label_names)
+        if isinstance(examples, Stream):
+            return self._stream(examples, data_config)
+        _refuse_stream_options(data_config)
         return examples.take(data_config.num_examples).fold(data_config.fold)
+
+    def load_examples(self, data_config, label_names=None, limit: int = 10_000) -> Examples:
+        """The data in memory (what exports are judged and calibrated on): a stream's first `limit`
+        examples, decoded for evaluation."""
+        data = self.load(data_config, label_names)
+        return data.to_examples(limit) if isinstance(data, Stream) else data
+
+    def _stream(self, stream, data_config):
+        """The stream with this task's decoding (and its label names), without bad records when asked."""
+        if data_config.num_examples != -1 or data_config.fold:
+            raise GardenError(
+                f"{data_config.dataset} data is streamed: num_examples and fold apply to in-memory datasets; "
+                "write the subset you want with 'garden data convert' instead"
+            )
+        stream = dataclasses.replace(stream, decode=self.decoder(data_config))
+        if stream.label_names is None:
+            stream.label_names = self.default_label_names(data_config)
+        return stream.without_bad() if data_config.skip_bad_examples else stream
+
+    def decoder(self, data_config) -> Decode | None:
+        """fn(raw features, label, seed [2], training) -> the model's inputs, for one streamed example
+        (decoding, augmentation; None: the raw features are the inputs)."""
+        return None
+
+    def default_label_names(self, data_config) -> list[str]:
+        """Label names for data that stores class ids only."""
+        raise GardenError(
+            f"{data_config.dataset} data holds no label names, and task type '{self.config.type}' has none"
+        )
 
     def load_train(self) -> tuple[Examples, object]:
         """(training Examples, the `prepare` function for them): with the teacher's logits attached
@@ -143,3 +180,28 @@ class Task:
         """(arrays of the raw inputs `names` of `examples`, as a client sends them; the Examples those
         arrays hold, which differ from `examples` where the raw format is lossy)."""
         return [examples.features[name] for name in names], examples
+
+
+_STREAM_OPTIONS = (
+    "shuffle_buffer_size",
+    "cycle_length",
+    "block_length",
+    "deterministic",
+    "sharding",
+    "prefetch_buffer_size",
+    "skip_bad_examples",
+    "aug_rand_hflip",
+    "aug_crop",
+    "center_crop_fraction",
+)
+
+
+def _refuse_stream_options(data_config):
+    """In-memory data is shuffled whole and holds decoded arrays: the stream options do not apply."""
+    default = type(data_config)()
+    for key in _STREAM_OPTIONS:
+        if getattr(data_config, key) != getattr(default, key):
+            raise GardenError(
+                f"{key} applies to streamed data (tfrecord, image_folder); {data_config.dataset} is held in memory "
+                f"and shuffled whole: leave {key} at {getattr(default, key)!r}"
+            )

@@ -65,3 +65,10 @@ def is_chief(strategy):
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def input_pipelines(strategy) -> int:
+    """How many input pipelines read training data: one per worker host."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    jobs = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    return sum(len(jobs.get(job, [])) for job in ("chief", "worker")) or 1

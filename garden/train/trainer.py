@@ -26,6 +26,7 @@ import tensorflow as tf
 from garden.config import changed_model_keys, read_yaml, save_yaml
 from garden.data.examples import Examples
 from garden.data.pipeline import train_dataset
+from garden.data.streams import Stream, bad_records_named
 from garden.errors import GardenError
 from garden.models.task_model import seed_states, trainable_variables
 from garden.optimizers import build_optimizer
@@ -34,7 +35,7 @@ from garden.run import weights_dir, write_assets
 from garden.train import precision
 from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 from garden.train.evaluate import evaluate
-from garden.train.strategy import is_chief
+from garden.train.strategy import input_pipelines, is_chief
 from garden.train.summaries import Reporter
 
 
@@ -191,7 +192,7 @@ class Trainer:
         step. `train` calls it first; called alone, it shows the weights a run starts from."""
         self._check_intervals()
         self.routines = [self._routine(name, task) for name, task in self.tasks.items()]
-        sizes = [len(r.train) for r in self.routines]
+        sizes = [len(r.train) for r in self.routines] if len(self.routines) > 1 else [0]  # a stream counts by reading
         self.schedule = self.task.schedule(sizes, self.config.trainer.train_steps, self.config.runtime.seed)
         self._refuse_changed_model()
         resumed = self.checkpoints.restore_latest()
@@ -210,6 +211,8 @@ class Trainer:
         for index, routine in enumerate(self.routines):
             done_before = int(np.sum(self.schedule[:start] == index))
             routine.iterator = iter(self._distributed_dataset(routine, done_before))
+            if isinstance(routine.train, Stream):
+                self.reporter.message(routine.train.describe(input_pipelines(self.strategy)))
         return start
 
     def _routine(self, name, task):
@@ -299,7 +302,8 @@ class Trainer:
             while position + count < len(order) and order[position + count] == order[position]:
                 count += 1
             routine = self.routines[order[position]]
-            loss = float(routine.loop(routine.iterator, tf.constant(count)))
+            with bad_records_named(routine.train):
+                loss = float(routine.loop(routine.iterator, tf.constant(count)))
             losses.setdefault(routine.name, []).extend([loss] * count)
             position += count
         return losses, time.perf_counter() - began

@@ -1,0 +1,196 @@
+"""Streamed data: TFRecord shards and image folders written by the tests, read as Garden streams them:
+agreement with the catalog's arrays, every example once per epoch on 1-3 input pipelines, exact
+resume of shuffled, augmented streams, and one-line errors for bad files."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import MNIST_FILES_COUNT as COUNT
+from conftest import garden, mnist_pixels, sets
+
+from garden.config import DataConfig, experiment_config
+from garden.data.pipeline import eval_dataset, train_dataset
+from garden.data.streams import bad_records_named
+from garden.data.tfrecords import tfrecord
+from garden.errors import GardenError
+from garden.registry import TASKS
+
+
+def image_task(*overrides):
+    config = experiment_config("mnist_resnet", sets=overrides)
+    return TASKS.get(config.task.type)(config.task)
+
+
+def read_all(task, data_config):
+    """(8-bit pixels, labels) of every example the stream gives for evaluation."""
+    images, labels = [], []
+    for features, batch_labels in eval_dataset(task.load(data_config), 64):
+        images.append(np.round(features["image"].numpy()[..., 0] * 255).astype(np.uint8))
+        labels.append(batch_labels.numpy())
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def canonical(pixels, labels):
+    order = np.lexsort((np.array([p.tobytes() for p in pixels]), labels))
+    return pixels[order], labels[order]
+
+
+def test_folder_and_tfrecord_readers_give_the_catalog_examples(mnist_files):
+    folder, shards = mnist_files
+    task = image_task()
+    expected = canonical(*mnist_pixels())
+    for data in (
+        DataConfig(dataset="image_folder", input_path=str(folder)),
+        DataConfig(dataset="tfrecord", input_path=f"{shards}/train-*"),
+        DataConfig(dataset="tfrecord", input_path=f"{shards}/train-00000-of-00004.tfrecord,{shards}/train-0000[123]*"),
+    ):
+        pixels, labels = canonical(*read_all(task, data))
+        np.testing.assert_array_equal(labels, expected[1])
+        np.testing.assert_array_equal(pixels, expected[0])
+    record = next(iter(tf.data.TFRecordDataset(str(shards / "train-00002-of-00004.tfrecord"))))
+    feature = tf.train.Example.FromString(record.numpy()).features.feature  # Model Garden's keys, read by protobuf
+    label = feature["image/class/label"].int64_list.value[0]
+    assert feature["image/format"].bytes_list.value == [b"png"]
+    assert feature["image/class/text"].bytes_list.value == [str(label).encode()]
+    assert sorted(os.listdir(shards)) == [f"train-0000{i}-of-00004.tfrecord" for i in range(4)]
+
+
+def write_id_shards(folder, files, per_file):
+    """`files` TFRecord files of `per_file` records whose label is the record's unique id."""
+    folder.mkdir()
+    for f in range(files):
+        with tf.io.TFRecordWriter(str(folder / f"ids-{f}.tfrecord")) as writer:
+            for r in range(per_file):
+                feature = {
+                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
+                    "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[f * per_file + r])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return f"{folder}/ids-*"
+
+
+def ids(dataset, count):
+    return [int(label) for _, labels in dataset.take(count) for label in labels.numpy()]
+
+
+@pytest.mark.parametrize("files,pipelines", [(4, 1), (4, 2), (4, 3), (2, 3)])
+def test_every_example_once_per_epoch_on_each_input_pipeline(tmp_path, files, pipelines):
+    """By file (at least as many files as pipelines) or by record (fewer): the shares are disjoint,
+    cover every record, and each pipeline's epochs visit its share once each, in new orders."""
+    stream = tfrecord(DataConfig(input_path=write_id_shards(tmp_path / "ids", files, 30), shuffle_buffer_size=8))
+    stream.label_names = []
+    shares = []
+    for pipeline in range(pipelines):
+        context = tf.distribute.InputContext(pipelines, pipeline, pipelines)
+        size = stream.share_size(pipelines, pipeline)
+        seen = ids(train_dataset(stream, pipelines, seed=5, input_context=context), 2 * size)
+        first, second = seen[:size], seen[size:]
+        assert len(set(first)) == size and set(second) == set(first) and second != first
+        shares.append(set(first))
+    assert sum(len(s) for s in shares) == files * 30 and set().union(*shares) == set(range(files * 30))
+    assert stream.share(pipelines, 0)[1] == (files < pipelines)  # by record only with fewer files
+
+
+def test_a_resumed_stream_repeats_the_batches_and_augmentations(mnist_files):
+    folder, _ = mnist_files
+    task = image_task()
+    data = DataConfig(
+        dataset="image_folder", input_path=str(folder), shuffle_buffer_size=64, aug_crop=True, aug_rand_hflip=True
+    )
+    stream = task.load(data)
+    for pipelines in (1, 2):
+        context = tf.distribute.InputContext(pipelines, pipelines - 1, pipelines)
+        full = list(train_dataset(stream, 32, seed=7, input_context=context).take(30))
+        resumed = list(train_dataset(stream, 32, seed=7, start_step=17, input_context=context).take(13))
+        for (a, la), (b, lb) in zip(full[17:], resumed):  # step 17 is in the second epoch of a 200-image share
+            np.testing.assert_array_equal(la.numpy(), lb.numpy())
+            np.testing.assert_array_equal(a["image"].numpy(), b["image"].numpy())
+    evaluated = next(iter(eval_dataset(stream, 400)))[0]["image"].numpy()
+    augmented = np.concatenate([batch["image"].numpy() for batch, _ in full])
+    assert not any(np.array_equal(augmented[0], image) for image in evaluated)  # cropped or flipped
+
+
+def test_killed_streaming_run_resumes_to_the_same_weights(mnist_files, tmp_path):
+    """A run stopped at a checkpoint and restarted ends with the uninterrupted run's weights, on
+    shuffled, augmented TFRecord shards (test_training.py kills runs with SIGKILL; the restart is the same)."""
+    _, shards = mnist_files
+    stream = [
+        "task.train_data.dataset=tfrecord",
+        f"task.train_data.input_path={shards}/train-*",
+        "task.train_data.num_examples=-1",
+        "task.train_data.shuffle_buffer_size=100",
+        "task.train_data.aug_crop=true",
+        "task.train_data.aug_rand_hflip=true",
+        "task.validation_data.dataset=''",
+        "trainer.train_steps=40",
+        "trainer.steps_per_loop=10",
+        "trainer.checkpoint_interval=20",
+    ]
+    whole = garden("train", "mnist_resnet", *sets(*stream), "--run-dir", tmp_path / "whole").stdout
+    garden("train", "mnist_resnet", *sets(*stream, "trainer.train_steps=20"), "--run-dir", tmp_path / "parts")
+    resumed = garden("train", "mnist_resnet", *sets(*stream), "--run-dir", tmp_path / "parts").stdout
+    assert "resumed from" in resumed and "sharded" not in resumed
+    prints = [line.split()[-1] for out in (whole, resumed) for line in out.splitlines() if "fingerprint" in line]
+    assert len(prints) == 2 and prints[0] == prints[1]
+
+
+def first_error(task, data):
+    """The GardenError that training on `data` raises, as the trainer names it."""
+    with pytest.raises(GardenError) as error:
+        with bad_records_named(stream := task.load(data)):
+            for _ in train_dataset(stream, 50, seed=0).take(20):
+                pass
+    return str(error.value)
+
+
+def test_bad_streamed_data_is_named(mnist_files, tmp_path, caplog):
+    folder, shards = mnist_files
+    task = image_task()
+    with pytest.raises(GardenError, match="no file matches"):
+        task.load(DataConfig(dataset="tfrecord", input_path=f"{shards}/train-*,{tmp_path}/none-*.tfrecord"))
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"")
+    with pytest.raises(GardenError, match="has no class subfolders"):
+        task.load(DataConfig(dataset="image_folder", input_path=str(tmp_path / "flat")))
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(GardenError, match="but no images"):
+        task.load(DataConfig(dataset="image_folder", input_path=str(tmp_path / "empty")))
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(shards, corrupt)
+    target = corrupt / "train-00001-of-00004.tfrecord"
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2] + b"\x00" * 64 + data[len(data) // 2 + 64 :])
+    message = first_error(task, DataConfig(dataset="tfrecord", input_path=f"{corrupt}/train-*"))
+    assert message.startswith(f"{target}, after record ") and "corrupted record" in message, message
+
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "3" / "bad.png").write_bytes(b"not an image")
+    message = first_error(task, DataConfig(dataset="image_folder", input_path=str(broken)))
+    assert message.startswith(f"{broken / '3' / 'bad.png'}, record 0: Unknown image file format"), message
+    skipping = DataConfig(dataset="image_folder", input_path=str(broken), skip_bad_examples=True)
+    assert len(task.load(skipping)) == COUNT
+    assert (
+        f"skipping bad example: {broken / '3' / 'bad.png'}" in caplog.text
+        and "skipped 1 bad examples of 401" in caplog.text
+    )
+
+
+def test_a_label_outside_the_head_stops_training_in_one_line_without_a_checkpoint(mnist_files, tmp_path):
+    _, shards = mnist_files
+    overrides = (
+        f"task.train_data.input_path={shards}/train-*",
+        "task.train_data.dataset=''",
+        "task.train_data.num_examples=-1",
+        "task.validation_data.dataset=''",
+        "task.model.head.params.num_classes=5",
+    )
+    result = garden("train", "mnist_resnet", *sets(*overrides), "--run-dir", tmp_path / "run", check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"garden: error: {shards}/train-0000") and "a label is outside 0..4" in lines[0]
+    assert not list((tmp_path / "run").glob("checkpoints/ckpt-*"))
