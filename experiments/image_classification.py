@@ -35,7 +35,7 @@ def image_classifier():
                 head=component("head", "classification", num_classes=10),
             ),
             loss=component("loss", "sparse_categorical_crossentropy"),
-            train_data=DataConfig(global_batch_size=64, shuffle_buffer_size=10000, aug_crop=True, aug_rand_hflip=True),
+            train_data=DataConfig(global_batch_size=64, shuffle_buffer_size=2048, aug_crop=True, aug_rand_hflip=True),
             validation_data=DataConfig(global_batch_size=64, center_crop_fraction=0.875),
         ),
         trainer=_trainer(steps, warmup=500, interval=1000),

@@ -34,11 +34,12 @@ class DataConfig(mg.DataConfig):
     is false) and, for training data under the `distillation` loss, the `teacher_logits` file that
     `garden distill logits` wrote for these examples.
 
-    Streamed data (`tfrecord` shards, an `image_folder`; chosen from `input_path` when `dataset` is
-    empty) reads `image_key` and `label_key` from each record, leaves out records that do not decode
-    when `skip_bad_examples` is set, and for images augments training examples with a random flip
-    (`aug_rand_hflip`) and a random resized crop (`aug_crop`, area 8-100%) and crops evaluation
-    images to their central `center_crop_fraction`, as Model Garden's image classification does."""
+    Streamed data (`tfrecord` shards, an `image_folder`, a prepared `tfds` dataset; chosen from
+    `input_path` or `tfds_name` when `dataset` is empty) reads `image_key` and `label_key` from each
+    record, leaves out records that do not decode when `skip_bad_examples` is set, and for images
+    augments training examples with a random flip (`aug_rand_hflip`) and a random resized crop
+    (`aug_crop`, area 8-100%) and crops evaluation images to their central `center_crop_fraction`,
+    as Model Garden's image classification does."""
 
     dataset: str = ""
     split: str = ""
@@ -143,6 +144,10 @@ READ_FROM_MODEL_GARDEN = {
         "deterministic",
         "sharding",
         "prefetch_buffer_size",
+        "tfds_name",
+        "tfds_split",
+        "tfds_data_dir",
+        "tfds_as_supervised",
     },
     mg.TaskConfig: {"init_checkpoint", "model", "train_data", "validation_data", "name"},
     mg.TrainerConfig: {
@@ -421,12 +426,14 @@ def experiment_config(name=None, config_files=(), sets=(), overrides=()):
 
 
 def _infer_datasets(config):
-    """A data config with an `input_path` and no `dataset` streams it: a folder as an `image_folder`,
-    files and globs as `tfrecord` shards."""
+    """A data config with a `tfds_name` or an `input_path` and no `dataset` streams it: a TFDS dataset
+    as `tfds`, a folder as an `image_folder`, files and globs as `tfrecord` shards."""
     for task in [config.task, *subtask_configs(config.task).values()]:
         for split in ("train_data", "validation_data", "test_data"):
             data = getattr(task, split)
-            if data.input_path and not data.dataset:
+            if data.tfds_name and not data.dataset:
+                data.dataset = "tfds"
+            elif data.input_path and not data.dataset:
                 data.dataset = "image_folder" if os.path.isdir(data.input_path) else "tfrecord"
 
 

@@ -74,8 +74,8 @@ def test_bad_overrides_name_the_key_and_the_fix(assignment, message):
             "warmup.linear.warmup_steps must be positive, got -5",
         ),
         (
-            "task.train_data.tfds_name=mnist",
-            "task.train_data.tfds_name is a Model Garden key that Garden does not support yet",
+            "task.train_data.cache=true",
+            "task.train_data.cache is a Model Garden key that Garden does not support yet",
         ),
         (
             "trainer.summary_interval=5",

@@ -151,6 +151,8 @@ def test_bad_streamed_data_is_named(mnist_files, tmp_path, caplog):
     task = image_task()
     with pytest.raises(GardenError, match="no file matches"):
         task.load(DataConfig(dataset="tfrecord", input_path=f"{shards}/train-*,{tmp_path}/none-*.tfrecord"))
+    with pytest.raises(GardenError, match="aug_crop applies to streamed data .* mnist is held in memory"):
+        task.load(DataConfig(dataset="mnist", split="test", aug_crop=True))
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.png").write_bytes(b"")
     with pytest.raises(GardenError, match="has no class subfolders"):
@@ -194,3 +196,31 @@ def test_a_label_outside_the_head_stops_training_in_one_line_without_a_checkpoin
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert lines[0].startswith(f"garden: error: {shards}/train-0000") and "a label is outside 0..4" in lines[0]
     assert not list((tmp_path / "run").glob("checkpoints/ckpt-*"))
+
+
+def test_a_tfds_dataset_prepared_offline_streams_the_catalog_examples(tmp_path):
+    """A TFDS dataset the test stores (no download) into a data dir, read by name from its files."""
+    import tensorflow_datasets as tfds
+
+    pixels, labels = mnist_pixels(100)
+    features = {"image": tfds.features.Image(shape=(28, 28, 1)), "label": tfds.features.ClassLabel(num_classes=10)}
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name="garden_tiny_digits",
+        version="1.0.0",
+        features=tfds.features.FeaturesDict(features),
+        split_datasets={"test": tf.data.Dataset.from_tensor_slices({"image": pixels[..., None], "label": labels})},
+        data_dir=str(tmp_path),
+        file_format="tfrecord",
+    )
+    task = image_task()
+    data = DataConfig(dataset="tfds", tfds_name="garden_tiny_digits", tfds_split="test", tfds_data_dir=str(tmp_path))
+    stream = task.load(data)
+    assert stream.label_names == [str(d) for d in range(10)] and len(stream) == 100
+    read = canonical(*read_all(task, data))
+    expected = canonical(pixels, labels)
+    np.testing.assert_array_equal(read[1], expected[1])
+    np.testing.assert_array_equal(read[0], expected[0])
+    with pytest.raises(GardenError, match=r"TFDS dataset 'mnist' is not prepared under .*; prepare it where"):
+        task.load(DataConfig(dataset="tfds", tfds_name="mnist", tfds_data_dir=str(tmp_path)))
+    with pytest.raises(GardenError, match="has no split 'validation'; choose from test"):
+        task.load(data.replace(tfds_split="validation"))

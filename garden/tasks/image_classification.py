@@ -32,22 +32,14 @@ class ImageClassificationTask(ClassificationTask):
                 True,
                 message=f"a label is outside 0..{num_classes - 1}; set task.model.head.params.num_classes",
             )
-            pixels = tf.io.decode_image(features["image_bytes"], channels=channels, expand_animations=False)
+            data = features["image_bytes"]
             crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
             if training and data_config.aug_crop:
-                begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-                    tf.shape(pixels),
-                    tf.zeros([1, 0, 4]),
-                    seed=crop_seed,
-                    min_object_covered=0.1,
-                    aspect_ratio_range=(3 / 4, 4 / 3),
-                    area_range=(0.08, 1.0),
-                    max_attempts=10,
-                    use_image_if_no_bounding_boxes=True,
-                )
-                pixels = tf.slice(pixels, begin, size)
-            elif data_config.center_crop_fraction < 1:
-                pixels = tf.image.central_crop(pixels, data_config.center_crop_fraction)
+                pixels = _random_crop(data, channels, crop_seed)
+            else:
+                pixels = tf.io.decode_image(data, channels=channels, expand_animations=False)
+                if data_config.center_crop_fraction < 1:
+                    pixels = tf.image.central_crop(pixels, data_config.center_crop_fraction)
             image = _scaled(pixels, height, width)
             if training and data_config.aug_rand_hflip:
                 image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
@@ -92,3 +84,32 @@ class ImageClassificationTask(ClassificationTask):
 def _scaled(pixels, height, width):
     """uint8 pixels of any size -> float32 [height, width, channels] in [0, 1]."""
     return tf.image.resize(tf.cast(pixels, tf.float32) / 255.0, (height, width))
+
+
+def _random_crop(data, channels, seed):
+    """A random resized crop's pixels (8-100% of the area, aspect 3/4-4/3), as Model Garden draws it; a
+    JPEG decodes only its crop window (`decode_and_crop_jpeg`), other formats decode whole."""
+
+    def window(shape):
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            shape,
+            tf.zeros([1, 0, 4]),
+            seed=seed,
+            min_object_covered=0.1,
+            aspect_ratio_range=(3 / 4, 4 / 3),
+            area_range=(0.08, 1.0),
+            max_attempts=10,
+            use_image_if_no_bounding_boxes=True,
+        )
+        return begin, size
+
+    def jpeg():
+        begin, size = window(tf.image.extract_jpeg_shape(data))
+        return tf.image.decode_and_crop_jpeg(data, tf.stack([begin[0], begin[1], size[0], size[1]]), channels=channels)
+
+    def other():
+        pixels = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        begin, size = window(tf.shape(pixels))
+        return tf.slice(pixels, begin, size)
+
+    return tf.cond(tf.io.is_jpeg(data), jpeg, other)

@@ -193,6 +193,10 @@ _STREAM_OPTIONS = (
     "aug_rand_hflip",
     "aug_crop",
     "center_crop_fraction",
+    "tfds_name",
+    "tfds_split",
+    "tfds_data_dir",
+    "tfds_as_supervised",
 )
 
 
@@ -202,6 +206,6 @@ def _refuse_stream_options(data_config):
     for key in _STREAM_OPTIONS:
         if getattr(data_config, key) != getattr(default, key):
             raise GardenError(
-                f"{key} applies to streamed data (tfrecord, image_folder); {data_config.dataset} is held in memory "
-                f"and shuffled whole: leave {key} at {getattr(default, key)!r}"
+                f"{key} applies to streamed data (tfrecord, image_folder, tfds); {data_config.dataset} is held in "
+                f"memory and shuffled whole: leave {key} at {getattr(default, key)!r}"
             )
