@@ -34,12 +34,12 @@ class DataConfig(mg.DataConfig):
     is false) and, for training data under the `distillation` loss, the `teacher_logits` file that
     `garden distill logits` wrote for these examples.
 
-    Streamed data (`tfrecord` shards, an `image_folder`, a prepared `tfds` dataset; chosen from
-    `input_path` or `tfds_name` when `dataset` is empty) reads `image_key` and `label_key` from each
-    record, leaves out records that do not decode when `skip_bad_examples` is set, and for images
-    augments training examples with a random flip (`aug_rand_hflip`) and a random resized crop
-    (`aug_crop`, area 8-100%) and crops evaluation images to their central `center_crop_fraction`,
-    as Model Garden's image classification does."""
+    Streamed data (`tfrecord` shards, an `image_folder`, a prepared `tfds` dataset, chosen from
+    `input_path` or `tfds_name` when `dataset` is empty; `text_file`s over `in_memory_limit` bytes)
+    reads `image_key` and `label_key` from each image record, leaves out records that do not decode
+    when `skip_bad_examples` is set, and for images augments training examples with a random flip
+    (`aug_rand_hflip`) and a random resized crop (`aug_crop`, area 8-100%) and crops evaluation
+    images to their central `center_crop_fraction`, as Model Garden's image classification does."""
 
     dataset: str = ""
     split: str = ""
@@ -53,6 +53,7 @@ class DataConfig(mg.DataConfig):
     image_key: str = "image/encoded"
     label_key: str = "image/class/label"
     skip_bad_examples: bool = False
+    in_memory_limit: int = 1 << 30
     aug_rand_hflip: bool = False
     aug_crop: bool = False
     center_crop_fraction: float = 1.0
@@ -361,6 +362,7 @@ def check_values(config):
                     f"{path}.{split}.num_examples must be positive, or -1 for every example (got {data.num_examples})"
                 )
             _positive(data.shuffle_buffer_size, f"{path}.{split}.shuffle_buffer_size")
+            _not_negative(data.in_memory_limit, f"{path}.{split}.in_memory_limit")
             _positive(data.block_length, f"{path}.{split}.block_length")
             for key in ("cycle_length", "prefetch_buffer_size"):
                 if getattr(data, key) is not None:

@@ -2,6 +2,7 @@
 agreement with the catalog's arrays, every example once per epoch on 1-3 input pipelines, exact
 resume of shuffled, augmented streams, and one-line errors for bad files."""
 
+import json
 import os
 import shutil
 
@@ -13,7 +14,7 @@ from conftest import garden, mnist_pixels, sets
 
 from garden.config import DataConfig, experiment_config
 from garden.data.pipeline import eval_dataset, train_dataset
-from garden.data.streams import bad_records_named
+from garden.data.streams import Stream, bad_records_named
 from garden.data.tfrecords import tfrecord
 from garden.errors import GardenError
 from garden.registry import TASKS
@@ -224,3 +225,65 @@ def test_a_tfds_dataset_prepared_offline_streams_the_catalog_examples(tmp_path):
         task.load(DataConfig(dataset="tfds", tfds_name="mnist", tfds_data_dir=str(tmp_path)))
     with pytest.raises(GardenError, match="has no split 'validation'; choose from test"):
         task.load(data.replace(tfds_split="validation"))
+
+
+WORDS = "the a good bad film plot actor great dull scene story ending".split()
+
+
+def write_texts(folder, rows, kinds=(".tsv", ".jsonl")):
+    """The same labelled sentences as a TSV file (header sentence, label) and a JSONL file, each split in two."""
+    paths = {}
+    folder.mkdir(exist_ok=True)
+    for kind in kinds:
+        for part in range(2):
+            path = folder / f"part{part}{kind}"
+            with open(path, "w", encoding="utf-8") as f:
+                if kind == ".tsv":
+                    f.write("sentence\tlabel\n")
+                for text, label in rows[part::2]:
+                    f.write(
+                        f"{text}\t{label}\n"
+                        if kind == ".tsv"
+                        else json.dumps({"sentence": text, "label": label}) + "\n"
+                    )
+            paths.setdefault(kind, []).append(str(path))
+    return paths
+
+
+def text_rows(count, seed=0):
+    rng = np.random.default_rng(seed)
+    return [
+        (" ".join(rng.choice(WORDS, size=rng.integers(3, 12))), str(rng.choice(["neg", "pos", "mixed"])))
+        for _ in range(count)
+    ]
+
+
+def token_batches(task, data):
+    """(token ids, labels) of every example, as the task's prepare gives them for evaluation, in text order."""
+    rows = []
+    for features, labels in eval_dataset(task.load(data), 16, task.prepare):
+        rows += zip(map(tuple, features["token_ids"].numpy().tolist()), labels.numpy().tolist())
+    return sorted(rows)
+
+
+def test_large_text_files_stream_line_by_line_with_the_in_memory_tokens_and_labels(tmp_path):
+    paths = write_texts(tmp_path, text_rows(120))
+    config = experiment_config(
+        "sst2_bert_small", sets=["task.model.tokenizer.sequence_length=16", "task.model.head.params.num_classes=3"]
+    )
+    task = TASKS.get(config.task.type)(config.task)
+    for kind, files in paths.items():
+        in_memory = DataConfig(dataset="text_file", input_path=",".join(files))
+        streamed = in_memory.replace(in_memory_limit=0)
+        assert isinstance(task.load(streamed), Stream) and not isinstance(task.load(in_memory), Stream)
+        assert task.load(streamed).label_names == task.load(in_memory).label_names == ["mixed", "neg", "pos"]
+        expected = token_batches(task, in_memory)
+        assert len(expected) == 120 and token_batches(task, streamed) == expected, kind
+    unseen = write_texts(tmp_path / "unseen", [("a good film", "pos"), ("a dull plot", "meh")], kinds=(".tsv",))[".tsv"]
+    with pytest.raises(GardenError) as error:
+        stream = task.load(
+            DataConfig(dataset="text_file", input_path=",".join(unseen), in_memory_limit=0), ["neg", "pos"]
+        )
+        with bad_records_named(stream):
+            list(eval_dataset(stream, 4))
+    assert str(error.value).startswith(f"{unseen[1]}, record 0: a label is not among the training data's labels")

@@ -6,12 +6,16 @@ The corpora's standard train/test splits are kept; `validation` is every 10th ex
 training file and `train` the rest; `train_full` is the whole training file.
 """
 
+import os
+
 import numpy as np
 
 from garden.data import catalog
 from garden.data.examples import Examples, check_split
 from garden.data.task_files import read_choices, read_conll, read_lines, read_squad, tagged_examples
 from garden.data.text_files import read_orange_tab, read_text_file, text_features, to_examples
+from garden.data.text_streams import text_stream
+from garden.data.tfrecords import match_files
 from garden.errors import GardenError
 from garden.registry import DATASETS
 
@@ -26,10 +30,22 @@ SPLITS = ("train", "validation", "train_full", "test")
 
 @DATASETS.register("text_file")
 def text_file(config, label_names=None):
-    """A .tsv/.csv/.jsonl/.tfrecord file at `input_path` with `text_column`, `label_column` (and `text_pair_column`)."""
-    texts, pairs, labels = read_text_file(
-        _input_path(config), config.text_column, config.label_column, config.text_pair_column, config.header
-    )
+    """.tsv/.csv/.jsonl/.tfrecord files at `input_path` (a file, glob or comma list) with `text_column`,
+    `label_column` (and `text_pair_column`); held in memory up to `in_memory_limit` bytes, else
+    streamed (.tsv, .csv, .jsonl)."""
+    path = _input_path(config)
+    files = match_files(path) if any(c in path for c in "*?[,") else [str(catalog.existing_file(path))]
+    if sum(os.path.getsize(f) for f in files) > config.in_memory_limit:
+        return text_stream(files, config, label_names)
+    texts, pairs, labels = [], [] if config.text_pair_column else None, []
+    for file in files:
+        file_texts, file_pairs, file_labels = read_text_file(
+            file, config.text_column, config.label_column, config.text_pair_column, config.header
+        )
+        texts += file_texts
+        labels += file_labels
+        if pairs is not None:
+            pairs += file_pairs
     return to_examples(texts, labels, label_names, pairs)
 
 

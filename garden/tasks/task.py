@@ -127,6 +127,11 @@ class Task:
                 f"({where}.loss.type=distillation, teacher_logits=FILE from 'garden distill logits') or neither"
             )
         examples = self.load(data)
+        if data.teacher_logits and isinstance(examples, Stream):
+            raise GardenError(
+                f"teacher_logits pair logits with in-memory examples, and {data.input_path} is streamed; "
+                f"raise {where}.train_data.in_memory_limit above its size, or train without distillation"
+            )
         if not data.teacher_logits:
             return examples, self.prepare
         return soft_targets.attach(examples, data.teacher_logits), soft_targets.with_teacher(self.prepare)

@@ -1,0 +1,114 @@
+"""Text files too large to hold in memory, streamed line by line (TSV, CSV, JSONL).
+
+The columns are those of the in-memory readers (`text_column`, `label_column`, `text_pair_column`,
+`header`). Label names come from one pass over the label column when the training data is read
+(or from the training data, for validation data); a label the training data lacks stops the run
+with its file and record named. TSV and CSV lines are split by `tf.io.decode_csv` in the graph;
+JSON lines are parsed by Python's `json` in the pipeline (`tf.numpy_function`).
+"""
+
+import csv
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from garden.data.streams import Stream
+from garden.data.text_files import _column
+from garden.errors import GardenError, did_you_mean
+
+TABLES = (".tsv", ".csv")
+JSON_LINES = (".jsonl", ".json")
+
+
+def _header(path, delimiter):
+    with open(path, newline="", encoding="utf-8") as f:
+        return next(csv.reader(f, delimiter=delimiter, quoting=_quoting(delimiter)), [])
+
+
+def _quoting(delimiter):
+    return csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+
+
+def _table_columns(files, config, delimiter):
+    """(column indices of text, label and pair or None, fields per row), from the first file's header."""
+    head = _header(files[0], delimiter) if config.header else None
+    text, label = (_column(head, c, files[0]) for c in (config.text_column, config.label_column))
+    pair = _column(head, config.text_pair_column, files[0]) if config.text_pair_column else None
+    width = len(head) if head else max(text, label, pair or 0) + 1
+    return text, label, pair, width
+
+
+def _labels_in(files, config, kind, delimiter):
+    """Every label of the files, in one streaming pass that keeps only the label column."""
+    found = set()
+    for path in files:
+        with open(path, newline="", encoding="utf-8") as f:
+            if kind in TABLES:
+                rows = csv.reader(f, delimiter=delimiter, quoting=_quoting(delimiter))
+                if config.header:
+                    next(rows, None)
+                column = _table_columns(files, config, delimiter)[1]
+                found.update(row[column] for row in rows if len(row) > column)
+            else:
+                found.update(str(json.loads(line)[config.label_column]) for line in f if line.strip())
+    return sorted(found)
+
+
+def text_stream(files: list[str], config, label_names=None) -> Stream:
+    """A Stream of {"text"[, "text_pair"]} features and label ids over the lines of `files`."""
+    kinds = {os.path.splitext(f)[1] for f in files}
+    if len(kinds) > 1 or not kinds <= set(TABLES + JSON_LINES):
+        raise GardenError(
+            f"streamed text files must all be .tsv, .csv or .jsonl (got {', '.join(sorted(kinds))}); "
+            "convert the others, or keep the set under in_memory_limit"
+        )
+    (kind,) = kinds
+    delimiter = "\t" if kind == ".tsv" else ","
+    names = list(label_names) if label_names else _labels_in(files, config, kind, delimiter)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(names), tf.range(len(names), dtype=tf.int64)), -1
+    )
+    columns = _table_columns(files, config, delimiter) if kind in TABLES else None
+    pairs = bool(config.text_pair_column)
+
+    def fields(line):
+        if columns is None:
+            return _json_fields(line, config)
+        text, label, pair, width = columns
+        values = tf.io.decode_csv(line, [""] * width, field_delim=delimiter, use_quote_delim=delimiter == ",")
+        return values[text], values[label], values[pair] if pair is not None else tf.constant("")
+
+    def parse(file_id, line):
+        text, label, pair = fields(line)
+        label_id = table.lookup(label)
+        check = tf.debugging.assert_non_negative(
+            label_id, message="a label is not among the training data's labels; check the label column"
+        )
+        with tf.control_dependencies([check]):
+            features = {"text": tf.identity(text)}
+        if pairs:
+            features["text_pair"] = pair
+        return features, label_id
+
+    def read(path):
+        lines = tf.data.TextLineDataset(path).skip(1 if columns is not None and config.header else 0)
+        return lines.filter(lambda line: tf.strings.length(tf.strings.strip(line)) > 0)
+
+    return Stream(files, read, parse, names, config)
+
+
+def _json_fields(line, config):
+    """(text, label, pair) strings of one JSON line, parsed by Python's json."""
+    keys = [config.text_column, config.label_column, config.text_pair_column]
+
+    def parse(data):
+        row = json.loads(data)
+        missing = [k for k in keys if k and k not in row]
+        if missing:
+            raise ValueError(f"no field '{missing[0]}'{did_you_mean(missing[0], row)}")
+        return tuple(np.array(str(row[k]) if k else "", dtype=object) for k in keys)
+
+    text, label, pair = tf.numpy_function(parse, [line], [tf.string] * 3, stateful=False)
+    return tf.reshape(text, []), tf.reshape(label, []), tf.reshape(pair, [])
