@@ -8,7 +8,9 @@ Writes JPEG TFRecord shards of random 256x256-400x400 images (deleted after), th
    (Garden's stream), beside a process that holds a subset decoded in memory (Garden's in-memory
    path, as for MNIST), each in its own subprocess;
 3. training: Garden's trainer on image_classifier's ResNet at 224x224, fed by the stream vs by one
-   batch held in memory: the input pipeline's share of a step.
+   batch held in memory: the input pipeline's share of a step;
+4. text: tokenized examples per second of sst2_bert_small's pipeline over a 200k-line TSV file held
+   in memory vs streamed line by line.
 
     python benchmarks/streaming.py [--gigabytes 2] [--quick]
 """
@@ -165,6 +167,36 @@ def training_seconds(pattern, steps, held, quick):
         return (time.perf_counter() - start) / (steps // 2)
 
 
+def text_examples_per_second(folder, count, batches, rounds):
+    """Tokenized examples/s of sst2_bert_small's pipeline over one TSV file of `count` sentences, held
+    in memory vs streamed line by line (alternating rounds, best kept)."""
+    rng = np.random.default_rng(0)
+    words = np.array("the a good bad film plot actor great dull scene story ending was very not".split())
+    path = os.path.join(folder, "sentences.tsv")
+    with open(path, "w") as f:
+        f.write("sentence\tlabel\n")
+        for _ in range(count):
+            f.write(" ".join(rng.choice(words, size=rng.integers(5, 40))) + f"\t{rng.integers(2)}\n")
+    config = experiment_config("sst2_bert_small", sets=[f"task.train_data.input_path={path}"])
+    task = TASKS.get(config.task.type)(config.task)
+    datasets = {
+        name: train_dataset(
+            task.load(config.task.train_data.replace(in_memory_limit=limit)), BATCH, 0, prepare=task.prepare
+        )
+        for name, limit in (("in_memory", 1 << 40), ("streamed", 0))
+    }
+    rates = {name: [] for name in datasets}
+    iterators = {name: iter(dataset) for name, dataset in datasets.items()}
+    for _ in range(rounds):
+        for name, iterator in iterators.items():
+            next(iterator)
+            start = time.perf_counter()
+            for _ in range(batches):
+                next(iterator)
+            rates[name].append(batches * BATCH / (time.perf_counter() - start))
+    return {name: max(values) for name, values in rates.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gigabytes", type=float, default=2.0)
@@ -199,6 +231,7 @@ def main():
             "stream_mb": measure_in_subprocess("stream", pattern, count),
             "in_memory_mb": measure_in_subprocess("memory", pattern, held),
         }
+        text = text_examples_per_second(folder, 2000 if args.quick else 200_000, args.batches * 4, args.rounds)
         steps = 8 if args.quick else 20
         step = {k: training_seconds(pattern, steps, k == "held", args.quick) for k in ("stream", "held")}
         print(
@@ -214,6 +247,8 @@ def main():
                     },
                     "train_step_seconds": {k: round(v, 4) for k, v in step.items()},
                     "input_pipeline_overhead": round(step["stream"] / step["held"] - 1, 3),
+                    "text_tokenized_examples_per_second": {k: round(v) for k, v in text.items()},
+                    "text_streamed_vs_in_memory": round(text["streamed"] / text["in_memory"], 3),
                 },
                 indent=1,
             )

@@ -287,3 +287,22 @@ def test_large_text_files_stream_line_by_line_with_the_in_memory_tokens_and_labe
         with bad_records_named(stream):
             list(eval_dataset(stream, 4))
     assert str(error.value).startswith(f"{unseen[1]}, record 0: a label is not among the training data's labels")
+
+
+def test_a_file_streamed_in_one_block_gives_the_in_memory_batches(tmp_path):
+    """Where both paths apply (one file, a shuffle block that holds the epoch), the stream's batches
+    are the in-memory pipeline's, from the start and from a resumed step."""
+    (path,) = write_texts(tmp_path, text_rows(90), kinds=(".tsv",))[".tsv"][:1]
+    config = experiment_config("sst2_bert_small", sets=["task.model.head.params.num_classes=3"])
+    task = TASKS.get(config.task.type)(config.task)
+    in_memory = DataConfig(dataset="text_file", input_path=path)
+    streamed = in_memory.replace(in_memory_limit=0, shuffle_buffer_size=1000)
+    for start in (0, 4):
+        batches = [
+            [
+                (f["text"].numpy().tolist(), y.numpy().tolist())
+                for f, y in train_dataset(task.load(data), 8, 3, start).take(9)
+            ]
+            for data in (in_memory, streamed)
+        ]
+        assert batches[0] == batches[1] and len(batches[0]) == 9

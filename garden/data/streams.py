@@ -55,6 +55,12 @@ class Stream:
     counts: list[int] | None = None  # records per file when known without reading (an image file: 1)
     bad: frozenset = frozenset()  # (file index, record index) of records to leave out
     decode: Decode | None = None  # the task's: raw features -> the model's inputs (set by Task.load)
+    batch_parse: bool = False  # `parse` takes a batch of records as well as one (text lines)
+
+    @property
+    def vectorized(self) -> bool:
+        """Whether batches of records parse in one call: a batch-wise parse and nothing to decode."""
+        return self.batch_parse and self.decode is None
 
     def __len__(self) -> int:
         return sum(self.file_counts()) - len(self.bad)
@@ -200,9 +206,12 @@ def train_stream(
         example_seed = tf.stack([tf.cast(seed, tf.int64), position * pipelines + pipeline_id])
         return stream.parsed(example_seed, training=True)(*element)
 
-    examples = records.enumerate(start).map(
-        parse_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=options.deterministic is not False
-    )
+    deterministic = options.deterministic is not False
+    if stream.vectorized:  # a batch of records parses in one call
+        parse = stream.parsed(None, training=True)
+        batches = records.batch(batch_size, drop_remainder=True)
+        return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    examples = records.enumerate(start).map(parse_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return examples.batch(batch_size, drop_remainder=True)
 
 
@@ -212,11 +221,13 @@ def _block_shuffled(records, size, seed):
 
     def permuted(block_index, block):
         count = tf.shape(block[0], out_type=tf.int64)[0]
-        block_seed = tf.random.experimental.stateless_fold_in(seed, block_index)
+        # block 0 draws with the epoch's seed itself: a file whose epoch fits in one block is visited
+        # in the order the in-memory pipeline gives the same examples
+        block_seed = tf.where(block_index > 0, tf.random.experimental.stateless_fold_in(seed, block_index), seed)
         order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=block_seed)
-        return tf.data.Dataset.from_tensor_slices(tuple(tf.gather(t, order) for t in block))
+        return tuple(tf.gather(t, order) for t in block)
 
-    return records.batch(size).enumerate().flat_map(permuted)
+    return records.batch(size).enumerate().map(permuted).unbatch()
 
 
 def _interleaved(stream, file_ids):
@@ -224,15 +235,16 @@ def _interleaved(stream, file_ids):
     paths = tf.constant(stream.files)
     options = stream.options
 
-    def read(file_id):
-        return stream.read(tf.gather(paths, file_id)).enumerate().map(lambda index, record: (file_id, index, record))
+    def read(file_id):  # zipped, not mapped: a map here would cost more than reading a text line
+        ids, indices = tf.data.Dataset.from_tensors(file_id).repeat(), tf.data.Dataset.range(_EPOCHS)
+        return tf.data.Dataset.zip((ids, indices, stream.read(tf.gather(paths, file_id))))
 
+    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": options.deterministic is not False}
     records = tf.data.Dataset.from_tensor_slices(file_ids).interleave(
         read,
         cycle_length=options.cycle_length or _CYCLE_LENGTH,
         block_length=options.block_length,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=options.deterministic is not False,
+        **(parallel if len(stream.files) > 1 else {}),  # one file gains nothing from parallel reads, which cost
     )
     if stream.bad:
         bad = tf.constant(sorted(f << 32 | r for f, r in stream.bad), tf.int64)
@@ -253,4 +265,6 @@ def eval_stream(stream: Stream, batch_size: int) -> tf.data.Dataset:
     """Every example once, in file order, decoded without augmentation, in batches of `batch_size`."""
     records = stream.records_in_order()
     parse = stream.parsed(tf.constant([0, 0], tf.int64), training=False)
+    if stream.vectorized:
+        return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
