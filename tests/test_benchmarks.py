@@ -1,6 +1,7 @@
 """The training benchmarks run end to end in --quick mode: their ratio lines parse and the systems
 they compare read the same batches (their figures are measured, not asserted)."""
 
+import json
 import re
 import subprocess
 import sys
@@ -34,3 +35,13 @@ def test_peer_benchmark_trains_the_same_bert_in_garden_keras_hub_and_model_garde
     assert (
         len(re.findall(r"^ratio Garden \((padded, best|padding-free)\) / fastest peer: +[\d.]+x$", printed, re.M)) == 2
     ), printed
+
+
+def test_streaming_benchmark_compares_garden_and_model_garden_on_the_same_shards():
+    printed = quick("streaming.py")
+    result = json.loads(printed[printed.index("\n{") :])  # the summary closes the output
+    rates = result["images_per_second"]
+    assert set(rates) == {"garden", "model_garden"} and min(rates.values()) > 0
+    assert result["garden_vs_model_garden"] == round(rates["garden"] / rates["model_garden"], 3)
+    assert all(mb >= 0 for mb in result["peak_rss_above_baseline_mb"].values())
+    assert min(result["text_tokenized_examples_per_second"].values()) > 0 and result["train_step_seconds"]["held"] > 0
