@@ -42,6 +42,6 @@ def test_streaming_benchmark_compares_garden_and_model_garden_on_the_same_shards
     result = json.loads(printed[printed.index("\n{") :])  # the summary closes the output
     rates = result["images_per_second"]
     assert set(rates) == {"garden", "model_garden"} and min(rates.values()) > 0
-    assert result["garden_vs_model_garden"] == round(rates["garden"] / rates["model_garden"], 3)
+    assert abs(result["garden_vs_model_garden"] - rates["garden"] / rates["model_garden"]) < 0.01  # printed rounded
     assert all(mb >= 0 for mb in result["peak_rss_above_baseline_mb"].values())
     assert min(result["text_tokenized_examples_per_second"].values()) > 0 and result["train_step_seconds"]["held"] > 0
