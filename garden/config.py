@@ -38,8 +38,10 @@ class DataConfig(mg.DataConfig):
     `input_path` or `tfds_name` when `dataset` is empty; `text_file`s over `in_memory_limit` bytes)
     reads `image_key` and `label_key` from each image record, leaves out records that do not decode
     when `skip_bad_examples` is set, and for images augments training examples with a random flip
-    (`aug_rand_hflip`) and a random resized crop (`aug_crop`, area 8-100%) and crops evaluation
-    images to their central `center_crop_fraction`, as Model Garden's image classification does."""
+    (`aug_rand_hflip`), a random resized crop (`aug_crop`, area 8-100%), Model Garden's `randaug`
+    (`aug_num_layers` ops of `aug_magnitude`) or `autoaug` (`aug_type`) and random erasing with
+    probability `random_erasing`, and crops evaluation images to their central
+    `center_crop_fraction`, as Model Garden's image classification does."""
 
     dataset: str = ""
     split: str = ""
@@ -57,6 +59,10 @@ class DataConfig(mg.DataConfig):
     aug_rand_hflip: bool = False
     aug_crop: bool = False
     center_crop_fraction: float = 1.0
+    aug_type: str = ""
+    aug_num_layers: int = 2
+    aug_magnitude: float = 10.0
+    random_erasing: float = 0.0
 
 
 @dataclasses.dataclass
@@ -367,6 +373,15 @@ def check_values(config):
             for key in ("cycle_length", "prefetch_buffer_size"):
                 if getattr(data, key) is not None:
                     _positive(getattr(data, key), f"{path}.{split}.{key}")
+            if data.aug_type not in ("", "randaug", "autoaug"):
+                raise GardenError(
+                    f"{path}.{split}.aug_type '{data.aug_type}' is not randaug, autoaug or '' (none)"
+                    f"{did_you_mean(data.aug_type, ['randaug', 'autoaug'])}"
+                )
+            if not 0 <= data.random_erasing <= 1:
+                raise GardenError(
+                    f"{path}.{split}.random_erasing is a probability in [0, 1], got {data.random_erasing}"
+                )
             if not 0 < data.center_crop_fraction <= 1:
                 raise GardenError(
                     f"{path}.{split}.center_crop_fraction must be in (0, 1], got {data.center_crop_fraction}"

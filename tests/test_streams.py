@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from conftest import MNIST_FILES_COUNT as COUNT
 from conftest import garden, mnist_pixels, sets
+from PIL import Image
 
 from garden.config import DataConfig, experiment_config
 from garden.data.pipeline import eval_dataset, train_dataset
@@ -306,3 +307,56 @@ def test_a_file_streamed_in_one_block_gives_the_in_memory_batches(tmp_path):
             for data in (in_memory, streamed)
         ]
         assert batches[0] == batches[1] and len(batches[0]) == 9
+
+
+STATEFUL_RANDOM_OPS = {"RandomUniform", "RandomUniformInt", "RandomStandardNormal", "RandomGamma", "RandomShuffle"}
+
+
+def random_ops(dataset):
+    """The names of the stateful random ops in a dataset's graph and its functions."""
+    graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+    ops = {node.op for node in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+    return ops & STATEFUL_RANDOM_OPS
+
+
+def test_randaugment_and_random_erasing_draw_statelessly_and_repeat_on_resume(tmp_path):
+    """Model Garden's RandAugment and RandomErasing, seeded by position: the graph holds no stateful
+    random op (as it does when Model Garden's ops run unseeded), and a resumed stream repeats them."""
+    from official.vision.ops import augment
+
+    rng = np.random.default_rng(0)
+    for index in range(48):
+        folder = tmp_path / "rgb" / f"class{index % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    task = image_task("task.model.backbone.params.image_shape=[32, 32, 3]", "task.model.head.params.num_classes=2")
+    data = DataConfig(
+        dataset="image_folder",
+        input_path=str(tmp_path / "rgb"),
+        shuffle_buffer_size=16,
+        aug_crop=True,
+        aug_type="randaug",
+        random_erasing=0.5,
+    )
+    stream = task.load(data)
+    full = train_dataset(stream, 8, seed=1)
+    assert not random_ops(full)
+    unseeded = tf.data.Dataset.from_tensors(tf.zeros([32, 32, 3], tf.uint8)).map(augment.RandAugment().distort)
+    assert random_ops(unseeded)  # the check sees Model Garden's own draws
+    images = [batch["image"].numpy() for batch, _ in full.take(10)]
+    resumed = [batch["image"].numpy() for batch, _ in train_dataset(stream, 8, seed=1, start_step=7).take(3)]
+    for a, b in zip(images[7:], resumed):
+        np.testing.assert_array_equal(a, b)
+    plain = [
+        batch["image"].numpy()
+        for batch, _ in train_dataset(
+            task.load(
+                DataConfig(
+                    dataset="image_folder", input_path=str(tmp_path / "rgb"), shuffle_buffer_size=16, aug_crop=True
+                )
+            ),
+            8,
+            seed=1,
+        ).take(10)
+    ]
+    assert not all(np.array_equal(a, b) for a, b in zip(images, plain))  # RandAugment and erasing changed them

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.data.examples import Examples
+from garden.data.seeded_random import seeded_random
 from garden.errors import GardenError
 from garden.registry import TASKS
 from garden.tasks.classification import ClassificationTask
@@ -21,10 +22,12 @@ class ImageClassificationTask(ClassificationTask):
     def decoder(self, data_config):
         """Streamed images: decode (any size; RGB or grayscale as the model takes), check the label, crop
         (random resized for training with `aug_crop`, else central `center_crop_fraction`), scale to
-        [0, 1], resize to the model's size and, for training with `aug_rand_hflip`, flip at random. The
-        random draws are stateless, seeded by the example's position, so a resumed run repeats them."""
+        [0, 1], resize to the model's size and, for training, flip (`aug_rand_hflip`), RandAugment or
+        AutoAugment (`aug_type`) and random erasing (`random_erasing`) as Model Garden's parser does.
+        Every random draw is stateless, seeded by the example's position, so a resumed run repeats it."""
         height, width, channels = self._image_shape()
         num_classes = self.config.model.head.params.num_classes
+        _augmenters(data_config, channels)  # refuses what cannot apply before any tracing
 
         def decode(features, label, seed, training):
             check = tf.debugging.assert_equal(
@@ -43,6 +46,9 @@ class ImageClassificationTask(ClassificationTask):
             image = _scaled(pixels, height, width)
             if training and data_config.aug_rand_hflip:
                 image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+            if training and (data_config.aug_type or data_config.random_erasing):
+                with seeded_random(tf.random.experimental.stateless_fold_in(seed, 2)):  # fresh per trace: they
+                    image = _augmented(image, *_augmenters(data_config, channels))  # keep tensors of the last one
             with tf.control_dependencies([check]):
                 return {"image": tf.identity(image)}
 
@@ -113,3 +119,27 @@ def _random_crop(data, channels, seed):
         return tf.slice(pixels, begin, size)
 
     return tf.cond(tf.io.is_jpeg(data), jpeg, other)
+
+
+def _augmenters(data_config, channels):
+    """Model Garden's RandAugment or AutoAugment (on 8-bit RGB) and RandomErasing, as the config asks."""
+    from official.vision.ops import augment
+
+    if (data_config.aug_type or data_config.random_erasing) and channels != 3:
+        raise GardenError("aug_type and random_erasing work on RGB images; the model takes other than 3 channels")
+    augmenter = None
+    if data_config.aug_type == "randaug":
+        augmenter = augment.RandAugment(num_layers=data_config.aug_num_layers, magnitude=data_config.aug_magnitude)
+    elif data_config.aug_type == "autoaug":
+        augmenter = augment.AutoAugment()
+    eraser = augment.RandomErasing(probability=data_config.random_erasing) if data_config.random_erasing else None
+    return augmenter, eraser
+
+
+def _augmented(image, augmenter, eraser):
+    """[0, 1] image -> RandAugment/AutoAugment on its 8-bit pixels, then random erasing, as Model Garden
+    orders them."""
+    if augmenter is not None:
+        pixels = tf.cast(tf.clip_by_value(tf.round(image * 255.0), 0, 255), tf.uint8)
+        image = tf.cast(augmenter.distort(pixels), tf.float32) / 255.0
+    return eraser.distort(image) if eraser is not None else image
