@@ -138,24 +138,34 @@ class ExperimentConfig(mg.ExperimentConfig):
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
 
+# Data keys that shape a stream (garden/data/streams.py, the tasks' decoding); in-memory data refuses them.
+MODEL_GARDEN_STREAM_KEYS = (
+    "shuffle_buffer_size",
+    "cycle_length",
+    "block_length",
+    "deterministic",
+    "sharding",
+    "prefetch_buffer_size",
+    "tfds_name",
+    "tfds_split",
+    "tfds_data_dir",
+    "tfds_as_supervised",
+)
+STREAM_KEYS = MODEL_GARDEN_STREAM_KEYS + (
+    "skip_bad_examples",
+    "aug_rand_hflip",
+    "aug_crop",
+    "center_crop_fraction",
+    "aug_type",
+    "aug_num_layers",
+    "aug_magnitude",
+    "random_erasing",
+)
+
 # The keys of Model Garden's config classes that Garden reads; the others are shown by `garden show`
 # but have no effect yet, so setting one to anything but its default is refused.
 READ_FROM_MODEL_GARDEN = {
-    mg.DataConfig: {
-        "input_path",
-        "global_batch_size",
-        "seed",
-        "shuffle_buffer_size",
-        "cycle_length",
-        "block_length",
-        "deterministic",
-        "sharding",
-        "prefetch_buffer_size",
-        "tfds_name",
-        "tfds_split",
-        "tfds_data_dir",
-        "tfds_as_supervised",
-    },
+    mg.DataConfig: {"input_path", "global_batch_size", "seed", *MODEL_GARDEN_STREAM_KEYS},
     mg.TaskConfig: {"init_checkpoint", "model", "train_data", "validation_data", "name"},
     mg.TrainerConfig: {
         "optimizer_config",

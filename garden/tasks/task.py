@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from garden.config import STREAM_KEYS
 from garden.data import soft_targets
 from garden.data.examples import Examples
 from garden.data.streams import Decode, Stream
@@ -187,32 +188,10 @@ class Task:
         return [examples.features[name] for name in names], examples
 
 
-_STREAM_OPTIONS = (
-    "shuffle_buffer_size",
-    "cycle_length",
-    "block_length",
-    "deterministic",
-    "sharding",
-    "prefetch_buffer_size",
-    "skip_bad_examples",
-    "aug_rand_hflip",
-    "aug_crop",
-    "center_crop_fraction",
-    "aug_type",
-    "aug_num_layers",
-    "aug_magnitude",
-    "random_erasing",
-    "tfds_name",
-    "tfds_split",
-    "tfds_data_dir",
-    "tfds_as_supervised",
-)
-
-
 def _refuse_stream_options(data_config):
     """In-memory data is shuffled whole and holds decoded arrays: the stream options do not apply."""
     default = type(data_config)()
-    for key in _STREAM_OPTIONS:
+    for key in STREAM_KEYS:
         if getattr(data_config, key) != getattr(default, key):
             raise GardenError(
                 f"{key} applies to streamed data (tfrecord, image_folder, tfds); {data_config.dataset} is held in "
