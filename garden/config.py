@@ -40,7 +40,8 @@ class DataConfig(mg.DataConfig):
     when `skip_bad_examples` is set, and for images augments training examples with a random flip
     (`aug_rand_hflip`), a random resized crop (`aug_crop`, area 8-100%), Model Garden's `randaug`
     (`aug_num_layers` ops of `aug_magnitude`) or `autoaug` (`aug_type`) and random erasing with
-    probability `random_erasing`, and crops evaluation images to their central
+    probability `random_erasing`, mixes training batches with `mixup_and_cutmix` (Model Garden's
+    MixupAndCutmix: alpha 0.8 and 1.0, labels smoothed by 0.1), and crops evaluation images to their central
     `center_crop_fraction`, as Model Garden's image classification does."""
 
     dataset: str = ""
@@ -63,6 +64,7 @@ class DataConfig(mg.DataConfig):
     aug_num_layers: int = 2
     aug_magnitude: float = 10.0
     random_erasing: float = 0.0
+    mixup_and_cutmix: bool = False
 
 
 @dataclasses.dataclass
@@ -160,6 +162,7 @@ STREAM_KEYS = MODEL_GARDEN_STREAM_KEYS + (
     "aug_num_layers",
     "aug_magnitude",
     "random_erasing",
+    "mixup_and_cutmix",
 )
 
 # The keys of Model Garden's config classes that Garden reads; the others are shown by `garden show`

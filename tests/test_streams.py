@@ -360,3 +360,31 @@ def test_randaugment_and_random_erasing_draw_statelessly_and_repeat_on_resume(tm
         ).take(10)
     ]
     assert not all(np.array_equal(a, b) for a, b in zip(images, plain))  # RandAugment and erasing changed them
+
+
+def test_mixup_and_cutmix_mix_streamed_batches_repeatably_and_train_on_distributions(tmp_path):
+    rng = np.random.default_rng(1)
+    for index in range(32):
+        folder = tmp_path / "rgb" / f"class{index % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    task = image_task(
+        "task.model.backbone.params.image_shape=[32, 32, 3]",
+        "task.model.head.params.num_classes=4",
+        "task.train_data.mixup_and_cutmix=true",
+    )
+    stream = task.load(task.config.train_data.replace(dataset="image_folder", input_path=str(tmp_path / "rgb")))
+    full = train_dataset(stream, 8, seed=2)
+    assert not random_ops(full)
+    batches = [(f["image"].numpy(), y.numpy()) for f, y in full.take(6)]
+    for (image, labels), (again, again_labels) in zip(
+        batches[4:], train_dataset(stream, 8, seed=2, start_step=4).take(2)
+    ):
+        np.testing.assert_array_equal(image, again["image"].numpy())
+        np.testing.assert_array_equal(labels, again_labels.numpy())
+    labels = np.concatenate([y for _, y in batches])
+    assert labels.shape == (48, 4) and np.allclose(labels.sum(axis=1), 1) and labels.min() >= 0.1 / 4 - 1e-6
+    assert not np.allclose(labels.max(axis=1), 0.925)  # mixed, not only smoothed one-hot rows
+    logits = rng.normal(size=(48, 4)).astype(np.float32)
+    expected = -np.sum(labels * (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))), axis=1)
+    np.testing.assert_allclose(task.build_loss()(labels, {"logits": logits}), expected, rtol=1e-5)

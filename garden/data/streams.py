@@ -56,6 +56,7 @@ class Stream:
     bad: frozenset = frozenset()  # (file index, record index) of records to leave out
     decode: Decode | None = None  # the task's: raw features -> the model's inputs (set by Task.load)
     batch_parse: bool = False  # `parse` takes a batch of records as well as one (text lines)
+    augment_batch: Callable | None = None  # (features, labels, seed [2]) -> both, for training batches (MixUp)
 
     @property
     def vectorized(self) -> bool:
@@ -210,9 +211,24 @@ def train_stream(
     if stream.vectorized:  # a batch of records parses in one call
         parse = stream.parsed(None, training=True)
         batches = records.batch(batch_size, drop_remainder=True)
-        return batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    examples = records.enumerate(start).map(parse_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    return examples.batch(batch_size, drop_remainder=True)
+        batches = batches.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    else:
+        examples = records.enumerate(start).map(
+            parse_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
+        )
+        batches = examples.batch(batch_size, drop_remainder=True)
+    if stream.augment_batch is None:
+        return batches
+
+    def augment_at(step, batch):  # seeded by the step, as examples are by their position
+        features, labels = batch
+        return stream.augment_batch(
+            features, labels, tf.stack([tf.cast(seed, tf.int64), step * pipelines + pipeline_id])
+        )
+
+    return batches.enumerate(start_step).map(
+        augment_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
+    )
 
 
 def _block_shuffled(records, size, seed):

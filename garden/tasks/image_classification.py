@@ -1,5 +1,6 @@
 """Image classification: an image tensor [height, width, channels] in [0, 1] -> a class."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -53,6 +54,35 @@ class ImageClassificationTask(ClassificationTask):
                 return {"image": tf.identity(image)}
 
         return decode
+
+    def batch_augmenter(self, data_config):
+        """Model Garden's MixupAndCutmix for `mixup_and_cutmix`: mixed images, smoothed one-hot labels
+        (which `build_loss` then reads as probabilities)."""
+        if not data_config.mixup_and_cutmix:
+            return None
+        from official.vision.ops import augment
+
+        num_classes = self.config.model.head.params.num_classes
+
+        def mix(features, labels, seed):
+            with seeded_random(seed):
+                images, mixed = augment.MixupAndCutmix(num_classes).distort(features["image"], labels)
+            return {**features, "image": images}, mixed
+
+        return mix
+
+    def build_loss(self):
+        """Cross-entropy on the smoothed, mixed label distributions when training batches are mixed."""
+        if not self.config.train_data.mixup_and_cutmix:
+            return super().build_loss()
+        if self.config.loss.type != "sparse_categorical_crossentropy":
+            raise GardenError(
+                f"mixup_and_cutmix trains on mixed label distributions with cross-entropy; loss "
+                f"'{self.config.loss.type}' cannot read them: set task.loss.type=sparse_categorical_crossentropy"
+            )
+        return lambda labels, outputs: keras.losses.categorical_crossentropy(
+            labels, tf.cast(outputs["logits"], tf.float32), from_logits=True
+        )
 
     def default_label_names(self, data_config):
         return [str(i) for i in range(self.config.model.head.params.num_classes)]

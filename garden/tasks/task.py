@@ -102,7 +102,9 @@ class Task:
                 f"{data_config.dataset} data is streamed: num_examples and fold apply to in-memory datasets; "
                 "write the subset you want with 'garden data convert' instead"
             )
-        stream = dataclasses.replace(stream, decode=self.decoder(data_config))
+        stream = dataclasses.replace(
+            stream, decode=self.decoder(data_config), augment_batch=self.batch_augmenter(data_config)
+        )
         if stream.label_names is None:
             stream.label_names = self.default_label_names(data_config)
         return stream.without_bad() if data_config.skip_bad_examples else stream
@@ -110,6 +112,10 @@ class Task:
     def decoder(self, data_config) -> Decode | None:
         """fn(raw features, label, seed [2], training) -> the model's inputs, for one streamed example
         (decoding, augmentation; None: the raw features are the inputs)."""
+        return None
+
+    def batch_augmenter(self, data_config) -> Callable | None:
+        """fn(features, labels, seed [2]) -> (features, labels) for a streamed training batch (None: none)."""
         return None
 
     def default_label_names(self, data_config) -> list[str]:
