@@ -276,10 +276,12 @@ def _parser():
     data = commands.add_parser("data", help="prepare data: convert to sharded TFRecord files").add_subparsers(
         dest="action", required=True
     )
-    sub = data.add_parser(
-        "convert", help="images of a catalog set, a class-folder tree or TFRecords -> TFRecord shards"
+    sub = data.add_parser("convert", help="a catalog set, an image folder, text or image files -> TFRecord shards")
+    sub.add_argument(
+        "source",
+        help="a catalog dataset (mnist, reuters_r8), a folder of class subfolders, .tsv/.csv/.jsonl text files "
+        "(columns sentence, label, optional sentence2), or image TFRecord files; globs and comma lists work",
     )
-    sub.add_argument("source", help="a catalog dataset (mnist), a folder of class subfolders, or TFRecord files/globs")
     sub.add_argument("--out", required=True, help="shard names with one '*' for the number: 'out/train-*.tfrecord'")
     sub.add_argument("--shards", type=int, default=1)
     sub.add_argument("--split", default="", help="a catalog dataset's split (default train)")

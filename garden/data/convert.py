@@ -1,4 +1,8 @@
-"""`garden data convert`: any image reader's examples -> sharded TFRecord files with Model Garden's keys.
+"""`garden data convert`: any reader's examples -> sharded TFRecord files of `tf.train.Example`s.
+
+Images keep Model Garden's keys (`image/encoded`, `image/format`, `image/class/label`,
+`image/class/text`); texts get the text_file reader's default columns (`sentence`, `sentence2` for
+pairs, `label` as the label's name), so `text_file` reads the shards back with no column settings.
 
 Example i goes to shard i mod N (so every shard holds every class of a folder sorted by class); the
 shards are written beside their final names and renamed once all are whole, so a failed or
@@ -15,9 +19,11 @@ import tqdm
 from garden.config import DataConfig
 from garden.data.examples import Examples
 from garden.data.streams import Stream, raw_examples
+from garden.data.text_streams import JSON_LINES, TABLES
 from garden.errors import GardenError
 from garden.registry import DATASETS
 
+TEXT_FILES = TABLES + JSON_LINES
 _FORMATS = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"GIF8": "gif", b"BM": "bmp"}
 
 
@@ -33,37 +39,68 @@ def _image_format(data: bytes) -> str:
     return next((name for magic, name in _FORMATS.items() if data.startswith(magic)), "")
 
 
-def _encoded_images(examples: Examples):
-    """(PNG bytes, label) of in-memory float images in [0, 1], 8 bits per channel."""
-    if set(examples.features) != {"image"}:
-        raise GardenError(f"only image data converts to TFRecord so far; this data has {sorted(examples.features)}")
-    for image, label in zip(examples.features["image"], examples.labels):
-        yield tf.io.encode_png(np.round(np.asarray(image) * 255).astype(np.uint8)).numpy(), int(label)
+def _bytes(value) -> tf.train.Feature:
+    value = value if isinstance(value, bytes) else str(value).encode()
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
 
-def _example(data: bytes, label: int, label_names) -> bytes:
+def _image_example(data: bytes, label: int, label_names) -> dict:
     feature = {
-        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
-        "image/format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[_image_format(data).encode()])),
+        "image/encoded": _bytes(data),
+        "image/format": _bytes(_image_format(data)),
         "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
     }
     if label_names:
-        text = str(label_names[label]).encode()
-        feature["image/class/text"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+        feature["image/class/text"] = _bytes(label_names[label])
+    return feature
+
+
+def _text_example(features: dict, label: int, label_names) -> dict:
+    feature = {"sentence": _bytes(features["text"]), "label": _bytes(label_names[label])}
+    if "text_pair" in features:
+        feature["sentence2"] = _bytes(features["text_pair"])
+    return feature
+
+
+def _examples(data):
+    """tf.train.Example features of each example: image bytes as they are stored (in-memory float
+    images as 8-bit PNG), or texts with their label names."""
+    if isinstance(data, Stream):
+        for features, label in raw_examples(data):
+            yield (
+                _image_example(features["image_bytes"], label, data.label_names)
+                if "image_bytes" in features
+                else (_text_example(features, label, data.label_names))
+            )
+        return
+    if set(data.features) == {"image"}:
+        for image, label in zip(data.features["image"], data.labels):
+            png = tf.io.encode_png(np.round(np.asarray(image) * 255).astype(np.uint8)).numpy()
+            yield _image_example(png, int(label), data.label_names)
+    elif set(data.features) <= {"text", "text_pair"} and "text" in data.features:
+        for index, label in enumerate(data.labels):
+            yield _text_example({k: v[index] for k, v in data.features.items()}, int(label), data.label_names)
+    else:
+        raise GardenError(
+            f"only image and text classification data convert to TFRecord; this has {sorted(data.features)}"
+        )
 
 
 def convert(source: str, out: str, shards: int, split: str = "", progress: bool = True) -> dict:
-    """Writes the examples of `source` (a catalog dataset name, a folder of class subfolders, or
-    TFRecord files) to `shards` TFRecord files named by `out`; returns a summary."""
+    """Writes the examples of `source` (a catalog dataset name, a folder of class subfolders, text
+    files, or image TFRecord files) to `shards` TFRecord files named by `out`; returns a summary."""
     if shards < 1:
         raise GardenError(f"--shards must be 1 or more, got {shards}")
     if source in DATASETS:
         config = DataConfig(dataset=source, split=split or "train")
+    elif os.path.isdir(source):
+        config = DataConfig(dataset="image_folder", input_path=source)
+    elif os.path.splitext(source.split(",")[0])[1] in TEXT_FILES:
+        config = DataConfig(dataset="text_file", input_path=source, in_memory_limit=0)  # streamed: any size
     else:
-        config = DataConfig(dataset="image_folder" if os.path.isdir(source) else "tfrecord", input_path=source)
+        config = DataConfig(dataset="tfrecord", input_path=source)
     data = DATASETS.get(config.dataset)(config, None)
-    records = raw_examples(data) if isinstance(data, Stream) else _encoded_images(data)
+    records = _examples(data)
     paths = shard_paths(out, shards)
     existing = [p for p in paths if os.path.exists(p)]
     if existing:
@@ -76,8 +113,9 @@ def convert(source: str, out: str, shards: int, split: str = "", progress: bool 
         count = 0
         total = len(data) if isinstance(data, Examples) or data.counts else None  # a TFRecord count costs a read
         bar = tqdm.tqdm(records, total=total, unit=" examples", disable=not progress)
-        for count, (image, label) in enumerate(bar, 1):
-            writers[(count - 1) % shards].write(_example(image, label, data.label_names))
+        for count, feature in enumerate(bar, 1):
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writers[(count - 1) % shards].write(example.SerializeToString())
         for writer in writers:
             writer.close()
         if not count:

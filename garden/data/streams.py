@@ -269,12 +269,12 @@ def _interleaved(stream, file_ids):
 
 
 def raw_examples(stream: Stream):
-    """(raw image bytes, label) of every example in file order, not decoded: what `garden data convert`
+    """(raw features, label id) of every example in file order, not decoded: what `garden data convert`
     copies."""
     records = stream.records_in_order()
     parse = lambda file_id, index, record: stream.parse(file_id, record)  # noqa: E731
     for features, label in records.map(parse).as_numpy_iterator():
-        yield features["image_bytes"], int(label)
+        yield features, int(label)
 
 
 def eval_stream(stream: Stream, batch_size: int) -> tf.data.Dataset:

@@ -1,10 +1,12 @@
-"""Text files too large to hold in memory, streamed line by line (TSV, CSV, JSONL).
+"""Text files too large to hold in memory, streamed line by line (TSV, CSV, JSONL) or record by
+record (TFRecord files of `tf.train.Example`s with bytes text features and a bytes or int64 label).
 
 The columns are those of the in-memory readers (`text_column`, `label_column`, `text_pair_column`,
 `header`). Label names come from one pass over the label column when the training data is read
 (or from the training data, for validation data); a label the training data lacks stops the run
 with its file and record named. TSV and CSV lines are split by `tf.io.decode_csv` in the graph;
-JSON lines are parsed by Python's `json` in the pipeline (`tf.numpy_function`).
+JSON lines are parsed by Python's `json` in the pipeline (`tf.numpy_function`), TFRecords by
+`tf.io.parse_example`.
 """
 
 import csv
@@ -20,6 +22,7 @@ from garden.errors import GardenError, did_you_mean
 
 TABLES = (".tsv", ".csv")
 JSON_LINES = (".jsonl", ".json")
+RECORDS = (".tfrecord", ".tfrecords")
 
 
 def _header(path, delimiter):
@@ -40,8 +43,25 @@ def _table_columns(files, config, delimiter):
     return text, label, pair, width
 
 
+def _record_spec(files, config):
+    """parse_example's spec: bytes texts, and the label as the first record stores it (bytes or int64)."""
+    first = next(iter(tf.data.TFRecordDataset(files[0]).take(1)), None)
+    feature = tf.train.Example.FromString(first.numpy()).features.feature if first is not None else {}
+    for key in filter(None, (config.text_column, config.label_column, config.text_pair_column)):
+        if key not in feature:
+            raise GardenError(f"{files[0]} records have no feature '{key}'{did_you_mean(key, list(feature))}")
+    label_type = tf.int64 if feature[config.label_column].WhichOneof("kind") == "int64_list" else tf.string
+    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in (config.text_column, config.text_pair_column) if key}
+    return {**spec, config.label_column: tf.io.FixedLenFeature([], label_type)}
+
+
 def _labels_in(files, config, kind, delimiter):
     """Every label of the files, in one streaming pass that keeps only the label column."""
+    if kind in RECORDS:
+        spec = {config.label_column: _record_spec(files, config)[config.label_column]}
+        records = tf.data.TFRecordDataset(files).batch(1024).map(lambda r: tf.io.parse_example(r, spec))
+        labels = (tf.strings.as_string(b[config.label_column]) for b in records)
+        return sorted({label.decode() for batch in labels for label in batch.numpy()})
     found = set()
     for path in files:
         with open(path, newline="", encoding="utf-8") as f:
@@ -59,9 +79,9 @@ def _labels_in(files, config, kind, delimiter):
 def text_stream(files: list[str], config, label_names=None) -> Stream:
     """A Stream of {"text"[, "text_pair"]} features and label ids over the lines of `files`."""
     kinds = {os.path.splitext(f)[1] for f in files}
-    if len(kinds) > 1 or not kinds <= set(TABLES + JSON_LINES):
+    if len(kinds) > 1 or not kinds <= set(TABLES + JSON_LINES + RECORDS):
         raise GardenError(
-            f"streamed text files must all be .tsv, .csv or .jsonl (got {', '.join(sorted(kinds))}); "
+            f"streamed text files must all be .tsv, .csv, .jsonl or .tfrecord (got {', '.join(sorted(kinds))}); "
             "convert the others, or keep the set under in_memory_limit"
         )
     (kind,) = kinds
@@ -71,9 +91,23 @@ def text_stream(files: list[str], config, label_names=None) -> Stream:
         tf.lookup.KeyValueTensorInitializer(tf.constant(names), tf.range(len(names), dtype=tf.int64)), -1
     )
     columns = _table_columns(files, config, delimiter) if kind in TABLES else None
+    record_spec = _record_spec(files, config) if kind in RECORDS else None
     pairs = bool(config.text_pair_column)
 
     def fields(line):
+        if record_spec is not None:
+            example = (
+                tf.io.parse_example(line, record_spec)
+                if line.shape.rank
+                else tf.io.parse_single_example(line, record_spec)
+            )
+            label = (
+                tf.strings.as_string(example[config.label_column])
+                if example[config.label_column].dtype == tf.int64
+                else example[config.label_column]
+            )
+            pair = example[config.text_pair_column] if pairs else tf.zeros_like(line)
+            return example[config.text_column], label, pair
         if columns is None:
             return _json_fields(line, config)
         text, label, pair, width = columns
@@ -93,6 +127,8 @@ def text_stream(files: list[str], config, label_names=None) -> Stream:
         return features, label_id
 
     def read(path):  # a blank line is a bad record here (the in-memory readers skip it): a filter costs 10x
+        if record_spec is not None:
+            return tf.data.TFRecordDataset(path)
         return tf.data.TextLineDataset(path).skip(1 if columns is not None and config.header else 0)
 
     return Stream(files, read, parse, names, config, batch_parse=True)
