@@ -5,12 +5,16 @@ resume of shuffled, augmented streams, and one-line errors for bad files."""
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import MNIST_FILES_COUNT as COUNT
-from conftest import garden, mnist_pixels, sets
+from conftest import ROOT, garden, mnist_pixels, sets
 from PIL import Image
 
 from garden.config import DataConfig, experiment_config
@@ -116,8 +120,8 @@ def test_a_resumed_stream_repeats_the_batches_and_augmentations(mnist_files):
 
 
 def test_killed_streaming_run_resumes_to_the_same_weights(mnist_files, tmp_path):
-    """A run stopped at a checkpoint and restarted ends with the uninterrupted run's weights, on
-    shuffled, augmented TFRecord shards (test_training.py kills runs with SIGKILL; the restart is the same)."""
+    """SIGKILL after a checkpoint, restart: the uninterrupted run's weights, on shuffled, augmented
+    TFRecord shards."""
     _, shards = mnist_files
     stream = [
         "task.train_data.dataset=tfrecord",
@@ -127,13 +131,30 @@ def test_killed_streaming_run_resumes_to_the_same_weights(mnist_files, tmp_path)
         "task.train_data.aug_crop=true",
         "task.train_data.aug_rand_hflip=true",
         "task.validation_data.dataset=''",
-        "trainer.train_steps=40",
+        "trainer.train_steps=120",
         "trainer.steps_per_loop=10",
         "trainer.checkpoint_interval=20",
     ]
     whole = garden("train", "mnist_resnet", *sets(*stream), "--run-dir", tmp_path / "whole").stdout
-    garden("train", "mnist_resnet", *sets(*stream, "trainer.train_steps=20"), "--run-dir", tmp_path / "parts")
-    resumed = garden("train", "mnist_resnet", *sets(*stream), "--run-dir", tmp_path / "parts").stdout
+    command = [
+        sys.executable,
+        "-m",
+        "garden.cli",
+        "train",
+        "mnist_resnet",
+        *sets(*stream),
+        "--run-dir",
+        tmp_path / "killed",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state, deadline = tmp_path / "killed" / "checkpoints" / "checkpoint", time.time() + 300
+    while not (state.exists() and "ckpt-20" in state.read_text()) and time.time() < deadline:
+        assert process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "checkpoints" / "ckpt-120.index").exists()
+    resumed = garden("train", "mnist_resnet", *sets(*stream), "--run-dir", tmp_path / "killed").stdout
     assert "resumed from" in resumed and "sharded" not in resumed
     prints = [line.split()[-1] for out in (whole, resumed) for line in out.splitlines() if "fingerprint" in line]
     assert len(prints) == 2 and prints[0] == prints[1]
