@@ -7,8 +7,10 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs; Python errors still surface
 
@@ -67,6 +69,18 @@ def garden(*args, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"garden {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def train_killed_after(step, run_dir, *train_args):
+    """Starts `garden train *train_args --run-dir run_dir` and SIGKILLs it once checkpoint `step` is listed."""
+    command = [sys.executable, "-m", "garden.cli", "train", *map(str, train_args), "--run-dir", str(run_dir)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state, deadline = run_dir / "checkpoints" / "checkpoint", time.time() + 300
+    while not (state.exists() and f"ckpt-{step}" in state.read_text()) and time.time() < deadline:
+        assert process.poll() is None, "training ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
 
 
 def trained_once(tmp_path_factory, name, *train_args):

@@ -5,16 +5,12 @@ resume of shuffled, augmented streams, and one-line errors for bad files."""
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import MNIST_FILES_COUNT as COUNT
-from conftest import ROOT, garden, mnist_pixels, sets
+from conftest import garden, mnist_pixels, sets, train_killed_after
 from PIL import Image
 
 from garden.config import DataConfig, experiment_config
@@ -136,23 +132,7 @@ def test_killed_streaming_run_resumes_to_the_same_weights(mnist_files, tmp_path)
         "trainer.checkpoint_interval=20",
     ]
     whole = garden("train", "mnist_resnet", *sets(*stream), "--run-dir", tmp_path / "whole").stdout
-    command = [
-        sys.executable,
-        "-m",
-        "garden.cli",
-        "train",
-        "mnist_resnet",
-        *sets(*stream),
-        "--run-dir",
-        tmp_path / "killed",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state, deadline = tmp_path / "killed" / "checkpoints" / "checkpoint", time.time() + 300
-    while not (state.exists() and "ckpt-20" in state.read_text()) and time.time() < deadline:
-        assert process.poll() is None, "training ended before it could be killed"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    train_killed_after(20, tmp_path / "killed", "mnist_resnet", *sets(*stream))
     assert not (tmp_path / "killed" / "checkpoints" / "ckpt-120.index").exists()
     resumed = garden("train", "mnist_resnet", *sets(*stream), "--run-dir", tmp_path / "killed").stdout
     assert "resumed from" in resumed and "sharded" not in resumed

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
-from conftest import ROOT, TINY, garden, sets
+from conftest import ROOT, TINY, garden, sets, train_killed_after
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from garden.config import experiment_config
@@ -66,24 +66,7 @@ def test_run_writes_config_summaries_and_metrics(tiny_run):
 def test_killed_run_resumes_to_the_same_weights(tiny_run, tmp_path):
     """SIGKILL after a checkpoint, restart from the saved config.yaml: identical to the uninterrupted run."""
     run_dir = tmp_path / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "garden.cli",
-        "train",
-        "--config",
-        str(tiny_run / "config.yaml"),
-        "--run-dir",
-        str(run_dir),
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = run_dir / "checkpoints" / "checkpoint"
-    deadline = time.time() + 300
-    while not (state.exists() and "ckpt-100" in state.read_text()) and time.time() < deadline:
-        assert process.poll() is None, "training ended before it could be killed"
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    train_killed_after(100, run_dir, "--config", tiny_run / "config.yaml")
     assert not (run_dir / "checkpoints" / "ckpt-300.index").exists()
     resumed = garden("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir)
     assert "resumed from" in resumed.stdout and "at step 300" not in resumed.stdout
