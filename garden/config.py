@@ -458,9 +458,16 @@ def experiment_config(name=None, config_files=(), sets=(), overrides=()):
 def _infer_datasets(config):
     """A data config with a `tfds_name` or an `input_path` and no `dataset` streams it: a TFDS dataset
     as `tfds`, a folder as an `image_folder`, files and globs as `tfrecord` shards."""
-    for task in [config.task, *subtask_configs(config.task).values()]:
+    for path, task in [
+        ("task", config.task),
+        *((f"task.tasks.{n}", t) for n, t in subtask_configs(config.task).items()),
+    ]:
         for split in ("train_data", "validation_data", "test_data"):
             data = getattr(task, split)
+            if data.tfds_name and data.input_path:
+                raise GardenError(
+                    f"{path}.{split} sets both input_path and tfds_name; keep the one the data comes from"
+                )
             if data.tfds_name and not data.dataset:
                 data.dataset = "tfds"
             elif data.input_path and not data.dataset:

@@ -48,6 +48,13 @@ def test_bad_overrides_name_the_key_and_the_fix(assignment, message):
         experiment_config("mnist_resnet", sets=[assignment])
 
 
+def test_input_path_and_tfds_name_together_are_refused():
+    with pytest.raises(GardenError, match="task.train_data sets both input_path and tfds_name; keep the one"):
+        experiment_config(
+            "image_classifier", sets=["task.train_data.tfds_name=mnist", "task.train_data.input_path=d/*"]
+        )
+
+
 @pytest.mark.parametrize(
     "assignment, message",
     [
