@@ -52,6 +52,8 @@ def test_folder_and_tfrecord_readers_give_the_catalog_examples(mnist_files):
         pixels, labels = canonical(*read_all(task, data))
         np.testing.assert_array_equal(labels, expected[1])
         np.testing.assert_array_equal(pixels, expected[0])
+    spread = task.load(DataConfig(dataset="image_folder", input_path=str(folder))).to_examples(40)
+    assert len(spread) == 40 and set(spread.labels) == set(range(10))  # the folder is sorted by class
     record = next(iter(tf.data.TFRecordDataset(str(shards / "train-00002-of-00004.tfrecord"))))
     feature = tf.train.Example.FromString(record.numpy()).features.feature  # Model Garden's keys, read by protobuf
     label = feature["image/class/label"].int64_list.value[0]

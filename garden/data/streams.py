@@ -150,9 +150,11 @@ class Stream:
         return dataclasses.replace(self, bad=frozenset(bad))
 
     def to_examples(self, limit: int) -> Examples:
-        """The first `limit` examples in evaluation order, decoded, in memory (what exports are judged on)."""
+        """At most `limit` examples evenly spaced through the stream (every k-th record, so a folder
+        sorted by class gives every class), decoded for evaluation, in memory: what exports are
+        judged and calibrated on."""
         features, labels = {}, []
-        for batch, batch_labels in eval_stream(self, 256).take(-(-limit // 256)):
+        for batch, batch_labels in eval_stream(self, 256, every=max(1, len(self) // limit)).take(-(-limit // 256)):
             for name, values in batch.items():
                 features.setdefault(name, []).append(values.numpy())
             labels.append(batch_labels.numpy())
@@ -277,9 +279,10 @@ def raw_examples(stream: Stream):
         yield features, int(label)
 
 
-def eval_stream(stream: Stream, batch_size: int) -> tf.data.Dataset:
-    """Every example once, in file order, decoded without augmentation, in batches of `batch_size`."""
-    records = stream.records_in_order()
+def eval_stream(stream: Stream, batch_size: int, every: int = 1) -> tf.data.Dataset:
+    """Every example (or every `every`-th) once, in file order, decoded without augmentation, in
+    batches of `batch_size`."""
+    records = stream.records_in_order().shard(every, 0)
     parse = stream.parsed(tf.constant([0, 0], tf.int64), training=False)
     if stream.vectorized:
         return records.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
