@@ -70,7 +70,7 @@ def _examples(data):
             yield (
                 _image_example(features["image_bytes"], label, data.label_names)
                 if "image_bytes" in features
-                else (_text_example(features, label, data.label_names))
+                else _text_example(features, label, data.label_names)
             )
         return
     if set(data.features) == {"image"}:

@@ -59,6 +59,11 @@ class Stream:
     augment_batch: Callable | None = None  # (features, labels, seed [2]) -> both, for training batches (MixUp)
 
     @property
+    def deterministic(self) -> bool:
+        """Whether parallel reads and maps keep their order (unless `deterministic` is set false)."""
+        return self.options.deterministic is not False
+
+    @property
     def vectorized(self) -> bool:
         """Whether batches of records parse in one call: a batch-wise parse and nothing to decode."""
         return self.batch_parse and self.decode is None
@@ -82,11 +87,12 @@ class Stream:
 
     def describe(self, pipelines: int) -> str:
         """One line: what is streamed and how the input pipelines share it."""
+        streaming = f"streaming {len(self.files)} files from {self.options.input_path}"
+        if pipelines <= 1:
+            return streaming
         files, by_record = self.share(pipelines, 0)
-        how = "every pipeline reads all" if len(files) == len(self.files) and not by_record else "by file"
-        how = "by record" if by_record else how
-        shared = f", shared {how} across {pipelines} input pipelines" if pipelines > 1 else ""
-        return f"streaming {len(self.files)} files from {self.options.input_path}{shared}"
+        how = "by record" if by_record else "by file" if len(files) < len(self.files) else "every pipeline reads all"
+        return f"{streaming}, shared {how} across {pipelines} input pipelines"
 
     def share_size(self, pipelines: int, pipeline_id: int) -> int:
         files, by_record = self.share(pipelines, pipeline_id)
@@ -120,13 +126,12 @@ class Stream:
                 for index, record in enumerate(self.read(tf.constant(path))):
                     parse(tf.constant(file_id, tf.int64), tf.constant(index, tf.int64), record)
             except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as failure:
-                reason = _first_line(failure)
                 where = f"record {index}" if index >= 0 else "its first record"
-                if isinstance(failure, tf.errors.DataLossError):
+                if isinstance(failure, tf.errors.DataLossError):  # reading failed after the last good record
                     where = f"after record {index}"
                 return GardenError(
-                    f"{path}, {where}: {reason}; fix or remove it, or set skip_bad_examples=true to leave bad "
-                    "examples out"
+                    f"{path}, {where}: {_first_line(failure)}; fix or remove it, or set skip_bad_examples=true to "
+                    "leave bad examples out"
                 )
         return None
 
@@ -193,23 +198,25 @@ def train_stream(
     epoch, offset = divmod(start, stream.share_size(pipelines, pipeline_id)) if start else (0, 0)
     files = tf.constant(file_ids, tf.int64)
 
+    def seed_and(value):  # a stateless seed [2]: the run's seed and an epoch, an example or a step
+        return tf.stack([tf.cast(seed, tf.int64), value])
+
     def epoch_records(e):
         if by_record:  # a fixed order to take every n-th record of, so that each share stays the same
             records = _interleaved(stream, files).shard(pipelines, pipeline_id)
         else:
-            order = tf.random.experimental.stateless_shuffle(files, seed=tf.stack([tf.cast(seed, tf.int64), e]))
+            order = tf.random.experimental.stateless_shuffle(files, seed=seed_and(e))
             records = tf.data.Dataset.from_tensors(order).flat_map(lambda ids: _interleaved(stream, ids))
         if options.shuffle_buffer_size > 1:
-            records = _block_shuffled(records, options.shuffle_buffer_size, tf.stack([tf.cast(seed, tf.int64), e]))
+            records = _block_shuffled(records, options.shuffle_buffer_size, seed_and(e))
         return records
 
     records = tf.data.Dataset.range(epoch, _EPOCHS).flat_map(epoch_records).skip(offset)
 
     def parse_at(position, element):
-        example_seed = tf.stack([tf.cast(seed, tf.int64), position * pipelines + pipeline_id])
-        return stream.parsed(example_seed, training=True)(*element)
+        return stream.parsed(seed_and(position * pipelines + pipeline_id), training=True)(*element)
 
-    deterministic = options.deterministic is not False
+    deterministic = stream.deterministic
     if stream.vectorized:  # a batch of records parses in one call
         parse = stream.parsed(None, training=True)
         batches = records.batch(batch_size, drop_remainder=True)
@@ -224,9 +231,7 @@ def train_stream(
 
     def augment_at(step, batch):  # seeded by the step, as examples are by their position
         features, labels = batch
-        return stream.augment_batch(
-            features, labels, tf.stack([tf.cast(seed, tf.int64), step * pipelines + pipeline_id])
-        )
+        return stream.augment_batch(features, labels, seed_and(step * pipelines + pipeline_id))
 
     return batches.enumerate(start_step).map(
         augment_at, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic
@@ -257,7 +262,7 @@ def _interleaved(stream, file_ids):
         ids, indices = tf.data.Dataset.from_tensors(file_id).repeat(), tf.data.Dataset.range(_EPOCHS)
         return tf.data.Dataset.zip((ids, indices, stream.read(tf.gather(paths, file_id))))
 
-    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": options.deterministic is not False}
+    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": stream.deterministic}
     records = tf.data.Dataset.from_tensor_slices(file_ids).interleave(
         read,
         cycle_length=options.cycle_length or _CYCLE_LENGTH,

@@ -45,18 +45,17 @@ def _column(header, column, path):
     return header.index(column)
 
 
+def csv_quoting(delimiter):
+    """GLUE's TSV files hold quotes as text; CSV files quote fields that need it."""
+    return csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+
+
 def read_table(path, text_column, label_column, text_pair_column="", header=True):
     """Rows of a TSV (`.tsv`) or CSV file as (texts, pairs or None, labels)."""
     existing_file(path)
     delimiter = "\t" if path.endswith(".tsv") else ","
     with open(path, newline="", encoding="utf-8") as f:
-        rows = [
-            row
-            for row in csv.reader(
-                f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-            )
-            if row
-        ]
+        rows = [row for row in csv.reader(f, delimiter=delimiter, quoting=csv_quoting(delimiter)) if row]
     head = rows.pop(0) if header else None
     columns = [_column(head, c, path) for c in (text_column, label_column)]
     pair = _column(head, text_pair_column, path) if text_pair_column else None

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.data.streams import Stream
-from garden.data.text_files import _column
+from garden.data.text_files import _column, csv_quoting
 from garden.errors import GardenError, did_you_mean
 
 TABLES = (".tsv", ".csv")
@@ -27,11 +27,7 @@ RECORDS = (".tfrecord", ".tfrecords")
 
 def _header(path, delimiter):
     with open(path, newline="", encoding="utf-8") as f:
-        return next(csv.reader(f, delimiter=delimiter, quoting=_quoting(delimiter)), [])
-
-
-def _quoting(delimiter):
-    return csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+        return next(csv.reader(f, delimiter=delimiter, quoting=csv_quoting(delimiter)), [])
 
 
 def _table_columns(files, config, delimiter):
@@ -55,21 +51,21 @@ def _record_spec(files, config):
     return {**spec, config.label_column: tf.io.FixedLenFeature([], label_type)}
 
 
-def _labels_in(files, config, kind, delimiter):
+def _labels_in(files, config, delimiter, columns, record_spec):
     """Every label of the files, in one streaming pass that keeps only the label column."""
-    if kind in RECORDS:
-        spec = {config.label_column: _record_spec(files, config)[config.label_column]}
+    if record_spec is not None:
+        spec = {config.label_column: record_spec[config.label_column]}
         records = tf.data.TFRecordDataset(files).batch(1024).map(lambda r: tf.io.parse_example(r, spec))
         labels = (tf.strings.as_string(b[config.label_column]) for b in records)
         return sorted({label.decode() for batch in labels for label in batch.numpy()})
     found = set()
     for path in files:
         with open(path, newline="", encoding="utf-8") as f:
-            if kind in TABLES:
-                rows = csv.reader(f, delimiter=delimiter, quoting=_quoting(delimiter))
+            if columns is not None:
+                rows = csv.reader(f, delimiter=delimiter, quoting=csv_quoting(delimiter))
                 if config.header:
                     next(rows, None)
-                column = _table_columns(files, config, delimiter)[1]
+                column = columns[1]
                 found.update(row[column] for row in rows if len(row) > column)
             else:
                 found.update(str(json.loads(line)[config.label_column]) for line in f if line.strip())
@@ -86,12 +82,12 @@ def text_stream(files: list[str], config, label_names=None) -> Stream:
         )
     (kind,) = kinds
     delimiter = "\t" if kind == ".tsv" else ","
-    names = list(label_names) if label_names else _labels_in(files, config, kind, delimiter)
+    columns = _table_columns(files, config, delimiter) if kind in TABLES else None
+    record_spec = _record_spec(files, config) if kind in RECORDS else None
+    names = list(label_names) if label_names else _labels_in(files, config, delimiter, columns, record_spec)
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(names), tf.range(len(names), dtype=tf.int64)), -1
     )
-    columns = _table_columns(files, config, delimiter) if kind in TABLES else None
-    record_spec = _record_spec(files, config) if kind in RECORDS else None
     pairs = bool(config.text_pair_column)
 
     def fields(line):

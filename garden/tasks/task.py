@@ -90,8 +90,8 @@ class Task:
         return examples.take(data_config.num_examples).fold(data_config.fold)
 
     def load_examples(self, data_config, label_names=None, limit: int = 10_000) -> Examples:
-        """The data in memory (what exports are judged and calibrated on): a stream's first `limit`
-        examples, decoded for evaluation."""
+        """The data in memory (what exports are judged and calibrated on): of a stream, at most `limit`
+        examples spread evenly through it, decoded for evaluation."""
         data = self.load(data_config, label_names)
         return data.to_examples(limit) if isinstance(data, Stream) else data
 
