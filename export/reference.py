@@ -256,6 +256,7 @@ class OutputsReference(ExportReference):
             "outputs": list(self.expected[self.task.tensor_signature]),
             "labels": self.examples.label_names,
             "input_ranges": {name: list(bounds) for name, bounds in self.task.input_ranges.items()},
+            "preprocessing": self.task.preprocessing(),
             "held_out": {"split": self.task.held_out().split, "examples": len(self.examples)},
             "quality": self.quality,
             f"keras_{self.quality}": self.keras_quality,

@@ -28,7 +28,8 @@ class ComponentConfig(base_config.Config):
 
 @dataclasses.dataclass
 class DataConfig(mg.DataConfig):
-    """Model Garden's DataConfig plus a catalog dataset, its split, an optional evenly spaced
+    """Model Garden's DataConfig plus a catalog dataset, its split, optionally only the examples of
+    some `classes` (label names) and at most `examples_per_class` of each, an optional evenly spaced
     subset of `num_examples`, then an optional `fold` of those ("K/N": every N-th from the K-th,
     "~K/N": all the others), for text files the columns to read (names, or numbers when `header`
     is false) and, for training data under the `distillation` loss, the `teacher_logits` file that
@@ -46,6 +47,8 @@ class DataConfig(mg.DataConfig):
 
     dataset: str = ""
     split: str = ""
+    classes: list = dataclasses.field(default_factory=list)
+    examples_per_class: int = -1
     num_examples: int = -1
     fold: str = ""
     text_column: str = "sentence"
@@ -79,9 +82,16 @@ class TokenizerConfig(base_config.Config):
 
 @dataclasses.dataclass
 class ModelConfig(base_config.Config):
+    """A backbone, a head and (for text) a tokenizer. For fine-tuning, `trainable_backbone_blocks`
+    freezes all of the backbone but its last N blocks (-1: none frozen; 0: the whole backbone; see
+    garden/models/freezing.py) and the backbone trains at `backbone_learning_rate_multiplier` times
+    the head's learning rate (its weight decay scaled alike)."""
+
     backbone: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
     head: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
     tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
+    trainable_backbone_blocks: int = -1
+    backbone_learning_rate_multiplier: float = 1.0
 
 
 @dataclasses.dataclass
@@ -99,11 +109,14 @@ class SamplerConfig(base_config.Config):
 class TaskConfig(mg.TaskConfig):
     """`name` is the experiment; `type` the registered task that builds model, data and loss.
     A `multitask` holds its sub-tasks in `tasks` (name -> TaskConfig); they share `model.backbone`,
-    `model.tokenizer` and `init_checkpoint`, and each has its own head, loss and data."""
+    `model.tokenizer` and `init_checkpoint`, and each has its own head, loss and data.
+    `l2_weight_decay` adds Model Garden's L2 penalty, l2_weight_decay / 2 x the sum of squared kernels
+    (convolution and dense weights; not biases, norms or embeddings), to the training loss."""
 
     type: str = ""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     loss: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
+    l2_weight_decay: float = 0.0
     train_data: DataConfig = dataclasses.field(default_factory=DataConfig)
     validation_data: DataConfig = dataclasses.field(default_factory=DataConfig)
     test_data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -368,6 +381,13 @@ def check_values(config):
     _positive(trainer.gradient_accumulation_steps, "trainer.gradient_accumulation_steps")
     _positive(trainer.max_to_keep, "trainer.max_to_keep")
     _positive(config.task.model.tokenizer.sequence_length, "task.model.tokenizer.sequence_length")
+    _not_negative(config.task.l2_weight_decay, "task.l2_weight_decay")
+    _not_negative(config.task.model.backbone_learning_rate_multiplier, "task.model.backbone_learning_rate_multiplier")
+    if config.task.model.trainable_backbone_blocks < -1:
+        raise GardenError(
+            "task.model.trainable_backbone_blocks is a number of blocks, 0 (freeze the backbone) or -1 (freeze "
+            f"nothing); got {config.task.model.trainable_backbone_blocks}"
+        )
     subtasks = [(f"task.tasks.{n}", t) for n, t in subtask_configs(config.task).items()]
     for path, task in [("task", config.task), *subtasks]:
         if task.train_data.dataset:
@@ -376,6 +396,11 @@ def check_values(config):
             data = getattr(task, split, None)
             if data is None or not data.dataset:
                 continue
+            if not (data.examples_per_class > 0 or data.examples_per_class == -1):
+                raise GardenError(
+                    f"{path}.{split}.examples_per_class must be positive, or -1 for every example "
+                    f"(got {data.examples_per_class})"
+                )
             if not (data.num_examples > 0 or data.num_examples == -1):
                 raise GardenError(
                     f"{path}.{split}.num_examples must be positive, or -1 for every example (got {data.num_examples})"

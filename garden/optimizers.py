@@ -200,6 +200,21 @@ def _clipping(c):
     return {"clipnorm": c.clipnorm, "clipvalue": c.clipvalue, "global_clipnorm": global_clipnorm}
 
 
+class DynamicEMA:
+    """Model Garden's `ema.dynamic_decay` (its default): the average's decay at step t is
+    min(average_decay, (1 + t) / (10 + t)), so early averages follow the weights instead of holding
+    the random initialization (Keras 3's fixed decay of 0.9999 keeps 37% of it after 10,000 steps)."""
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        fixed = self.ema_momentum
+        step = ops.cast(self.iterations, "float32")
+        self.ema_momentum = ops.minimum(fixed, (1.0 + step) / (10.0 + step))
+        try:
+            super()._update_model_variables_moving_average(trainable_variables)
+        finally:
+            self.ema_momentum = fixed
+
+
 def build_optimizer(optimization_config):
     """A Keras 3 optimizer for `optimization_config` (Model Garden's OptimizationConfig)."""
     kind = optimization_config.optimizer.type
@@ -212,9 +227,47 @@ def build_optimizer(optimization_config):
     kwargs.update(_clipping(settings))
     ema = optimization_config.ema
     if ema is not None:
+        if ema.start_step or not ema.trainable_weights_only:
+            raise GardenError(
+                "ema.start_step and ema.trainable_weights_only=false are not supported (Keras 3 averages the "
+                "trainable weights from the first step); leave them at 0 and true"
+            )
         kwargs.update(use_ema=True, ema_momentum=ema.average_decay)
+        if ema.dynamic_decay:
+            optimizer_class = type(optimizer_class.__name__, (DynamicEMA, optimizer_class), {})
     optimizer = optimizer_class(learning_rate=build_learning_rate(optimization_config), **kwargs)
     excluded = getattr(settings, "exclude_from_weight_decay", None)
     if excluded:
         optimizer.exclude_from_weight_decay(var_names=list(excluded))
     return optimizer
+
+
+def scale_learning_rate(optimizer, variables, multiplier: float) -> None:
+    """Makes `optimizer` update `variables` at `multiplier` times its learning rate, their decoupled
+    weight decay scaled alike (a backbone fine-tuned slower than its new head). Keras 3 optimizers
+    take one rate for all variables, so the per-variable step and weight decay are replaced on this
+    instance; the update rule itself is the optimizer's own."""
+    if multiplier == 1:
+        return
+    keys = {optimizer._var_key(variable) for variable in variables}
+    update_step, apply_weight_decay = optimizer.update_step, optimizer._apply_weight_decay
+
+    def scaled_update_step(gradient, variable, learning_rate):
+        if optimizer._var_key(variable) in keys:
+            learning_rate = learning_rate * tf.cast(multiplier, learning_rate.dtype)
+        return update_step(gradient, variable, learning_rate)
+
+    def scaled_weight_decay(trainable_variables):
+        scaled = [v for v in trainable_variables if optimizer._var_key(v) in keys]
+        apply_weight_decay([v for v in trainable_variables if optimizer._var_key(v) not in keys])
+        if optimizer.weight_decay is None or not scaled:
+            return
+        base = optimizer.weight_decay  # the decay is rate x weight_decay: scaling this one scales it
+        optimizer.weight_decay = base * multiplier
+        try:
+            apply_weight_decay(scaled)
+        finally:
+            optimizer.weight_decay = base
+
+    optimizer.update_step = scaled_update_step
+    optimizer._apply_weight_decay = scaled_weight_decay

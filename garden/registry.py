@@ -36,6 +36,8 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Any] = {}
+        self._families: dict[str, Callable[[str], Any]] = {}
+        self._members: dict[str, Any] = {}  # family members resolved so far
 
     def register(self, name: str) -> Callable[[Any], Any]:
         def decorator(obj):
@@ -46,16 +48,30 @@ class Registry:
 
         return decorator
 
+    def register_family(self, prefix: str, resolve: Callable[[str], Any]) -> None:
+        """Names `PREFIX.MEMBER` resolve to `resolve(MEMBER)` (a class or function, built on first use;
+        `resolve` raises GardenError for a member that does not exist)."""
+        self._families[prefix] = resolve
+
     def names(self) -> list[str]:
+        """The registered names (a family's members are not listed: see `families`)."""
         return sorted(self._entries)
+
+    def families(self) -> list[str]:
+        return [f"{prefix}.CLASS" for prefix in sorted(self._families)]
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 
     def get(self, name: str) -> Any:
-        if name not in self._entries:
-            raise GardenError(f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}")
-        return self._entries[name]
+        if name in self._entries:
+            return self._entries[name]
+        prefix, dot, member = name.partition(".")
+        if dot and prefix in self._families:
+            if name not in self._members:
+                self._members[name] = self._families[prefix](member)
+            return self._members[name]
+        raise GardenError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.names() + self.families())}")
 
     def defaults(self, name: str) -> dict[str, Any]:
         """The keyword parameters of `name` with their default values."""

@@ -45,3 +45,13 @@ def test_streaming_benchmark_compares_garden_and_model_garden_on_the_same_shards
     assert abs(result["garden_vs_model_garden"] - rates["garden"] / rates["model_garden"]) < 0.01  # printed rounded
     assert all(mb >= 0 for mb in result["peak_rss_above_baseline_mb"].values())
     assert min(result["text_tokenized_examples_per_second"].values()) > 0 and result["train_step_seconds"]["held"] > 0
+
+
+def test_vision_benchmark_trains_the_same_resnet50_in_garden_keras_hub_and_model_garden():
+    printed = [json.loads(line) for line in quick("vision.py").splitlines() if line.startswith("{")]
+    systems = [row for row in printed if "system" in row]
+    assert len(systems) == 3 and not any("error" in row for row in systems), systems
+    assert len({row["batches"] for row in systems}) == 1  # the same batches
+    assert len({row["trainable_weights"] for row in systems}) == 1  # the same network
+    assert all(0 < row["fraction_of_float32_matmul_peak"] < 1 for row in systems)
+    assert printed[-1]["ratio_garden_to_fastest_peer"] > 0

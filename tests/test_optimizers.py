@@ -166,9 +166,31 @@ def test_weight_decay_skips_excluded_variables():
     np.testing.assert_allclose(bias.numpy(), 1.0)  # excluded
 
 
-def test_ema_is_kept_when_configured():
-    optimizer = build_optimizer(optimization(**{"ema.average_decay": 0.9}))
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_ema_follows_model_gardens_dynamic_decay(dynamic):
+    """The average after each SGD step, by hand: decay min(0.9, (1+t)/(10+t)) at step t (dynamic, Model
+    Garden's default), else 0.9; Keras starts the average at the weights' first value."""
+    optimizer = build_optimizer(
+        optimization(
+            **{
+                "ema.average_decay": 0.9,
+                "ema.dynamic_decay": str(dynamic).lower(),
+                "warmup.type": "null",
+                "optimizer.type": "sgd",
+                "learning_rate": "{type: constant, constant: {learning_rate: 1.0}}",
+            }
+        )
+    )
     assert optimizer.use_ema and optimizer.ema_momentum == 0.9
+    variable = keras.Variable(np.zeros(1, np.float32))
+    average = None
+    for step in range(4):
+        optimizer.apply_gradients([(np.array([-1.0], np.float32), variable)])
+        weight = step + 1.0
+        decay = 0.0 if step == 0 else (min(0.9, (1 + step) / (10 + step)) if dynamic else 0.9)
+        average = weight if average is None else decay * average + (1 - decay) * weight
+    optimizer.finalize_variable_values([variable])
+    np.testing.assert_allclose(variable.numpy(), [average], rtol=1e-5)
 
 
 def test_missing_optimizer_type_is_a_clear_error():

@@ -26,6 +26,27 @@ class Examples:
             return self
         return self._select(np.arange(count) * len(self) // count)
 
+    def of_classes(self, classes, per_class=-1):
+        """The examples of the named `classes` (all when empty), at most `per_class` of each (evenly
+        spaced through the class, in order; all when negative)."""
+        index = np.arange(len(self))
+        if classes:
+            names = [str(c) for c in classes]
+            unknown = [n for n in names if n not in self.label_names]
+            if unknown:
+                raise GardenError(
+                    f"classes {', '.join(unknown)} are not in this data; it has {', '.join(self.label_names)}"
+                )
+            wanted = [self.label_names.index(n) for n in names]
+            index = np.flatnonzero(np.isin(self.labels, wanted))
+        if per_class >= 0:
+            kept = []
+            for label in np.unique(self.labels[index]):
+                members = index[self.labels[index] == label]
+                kept.extend(members[np.arange(min(per_class, len(members))) * len(members) // max(per_class, 1)])
+            index = np.sort(np.asarray(kept, np.int64))
+        return self if len(index) == len(self) else self._select(index)
+
     def fold(self, spec):
         """The examples of fold `spec`: "K/N" keeps positions K, K+N, K+2N, ...; "~K/N" keeps the
         others; "" keeps all."""

@@ -6,6 +6,7 @@ A head names the backbone output it reads (`head.features`, such as `pooled_outp
 import keras
 
 from garden.errors import GardenError
+from garden.models.freezing import freeze
 from garden.registry import BACKBONES, HEADS
 
 
@@ -13,10 +14,22 @@ def build_task_model(model_config, name, backbone=None):
     """The model of `model_config`; pass `backbone` to share one between several heads."""
     head = _build(HEADS, "head", model_config.head)
     if backbone is None:  # a shared backbone serves other heads too, which may read other outputs
-        backbone = _build(BACKBONES, "backbone", model_config.backbone)
+        backbone = build_backbone(model_config)
         backbone.train_for(head.features)
     logits = head(backbone(backbone.input)[head.features])
     return keras.Model(inputs=backbone.input, outputs={"logits": logits}, name=name)
+
+
+def build_backbone(model_config) -> keras.Model:
+    """The backbone of `model_config`, frozen as `trainable_backbone_blocks` says."""
+    backbone = _build(BACKBONES, "backbone", model_config.backbone)
+    freeze(backbone, model_config.trainable_backbone_blocks, "task.model.trainable_backbone_blocks")
+    return backbone
+
+
+def backbone_variables(models) -> list:
+    """The trainable variables of the `models`' backbones (a dict of task models), each once."""
+    return _each_once(v for model in models.values() for v in model.get_layer("backbone").trainable_variables)
 
 
 def _build(registry, part, component):

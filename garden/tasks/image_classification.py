@@ -9,6 +9,7 @@ from garden.data.seeded_random import seeded_random
 from garden.errors import GardenError
 from garden.registry import TASKS
 from garden.tasks.classification import ClassificationTask
+from garden.tasks.warm_start import load_backbone
 
 
 @TASKS.register("image_classification")
@@ -71,6 +72,13 @@ class ImageClassificationTask(ClassificationTask):
 
         return mix
 
+    def initialize(self, model):
+        """Backbone weights from `init_checkpoint`: a Garden run folder, a KerasHub preset folder or a
+        .weights.h5 file (garden/tasks/warm_start.py)."""
+        if self.config.init_checkpoint:
+            return load_backbone(model.get_layer("backbone"), self.config.init_checkpoint)
+        return None
+
     def build_loss(self):
         """Cross-entropy on the smoothed, mixed label distributions when training batches are mixed."""
         if not self.config.train_data.mixup_and_cutmix:
@@ -95,12 +103,34 @@ class ImageClassificationTask(ClassificationTask):
             )
         return tuple(shape)
 
+    def preprocessing(self) -> dict:
+        """What a device does to a photo before the `image` input, as evaluation does it."""
+        height, width, channels = self._image_shape()
+        fraction = self.config.validation_data.center_crop_fraction
+        return {
+            "image": {
+                "height": height,
+                "width": width,
+                "channels": channels,
+                "color": "grayscale" if channels == 1 else "RGB",
+                "center_crop_fraction": fraction,
+                "resize": "bilinear (tf.image.resize) of the whole"
+                + (" central crop" if fraction < 1 else " image")
+                + ", aspect ratio not kept",
+                "values": "pixel / 255, float32 in [0, 1]; any normalization is inside the model",
+            }
+        }
+
     def raw_serving(self, model, feature_names):
         (image,) = model.inputs
         height, width, channels = image.shape[1:]
+        fraction = self.config.validation_data.center_crop_fraction
 
         def decode(data):
-            return _scaled(tf.io.decode_image(data, channels=channels, expand_animations=False), height, width)
+            pixels = tf.io.decode_image(data, channels=channels, expand_animations=False)
+            if fraction < 1:  # as evaluation crops
+                pixels = tf.image.central_crop(pixels, fraction)
+            return _scaled(pixels, height, width)
 
         def preprocess(raw):
             spec = tf.TensorSpec((height, width, channels), tf.float32)
@@ -109,11 +139,17 @@ class ImageClassificationTask(ClassificationTask):
         return {"image_bytes": tf.TensorSpec([None], tf.string, name="image_bytes")}, preprocess
 
     def raw_features(self, examples, names):
-        """PNG files of the images, 8 bits per channel (what `serving_bytes` decodes them back to)."""
+        """PNG files of the images, 8 bits per channel, and what `serving_bytes` makes of them (the same
+        pixels; centrally cropped and resized back when evaluation crops)."""
         ((name, images),) = examples.features.items()
         pixels = np.round(np.asarray(images) * 255).astype(np.uint8)
         encoded = np.array([tf.io.encode_png(image).numpy() for image in pixels], dtype=object)
-        decoded = {name: pixels.astype(np.float32) / 255.0}
+        fraction = self.config.validation_data.center_crop_fraction
+        if fraction < 1:  # `serving_bytes` crops as evaluation does, then resizes to the model's size
+            height, width = pixels.shape[1:3]
+            decoded = {name: _scaled(tf.image.central_crop(pixels, fraction), height, width).numpy()}
+        else:
+            decoded = {name: pixels.astype(np.float32) / 255.0}
         return [encoded], Examples(decoded, examples.labels, examples.label_names)
 
 

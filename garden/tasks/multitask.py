@@ -9,8 +9,8 @@ import numpy as np
 
 from garden.config import TaskConfig, subtask_configs
 from garden.errors import GardenError
-from garden.models.task_model import build_task_model
-from garden.registry import BACKBONES, TASKS
+from garden.models.task_model import build_backbone, build_task_model
+from garden.registry import TASKS
 from garden.tasks.task import Task
 
 SAMPLERS = ("uniform", "proportional", "temperature")
@@ -48,8 +48,7 @@ class MultiTask(Task):
 
     def build_models(self):
         """name -> keras.Model; all of them call one backbone layer, so they share its weights."""
-        backbone = self.config.model.backbone
-        shared = BACKBONES.build(backbone.type, backbone.params.as_dict(), name="backbone")
+        shared = build_backbone(self.config.model)
         return {name: build_task_model(task.config.model, name, shared) for name, task in self.tasks.items()}
 
     def checkpointed(self, models):
@@ -57,7 +56,7 @@ class MultiTask(Task):
 
     def warm_start(self, models):
         first = next(iter(self.tasks))  # the backbone is shared: loading it once loads it for all
-        self.tasks[first].initialize(models[first])
+        return self.tasks[first].initialize(models[first])
 
     def assets(self):
         """The sub-tasks' assets; those of the shared backbone and tokenizer under the multitask's own keys."""

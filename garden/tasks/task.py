@@ -54,9 +54,10 @@ class Task:
         """The sub-task index of every training step: this task at every step."""
         return np.zeros(steps, np.int64)
 
-    def warm_start(self, models: dict[str, keras.Model]) -> None:
-        """Loads `init_checkpoint` into the models of a new (not resumed) run."""
-        self.initialize(models[self.name])
+    def warm_start(self, models: dict[str, keras.Model]) -> str | None:
+        """Loads `init_checkpoint` into the models of a new (not resumed) run; returns where the
+        weights came from when the task says (for the run's log)."""
+        return self.initialize(models[self.name])
 
     def assets(self) -> dict[str, str]:
         """Files (or folders) that inference needs beside the weights, by the config key (under `task.`)
@@ -87,6 +88,7 @@ class Task:
         if isinstance(examples, Stream):
             return self._stream(examples, data_config)
         _refuse_stream_options(data_config)
+        examples = examples.of_classes(data_config.classes, data_config.examples_per_class)
         return examples.take(data_config.num_examples).fold(data_config.fold)
 
     def load_examples(self, data_config, label_names=None, limit: int = 10_000) -> Examples:
@@ -97,9 +99,15 @@ class Task:
 
     def _stream(self, stream, data_config):
         """The stream with this task's decoding (and its label names), without bad records when asked."""
-        if data_config.num_examples != -1 or data_config.fold:
+        if (
+            data_config.num_examples != -1
+            or data_config.fold
+            or data_config.classes
+            or data_config.examples_per_class != -1
+        ):
             raise GardenError(
-                f"{data_config.dataset} data is streamed: num_examples and fold apply to in-memory datasets; "
+                f"{data_config.dataset} data is streamed: classes, examples_per_class, num_examples and fold apply "
+                "to in-memory datasets; "
                 "write the subset you want with 'garden data convert' instead"
             )
         stream = dataclasses.replace(
@@ -156,7 +164,7 @@ class Task:
         """What evaluation gathers on the host from a batch's outputs (all of them here)."""
         return outputs
 
-    def initialize(self, model):
+    def initialize(self, model) -> str | None:
         """Loads `init_checkpoint` into the backbone of a new (not resumed) model."""
         if self.config.init_checkpoint:
             raise GardenError(f"task type '{self.config.type}' cannot load init_checkpoint; leave it empty")
@@ -182,6 +190,10 @@ class Task:
             f"task type '{self.config.type}' does not say how its exports are judged; give it `quality`, "
             "`parity_outputs` and `serving_quality`"
         )
+
+    def preprocessing(self) -> dict:
+        """Input name -> how a client prepares it (recorded in the export manifest; empty: as served)."""
+        return {}
 
     def raw_serving(self, model, feature_names):
         """(named input specs, fn(raw inputs) -> model inputs in the graph) of the raw signature, for

@@ -28,8 +28,8 @@ from garden.data.examples import Examples
 from garden.data.pipeline import train_dataset
 from garden.data.streams import Stream, bad_records_named
 from garden.errors import GardenError
-from garden.models.task_model import seed_states, trainable_variables
-from garden.optimizers import build_optimizer
+from garden.models.task_model import backbone_variables, seed_states, trainable_variables
+from garden.optimizers import build_optimizer, scale_learning_rate
 from garden.registry import TASKS
 from garden.run import weights_dir, write_assets
 from garden.train import precision
@@ -107,6 +107,8 @@ class Trainer:
                 model.get_layer("backbone").check_training(runtime)
             self.variables = trainable_variables(self.models)
             optimizer = build_optimizer(config.trainer.optimizer_config)
+            multiplier = config.task.model.backbone_learning_rate_multiplier
+            scale_learning_rate(optimizer, backbone_variables(self.models), multiplier)
             self.optimizer = precision.wrap_optimizer(optimizer, self.policy, runtime.loss_scale)
             self.optimizer.build(self.variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -135,12 +137,18 @@ class Trainer:
         optimizer, strategy = self.optimizer, self.strategy
         micro_batches = self.config.trainer.gradient_accumulation_steps
 
+        l2 = self.config.task.l2_weight_decay
+        kernels = [v for v in model.trainable_variables if v.path.endswith("kernel")] if l2 else []
+
         def gradients(features, labels):
             with tf.GradientTape() as tape:
                 outputs = model(features, training=True)
                 loss = tf.nn.compute_average_loss(loss_fn(labels, outputs), global_batch_size=global_batch_size)
-                if model.losses:  # once per global batch
-                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses)) / micro_batches
+                penalties = list(model.losses)
+                if kernels:  # Model Garden's l2_weight_decay
+                    penalties.append(l2 / 2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in kernels]))
+                if penalties:  # once per global batch
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(penalties)) / micro_batches
                 scaled = optimizer.scale_loss(loss)
             return loss, tape.gradient(scaled, model.trainable_variables)
 
@@ -196,8 +204,7 @@ class Trainer:
         self.schedule = self.task.schedule(sizes, self.config.trainer.train_steps, self.config.runtime.seed)
         self._refuse_changed_model()
         resumed = self.checkpoints.restore_latest()
-        if not resumed:
-            self.task.warm_start(self.models)
+        warm_start = None if resumed else self.task.warm_start(self.models)
         start = int(self.step.numpy())
         self._write_run_files()
         if resumed and not self.checkpoints.has_weights(start):  # a run from before RUN/model/, or a killed save
@@ -205,6 +212,8 @@ class Trainer:
         self.reporter = Reporter(self.run_dir, self.chief, self.config.trainer.train_steps)
         if resumed:
             self.reporter.message(f"resumed from {resumed} at step {start}")
+        if warm_start:
+            self.reporter.message(f"warm start: backbone weights from {warm_start}")
         if len(self.routines) > 1:
             shares = ", ".join(f"{r.name} {p:.2f}" for r, p in zip(self.routines, self.task.probabilities(sizes)))
             self.reporter.message(f"sampling tasks ({self.config.task.sampler.type}): {shares}")

@@ -1,0 +1,83 @@
+"""Warm starts of an image backbone from weights on disk: a Garden run folder, a KerasHub preset
+folder or a Keras `.weights.h5` file (`task.init_checkpoint`). The head starts fresh."""
+
+import os
+
+import keras
+
+from garden.errors import GardenError
+
+
+def load_backbone(backbone: keras.Model, source: str) -> str:
+    """Copies the weights of `source` into `backbone`; returns what they came from, for the log."""
+    if os.path.isfile(os.path.join(source, "config.yaml")):
+        from garden.run import Run
+
+        policy = keras.config.dtype_policy()  # a loaded run is float32; the training run keeps its policy
+        try:
+            run = Run(source)
+        finally:
+            keras.config.set_dtype_policy(policy)
+        _copy(run.model.get_layer("backbone"), backbone, source)
+        return f"the backbone of {source} at step {run.step}"
+    if os.path.isfile(os.path.join(source, "config.json")):
+        _copy(_preset(source), _hub(backbone, source), source)
+        return f"KerasHub preset {source}"
+    if source.endswith(".weights.h5") and os.path.isfile(source):
+        _copy(*_weights_file(backbone, source), source)
+        return f"weights file {source}"
+    raise GardenError(
+        f"task.init_checkpoint {source} is not a Garden run folder (config.yaml), a KerasHub preset folder "
+        "(config.json, as save_to_preset writes it) or a .weights.h5 file"
+    )
+
+
+def _hub(backbone, source):
+    if not hasattr(backbone, "hub"):
+        raise GardenError(
+            f"task.init_checkpoint {source} is a KerasHub preset; backbone {backbone.name} is not a KerasHub one "
+            "(use keras_hub.CLASS or a family such as resnet_v1 of the same architecture)"
+        )
+    return backbone.hub
+
+
+def _preset(source):
+    import keras_hub
+
+    try:
+        return keras_hub.models.Backbone.from_preset(source)
+    except (ValueError, OSError, KeyError, TypeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise GardenError(f"cannot load KerasHub preset {source}: {reason}") from error
+
+
+def _weights_file(backbone, source):
+    """(a fresh copy of `backbone`, or of its KerasHub model, holding the weights of `source`; the model
+    of `backbone` to copy them into)."""
+    reason = ""
+    for candidate in [backbone] + ([backbone.hub] if hasattr(backbone, "hub") else []):
+        copy = candidate.__class__.from_config(candidate.get_config())
+        try:
+            copy.load_weights(source)
+        except ValueError as error:
+            reason = reason or (str(error).strip().splitlines() or [type(error).__name__])[0]
+            continue
+        return copy, candidate
+    raise GardenError(f"cannot load {source} into backbone {backbone.name}: {reason}")
+
+
+def _copy(source, target, where):
+    """Assigns `source`'s weights to `target`'s, in order; a count or shape that differs is one line."""
+    if len(source.weights) != len(target.weights):
+        raise GardenError(
+            f"task.init_checkpoint {where} holds {len(source.weights)} backbone weights and this backbone "
+            f"{len(target.weights)}: they are different architectures; build the backbone as {where} did"
+        )
+    for theirs, ours in zip(source.weights, target.weights):
+        if tuple(theirs.shape) != tuple(ours.shape):
+            raise GardenError(
+                f"task.init_checkpoint {where}: weight {theirs.path} has shape {tuple(theirs.shape)} there and "
+                f"{tuple(ours.shape)} here ({ours.path}); build the backbone as {where} did"
+            )
+    for theirs, ours in zip(source.weights, target.weights):
+        ours.assign(theirs)
