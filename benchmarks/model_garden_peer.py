@@ -81,23 +81,27 @@ def model_garden_step_seconds(
             "learning_rate": {"type": "constant", "constant": {"learning_rate": learning_rate}},
         }
     )
+    task = sentence_prediction.SentencePredictionTask(task_config)
+    seconds, _ = orbit_step_seconds(task, optimization, batches.map(_to_model_garden), steps, steps_per_loop, precision)
+    return seconds
+
+
+def orbit_step_seconds(task, optimization, dataset, steps: int, loop: int, precision: str):
+    """(median seconds per step over the `trainer.train(loop)` calls after the first, the model) of
+    Model Garden's `task` with the optimizer its factory builds for `optimization`, run by
+    official.core.base_trainer.Trainer (Orbit) on the default strategy over `dataset`."""
     config = cfg.ExperimentConfig(
-        task=task_config,
-        trainer=cfg.TrainerConfig(optimizer_config=optimization, steps_per_loop=steps_per_loop, train_steps=steps),
+        task=task.task_config,
+        trainer=cfg.TrainerConfig(optimizer_config=optimization, steps_per_loop=loop, train_steps=steps),
         runtime=cfg.RuntimeConfig(mixed_precision_dtype=precision),
     )
-
-    task = sentence_prediction.SentencePredictionTask(task_config)
     model = task.build_model()
     optimizer = task.create_optimizer(optimization, config.runtime)
-    trainer = base_trainer.Trainer(
-        config, task, model, optimizer, train=True, evaluate=False, train_dataset=batches.map(_to_model_garden)
-    )
-
+    trainer = base_trainer.Trainer(config, task, model, optimizer, train=True, evaluate=False, train_dataset=dataset)
     per_step = []
-    for _ in range(steps // steps_per_loop):
+    for _ in range(steps // loop):
         start = time.perf_counter()
-        logs = trainer.train(tf.constant(steps_per_loop))
+        logs = trainer.train(tf.constant(loop))
         logs["training_loss"].numpy()
-        per_step.append((time.perf_counter() - start) / steps_per_loop)
-    return statistics.median(per_step[1:])
+        per_step.append((time.perf_counter() - start) / loop)
+    return statistics.median(per_step[1:]), model

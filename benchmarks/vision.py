@@ -43,13 +43,13 @@ import argparse
 import json
 import os
 import statistics
-import time
 
 import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
 from keras_hub.src.utils.timm.convert_resnet import convert_backbone_config
+from model_garden_peer import orbit_step_seconds
 from peers import LoopTimer
 from training import batches_fingerprint, matmul_peak, step_seconds
 
@@ -160,8 +160,6 @@ def model_garden_seconds(dataset, size: int, batch: int, steps: int, loop: int, 
     """Model Garden's median seconds per step over the `trainer.train(loop)` calls after the first, and
     its model: ImageClassificationTask (ResNet model_id 50, sparse labels) and the legacy tf_keras SGD
     that its optimizer factory builds for type "sgd", run by base_trainer.Trainer."""
-    from official.core import base_trainer
-    from official.core import config_definitions as cfg
     from official.modeling import performance
     from official.modeling.optimization.configs import optimization_config
     from official.vision.configs import backbones
@@ -184,22 +182,8 @@ def model_garden_seconds(dataset, size: int, batch: int, steps: int, loop: int, 
             "learning_rate": {"type": "constant", "constant": {"learning_rate": learning_rate(batch)}},
         }
     )
-    config = cfg.ExperimentConfig(
-        task=task_config,
-        trainer=cfg.TrainerConfig(optimizer_config=optimization, steps_per_loop=loop, train_steps=steps),
-        runtime=cfg.RuntimeConfig(mixed_precision_dtype=precision),
-    )
     task = image_classification.ImageClassificationTask(task_config)
-    model = task.build_model()
-    optimizer = task.create_optimizer(optimization, config.runtime)
-    trainer = base_trainer.Trainer(config, task, model, optimizer, train=True, evaluate=False, train_dataset=dataset)
-    per_step = []
-    for _ in range(steps // loop):
-        start = time.perf_counter()
-        logs = trainer.train(tf.constant(loop))
-        logs["training_loss"].numpy()
-        per_step.append((time.perf_counter() - start) / loop)
-    return statistics.median(per_step[1:]), model
+    return orbit_step_seconds(task, optimization, dataset, steps, loop, precision)
 
 
 def report(name: str, seconds: float, batch: int, step_flops: float, peak: float, **extra) -> None:

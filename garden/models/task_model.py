@@ -5,7 +5,7 @@ A head names the backbone output it reads (`head.features`, such as `pooled_outp
 
 import keras
 
-from garden.errors import GardenError
+from garden.errors import GardenError, first_line
 from garden.models.freezing import freeze
 from garden.registry import BACKBONES, HEADS
 
@@ -37,7 +37,7 @@ def _build(registry, part, component):
     try:
         return registry.build(component.type, component.params.as_dict(), name=part)
     except (ValueError, TypeError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = first_line(error)
         raise GardenError(
             f"cannot build {part} '{component.type}' from task.model.{part}.params ({reason}); fix those values"
         ) from error

@@ -42,9 +42,7 @@ class ImageClassificationTask(ClassificationTask):
             if training and data_config.aug_crop:
                 pixels = _random_crop(data, channels, crop_seed)
             else:
-                pixels = tf.io.decode_image(data, channels=channels, expand_animations=False)
-                if data_config.center_crop_fraction < 1:
-                    pixels = tf.image.central_crop(pixels, data_config.center_crop_fraction)
+                pixels = _decoded_centrally(data, channels, data_config.center_crop_fraction)
             image = _scaled(pixels, height, width)
             if training and data_config.aug_rand_hflip:
                 image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
@@ -127,10 +125,7 @@ class ImageClassificationTask(ClassificationTask):
         fraction = self.config.validation_data.center_crop_fraction
 
         def decode(data):
-            pixels = tf.io.decode_image(data, channels=channels, expand_animations=False)
-            if fraction < 1:  # as evaluation crops
-                pixels = tf.image.central_crop(pixels, fraction)
-            return _scaled(pixels, height, width)
+            return _scaled(_decoded_centrally(data, channels, fraction), height, width)  # as evaluation does
 
         def preprocess(raw):
             spec = tf.TensorSpec((height, width, channels), tf.float32)
@@ -151,6 +146,13 @@ class ImageClassificationTask(ClassificationTask):
         else:
             decoded = {name: pixels.astype(np.float32) / 255.0}
         return [encoded], Examples(decoded, examples.labels, examples.label_names)
+
+
+def _decoded_centrally(data, channels, fraction):
+    """The pixels of an encoded image (any format and size, with `channels`), cropped to their central
+    `fraction` when it is below 1."""
+    pixels = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    return tf.image.central_crop(pixels, fraction) if fraction < 1 else pixels
 
 
 def _scaled(pixels, height, width):

@@ -5,7 +5,7 @@ import os
 
 import keras
 
-from garden.errors import GardenError
+from garden.errors import GardenError, first_line
 
 
 def load_backbone(backbone: keras.Model, source: str) -> str:
@@ -47,7 +47,7 @@ def _preset(source):
     try:
         return keras_hub.models.Backbone.from_preset(source)
     except (ValueError, OSError, KeyError, TypeError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = first_line(error)
         raise GardenError(f"cannot load KerasHub preset {source}: {reason}") from error
 
 
@@ -60,7 +60,7 @@ def _weights_file(backbone, source):
         try:
             copy.load_weights(source)
         except ValueError as error:
-            reason = reason or (str(error).strip().splitlines() or [type(error).__name__])[0]
+            reason = reason or first_line(error)
             continue
         return copy, candidate
     raise GardenError(f"cannot load {source} into backbone {backbone.name}: {reason}")

@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from garden.errors import GardenError
+from garden.errors import GardenError, first_line
 
 
 class Checkpoints:
@@ -85,7 +85,7 @@ def _read(function, path):
     try:
         return function(path)
     except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        reason = first_line(error)[:200]
         raise GardenError(
             f"checkpoint {path} is unreadable ({reason}); remove it to resume from an earlier one, or use a new "
             "run folder"

@@ -6,6 +6,8 @@ weights); ViT's sizes and EfficientNet B6/B7's scaling are from their papers (Do
 2021; Tan and Le, 2019). Every shortcut takes `image_shape`, `pooling` and `normalization` as the
 generic `keras_hub.CLASS` type does."""
 
+import importlib
+
 from garden.errors import did_you_mean
 from garden.models.backbones.keras_hub import KerasHubImageBackbone
 from garden.registry import BACKBONES
@@ -32,8 +34,6 @@ def _choice(value, choices, what):
 
 def _timm_arguments(converter, architecture):
     """KerasHub's architecture arguments for timm's `architecture` name."""
-    import importlib
-
     module = importlib.import_module(f"keras_hub.src.utils.timm.convert_{converter}")
     return module.convert_backbone_config({"architecture": architecture})
 

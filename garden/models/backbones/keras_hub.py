@@ -8,6 +8,7 @@ ImageNet's mean, over its standard deviation, as KerasHub's ImageConverters of t
 "unit": [-1, 1]). Weights start random: warm starts load them (see garden/tasks/image_classification.py).
 """
 
+import functools
 import inspect
 import types
 
@@ -25,15 +26,23 @@ _SIZE_ARGUMENTS = ("image_shape", "input_shape")  # what KerasHub's image backbo
 _NOT_ARGUMENTS = {"self", "dtype", "kwargs", "name", "data_format", *_SIZE_ARGUMENTS}
 
 
-def hub_class(class_name: str) -> type:
-    """The KerasHub image backbone class `class_name`, or one line naming the closest ones."""
+@functools.cache
+def _image_classes() -> dict[str, type]:
+    """KerasHub's backbone classes that take an image size, by name."""
     import keras_hub
 
-    classes = {
+    return {
         name: cls
         for name, cls in vars(keras_hub.models).items()
         if isinstance(cls, type) and issubclass(cls, keras_hub.models.Backbone) and _size_argument(cls)
     }
+
+
+def hub_class(class_name: str) -> type:
+    """The KerasHub image backbone class `class_name`, or one line naming the closest ones."""
+    import keras_hub
+
+    classes = _image_classes()
     if class_name not in classes:
         if hasattr(keras_hub.models, class_name):
             raise GardenError(
@@ -93,7 +102,7 @@ class KerasHubImageBackbone(Backbone):
 def _run_depthwise_as_depthwise(model):
     """Makes each grouped `Conv2D` with one input channel per group (a depthwise convolution, as
     KerasHub's MobileNet writes it) run TensorFlow's depthwise kernel: the grouped one runs through
-    XLA on CPUs and its gradient made MobileNetV3-Small train 16x slower (docs/benchmarks.md). The
+    XLA on CPUs and its gradient made MobileNetV3-Small train 17x slower (docs/benchmarks.md). The
     same weights and arithmetic; TFLite then sees DEPTHWISE_CONV_2D."""
     for layer in model._flatten_layers(include_self=False):
         if isinstance(layer, keras.layers.Conv2D) and layer.groups > 1 and layer.kernel.shape[2] == 1:
@@ -165,9 +174,10 @@ def _generic(class_name):
         given = {key: value for key, value in given.items() if value is not None or key not in required}
         return KerasHubImageBackbone(class_name, given, image_shape, pooling, normalization, dtype=dtype, name=name)
 
-    own = [
-        inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=value)
-        for key, value in {"image_shape": (224, 224, 3), "pooling": "auto", "normalization": "none"}.items()
+    own = [  # build's own keyword parameters, keyword-only like KerasHub's
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for key, parameter in inspect.signature(build).parameters.items()
+        if key in ("image_shape", "pooling", "normalization")
     ]
     hub_parameters = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in arguments.items()]
     build.__signature__ = inspect.Signature(own + hub_parameters)
