@@ -86,14 +86,18 @@ def model_garden_step_seconds(
     return seconds
 
 
-def orbit_step_seconds(task, optimization, dataset, steps: int, loop: int, precision: str):
+def orbit_step_seconds(task, optimization, dataset, steps: int, loop: int, precision: str, xla: bool = False):
     """(median seconds per step over the `trainer.train(loop)` calls after the first, the model) of
     Model Garden's `task` with the optimizer its factory builds for `optimization`, run by
-    official.core.base_trainer.Trainer (Orbit) on the default strategy over `dataset`."""
+    official.core.base_trainer.Trainer (Orbit) on the default strategy over `dataset`. `xla` is
+    Model Garden's runtime.enable_xla, which its trainer honors on GPUs only."""
+    runtime = cfg.RuntimeConfig(
+        mixed_precision_dtype=precision, enable_xla=xla, num_gpus=len(tf.config.list_physical_devices("GPU"))
+    )
     config = cfg.ExperimentConfig(
         task=task.task_config,
         trainer=cfg.TrainerConfig(optimizer_config=optimization, steps_per_loop=loop, train_steps=steps),
-        runtime=cfg.RuntimeConfig(mixed_precision_dtype=precision),
+        runtime=runtime,
     )
     model = task.build_model()
     optimizer = task.create_optimizer(optimization, config.runtime)

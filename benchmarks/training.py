@@ -55,9 +55,9 @@ def benchmark_sets(steps, loop, quick):
     ]
 
 
-def matmul_peak(size=4096, seconds=5.0):
-    """Float32 FLOP/s of a large matmul on all cores."""
-    a, b = tf.random.normal([size, size]), tf.random.normal([size, size])
+def matmul_peak(size=4096, seconds=5.0, dtype="float32"):
+    """FLOP/s of a large matmul of `dtype` on all cores (or the GPU)."""
+    a, b = tf.random.normal([size, size], dtype=dtype), tf.random.normal([size, size], dtype=dtype)
     product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
     product().numpy()
     best, began = float("inf"), time.perf_counter()

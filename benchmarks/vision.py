@@ -7,9 +7,9 @@ JSON line per system and the ratio of Garden's throughput to the fastest peer's:
   with backbone `resnet_v1` depth 50, i.e. KerasHub's ResNetBackbone, average-pooled, and a dense
   head to 1000 classes);
 - KerasHub: `keras_hub.models.ResNetImageClassifier` on a `ResNetBackbone` with the same
-  architecture arguments (timm's resnet50 table), `.fit` with its default compile (`jit_compile="auto"`,
-  which is off on CPU-only machines; `steps_per_execution` 1; the classifier's default training
-  metric, accuracy);
+  architecture arguments (timm's resnet50 table), `.fit` after `compile(jit_compile=--xla)` (Keras's
+  default "auto" is off on CPU-only machines; `steps_per_execution` 1; the classifier's default
+  training metric, accuracy);
 - Model Garden: `official.vision.tasks.image_classification.ImageClassificationTask` (its ResNet,
   model_id 50; tf_keras, Keras 2) run by `official.core.base_trainer.Trainer` (Orbit) on the default
   strategy; it also updates its default training metrics (accuracy, top-5).
@@ -17,7 +17,9 @@ JSON line per system and the ratio of Garden's throughput to the fastest peer's:
 The network is ResNet-50 v1.5 (7x7 stem, stride on the 3x3 convolutions) at 224x224x3 with random
 weights; the trainable weight counts printed per system show the three are the same size. All train
 with SGD, momentum 0.9, a constant learning rate of 0.1 x batch / 256 (Goyal et al., 2017) and sparse
-categorical cross-entropy on logits, in float32 (or mixed bfloat16 with `--precision bfloat16`).
+categorical cross-entropy on logits, in float32 (or mixed bfloat16 / float16 with `--precision`), with
+XLA off (all three jit-compile their training step with `--xla`; Model Garden's trainer does so on GPUs
+only).
 
 Input: in-memory random float tensors, not JPEG records, so that the model step is measured, not
 decoding. `batch` random images in [0, 1] with random labels from 1000 classes are a Garden
@@ -25,7 +27,7 @@ catalog dataset registered here; Garden's in-memory pipeline batches them and, a
 benchmarks/training.py does for "one batch held in memory", the first batch is cached and repeated.
 The peers read that same pipeline (the sha256 fingerprints of the batches each system read match).
 
-Steps run in loops of 2 (1 with --quick); each figure is the median step time over the loops after
+Steps run in loops of `--loop` (1 with --quick); each figure is the median step time over the loops after
 the first (which traces): Garden's `examples_per_second` from the run's metrics.jsonl, KerasHub's
 epoch wall times (an epoch = one loop), Model Garden's `trainer.train(steps_per_loop)` calls.
 
@@ -33,16 +35,27 @@ FLOPs: the forward pass of one image is counted from Garden's Keras model as 2 x
 every Conv2D and Dense layer (output positions x kernel size; batch norm, ReLU, pooling and the
 residual adds are left out): 8.18 GFLOPs at 224x224; a training step is 3 x forward x batch (393 GFLOPs
 at batch 16).
-The fraction of peak is against the float32 matmul peak that benchmarks/training.py measures (a
-4096 x 4096 matmul on all cores), also under `--precision bfloat16`.
+The fraction of peak (MFU) is against the matmul peak that benchmarks/training.py measures (a
+4096 x 4096 matmul on all cores, or the GPU) in the precision's compute dtype.
 
-    python benchmarks/vision.py [--batch 16] [--steps 10] [--precision float32|bfloat16] [--quick]
+Where the time goes: TensorFlow's profiler records each system's op kernels during its run; the
+share spent in convolutions (forward and both gradients: the same oneDNN or cuDNN kernels in all
+three) bounds what any trainer on them can reach: Garden's step can shrink at most to its
+convolutions' share of it, which gives the printed ceiling of the ratio.
+
+    python benchmarks/vision.py [--batch 16] [--steps 10] [--loop 2] [--precision float32|bfloat16|float16]
+                                [--xla] [--quick]
+    bash benchmarks/vision_gpu.sh   # on a GPU: the three precisions, with and without XLA
 """
 
 import argparse
+import collections
+import contextlib
+import glob
 import json
 import os
 import statistics
+import tempfile
 
 import keras
 import keras_hub
@@ -51,6 +64,8 @@ import tensorflow as tf
 from keras_hub.src.utils.timm.convert_resnet import convert_backbone_config
 from model_garden_peer import orbit_step_seconds
 from peers import LoopTimer
+from tensorflow.python.framework import op_def_registry
+from tensorflow.tsl.profiler.protobuf import xplane_pb2
 from training import batches_fingerprint, matmul_peak, step_seconds
 
 from garden import registry
@@ -66,6 +81,8 @@ DATASET = "vision_benchmark_random"  # registered by `register_random_images`
 GARDEN = "Garden trainer"
 KERAS_HUB = "KerasHub ResNetImageClassifier.fit"
 MODEL_GARDEN = "Model Garden image classification (Orbit, tf_keras)"
+CONVOLUTIONS = {"Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput"}
+CALLS = {"PartitionedCall", "StatefulPartitionedCall", "While", "StatelessWhile", "If", "StatelessIf", "Case"}
 
 
 def learning_rate(batch: int) -> float:
@@ -82,7 +99,7 @@ def register_random_images(batch: int, size: int, seed: int = 0) -> None:
     DATASETS.register(DATASET)(lambda config, label_names=None: examples)
 
 
-def garden_sets(batch: int, size: int, steps: int, loop: int, precision: str) -> list[str]:
+def garden_sets(batch: int, size: int, steps: int, loop: int, precision: str, xla: bool) -> list[str]:
     """Overrides of `image_classifier`: ResNet-50 on DATASET, SGD with momentum, no validation."""
     return [
         "task.model.backbone.type=resnet_v1",
@@ -105,6 +122,7 @@ def garden_sets(batch: int, size: int, steps: int, loop: int, precision: str) ->
         f"trainer.checkpoint_interval={steps}",
         f"trainer.validation_interval={steps}",
         f"runtime.mixed_precision_dtype={precision}",
+        f"runtime.enable_xla={xla}",
     ]
 
 
@@ -140,7 +158,7 @@ def garden_seconds(config, strategy, steps: int):
     return seconds, model, batches_fingerprint(dataset, steps)
 
 
-def keras_hub_seconds(dataset, size: int, batch: int, steps: int, loop: int, precision: str):
+def keras_hub_seconds(dataset, size: int, batch: int, steps: int, loop: int, precision: str, xla: bool):
     """KerasHub's median seconds per step over the epochs (of `loop` steps) after the first, and its model."""
     mixed_precision.set_policy(precision)
     backbone = keras_hub.models.ResNetBackbone(
@@ -150,13 +168,14 @@ def keras_hub_seconds(dataset, size: int, batch: int, steps: int, loop: int, pre
     model.compile(
         optimizer=keras.optimizers.SGD(learning_rate(batch), momentum=0.9),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=xla,
     )
     timer = LoopTimer()
     model.fit(dataset, epochs=steps // loop, steps_per_epoch=loop, callbacks=[timer], shuffle=False, verbose=0)
     return statistics.median(timer.seconds[1:]) / loop, model
 
 
-def model_garden_seconds(dataset, size: int, batch: int, steps: int, loop: int, precision: str):
+def model_garden_seconds(dataset, size: int, batch: int, steps: int, loop: int, precision: str, xla: bool):
     """Model Garden's median seconds per step over the `trainer.train(loop)` calls after the first, and
     its model: ImageClassificationTask (ResNet model_id 50, sparse labels) and the legacy tf_keras SGD
     that its optimizer factory builds for type "sgd", run by base_trainer.Trainer."""
@@ -183,7 +202,38 @@ def model_garden_seconds(dataset, size: int, batch: int, steps: int, loop: int, 
         }
     )
     task = image_classification.ImageClassificationTask(task_config)
-    return orbit_step_seconds(task, optimization, dataset, steps, loop, precision)
+    return orbit_step_seconds(task, optimization, dataset, steps, loop, precision, xla)
+
+
+@contextlib.contextmanager
+def op_seconds():
+    """{op type: seconds its kernels ran} over the block, from TensorFlow's host profiler: the ops
+    that graph executors ran on their threads, without the calls and loops that hold other ops, and
+    oneDNN's `_MklNative`/`_Mkl` prefixes dropped, so that Conv2D is Conv2D on any build."""
+    totals = collections.Counter()
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        try:
+            yield totals
+        finally:
+            tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        for path in glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True):
+            with open(path, "rb") as file:
+                space.ParseFromString(file.read())
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                op_type = plane.event_metadata[event.metadata_id].name.rpartition(":")[2]  # "node:OpType"
+                if op_def_registry.get(op_type) is not None and op_type not in CALLS:
+                    totals[op_type.removeprefix("_MklNative").removeprefix("_Mkl")] += event.duration_ps / 1e12
+
+
+def convolution_share(totals) -> float:
+    """The fraction of op time spent in convolutions, forward and backward."""
+    return sum(totals[op] for op in CONVOLUTIONS) / sum(totals.values())
 
 
 def report(name: str, seconds: float, batch: int, step_flops: float, peak: float, **extra) -> None:
@@ -193,7 +243,7 @@ def report(name: str, seconds: float, batch: int, step_flops: float, peak: float
         "images_per_second": round(batch / seconds, 2),
         "ms_per_step": round(1000 * seconds, 1),
         "training_gflops_per_second": round(step_flops / seconds / 1e9, 1),
-        "fraction_of_float32_matmul_peak": round(step_flops / seconds / peak, 4),
+        "fraction_of_matmul_peak": round(step_flops / seconds / peak, 4),
         **extra,
     }
     print(json.dumps(row), flush=True)
@@ -203,21 +253,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10, help="training steps per system, in loops of 2")
-    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--loop", type=int, default=2, help="training steps per timed loop")
+    parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--xla", action="store_true", help="jit-compile the training steps")
     parser.add_argument("--quick", action="store_true", help="64x64 images, 2 steps: proves the script works")
     args = parser.parse_args()
-    size, steps, loop = (64, 2, 1) if args.quick else (224, args.steps, 2)
+    size, steps, loop = (64, 2, 1) if args.quick else (224, args.steps, args.loop)
     if steps % loop or steps < 2 * loop:
         parser.error(f"--steps must be an even number of at least {2 * loop} (loops of {loop}, the first untimed)")
     registry.load_all()
     register_random_images(args.batch, size)
-    config = experiment_config("image_classifier", sets=garden_sets(args.batch, size, steps, loop, args.precision))
+    sets = garden_sets(args.batch, size, steps, loop, args.precision, args.xla)
+    config = experiment_config("image_classifier", sets=sets)
     strategy = resolve_strategy(config.runtime)
-    peak = matmul_peak(seconds=1.0 if args.quick else 5.0)
+    peak = matmul_peak(seconds=1.0 if args.quick else 5.0, dtype=args.precision)
     dataset = peer_dataset(config)
     peers_read = batches_fingerprint(dataset, steps)
 
-    seconds, model, garden_read = garden_seconds(config, strategy, steps)
+    with op_seconds() as garden_ops:
+        seconds, model, garden_read = garden_seconds(config, strategy, steps)
     flops = forward_flops(model)
     step_flops = 3 * flops * args.batch
     setup = {
@@ -225,11 +279,14 @@ def main():
         "image_shape": [size, size, 3],
         "batch": args.batch,
         "precision": args.precision,
+        "xla": args.xla,
+        "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
         "steps": steps,
         "steps_per_loop": loop,
         "timed_loops": steps // loop - 1,
         "cpu_cores": os.cpu_count(),
-        "float32_matmul_peak_gflops_per_second": round(peak / 1e9, 1),
+        "matmul_peak_gflops_per_second": round(peak / 1e9, 1),
+        "matmul_peak_dtype": args.precision,
         "forward_gflops_per_image": round(flops / 1e9, 3),
         "training_gflops_per_step": round(step_flops / 1e9, 2),
         "flops_counted": "2 x multiply-adds of Conv2D and Dense layers of Garden's model; training = 3 x forward",
@@ -237,20 +294,35 @@ def main():
     }
     print(json.dumps(setup), flush=True)
     weights = trainable_weights(model)
-    report(GARDEN, seconds, args.batch, step_flops, peak, trainable_weights=weights, batches=garden_read)
+    garden_convolutions = convolution_share(garden_ops)
+    report(
+        GARDEN,
+        seconds,
+        args.batch,
+        step_flops,
+        peak,
+        trainable_weights=weights,
+        batches=garden_read,
+        convolution_share_of_op_time=round(garden_convolutions, 3),
+    )
     garden, measured = seconds, {}
     peers = {
-        KERAS_HUB: lambda: keras_hub_seconds(dataset, size, args.batch, steps, loop, args.precision),
-        MODEL_GARDEN: lambda: model_garden_seconds(dataset, size, args.batch, steps, loop, args.precision),
+        KERAS_HUB: lambda: keras_hub_seconds(dataset, size, args.batch, steps, loop, args.precision, args.xla),
+        MODEL_GARDEN: lambda: model_garden_seconds(dataset, size, args.batch, steps, loop, args.precision, args.xla),
     }
     for name, measure in peers.items():
         try:
-            seconds, model = measure()
+            with op_seconds() as peer_ops:
+                seconds, model = measure()
         except Exception as error:  # a peer that cannot run is reported, and the others still are
             reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
             print(json.dumps({"system": name, "error": f"{type(error).__name__}: {reason}"}), flush=True)
             continue
-        extra = {"trainable_weights": trainable_weights(model), "batches": peers_read}
+        extra = {
+            "trainable_weights": trainable_weights(model),
+            "batches": peers_read,
+            "convolution_share_of_op_time": round(convolution_share(peer_ops), 3),
+        }
         if name == KERAS_HUB:
             extra["jit_compile"] = bool(model.jit_compile)
         report(name, seconds, args.batch, step_flops, peak, **extra)
@@ -261,7 +333,17 @@ def main():
         return
     fastest = min(measured, key=measured.get)
     ratio = measured[fastest] / garden  # images/s of Garden over images/s of the fastest peer
-    print(json.dumps({"ratio_garden_to_fastest_peer": round(ratio, 3), "fastest_peer": fastest}))
+    # Were everything but Garden's convolutions free, its step would take seconds x that share:
+    ceiling = measured[fastest] / (garden * garden_convolutions)
+    print(
+        json.dumps(
+            {
+                "ratio_garden_to_fastest_peer": round(ratio, 3),
+                "fastest_peer": fastest,
+                "ratio_ceiling_with_these_convolution_kernels": round(ceiling, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -155,7 +155,15 @@ def cmd_generate(args):
             f"{args.run_dir} is a {run.config.task.type} run; generate needs a decoder language model (task causal_lm)"
         )
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    texts = Generator(backbone, run.task.tokenizer).generate(
+    generator = Generator(backbone, run.task.tokenizer)
+    if len(args.prompt) == 1 and not args.no_cache:  # one prompt: its text as it comes
+        pieces = generator.stream(args.prompt[0], args.max_new_tokens, sampling, seed=args.seed, stop=args.stop)
+        print(args.prompt[0], end="", flush=True)
+        for piece in pieces:
+            print(piece, end="", flush=True)
+        print()
+        return
+    texts = generator.generate(
         args.prompt, args.max_new_tokens, sampling, seed=args.seed, stop=args.stop, cache=not args.no_cache
     )
     print("\n\n".join(prompt + text for prompt, text in zip(args.prompt, texts)))

@@ -23,6 +23,7 @@ from garden.export.tflite import tflite_runner
 from garden.generate.generator import Generator
 from garden.generate.sampler import Sampling, sample
 from garden.models.backbones.decoder import DecoderBackbone
+from garden.run import Run
 
 PROBABILITIES = np.array([0.5, 0.3, 0.15, 0.05])
 
@@ -108,6 +109,20 @@ def test_greedy_with_the_cache_gives_exactly_the_recomputed_tokens_for_prompts_o
     assert sampled != generator.generate(prompts, 40, Sampling(temperature=1.0, top_k=20), seed=6)
     with pytest.raises(GardenError, match="exactly one token"):
         generator.generate(prompts, 4, greedy, stop=["\n\n"])
+
+
+def test_streamed_pieces_join_into_the_generated_text(tiny_decoder):
+    generator = Generator(*tiny_decoder)
+    for sampling, seed in ((Sampling(temperature=0), 0), (Sampling(temperature=1.0, top_k=20), 5)):
+        expected = generator.generate(["ROMEO:"], 40, sampling, seed=seed)[0]
+        pieces = list(generator.stream("ROMEO:", 40, sampling, seed=seed))
+        assert "".join(pieces) == expected and len([p for p in pieces if p]) > 1
+    stop = next(c for c in expected[3:] if len(generator.tokenizer(c)) == 1)
+    stopped = generator.generate(["ROMEO:"], 40, sampling, seed=seed, stop=[stop])[0]
+    assert "".join(generator.stream("ROMEO:", 40, sampling, seed=seed, stop=[stop])) == stopped
+    assert len(stopped) < len(expected)
+    with pytest.raises(GardenError, match="at least one token"):
+        generator.stream("", 40, sampling)  # refused before any piece is asked for
 
 
 def test_shakespeare_splits_hold_whole_texts_and_the_character_tokenizer_round_trips_them():
@@ -218,6 +233,11 @@ def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly
     assert first == garden(*command).stdout  # the same seed, the same text
     romeo, blank, enter = first.rstrip("\n").split("\n")  # each continuation ends before its first newline
     assert romeo.startswith("ROMEO:") and blank == "" and enter.startswith("Enter")
+    streamed = garden("generate", run_dir, "--prompt", "ROMEO:", "--max-new-tokens", "120", "--seed", "1").stdout
+    run = Run(str(run_dir))
+    generator = Generator(run.model.get_layer("backbone"), run.task.tokenizer)
+    text = generator.generate(["ROMEO:"], 120, Sampling(), seed=1)[0]
+    assert streamed == f"ROMEO:{text}\n" and text.count("\n") >= 2  # lines restart the streamed detokenizing
     benchmark = subprocess.run(
         [sys.executable, "benchmarks/generate.py", str(run_dir), "--quick"],
         cwd=ROOT,

@@ -4,8 +4,10 @@ its dozens of small ops otherwise cost more in dispatch than in arithmetic). Rot
 depend only on distances, so a left-padded prompt continues exactly as it would alone.
 
 `generate_text` is the whole of it as one graph, strings in and strings out (tokenizer, cached
-sampling loop, detokenizer; output `text`): `garden generate` runs it and a SavedModel's `generate` signature is
-it. `recompute` runs the same sampling with no cache, re-reading the whole prefix every step: the
+sampling loop, detokenizer; output `text`): `garden generate` runs it for several prompts and a
+SavedModel's `generate` signature is it. `stream` runs the same cached steps from Python for one
+prompt, yielding text as each token comes (what `garden generate` prints for one prompt).
+`recompute` runs the same sampling with no cache, re-reading the whole prefix every step: the
 reference the cache must match, and the baseline of benchmarks/generate.py."""
 
 import numpy as np
@@ -14,6 +16,7 @@ import tensorflow as tf
 from garden.errors import GardenError
 from garden.generate.sampler import sample
 
+REPLACEMENT = "\ufffd"  # what tokenizers' detokenizing puts for bytes that are not (yet) a character
 SIGNATURE = {
     "prompt": tf.TensorSpec([None], tf.string),
     "max_new_tokens": tf.TensorSpec([], tf.int32),
@@ -35,20 +38,13 @@ class Generator:
             tf.function(f) for f in (self.left_padded, self.stop_ids, self._texts)
         )
         self._decode_one = tf.function(self._decode_one, jit_compile=True)
+        self._prefill = tf.function(backbone.decode, reduce_retracing=True)
+        self._detokenized = tf.function(tokenizer.detokenize, input_signature=[tf.TensorSpec([None], tf.int32)])
 
     def generate(self, prompts, max_new_tokens, sampling, seed=0, stop=(), cache=True):
         """The continuations (strings) of `prompts`, each at most `max_new_tokens` long and ending
         before the first of the `stop` strings (single tokens) it generates."""
-        if max_new_tokens < 1:
-            raise GardenError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
-        if not prompts or min(len(self.tokenizer(p)) for p in prompts) == 0:
-            raise GardenError("every prompt needs at least one token; pass --prompt TEXT")
-        for text in stop:
-            if len(self.tokenizer(text)) != 1:
-                raise GardenError(
-                    f"stop string {text!r} is {len(self.tokenizer(text))} tokens; give stops of exactly one token"
-                )
-        prompts, stop = tf.constant(prompts, tf.string), tf.constant(list(stop), tf.string, shape=[len(stop)])
+        prompts, stop = self._checked(prompts, max_new_tokens, stop)
         if cache:
             texts = self.generate_text(prompts, max_new_tokens, *sampling.tensors(), seed, stop)["text"]
         else:
@@ -56,6 +52,50 @@ class Generator:
             new = self.recompute(*self.left_padded(prompts), max_new_tokens, sampling.tensors(), seed, stop_ids)
             texts = self._texts(new, stop_ids)
         return [text.decode("utf-8", errors="replace") for text in texts.numpy()]
+
+    def stream(self, prompt, max_new_tokens, sampling, seed=0, stop=()):
+        """Yields the continuation of one `prompt` as it is generated, in pieces of whole characters:
+        the tokens of `generate` (the same sampling, seeds and cache), one decode step per token."""
+        prompts, stop = self._checked([prompt], max_new_tokens, stop)  # now, not at the first piece
+        return self._pieces(prompts, max_new_tokens, sampling, seed, set(self.stop_ids(stop).numpy().tolist()))
+
+    def _pieces(self, prompts, max_new_tokens, sampling, seed, stop_ids):
+        token_ids, padding_mask = self.left_padded(prompts)
+        prompt_length = int(token_ids.shape[1])
+        mask = tf.concat([padding_mask, tf.ones([1, max_new_tokens], tf.int32)], axis=1)
+        cache = self.backbone.empty_cache(1, self.backbone.cache_length(prompt_length, max_new_tokens))
+        logits, cache = self._prefill(token_ids, mask, cache, 0)
+        logits, line, shown = logits[:, -1], [], 0  # the tokens since the last newline; their characters shown
+        for index in range(max_new_tokens):
+            token = sample(logits, tf.constant([seed, index]), *sampling.tensors())
+            if int(token[0]) in stop_ids:
+                break
+            line.append(int(token[0]))
+            text = self._text(line)
+            settled = len(text.rstrip(REPLACEMENT))  # a split character reads as U+FFFD until its last byte
+            yield text[shown:settled]
+            shown = settled
+            if text.endswith("\n"):  # restart the line, keeping the newline as context for spacing
+                line = line[-1:]
+                shown = len(self._text(line))
+            logits, cache = self._decode_one(token, mask, cache, prompt_length + index)
+        yield self._text(line)[shown:]
+
+    def _text(self, token_ids):
+        return self._detokenized(tf.constant(token_ids, tf.int32)).numpy().decode("utf-8", errors="replace")
+
+    def _checked(self, prompts, max_new_tokens, stop):
+        """(prompts, stop) as string tensors, after refusing what cannot be generated in one line."""
+        if max_new_tokens < 1:
+            raise GardenError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
+        if not prompts or not all(prompts) or min(len(self.tokenizer(p)) for p in prompts) == 0:
+            raise GardenError("every prompt needs at least one token; pass --prompt TEXT")
+        for text in stop:
+            if len(self.tokenizer(text)) != 1:
+                raise GardenError(
+                    f"stop string {text!r} is {len(self.tokenizer(text))} tokens; give stops of exactly one token"
+                )
+        return tf.constant(prompts, tf.string), tf.constant(list(stop), tf.string, shape=[len(stop)])
 
     def _generate_text(self, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop):
         tf.debugging.assert_positive(max_new_tokens, "max_new_tokens must be at least 1")
