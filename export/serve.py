@@ -10,12 +10,14 @@ Concurrent requests for one signature (and one input shape) are batched into one
 
 import asyncio
 import dataclasses
+import gc
 import json
 import os
 import socket
 import sys
 
 import numpy as np
+import orjson
 import tensorflow as tf
 from aiohttp import web
 
@@ -151,6 +153,10 @@ def model_name(path: str) -> str:
     )
 
 
+def _json(value) -> str:
+    return orjson.dumps(value).decode()
+
+
 def _error(status, message):
     return web.json_response({"error": message}, status=status)
 
@@ -177,6 +183,10 @@ async def _json_errors(request, handler):
 def build_app(models: dict[str, str], limits: Limits | None = None) -> web.Application:
     """The aiohttp application serving `models` (name -> SavedModel folder)."""
     servables = {name: Servable(name, path) for name, path in models.items()}
+    # The loaded models are hundreds of thousands of long-lived Python objects; left to the collector,
+    # each full collection walks them all (pauses of 0.5 s under load). Frozen, it skips them.
+    gc.collect()
+    gc.freeze()
     limits = limits or Limits()
     app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[_json_errors])
 
@@ -219,7 +229,7 @@ def build_app(models: dict[str, str], limits: Limits | None = None) -> web.Appli
             )
         except RequestError as error:
             return _error(400, str(error))
-        return web.json_response(response(outputs, columnar))
+        return web.json_response(response(outputs, columnar), dumps=_json)
 
     async def health(request):
         batchers = [b for model in servables.values() for b in model.batchers.values()]

@@ -83,6 +83,24 @@ def saved_model(exports, name, signature="serving_default"):
     return tf.saved_model.load(str(exports / name / "saved_model")).signatures[signature]
 
 
+def test_serving_benchmark_answers_every_concurrent_request_as_the_saved_model_does(server):
+    """benchmarks/serving.py --quick: 200 requests of 1-64 MNIST rows from 8 clients, each answer
+    checked against the bare SavedModel's outputs (the script exits 1 on a wrong or lost one)."""
+    _, exports = server
+    result = subprocess.run(
+        [sys.executable, "benchmarks/serving.py", str(exports / "mnist" / "saved_model"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    served = next(row for row in printed if row.get("system") == "garden serve")
+    assert served["wrong"] == served["failed"] == 0 and 0 < served["p50_ms"] <= served["p99_ms"]
+    assert printed[-1]["ratio_server_to_bare_rows"] > 0
+
+
 def test_status_metadata_and_health(server):
     url, _ = server
     assert call(url, "/v1/models/r8_minilm") == (

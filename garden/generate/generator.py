@@ -78,7 +78,8 @@ class Generator:
             if text.endswith("\n"):  # restart the line, keeping the newline as context for spacing
                 line = line[-1:]
                 shown = len(self._text(line))
-            logits, cache = self._decode_one(token, mask, cache, prompt_length + index)
+            position = tf.constant(prompt_length + index)  # a tensor: a Python int would compile per value
+            logits, cache = self._decode_one(token, mask, cache, position)
         yield self._text(line)[shown:]
 
     def _text(self, token_ids):
