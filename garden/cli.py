@@ -71,7 +71,7 @@ def cmd_eval(args):
     from garden.run import Run
 
     heads = [args.head] if args.head else Run.heads(args.run_dir) or [None]
-    results = {head: _evaluate(Run(args.run_dir, head), args.split) for head in heads}
+    results = {head: _evaluate(Run(args.run_dir, head, args.checkpoint), args.split) for head in heads}
     results = results[heads[0]] if len(heads) == 1 else {"split": args.split, "heads": results}
     name = f"eval_{args.split}_{args.head}.json" if args.head else f"eval_{args.split}.json"
     with open(os.path.join(args.run_dir, name), "w") as f:
@@ -87,15 +87,17 @@ def _evaluate(run, split):
         have = [s for s in ("train", "validation", "test") if getattr(run.task.config, f"{s}_data").dataset]
         raise GardenError(f"the run has no {split} data; choose --split from {', '.join(have)}")
     examples = run.task.load(data, run.label_names)
+    print(f"weights: {run.weights}", file=sys.stderr)
     results = evaluate(run.task, run.model, examples, data.global_batch_size or 256)
-    return {"split": split, "step": run.step, "examples": len(examples), **results}
+    return {"split": split, "step": run.step, "checkpoint": run.checkpoint_path, "examples": len(examples), **results}
 
 
 def cmd_export(args):
     from garden.export.exporting import Export, ExportOptions
     from garden.run import Run
 
-    run = Run(args.run_dir, args.head)
+    run = Run(args.run_dir, args.head, args.checkpoint)
+    print(f"weights: {run.weights}")
     export_dir = args.out or os.path.join(args.run_dir, "export", args.head or "")
     options = ExportOptions(
         formats=args.format or ["saved_model"],
@@ -148,7 +150,8 @@ def cmd_generate(args):
     from garden.generate.sampler import Sampling
     from garden.run import Run
 
-    run = Run(args.run_dir)
+    run = Run(args.run_dir, checkpoint=args.checkpoint)
+    print(f"weights: {run.weights}", file=sys.stderr)
     backbone = run.model.get_layer("backbone")
     if not hasattr(backbone, "decode"):
         raise GardenError(
@@ -188,6 +191,15 @@ def cmd_serve(args):
     serve(models, args.host, args.port, Limits(**{n: getattr(args, n) for n in names if getattr(args, n) is not None}))
 
 
+def _checkpoint_argument(parser):
+    parser.add_argument(
+        "--checkpoint",
+        metavar="best|latest|STEP",
+        help="which weights of the run: the best validation's (the default when the run kept it), the newest, "
+        "or those of a step",
+    )
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="garden", description="A Keras 3 model garden for TensorFlow.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -215,8 +227,9 @@ def _parser():
         sub.set_defaults(run=function)
         if name == "train":
             sub.add_argument("--run-dir", help="run folder (default runs/EXPERIMENT)")
-    sub = commands.add_parser("eval", help="evaluate a run's newest checkpoint")
+    sub = commands.add_parser("eval", help="evaluate a run's best or newest checkpoint")
     sub.add_argument("run_dir")
+    _checkpoint_argument(sub)
     sub.add_argument("--split", default="validation", choices=["train", "validation", "test"])
     sub.add_argument("--head", help="the sub-task of a multi-task run (default: every head)")
     sub.set_defaults(run=cmd_eval)
@@ -243,6 +256,7 @@ def _parser():
     )
     sub.add_argument("--out", help="export folder (default RUN_DIR/export, RUN_DIR/export/HEAD for a head)")
     sub.add_argument("--head", help="the sub-task whose head to export, for a multi-task run")
+    _checkpoint_argument(sub)
     sub.add_argument(
         "--max-length",
         type=int,
@@ -296,6 +310,7 @@ def _parser():
     sub.set_defaults(run=cmd_data_convert)
     sub = commands.add_parser("generate", help="continue prompts with a trained decoder language model")
     sub.add_argument("run_dir")
+    _checkpoint_argument(sub)
     sub.add_argument(
         "--prompt", action="append", required=True, help="repeatable: prompts of any lengths run as one batch"
     )

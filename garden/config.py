@@ -125,12 +125,35 @@ class TaskConfig(mg.TaskConfig):
 
 
 @dataclasses.dataclass
+class EarlyStoppingConfig(base_config.Config):
+    """Stops training once validation `metric` (a key of the validation results; `NAME/metric` for a
+    sub-task of a multitask) has not improved by more than `min_delta` (`mode`: 'higher' or 'lower'
+    is better) for `patience` validations in a row, as jiant's no_improvements_for_n_evals; an empty
+    `metric` never stops."""
+
+    metric: str = ""
+    mode: str = "higher"
+    patience: int = 3
+    min_delta: float = 0.0
+
+
+@dataclasses.dataclass
 class TrainerConfig(mg.TrainerConfig):
     """Model Garden's TrainerConfig; `gradient_accumulation_steps` splits each global batch into that
     many micro-batches whose gradients are summed before one optimizer step (the same update as one
-    full batch, in a fraction of the memory)."""
+    full batch, in a fraction of the memory).
+
+    With `best_checkpoint_eval_metric` set, the weights of the best validation by that metric
+    (`best_checkpoint_metric_comp`: higher or lower) are kept in RUN/`best_checkpoint_export_subdir`/,
+    which eval and export read by default. A loss that is NaN or infinite, or above `loss_upper_bound`
+    from step `recovery_begin_steps` on, rolls the run back to its last checkpoint at most
+    `recovery_max_trials` times (then it stops), reading on past the batches that diverged and
+    multiplying the learning rate by `recovery_learning_rate_scale` for the rest of the run."""
 
     gradient_accumulation_steps: int = 1
+    best_checkpoint_export_subdir: str = "best"
+    early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
+    recovery_learning_rate_scale: float = 1.0
 
 
 @dataclasses.dataclass
@@ -190,6 +213,12 @@ READ_FROM_MODEL_GARDEN = {
         "max_to_keep",
         "train_steps",
         "validation_interval",
+        "best_checkpoint_export_subdir",
+        "best_checkpoint_eval_metric",
+        "best_checkpoint_metric_comp",
+        "loss_upper_bound",
+        "recovery_begin_steps",
+        "recovery_max_trials",
     },
     mg.RuntimeConfig: {
         "distribution_strategy",
@@ -369,6 +398,31 @@ def _not_negative(value, where):
         raise GardenError(f"{where} must be 0 or more, got {value!r}")
 
 
+def _check_watching(trainer):
+    """The best checkpoint, early stopping and divergence recovery settings."""
+    for key, mode in (
+        ("best_checkpoint_metric_comp", trainer.best_checkpoint_metric_comp),
+        ("early_stopping.mode", trainer.early_stopping.mode),
+    ):
+        if mode not in ("higher", "lower"):
+            raise GardenError(f"trainer.{key} is 'higher' or 'lower' (which is better), got {mode!r}")
+    _positive(trainer.early_stopping.patience, "trainer.early_stopping.patience")
+    _not_negative(trainer.early_stopping.min_delta, "trainer.early_stopping.min_delta")
+    _not_negative(trainer.recovery_max_trials, "trainer.recovery_max_trials")
+    if not 0 < trainer.recovery_learning_rate_scale <= 1:
+        raise GardenError(
+            f"trainer.recovery_learning_rate_scale must be in (0, 1] (1: keep the rate), "
+            f"got {trainer.recovery_learning_rate_scale}"
+        )
+    subdir = trainer.best_checkpoint_export_subdir
+    taken = ("model", "checkpoints", "summaries", "assets", "export")
+    if trainer.best_checkpoint_eval_metric and (not subdir or "/" in subdir or subdir in taken or subdir[0] == "."):
+        raise GardenError(
+            f"trainer.best_checkpoint_export_subdir must name a new folder of the run (not {', '.join(taken)}), "
+            f"got {subdir!r}; the default is 'best'"
+        )
+
+
 def check_values(config):
     """Refuses hyperparameters that cannot train: steps, intervals, batch sizes, example counts and
     sequence lengths that are not positive, a warmup of no steps, negative learning rates, and
@@ -380,6 +434,7 @@ def check_values(config):
         _positive(getattr(trainer, key), f"trainer.{key}")
     _positive(trainer.gradient_accumulation_steps, "trainer.gradient_accumulation_steps")
     _positive(trainer.max_to_keep, "trainer.max_to_keep")
+    _check_watching(trainer)
     _positive(config.task.model.tokenizer.sequence_length, "task.model.tokenizer.sequence_length")
     _not_negative(config.task.l2_weight_decay, "task.l2_weight_decay")
     _not_negative(config.task.model.backbone_learning_rate_multiplier, "task.model.backbone_learning_rate_multiplier")

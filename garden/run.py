@@ -4,6 +4,7 @@
     RUN/labels.json       label names (sub-task name -> label names for a multitask)
     RUN/assets/           files inference needs (tokenizer vocabularies), named in RUN/assets.json by config key
     RUN/model/ckpt-N      the model's weights at step N, EMA applied: all that eval, export, predict and generate read
+    RUN/best/             the best validation's weights and info.json (its metrics, step), when the run keeps them
     RUN/checkpoints/      the trainer's state (weights, optimizer, step), for resuming
 
 `Run` loads only the first four: no optimizer, loss scale or training data.
@@ -11,6 +12,7 @@
 
 import json
 import os
+import re
 import shutil
 
 import keras
@@ -20,6 +22,7 @@ from garden.config import experiment_config
 from garden.errors import GardenError, did_you_mean
 from garden.registry import TASKS
 from garden.train.checkpoints import restore
+from garden.train.watch import read_best_info
 
 WEIGHTS = "model"
 ASSETS = "assets"
@@ -79,11 +82,13 @@ def run_config(run_dir):
 
 
 class Run:
-    """A run folder loaded for evaluation and export, in float32, from its newest inference weights
-    (EMA applied when the run kept EMA). `head` picks the sub-task of a multitask that `task` and
-    `model` stand for; a run with one task needs none."""
+    """A run folder loaded for evaluation and export, in float32, from inference weights (EMA applied
+    when the run kept EMA): `checkpoint` 'best' (the best validation's, which a run keeps when
+    `trainer.best_checkpoint_eval_metric` is set), 'latest', a step, or None for the best when there
+    is one and else the latest; `weights` says which. `head` picks the sub-task of a multitask that
+    `task` and `model` stand for; a run with one task needs none."""
 
-    def __init__(self, run_dir: str, head: str | None = None):
+    def __init__(self, run_dir: str, head: str | None = None, checkpoint: str | None = None):
         self.run_dir = run_dir
         self.config = run_config(run_dir)
         keras.config.set_dtype_policy("float32")
@@ -91,15 +96,42 @@ class Run:
         tasks = trained.subtasks()
         self.head = self._pick(head, list(tasks))
         self.task = tasks[self.head]
-        self.checkpoint_path = tf.train.latest_checkpoint(weights_dir(run_dir))
-        if not self.checkpoint_path:
-            raise GardenError(self._no_weights())
+        self.checkpoint_path, self.weights = self._pick_weights(checkpoint)
         self.step = int(self.checkpoint_path.rsplit("-", 1)[-1])
         labels = read_labels(run_dir)
         self.label_names = labels[self.head] if isinstance(labels, dict) else labels
         models = trained.build_models()
         restore(tf.train.Checkpoint(model=trained.checkpointed(models)), self.checkpoint_path).assert_consumed()
         self.model = models[self.head]
+
+    def _pick_weights(self, checkpoint):
+        """(the checkpoint path of the weights `checkpoint` names, a line saying which they are)."""
+        trainer = self.config.trainer
+        best_dir = os.path.join(self.run_dir, trainer.best_checkpoint_export_subdir or "best")
+        best = read_best_info(best_dir)
+        if checkpoint in (None, "best") and best:
+            step = best["best_ckpt_global_step"]
+            metric = trainer.best_checkpoint_eval_metric
+            value = f", validation {metric} {best[metric]:.6g}" if metric in best else ""
+            return os.path.join(best_dir, f"ckpt-{step}"), f"best checkpoint (step {step}{value})"
+        if checkpoint == "best":
+            raise GardenError(
+                f"{self.run_dir} kept no best checkpoint; train it with --set trainer.best_checkpoint_eval_metric="
+                "METRIC to keep one, or pass --checkpoint latest"
+            )
+        latest = tf.train.latest_checkpoint(weights_dir(self.run_dir))
+        if not latest:
+            raise GardenError(self._no_weights())
+        if checkpoint in (None, "latest"):
+            return latest, f"latest checkpoint (step {latest.rsplit('-', 1)[-1]})"
+        folder = weights_dir(self.run_dir)
+        steps = sorted(int(name[5:-6]) for name in os.listdir(folder) if re.fullmatch(r"ckpt-\d+\.index", name))
+        if not (str(checkpoint).isdigit() and int(checkpoint) in steps):
+            raise GardenError(
+                f"--checkpoint {checkpoint}: {folder}/ holds the weights of steps {', '.join(map(str, steps))}; "
+                "pass one of them, best or latest"
+            )
+        return os.path.join(folder, f"ckpt-{int(checkpoint)}"), f"checkpoint of step {int(checkpoint)}"
 
     @staticmethod
     def heads(run_dir: str) -> list[str]:

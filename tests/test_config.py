@@ -93,6 +93,10 @@ def test_input_path_and_tfds_name_together_are_refused():
             "task.differential_privacy_config is a Model Garden key",
         ),
         ("runtime.run_eagerly=true", "runtime.run_eagerly is a Model Garden key that Garden does not support yet"),
+        ("trainer.best_checkpoint_metric_comp=max", "trainer.best_checkpoint_metric_comp is 'higher' or 'lower'"),
+        ("trainer.early_stopping.patience=0", "trainer.early_stopping.patience must be positive, got 0"),
+        ("trainer.recovery_learning_rate_scale=2", "trainer.recovery_learning_rate_scale must be in (0, 1]"),
+        ("trainer.recovery_max_trials=-1", "trainer.recovery_max_trials must be 0 or more, got -1"),
     ],
 )
 def test_impossible_or_unsupported_settings_are_refused(assignment, message):
@@ -107,6 +111,14 @@ def test_a_value_the_model_cannot_take_is_one_line_naming_its_keys():
     message = "from task.model.backbone.params (Invalid value for argument `filters`. Expected a strictly positive"
     with pytest.raises(GardenError, match=r"cannot build backbone '\w+' " + re.escape(message)):
         TASKS.get(config.task.type)(config.task).build_models()
+
+
+def test_the_best_checkpoint_folder_must_be_a_new_folder_of_the_run():
+    with pytest.raises(GardenError, match="trainer.best_checkpoint_export_subdir must name a new folder of the run"):
+        experiment_config(
+            "mnist_resnet",
+            sets=["trainer.best_checkpoint_eval_metric=accuracy", "trainer.best_checkpoint_export_subdir=model"],
+        )
 
 
 def test_whole_floats_become_integers_and_unread_keys_at_their_defaults_pass():

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.errors import GardenError, first_line
+from garden.train.watch import write_best_info
 
 
 class Checkpoints:
@@ -22,12 +23,15 @@ class Checkpoints:
     renames the `checkpoint` state file, so a killed write leaves the previous checkpoint as the
     latest, and the chief removes what the killed write left behind when it starts again."""
 
-    def __init__(self, objects: dict, directory: str, chief: bool, max_to_keep: int, weights=None, optional=()):
+    def __init__(
+        self, objects: dict, directory: str, chief: bool, max_to_keep: int, weights=None, optional=(), best_dir=None
+    ):
         """`objects` are what each checkpoint holds (a `tf.train.Checkpoint`'s keyword arguments);
         `optional` names those that checkpoints of an older Garden lack (they keep their fresh values
         when such a checkpoint resumes). `weights` is (a checkpoint of the model alone, its folder):
-        the inference weights that `save_weights` writes beside each training checkpoint (None: none)."""
-        folders = [directory] + ([weights[1]] if weights else [])
+        the inference weights that `save_weights` writes beside each training checkpoint (None: none),
+        and that `save_best` writes to `best_dir`."""
+        folders = [directory] + ([weights[1]] if weights else []) + ([best_dir] if best_dir else [])
         if chief:
             for folder in folders:
                 for partial in glob.glob(os.path.join(glob.escape(folder), "ckpt-*_temp")):
@@ -36,7 +40,8 @@ class Checkpoints:
         self.objects, self.optional = objects, set(optional)
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._temp or directory, max_to_keep=max_to_keep)
-        self.weights = None
+        self.weights, self.best_dir = None, best_dir
+        self._weights_checkpoint = weights[0] if weights else None
         if weights:
             weights_directory = os.path.join(self._temp, "model") if self._temp else weights[1]
             self.weights = tf.train.CheckpointManager(weights[0], weights_directory, max_to_keep=max_to_keep)
@@ -66,6 +71,19 @@ class Checkpoints:
 
     def save_weights(self, step):
         return self.weights.save(checkpoint_number=step)
+
+    def save_best(self, step, metrics):
+        """Writes the inference weights of `step` to the best folder with its validation `metrics` in
+        info.json, then removes the best checkpoint it replaces; a killed write leaves the previous one."""
+        folder = os.path.join(self._temp, "best") if self._temp else self.best_dir
+        os.makedirs(folder, exist_ok=True)
+        self._weights_checkpoint.write(os.path.join(folder, f"ckpt-{step}"))
+        if self._temp:
+            return
+        write_best_info(folder, step, metrics)
+        for path in glob.glob(os.path.join(glob.escape(folder), "ckpt-*")):
+            if os.path.isfile(path) and not os.path.basename(path).startswith(f"ckpt-{step}."):
+                os.remove(path)
 
     def has_weights(self, step):
         return self.weights.latest_checkpoint == os.path.join(self.weights.directory, f"ckpt-{step}")

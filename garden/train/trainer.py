@@ -12,7 +12,6 @@ the current loop and stop, so a preempted job resumes with no step lost or repea
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import re
 import signal
@@ -35,8 +34,10 @@ from garden.run import weights_dir, write_assets
 from garden.train import precision
 from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 from garden.train.evaluate import evaluate
+from garden.train.recovery import Recovery
 from garden.train.strategy import input_pipelines, is_chief
 from garden.train.summaries import Reporter
+from garden.train.watch import Watch
 
 
 @contextlib.contextmanager
@@ -112,18 +113,41 @@ class Trainer:
             self.optimizer = precision.wrap_optimizer(optimizer, self.policy, runtime.loss_scale)
             self.optimizer.build(self.variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            self.recovery = Recovery(config.trainer, len(self.tasks))
+            self.recovery.scale_learning_rate_of(optimizer)
+        self.watches = self._watches(config.trainer)
         self._all_sum = tf.function(
             lambda value: strategy.reduce("SUM", strategy.run(tf.identity, (value,)), axis=None)
         )
         model = self.task.checkpointed(self.models)
+        state = {"model": model, "optimizer": self.optimizer, "step": self.step, "seeds": seed_states(self.models)}
         self.checkpoints = Checkpoints(
-            {"model": model, "optimizer": self.optimizer, "step": self.step, "seeds": seed_states(self.models)},
+            {**state, "recovery": self.recovery, **self.watches},
             os.path.join(run_dir, "checkpoints"),
             self.chief,
             config.trainer.max_to_keep,
             weights=(tf.train.Checkpoint(model=model), weights_dir(run_dir)),
-            optional=["seeds"],  # dropout's seed states, in checkpoints since December 2026
+            # in checkpoints since December 2026: dropout's seed states, rollbacks, watched metrics
+            optional=["seeds", "recovery", *self.watches],
+            best_dir=os.path.join(run_dir, config.trainer.best_checkpoint_export_subdir),
         )
+
+    @staticmethod
+    def _watches(trainer) -> dict:
+        """The validation metrics that the run watches: for the best checkpoint, for early stopping."""
+        watches = {}
+        if trainer.best_checkpoint_eval_metric:
+            watches["best_checkpoint"] = Watch(
+                trainer.best_checkpoint_eval_metric,
+                trainer.best_checkpoint_metric_comp,
+                "trainer.best_checkpoint_eval_metric",
+            )
+        stopping = trainer.early_stopping
+        if stopping.metric:
+            watches["early_stopping"] = Watch(
+                stopping.metric, stopping.mode, "trainer.early_stopping.metric", stopping.min_delta
+            )
+        return watches
 
     @property
     def model(self) -> keras.Model:
@@ -203,10 +227,17 @@ class Trainer:
         sizes = [len(r.train) for r in self.routines] if len(self.routines) > 1 else [0]  # a stream counts by reading
         self.schedule = self.task.schedule(sizes, self.config.trainer.train_steps, self.config.runtime.seed)
         self._refuse_changed_model()
+        if self.watches and not any(r.validation is not None for r in self.routines):
+            raise GardenError(
+                f"{next(iter(self.watches.values())).key} watches a validation metric, and the run has no "
+                "validation data; set task.validation_data (see 'garden show')"
+            )
         resumed = self.checkpoints.restore_latest()
         warm_start = None if resumed else self.task.warm_start(self.models)
         start = int(self.step.numpy())
         self._write_run_files()
+        if self.config.trainer.recovery_max_trials and not resumed:  # a state to roll back to
+            self.checkpoints.save(start)
         if resumed and not self.checkpoints.has_weights(start):  # a run from before RUN/model/, or a killed save
             self._save_weights(start)
         self.reporter = Reporter(self.run_dir, self.chief, self.config.trainer.train_steps)
@@ -217,9 +248,9 @@ class Trainer:
         if len(self.routines) > 1:
             shares = ", ".join(f"{r.name} {p:.2f}" for r, p in zip(self.routines, self.task.probabilities(sizes)))
             self.reporter.message(f"sampling tasks ({self.config.task.sampler.type}): {shares}")
+        read = self.recovery.batches_read(self.schedule, start)
         for index, routine in enumerate(self.routines):
-            done_before = int(np.sum(self.schedule[:start] == index))
-            routine.iterator = iter(self._distributed_dataset(routine, done_before))
+            routine.iterator = iter(self._distributed_dataset(routine, int(read[index])))
             if isinstance(routine.train, Stream):
                 self.reporter.message(routine.train.describe(input_pipelines(self.strategy)))
         return start
@@ -287,17 +318,26 @@ class Trainer:
         """Trains to `trainer.train_steps`, resuming from the newest checkpoint; returns the last
         validation metrics (prefixed `NAME/` per sub-task in a multitask)."""
         step = self.set_up()
-        results = {}
+        results, stopped = {}, self._stopped_early()
         with (
             contextlib.closing(self.reporter),
             contextlib.closing(self.checkpoints),
             lost_workers(self.checkpoints),
             sigterm_received() as preempted,
         ):
-            while step < self.config.trainer.train_steps:
+            if stopped:
+                self.reporter.message(f"nothing to do: {stopped}")
+                return results
+            while step < self.config.trainer.train_steps and not stopped:
                 losses, elapsed = self._loop(step)
                 step = int(self.step.numpy())
-                results = self._after_loop(step, losses, elapsed, preempted) or results
+                if self._rolled_back(step, losses):
+                    step = int(self.step.numpy())
+                    continue
+                validated, stopped = self._after_loop(step, losses, elapsed, preempted)
+                results = validated or results
+            if stopped:
+                self.reporter.message(stopped)
             self.reporter.message(f"step {step}: weights fingerprint {fingerprint(self.variables)}")
         return results
 
@@ -317,15 +357,39 @@ class Trainer:
             position += count
         return losses, time.perf_counter() - began
 
+    def _rolled_back(self, step, losses) -> bool:
+        """True when the loop's loss diverged and the run rolled back to its last checkpoint; raises
+        when it may not (no rollbacks allowed or left, no checkpoint yet)."""
+        loss = sum(sum(v) for v in losses.values()) / sum(len(v) for v in losses.values())
+        reason = self.recovery.divergence(loss, step)
+        if reason is None:
+            return False
+        trainer, latest = self.config.trainer, self.checkpoints.latest
+        if self.recovery.trials >= trainer.recovery_max_trials or not latest:
+            tried = f" after {self.recovery.trials} rollbacks" if self.recovery.trials else ""
+            raise GardenError(
+                f"{reason} by step {step}{tried}; stopped without saving, the last good checkpoint is "
+                f"{latest or 'none'}; lower the learning rate or set global_clipnorm"
+            )
+
+        def restore():
+            self.checkpoints.restore_latest()
+            return int(self.step.numpy())
+
+        restored = self.recovery.roll_back(restore, self.schedule, step)
+        scale = float(self.recovery.learning_rate_scale.numpy())
+        self.reporter.message(
+            f"step {step}: {reason}; rolled back to step {restored} (rollback {self.recovery.trials} of "
+            f"{trainer.recovery_max_trials}), reading on past the {step - restored} steps' batches since"
+            + (f", learning rate x{scale:g}" if scale != 1 else "")
+        )
+        return True
+
     def _after_loop(self, step, losses, elapsed, preempted):
-        """Reports the loop, checkpoints, stops on preemption and validates; returns the validation metrics."""
+        """Reports the loop, stops on preemption, validates and checkpoints; returns (the validation
+        metrics or None, why the run stops early or '')."""
         num_steps = sum(len(v) for v in losses.values())
         loss = sum(sum(v) for v in losses.values()) / num_steps
-        if not math.isfinite(loss):
-            raise GardenError(
-                f"loss became {loss} by step {step}; stopped without saving, the last good checkpoint is "
-                f"{self.checkpoints.latest or 'none'}; lower the learning rate or set global_clipnorm"
-            )
         batch = {r.name: r.data.global_batch_size for r in self.routines}
         scalars = {
             "loss": loss,
@@ -339,18 +403,48 @@ class Trainer:
         self.reporter.scalars("train", step, scalars)
         trainer = self.config.trainer
         done = step >= trainer.train_steps
-        stop = not done and self._any_worker(bool(preempted))
-        if done or stop or step % trainer.checkpoint_interval == 0:
-            self.checkpoints.save(step)
-            self._save_weights(step)
-        if stop:
+        if not done and self._any_worker(bool(preempted)):
+            self._save(step)
             raise GardenError(
                 f"stopped at step {step} by SIGTERM (preemption) after writing checkpoint "
                 f"ckpt-{step}; run the same command again to resume"
             )
+        results, stopped = None, ""
         if done or step % trainer.validation_interval == 0:
-            return self._validate(step)
-        return None
+            results = self._validate(step)
+            stopped = self._watch(step, results)
+        if done or stopped or step % trainer.checkpoint_interval == 0:
+            self._save(step)
+        return results, stopped
+
+    def _watch(self, step, results) -> str:
+        """Keeps the best weights and counts validations without improvement; returns why the run
+        stops early, or ''."""
+        best = self.watches.get("best_checkpoint")
+        if best and best.update(step, results):
+            with ema_weights(self.optimizer, self.variables):
+                self.checkpoints.save_best(step, results)
+        stopping = self.watches.get("early_stopping")
+        if stopping is None:
+            return ""
+        stopping.update(step, results)
+        return self._stopped_early() if self._any_worker(bool(self._stopped_early())) else ""
+
+    def _stopped_early(self) -> str:
+        """Why early stopping ends the run at its current step, or ''."""
+        stopping, config = self.watches.get("early_stopping"), self.config.trainer.early_stopping
+        if stopping is None or int(stopping.stale.numpy()) < config.patience:
+            return ""
+        return (
+            f"stopped early at step {int(self.step.numpy())}: validation {config.metric} has not improved "
+            f"by more than {config.min_delta:g} in {config.patience} validations since its best, "
+            f"{stopping.describe()}; raise trainer.early_stopping.patience to train on"
+        )
+
+    def _save(self, step):
+        """Writes the training checkpoint and the inference weights of `step`."""
+        self.checkpoints.save(step)
+        self._save_weights(step)
 
     def _save_weights(self, step):
         """Writes the inference weights of `step` (EMA applied) to RUN/model/."""

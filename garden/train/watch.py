@@ -1,0 +1,67 @@
+"""Watching one validation metric through a run: the best checkpoint (Model Garden's
+`best_checkpoint_*`) and early stopping (jiant's `no_improvements_for_n_evals`)."""
+
+import json
+import math
+import os
+
+import tensorflow as tf
+
+from garden.errors import GardenError, did_you_mean
+
+BEST_INFO = "info.json"  # Model Garden's BestCheckpointExporter name: the best validation and its step
+
+
+class Watch(tf.Module):
+    """The best value of validation `metric` so far, the step it came from, and how many validations
+    in a row have not improved on it by more than `min_delta` (`mode`: 'higher' or 'lower' is
+    better). Its variables go into the trainer's checkpoints, so a resumed run counts on from where
+    its checkpoint left off. `key` is the config key that set the metric, for messages."""
+
+    def __init__(self, metric: str, mode: str, key: str, min_delta: float = 0.0):
+        super().__init__()
+        self.metric, self.mode, self.key, self.min_delta = metric, mode, key, min_delta
+        self.best = tf.Variable(math.nan, dtype=tf.float64, trainable=False)
+        self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.stale = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def update(self, step: int, metrics: dict) -> bool:
+        """Counts the validation `metrics` of `step`; True when they are the best so far."""
+        if self.metric not in metrics:
+            raise GardenError(
+                f"{self.key} is '{self.metric}', which validation does not report"
+                f"{did_you_mean(self.metric, list(metrics))}"
+            )
+        value, best = float(metrics[self.metric]), float(self.best.numpy())
+        if self.mode == "higher":
+            improved = value > best + self.min_delta
+        else:
+            improved = value < best - self.min_delta
+        if improved or math.isnan(best):
+            self.best.assign(value)
+            self.best_step.assign(step)
+            self.stale.assign(0)
+            return True
+        self.stale.assign_add(1)
+        return False
+
+    def describe(self) -> str:
+        """'accuracy 0.9712 at step 40'."""
+        return f"{self.metric} {float(self.best.numpy()):.6g} at step {int(self.best_step.numpy())}"
+
+
+def write_best_info(best_dir: str, step: int, metrics: dict) -> None:
+    """Writes info.json (the validation metrics of the best step and that step) atomically."""
+    path = os.path.join(best_dir, BEST_INFO)
+    with open(path + ".tmp", "w") as f:
+        json.dump({**metrics, "best_ckpt_global_step": step}, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def read_best_info(best_dir: str) -> dict | None:
+    """The info.json of a best-checkpoint folder, or None when it has none."""
+    path = os.path.join(best_dir, BEST_INFO)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,152 @@
+"""What long runs need: the best checkpoint, early stopping and rollback on divergence, on real
+MNIST; each checked against the run's own metrics.jsonl and a re-evaluation of the kept weights."""
+
+import gzip
+import json
+import pickle
+
+import numpy as np
+import pytest
+from conftest import TINY, garden
+
+from garden.config import experiment_config
+from garden.data.catalog import fetch
+from garden.data.mnist import SOURCE
+from garden.train.strategy import resolve_strategy
+from garden.train.trainer import Trainer
+
+SMALL = [  # the tiny ResNet, validated every 10 steps at a constant rate
+    *[s for s in TINY if not s.startswith("trainer.") and "num_examples" not in s],
+    "task.validation_data.num_examples=200",
+    "trainer.steps_per_loop=10",
+    "trainer.checkpoint_interval=10",
+    "trainer.validation_interval=10",
+    "trainer.optimizer_config.warmup.type=null",
+]
+
+
+def train(run_dir, *overrides):
+    """Trains SMALL + `overrides` in this process; returns (trainer, results)."""
+    config = experiment_config("mnist_resnet", sets=[*SMALL, *overrides])
+    trainer = Trainer(config, str(run_dir), resolve_strategy(config.runtime))
+    return trainer, trainer.train()
+
+
+def validations(run_dir):
+    """step -> validation accuracy, as metrics.jsonl recorded them (the last record of a step wins)."""
+    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    return {row["step"]: row["accuracy"] for row in rows if row["split"] == "validation"}
+
+
+def test_early_stopping_after_a_learning_rate_spike_keeps_the_best_weights(tmp_path, capsys):
+    run_dir = tmp_path / "spiked"
+    spiked = [
+        "task.train_data.num_examples=1280",
+        "trainer.train_steps=200",
+        "trainer.optimizer_config.learning_rate={type: stepwise, stepwise: {boundaries: [50], values: [0.005, 0.5]}}",
+        "trainer.best_checkpoint_eval_metric=accuracy",
+        "trainer.early_stopping.metric=accuracy",
+        "trainer.early_stopping.patience=3",
+    ]
+    trainer, _ = train(run_dir, *spiked)
+    accuracy = validations(run_dir)
+    # by hand: the first validation after which `patience` in a row do not beat the best so far
+    best_step, stale, expected_stop = None, 0, None
+    for step in sorted(accuracy):
+        if best_step is None or accuracy[step] > accuracy[best_step]:
+            best_step, stale = step, 0
+        else:
+            stale += 1
+        if stale == 3:
+            expected_stop = step
+            break
+    assert expected_stop is not None and expected_stop < 200, accuracy  # the spike ruined the run
+    assert max(accuracy) == expected_stop and int(trainer.step.numpy()) == expected_stop
+    info = json.loads((run_dir / "best" / "info.json").read_text())
+    assert info["best_ckpt_global_step"] == best_step and info["accuracy"] == accuracy[best_step]
+    assert sorted(p.name for p in (run_dir / "best").glob("ckpt-*.index")) == [f"ckpt-{best_step}.index"]
+
+    # eval reads the best weights by default and says so; re-evaluated, they give the recorded accuracy
+    result = garden("eval", run_dir)
+    assert json.loads(result.stdout)["accuracy"] == accuracy[best_step]
+    assert f"weights: best checkpoint (step {best_step}, validation accuracy" in result.stderr
+    latest = json.loads(garden("eval", run_dir, "--checkpoint", "latest").stdout)
+    assert (latest["step"], latest["accuracy"]) == (expected_stop, accuracy[expected_stop])
+    refused = garden("eval", run_dir, "--checkpoint", "3", check=False)
+    assert refused.returncode == 2 and "holds the weights of steps" in refused.stderr
+
+    # started again, the run does nothing and says why
+    lines = len(open(run_dir / "metrics.jsonl").readlines())
+    capsys.readouterr()
+    trainer, results = train(run_dir, *spiked)
+    assert results == {} and int(trainer.step.numpy()) == expected_stop
+    assert f"nothing to do: stopped early at step {expected_stop}" in capsys.readouterr().out
+    assert len(open(run_dir / "metrics.jsonl").readlines()) == lines
+    # with more patience, it trains on
+    trainer, _ = train(run_dir, *spiked, "trainer.early_stopping.patience=4")
+    assert int(trainer.step.numpy()) == expected_stop + 10
+
+
+def mnist_with_a_bad_image(path, bad_index):
+    """An MNIST pickle of 2,560 training images in the catalog's layout, one of them 1e30 bright."""
+    with gzip.open(fetch(SOURCE), "rb") as f:
+        (train_x, train_y), validation, test = pickle.load(f, encoding="latin1")
+    train_x = np.array(train_x[:2560])
+    train_x[bad_index] = 1e30
+    with gzip.open(path, "wb") as f:
+        pickle.dump(((train_x, train_y[:2560]), validation, test), f)
+    return path
+
+
+@pytest.mark.parametrize("bad_index", [1234])
+def test_a_diverged_loop_rolls_back_and_reads_on_past_the_bad_batch_and_resumes_exactly(tmp_path, capsys, bad_index):
+    data = mnist_with_a_bad_image(tmp_path / "mnist.pkl.gz", bad_index)
+    poisoned = [
+        f"task.train_data.input_path={data}",
+        "trainer.steps_per_loop=5",
+        "trainer.checkpoint_interval=5",
+        "trainer.recovery_max_trials=2",
+        "trainer.optimizer_config.learning_rate={type: constant, constant: {learning_rate: 0.005}}",
+    ]
+    trainer, results = train(tmp_path / "a", *poisoned, "trainer.train_steps=40")
+    output = capsys.readouterr().out
+    rollbacks = [line for line in output.splitlines() if "rolled back to step" in line]
+    # without reading on past the bad batch, every retry would meet it again and exhaust the trials
+    assert 1 <= len(rollbacks) <= 2 and "loss became nan" in rollbacks[0]
+    diverged_at = int(rollbacks[0].split(":")[0].split()[-1])
+    assert diverged_at < 40, "pick another bad_index: this one is read in the last loop"
+    assert all(np.isfinite(v.numpy()).all() for v in trainer.variables) and results["accuracy"] > 0.2  # chance: 0.1
+    skipped = trainer.recovery.skipped.numpy()
+    assert skipped[0] == 5 * len(rollbacks)
+
+    # a run stopped after the rollback and resumed reads the same batches: the same weights
+    train(tmp_path / "b", *poisoned, f"trainer.train_steps={diverged_at}")
+    resumed, _ = train(tmp_path / "b", *poisoned, "trainer.train_steps=40")
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(trainer.variables, resumed.variables))
+
+
+def test_a_learning_rate_spike_recovers_at_a_scaled_rate_and_otherwise_stops(tmp_path, capsys):
+    spike = [
+        "task.train_data.num_examples=1280",
+        "trainer.train_steps=40",
+        "trainer.loss_upper_bound=50",
+        "trainer.optimizer_config.learning_rate={type: stepwise, stepwise: {boundaries: [20], values: [0.005, 20.0]}}",
+    ]
+    trainer, results = train(
+        tmp_path / "scaled", *spike, "trainer.recovery_max_trials=1", "trainer.recovery_learning_rate_scale=0.001"
+    )
+    assert "learning rate x0.001" in capsys.readouterr().out
+    assert int(trainer.step.numpy()) == 40 and results["accuracy"] > 0.2  # chance: 0.1
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(0.02)
+
+    result = garden(
+        "train",
+        "mnist_resnet",
+        *[a for s in (*SMALL, *spike, "trainer.recovery_max_trials=1") for a in ("--set", s)],
+        "--run-dir",
+        tmp_path / "unscaled",
+        check=False,
+    )
+    message = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 2 and "rose above trainer.loss_upper_bound (50)" in message
+    assert "after 1 rollbacks" in message and "Traceback" not in result.stderr
