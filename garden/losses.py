@@ -10,15 +10,22 @@ from garden.registry import LOSSES
 
 
 @LOSSES.register("sparse_categorical_crossentropy")
-def sparse_categorical_crossentropy(label_smoothing=0.0):
-    """Cross-entropy of integer labels against logits, with optional label smoothing."""
+def sparse_categorical_crossentropy(label_smoothing=0.0, class_weights=None):
+    """Cross-entropy of integer labels against logits, with optional label smoothing; with
+    `class_weights` (one per class, or 'balanced': examples / (classes x the class's examples) in the
+    training data, as scikit-learn's) each example's loss is weighed by its class's weight."""
+    weights = None if class_weights is None else ops.convert_to_tensor(class_weights, "float32")
 
     def loss(labels, logits):
         logits = ops.cast(logits, "float32")
         if not label_smoothing:
-            return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        one_hot = ops.one_hot(ops.cast(labels, "int32"), ops.shape(logits)[-1])
-        return keras.losses.categorical_crossentropy(one_hot, logits, from_logits=True, label_smoothing=label_smoothing)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        else:
+            one_hot = ops.one_hot(ops.cast(labels, "int32"), ops.shape(logits)[-1])
+            per_example = keras.losses.categorical_crossentropy(
+                one_hot, logits, from_logits=True, label_smoothing=label_smoothing
+            )
+        return per_example if weights is None else per_example * ops.take(weights, ops.cast(labels, "int32"))
 
     return loss
 

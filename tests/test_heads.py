@@ -1,15 +1,19 @@
 """Task heads, their losses and metrics on hand-made batches whose answers are known."""
 
 import math
+import re
 
 import numpy as np
 import pytest
 import scipy.stats
 import sklearn.metrics
+import sklearn.utils.class_weight
 import tensorflow as tf
 
 from garden import metrics
-from garden.registry import HEADS, LOSSES
+from garden.config import experiment_config
+from garden.errors import GardenError
+from garden.registry import HEADS, LOSSES, TASKS
 
 FEATURES = np.random.default_rng(0).normal(size=(6, 5, 16)).astype("float32")
 
@@ -111,3 +115,49 @@ def test_best_span_never_ends_before_it_starts():
     start = np.array([[0.0, 0.0, 5.0, 0.0]])
     end = np.array([[4.0, 0.0, 0.0, 1.0]])  # the best end alone (0) precedes the best start (2)
     assert metrics.best_spans(start, end).tolist() == [[2, 3]]
+
+
+def test_class_weights_weigh_each_example_and_balanced_matches_sklearn():
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 3.0]], "float32")
+    labels = np.array([0, 2, 2])
+    plain = LOSSES.build("sparse_categorical_crossentropy")(tf.constant(labels), tf.constant(logits)).numpy()
+    weighted = LOSSES.build("sparse_categorical_crossentropy", {"class_weights": [0.5, 7.0, 2.0]})
+    np.testing.assert_allclose(weighted(tf.constant(labels), tf.constant(logits)), plain * [0.5, 2.0, 2.0], rtol=1e-6)
+    smoothed = LOSSES.build("sparse_categorical_crossentropy", {"label_smoothing": 0.1, "class_weights": [0, 1, 1]})
+    assert smoothed(tf.constant(labels), tf.constant(logits)).numpy()[0] == 0.0
+
+    # 'balanced' on real data (an imbalanced MNIST slice): scikit-learn's weights, unused classes 0
+    config = experiment_config(
+        "mnist_resnet",
+        sets=[
+            "task.loss.params.class_weights=balanced",
+            "task.train_data.num_examples=500",
+            "task.train_data.classes=[1, 3, 8]",
+        ],
+    )
+    task = TASKS.get(config.task.type)(config.task)
+    train, _ = task.load_train()
+    train.labels[:40] = train.labels[0]  # more of one class
+    expected = sklearn.utils.class_weight.compute_class_weight(
+        "balanced", classes=np.unique(train.labels), y=train.labels
+    )
+    resolved = np.array(task.loss_params(train)["class_weights"])
+    np.testing.assert_allclose(resolved[np.unique(train.labels)], expected, rtol=1e-12)
+    assert np.count_nonzero(resolved) == 3 and len(resolved) == len(train.label_names)
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ("[1, 2]", "has 2 weights and the data has 10 classes (0, 1, 2"),
+        ("[1, -2, 1, 1, 1, 1, 1, 1, 1, 1]", "is 'balanced' or a list of weights (0 or more)"),
+        ("heavy", "is 'balanced' or a list of weights (0 or more)"),
+    ],
+)
+def test_class_weights_that_do_not_fit_the_data_are_one_line(weights, message):
+    config = experiment_config(
+        "mnist_resnet", sets=[f"task.loss.params.class_weights={weights}", "task.train_data.num_examples=100"]
+    )
+    task = TASKS.get(config.task.type)(config.task)
+    with pytest.raises(GardenError, match=re.escape(f"task.loss.params.class_weights {message}")):
+        task.build_loss(task.load_train()[0])

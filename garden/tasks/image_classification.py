@@ -77,18 +77,25 @@ class ImageClassificationTask(ClassificationTask):
             return load_backbone(model.get_layer("backbone"), self.config.init_checkpoint)
         return None
 
-    def build_loss(self):
-        """Cross-entropy on the smoothed, mixed label distributions when training batches are mixed."""
+    def build_loss(self, train=None):
+        """Cross-entropy on the smoothed, mixed label distributions when training batches are mixed
+        (each example weighed by its classes' mixed weight when the loss has `class_weights`)."""
         if not self.config.train_data.mixup_and_cutmix:
-            return super().build_loss()
+            return super().build_loss(train)
         if self.config.loss.type != "sparse_categorical_crossentropy":
             raise GardenError(
                 f"mixup_and_cutmix trains on mixed label distributions with cross-entropy; loss "
                 f"'{self.config.loss.type}' cannot read them: set task.loss.type=sparse_categorical_crossentropy"
             )
-        return lambda labels, outputs: keras.losses.categorical_crossentropy(
-            labels, tf.cast(outputs["logits"], tf.float32), from_logits=True
-        )
+        weights = self.loss_params(train).get("class_weights")
+
+        def loss(labels, outputs):
+            per_example = keras.losses.categorical_crossentropy(
+                labels, tf.cast(outputs["logits"], tf.float32), from_logits=True
+            )
+            return per_example if weights is None else per_example * tf.linalg.matvec(labels, weights)
+
+        return loss
 
     def default_label_names(self, data_config):
         return [str(i) for i in range(self.config.model.head.params.num_classes)]

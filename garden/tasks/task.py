@@ -71,10 +71,36 @@ class Task:
     def build_model(self) -> keras.Model:
         return build_task_model(self.config.model, name=self.name)
 
-    def build_loss(self) -> Callable:
-        """fn(labels, outputs) -> per-example loss [batch]."""
-        loss = LOSSES.build(self.config.loss.type, self.config.loss.params.as_dict())
+    def build_loss(self, train=None) -> Callable:
+        """fn(labels, outputs) -> per-example loss [batch], for the `train` data (Examples or a Stream)."""
+        loss = LOSSES.build(self.config.loss.type, self.loss_params(train))
         return lambda labels, outputs: loss(labels, outputs["logits"])
+
+    def loss_params(self, train=None) -> dict:
+        """The loss's parameters, with `class_weights: balanced` counted on the `train` data."""
+        params = self.config.loss.params.as_dict()
+        weights, where = params.get("class_weights"), f"{self.config_path}.loss.params.class_weights"
+        if weights is None:
+            return params
+        names = getattr(train, "label_names", None)
+        if weights == "balanced":
+            if not isinstance(train, Examples):
+                raise GardenError(
+                    f"{where}: 'balanced' counts the labels of in-memory training data, and this data is streamed; "
+                    "give one weight per class instead"
+                )
+            counts = np.bincount(train.labels, minlength=len(names))
+            present = counts > 0
+            params["class_weights"] = np.where(present, len(train) / (present.sum() * np.maximum(counts, 1)), 0.0)
+        elif not (isinstance(weights, list) and all(isinstance(w, (int, float)) and w >= 0 for w in weights)):
+            raise GardenError(f"{where} is 'balanced' or a list of weights (0 or more), one per class; got {weights!r}")
+        elif names is not None and len(weights) != len(names):
+            raise GardenError(
+                f"{where} has {len(weights)} weights and the data has {len(names)} classes ({', '.join(names[:10])}"
+                f"{', ...' if len(names) > 10 else ''}); give one weight per class, in that order"
+            )
+        params["class_weights"] = [float(w) for w in params["class_weights"]]
+        return params
 
     def load(self, data_config, label_names=None):
         """The `Examples` of one data config (dataset and split, optional subset and fold), with

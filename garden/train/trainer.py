@@ -278,7 +278,7 @@ class Trainer:
             validation=task.load(validation, train.label_names) if validation.dataset else None,
             validation_batch=validation.global_batch_size or data.global_batch_size,
             model=model,
-            loop=self._make_loop(model, task.build_loss(), data.global_batch_size),
+            loop=self._make_loop(model, task.build_loss(train), data.global_batch_size),
         )
 
     def _distributed_dataset(self, routine, start):
