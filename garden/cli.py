@@ -70,6 +70,13 @@ def cmd_train(args):
 def cmd_eval(args):
     from garden.run import Run
 
+    if args.watch:
+        from garden.train.continuous_eval import watch
+
+        if args.checkpoint:
+            raise GardenError("--watch evaluates every checkpoint as it comes; leave --checkpoint out")
+        watch(args.run_dir, args.split, args.head, timeout=args.timeout)
+        return
     heads = [args.head] if args.head else Run.heads(args.run_dir) or [None]
     results = {head: _evaluate(Run(args.run_dir, head, args.checkpoint), args.split) for head in heads}
     results = results[heads[0]] if len(heads) == 1 else {"split": args.split, "heads": results}
@@ -80,16 +87,10 @@ def cmd_eval(args):
 
 
 def _evaluate(run, split):
-    from garden.train.evaluate import evaluate
+    from garden.train.evaluate import evaluate_split
 
-    data = getattr(run.task.config, f"{split}_data")
-    if not data.dataset:
-        have = [s for s in ("train", "validation", "test") if getattr(run.task.config, f"{s}_data").dataset]
-        raise GardenError(f"the run has no {split} data; choose --split from {', '.join(have)}")
-    examples = run.task.load(data, run.label_names)
     print(f"weights: {run.weights}", file=sys.stderr)
-    results = evaluate(run.task, run.model, examples, data.global_batch_size or 256)
-    return {"split": split, "step": run.step, "checkpoint": run.checkpoint_path, "examples": len(examples), **results}
+    return evaluate_split(run, split)
 
 
 def cmd_export(args):
@@ -232,6 +233,12 @@ def _parser():
     _checkpoint_argument(sub)
     sub.add_argument("--split", default="validation", choices=["train", "validation", "test"])
     sub.add_argument("--head", help="the sub-task of a multi-task run (default: every head)")
+    sub.add_argument(
+        "--watch",
+        action="store_true",
+        help="evaluate each checkpoint as training writes it, until the last (summaries in RUN/summaries/eval_SPLIT)",
+    )
+    sub.add_argument("--timeout", type=float, default=3600, help="--watch: stop after this long without a new one (s)")
     sub.set_defaults(run=cmd_eval)
     sub = commands.add_parser("export", help="export a run as SavedModel and/or TFLite, verified against Keras")
     sub.add_argument("run_dir")

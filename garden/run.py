@@ -96,13 +96,19 @@ class Run:
         tasks = trained.subtasks()
         self.head = self._pick(head, list(tasks))
         self.task = tasks[self.head]
-        self.checkpoint_path, self.weights = self._pick_weights(checkpoint)
-        self.step = int(self.checkpoint_path.rsplit("-", 1)[-1])
+        self._pick_weights(checkpoint)  # a missing checkpoint is named before the model is built
         labels = read_labels(run_dir)
         self.label_names = labels[self.head] if isinstance(labels, dict) else labels
         models = trained.build_models()
-        restore(tf.train.Checkpoint(model=trained.checkpointed(models)), self.checkpoint_path).assert_consumed()
+        self._checkpoint = tf.train.Checkpoint(model=trained.checkpointed(models))
         self.model = models[self.head]
+        self.load(checkpoint)
+
+    def load(self, checkpoint: str | int | None = None) -> None:
+        """Restores the weights that `checkpoint` names (as the constructor's) into the model."""
+        self.checkpoint_path, self.weights = self._pick_weights(checkpoint)
+        self.step = int(self.checkpoint_path.rsplit("-", 1)[-1])
+        restore(self._checkpoint, self.checkpoint_path).assert_consumed()
 
     def _pick_weights(self, checkpoint):
         """(the checkpoint path of the weights `checkpoint` names, a line saying which they are)."""

@@ -1,17 +1,23 @@
-"""What long runs need: the best checkpoint, early stopping and rollback on divergence, on real
-MNIST; each checked against the run's own metrics.jsonl and a re-evaluation of the kept weights."""
+"""What long runs need: the best checkpoint, early stopping, rollback on divergence and continuous
+evaluation, on real MNIST; each checked against the run's own metrics.jsonl and a re-evaluation of
+the kept weights."""
 
 import gzip
 import json
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from conftest import TINY, garden
+import tensorflow as tf
+from conftest import ROOT, TINY, garden
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from garden.config import experiment_config
 from garden.data.catalog import fetch
 from garden.data.mnist import SOURCE
+from garden.train.continuous_eval import watch
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
 
@@ -150,3 +156,26 @@ def test_a_learning_rate_spike_recovers_at_a_scaled_rate_and_otherwise_stops(tmp
     message = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 2 and "rose above trainer.loss_upper_bound (50)" in message
     assert "after 1 rollbacks" in message and "Traceback" not in result.stderr
+
+
+def test_eval_watch_evaluates_each_checkpoint_as_training_writes_it(tmp_path):
+    run_dir = tmp_path / "watched"
+    args = [a for s in (*SMALL, "task.train_data.num_examples=1280", "trainer.train_steps=40") for a in ("--set", s)]
+    command = [sys.executable, "-m", "garden.cli", "train", "mnist_resnet", *args, "--set", "trainer.max_to_keep=10"]
+    training = subprocess.Popen([*command, "--run-dir", str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        evaluated = watch(str(run_dir), "validation", timeout=300, poll_seconds=0.2)  # started before the run
+    finally:
+        assert training.wait(timeout=300) == 0
+    assert [r["step"] for r in evaluated] == [10, 20, 30, 40]
+    for result in evaluated:  # the trainer's own validation of the same weights
+        assert result["accuracy"] == pytest.approx(validations(run_dir)[result["step"]], abs=1e-9)
+    events = EventAccumulator(str(run_dir / "summaries" / "eval_validation"))
+    events.Reload()
+    tensors = events.Tensors("accuracy")
+    assert [t.step for t in tensors] == [10, 20, 30, 40]
+    assert [float(tf.make_ndarray(t.tensor_proto)) for t in tensors] == pytest.approx(
+        [r["accuracy"] for r in evaluated]
+    )
+    lines = [json.loads(line) for line in open(run_dir / "eval_validation.jsonl")]
+    assert [line["step"] for line in lines] == [10, 20, 30, 40]

@@ -11,14 +11,14 @@ import tensorflow as tf
 class Reporter:
     """Writes scalars for the chief; other workers only print."""
 
-    def __init__(self, run_dir, chief, total_steps, stream=None):
+    def __init__(self, run_dir, chief, total_steps, stream=None, jsonl="metrics.jsonl"):
         self.chief = chief
         self.total_steps = total_steps
         self.stream = stream or sys.stdout
         self.interactive = self.stream.isatty()
         self._writers = {}
         self._run_dir = run_dir
-        self._jsonl = open(os.path.join(run_dir, "metrics.jsonl"), "a") if chief else None
+        self._jsonl = open(os.path.join(run_dir, jsonl), "a") if chief else None
 
     def _writer(self, split):
         if split not in self._writers:
