@@ -1,4 +1,4 @@
-"""`garden`: list, show, train, eval, export, predict and serve experiments.
+"""`garden`: list, show, train, sweep, eval, export, predict and serve experiments.
 
 The composition root: the only module that imports `experiments` and `export`, so every
 registered name exists before a command looks one up.
@@ -65,6 +65,17 @@ def cmd_train(args):
     results = Trainer(config, run_dir, strategy).train()
     if results:
         print(json.dumps({"run_dir": run_dir, **results}))
+
+
+def cmd_sweep(args):
+    from garden.sweep import Sweep
+
+    sweep_dir = args.sweep_dir or os.path.join("sweeps", args.experiment)
+    sweep = Sweep(args.experiment, args.space, sweep_dir, args.config, args.set, args.imports, args.seed)
+    sweep.run(args.trials, args.parallel, say=lambda line: print(line, flush=True))
+    header, rows, best = sweep.summary()
+    print(_table(header, rows))
+    print(best)
 
 
 def cmd_eval(args):
@@ -228,6 +239,18 @@ def _parser():
         sub.set_defaults(run=function)
         if name == "train":
             sub.add_argument("--run-dir", help="run folder (default runs/EXPERIMENT)")
+    sub = commands.add_parser("sweep", help="search hyperparameters with Optuna, one training run per trial")
+    sub.add_argument("experiment", help="experiment name (see 'garden list')")
+    sub.add_argument("--space", required=True, help="YAML: metric, mode, sampler (tpe|random|grid), params")
+    sub.add_argument(
+        "--trials", type=int, required=True, help="finished trials to reach (a resumed sweep counts its own)"
+    )
+    sub.add_argument("--parallel", type=int, default=1, help="trials trained at once")
+    sub.add_argument("--sweep-dir", help="the study and the trials' run folders (default sweeps/EXPERIMENT)")
+    sub.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML overrides for every trial")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an override for every trial")
+    sub.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    sub.set_defaults(run=cmd_sweep)
     sub = commands.add_parser("eval", help="evaluate a run's best or newest checkpoint")
     sub.add_argument("run_dir")
     _checkpoint_argument(sub)
