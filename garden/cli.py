@@ -97,10 +97,16 @@ def cmd_eval(args):
     print(json.dumps(results))
 
 
+def _say_weights(run, to_stdout=False):
+    """Names the weights a command uses unless they are the newest, as they were before runs kept a best."""
+    if not run.weights.startswith("latest"):
+        print(f"weights: {run.weights}", file=sys.stdout if to_stdout else sys.stderr)
+
+
 def _evaluate(run, split):
     from garden.train.evaluate import evaluate_split
 
-    print(f"weights: {run.weights}", file=sys.stderr)
+    _say_weights(run)
     return evaluate_split(run, split)
 
 
@@ -109,7 +115,7 @@ def cmd_export(args):
     from garden.run import Run
 
     run = Run(args.run_dir, args.head, args.checkpoint)
-    print(f"weights: {run.weights}")
+    _say_weights(run, to_stdout=True)
     export_dir = args.out or os.path.join(args.run_dir, "export", args.head or "")
     options = ExportOptions(
         formats=args.format or ["saved_model"],
@@ -163,7 +169,7 @@ def cmd_generate(args):
     from garden.run import Run
 
     run = Run(args.run_dir, checkpoint=args.checkpoint)
-    print(f"weights: {run.weights}", file=sys.stderr)
+    _say_weights(run)
     backbone = run.model.get_layer("backbone")
     if not hasattr(backbone, "decode"):
         raise GardenError(

@@ -100,6 +100,22 @@ def trained_once(tmp_path_factory, name, *train_args):
     return run_dir
 
 
+SMALL = [  # the tiny ResNet, validated and checkpointed every 10 steps, no warmup
+    *[s for s in TINY if not s.startswith("trainer.") and "num_examples" not in s],
+    "task.validation_data.num_examples=200",
+    "trainer.steps_per_loop=10",
+    "trainer.checkpoint_interval=10",
+    "trainer.validation_interval=10",
+    "trainer.optimizer_config.warmup.type=null",
+]
+
+
+def validations(run_dir):
+    """step -> validation accuracy, as metrics.jsonl recorded them (the last record of a step wins)."""
+    rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+    return {row["step"]: row["accuracy"] for row in rows if row["split"] == "validation"}
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A tiny MNIST run, as the CLI trains it."""
