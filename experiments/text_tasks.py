@@ -44,6 +44,24 @@ def conll_bert_small():
     )
 
 
+@register_experiment("multi_label_minilm")
+def multi_label_minilm():
+    """Multi-label text classification with MiniLM on TSV/CSV/JSONL files whose label column holds
+    each text's labels (a JSON list, or names joined by label_separator); per-class thresholds set on
+    the validation data; the best checkpoint kept by micro F1. Not measured yet (no multi-label corpus
+    offline; tests/test_multi_label.py trains one built from R8 documents).
+
+    garden train multi_label_minilm --set task.train_data.input_path=train.jsonl \\
+        --set task.validation_data.input_path=dev.jsonl --set task.model.head.params.num_classes=N
+    """
+    head = component("head", "multi_label", num_classes=2, dropout=0.1)
+    config = text_experiment(
+        "text_multi_label_classification", head, "sigmoid_crossentropy", "multi_label_text_file", 2000
+    )
+    config.trainer.best_checkpoint_eval_metric = "f1_micro"
+    return config
+
+
 @register_experiment("squad_minilm")
 def squad_minilm():
     """Extractive QA with MiniLM on SQuAD v1.1 JSON files; not measured yet (no SQuAD data offline).

@@ -32,8 +32,9 @@ class DataConfig(mg.DataConfig):
     some `classes` (label names) and at most `examples_per_class` of each, an optional evenly spaced
     subset of `num_examples`, then an optional `fold` of those ("K/N": every N-th from the K-th,
     "~K/N": all the others), for text files the columns to read (names, or numbers when `header`
-    is false) and, for training data under the `distillation` loss, the `teacher_logits` file that
-    `garden distill logits` wrote for these examples.
+    is false; multi-label data joins a text's labels with `label_separator`) and, for training
+    data under the `distillation` loss, the `teacher_logits` file that `garden distill logits`
+    wrote for these examples.
 
     Streamed data (`tfrecord` shards, an `image_folder`, a prepared `tfds` dataset, chosen from
     `input_path` or `tfds_name` when `dataset` is empty; `text_file`s over `in_memory_limit` bytes)
@@ -54,6 +55,7 @@ class DataConfig(mg.DataConfig):
     text_column: str = "sentence"
     text_pair_column: str = ""
     label_column: str = "label"
+    label_separator: str = ","
     header: bool = True
     teacher_logits: str = ""
     image_key: str = "image/encoded"

@@ -30,6 +30,15 @@ def sparse_categorical_crossentropy(label_smoothing=0.0, class_weights=None):
     return loss
 
 
+@LOSSES.register("sigmoid_crossentropy")
+def sigmoid_crossentropy():
+    """Multi-label: binary cross-entropy of multi-hot labels [batch, classes] against per-class
+    logits, averaged over the classes."""
+    return lambda labels, logits: keras.losses.binary_crossentropy(
+        ops.cast(labels, "float32"), ops.cast(logits, "float32"), from_logits=True
+    )
+
+
 @LOSSES.register("mean_squared_error")
 def mean_squared_error():
     """Squared error of float targets [batch] against scores [batch]."""

@@ -119,3 +119,62 @@ def span_metrics(labels, logits):
         precision, recall = overlap / (end - start + 1), overlap / (gold_end - gold_start + 1)
         overlap_f1.append(2 * precision * recall / (precision + recall) if overlap else 0.0)
     return {"exact_match": 100.0 * float(np.mean(exact)), "f1": 100.0 * float(np.mean(overlap_f1))}
+
+
+# ---- multi-label: labels and decisions are multi-hot [examples, classes] -------------------------
+
+
+def micro_f1(labels, decisions):
+    """F1 over every (example, class) decision."""
+    truth, said = np.asarray(labels) > 0.5, np.asarray(decisions) > 0.5
+    denominator = truth.sum() + said.sum()
+    return float(2 * np.sum(truth & said) / denominator) if denominator else 0.0
+
+
+def _ranked(truth, scores):
+    """Taking each distinct score as the threshold, highest first (an example counts when its score
+    reaches it): (true positives, predictions, the distinct scores)."""
+    order = np.argsort(-scores, kind="mergesort")
+    ranked = scores[order]
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # the last example of each distinct score
+    return np.cumsum(truth[order])[ends], ends + 1, ranked[ends]
+
+
+def average_precision(truth, scores):
+    """One class's average precision, as scikit-learn's: the precision at each distinct score,
+    weighted by the recall it adds."""
+    true_positives, predicted, _ = _ranked(np.asarray(truth) > 0.5, np.asarray(scores, np.float64))
+    recall = true_positives / max(np.sum(np.asarray(truth) > 0.5), 1)
+    return float(np.sum(np.diff(recall, prepend=0.0) * true_positives / predicted))
+
+
+def multi_label_metrics(labels, logits, decisions):
+    """F1 over all decisions (micro) and per class (macro), mean average precision, the share of
+    examples whose every class is right, and the mean binary cross-entropy; per-class figures over the
+    classes that the labels show."""
+    truth, said = np.asarray(labels) > 0.5, np.asarray(decisions) > 0.5
+    shown = np.flatnonzero(truth.any(axis=0))
+    z, y = np.asarray(logits, np.float64), truth.astype(np.float64)
+    per_class = [2 * np.sum(truth[:, c] & said[:, c]) / (truth[:, c].sum() + said[:, c].sum()) for c in shown]
+    return {
+        "f1_micro": micro_f1(truth, said),
+        "f1_macro": float(np.mean(per_class)) if len(shown) else 0.0,
+        "map": float(np.mean([average_precision(truth[:, c], z[:, c]) for c in shown])) if len(shown) else 0.0,
+        "exact_match": float(np.mean(np.all(truth == said, axis=1))),
+        "loss": float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))),
+    }
+
+
+def best_thresholds(labels, probabilities, current):
+    """Per class, the probability threshold that maximizes the class's F1 on these examples: halfway
+    between the lowest score it takes in and the next lower one, and of equally good ones the closest
+    to 0.5; classes without a positive example keep their `current` threshold."""
+    thresholds = np.array(current, np.float64)
+    truth = np.asarray(labels) > 0.5
+    for c in np.flatnonzero(truth.any(axis=0)):
+        true_positives, predicted, scores = _ranked(truth[:, c], np.asarray(probabilities[:, c], np.float64))
+        f1 = 2 * true_positives / (predicted + truth[:, c].sum())
+        cuts = (scores + np.r_[scores[1:], 0.0]) / 2
+        best = np.flatnonzero(f1 == f1.max())
+        thresholds[c] = cuts[best[np.argmin(np.abs(cuts[best] - 0.5))]]
+    return thresholds

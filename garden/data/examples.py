@@ -30,6 +30,8 @@ class Examples:
         """The examples of the named `classes` (all when empty), at most `per_class` of each (evenly
         spaced through the class, in order; all when negative)."""
         index = np.arange(len(self))
+        if np.ndim(self.labels) != 1 and (classes or per_class >= 0):
+            raise GardenError("classes and examples_per_class select single-label data; this data is multi-label")
         if classes:
             names = [str(c) for c in classes]
             unknown = [n for n in names if n not in self.label_names]

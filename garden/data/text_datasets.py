@@ -13,7 +13,13 @@ import numpy as np
 from garden.data import catalog
 from garden.data.examples import Examples, check_split
 from garden.data.task_files import read_choices, read_conll, read_lines, read_squad, tagged_examples
-from garden.data.text_files import read_orange_tab, read_text_file, text_features, to_examples
+from garden.data.text_files import (
+    read_orange_tab,
+    read_text_file,
+    text_features,
+    to_examples,
+    to_multi_hot_examples,
+)
 from garden.data.text_streams import text_stream
 from garden.data.tfrecords import match_files
 from garden.errors import GardenError
@@ -33,10 +39,20 @@ def text_file(config, label_names=None):
     """.tsv/.csv/.jsonl/.tfrecord files at `input_path` (a file, glob or comma list) with `text_column`,
     `label_column` (and `text_pair_column`); held in memory up to `in_memory_limit` bytes, else
     streamed (.tsv, .csv, .jsonl)."""
-    path = _input_path(config)
-    files = match_files(path) if any(c in path for c in "*?[,") else [str(catalog.existing_file(path))]
+    files = _files(config)
     if sum(os.path.getsize(f) for f in files) > config.in_memory_limit:
         return text_stream(files, config, label_names)
+    texts, pairs, labels = _read_files(files, config)
+    return to_examples(texts, labels, label_names, pairs)
+
+
+def _files(config):
+    path = _input_path(config)
+    return match_files(path) if any(c in path for c in "*?[,") else [str(catalog.existing_file(path))]
+
+
+def _read_files(files, config):
+    """(texts, pairs or None, labels) of all `files`, in order."""
     texts, pairs, labels = [], [] if config.text_pair_column else None, []
     for file in files:
         file_texts, file_pairs, file_labels = read_text_file(
@@ -46,7 +62,21 @@ def text_file(config, label_names=None):
         labels += file_labels
         if pairs is not None:
             pairs += file_pairs
-    return to_examples(texts, labels, label_names, pairs)
+    return texts, pairs, labels
+
+
+@DATASETS.register("multi_label_text_file")
+def multi_label_text_file(config, label_names=None):
+    """Like text_file, for multi-label classification: `label_column` holds each text's labels, a
+    JSON list in .jsonl files or names joined by `label_separator`; held in memory."""
+    files = _files(config)
+    if sum(os.path.getsize(f) for f in files) > config.in_memory_limit:
+        raise GardenError(
+            f"{config.input_path} is over in_memory_limit ({config.in_memory_limit} bytes), and multi-label data "
+            "is read into memory; raise the limit"
+        )
+    texts, pairs, labels = _read_files(files, config)
+    return to_multi_hot_examples(texts, labels, label_names, pairs, config.label_separator)
 
 
 @DATASETS.register("scored_text_file")

@@ -17,6 +17,8 @@ from garden.errors import GardenError, did_you_mean
 
 
 def to_examples(texts, labels, label_names=None, pairs=None):
+    if any(isinstance(label, list) for label in labels):
+        raise GardenError("the label column holds lists: multi-label data; read it with dataset multi_label_text_file")
     names = list(label_names) if label_names else sorted(set(labels))
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(labels) - set(index))
@@ -25,6 +27,27 @@ def to_examples(texts, labels, label_names=None, pairs=None):
             f"labels {unknown[:5]} are not among the training labels {names[:10]}; check the label column"
         )
     return Examples(text_features(texts, pairs), np.array([index[label] for label in labels], np.int64), names)
+
+
+def to_multi_hot_examples(texts, labels, label_names=None, pairs=None, separator=","):
+    """Examples with multi-hot labels [examples, classes]: each label a list of names (JSON lines) or
+    names joined by `separator`; an empty one holds no class."""
+    lists = [
+        [str(name).strip() for name in (label if isinstance(label, list) else str(label).split(separator))]
+        for label in labels
+    ]
+    lists = [[name for name in names if name] for names in lists]
+    names = list(label_names) if label_names else sorted({name for found in lists for name in found})
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({name for found in lists for name in found} - set(index))
+    if unknown:
+        raise GardenError(
+            f"labels {unknown[:5]} are not among the training labels {names[:10]}; check the label column"
+        )
+    multi_hot = np.zeros((len(lists), len(names)), np.float32)
+    for row, found in enumerate(lists):
+        multi_hot[row, [index[name] for name in found]] = 1.0
+    return Examples(text_features(texts, pairs), multi_hot, names)
 
 
 def text_features(texts, pairs=None):
@@ -80,7 +103,8 @@ def read_jsonl(path, text_column, label_column, text_pair_column=""):
         if rows and key not in rows[0]:
             raise GardenError(f"{path} has no field '{key}'{did_you_mean(key, rows[0])}")
     pairs = [str(r[text_pair_column]) for r in rows] if text_pair_column else None
-    return [str(r[text_column]) for r in rows], pairs, [str(r[label_column]) for r in rows]
+    labels = [r[label_column] if isinstance(r[label_column], list) else str(r[label_column]) for r in rows]
+    return [str(r[text_column]) for r in rows], pairs, labels
 
 
 def read_orange_tab(path):

@@ -17,8 +17,9 @@ def build_task_model(model_config, name, backbone=None):
     if backbone is None:  # a shared backbone serves other heads too, which may read other outputs
         backbone = build_backbone(model_config)
         backbone.train_for(head.features)
-    logits = head(backbone(backbone.input)[head.features])
-    return keras.Model(inputs=backbone.input, outputs={"logits": logits}, name=name)
+    outputs = head(backbone(backbone.input)[head.features])  # logits, or a dict holding them
+    outputs = outputs if isinstance(outputs, dict) else {"logits": outputs}
+    return keras.Model(inputs=backbone.input, outputs=outputs, name=name)
 
 
 def build_backbone(model_config) -> keras.Model:

@@ -202,6 +202,10 @@ class Task:
     def metrics(self, labels, outputs):
         raise NotImplementedError
 
+    def calibrate(self, model, labels, outputs) -> None:
+        """Fits what the model sets on validation data (its `outputs` and `labels` there) after each
+        validation in training: nothing here."""
+
     def serving_inputs(self, model):
         """Named, typed input specs of the serving signature, from the model's inputs."""
         return {t.name: tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype, name=t.name) for t in model.inputs}

@@ -1,4 +1,5 @@
-"""Text classification: a sentence (`text`) or a sentence pair (`text`, `text_pair`) -> a class.
+"""Text classification: a sentence (`text`) or a sentence pair (`text`, `text_pair`) -> a class, or
+any number of classes (`text_multi_label_classification`, with the `multi_label` head).
 
 Use the `classification` head for single sentences and `pair_classification` for pairs."""
 
@@ -6,6 +7,7 @@ import tensorflow as tf
 
 from garden.registry import TASKS
 from garden.tasks.classification import ClassificationTask
+from garden.tasks.multi_label import MultiLabelTask
 from garden.tasks.text import TextTask
 
 SEGMENTS = ("text", "text_pair")
@@ -26,3 +28,8 @@ class TextClassificationTask(TextTask, ClassificationTask):
         names = [name for name in SEGMENTS if name in feature_names]
         specs = {name: tf.TensorSpec([None], tf.string, name=name) for name in names}
         return specs, lambda raw: self.pack_in_serving(*self.serving_segments([raw[name] for name in names]))
+
+
+@TASKS.register("text_multi_label_classification")
+class TextMultiLabelClassificationTask(MultiLabelTask, TextClassificationTask):
+    """Multi-label classification of raw strings (garden/tasks/multi_label.py), served as text classification is."""

@@ -77,6 +77,7 @@ class Checkpoints:
         info.json, then removes the best checkpoint it replaces; a killed write leaves the previous one."""
         folder = os.path.join(self._temp, "best") if self._temp else self.best_dir
         os.makedirs(folder, exist_ok=True)
+        _ = self._weights_checkpoint.save_counter  # created, so the file holds what RUN/model/'s checkpoints hold
         self._weights_checkpoint.write(os.path.join(folder, f"ckpt-{step}"))
         if self._temp:
             return

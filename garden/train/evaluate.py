@@ -19,8 +19,9 @@ def _eval_step(task, model):
     return step
 
 
-def evaluate(task, model, examples, batch_size):
-    """The task's metrics on every example, with labels as the task's `prepare` aligns them."""
+def evaluate(task, model, examples, batch_size, calibrate=False):
+    """The task's metrics on every example, with labels as the task's `prepare` aligns them; with
+    `calibrate`, the task then fits what it sets on validation data (multi-label thresholds)."""
     step = _eval_step(task, model)
     labels, outputs = [], []
     with bad_records_named(examples):
@@ -28,7 +29,10 @@ def evaluate(task, model, examples, batch_size):
             outputs.append(step(features, batch_labels))
             labels.append(batch_labels.numpy())
     gathered = {name: np.concatenate([o[name].numpy() for o in outputs]) for name in outputs[0]}
-    return task.metrics(np.concatenate(labels), gathered)
+    results = task.metrics(np.concatenate(labels), gathered)
+    if calibrate:
+        task.calibrate(model, np.concatenate(labels), gathered)
+    return results
 
 
 def split_examples(run, split: str):

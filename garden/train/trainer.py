@@ -23,7 +23,6 @@ import numpy as np
 import tensorflow as tf
 
 from garden.config import changed_model_keys, read_yaml, save_yaml
-from garden.data.examples import Examples
 from garden.data.pipeline import train_dataset
 from garden.data.streams import Stream, bad_records_named
 from garden.errors import GardenError
@@ -455,11 +454,10 @@ class Trainer:
         results, named = {}, len(self.routines) > 1
         for routine in self.routines:
             if routine.validation is not None:
-                metrics = self.evaluate(routine.validation, routine.validation_batch, routine.task, routine.model)
+                with ema_weights(self.optimizer, self.variables):
+                    metrics = evaluate(
+                        routine.task, routine.model, routine.validation, routine.validation_batch, calibrate=True
+                    )
                 self.reporter.scalars(f"validation/{routine.name}" if named else "validation", step, metrics)
                 results.update({f"{routine.name}/{k}" if named else k: v for k, v in metrics.items()})
         return results
-
-    def evaluate(self, examples: Examples, batch_size: int, task=None, model=None) -> dict:
-        with ema_weights(self.optimizer, self.variables):
-            return evaluate(task or self.task, model or self.model, examples, batch_size)

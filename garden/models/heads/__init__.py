@@ -4,6 +4,7 @@ from garden.models.heads import (  # noqa: F401  (registers)
     causal_lm,
     classification,
     masked_lm,
+    multi_label,
     multiple_choice,
     pair_classification,
     regression,

@@ -1,0 +1,51 @@
+"""Multi-label classification: each example holds any number of the classes (multi-hot labels), a
+sigmoid per class, binary cross-entropy, and per-class thresholds set on validation data."""
+
+import numpy as np
+import tensorflow as tf
+
+from garden import metrics
+from garden.errors import GardenError
+from garden.tasks.classification import ClassificationTask
+
+
+class MultiLabelTask(ClassificationTask):
+    """Outputs `probabilities` [batch, classes] (a sigmoid each) and `labels` [batch, classes], 1
+    where a probability reaches its class's threshold. The `multi_label` head holds the thresholds;
+    after each validation the trainer sets each to the one that maximizes its class's F1 on the
+    validation data (0.5 before the first, and for a class validation never shows)."""
+
+    parity_outputs = ("probabilities",)
+    quality = "f1_micro"
+
+    def load(self, data_config, label_names=None):
+        examples = super().load(data_config, label_names)
+        if np.ndim(examples.labels) != 2:
+            raise GardenError(
+                f"task type '{self.config.type}' trains on multi-label data: set {self.config_path}.*_data.dataset "
+                "to multi_label_text_file (labels joined by label_separator, or a JSON list in .jsonl files)"
+            )
+        return examples
+
+    def build_loss(self, train=None):
+        if self.config.loss.type != "sigmoid_crossentropy" or self.config.model.head.type != "multi_label":
+            raise GardenError(
+                f"task type '{self.config.type}' needs the multi_label head and the sigmoid_crossentropy loss; set "
+                f"{self.config_path}.model.head.type=multi_label and {self.config_path}.loss.type=sigmoid_crossentropy"
+            )
+        return super().build_loss(train)
+
+    def metrics(self, labels, outputs):
+        return metrics.multi_label_metrics(labels, outputs["logits"], outputs["decisions"])
+
+    def calibrate(self, model, labels, outputs):
+        head = model.get_layer("head")
+        probabilities = 1 / (1 + np.exp(-outputs["logits"].astype(np.float64)))
+        head.thresholds.assign(metrics.best_thresholds(labels, probabilities, head.thresholds.numpy()))
+
+    def serving_outputs(self, outputs):
+        logits = tf.cast(outputs["logits"], tf.float32)
+        return {"probabilities": tf.sigmoid(logits), "labels": tf.cast(outputs["decisions"], tf.int32)}
+
+    def serving_quality(self, labels, outputs):
+        return metrics.micro_f1(labels, np.asarray(outputs["labels"]))

@@ -1,0 +1,151 @@
+"""Multi-label classification: metrics and thresholds against scikit-learn, and a small BERT trained
+on multi-label texts built from real R8 documents (one or two documents, each with its label),
+exported to SavedModel and TFLite with its per-class thresholds."""
+
+import json
+
+import numpy as np
+import pytest
+import sklearn.metrics
+import tensorflow as tf
+from conftest import garden
+
+from garden import metrics
+from garden.config import DataConfig, experiment_config
+from garden.errors import GardenError
+from garden.registry import DATASETS
+from garden.run import Run
+from garden.train.evaluate import split_examples
+from garden.train.strategy import resolve_strategy
+from garden.train.trainer import Trainer
+
+
+def test_multi_label_metrics_and_thresholds_match_sklearn():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((200, 5)) < [0.1, 0.3, 0.5, 0.2, 0.05]).astype(np.float32)
+    logits = 2.0 * labels + rng.normal(0, 1.5, labels.shape)
+    logits[:20, 0] = 0.25  # ties
+    decisions = (logits > 0.8).astype(np.int32)
+    result = metrics.multi_label_metrics(labels, logits, decisions)
+    assert result["f1_micro"] == pytest.approx(sklearn.metrics.f1_score(labels, decisions, average="micro"))
+    assert result["f1_macro"] == pytest.approx(sklearn.metrics.f1_score(labels, decisions, average="macro"))
+    assert result["map"] == pytest.approx(sklearn.metrics.average_precision_score(labels, logits, average="macro"))
+    assert result["exact_match"] == pytest.approx(sklearn.metrics.accuracy_score(labels, decisions))
+    probabilities = 1 / (1 + np.exp(-logits))
+    expected_loss = sklearn.metrics.log_loss(labels.ravel(), probabilities.ravel())
+    assert result["loss"] == pytest.approx(expected_loss, rel=1e-6)
+
+    thresholds = metrics.best_thresholds(labels, probabilities, np.full(5, 0.5))
+    for c in range(5):  # no threshold gives the class a higher F1 on these examples
+        chosen = sklearn.metrics.f1_score(labels[:, c], probabilities[:, c] >= thresholds[c])
+        every = [sklearn.metrics.f1_score(labels[:, c], probabilities[:, c] >= t) for t in probabilities[:, c]]
+        assert chosen == pytest.approx(max(every))
+    none_positive = np.zeros_like(labels)
+    np.testing.assert_array_equal(metrics.best_thresholds(none_positive, probabilities, np.full(5, 0.3)), 0.3)
+
+
+def write_multi_label_r8(path, split, count, seed):
+    """`count` JSON lines of one or two R8 documents (20 words each) labelled with their classes."""
+    examples = DATASETS.get("reuters_r8")(DataConfig(dataset="reuters_r8", split=split))
+    texts, labels, names = examples.features["text"], examples.labels, examples.label_names
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as f:
+        for _ in range(count):
+            chosen = [rng.integers(len(texts))]
+            second = rng.integers(len(texts))
+            if rng.random() < 0.5 and labels[second] != labels[chosen[0]]:
+                chosen.append(second)
+            text = " ".join(" ".join(texts[i].split()[:20]) for i in chosen)
+            f.write(json.dumps({"sentence": text, "label": [names[labels[i]] for i in chosen]}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def multi_label_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("multi_label")
+    files = {
+        split: write_multi_label_r8(folder / f"{split}.jsonl", source, count, seed)
+        for split, source, count, seed in (
+            ("train", "train", 1200, 0),
+            ("validation", "validation", 300, 1),
+            ("test", "test", 300, 2),
+        )
+    }
+    config = experiment_config(
+        "multi_label_minilm",
+        sets=[
+            "task.init_checkpoint=''",
+            "task.model.tokenizer.vocabulary=all_minilm_l6_v2",
+            "task.model.tokenizer.sequence_length=64",
+            "task.model.backbone.params.num_layers=2",
+            "task.model.backbone.params.num_heads=2",
+            "task.model.backbone.params.hidden_dim=64",
+            "task.model.backbone.params.intermediate_dim=128",
+            "task.model.head.params.num_classes=8",
+            f"task.train_data.input_path={files['train']}",
+            f"task.validation_data.input_path={files['validation']}",
+            "task.test_data.dataset=multi_label_text_file",
+            f"task.test_data.input_path={files['test']}",
+            "trainer.train_steps=120",
+            "trainer.steps_per_loop=40",
+            "trainer.checkpoint_interval=120",
+            "trainer.validation_interval=120",
+            "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.002",
+            "trainer.optimizer_config.learning_rate.polynomial.decay_steps=120",
+            "trainer.optimizer_config.warmup.linear.warmup_steps=12",
+            "runtime.deterministic=true",
+        ],
+    )
+    Trainer(config, str(folder / "run"), resolve_strategy(config.runtime)).train()
+    return folder / "run"
+
+
+def test_a_multi_label_model_learns_sets_its_thresholds_on_validation_and_exports_them(multi_label_run):
+    run = Run(str(multi_label_run))
+    thresholds = run.model.get_layer("head").thresholds.numpy()
+    assert not np.allclose(thresholds, 0.5)  # set by the validation
+    validation = split_examples(run, "validation")
+    probabilities = tf.sigmoid(run.model.predict(run.task.preprocess(validation.features), verbose=0)["logits"])
+    truth = validation.labels.astype(bool)
+    for c in np.flatnonzero(truth.any(axis=0)):  # each class's F1 on validation is the best any threshold gives
+        scores = probabilities.numpy()[:, c]
+        chosen = sklearn.metrics.f1_score(truth[:, c], scores >= thresholds[c])
+        assert chosen == pytest.approx(max(sklearn.metrics.f1_score(truth[:, c], scores >= t) for t in scores))
+
+    test = json.loads(garden("eval", multi_label_run, "--split", "test").stdout)
+    prevalence = np.mean(split_examples(run, "test").labels, axis=0)
+    assert test["map"] > np.mean(prevalence) + 0.4 and test["f1_micro"] > 0.7  # chance: the prevalence
+
+    garden("export", multi_label_run, "--format", "saved_model", "--format", "tflite")  # each checked before written
+    served = tf.saved_model.load(str(multi_label_run / "export" / "saved_model")).signatures["serving_default"]
+    texts = split_examples(run, "test").features["text"][:64]
+    outputs = served(text=tf.constant(list(texts)))
+    keras_outputs = run.model.predict(run.task.preprocess({"text": texts}), verbose=0)
+    np.testing.assert_allclose(outputs["probabilities"], tf.sigmoid(keras_outputs["logits"]), atol=1e-5)
+    np.testing.assert_array_equal(outputs["labels"], keras_outputs["decisions"])
+    np.testing.assert_array_equal(outputs["labels"], (outputs["probabilities"].numpy() >= thresholds).astype(int))
+    assert (multi_label_run / "export" / "model_none.tflite").stat().st_size > 0
+
+
+def test_multi_label_data_and_parts_that_do_not_fit_are_one_line(multi_label_run):
+    config = multi_label_run / "config.yaml"
+    single = [
+        "task.type=text_classification",
+        "task.model.head.type=classification",
+        "task.loss.type=sparse_categorical_crossentropy",
+        "task.train_data.dataset=text_file",
+        "task.validation_data.dataset=text_file",
+        "task.test_data.dataset=text_file",
+    ]
+    for sets, message in (
+        (single, "the label column holds lists: multi-label data; read it with dataset multi_label_text_file"),
+        (
+            ["task.model.head.type=classification", "task.model.head.params.num_classes=8"],
+            "needs the multi_label head and the sigmoid_crossentropy loss",
+        ),
+        (["task.train_data.classes=[acq]"], "classes and examples_per_class select single-label data"),
+    ):
+        built = experiment_config(config_files=[config], sets=sets)
+        trainer = Trainer(built, str(multi_label_run.parent / "refused"), resolve_strategy(built.runtime))
+        with pytest.raises(GardenError, match=message):
+            trainer.set_up()
