@@ -18,6 +18,7 @@ from conftest import ROOT, TINY, garden, sets, train_killed_after
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from garden.config import experiment_config
+from garden.errors import GardenError
 from garden.models import hf_import
 from garden.models.backbones.bert import BertEncoder
 from garden.models.pretrained import checkpoint_dir
@@ -137,20 +138,10 @@ def test_deterministic_runs_are_bit_identical_and_accumulated_micro_batches_matc
         np.testing.assert_array_equal(full[key], again[key], err_msg=key)
     for key in weights:  # four micro-batches of 4 sum to the gradient of the batch of 16, up to rounding
         np.testing.assert_allclose(accumulated[key], full[key], rtol=1e-4, atol=1e-5, err_msg=key)
-    error = (
-        garden(
-            "train",
-            "shakespeare_char",
-            "--set",
-            "trainer.gradient_accumulation_steps=5",
-            "--run-dir",
-            tmp_path / "bad",
-            check=False,
-        )
-        .stderr.strip()
-        .splitlines()[-1]
-    )
-    assert error.startswith("garden: error:") and "split evenly into trainer.gradient_accumulation_steps (5)" in error
+    config = experiment_config("shakespeare_char", sets=["trainer.gradient_accumulation_steps=5"])
+    with pytest.raises(GardenError) as refused:  # in this process: the message is the CLI's line
+        Trainer(config, str(tmp_path / "bad"), resolve_strategy(config.runtime)).train()
+    assert "split evenly into trainer.gradient_accumulation_steps (5)" in str(refused.value)
     assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
