@@ -12,7 +12,6 @@
 
 import json
 import os
-import re
 import shutil
 
 import keras
@@ -30,6 +29,12 @@ ASSETS = "assets"
 
 def weights_dir(run_dir):
     return os.path.join(run_dir, WEIGHTS)
+
+
+def kept_steps(run_dir: str) -> list[int]:
+    """The steps whose inference weights RUN/model/ holds (as its state file lists them, so each is whole)."""
+    state = tf.train.get_checkpoint_state(weights_dir(run_dir))
+    return sorted(int(path.rsplit("-", 1)[-1]) for path in (state.all_model_checkpoint_paths if state else []))
 
 
 def read_labels(run_dir):
@@ -96,19 +101,22 @@ class Run:
         tasks = trained.subtasks()
         self.head = self._pick(head, list(tasks))
         self.task = tasks[self.head]
-        self._pick_weights(checkpoint)  # a missing checkpoint is named before the model is built
+        picked = self._pick_weights(checkpoint)  # a missing checkpoint is named before the model is built
         labels = read_labels(run_dir)
         self.label_names = labels[self.head] if isinstance(labels, dict) else labels
         models = trained.build_models()
         self._checkpoint = tf.train.Checkpoint(model=trained.checkpointed(models))
         self.model = models[self.head]
-        self.load(checkpoint)
+        self._restore(*picked)
 
     def load(self, checkpoint: str | int | None = None) -> None:
         """Restores the weights that `checkpoint` names (as the constructor's) into the model."""
-        self.checkpoint_path, self.weights = self._pick_weights(checkpoint)
-        self.step = int(self.checkpoint_path.rsplit("-", 1)[-1])
-        restore(self._checkpoint, self.checkpoint_path).assert_consumed()
+        self._restore(*self._pick_weights(checkpoint))
+
+    def _restore(self, path, weights):
+        self.checkpoint_path, self.weights = path, weights
+        self.step = int(path.rsplit("-", 1)[-1])
+        restore(self._checkpoint, path).assert_consumed()
 
     def _pick_weights(self, checkpoint):
         """(the checkpoint path of the weights `checkpoint` names, a line saying which they are)."""
@@ -130,8 +138,7 @@ class Run:
             raise GardenError(self._no_weights())
         if checkpoint in (None, "latest"):
             return latest, f"latest checkpoint (step {latest.rsplit('-', 1)[-1]})"
-        folder = weights_dir(self.run_dir)
-        steps = sorted(int(name[5:-6]) for name in os.listdir(folder) if re.fullmatch(r"ckpt-\d+\.index", name))
+        folder, steps = weights_dir(self.run_dir), kept_steps(self.run_dir)
         if not (str(checkpoint).isdigit() and int(checkpoint) in steps):
             raise GardenError(
                 f"--checkpoint {checkpoint}: {folder}/ holds the weights of steps {', '.join(map(str, steps))}; "

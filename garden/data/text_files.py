@@ -19,14 +19,20 @@ from garden.errors import GardenError, did_you_mean
 def to_examples(texts, labels, label_names=None, pairs=None):
     if any(isinstance(label, list) for label in labels):
         raise GardenError("the label column holds lists: multi-label data; read it with dataset multi_label_text_file")
-    names = list(label_names) if label_names else sorted(set(labels))
+    names, index = _label_index(set(labels), label_names)
+    return Examples(text_features(texts, pairs), np.array([index[label] for label in labels], np.int64), names)
+
+
+def _label_index(found, label_names=None):
+    """(label names: `label_names`, else the `found` ones sorted; name -> id), refusing found names not among them."""
+    names = list(label_names) if label_names else sorted(found)
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted(set(labels) - set(index))
+    unknown = sorted(set(found) - set(index))
     if unknown:
         raise GardenError(
             f"labels {unknown[:5]} are not among the training labels {names[:10]}; check the label column"
         )
-    return Examples(text_features(texts, pairs), np.array([index[label] for label in labels], np.int64), names)
+    return names, index
 
 
 def to_multi_hot_examples(texts, labels, label_names=None, pairs=None, separator=","):
@@ -37,13 +43,7 @@ def to_multi_hot_examples(texts, labels, label_names=None, pairs=None, separator
         for label in labels
     ]
     lists = [[name for name in names if name] for names in lists]
-    names = list(label_names) if label_names else sorted({name for found in lists for name in found})
-    index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({name for found in lists for name in found} - set(index))
-    if unknown:
-        raise GardenError(
-            f"labels {unknown[:5]} are not among the training labels {names[:10]}; check the label column"
-        )
+    names, index = _label_index({name for found in lists for name in found}, label_names)
     multi_hot = np.zeros((len(lists), len(names)), np.float32)
     for row, found in enumerate(lists):
         multi_hot[row, [index[name] for name in found]] = 1.0

@@ -8,15 +8,9 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from garden.errors import GardenError
-from garden.run import Run, weights_dir
+from garden.run import Run, kept_steps, weights_dir
 from garden.train.evaluate import evaluate_split, split_examples
 from garden.train.summaries import Reporter
-
-
-def kept_steps(run_dir: str) -> list[int]:
-    """The steps whose inference weights RUN/model/ holds (as its state file lists them, so each is whole)."""
-    state = tf.train.get_checkpoint_state(weights_dir(run_dir))
-    return sorted(int(path.rsplit("-", 1)[-1]) for path in (state.all_model_checkpoint_paths if state else []))
 
 
 def _training_ended(run: Run, step: int) -> bool:
@@ -61,7 +55,7 @@ def watch(
     evaluated, done = [], set()
     try:
         while True:
-            new = [step for step in kept_steps(run_dir) if step not in done and step > max(done, default=-1)]
+            new = [step for step in kept_steps(run_dir) if step > max(done, default=-1)]
             for step in new:
                 done.add(step)
                 try:

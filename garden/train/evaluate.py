@@ -29,9 +29,10 @@ def evaluate(task, model, examples, batch_size, calibrate=False):
             outputs.append(step(features, batch_labels))
             labels.append(batch_labels.numpy())
     gathered = {name: np.concatenate([o[name].numpy() for o in outputs]) for name in outputs[0]}
-    results = task.metrics(np.concatenate(labels), gathered)
+    labels = np.concatenate(labels)
+    results = task.metrics(labels, gathered)
     if calibrate:
-        task.calibrate(model, np.concatenate(labels), gathered)
+        task.calibrate(model, labels, gathered)
     return results
 
 

@@ -330,10 +330,11 @@ class Trainer:
             while step < self.config.trainer.train_steps and not stopped:
                 losses, elapsed = self._loop(step)
                 step = int(self.step.numpy())
-                if self._rolled_back(step, losses):
+                loss = sum(sum(v) for v in losses.values()) / sum(len(v) for v in losses.values())
+                if self._rolled_back(step, loss):
                     step = int(self.step.numpy())
                     continue
-                validated, stopped = self._after_loop(step, losses, elapsed, preempted)
+                validated, stopped = self._after_loop(step, loss, losses, elapsed, preempted)
                 results = validated or results
             if stopped:
                 self.reporter.message(stopped)
@@ -356,10 +357,9 @@ class Trainer:
             position += count
         return losses, time.perf_counter() - began
 
-    def _rolled_back(self, step, losses) -> bool:
-        """True when the loop's loss diverged and the run rolled back to its last checkpoint; raises
-        when it may not (no rollbacks allowed or left, no checkpoint yet)."""
-        loss = sum(sum(v) for v in losses.values()) / sum(len(v) for v in losses.values())
+    def _rolled_back(self, step, loss) -> bool:
+        """True when the loop's mean `loss` diverged and the run rolled back to its last checkpoint;
+        raises when it may not (no rollbacks allowed or left, no checkpoint yet)."""
         reason = self.recovery.divergence(loss, step)
         if reason is None:
             return False
@@ -384,11 +384,9 @@ class Trainer:
         )
         return True
 
-    def _after_loop(self, step, losses, elapsed, preempted):
-        """Reports the loop, stops on preemption, validates and checkpoints; returns (the validation
-        metrics or None, why the run stops early or '')."""
-        num_steps = sum(len(v) for v in losses.values())
-        loss = sum(sum(v) for v in losses.values()) / num_steps
+    def _after_loop(self, step, loss, losses, elapsed, preempted):
+        """Reports the loop (its mean `loss`, each sub-task's step `losses`), stops on preemption,
+        validates and checkpoints; returns (the validation metrics or None, why the run stops early or '')."""
         batch = {r.name: r.data.global_batch_size for r in self.routines}
         scalars = {
             "loss": loss,
@@ -427,7 +425,8 @@ class Trainer:
         if stopping is None:
             return ""
         stopping.update(step, results)
-        return self._stopped_early() if self._any_worker(bool(self._stopped_early())) else ""
+        stopped = self._stopped_early()
+        return stopped if self._any_worker(bool(stopped)) else ""
 
     def _stopped_early(self) -> str:
         """Why early stopping ends the run at its current step, or ''."""
