@@ -15,7 +15,7 @@ from PIL import Image
 
 from garden.errors import GardenError
 from garden.export import manifest
-from garden.export.rest_api import RequestError, check_range
+from garden.export.requests import RequestError, check_range
 from garden.export.tflite import interpreter
 
 TABLES = {".tsv": "\t", ".csv": ","}

@@ -14,9 +14,7 @@ import orjson
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
-
-class RequestError(ValueError):
-    pass
+from garden.export.requests import RequestError, check_array, check_instances
 
 
 def _decode_b64(value):
@@ -50,19 +48,7 @@ def _array(value, spec, name):
             got = {"f": "floats", "U": "strings", "O": "mixed values"}.get(array.dtype.kind, array.dtype.name)
             raise RequestError(f"input '{name}' takes {spec.dtype.name} values, not {got}")
         array = array.astype(spec.dtype.as_numpy_dtype)
-        if spec.dtype.is_floating and not np.all(np.isfinite(array)):
-            raise RequestError(
-                f"input '{name}' holds NaN or infinite values (as {spec.dtype.name}); send finite numbers"
-            )
-    expected = spec.shape
-    if array.ndim != expected.rank or not expected.is_compatible_with(array.shape):
-        want = (
-            "[" + ", ".join("N" if i == 0 else str(d if d is not None else "?") for i, d in enumerate(expected)) + "]"
-        )
-        raise RequestError(f"input '{name}' has shape {list(array.shape)} but the signature takes {want}")
-    if array.shape[0] == 0:
-        raise RequestError("the request holds no instances; send at least one")
-    return array
+    return check_array(name, array, spec)
 
 
 def _loads_slowly(body):
@@ -109,25 +95,8 @@ def parse(body, specs_of, max_instances):
     if columns is None:
         raise RequestError(f"the signature takes inputs {', '.join(sorted(names))}; send each of them by name")
     arrays = {name: _array(columns[name], specs[name], name) for name in names}
-    counts = {len(a) for a in arrays.values()}
-    if len(counts) != 1:
-        raise RequestError(f"inputs have different numbers of instances: {sorted(counts)}")
-    if counts.pop() > max_instances:
-        raise RequestError(
-            f"the request holds more than {max_instances} instances; split it (or raise --max-instances)"
-        )
+    check_instances(arrays, max_instances)
     return signature, arrays, columnar
-
-
-def check_range(name, array, bounds):
-    """Raises RequestError when `array` leaves the (low, high) range input `name` was trained on."""
-    low, high = bounds
-    if array.size and (array.min() < low or array.max() > high):
-        hint = " (divide 0-255 pixels by 255)" if high <= 1 < array.max() <= 255 else ""
-        raise RequestError(
-            f"input '{name}' takes values in [{low:g}, {high:g}]; got values from {array.min():g} to {array.max():g}"
-            f"{hint}"
-        )
 
 
 def _jsonable(array):

@@ -1,9 +1,18 @@
-"""`garden serve`: SavedModels behind TF Serving's REST API, so a TF Serving client works unchanged.
+"""`garden serve`: SavedModels behind TF Serving's REST API, and its gRPC API with `--grpc-port`
+(export/grpc_api.py), so a TF Serving client works unchanged.
 
-    GET  /v1/models/NAME                 version status
-    GET  /v1/models/NAME/metadata        signature definitions
-    POST /v1/models/NAME:predict         {"instances": [...]} or {"inputs": ...}  (also /versions/1:predict)
-    GET  /healthz                        {"status": "ok", "models": [...], requests and model calls so far}
+    GET  /v1/models/NAME[/versions/N]            the state of each version
+    GET  /v1/models/NAME[/versions/N]/metadata   signature definitions
+    POST /v1/models/NAME[/versions/N]:predict    {"instances": [...]} or {"inputs": ...}
+    GET  /monitoring/prometheus/metrics          requests, latency and batch sizes (export/monitoring.py)
+    GET  /healthz                                {"status": "ok", "models": [...], requests and model calls so far}
+
+A model is a SavedModel folder, served as version 1, or TF Serving's base path of numbered version
+folders (`models/NAME/1`, `models/NAME/2`): its newest version is served, and the base path is
+polled so a new version is loaded and swapped in without a restart; requests in flight finish on
+the version they found. A version that fails to load is logged and shown in the status (state END
+with its error) while the serving one stays. Write a new version elsewhere and rename it into the
+base path, so it is never read half-written.
 
 Concurrent requests for one signature (and one input shape) are batched into one model call, up to
 `max_batch_size` rows or `batch_timeout_ms` of waiting. Bad requests get 400 with {"error": ...}."""
@@ -11,21 +20,22 @@ Concurrent requests for one signature (and one input shape) are batched into one
 import asyncio
 import dataclasses
 import gc
-import json
 import os
 import socket
 import sys
+import time
 
 import numpy as np
 import orjson
 import tensorflow as tf
 from aiohttp import web
+from tensorflow.core.protobuf import saved_model_pb2
 
 from garden.errors import GardenError
-from garden.export import manifest
-from garden.export.rest_api import RequestError, check_range, parse, response, tensor_info
-
-VERSION = "1"
+from garden.export import grpc_api, manifest
+from garden.export.monitoring import CONTENT_TYPE, ServingMetrics
+from garden.export.requests import NotFound, RequestError, check_range
+from garden.export.rest_api import parse, response, tensor_info
 
 
 @dataclasses.dataclass
@@ -36,33 +46,52 @@ class Limits:
     batch_timeout_ms: float = 5.0
 
 
-class Batcher:
-    """One queue of (inputs, future); a task drains it into batched calls of `run` on a worker thread."""
+@dataclasses.dataclass
+class VersionStatus:
+    version: int
+    state: str  # TF Serving's ModelVersionStatus.State: AVAILABLE, or END once unloaded or failed
+    error: str = ""
 
-    def __init__(self, run, limits):
-        self.run, self.limits = run, limits
+
+class Batcher:
+    """One queue of (inputs, future); a task drains it into batched calls of `run` on a worker thread.
+    `on_call(requests, rows)` hears of each call."""
+
+    def __init__(self, run, limits, on_call):
+        self.run, self.limits, self.on_call = run, limits, on_call
         self.requests = self.calls = 0
+        self.closed = False
         self.queue = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self.drain())
 
     async def predict(self, inputs):
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((inputs, future))
+        if self.closed:  # found this version just before a newer one replaced it: answered alone
+            await self.answer([(inputs, future)])
+        else:
+            self.queue.put_nowait((inputs, future))
         return await future
+
+    def close(self):
+        """Answers what is queued, then stops draining."""
+        self.closed = True
+        self.queue.put_nowait(None)
 
     async def drain(self):
         loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self.queue.get()]
-            rows = len(next(iter(batch[0][0].values())))
+        while (first := await self.queue.get()) is not None:
+            batch, rows = [first], _rows(first[0])
             deadline = loop.time() + self.limits.batch_timeout_ms / 1000
             while rows < self.limits.max_batch_size and (wait := deadline - loop.time()) > 0:
                 try:
                     item = await asyncio.wait_for(self.queue.get(), wait)
                 except asyncio.TimeoutError:
                     break
+                if item is None:
+                    self.queue.put_nowait(None)  # stop after this batch
+                    break
                 batch.append(item)
-                rows += len(next(iter(item[0].values())))
+                rows += _rows(item[0])
             await self.answer(batch)
 
     async def answer(self, batch):
@@ -70,6 +99,7 @@ class Batcher:
         request (an undecodable image, say) fails only itself."""
         joined = {name: np.concatenate([inputs[name] for inputs, _ in batch]) for name in batch[0][0]}
         self.requests, self.calls = self.requests + len(batch), self.calls + 1
+        self.on_call(len(batch), len(next(iter(joined.values()))))
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(None, self.run, joined)
         except Exception as error:  # TensorFlow's errors for data that fits the signature but not the model
@@ -81,9 +111,13 @@ class Batcher:
             return
         start = 0
         for inputs, future in batch:
-            count = len(next(iter(inputs.values())))
+            count = _rows(inputs)
             future.set_result({k: v[start : start + count] for k, v in outputs.items()})
             start += count
+
+
+def _rows(inputs):
+    return len(next(iter(inputs.values())))
 
 
 def _model_error(error):
@@ -99,14 +133,15 @@ def _model_error(error):
 
 
 class Servable:
-    """A loaded SavedModel: its signatures and one batcher per (signature, input shapes)."""
+    """One loaded version of a model: its signatures and one batcher per (signature, input shapes)."""
 
-    def __init__(self, name, path):
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+    def __init__(self, name, version, folder, metrics):
+        path = saved_model_folder(folder)
+        if path is None:
             raise GardenError(
-                f"{path} is not a SavedModel folder (no saved_model.pb); export one with 'garden export RUN_DIR'"
+                f"{folder} is not a SavedModel folder (no saved_model.pb); export one with 'garden export RUN_DIR'"
             )
-        self.name, self.path = name, path
+        self.name, self.version, self.path, self.metrics = name, version, path, metrics
         self.model = tf.saved_model.load(path)
         self.signatures = dict(self.model.signatures)
         self.batchers = {}
@@ -128,8 +163,23 @@ class Servable:
             def run(arrays, signature=signature):
                 return {k: v.numpy() for k, v in signature(**{n: tf.constant(a) for n, a in arrays.items()}).items()}
 
-            self.batchers[key] = Batcher(run, limits)
+            def on_call(requests, rows):
+                self.metrics.batch(self.name, str(self.version), requests, rows)
+
+            self.batchers[key] = Batcher(run, limits, on_call)
         return await self.batchers[key].predict(inputs)
+
+    def close(self):
+        for batcher in self.batchers.values():
+            batcher.close()
+
+    def signature_defs(self):
+        """name -> SignatureDef proto, as saved_model.pb holds them (TF Serving's gRPC metadata)."""
+        saved_model = saved_model_pb2.SavedModel()
+        with open(os.path.join(self.path, "saved_model.pb"), "rb") as file:
+            saved_model.ParseFromString(file.read())
+        found = saved_model.meta_graphs[0].signature_def
+        return {name: found[name] for name in self.signatures}
 
     def metadata(self):
         signature_def = {
@@ -141,9 +191,133 @@ class Servable:
             for name, signature in self.signatures.items()
         }
         return {
-            "model_spec": {"name": self.name, "signature_name": "", "version": VERSION},
+            "model_spec": {"name": self.name, "signature_name": "", "version": str(self.version)},
             "metadata": {"signature_def": {"signature_def": signature_def}},
         }
+
+
+def saved_model_folder(folder):
+    """`folder` when it holds saved_model.pb, its `saved_model/` when that does (Garden's export folder,
+    with the manifest beside it), else None."""
+    for path in (folder, os.path.join(folder, "saved_model")):
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return path
+    return None
+
+
+def _stamp(folder):
+    """When anything in `folder` last changed: a failed version is tried again once it changes."""
+    return max((os.stat(os.path.join(d, f)).st_mtime for d, _, files in os.walk(folder) for f in files), default=0.0)
+
+
+class Model:
+    """One served name: a SavedModel folder (version 1), or a base path whose newest numbered version
+    folder is served."""
+
+    def __init__(self, name, path, metrics):
+        self.name, self.path, self.metrics = name, os.path.abspath(path), metrics
+        self.versioned = os.path.isdir(self.path) and saved_model_folder(self.path) is None
+        self.ended = {}  # version -> why it is not served ('' once replaced by a newer one)
+        self.failed_at = {}  # version -> _stamp of its folder when it failed to load
+        newest = self.newest()
+        if newest is None:
+            raise GardenError(
+                f"{path} holds no SavedModel (saved_model.pb) and no numbered version folders; "
+                "export one with 'garden export RUN_DIR' and serve RUN_DIR/export, or copy it to PATH/1"
+            )
+        try:
+            self.serving = Servable(name, *newest, metrics)
+        except GardenError:
+            raise
+        except Exception as error:
+            raise GardenError(
+                f"{name} version {newest[0]} ({newest[1]}) failed to load: {_model_error(error)}"
+            ) from error
+
+    def newest(self):
+        """(version, folder) of the newest version on disk, or None."""
+        if not self.versioned:
+            return (1, self.path)
+        found = [int(d) for d in os.listdir(self.path) if d.isdigit() and os.path.isdir(os.path.join(self.path, d))]
+        return (max(found), os.path.join(self.path, str(max(found)))) if found else None
+
+    async def refresh(self):
+        """Loads a newer version when one appeared (on a worker thread) and swaps it in."""
+        newest = self.newest() if self.versioned and os.path.isdir(self.path) else None
+        if newest is None or newest[0] <= self.serving.version:
+            return
+        version, folder = newest
+        stamp = _stamp(folder)
+        if self.failed_at.get(version) == stamp:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            servable = await loop.run_in_executor(None, Servable, self.name, version, folder, self.metrics)
+        except Exception as error:  # a broken or half-written version: the serving one stays
+            self.failed_at[version], self.ended[version] = stamp, _model_error(error)
+            print(f"{self.name} version {version} failed to load: {self.ended[version]}", file=sys.stderr, flush=True)
+            return
+        old, self.serving = self.serving, servable
+        self.ended.pop(version, None)
+        self.ended[old.version] = ""
+        old.close()
+        _freeze(unfreeze=True)  # let the collector free the old version, then keep it off the new one
+        print(f"{self.name}: serving version {version} ({folder})", flush=True)
+
+    def statuses(self):
+        found = [VersionStatus(v, "END", error) for v, error in self.ended.items()]
+        return sorted([*found, VersionStatus(self.serving.version, "AVAILABLE")], key=lambda s: s.version)
+
+
+def _freeze(unfreeze=False):
+    """The loaded models are hundreds of thousands of long-lived Python objects; left to the collector,
+    each full collection walks them all (pauses of 0.5 s under load). Frozen, it skips them."""
+    if unfreeze:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def _not_found(name, version, label):
+    if label:
+        return NotFound(
+            f"Servable not found for request: Label({name}, {label}); Garden serves each model's newest version "
+            "and gives versions no labels: name the version (/versions/N) or none"
+        )
+    kind = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+    return NotFound(f"Servable not found for request: {kind}")
+
+
+class Models:
+    """The served models by name: what REST and gRPC look requests up in."""
+
+    def __init__(self, paths: dict[str, str], metrics: ServingMetrics):
+        self.models = {name: Model(name, path, metrics) for name, path in paths.items()}
+        _freeze()
+
+    def find(self, name, version=None, label=None) -> Servable:
+        """The servable a request names: the newest version, or `version` while it is served. Garden
+        has no version labels: it serves one version of each model."""
+        model = self.models.get(name)
+        if model is None or label or (version is not None and version != model.serving.version):
+            raise _not_found(name, version, label)
+        return model.serving
+
+    def statuses(self, name, version=None, label=None) -> list[VersionStatus]:
+        model = self.models.get(name)
+        found = [s for s in model.statuses() if version is None or s.version == version] if model else []
+        if not found or label:
+            raise _not_found(name, version, label)
+        return found
+
+    async def poll(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            for model in self.models.values():
+                await model.refresh()
+
+
+MODELS = web.AppKey("models", Models)
 
 
 def model_name(path: str) -> str:
@@ -161,50 +335,70 @@ def _error(status, message):
     return web.json_response({"error": message}, status=status)
 
 
-@web.middleware
-async def _json_errors(request, handler):
-    """TF Serving's {"error": ...} for every failure (unknown paths and methods too); a client that
-    hangs up is no error of the server's."""
-    try:
-        return await handler(request)
-    except web.HTTPException as error:
-        if error.content_type == "application/json":
+def _middleware(metrics):
+    @web.middleware
+    async def answer(request, handler):
+        """TF Serving's {"error": ...} for every failure (unknown paths and methods too), counted by
+        model, version and API; a client that hangs up is no error of the server's."""
+        start = time.perf_counter()
+        try:
+            reply = await handler(request)
+        except web.HTTPException as error:
+            reply = _error(error.status, f"{error.reason}: {request.method} {request.path}")
+        except NotFound as error:
+            reply = _error(404, str(error))
+        except ConnectionResetError:  # the client hung up: one line in the server's log, nobody to answer
+            print(f"{request.remote} hung up during {request.method} {request.path}", file=sys.stderr, flush=True)
+            reply = web.Response(status=499)  # nginx's "client closed request"
+        except asyncio.CancelledError:
             raise
-        return _error(error.status, f"{error.reason}: {request.method} {request.path}")
-    except ConnectionResetError:  # the client hung up: one line in the server's log, nobody to answer
-        print(f"{request.remote} hung up during {request.method} {request.path}", file=sys.stderr, flush=True)
-        return web.Response(status=499)  # nginx's "client closed request"
-    except asyncio.CancelledError:
-        raise
-    except Exception as error:  # a bug of ours: one line to the client, the server keeps serving
-        return _error(500, f"internal error: {type(error).__name__}: {_model_error(error)}")
+        except Exception as error:  # a bug of ours: one line to the client, the server keeps serving
+            reply = _error(500, f"internal error: {type(error).__name__}: {_model_error(error)}")
+        api = getattr(request.match_info.route.handler, "__name__", "")
+        if api in ("status", "metadata", "predict"):
+            version = request.get("version", request.match_info.get("version", ""))
+            model = request.match_info.get("name", "")
+            metrics.observe(model, str(version), api, "rest", str(reply.status), time.perf_counter() - start)
+        return reply
+
+    return answer
 
 
-def build_app(models: dict[str, str], limits: Limits | None = None) -> web.Application:
-    """The aiohttp application serving `models` (name -> SavedModel folder)."""
-    servables = {name: Servable(name, path) for name, path in models.items()}
-    # The loaded models are hundreds of thousands of long-lived Python objects; left to the collector,
-    # each full collection walks them all (pauses of 0.5 s under load). Frozen, it skips them.
-    gc.collect()
-    gc.freeze()
+def build_app(
+    models: dict[str, str],
+    limits: Limits | None = None,
+    grpc_address: str | None = None,
+    poll_seconds: float = 1.0,
+) -> web.Application:
+    """The aiohttp application serving `models` (name -> SavedModel folder or base path of versions),
+    with TF Serving's gRPC API on `grpc_address` when given."""
+    metrics = ServingMetrics()
+    served = Models(models, metrics)
     limits = limits or Limits()
-    app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[_json_errors])
+    app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[_middleware(metrics)])
+    app[MODELS] = served
+
+    def named(request):
+        """(name, version, label) that a request's path names."""
+        version = request.match_info.get("version")
+        return request.match_info["name"], int(version) if version else None, request.match_info.get("label")
 
     def servable(request):
-        name, version = request.match_info["name"], request.match_info.get("version", VERSION)
-        if name not in servables or version != VERSION:
-            raise web.HTTPNotFound(
-                text=json.dumps({"error": f"Servable not found for request: Specific({name}, {version})"}),
-                content_type="application/json",
-            )
-        return servables[name]
+        found = served.find(*named(request))
+        request["version"] = found.version
+        return found
 
     async def status(request):
-        servable(request)
+        statuses = served.statuses(*named(request))
         return web.json_response(
             {
                 "model_version_status": [
-                    {"version": VERSION, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+                    {
+                        "version": str(s.version),
+                        "state": s.state,
+                        "status": {"error_code": "UNKNOWN" if s.error else "OK", "error_message": s.error},
+                    }
+                    for s in statuses
                 ]
             }
         )
@@ -214,58 +408,79 @@ def build_app(models: dict[str, str], limits: Limits | None = None) -> web.Appli
 
     async def predict(request):
         model = servable(request)
+        too_large = (
+            f"the request body is over {limits.max_request_bytes} bytes; split it (or raise --max-request-bytes)"
+        )
         if (request.content_length or 0) > limits.max_request_bytes:
-            return _error(
-                400,
-                f"the request body is over {limits.max_request_bytes} bytes; split it (or raise --max-request-bytes)",
-            )
+            return _error(400, too_large)
         try:
             signature_name, inputs, columnar = parse(await request.read(), model.specs, limits.max_instances)
             outputs = await model.predict(signature_name, inputs, limits)
         except web.HTTPRequestEntityTooLarge:
-            return _error(
-                400,
-                f"the request body is over {limits.max_request_bytes} bytes; split it (or raise --max-request-bytes)",
-            )
+            return _error(400, too_large)
         except RequestError as error:
             return _error(400, str(error))
         return web.json_response(response(outputs, columnar), dumps=_json)
 
     async def health(request):
-        batchers = [b for model in servables.values() for b in model.batchers.values()]
+        batchers = [b for model in served.models.values() for b in model.serving.batchers.values()]
         return web.json_response(
             {
                 "status": "ok",
-                "models": sorted(servables),
+                "models": sorted(served.models),
                 "predict_requests": sum(b.requests for b in batchers),
                 "model_calls": sum(b.calls for b in batchers),
             }
         )
 
+    async def prometheus(request):
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def background(app):
+        versioned = any(model.versioned for model in served.models.values())
+        poller = asyncio.get_running_loop().create_task(served.poll(poll_seconds)) if versioned else None
+        grpc_server = await grpc_api.start(served, limits, metrics, grpc_address) if grpc_address else None
+        yield
+        if poller:
+            poller.cancel()
+        if grpc_server:
+            await grpc_server.stop(grace=1)
+
+    app.cleanup_ctx.append(background)
     model_path = "/v1/models/{name:[^/:]+}"
-    app.add_routes(
-        [
-            web.get(model_path, status),
-            web.get(model_path + "/versions/{version:[0-9]+}", status),
-            web.get(model_path + "/metadata", metadata),
-            web.get(model_path + "/versions/{version:[0-9]+}/metadata", metadata),
-            web.post(model_path + ":predict", predict),
-            web.post(model_path + "/versions/{version:[0-9]+}:predict", predict),
-            web.get("/healthz", health),
-        ]
-    )
+    routes = []
+    for path in (model_path, model_path + "/versions/{version:[0-9]+}", model_path + "/labels/{label:[^/:]+}"):
+        routes += [web.get(path, status), web.get(path + "/metadata", metadata), web.post(path + ":predict", predict)]
+    app.add_routes([*routes, web.get("/healthz", health), web.get("/monitoring/prometheus/metrics", prometheus)])
     return app
 
 
-def serve(models: dict[str, str], host: str = "127.0.0.1", port: int = 8501, limits: Limits | None = None) -> None:
-    app = build_app(models, limits)
+def _check_free(host, port, flag):
     with socket.socket() as probe:  # refuse a taken port before announcing anything
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise GardenError(f"cannot listen on {host}:{port} ({error.strerror}); choose another --port") from error
-    for name, path in models.items():
-        found = manifest.read(os.path.dirname(os.path.abspath(path)))
+            raise GardenError(f"cannot listen on {host}:{port} ({error.strerror}); choose another {flag}") from error
+
+
+def serve(
+    models: dict[str, str],
+    host: str = "127.0.0.1",
+    port: int = 8501,
+    limits: Limits | None = None,
+    grpc_port: int | None = None,
+    poll_seconds: float = 1.0,
+) -> None:
+    _check_free(host, port, "--port")
+    if grpc_port is not None:
+        _check_free(host, grpc_port, "--grpc-port")
+    app = build_app(models, limits, f"{host}:{grpc_port}" if grpc_port is not None else None, poll_seconds)
+    for name, model in app[MODELS].models.items():
+        path = model.serving.path
+        found = manifest.read(os.path.dirname(path))
         source = f"step {found['step']} of {found['checkpoint']}" if "step" in found else "no manifest beside it"
-        print(f"serving {name} at http://{host}:{port}/v1/models/{name}: {path} ({source})", flush=True)
+        version = f" version {model.serving.version}, polling {model.path} for newer ones" if model.versioned else ""
+        print(f"serving {name} at http://{host}:{port}/v1/models/{name}: {path} ({source}){version}", flush=True)
+    if grpc_port is not None:
+        print(f"gRPC (TF Serving's PredictionService and ModelService) at {host}:{grpc_port}", flush=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

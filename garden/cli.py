@@ -206,7 +206,18 @@ def cmd_serve(args):
             raise GardenError(f"two models are named '{name}'; name them with NAME=PATH")
         models[name] = path
     names = ("max_request_bytes", "max_instances", "max_batch_size", "batch_timeout_ms")
-    serve(models, args.host, args.port, Limits(**{n: getattr(args, n) for n in names if getattr(args, n) is not None}))
+    limits = Limits(**{n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    serve(models, args.host, args.port, limits, args.grpc_port, args.poll_seconds)
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0 (got '{text}')")
+    return value
 
 
 def _checkpoint_argument(parser):
@@ -366,12 +377,20 @@ def _parser():
     sub.add_argument("artifact")
     sub.add_argument("input")
     sub.set_defaults(run=cmd_predict)
-    sub = commands.add_parser("serve", help="serve SavedModels with TF Serving's REST API")
+    sub = commands.add_parser("serve", help="serve SavedModels with TF Serving's REST and gRPC APIs")
     sub.add_argument(
-        "saved_models", nargs="+", metavar="[NAME=]SAVED_MODEL", help="name defaults to the manifest's experiment"
+        "saved_models",
+        nargs="+",
+        metavar="[NAME=]PATH",
+        help="a SavedModel or export folder, or a base path of numbered versions (PATH/1, PATH/2: the newest is "
+        "served, new ones are loaded as they appear); NAME defaults to the manifest's experiment",
     )
     sub.add_argument("--host", default="127.0.0.1")
-    sub.add_argument("--port", type=int, default=8501)
+    sub.add_argument("--port", type=int, default=8501, help="REST port (TF Serving's default, 8501)")
+    sub.add_argument("--grpc-port", type=int, help="also serve TF Serving's gRPC API here (its default is 8500)")
+    sub.add_argument(
+        "--poll-seconds", type=_positive_float, default=1.0, help="how often base paths are polled for new versions"
+    )
     sub.add_argument("--max-batch-size", type=int, help="rows per batched model call (default 64)")
     sub.add_argument("--batch-timeout-ms", type=float, help="how long a batch waits for more requests (default 5)")
     sub.add_argument("--max-instances", type=int, help="instances per request (default 1024)")

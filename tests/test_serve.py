@@ -1,8 +1,12 @@
-"""`garden serve`: TF Serving's REST API on 127.0.0.1, exercised as a TF Serving client would."""
+"""`garden serve`: TF Serving's REST and gRPC APIs on 127.0.0.1, exercised as TF Serving's clients
+would (gRPC through `tensorflow_serving.apis`' own stubs), its Prometheus metrics, and new versions
+swapped in while it serves."""
 
 import base64
+import collections
 import contextlib
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,10 +16,21 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import ROOT, garden
+from prometheus_client.parser import text_string_to_metric_families
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.framework.tensor_pb2 import TensorProto
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from garden.data.mnist import mnist
 
@@ -28,6 +43,9 @@ def free_port():
         return s.getsockname()[1]
 
 
+Server = collections.namedtuple("Server", "url exports grpc")  # REST URL, the exports, gRPC host:port
+
+
 @pytest.fixture(scope="module")
 def server(tiny_run, text_run, tmp_path_factory):
     exports = tmp_path_factory.mktemp("serve")
@@ -35,8 +53,9 @@ def server(tiny_run, text_run, tmp_path_factory):
         garden("export", run, "--format", "saved_model", "--out", exports / name)
     limits = ["--max-request-bytes", str(MAX_BYTES), "--max-instances", "64"]
     models = [f"digits={exports / 'mnist' / 'saved_model'}", str(exports / "r8" / "saved_model")]
-    with serving(*models, *limits, log=exports / "server.log") as url:
-        yield url, exports
+    grpc_port = free_port()
+    with serving(*models, *limits, "--grpc-port", str(grpc_port), log=exports / "server.log") as url:
+        yield Server(url, exports, f"127.0.0.1:{grpc_port}")
 
 
 @contextlib.contextmanager
@@ -84,11 +103,21 @@ def saved_model(exports, name, signature="serving_default"):
 
 
 def test_serving_benchmark_answers_every_concurrent_request_as_the_saved_model_does(server):
-    """benchmarks/serving.py --quick: 200 requests of 1-64 MNIST rows from 8 clients, each answer
-    checked against the bare SavedModel's outputs (the script exits 1 on a wrong or lost one)."""
-    _, exports = server
+    """benchmarks/serving.py --quick over REST and gRPC: 200 requests of 1-64 MNIST rows from 8 clients,
+    one in ten malformed, a new version dropped in halfway through each pass; every good answer is
+    checked against the bare SavedModel's outputs and every bad one for TF Serving's error shape (the
+    script exits 1 on a wrong, lost or badly refused one)."""
+    exports = server.exports
     result = subprocess.run(
-        [sys.executable, "benchmarks/serving.py", str(exports / "mnist" / "saved_model"), "--quick"],
+        [
+            sys.executable,
+            "benchmarks/serving.py",
+            str(exports / "mnist" / "saved_model"),
+            "--quick",
+            "--malformed",
+            "0.1",
+            "--swap",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -96,13 +125,23 @@ def test_serving_benchmark_answers_every_concurrent_request_as_the_saved_model_d
     )
     assert result.returncode == 0, result.stderr[-2000:]
     printed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    served = next(row for row in printed if row.get("system") == "garden serve")
-    assert served["wrong"] == served["failed"] == 0 and 0 < served["p50_ms"] <= served["p99_ms"]
-    assert printed[-1]["ratio_server_to_bare_rows"] > 0
+    assert printed[0]["malformed"] > 10
+    for protocol, version in (("rest", "2"), ("grpc", "3")):
+        served = next(row for row in printed if row.get("system") == f"garden serve ({protocol})")
+        assert served["wrong"] == served["failed"] == served["malformed_refused_wrongly"] == 0
+        assert 0 < served["p50_ms"] <= served["p99_ms"]
+        swapped = next(row for row in printed if row.get("protocol") == protocol and "versions_after_swap" in row)
+        assert swapped["versions_after_swap"][version] == "AVAILABLE"
+        assert (
+            next(r for r in printed if "ratio_server_to_bare_rows" in r and r["protocol"] == protocol)[
+                "ratio_server_to_bare_rows"
+            ]
+            > 0
+        )
 
 
 def test_status_metadata_and_health(server):
-    url, _ = server
+    url = server.url
     assert call(url, "/v1/models/r8_minilm") == (
         200,
         {
@@ -126,7 +165,7 @@ def test_status_metadata_and_health(server):
 
 
 def test_row_and_columnar_predictions_match_the_saved_model(server):
-    url, exports = server
+    url, exports = server.url, server.exports
     texts = ["wheat and grain exports rose sharply", "the company agreed to acquire the bank for cash"]
     expected = saved_model(exports, "r8")(text=tf.constant(texts))
     status, rows = call(url, "/v1/models/r8_minilm:predict", {"instances": texts})
@@ -142,7 +181,7 @@ def test_row_and_columnar_predictions_match_the_saved_model(server):
 
 
 def test_images_as_tensors_and_as_base64_png(server):
-    url, exports = server
+    url = server.url
     pixels = np.round(mnist("test").features["image"][:3] * 255).astype(np.uint8)
     pngs = [{"b64": base64.b64encode(tf.io.encode_png(image).numpy()).decode()} for image in pixels]
     status, encoded = call(url, "/v1/models/digits:predict", {"signature_name": "serving_bytes", "instances": pngs})
@@ -189,14 +228,14 @@ def test_images_as_tensors_and_as_base64_png(server):
     ],
 )
 def test_bad_requests_get_400_with_one_line_and_the_server_keeps_serving(server, path, body, message):
-    url, _ = server
+    url = server.url
     status, reply = call(url, f"/v1/models/{path}:predict", body)
     assert status == 400 and message in reply["error"] and "\n" not in reply["error"], reply
     assert call(url, "/v1/models/r8_minilm:predict", {"instances": ["oil prices"]})[0] == 200
 
 
 def test_a_burst_of_concurrent_requests_is_batched_and_every_reply_is_right(server):
-    url, exports = server
+    url, exports = server.url, server.exports
     texts = [
         f"{word} prices and {other} output changed"
         for word in ("oil", "wheat", "gold", "coffee")
@@ -221,7 +260,7 @@ def test_a_burst_of_concurrent_requests_is_batched_and_every_reply_is_right(serv
 
 
 def test_unknown_paths_deep_json_and_scalar_inputs_get_json_errors(server):
-    url, exports = server
+    url, exports = server.url, server.exports
     for path, body, status, message in (
         ("/v1/models/r8_minilm:classify", {"examples": []}, 404, "Not Found: POST /v1/models/r8_minilm:classify"),
         ("/v1/models", None, 404, "Not Found: GET /v1/models"),
@@ -243,7 +282,7 @@ def test_unknown_paths_deep_json_and_scalar_inputs_get_json_errors(server):
 
 
 def test_a_client_that_hangs_up_mid_request_costs_one_log_line_and_no_traceback(server):
-    url, exports = server
+    url, exports = server.url, server.exports
     port = int(url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port)) as client:
         client.sendall(
@@ -257,3 +296,195 @@ def test_a_client_that_hangs_up_mid_request_costs_one_log_line_and_no_traceback(
             break
         time.sleep(0.5)
     assert "Traceback" not in log and "hung up during POST /v1/models/digits:predict" in log, log
+
+
+def grpc_stubs(server):
+    channel = grpc.insecure_channel(server.grpc)
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel), model_service_pb2_grpc.ModelServiceStub(channel)
+
+
+def grpc_predict(stub, model, inputs, signature="", version=None, output_filter=()):
+    """A stock PredictionService.Predict call, as TF Serving's own Python clients make it."""
+    request = predict_pb2.PredictRequest(output_filter=list(output_filter))
+    request.model_spec.name, request.model_spec.signature_name = model, signature
+    if version is not None:
+        request.model_spec.version.value = version
+    for name, value in inputs.items():
+        request.inputs[name].CopyFrom(value if isinstance(value, TensorProto) else tf.make_tensor_proto(value))
+    return stub.Predict(request, timeout=60)
+
+
+def test_grpc_answers_as_rest_does_through_tf_servings_own_client_stubs(server):
+    predictions, models = grpc_stubs(server)
+    images = mnist("test").features["image"][:5]
+    reply = grpc_predict(predictions, "digits", {"image": images})
+    status, rest = call(server.url, "/v1/models/digits:predict", {"inputs": images.tolist()})
+    assert status == 200 and set(reply.outputs) == set(rest["outputs"])
+    np.testing.assert_allclose(
+        tf.make_ndarray(reply.outputs["probabilities"]), rest["outputs"]["probabilities"], atol=1e-6
+    )
+    assert [x.decode() for x in tf.make_ndarray(reply.outputs["label"])] == rest["outputs"]["label"]
+    assert (reply.model_spec.name, reply.model_spec.version.value) == ("digits", 1)
+    assert reply.model_spec.signature_name == "serving_default"
+
+    texts = ["wheat and grain exports rose sharply", "the company agreed to acquire the bank for cash"]
+    reply = grpc_predict(predictions, "r8_minilm", {"text": np.array(texts, dtype=object)}, output_filter=["label"])
+    expected = saved_model(server.exports, "r8")(text=tf.constant(texts))
+    assert list(reply.outputs) == ["label"]
+    np.testing.assert_array_equal(tf.make_ndarray(reply.outputs["label"]), expected["label"].numpy())
+
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "digits"
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    predictions.GetModelMetadata(request, timeout=60).metadata["signature_def"].Unpack(signatures)
+    rest_signatures = call(server.url, "/v1/models/digits/metadata")[1]["metadata"]["signature_def"]["signature_def"]
+    assert set(signatures.signature_def) == set(rest_signatures)
+    for name, signature in signatures.signature_def.items():
+        for key, info in signature.inputs.items():
+            assert types_pb2.DataType.Name(info.dtype) == rest_signatures[name]["inputs"][key]["dtype"]
+
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "r8_minilm"
+    (version,) = models.GetModelStatus(request, timeout=60).model_version_status
+    assert (version.version, get_model_status_pb2.ModelVersionStatus.State.Name(version.state)) == (1, "AVAILABLE")
+
+
+def bad_tensor():
+    proto = tf.make_tensor_proto(np.zeros([1, 28, 28, 1], np.float32))
+    proto.tensor_content = proto.tensor_content[:-4]  # one value short of the shape
+    return proto
+
+
+@pytest.mark.parametrize(
+    "model, inputs, extra, code, message",
+    [
+        (
+            "digits",
+            {"image": np.zeros([1, 28, 28, 1])},
+            {},
+            "INVALID_ARGUMENT",
+            "takes DT_FLOAT tensors, got DT_DOUBLE",
+        ),
+        (
+            "digits",
+            {"image": np.zeros([1, 28, 27], np.float32)},
+            {},
+            "INVALID_ARGUMENT",
+            "has shape [1, 28, 27] but the signature takes [N, 28, 28, 1]",
+        ),
+        ("digits", {"image": np.full([1, 28, 28, 1], np.nan, np.float32)}, {}, "INVALID_ARGUMENT", "NaN or infinite"),
+        ("digits", {"image": np.full([1, 28, 28, 1], 200, np.float32)}, {}, "INVALID_ARGUMENT", "divide 0-255 pixels"),
+        ("digits", {"image": bad_tensor()}, {}, "INVALID_ARGUMENT", "input 'image' is not a readable TensorProto"),
+        ("digits", {"pixels": np.zeros([1, 28, 28, 1], np.float32)}, {}, "INVALID_ARGUMENT", "takes inputs image"),
+        (
+            "digits",
+            {"image": np.zeros([1, 28, 28, 1], np.float32)},
+            {"output_filter": ["logits"]},
+            "INVALID_ARGUMENT",
+            "output_filter names logits",
+        ),
+        ("r8_minilm", {"text": np.array(["x"], object)}, {"signature": "classify"}, "INVALID_ARGUMENT", "no signature"),
+        ("r9", {"text": np.array(["x"], object)}, {}, "NOT_FOUND", "Servable not found for request: Latest(r9)"),
+        (
+            "digits",
+            {"image": np.zeros([1, 28, 28, 1], np.float32)},
+            {"version": 2},
+            "NOT_FOUND",
+            "Specific(digits, 2)",
+        ),
+    ],
+)
+def test_bad_grpc_requests_get_tf_servings_codes_with_one_line(server, model, inputs, extra, code, message):
+    predictions, _ = grpc_stubs(server)
+    with pytest.raises(grpc.RpcError) as caught:
+        grpc_predict(predictions, model, inputs, **extra)
+    assert caught.value.code().name == code and message in caught.value.details(), caught.value.details()
+    assert "\n" not in caught.value.details()
+    assert grpc_predict(predictions, "digits", {"image": np.zeros([1, 28, 28, 1], np.float32)}).outputs
+
+
+def metric_samples(url):
+    with urllib.request.urlopen(url + "/monitoring/prometheus/metrics", timeout=60) as reply:
+        text = reply.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_prometheus_counts_each_request_by_model_version_protocol_and_status(server):
+    predictions, _ = grpc_stubs(server)
+    zeros = np.zeros([3, 28, 28, 1], np.float32)
+    before = metric_samples(server.url)
+    for _ in range(4):
+        assert call(server.url, "/v1/models/digits:predict", {"instances": zeros.tolist()})[0] == 200
+    assert call(server.url, "/v1/models/digits:predict", {"instances": [[1.0]]})[0] == 400
+    grpc_predict(predictions, "digits", {"image": zeros})
+    with pytest.raises(grpc.RpcError):
+        grpc_predict(predictions, "digits", {"image": zeros.astype(np.float64)})
+    after = metric_samples(server.url)
+
+    def counted(protocol, status, name="garden_serving_requests_total"):
+        labels = (("api", "predict"), ("model", "digits"), ("protocol", protocol), ("status", status), ("version", "1"))
+        return after.get((name, labels), 0) - before.get((name, labels), 0)
+
+    assert (
+        counted("rest", "200"),
+        counted("rest", "400"),
+        counted("grpc", "OK"),
+        counted("grpc", "INVALID_ARGUMENT"),
+    ) == (
+        4,
+        1,
+        1,
+        1,
+    )
+    latency = (("api", "predict"), ("model", "digits"), ("protocol", "rest"), ("version", "1"))
+    assert after[("garden_serving_request_latency_seconds_count", latency)] >= 5
+    rows = (("model", "digits"), ("version", "1"))
+    called = after[("garden_serving_batch_rows_count", rows)] - before.get(("garden_serving_batch_rows_count", rows), 0)
+    summed = after[("garden_serving_batch_rows_sum", rows)] - before.get(("garden_serving_batch_rows_sum", rows), 0)
+    assert 1 <= called <= 5 and summed == 15  # five good requests of 3 rows, however they were batched
+
+
+def test_a_new_version_is_served_without_a_restart_and_a_broken_one_leaves_it_serving(server, tmp_path):
+    """TF Serving's base path: version 1 served, version 2 dropped in and picked up by polling,
+    version 3 broken (its failure shown in the status, version 2 still answering)."""
+    base = tmp_path / "digits"
+    shutil.copytree(server.exports / "mnist", base / "1", ignore=shutil.ignore_patterns("*.tflite"))
+    grpc_port = free_port()
+    images = mnist("test").features["image"][:4]
+    expected = saved_model(server.exports, "mnist")(image=tf.constant(images))["probabilities"].numpy()
+    with serving(f"digits={base}", "--poll-seconds", "0.2", "--grpc-port", str(grpc_port)) as url:
+        assert call(url, "/v1/models/digits")[1]["model_version_status"][0]["version"] == "1"
+        shutil.copytree(base / "1", tmp_path / "staging")
+        (tmp_path / "staging").rename(base / "2")
+        statuses = wait_for(url, lambda s: ("2", "AVAILABLE") in s)
+        assert statuses == [("1", "END", ""), ("2", "AVAILABLE", "")]
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
+        reply = grpc_predict(stub, "digits", {"image": images})
+        assert reply.model_spec.version.value == 2
+        np.testing.assert_allclose(tf.make_ndarray(reply.outputs["probabilities"]), expected, atol=1e-6)
+        assert call(url, "/v1/models/digits/versions/1:predict", {"instances": images.tolist()})[0] == 404
+
+        (base / "3").mkdir()
+        (base / "3" / "saved_model.pb").write_bytes(b"not a SavedModel")
+        statuses = wait_for(url, lambda s: any(v == "3" for v, _ in s))
+        assert [s[:2] for s in statuses] == [("1", "END"), ("2", "AVAILABLE"), ("3", "END")] and statuses[2][2]
+        status, reply = call(url, "/v1/models/digits:predict", {"instances": images.tolist()})
+        assert status == 200 and np.allclose([r["probabilities"] for r in reply["predictions"]], expected, atol=1e-6)
+        assert call(url, "/v1/models/digits/labels/stable")[0] == 404
+
+
+def wait_for(url, condition):
+    """The model's (version, state, error) statuses once `condition` holds of them (within a minute)."""
+    for _ in range(300):
+        statuses = [
+            (s["version"], s["state"], s["status"]["error_message"])
+            for s in call(url, "/v1/models/digits")[1]["model_version_status"]
+        ]
+        if condition([s[:2] for s in statuses]):
+            return statuses
+        time.sleep(0.2)
+    raise AssertionError(f"the statuses stayed {statuses}")

@@ -1,0 +1,165 @@
+"""TF Serving's gRPC API for `garden serve --grpc-port`, with the protos and service bases of
+`tensorflow-serving-api`, so the stock `tensorflow_serving.apis` client stubs work unchanged:
+
+    PredictionService.Predict           named TensorProtos in and out (output_filter honoured)
+    PredictionService.GetModelMetadata  the SavedModel's SignatureDefs
+    ModelService.GetModelStatus         the state of each version
+
+Requests share the REST server's models, versions and batching queues. What does not fit the
+signature is INVALID_ARGUMENT with the one line REST answers with a 400; an unknown model or
+version is NOT_FOUND."""
+
+import time
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from garden.export.requests import NotFound, RequestError, check_array, check_instances
+
+
+def arrays(inputs, specs: dict, max_instances: int) -> dict:
+    """A PredictRequest's `inputs` (name -> TensorProto) as arrays checked against the signature's specs."""
+    if set(inputs) != set(specs):
+        raise RequestError(f"the signature takes inputs {', '.join(sorted(specs))}; send each of them by name")
+    found = {}
+    for name, proto in inputs.items():
+        spec = specs[name]
+        if proto.dtype != spec.dtype.as_datatype_enum:
+            want, got = types_pb2.DataType.Name(spec.dtype.as_datatype_enum), types_pb2.DataType.Name(proto.dtype)
+            raise RequestError(f"input '{name}' takes {want} tensors, got {got}; send {want}")
+        try:
+            array = tf.make_ndarray(proto)
+        except (ValueError, TypeError) as error:  # tensor_content that does not fill the shape, say
+            raise RequestError(f"input '{name}' is not a readable TensorProto: {error}") from error
+        found[name] = check_array(name, array, spec)
+    check_instances(found, max_instances)
+    return found
+
+
+class _Service:
+    """What both services share: finding the servable a ModelSpec names, answering errors in TF
+    Serving's codes, and counting each call in the server's metrics."""
+
+    def __init__(self, models, limits, metrics):
+        self.models, self.limits, self.metrics = models, limits, metrics
+
+    async def _answer(self, api, request, context, answer):
+        start, spec, version, code = time.perf_counter(), request.model_spec, "", grpc.StatusCode.OK
+        try:
+            servable = self.models.find(
+                spec.name, spec.version.value if spec.HasField("version") else None, spec.version_label or None
+            )
+            version = str(servable.version)
+            return await answer(servable)
+        except NotFound as error:
+            code, message = grpc.StatusCode.NOT_FOUND, str(error)
+        except RequestError as error:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(error)
+        except Exception as error:  # a bug of ours: one line to the client, the server keeps serving
+            code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"[:300]
+        finally:
+            self.metrics.observe(spec.name, version, api, "grpc", code.name, time.perf_counter() - start)
+        await context.abort(code, message)
+
+    @staticmethod
+    def _spec(servable, response, signature_name=""):
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature_name
+
+
+class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceServicer):
+    async def Predict(self, request, context):
+        async def answer(servable):
+            signature = request.model_spec.signature_name or "serving_default"
+            inputs = arrays(request.inputs, servable.specs(signature), self.limits.max_instances)
+            outputs = await servable.predict(signature, inputs, self.limits)
+            wanted = list(request.output_filter) or list(outputs)
+            unknown = sorted(set(wanted) - set(outputs))
+            if unknown:
+                outputs_named = ", ".join(sorted(outputs))
+                raise RequestError(
+                    f"output_filter names {', '.join(unknown)}; the signature's outputs are {outputs_named}"
+                )
+            response = predict_pb2.PredictResponse()
+            self._spec(servable, response, signature)
+            for name in wanted:
+                response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name]))
+            return response
+
+        return await self._answer("predict", request, context, answer)
+
+    async def Classify(self, request, context):
+        await self._unimplemented("Classify", request, context)
+
+    async def Regress(self, request, context):
+        await self._unimplemented("Regress", request, context)
+
+    async def _unimplemented(self, api, request, context):
+        self.metrics.observe(request.model_spec.name, "", api.lower(), "grpc", "UNIMPLEMENTED", 0.0)
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{api} needs a serve_examples signature (tf.train.Example input), which Garden's exports do not "
+            "have yet; call Predict with the serving_default signature",
+        )
+
+    async def GetModelMetadata(self, request, context):
+        async def answer(servable):
+            if list(request.metadata_field) != ["signature_def"]:
+                raise RequestError("metadata_field must be ['signature_def'], the only metadata a model has")
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            self._spec(servable, response)
+            signatures = get_model_metadata_pb2.SignatureDefMap()
+            for name, signature_def in servable.signature_defs().items():
+                signatures.signature_def[name].CopyFrom(signature_def)
+            response.metadata["signature_def"].Pack(signatures)
+            return response
+
+        return await self._answer("metadata", request, context, answer)
+
+
+class ModelService(_Service, model_service_pb2_grpc.ModelServiceServicer):
+    async def GetModelStatus(self, request, context):
+        start, code = time.perf_counter(), grpc.StatusCode.OK
+        spec = request.model_spec
+        try:
+            statuses = self.models.statuses(
+                spec.name, spec.version.value if spec.HasField("version") else None, spec.version_label or None
+            )
+        except NotFound as error:
+            code = grpc.StatusCode.NOT_FOUND
+            await context.abort(code, str(error))
+        finally:
+            self.metrics.observe(spec.name, "", "status", "grpc", code.name, time.perf_counter() - start)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for status in statuses:
+            entry = response.model_version_status.add(
+                version=status.version, state=get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
+            )
+            entry.status.error_code = 0 if status.error == "" else 13  # tensorflow.error.Code: OK, INTERNAL
+            entry.status.error_message = status.error
+        return response
+
+
+async def start(models, limits, metrics, address: str):
+    """A started grpc.aio server on `address` holding both services."""
+    options = [
+        ("grpc.max_receive_message_length", limits.max_request_bytes),
+        ("grpc.max_send_message_length", 2**31 - 1),
+    ]
+    server = grpc.aio.server(options=options)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(models, limits, metrics), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(models, limits, metrics), server)
+    server.add_insecure_port(address)
+    await server.start()
+    return server

@@ -1,0 +1,51 @@
+"""The checks every served request passes, whichever API brought it (REST's JSON, gRPC's TensorProtos):
+arrays that fit the signature, a bounded number of instances, values in the trained range."""
+
+import numpy as np
+import tensorflow as tf
+
+
+class RequestError(ValueError):
+    """A request that does not fit the model: REST answers 400, gRPC INVALID_ARGUMENT."""
+
+
+class NotFound(LookupError):
+    """No such model or version: REST answers 404, gRPC NOT_FOUND."""
+
+
+def check_array(name: str, array: np.ndarray, spec: tf.TensorSpec) -> np.ndarray:
+    """`array` for input `name` after refusing non-finite floats, a shape the spec does not take and
+    an empty batch."""
+    if spec.dtype.is_floating and not np.all(np.isfinite(array)):
+        raise RequestError(f"input '{name}' holds NaN or infinite values (as {spec.dtype.name}); send finite numbers")
+    expected = spec.shape
+    if array.ndim != expected.rank or not expected.is_compatible_with(array.shape):
+        want = (
+            "[" + ", ".join("N" if i == 0 else str(d if d is not None else "?") for i, d in enumerate(expected)) + "]"
+        )
+        raise RequestError(f"input '{name}' has shape {list(array.shape)} but the signature takes {want}")
+    if array.shape[0] == 0:
+        raise RequestError("the request holds no instances; send at least one")
+    return array
+
+
+def check_instances(arrays: dict[str, np.ndarray], max_instances: int) -> None:
+    """Refuses inputs with different numbers of instances, or more than `max_instances`."""
+    counts = {len(a) for a in arrays.values()}
+    if len(counts) != 1:
+        raise RequestError(f"inputs have different numbers of instances: {sorted(counts)}")
+    if counts.pop() > max_instances:
+        raise RequestError(
+            f"the request holds more than {max_instances} instances; split it (or raise --max-instances)"
+        )
+
+
+def check_range(name: str, array: np.ndarray, bounds: tuple[float, float]) -> None:
+    """Refuses `array` when it leaves the (low, high) range input `name` was trained on."""
+    low, high = bounds
+    if array.size and (array.min() < low or array.max() > high):
+        hint = " (divide 0-255 pixels by 255)" if high <= 1 < array.max() <= 255 else ""
+        raise RequestError(
+            f"input '{name}' takes values in [{low:g}, {high:g}]; got values from {array.min():g} to {array.max():g}"
+            f"{hint}"
+        )
