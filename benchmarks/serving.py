@@ -13,7 +13,7 @@ A fixed, seeded list of `--requests` requests, each of a uniformly random number
 - bare: the benchmark process loads the SavedModel and calls the signature on each request's rows,
   one request after the other (after a warm-up call for every row count), and reports rows/s. Its
   outputs are the expected answers;
-- served: `python -m garden.cli serve bench=BASE --grpc-port P` runs as a subprocess on free ports
+- served: `python -m garden.cli serve bench=BASE [--grpc-port P]` runs as a subprocess on free ports
   of 127.0.0.1 (batching concurrent requests into one model call, with its default limits), BASE a
   temporary base path whose version 1 is a copy of the SavedModel and its manifest. For each
   protocol of `--protocol`, `--clients` concurrent clients send the same requests: REST POSTs
@@ -151,11 +151,12 @@ def drop_version(base: str, export: str, version: int) -> None:
 
 
 @contextlib.contextmanager
-def serving(base: str, grpc_port: int, poll_seconds: float) -> Iterator[str]:
-    """The URL of `garden serve MODEL=base --grpc-port grpc_port` on a free port once /healthz answers;
+def serving(base: str, grpc_port: int | None, poll_seconds: float) -> Iterator[str]:
+    """The URL of `garden serve MODEL=base [--grpc-port grpc_port]` on a free port once /healthz answers;
     stopped at the end, also on errors. If the server exits before answering, the error holds its output."""
     port = free_port()
-    command = ["serve", f"{MODEL}={base}", "--port", str(port), "--grpc-port", str(grpc_port)]
+    command = ["serve", f"{MODEL}={base}", "--port", str(port)]
+    command += ["--grpc-port", str(grpc_port)] if grpc_port else []
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "garden.cli", *command, "--poll-seconds", str(poll_seconds)],
@@ -402,7 +403,7 @@ def main() -> None:
         base = os.path.join(folder, MODEL)
         os.makedirs(base)
         drop_version(base, os.path.dirname(path), 1)
-        with serving(base, grpc_port, 0.2 if args.swap else 1.0) as url:
+        with serving(base, grpc_port if "grpc" in protocols else None, 0.2 if args.swap else 1.0) as url:
             for number, protocol in enumerate(protocols):
                 version = number + 2
 

@@ -13,6 +13,7 @@ class ServingMetrics:
     """One registry per server, so two servers in one process (tests) keep their own counts."""
 
     def __init__(self):
+        self.batched_requests = self.model_calls = 0  # over every version, for /healthz
         self.registry = CollectorRegistry()
         labels = ["model", "version", "api", "protocol"]
         self.requests = Counter(
@@ -48,6 +49,7 @@ class ServingMetrics:
         self.latency.labels(model, version, api, protocol).observe(seconds)
 
     def batch(self, model: str, version: str, requests: int, rows: int) -> None:
+        self.batched_requests, self.model_calls = self.batched_requests + requests, self.model_calls + 1
         self.batch_requests.labels(model, version).observe(requests)
         self.batch_rows.labels(model, version).observe(rows)
 

@@ -59,7 +59,6 @@ class Batcher:
 
     def __init__(self, run, limits, on_call):
         self.run, self.limits, self.on_call = run, limits, on_call
-        self.requests = self.calls = 0
         self.closed = False
         self.queue = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self.drain())
@@ -98,7 +97,6 @@ class Batcher:
         """Runs `batch` in one call; when the model rejects it, runs each request alone, so one bad
         request (an undecodable image, say) fails only itself."""
         joined = {name: np.concatenate([inputs[name] for inputs, _ in batch]) for name in batch[0][0]}
-        self.requests, self.calls = self.requests + len(batch), self.calls + 1
         self.on_call(len(batch), len(next(iter(joined.values()))))
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(None, self.run, joined)
@@ -423,13 +421,12 @@ def build_app(
         return web.json_response(response(outputs, columnar), dumps=_json)
 
     async def health(request):
-        batchers = [b for model in served.models.values() for b in model.serving.batchers.values()]
         return web.json_response(
             {
                 "status": "ok",
                 "models": sorted(served.models),
-                "predict_requests": sum(b.requests for b in batchers),
-                "model_calls": sum(b.calls for b in batchers),
+                "predict_requests": metrics.batched_requests,
+                "model_calls": metrics.model_calls,
             }
         )
 
