@@ -2,6 +2,7 @@
 `tensorflow-serving-api`, so the stock `tensorflow_serving.apis` client stubs work unchanged:
 
     PredictionService.Predict           named TensorProtos in and out (output_filter honoured)
+    PredictionService.Classify/Regress  tf.train.Examples through the `serve_examples` signature
     PredictionService.GetModelMetadata  the SavedModel's SignatureDefs
     ModelService.GetModelStatus         the state of each version
 
@@ -15,14 +16,32 @@ import grpc
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
-from garden.export.requests import NotFound, RequestError, check_array, check_instances
+from garden.export.requests import EXAMPLES, NotFound, RequestError, check_array, check_instances
+
+
+def serialized_examples(given) -> list[bytes]:
+    """An Input's tf.train.Examples, serialized; with a context, its features are each example's too
+    (the example's own win where both have one)."""
+    if given.WhichOneof("kind") == "example_list_with_context":
+        context = given.example_list_with_context.context
+        merged = []
+        for example in given.example_list_with_context.examples:
+            combined = tf.train.Example()
+            combined.CopyFrom(context)
+            for name, feature in example.features.feature.items():
+                combined.features.feature[name].CopyFrom(feature)
+            merged.append(combined.SerializeToString())
+        return merged
+    return [example.SerializeToString() for example in given.example_list.examples]
 
 
 def arrays(inputs, specs: dict, max_instances: int) -> dict:
@@ -98,18 +117,35 @@ class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceS
         return await self._answer("predict", request, context, answer)
 
     async def Classify(self, request, context):
-        await self._unimplemented("Classify", request, context)
+        def fill(servable, outputs, result):
+            probabilities, names = servable.classes(outputs)
+            for row in probabilities:
+                classes = result.classifications.add().classes
+                for name, probability in zip(names, row):
+                    classes.add(label=name, score=float(probability))
+
+        response = classification_pb2.ClassificationResponse()
+        return await self._examples("classify", request, context, response, fill)
 
     async def Regress(self, request, context):
-        await self._unimplemented("Regress", request, context)
+        def fill(servable, outputs, result):
+            for score in servable.scores(outputs).reshape(-1):
+                result.regressions.add(value=float(score))
 
-    async def _unimplemented(self, api, request, context):
-        self.metrics.observe(request.model_spec.name, "", api.lower(), "grpc", "UNIMPLEMENTED", 0.0)
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            f"{api} needs a serve_examples signature (tf.train.Example input), which Garden's exports do not "
-            "have yet; call Predict with the serving_default signature",
-        )
+        return await self._examples("regress", request, context, regression_pb2.RegressionResponse(), fill)
+
+    async def _examples(self, api, request, context, response, fill):
+        """Classify or Regress: the request's tf.train.Examples through the examples signature, the
+        outputs written into `response.result` by `fill(servable, outputs, result)`."""
+
+        async def answer(servable):
+            signature = request.model_spec.signature_name
+            outputs = await servable.examples(signature, serialized_examples(request.input), self.limits)
+            self._spec(servable, response, signature or EXAMPLES)
+            fill(servable, outputs, response.result)
+            return response
+
+        return await self._answer(api, request, context, answer)
 
     async def GetModelMetadata(self, request, context):
         async def answer(servable):

@@ -15,7 +15,7 @@ import numpy as np
 from garden.data.pipeline import eval_dataset
 from garden.errors import GardenError
 from garden.export import manifest
-from garden.export.signature import signatures
+from garden.export.signature import serialized_examples, signatures
 from garden.export.verify import (
     BATCH,
     Refused,
@@ -144,6 +144,11 @@ class OutputsReference(ExportReference):
         """(arrays of `examples` in the input order of signature `name`, the Examples they hold): the
         prepared tensors for the tensor signature, what a client sends (strings, encoded images) otherwise."""
         names = list(self.signatures[name].specs)
+        if name == self.task.examples_signature:
+            wrapped = self.task.raw_signature if self.task.raw_signature in self.signatures else None
+            wrapped = wrapped or self.task.tensor_signature
+            arrays, held = self.signature_inputs(wrapped, examples)
+            return [serialized_examples(dict(zip(self.signatures[wrapped].specs, arrays)))], held
         if name != self.task.tensor_signature:
             return self.task.raw_features(examples, names)
         features, _ = self._prepared(examples)
@@ -250,7 +255,14 @@ class OutputsReference(ExportReference):
             "run_dir": self.run.run_dir,
             "checkpoint": self.run.checkpoint_path,
             "signatures": {
-                name: {"inputs": {n: spec_entry(s) for n, s in signature.specs.items()}}
+                name: {
+                    "inputs": {n: spec_entry(s) for n, s in signature.specs.items()},
+                    **(
+                        {"features": {n: spec_entry(s) for n, s in signature.features.items()}}
+                        if signature.features
+                        else {}
+                    ),
+                }
                 for name, signature in self.signatures.items()
             },
             "outputs": list(self.expected[self.task.tensor_signature]),

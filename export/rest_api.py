@@ -62,13 +62,17 @@ def _loads_slowly(body):
         raise RequestError("the JSON is nested too deeply") from error
 
 
+def _loads(body):
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:  # NaN literals, deep nesting: json reads or names them
+        return _loads_slowly(body)
+
+
 def parse(body, specs_of, max_instances):
     """(signature name, named arrays, whether the format is columnar) of a predict request's JSON body;
     `specs_of(signature name)` gives the signature's input specs."""
-    try:
-        request = orjson.loads(body)
-    except orjson.JSONDecodeError:  # NaN literals, deep nesting: json reads or names them
-        request = _loads_slowly(body)
+    request = _loads(body)
     if not isinstance(request, dict) or ("instances" in request) == ("inputs" in request):
         raise RequestError(
             'the request must be a JSON object with either "instances" (row format) or "inputs" (columnar)'
@@ -97,6 +101,53 @@ def parse(body, specs_of, max_instances):
     arrays = {name: _array(columns[name], specs[name], name) for name in names}
     check_instances(arrays, max_instances)
     return signature, arrays, columnar
+
+
+def _flat(value):
+    if isinstance(value, list):
+        for item in value:
+            yield from _flat(item)
+    else:
+        yield value
+
+
+def _feature(name, value, dtype):
+    """A JSON feature value (a value or nested lists of them; {"b64": ...} for bytes) as a
+    tf.train.Feature: the list `dtype` (the signature's, when the manifest gives it) is parsed from."""
+    values = list(_flat(_decode_b64(value)))
+    if dtype is None:
+        text = any(isinstance(v, (str, bytes)) for v in values)
+        dtype = "string" if text else "float32" if any(isinstance(v, float) for v in values) else "int64"
+    if dtype == "string":
+        if not all(isinstance(v, (str, bytes)) for v in values):
+            raise RequestError(f"feature '{name}' takes strings; send text or {{'b64': ...}}")
+        encoded = [v.encode() if isinstance(v, str) else v for v in values]
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=encoded))
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise RequestError(f"feature '{name}' takes numbers")
+    if "float" in dtype:
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    if not all(float(v).is_integer() for v in values):
+        raise RequestError(f"feature '{name}' takes integers")
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def parse_examples(body, dtypes: dict[str, str]) -> tuple[str, list[bytes]]:
+    """(signature name, serialized tf.train.Examples) of a classify or regress request's JSON body,
+    TF Serving's {"signature_name": ..., "context": {...}, "examples": [{feature: value}, ...]};
+    `dtypes` gives each feature's dtype where known."""
+    request = _loads(body)
+    rows = request.get("examples") if isinstance(request, dict) else None
+    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+        raise RequestError('the request must be a JSON object with "examples": a non-empty list of {feature: value}')
+    context = request.get("context") or {}
+    if not isinstance(context, dict):
+        raise RequestError('"context" must be a JSON object of {feature: value}, shared by every example')
+    serialized = []
+    for row in rows:
+        feature = {name: _feature(name, value, dtypes.get(name)) for name, value in {**context, **row}.items()}
+        serialized.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return request.get("signature_name") or "", serialized
 
 
 def _jsonable(array):

@@ -4,14 +4,17 @@
     GET  /v1/models/NAME[/versions/N]            the state of each version
     GET  /v1/models/NAME[/versions/N]/metadata   signature definitions
     POST /v1/models/NAME[/versions/N]:predict    {"instances": [...]} or {"inputs": ...}
+    POST /v1/models/NAME[/versions/N]:classify   {"examples": [{feature: value}, ...], "context": {...}}
+    POST /v1/models/NAME[/versions/N]:regress    the same, through the serve_examples signature
     GET  /monitoring/prometheus/metrics          requests, latency and batch sizes (export/monitoring.py)
     GET  /healthz                                {"status": "ok", "models": [...], requests and model calls so far}
 
 A model is a SavedModel folder, served as version 1, or TF Serving's base path of numbered version
-folders (`models/NAME/1`, `models/NAME/2`): its newest version is served, and the base path is
-polled so a new version is loaded and swapped in without a restart; requests in flight finish on
-the version they found. A version that fails to load is logged and shown in the status (state END
-with its error) while the serving one stays. Write a new version elsewhere and rename it into the
+folders (`models/NAME/1`, `models/NAME/2`): its newest version (or newest `keep_versions`) is
+served, and the base path is polled so a new version is loaded and swapped in without a restart;
+requests in flight finish on the version they found. `version_labels` name versions
+(/labels/stable). A version that fails to load is logged and shown in the status (state END with
+its error) while the serving ones stay. Write a new version elsewhere and rename it into the
 base path, so it is never read half-written.
 
 Concurrent requests for one signature (and one input shape) are batched into one model call, up to
@@ -34,8 +37,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 from garden.errors import GardenError
 from garden.export import grpc_api, manifest
 from garden.export.monitoring import CONTENT_TYPE, ServingMetrics
-from garden.export.requests import NotFound, RequestError, check_range
-from garden.export.rest_api import parse, response, tensor_info
+from garden.export.requests import EXAMPLES, NotFound, RequestError, check_instances, check_range
+from garden.export.rest_api import parse, parse_examples, response, tensor_info
 
 
 @dataclasses.dataclass
@@ -143,7 +146,10 @@ class Servable:
         self.model = tf.saved_model.load(path)
         self.signatures = dict(self.model.signatures)
         self.batchers = {}
-        self.input_ranges = manifest.read(os.path.dirname(os.path.abspath(path))).get("input_ranges", {})
+        found = manifest.read(os.path.dirname(os.path.abspath(path)))
+        self.input_ranges, self.label_names = found.get("input_ranges", {}), found.get("labels")
+        features = found.get("signatures", {}).get(EXAMPLES, {}).get("features", {})
+        self.example_dtypes = {name: entry["dtype"] for name, entry in features.items()}
 
     def specs(self, signature_name):
         if signature_name not in self.signatures:
@@ -166,6 +172,32 @@ class Servable:
 
             self.batchers[key] = Batcher(run, limits, on_call)
         return await self.batchers[key].predict(inputs)
+
+    async def examples(self, signature_name, serialized, limits):
+        """The outputs of signature `signature_name` (serve_examples when empty) for serialized
+        tf.train.Examples, batched with the signature's other requests."""
+        signature_name = signature_name or EXAMPLES
+        specs = self.specs(signature_name)
+        if list(specs) != ["examples"] or specs["examples"].dtype != tf.string:
+            raise RequestError(f"signature '{signature_name}' does not take tf.train.Examples; name one that does")
+        if not serialized:
+            raise RequestError("the request holds no examples; send at least one")
+        check_instances({"examples": serialized}, limits.max_instances)
+        return await self.predict(signature_name, {"examples": np.array(serialized, dtype=object)}, limits)
+
+    def classes(self, outputs):
+        """(probabilities [examples, classes], the class names) of a classifier's outputs."""
+        if "probabilities" not in outputs:
+            raise RequestError("this model is no classifier (no probabilities output); call predict or regress")
+        count = outputs["probabilities"].shape[-1]
+        names = self.label_names if self.label_names and len(self.label_names) == count else None
+        return outputs["probabilities"], names or [str(i) for i in range(count)]
+
+    def scores(self, outputs):
+        """A regression's scores [examples]."""
+        if "score" not in outputs:
+            raise RequestError("this model is no regression (no score output); call predict or classify")
+        return outputs["score"]
 
     def close(self):
         for batcher in self.batchers.values():
@@ -209,62 +241,95 @@ def _stamp(folder):
 
 
 class Model:
-    """One served name: a SavedModel folder (version 1), or a base path whose newest numbered version
-    folder is served."""
+    """One served name: a SavedModel or export folder (version 1), or a base path of numbered version
+    folders whose newest `keep` are served (TF Serving's latest policy), `labels` naming versions."""
 
-    def __init__(self, name, path, metrics):
-        self.name, self.path, self.metrics = name, os.path.abspath(path), metrics
+    def __init__(self, name, path, metrics, keep=1, labels=None):
+        self.name, self.path, self.metrics, self.keep = name, os.path.abspath(path), metrics, keep
+        self.labels = labels or {}  # label -> version
         self.versioned = os.path.isdir(self.path) and saved_model_folder(self.path) is None
-        self.ended = {}  # version -> why it is not served ('' once replaced by a newer one)
+        self.loaded = {}  # version -> Servable
+        self.ended = {}  # version -> why it is not served ('' once unloaded for newer ones)
         self.failed_at = {}  # version -> _stamp of its folder when it failed to load
-        newest = self.newest()
-        if newest is None:
+        found = self.on_disk()
+        if not found:
             raise GardenError(
                 f"{path} holds no SavedModel (saved_model.pb) and no numbered version folders; "
                 "export one with 'garden export RUN_DIR' and serve RUN_DIR/export, or copy it to PATH/1"
             )
-        try:
-            self.serving = Servable(name, *newest, metrics)
-        except GardenError:
-            raise
-        except Exception as error:
-            raise GardenError(
-                f"{name} version {newest[0]} ({newest[1]}) failed to load: {_model_error(error)}"
-            ) from error
+        for version, folder in found[-keep:]:
+            try:
+                self.loaded[version] = Servable(name, version, folder, metrics)
+            except GardenError:
+                raise
+            except Exception as error:
+                raise GardenError(
+                    f"{name} version {version} ({folder}) failed to load: {_model_error(error)}"
+                ) from error
 
-    def newest(self):
-        """(version, folder) of the newest version on disk, or None."""
+    @property
+    def serving(self):
+        """The newest loaded version: what a request that names none gets."""
+        return self.loaded[max(self.loaded)]
+
+    def on_disk(self):
+        """[(version, folder)] of the versions on disk, oldest first."""
         if not self.versioned:
-            return (1, self.path)
-        found = [int(d) for d in os.listdir(self.path) if d.isdigit() and os.path.isdir(os.path.join(self.path, d))]
-        return (max(found), os.path.join(self.path, str(max(found)))) if found else None
+            return [(1, self.path)]
+        if not os.path.isdir(self.path):
+            return []
+        found = sorted(
+            int(d) for d in os.listdir(self.path) if d.isdigit() and os.path.isdir(os.path.join(self.path, d))
+        )
+        return [(version, os.path.join(self.path, str(version))) for version in found]
 
     async def refresh(self):
-        """Loads a newer version when one appeared (on a worker thread) and swaps it in."""
-        newest = self.newest() if self.versioned and os.path.isdir(self.path) else None
-        if newest is None or newest[0] <= self.serving.version:
+        """Loads the newest `keep` versions on disk that are not loaded (on a worker thread), then
+        unloads what is older than the `keep` newest loaded: a version that fails to load unloads none."""
+        if not self.versioned:
             return
-        version, folder = newest
-        stamp = _stamp(folder)
-        if self.failed_at.get(version) == stamp:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            servable = await loop.run_in_executor(None, Servable, self.name, version, folder, self.metrics)
-        except Exception as error:  # a broken or half-written version: the serving one stays
-            self.failed_at[version], self.ended[version] = stamp, _model_error(error)
-            print(f"{self.name} version {version} failed to load: {self.ended[version]}", file=sys.stderr, flush=True)
-            return
-        old, self.serving = self.serving, servable
-        self.ended.pop(version, None)
-        self.ended[old.version] = ""
-        old.close()
-        _freeze(unfreeze=True)  # let the collector free the old version, then keep it off the new one
-        print(f"{self.name}: serving version {version} ({folder})", flush=True)
+        loop, loaded = asyncio.get_running_loop(), []
+        for version, folder in self.on_disk()[-self.keep :]:
+            stamp = _stamp(folder)
+            if version in self.loaded or self.failed_at.get(version) == stamp:
+                continue
+            try:
+                servable = await loop.run_in_executor(None, Servable, self.name, version, folder, self.metrics)
+            except Exception as error:  # a broken or half-written version: the serving ones stay
+                self.failed_at[version], self.ended[version] = stamp, _model_error(error)
+                print(
+                    f"{self.name} version {version} failed to load: {self.ended[version]}", file=sys.stderr, flush=True
+                )
+                continue
+            self.loaded[version] = servable
+            self.ended.pop(version, None)
+            loaded.append(version)
+            print(f"{self.name}: serving version {version} ({folder})", flush=True)
+        for version in sorted(self.loaded)[: -self.keep]:
+            self.loaded.pop(version).close()
+            self.ended[version] = ""
+        if loaded:
+            _freeze(unfreeze=True)  # let the collector free unloaded versions, then keep it off the new ones
+
+    def find(self, version=None, label=None):
+        """The loaded version that `version` or `label` names; the newest when neither is given."""
+        if label is not None:
+            if label not in self.labels:
+                raise NotFound(
+                    f"Servable not found for request: Label({self.name}, {label}); name a version with "
+                    f"--version-label {self.name}:{label}=N"
+                )
+            version = self.labels[label]
+        if version is None:
+            return self.serving
+        if version not in self.loaded:
+            kind = f"Label({self.name}, {label}): version {version}" if label else f"Specific({self.name}, {version})"
+            raise NotFound(f"Servable not found for request: {kind} is not loaded")
+        return self.loaded[version]
 
     def statuses(self):
         found = [VersionStatus(v, "END", error) for v, error in self.ended.items()]
-        return sorted([*found, VersionStatus(self.serving.version, "AVAILABLE")], key=lambda s: s.version)
+        return sorted([*found, *(VersionStatus(v, "AVAILABLE") for v in self.loaded)], key=lambda s: s.version)
 
 
 def _freeze(unfreeze=False):
@@ -276,36 +341,35 @@ def _freeze(unfreeze=False):
     gc.freeze()
 
 
-def _not_found(name, version, label):
-    if label:
-        return NotFound(
-            f"Servable not found for request: Label({name}, {label}); Garden serves each model's newest version "
-            "and gives versions no labels: name the version (/versions/N) or none"
-        )
-    kind = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
-    return NotFound(f"Servable not found for request: {kind}")
-
-
 class Models:
     """The served models by name: what REST and gRPC look requests up in."""
 
-    def __init__(self, paths: dict[str, str], metrics: ServingMetrics):
-        self.models = {name: Model(name, path, metrics) for name, path in paths.items()}
+    def __init__(self, paths: dict[str, str], metrics: ServingMetrics, keep: int = 1, labels: dict | None = None):
+        labels = labels or {}
+        unknown = sorted(set(labels) - set(paths))
+        if unknown:
+            raise GardenError(
+                f"--version-label names {', '.join(unknown)}, which is not served; serve it or drop the label"
+            )
+        self.models = {name: Model(name, path, metrics, keep, labels.get(name)) for name, path in paths.items()}
         _freeze()
 
+    def _model(self, name):
+        if name not in self.models:
+            raise NotFound(f"Servable not found for request: Latest({name})")
+        return self.models[name]
+
     def find(self, name, version=None, label=None) -> Servable:
-        """The servable a request names: the newest version, or `version` while it is served. Garden
-        has no version labels: it serves one version of each model."""
-        model = self.models.get(name)
-        if model is None or label or (version is not None and version != model.serving.version):
-            raise _not_found(name, version, label)
-        return model.serving
+        """The servable a request names: the newest loaded version, or the one `version` or `label` names."""
+        return self._model(name).find(version, label)
 
     def statuses(self, name, version=None, label=None) -> list[VersionStatus]:
-        model = self.models.get(name)
-        found = [s for s in model.statuses() if version is None or s.version == version] if model else []
-        if not found or label:
-            raise _not_found(name, version, label)
+        model = self._model(name)
+        if label is not None:
+            version = model.find(None, label).version
+        found = [s for s in model.statuses() if version is None or s.version == version]
+        if not found:
+            raise NotFound(f"Servable not found for request: Specific({name}, {version})")
         return found
 
     async def poll(self, seconds: float) -> None:
@@ -353,7 +417,7 @@ def _middleware(metrics):
         except Exception as error:  # a bug of ours: one line to the client, the server keeps serving
             reply = _error(500, f"internal error: {type(error).__name__}: {_model_error(error)}")
         api = getattr(request.match_info.route.handler, "__name__", "")
-        if api in ("status", "metadata", "predict"):
+        if api in ("status", "metadata", "predict", "classify", "regress"):
             version = request.get("version", request.match_info.get("version", ""))
             model = request.match_info.get("name", "")
             metrics.observe(model, str(version), api, "rest", str(reply.status), time.perf_counter() - start)
@@ -367,11 +431,14 @@ def build_app(
     limits: Limits | None = None,
     grpc_address: str | None = None,
     poll_seconds: float = 1.0,
+    keep_versions: int = 1,
+    version_labels: dict[str, dict[str, int]] | None = None,
 ) -> web.Application:
-    """The aiohttp application serving `models` (name -> SavedModel folder or base path of versions),
-    with TF Serving's gRPC API on `grpc_address` when given."""
+    """The aiohttp application serving `models` (name -> SavedModel folder or base path of versions:
+    the newest `keep_versions`, `version_labels` naming some), with TF Serving's gRPC API on
+    `grpc_address` when given."""
     metrics = ServingMetrics()
-    served = Models(models, metrics)
+    served = Models(models, metrics, keep_versions, version_labels)
     limits = limits or Limits()
     app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[_middleware(metrics)])
     app[MODELS] = served
@@ -420,6 +487,29 @@ def build_app(
             return _error(400, str(error))
         return web.json_response(response(outputs, columnar), dumps=_json)
 
+    async def classify(request):
+        return await examples_api(request, "classify")
+
+    async def regress(request):
+        return await examples_api(request, "regress")
+
+    async def examples_api(request, api):
+        """TF Serving's classify and regress: {"result": [[[label, score], ...], ...]} or {"result": [score, ...]}."""
+        model = servable(request)
+        try:
+            signature_name, serialized = parse_examples(await request.read(), model.example_dtypes)
+            outputs = await model.examples(signature_name, serialized, limits)
+            if api == "regress":
+                result = model.scores(outputs).reshape(-1).tolist()
+            else:
+                probabilities, names = model.classes(outputs)
+                result = [[[name, float(p)] for name, p in zip(names, row)] for row in probabilities]
+        except web.HTTPRequestEntityTooLarge:
+            return _error(400, f"the request body is over {limits.max_request_bytes} bytes; split it")
+        except RequestError as error:
+            return _error(400, str(error))
+        return web.json_response({"result": result}, dumps=_json)
+
     async def health(request):
         return web.json_response(
             {
@@ -448,6 +538,7 @@ def build_app(
     routes = []
     for path in (model_path, model_path + "/versions/{version:[0-9]+}", model_path + "/labels/{label:[^/:]+}"):
         routes += [web.get(path, status), web.get(path + "/metadata", metadata), web.post(path + ":predict", predict)]
+        routes += [web.post(path + ":classify", classify), web.post(path + ":regress", regress)]
     app.add_routes([*routes, web.get("/healthz", health), web.get("/monitoring/prometheus/metrics", prometheus)])
     return app
 
@@ -467,17 +558,21 @@ def serve(
     limits: Limits | None = None,
     grpc_port: int | None = None,
     poll_seconds: float = 1.0,
+    keep_versions: int = 1,
+    version_labels: dict[str, dict[str, int]] | None = None,
 ) -> None:
     _check_free(host, port, "--port")
     if grpc_port is not None:
         _check_free(host, grpc_port, "--grpc-port")
-    app = build_app(models, limits, f"{host}:{grpc_port}" if grpc_port is not None else None, poll_seconds)
+    grpc_address = f"{host}:{grpc_port}" if grpc_port is not None else None
+    app = build_app(models, limits, grpc_address, poll_seconds, keep_versions, version_labels)
     for name, model in app[MODELS].models.items():
         path = model.serving.path
         found = manifest.read(os.path.dirname(path))
         source = f"step {found['step']} of {found['checkpoint']}" if "step" in found else "no manifest beside it"
-        version = f" version {model.serving.version}, polling {model.path} for newer ones" if model.versioned else ""
-        print(f"serving {name} at http://{host}:{port}/v1/models/{name}: {path} ({source}){version}", flush=True)
+        versions = ", ".join(map(str, sorted(model.loaded)))
+        versions = f" versions {versions}, polling {model.path} for newer ones" if model.versioned else ""
+        print(f"serving {name} at http://{host}:{port}/v1/models/{name}: {path} ({source}){versions}", flush=True)
     if grpc_port is not None:
         print(f"gRPC (TF Serving's PredictionService and ModelService) at {host}:{grpc_port}", flush=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

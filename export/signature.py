@@ -1,9 +1,13 @@
 """The serving signatures of a task model: named, typed inputs in, the task's named outputs out.
 
-Classification outputs gain `label`, the label name of `class_id`, so a client needs no label file."""
+Classification outputs gain `label`, the label name of `class_id`, so a client needs no label file.
+Classifiers and regressions also serve `serve_examples` (Model Garden's name): serialized
+tf.train.Examples whose features are the raw signature's inputs, what TF Serving's Classify and
+Regress APIs send."""
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -11,6 +15,7 @@ import tensorflow as tf
 class Signature:
     function: tf.types.experimental.PolymorphicFunction  # positional inputs in the order of `specs`
     specs: dict  # input name -> tf.TensorSpec
+    features: dict | None = None  # serve_examples: tf.train.Example feature name -> the spec it is parsed to
 
 
 def _outputs(task, model, inputs, label_names):
@@ -29,12 +34,55 @@ def _signature(specs, to_model_inputs, task, model, label_names):
     return Signature(tf.function(serve, input_signature=[specs[n] for n in names]), specs)
 
 
+def _example_dtype(dtype):
+    """The tf.train.Example list a feature of `dtype` is stored in: bytes, floats or int64s."""
+    return tf.string if dtype == tf.string else tf.float32 if dtype.is_floating else tf.int64
+
+
+def _examples_signature(wrapped):
+    """serve_examples over `wrapped`: each feature parsed to its input's per-example shape; None when
+    an input's per-example shape is not fixed (tf.train.Example features have fixed lengths here)."""
+    if not all(spec.shape[1:].is_fully_defined() for spec in wrapped.specs.values()):
+        return None
+    parsing = {n: tf.io.FixedLenFeature(s.shape[1:], _example_dtype(s.dtype)) for n, s in wrapped.specs.items()}
+    spec = tf.TensorSpec([None], tf.string, name="examples")
+
+    def serve(examples):
+        parsed = tf.io.parse_example(examples, parsing)
+        return wrapped.function(*[tf.cast(parsed[n], s.dtype) for n, s in wrapped.specs.items()])
+
+    return Signature(tf.function(serve, input_signature=[spec]), {"examples": spec}, dict(wrapped.specs))
+
+
+def serialized_examples(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Each row of `arrays` (input name -> [batch, ...]) as a serialized tf.train.Example."""
+    rows = []
+    for i in range(len(next(iter(arrays.values())))):
+        feature = {}
+        for name, array in arrays.items():
+            values = np.asarray(array[i]).reshape(-1)
+            if values.dtype.kind in "OSU":
+                encoded = [v if isinstance(v, bytes) else str(v).encode() for v in values.tolist()]
+                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=encoded))
+            elif values.dtype.kind == "f":
+                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
+            else:
+                feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values.tolist()))
+        rows.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return np.array(rows, dtype=object)
+
+
 def signatures(task, model, label_names, feature_names):
-    """name -> Signature: the model's tensors, and raw inputs where the task serves them."""
+    """name -> Signature: the model's tensors, raw inputs where the task serves them, and serialized
+    tf.train.Examples of the raw inputs (else the tensors) where the task names an examples signature."""
     found = {
         task.tensor_signature: _signature(task.serving_inputs(model), lambda inputs: inputs, task, model, label_names)
     }
     raw = task.raw_serving(model, feature_names)
     if raw:
         found[task.raw_signature] = _signature(*raw, task, model, label_names)
+    if task.examples_signature:
+        examples = _examples_signature(found[task.raw_signature if raw else task.tensor_signature])
+        if examples:
+            found[task.examples_signature] = examples
     return found

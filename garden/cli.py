@@ -207,7 +207,20 @@ def cmd_serve(args):
         models[name] = path
     names = ("max_request_bytes", "max_instances", "max_batch_size", "batch_timeout_ms")
     limits = Limits(**{n: getattr(args, n) for n in names if getattr(args, n) is not None})
-    serve(models, args.host, args.port, limits, args.grpc_port, args.poll_seconds)
+    labels = {}
+    for given in args.version_label:
+        name, _, label_version = given.partition(":")
+        label, _, version = label_version.partition("=")
+        if not (name and label and version.isdigit()):
+            raise GardenError(f"--version-label takes NAME:LABEL=VERSION, as in digits:stable=1 (got '{given}')")
+        labels.setdefault(name, {})[label] = int(version)
+    serve(models, args.host, args.port, limits, args.grpc_port, args.poll_seconds, args.versions, labels)
+
+
+def _positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0 (got '{text}')")
+    return int(text)
 
 
 def _positive_float(text):
@@ -390,6 +403,16 @@ def _parser():
     sub.add_argument("--grpc-port", type=int, help="also serve TF Serving's gRPC API here (its default is 8500)")
     sub.add_argument(
         "--poll-seconds", type=_positive_float, default=1.0, help="how often base paths are polled for new versions"
+    )
+    sub.add_argument(
+        "--versions", type=_positive_int, default=1, help="how many of a base path's newest versions to serve (1)"
+    )
+    sub.add_argument(
+        "--version-label",
+        action="append",
+        default=[],
+        metavar="NAME:LABEL=VERSION",
+        help="name a version, as TF Serving's version_labels (/labels/LABEL, gRPC version_label)",
     )
     sub.add_argument("--max-batch-size", type=int, help="rows per batched model call (default 64)")
     sub.add_argument("--batch-timeout-ms", type=float, help="how long a batch waits for more requests (default 5)")

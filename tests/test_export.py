@@ -65,6 +65,10 @@ def test_manifest_records_parity_and_accuracy_within_bounds(exported):
     assert manifest["signatures"] == {
         "serving_default": {"inputs": {"image": {"dtype": "float32", "shape": [None, 28, 28, 1]}}},
         "serving_bytes": {"inputs": {"image_bytes": {"dtype": "string", "shape": [None]}}},
+        "serve_examples": {  # tf.train.Examples holding the encoded images, for TF Serving's Classify
+            "inputs": {"examples": {"dtype": "string", "shape": [None]}},
+            "features": {"image_bytes": {"dtype": "string", "shape": [None]}},
+        },
     }
     assert set(manifest["outputs"]) == {"probabilities", "class_id", "label"}
     assert manifest["labels"] == [str(d) for d in range(10)]
@@ -75,7 +79,11 @@ def test_manifest_records_parity_and_accuracy_within_bounds(exported):
         assert abs(entry["accuracy"] - manifest["keras_accuracy"]) <= 0.01, name
     assert manifest["artifacts"]["model_int8.tflite"]["float_ops"] == []  # a CNN keeps every op in int8
     assert manifest["artifacts"]["saved_model"]["error_bound"] == 1e-5
-    assert set(manifest["artifacts"]["saved_model"]["signatures"]) == {"serving_default", "serving_bytes"}
+    assert set(manifest["artifacts"]["saved_model"]["signatures"]) == {
+        "serving_default",
+        "serving_bytes",
+        "serve_examples",
+    }
     assert all(manifest["artifacts"][f"model_{m}.tflite"]["latency_ms"] > 0 for m in BOUNDS)
     sizes = {m: manifest["artifacts"][f"model_{m}.tflite"]["size_bytes"] for m in BOUNDS}
     assert sizes["int8"] < sizes["none"] / 2 and sizes["float16"] < sizes["none"]

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.framework.tensor_pb2 import TensorProto
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
@@ -262,7 +263,7 @@ def test_a_burst_of_concurrent_requests_is_batched_and_every_reply_is_right(serv
 def test_unknown_paths_deep_json_and_scalar_inputs_get_json_errors(server):
     url, exports = server.url, server.exports
     for path, body, status, message in (
-        ("/v1/models/r8_minilm:classify", {"examples": []}, 404, "Not Found: POST /v1/models/r8_minilm:classify"),
+        ("/v1/models/r8_minilm:explain", {"instances": []}, 404, "Not Found: POST /v1/models/r8_minilm:explain"),
         ("/v1/models", None, 404, "Not Found: GET /v1/models"),
         ("/v1/models/r8_minilm:predict", b"[" * 50_000 + b"]" * 50_000, 400, "the JSON is nested too deeply"),
         (
@@ -448,33 +449,54 @@ def test_prometheus_counts_each_request_by_model_version_protocol_and_status(ser
     assert 1 <= called <= 5 and summed == 15  # five good requests of 3 rows, however they were batched
 
 
-def test_a_new_version_is_served_without_a_restart_and_a_broken_one_leaves_it_serving(server, tmp_path):
-    """TF Serving's base path: version 1 served, version 2 dropped in and picked up by polling,
-    version 3 broken (its failure shown in the status, version 2 still answering)."""
+def test_new_versions_are_served_without_a_restart_and_a_broken_one_leaves_the_others_serving(server, tmp_path):
+    """TF Serving's base path, its two newest versions served and version 1 labelled `stable`: version
+    2 dropped in and picked up by polling, version 3 broken (its failure in the status, 1 and 2 still
+    answering), version 4 unloading version 1 (and with it the label's target)."""
     base = tmp_path / "digits"
     shutil.copytree(server.exports / "mnist", base / "1", ignore=shutil.ignore_patterns("*.tflite"))
+
+    def drop(version):  # copied beside the base path, then renamed in: never read half-written
+        shutil.copytree(base / "1", tmp_path / "staging")
+        (tmp_path / "staging").rename(base / str(version))
+
     grpc_port = free_port()
     images = mnist("test").features["image"][:4]
     expected = saved_model(server.exports, "mnist")(image=tf.constant(images))["probabilities"].numpy()
-    with serving(f"digits={base}", "--poll-seconds", "0.2", "--grpc-port", str(grpc_port)) as url:
-        assert call(url, "/v1/models/digits")[1]["model_version_status"][0]["version"] == "1"
-        shutil.copytree(base / "1", tmp_path / "staging")
-        (tmp_path / "staging").rename(base / "2")
-        statuses = wait_for(url, lambda s: ("2", "AVAILABLE") in s)
-        assert statuses == [("1", "END", ""), ("2", "AVAILABLE", "")]
+    labels = ["--versions", "2", "--version-label", "digits:stable=1"]
+    with serving(f"digits={base}", "--poll-seconds", "0.2", "--grpc-port", str(grpc_port), *labels) as url:
+        assert wait_for(url, lambda s: True) == [("1", "AVAILABLE", "")]
+        drop(2)
+        assert wait_for(url, lambda s: ("2", "AVAILABLE") in s) == [("1", "AVAILABLE", ""), ("2", "AVAILABLE", "")]
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
         reply = grpc_predict(stub, "digits", {"image": images})
         assert reply.model_spec.version.value == 2
         np.testing.assert_allclose(tf.make_ndarray(reply.outputs["probabilities"]), expected, atol=1e-6)
-        assert call(url, "/v1/models/digits/versions/1:predict", {"instances": images.tolist()})[0] == 404
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.version_label = "digits", "stable"
+        request.inputs["image"].CopyFrom(tf.make_tensor_proto(images))
+        assert stub.Predict(request, timeout=60).model_spec.version.value == 1
+        assert call(url, "/v1/models/digits/labels/stable/metadata")[1]["model_spec"]["version"] == "1"
+        assert call(url, "/v1/models/digits/versions/1:predict", {"instances": images.tolist()})[0] == 200
 
         (base / "3").mkdir()
         (base / "3" / "saved_model.pb").write_bytes(b"not a SavedModel")
         statuses = wait_for(url, lambda s: any(v == "3" for v, _ in s))
-        assert [s[:2] for s in statuses] == [("1", "END"), ("2", "AVAILABLE"), ("3", "END")] and statuses[2][2]
+        assert [s[:2] for s in statuses] == [("1", "AVAILABLE"), ("2", "AVAILABLE"), ("3", "END")] and statuses[2][2]
         status, reply = call(url, "/v1/models/digits:predict", {"instances": images.tolist()})
         assert status == 200 and np.allclose([r["probabilities"] for r in reply["predictions"]], expected, atol=1e-6)
-        assert call(url, "/v1/models/digits/labels/stable")[0] == 404
+
+        drop(4)
+        statuses = wait_for(url, lambda s: ("4", "AVAILABLE") in s)
+        assert [s[:2] for s in statuses] == [("1", "END"), ("2", "AVAILABLE"), ("3", "END"), ("4", "AVAILABLE")]
+        assert grpc_predict(stub, "digits", {"image": images}).model_spec.version.value == 4
+        for path, message in (
+            ("/labels/stable:predict", "Label(digits, stable): version 1 is not loaded"),
+            ("/versions/1:predict", "Specific(digits, 1) is not loaded"),
+            ("/labels/canary:predict", "--version-label digits:canary=N"),
+        ):
+            status, reply = call(url, "/v1/models/digits" + path, {"instances": images.tolist()})
+            assert status == 404 and message in reply["error"], reply
 
 
 def wait_for(url, condition):
@@ -488,3 +510,66 @@ def wait_for(url, condition):
             return statuses
         time.sleep(0.2)
     raise AssertionError(f"the statuses stayed {statuses}")
+
+
+def test_classify_takes_tf_examples_over_rest_and_grpc_as_predict_scores_them(server):
+    """TF Serving's Classify on the exported serve_examples signature: every class with its name and
+    the probability Predict gives; a context's features go to each example."""
+    texts = ["wheat and grain exports rose sharply", "the company agreed to acquire the bank for cash"]
+    expected = saved_model(server.exports, "r8")(text=tf.constant(texts))["probabilities"].numpy()
+    labels = json.loads((server.exports / "r8" / "manifest.json").read_text())["labels"]
+    status, reply = call(server.url, "/v1/models/r8_minilm:classify", {"examples": [{"text": t} for t in texts]})
+    assert status == 200 and [[name for name, _ in row] for row in reply["result"]] == [labels, labels]
+    np.testing.assert_allclose([[p for _, p in row] for row in reply["result"]], expected, atol=1e-6)
+
+    predictions, _ = grpc_stubs(server)
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "r8_minilm"
+    for text in texts:
+        request.input.example_list.examples.add().features.feature["text"].bytes_list.value.append(text.encode())
+    result = predictions.Classify(request, timeout=60).result.classifications
+    assert [[c.label for c in row.classes] for row in result] == [labels, labels]
+    np.testing.assert_allclose([[c.score for c in row.classes] for row in result], expected, atol=1e-6)
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "r8_minilm"
+    request.input.example_list_with_context.context.features.feature["text"].bytes_list.value.append(texts[1].encode())
+    request.input.example_list_with_context.examples.add()
+    request.input.example_list_with_context.examples.add().features.feature["text"].bytes_list.value.append(b"x")
+    first, second = predictions.Classify(request, timeout=60).result.classifications
+    np.testing.assert_allclose([c.score for c in first.classes], expected[1], atol=1e-6)  # the context's text
+    assert not np.allclose([c.score for c in second.classes], expected[1], atol=1e-6)  # its own text wins
+
+    pixels = np.round(mnist("test").features["image"][:2] * 255).astype(np.uint8)
+    pngs = [{"image_bytes": {"b64": base64.b64encode(tf.io.encode_png(p).numpy()).decode()}} for p in pixels]
+    status, reply = call(server.url, "/v1/models/digits:classify", {"examples": pngs})
+    status_predict, predicted = call(server.url, "/v1/models/digits:predict", {"instances": (pixels / 255).tolist()})
+    assert status == status_predict == 200
+    best = [max(row, key=lambda pair: pair[1])[0] for row in reply["result"]]
+    assert best == [row["label"] for row in predicted["predictions"]]
+
+    for path, body, message in (
+        ("r8_minilm:classify", {"examples": [{"words": "oil"}]}, "Feature: text (data type: string) is required"),
+        ("r8_minilm:classify", {"examples": [{"text": 3}]}, "feature 'text' takes strings"),
+        ("r8_minilm:classify", {"instances": ["oil"]}, '"examples": a non-empty list'),
+        ("r8_minilm:regress", {"examples": [{"text": "oil"}]}, "this model is no regression"),
+    ):
+        status, reply = call(server.url, f"/v1/models/{path}", body)
+        assert status == 400 and message in reply["error"] and "\n" not in reply["error"], reply
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "r8_minilm"
+    request.input.example_list.examples.add().features.feature["text"].float_list.value.append(1.0)
+    with pytest.raises(grpc.RpcError) as caught:
+        predictions.Classify(request, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "text" in caught.value.details()
+
+
+def test_version_options_that_cannot_work_are_one_line_before_anything_loads(tmp_path):
+    path = tmp_path / "digits"  # refused before it is read
+    for args, message in (
+        (["--version-label", "digits-stable"], "--version-label takes NAME:LABEL=VERSION, as in digits:stable=1"),
+        (["--version-label", "letters:stable=1"], "--version-label names letters, which is not served"),
+        (["--versions", "0"], "argument --versions: must be a whole number above 0 (got '0')"),
+        (["--poll-seconds", "-1"], "argument --poll-seconds: must be a number above 0 (got '-1')"),
+    ):
+        result = garden("serve", f"digits={path}", "--port", str(free_port()), *args, check=False)
+        assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr

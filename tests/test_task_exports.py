@@ -5,13 +5,15 @@ from disk and compared with the Keras model, then predicted and served."""
 import json
 import shutil
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import InterpreterWithCustomOps
 from conftest import garden
+from tensorflow_serving.apis import prediction_service_pb2_grpc, regression_pb2
 from tensorflow_text import tflite_registrar
-from test_serve import call, serving
+from test_serve import call, free_port, serving
 
 from garden.run import Run
 
@@ -152,7 +154,8 @@ def test_predict_reads_pairs_from_jsonl_and_tsv(pair_runs, tmp_path):
 
 def test_pair_models_serve_through_the_rest_api(pair_runs):
     saved = {kind: pair_runs[kind][1] / "saved_model" for kind in pair_runs}
-    with serving(*[f"{k}={p}" for k, p in saved.items()]) as url:
+    grpc_port = free_port()
+    with serving(*[f"{k}={p}" for k, p in saved.items()], "--grpc-port", str(grpc_port)) as url:
         first, second, _, _ = held_out_pairs(pair_runs["regression"][2])
         instances = [{"text": a, "text_pair": b} for a, b in zip(first[:5], second[:5])]
         for kind, path in saved.items():
@@ -168,6 +171,20 @@ def test_pair_models_serve_through_the_rest_api(pair_runs):
                 np.testing.assert_allclose(reply["predictions"], expected["score"].numpy(), atol=1e-5)
         status, reply = call(url, "/v1/models/regression:predict", {"instances": [{"text": "wheat"}]})
         assert status == 400 and "text_pair" in reply["error"]
+        scores = tf.saved_model.load(str(saved["regression"])).signatures["serving_default"](
+            text=tf.constant(first[:5]), text_pair=tf.constant(second[:5])
+        )["score"]
+        status, reply = call(url, "/v1/models/regression:regress", {"examples": instances})  # tf.train.Examples
+        assert status == 200 and np.allclose(reply["result"], scores.numpy(), atol=1e-5), reply
+        request = regression_pb2.RegressionRequest()
+        request.model_spec.name = "regression"
+        for a, b in zip(first[:5], second[:5]):
+            features = request.input.example_list.examples.add().features.feature
+            features["text"].bytes_list.value.append(a.encode())
+            features["text_pair"].bytes_list.value.append(b.encode())
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
+        regressions = stub.Regress(request, timeout=60).result.regressions
+        np.testing.assert_allclose([r.value for r in regressions], scores.numpy(), atol=1e-5)
 
 
 def test_an_export_whose_held_out_data_is_gone_is_one_line_and_leaves_no_folder(pair_runs, tmp_path):

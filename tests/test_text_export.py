@@ -80,9 +80,19 @@ def text_export(text_run, tmp_path_factory):
 
 def test_saved_model_takes_raw_strings_and_token_ids(text_export):
     signatures = tf.saved_model.load(str(text_export / "saved_model")).signatures
-    assert set(signatures) == {"serving_default", "serving_tokens"}
+    assert set(signatures) == {"serving_default", "serving_tokens", "serve_examples"}
     texts = r8_texts(6)
     raw = signatures["serving_default"](text=tf.constant(texts))
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()]))}
+            )
+        )
+        for t in texts
+    ]  # as TF Serving's Classify clients write them
+    served = signatures["serve_examples"](examples=tf.constant([e.SerializeToString() for e in examples]))
+    np.testing.assert_array_equal(served["probabilities"], raw["probabilities"])
     labels = json.loads((text_export / "manifest.json").read_text())["labels"]
     assert [x.decode() for x in raw["label"].numpy()] == [labels[i] for i in raw["class_id"].numpy()]
     task = r8_task()

@@ -13,6 +13,7 @@ class ClassificationTask(Task):
 
     parity_outputs = ("probabilities",)
     quality = "accuracy"
+    examples_signature = "serve_examples"
 
     def load(self, data_config, label_names=None):
         examples = super().load(data_config, label_names)

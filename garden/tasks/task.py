@@ -26,6 +26,7 @@ class Task:
 
     tensor_signature = "serving_default"
     raw_signature = None
+    examples_signature = None  # serialized tf.train.Examples of the raw inputs, for TF Serving's Classify/Regress
     export_kind = "outputs"  # which export reference judges its artifacts (a decoder LM: "decoder")
     parity_outputs: tuple[str, ...] = ()  # float serving outputs whose max |Δ| bounds an artifact
     quality = ""  # the serving quality's name, as the export manifest and table show it
