@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
 from garden.export.requests import EXAMPLES, NotFound, RequestError, check_array, check_instances
 
 
-def serialized_examples(given) -> list[bytes]:
+def input_examples(given) -> list[bytes]:
     """An Input's tf.train.Examples, serialized; with a context, its features are each example's too
     (the example's own win where both have one)."""
     if given.WhichOneof("kind") == "example_list_with_context":
@@ -63,6 +63,11 @@ def arrays(inputs, specs: dict, max_instances: int) -> dict:
     return found
 
 
+def _named(spec) -> tuple[str, int | None, str | None]:
+    """(name, version, label) that a ModelSpec names; None where it names none."""
+    return spec.name, spec.version.value if spec.HasField("version") else None, spec.version_label or None
+
+
 class _Service:
     """What both services share: finding the servable a ModelSpec names, answering errors in TF
     Serving's codes, and counting each call in the server's metrics."""
@@ -73,9 +78,7 @@ class _Service:
     async def _answer(self, api, request, context, answer):
         start, spec, version, code = time.perf_counter(), request.model_spec, "", grpc.StatusCode.OK
         try:
-            servable = self.models.find(
-                spec.name, spec.version.value if spec.HasField("version") else None, spec.version_label or None
-            )
+            servable = self.models.find(*_named(spec))
             version = str(servable.version)
             return await answer(servable)
         except NotFound as error:
@@ -140,7 +143,7 @@ class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceS
 
         async def answer(servable):
             signature = request.model_spec.signature_name
-            outputs = await servable.examples(signature, serialized_examples(request.input), self.limits)
+            outputs = await servable.examples(signature, input_examples(request.input), self.limits)
             self._spec(servable, response, signature or EXAMPLES)
             fill(servable, outputs, response.result)
             return response
@@ -154,7 +157,7 @@ class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceS
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             self._spec(servable, response)
             signatures = get_model_metadata_pb2.SignatureDefMap()
-            for name, signature_def in servable.signature_defs().items():
+            for name, signature_def in servable.signature_defs.items():
                 signatures.signature_def[name].CopyFrom(signature_def)
             response.metadata["signature_def"].Pack(signatures)
             return response
@@ -167,9 +170,7 @@ class ModelService(_Service, model_service_pb2_grpc.ModelServiceServicer):
         start, code = time.perf_counter(), grpc.StatusCode.OK
         spec = request.model_spec
         try:
-            statuses = self.models.statuses(
-                spec.name, spec.version.value if spec.HasField("version") else None, spec.version_label or None
-            )
+            statuses = self.models.statuses(*_named(spec))
         except NotFound as error:
             code = grpc.StatusCode.NOT_FOUND
             await context.abort(code, str(error))

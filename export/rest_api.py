@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
 from garden.export.requests import RequestError, check_array, check_instances
+from garden.export.signature import example_feature
 
 
 def _decode_b64(value):
@@ -121,15 +122,14 @@ def _feature(name, value, dtype):
     if dtype == "string":
         if not all(isinstance(v, (str, bytes)) for v in values):
             raise RequestError(f"feature '{name}' takes strings; send text or {{'b64': ...}}")
-        encoded = [v.encode() if isinstance(v, str) else v for v in values]
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=encoded))
+        return example_feature("bytes", [v.encode() if isinstance(v, str) else v for v in values])
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise RequestError(f"feature '{name}' takes numbers")
     if "float" in dtype:
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        return example_feature("float", values)
     if not all(float(v).is_integer() for v in values):
         raise RequestError(f"feature '{name}' takes integers")
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+    return example_feature("int64", [int(v) for v in values])
 
 
 def parse_examples(body, dtypes: dict[str, str]) -> tuple[str, list[bytes]]:

@@ -22,6 +22,7 @@ Concurrent requests for one signature (and one input shape) are batched into one
 
 import asyncio
 import dataclasses
+import functools
 import gc
 import os
 import socket
@@ -203,8 +204,9 @@ class Servable:
         for batcher in self.batchers.values():
             batcher.close()
 
+    @functools.cached_property
     def signature_defs(self):
-        """name -> SignatureDef proto, as saved_model.pb holds them (TF Serving's gRPC metadata)."""
+        """name -> SignatureDef proto, as saved_model.pb holds them (TF Serving's gRPC metadata); read once."""
         saved_model = saved_model_pb2.SavedModel()
         with open(os.path.join(self.path, "saved_model.pb"), "rb") as file:
             saved_model.ParseFromString(file.read())
@@ -471,18 +473,23 @@ def build_app(
     async def metadata(request):
         return web.json_response(servable(request).metadata())
 
-    async def predict(request):
-        model = servable(request)
-        too_large = (
+    async def body(request):
+        """The request's body, or RequestError when it is over --max-request-bytes (said by its length
+        before reading it when the client gave one)."""
+        try:
+            if (request.content_length or 0) <= limits.max_request_bytes:
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            pass
+        raise RequestError(
             f"the request body is over {limits.max_request_bytes} bytes; split it (or raise --max-request-bytes)"
         )
-        if (request.content_length or 0) > limits.max_request_bytes:
-            return _error(400, too_large)
+
+    async def predict(request):
+        model = servable(request)
         try:
-            signature_name, inputs, columnar = parse(await request.read(), model.specs, limits.max_instances)
+            signature_name, inputs, columnar = parse(await body(request), model.specs, limits.max_instances)
             outputs = await model.predict(signature_name, inputs, limits)
-        except web.HTTPRequestEntityTooLarge:
-            return _error(400, too_large)
         except RequestError as error:
             return _error(400, str(error))
         return web.json_response(response(outputs, columnar), dumps=_json)
@@ -497,15 +504,13 @@ def build_app(
         """TF Serving's classify and regress: {"result": [[[label, score], ...], ...]} or {"result": [score, ...]}."""
         model = servable(request)
         try:
-            signature_name, serialized = parse_examples(await request.read(), model.example_dtypes)
+            signature_name, serialized = parse_examples(await body(request), model.example_dtypes)
             outputs = await model.examples(signature_name, serialized, limits)
             if api == "regress":
                 result = model.scores(outputs).reshape(-1).tolist()
             else:
                 probabilities, names = model.classes(outputs)
                 result = [[[name, float(p)] for name, p in zip(names, row)] for row in probabilities]
-        except web.HTTPRequestEntityTooLarge:
-            return _error(400, f"the request body is over {limits.max_request_bytes} bytes; split it")
         except RequestError as error:
             return _error(400, str(error))
         return web.json_response({"result": result}, dumps=_json)

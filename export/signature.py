@@ -54,6 +54,15 @@ def _examples_signature(wrapped):
     return Signature(tf.function(serve, input_signature=[spec]), {"examples": spec}, dict(wrapped.specs))
 
 
+def example_feature(kind: str, values: list) -> tf.train.Feature:
+    """`values` as a tf.train.Feature holding a list of `kind`: "bytes", "float" or "int64"."""
+    if kind == "bytes":
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+    if kind == "float":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
 def serialized_examples(arrays: dict[str, np.ndarray]) -> np.ndarray:
     """Each row of `arrays` (input name -> [batch, ...]) as a serialized tf.train.Example."""
     rows = []
@@ -63,11 +72,9 @@ def serialized_examples(arrays: dict[str, np.ndarray]) -> np.ndarray:
             values = np.asarray(array[i]).reshape(-1)
             if values.dtype.kind in "OSU":
                 encoded = [v if isinstance(v, bytes) else str(v).encode() for v in values.tolist()]
-                feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=encoded))
-            elif values.dtype.kind == "f":
-                feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
+                feature[name] = example_feature("bytes", encoded)
             else:
-                feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values.tolist()))
+                feature[name] = example_feature("float" if values.dtype.kind == "f" else "int64", values.tolist())
         rows.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     return np.array(rows, dtype=object)
 
