@@ -61,6 +61,10 @@ class ExportReference:
             self.write_saved_model(self._saved_model)
         return self._saved_model
 
+    def tflite_source(self, workdir: str, signature: str) -> str:
+        """The SavedModel TFLite converts `signature` from."""
+        return self.saved_model(workdir)
+
     def check_mode(self, mode: str) -> None:
         if mode not in self.tflite_bounds:
             raise GardenError(f"this model exports with --quantize {', '.join(self.tflite_bounds)} (got '{mode}')")
@@ -186,14 +190,30 @@ class OutputsReference(ExportReference):
             raise Refused(reason, kind, measured)
         return measured
 
-    def write_saved_model(self, directory: str) -> None:
+    def write_saved_model(self, directory: str, names=None) -> None:
+        """Writes the signatures `names` (default: all), with the layers that the raw one calls
+        (`Task.serving_resources`) where it is among them."""
         import keras
 
+        names = names or list(self.signatures)
         archive = keras.export.ExportArchive()
         archive.track(self.run.model)
-        for name, signature in self.signatures.items():
-            archive.add_endpoint(name, signature.function)
+        if self.task.raw_signature in names:
+            for resource in self.task.serving_resources():
+                archive.track(resource)
+        for name in names:
+            archive.add_endpoint(name, self.signatures[name].function)
         archive.write_out(directory, verbose=False)
+
+    def tflite_source(self, workdir: str, signature: str) -> str:
+        """A tensor signature of a task whose raw one keeps lookup tables converts from a SavedModel
+        of its own: TFLite's converter keeps every table's initializer, which it cannot convert."""
+        if signature == self.task.raw_signature or not self.task.serving_resources():
+            return self.saved_model(workdir)
+        directory = os.path.join(workdir, f"saved_model_{signature}")
+        if not os.path.isdir(directory):
+            self.write_saved_model(directory, [signature])
+        return directory
 
     def judge_saved_model(self, loaded) -> dict:
         bound = SAVED_MODEL_BOUND if self.options.max_error is None else self.options.max_error

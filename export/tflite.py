@@ -149,7 +149,7 @@ def quantize_int8(calibrated: bytes, float_ops: Sequence[str] = ()) -> bytes:
 
 
 @contextlib.contextmanager
-def builtins_and_text_ops_only(mode, signature):
+def builtins_and_text_ops_only(mode, signature, alternatives=()):
     """Turns the interpreter's error for an op that it cannot resolve (when a node is prepared, which
     for ops inside a loop is when it first runs) into an error naming the op, and any other failure
     to run (say, a division by a tensor quantized to zero) into a refusal."""
@@ -162,10 +162,11 @@ def builtins_and_text_ops_only(mode, signature):
             raise Refused(
                 f"TFLite {mode} refused: the interpreter failed: {reason}", filename(mode), {"quantize": mode}
             ) from error
+        instead = " or ".join(f"--signature {name}" for name in alternatives) or "another --signature"
         raise GardenError(
             f"TFLite {mode} refused: signature '{signature}' needs TensorFlow op {missing.group(1)}, which is neither "
             "a TFLite builtin nor a tensorflow-text custom op, so it would need Flex (Select TF ops), which no "
-            "interpreter here can verify; nothing was written (export another --signature, or serve this one as a "
+            f"interpreter here can verify; no TFLite model was written (export {instead}, or serve this one as a "
             "SavedModel)"
         ) from error
 
@@ -192,7 +193,7 @@ def export_mode(reference: ExportReference, export_dir: str, workdir: str, mode:
     calibration = None
     if mode in ("int8", "16x8"):
         calibration = {n: _calibration_array(a) for n, a in reference.calibration(signature).items()}
-    content = convert(reference.saved_model(workdir), signature, mode, calibration)
+    content = convert(reference.tflite_source(workdir, signature), signature, mode, calibration)
     attempts = ((), FLOAT_OPS) if mode == "int8" else (None,)  # int8: all ops, then sensitive ones in float32
     for float_ops in attempts:
         candidate = content if float_ops is None else quantize_int8(content, float_ops)
@@ -207,7 +208,9 @@ def export_mode(reference: ExportReference, export_dir: str, workdir: str, mode:
         if found["custom_ops"]:
             found["op_registerers"] = REGISTRAR
         try:
-            with builtins_and_text_ops_only(mode, signature):
+            signatures = getattr(reference, "signatures", {})  # a tensor input serves where raw strings cannot
+            others = [name for name, served in signatures.items() if name != signature and served.features is None]
+            with builtins_and_text_ops_only(mode, signature, others):
                 measured = reference.judge_tflite(name, mode, tflite_runner(candidate, signature=signature), signature)
             break
         except Refused as refused:

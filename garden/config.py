@@ -74,10 +74,12 @@ class DataConfig(mg.DataConfig):
 
 @dataclasses.dataclass
 class TokenizerConfig(base_config.Config):
-    """For text: `type` is resolved from the backbone when empty (see garden/data/tokenizers.py)."""
+    """For text: `type` is resolved from the backbone when empty, `vocabulary` is a file or checkpoint
+    folder and `merges` a byte-level BPE's merges.txt (see garden/data/tokenizers.py)."""
 
     type: str = ""
     vocabulary: str = ""
+    merges: str = ""
     lowercase: bool = True
     sequence_length: int = 128
 

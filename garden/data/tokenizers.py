@@ -1,11 +1,18 @@
 """The tokenizer resolver: a backbone declares the tokenizer kinds whose ids it reads
-(`Backbone.tokenizers`, the first its default); naming one that does not fit is an error.
+(`Backbone.tokenizers`, the first its default); naming one that does not fit is an error. A text
+encoder family reads its default kind through its own KerasHub tokenizer (`hub_tokenizer`: special
+tokens and id layout, such as XLM-R's fairseq ids).
 
-- `wordpiece` (the BERT family: `bert`, `distil_bert`, and `static`, distilled from one): a
-  `vocab.txt` from `task.model.tokenizer.vocabulary` (a file, a checkpoint folder, or a named
-  checkpoint) or else from `task.init_checkpoint`.
+- `wordpiece` (BERT, DistilBERT, ELECTRA, and `static`, distilled from one): a `vocab.txt`.
+- `byte_bpe` (RoBERTa): GPT-2's byte-level BPE, a `vocab.json` and its `merges.txt`
+  (`task.model.tokenizer.merges`; empty: the one beside the vocabulary).
+- `sentencepiece` (ALBERT, DeBERTa-v3, XLM-R; decoders): a SentencePiece `.model` file
+  (`train_sentencepiece` makes one).
 - `character`: the 256 byte values of UTF-8 text, so ASCII text is one id per character; no vocabulary.
-- `sentencepiece`: a `.model` file (`train_sentencepiece` makes one).
+
+`task.model.tokenizer.vocabulary` is the file, or a checkpoint folder (or named checkpoint) holding
+it under the family's Hugging Face name (`spm.model`, `vocab.json`, ...) or as a KerasHub preset
+keeps it (`assets/tokenizer/`); empty, the `task.init_checkpoint` folder.
 """
 
 import hashlib
@@ -21,6 +28,18 @@ from garden.data import catalog
 from garden.errors import GardenError
 from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
+
+FILE_NAMES = {"wordpiece": "vocab.txt", "byte_bpe": "vocab.json", "sentencepiece": "tokenizer.model"}
+PRESET_FILES = {  # where a KerasHub preset folder keeps them
+    "wordpiece": "assets/tokenizer/vocabulary.txt",
+    "byte_bpe": "assets/tokenizer/vocabulary.json",
+    "sentencepiece": "assets/tokenizer/vocabulary.spm",
+}
+GENERIC = {  # the KerasHub tokenizer of a kind, for backbones that name none
+    "wordpiece": keras_hub.tokenizers.WordPieceTokenizer,
+    "byte_bpe": keras_hub.tokenizers.BytePairTokenizer,
+    "sentencepiece": keras_hub.tokenizers.SentencePieceTokenizer,
+}
 
 
 def _tokenizers(backbone_type):
@@ -41,24 +60,48 @@ def tokenizer_type(backbone_type, requested=""):
     return requested or fitting[0]
 
 
-def vocabulary_file(vocabulary, init_checkpoint=""):
-    source = vocabulary or init_checkpoint
-    if not source:
-        raise GardenError(
-            "no vocabulary: set task.model.tokenizer.vocabulary (a vocab.txt or checkpoint) or task.init_checkpoint"
-        )
-    path = source if os.path.isfile(source) else os.path.join(checkpoint_dir(source), "vocab.txt")
-    if not os.path.isfile(path):
-        raise GardenError(f"no vocab.txt in {os.path.dirname(path)}; point task.model.tokenizer.vocabulary at one")
-    return path
+def _family_file(backbone_type, kind):
+    """The file name the backbone's tokenizer of `kind` has in a checkpoint folder."""
+    backbone = BACKBONES.get(backbone_type)
+    own = getattr(backbone, "vocabulary_file", "")
+    return own if own and kind == backbone.tokenizers[0] else FILE_NAMES[kind]
 
 
-def tokenizer_file(backbone_type, tokenizer_config, init_checkpoint=""):
-    """The file the tokenizer of `backbone_type` reads (a vocab.txt or SentencePiece model), or '' for none."""
+def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="") -> dict[str, str]:
+    """The files the tokenizer of `backbone_type` reads, by their `task.model.tokenizer` key
+    (`vocabulary`, and `merges` for byte_bpe); empty for the character tokenizer."""
     kind = tokenizer_type(backbone_type, tokenizer_config.type)
-    if kind == "wordpiece":
-        return vocabulary_file(tokenizer_config.vocabulary, init_checkpoint)
-    return tokenizer_config.vocabulary if kind == "sentencepiece" else ""
+    if kind == "character":
+        return {}
+    name = _family_file(backbone_type, kind)
+    source = tokenizer_config.vocabulary or init_checkpoint
+    if not source:
+        fix = " (a causal_lm run trains one on its training texts when it is empty)" if kind == "sentencepiece" else ""
+        raise GardenError(
+            f"no vocabulary: set task.model.tokenizer.vocabulary (a {name} or checkpoint folder) or "
+            f"task.init_checkpoint{fix}"
+        )
+    if kind == "sentencepiece" and not os.path.isdir(source) and not os.path.isfile(source):
+        raise GardenError(
+            f"no SentencePiece model at '{source}'; set task.model.tokenizer.vocabulary to a .model file "
+            "(a causal_lm run trains one on its training texts when it is empty)"
+        )
+    if os.path.isfile(source):
+        path = source
+    else:
+        folder = checkpoint_dir(source)
+        found = [p for p in (name, PRESET_FILES[kind]) if os.path.isfile(os.path.join(folder, p))]
+        if not found:
+            raise GardenError(f"no {name} in {folder}; point task.model.tokenizer.vocabulary at one")
+        path = os.path.join(folder, found[0])
+    files = {"vocabulary": path}
+    if kind == "byte_bpe":
+        files["merges"] = tokenizer_config.merges or os.path.join(os.path.dirname(path), "merges.txt")
+        if not os.path.isfile(files["merges"]):
+            raise GardenError(
+                f"no BPE merges at {files['merges']}; set task.model.tokenizer.merges to the merges.txt of {path}"
+            )
+    return files
 
 
 def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
@@ -66,31 +109,48 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
     kind = tokenizer_type(backbone_type, tokenizer_config.type)
     if kind == "character":
         return keras_hub.tokenizers.ByteTokenizer(lowercase=False, dtype="int32")
-    if kind == "sentencepiece":
-        if not os.path.isfile(tokenizer_config.vocabulary):
-            raise GardenError(
-                f"no SentencePiece model at '{tokenizer_config.vocabulary}'; set task.model.tokenizer.vocabulary "
-                "to a .model file (a causal_lm run trains one on its training texts when it is empty)"
-            )
-        return keras_hub.tokenizers.SentencePieceTokenizer(proto=tokenizer_config.vocabulary, dtype="int32")
-    return keras_hub.tokenizers.WordPieceTokenizer(
-        vocabulary=vocabulary_file(tokenizer_config.vocabulary, init_checkpoint),
-        lowercase=tokenizer_config.lowercase,
-        strip_accents=tokenizer_config.lowercase,  # as uncased BERT vocabularies expect
-        dtype="int32",
-    )
+    files = tokenizer_files(backbone_type, tokenizer_config, init_checkpoint)
+    backbone = BACKBONES.get(backbone_type)
+    own = getattr(backbone, "hub_tokenizer", "") if kind == backbone.tokenizers[0] else ""
+    tokenizer_class = getattr(keras_hub.models, own) if own else GENERIC[kind]
+    if kind == "wordpiece":
+        return tokenizer_class(
+            vocabulary=files["vocabulary"],
+            lowercase=tokenizer_config.lowercase,
+            strip_accents=tokenizer_config.lowercase,  # as uncased BERT vocabularies expect
+            dtype="int32",
+        )
+    if kind == "byte_bpe":
+        return tokenizer_class(vocabulary=files["vocabulary"], merges=files["merges"], dtype="int32")
+    try:
+        return tokenizer_class(proto=files["vocabulary"], dtype="int32")
+    except ValueError as error:  # a family's tokenizer checks that the model holds its special pieces
+        raise GardenError(f"{files['vocabulary']} does not fit backbone {backbone_type}: {error}") from None
 
 
-def serving_tokenizer(tokenizer):
-    """tensorflow-text's FastBertTokenizer with the vocabulary and normalization of `tokenizer` (a
-    KerasHub WordPieceTokenizer): the same ids, and unlike KerasHub's regex splitting it converts to
-    TFLite as custom ops that `tensorflow_text.tflite_registrar` provides. Exports check the ids agree."""
-    return tf_text.FastBertTokenizer(
-        vocab=tokenizer.get_vocabulary(),
-        token_out_type=tf.int32,
-        unknown_token=tokenizer.oov_token,
-        lower_case_nfd_strip_accents=tokenizer.lowercase,
-    )
+def serving_tokenizer(tokenizer, files: dict[str, str]):
+    """A function from strings [batch] to `tokenizer`'s ids (ragged [batch, None]) in ops that TFLite
+    runs as tensorflow-text custom ops (`tensorflow_text.tflite_registrar`), where they exist:
+    FastBertTokenizer for WordPiece (KerasHub's regex splitting does not convert) and
+    FastSentencepieceTokenizer for SentencePiece (XLM-R's fairseq ids applied). Byte-level BPE has
+    none: its KerasHub tokenizer serves SavedModels, and TFLite's converter names the op it lacks.
+    Exports check the ids against Keras."""
+    if isinstance(tokenizer, keras_hub.tokenizers.WordPieceTokenizer):
+        fast = tf_text.FastBertTokenizer(
+            vocab=tokenizer.get_vocabulary(),
+            token_out_type=tf.int32,
+            unknown_token=tokenizer.oov_token,
+            lower_case_nfd_strip_accents=tokenizer.lowercase,
+        )
+        return fast.tokenize
+    if isinstance(tokenizer, keras_hub.tokenizers.SentencePieceTokenizer):
+        with open(files["vocabulary"], "rb") as f:
+            fast = tf_text.FastSentencepieceTokenizer(model=f.read())
+        if isinstance(tokenizer, keras_hub.models.XLMRobertaTokenizer):  # as its `tokenize`: unknown 0 -> 3, then +1
+            shift = lambda ids: tf.where(ids == 0, tokenizer.unk_token_id - 1, ids) + 1  # noqa: E731
+            return lambda strings: tf.ragged.map_flat_values(shift, fast.tokenize(strings))
+        return fast.tokenize
+    return tokenizer
 
 
 def train_sentencepiece(texts, vocabulary_size):

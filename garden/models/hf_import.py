@@ -1,66 +1,143 @@
-"""Imports a Hugging Face BERT checkpoint folder (config.json, model.safetensors) into a Garden encoder.
+"""Imports a Hugging Face checkpoint folder (config.json, model.safetensors) or a KerasHub preset
+folder (config.json naming its backbone class, model.weights.h5, as `save_to_preset` writes them)
+into a Garden text encoder, offline. `config.json` picks the family: Hugging Face's `model_type`
+(bert, distilbert, albert, roberta, xlm-roberta, electra, deberta-v2) or KerasHub's `class_name`.
 
-Works offline. The weights go through KerasHub's own BERT converter: the folder is staged
-with the key names that converter reads (`bert.` prefix, LayerNorm `gamma`/`beta`), since
-`BertModel` checkpoints such as all-MiniLM-L6-v2 store them without the prefix and with
-`weight`/`bias`.
+Families that KerasHub converts itself (BERT, ALBERT: `TextEncoder.staged_key`) go through its
+converter, the folder staged with the key names it reads (BertModel checkpoints such as
+all-MiniLM-L6-v2 store theirs without the `bert.` prefix, with LayerNorm `weight`/`bias`). KerasHub
+0.29 converts no RoBERTa, XLM-R, ELECTRA or DeBERTa checkpoint, so those map tensors by the family's
+`hf_weights`.
 """
 
+import inspect
 import json
+import math
 import os
 import shutil
 import tempfile
 
-import keras_hub
 from safetensors.numpy import load_file, save_file
 
-from garden.errors import GardenError
-
-# Garden BertEncoder parameter -> Hugging Face config.json key
-SIZES = {
-    "vocabulary_size": "vocab_size",
-    "num_layers": "num_hidden_layers",
-    "num_heads": "num_attention_heads",
-    "hidden_dim": "hidden_size",
-    "intermediate_dim": "intermediate_size",
-    "max_sequence_length": "max_position_embeddings",
-    "num_segments": "type_vocab_size",
-}
+from garden.errors import GardenError, first_line
+from garden.models.backbones.text_encoder import TextEncoder
+from garden.registry import BACKBONES
 
 
-def read_config(directory):
+def read_config(directory: str) -> dict:
     path = os.path.join(directory, "config.json")
-    if not os.path.isfile(path) or not os.path.isfile(os.path.join(directory, "model.safetensors")):
-        raise GardenError(
-            f"{directory} is not a Hugging Face checkpoint folder (needs config.json and model.safetensors)"
-        )
+    if not os.path.isfile(path):
+        raise GardenError(f"{directory} is not a checkpoint folder: it has no config.json")
     with open(path) as f:
-        return json.load(f)
+        config = json.load(f)
+    weights = "model.weights.h5" if _is_preset(config) else "model.safetensors"
+    if not os.path.isfile(os.path.join(directory, weights)):
+        raise GardenError(f"{directory} is not a checkpoint folder: it has a config.json and no {weights}")
+    return config
 
 
-def encoder_params(directory):
-    """The BertEncoder parameters that match the checkpoint's architecture."""
+def _is_preset(config: dict) -> bool:
+    return "class_name" in config and "model_type" not in config
+
+
+def _encoders() -> dict[str, type]:
+    return {
+        name: BACKBONES.get(name)
+        for name in BACKBONES.names()
+        if isinstance(BACKBONES.get(name), type) and issubclass(BACKBONES.get(name), TextEncoder)
+    }
+
+
+def family(directory: str) -> str:
+    """The registered backbone type that imports the checkpoint in `directory`."""
     config = read_config(directory)
-    return {ours: config[theirs] for ours, theirs in SIZES.items()}
+    if _is_preset(config):
+        found = {cls.hub_backbone.__name__: name for name, cls in _encoders().items()}
+        kind, key = config["class_name"], "KerasHub"
+    else:
+        found = {model_type: name for name, cls in _encoders().items() for model_type in cls.hf_model_types}
+        kind, key = config.get("model_type", ""), "Hugging Face"
+    if kind not in found:
+        raise GardenError(
+            f"the checkpoint in {directory} is a {key} '{kind}'; Garden imports {', '.join(sorted(found))}"
+        )
+    return found[kind]
 
 
-def _keras_hub_name(key):
-    key = key if key.startswith("bert.") else "bert." + key
-    if ".LayerNorm." in key:
-        key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
-    return key
+def encoder_params(directory: str) -> dict:
+    """The encoder parameters that match the checkpoint's architecture."""
+    config, encoder_class = read_config(directory), BACKBONES.get(family(directory))
+    return _preset_params(encoder_class, config) if _is_preset(config) else encoder_class.hf_params(config)
 
 
-def load_into(encoder, directory):
-    """Loads the checkpoint in `directory` into `encoder` (a BertEncoder of the same sizes)."""
+def _preset_params(encoder_class, config):
+    """A KerasHub preset's backbone arguments that are the encoder's parameters too."""
+    parameters = inspect.signature(encoder_class.__init__).parameters
+    arguments = {"vocabulary_size" if k == "vocab_size" else k: v for k, v in config["config"].items()}
+    return {k: v for k, v in arguments.items() if k in parameters and k not in ("name", "dtype", "trainable")}
+
+
+def encoder(directory: str, **params) -> TextEncoder:
+    """The family's encoder, sized as the checkpoint in `directory` (and `params`), holding its weights."""
+    built = BACKBONES.get(family(directory))(**{**encoder_params(directory), **params})
+    load_into(built, directory)
+    return built
+
+
+def load_into(encoder: TextEncoder, directory: str) -> None:
+    """Loads the checkpoint in `directory` into `encoder` (a text encoder of the same family and sizes)."""
+    config = read_config(directory)
+    if family(directory) != encoder.family:
+        raise GardenError(
+            f"the checkpoint in {directory} holds a {family(directory)} model, not {encoder.family}; "
+            f"set task.model.backbone.type={family(directory)}"
+        )
     expected = encoder_params(directory)
-    wrong = {k: (getattr(encoder, k), v) for k, v in expected.items() if getattr(encoder, k) != v}
+    wrong = {k: v for k, v in expected.items() if k != "dropout" and getattr(encoder, k) != v}
     if wrong:
-        fixes = ", ".join(f"task.model.backbone.params.{k}={v}" for k, (_, v) in wrong.items())
+        fixes = ", ".join(f"task.model.backbone.params.{k}={v}" for k, v in wrong.items())
         raise GardenError(f"the checkpoint in {directory} does not fit the backbone's sizes; set {fixes}")
+    if _is_preset(config):
+        encoder.encoder.set_weights(encoder.hub_backbone.from_preset(directory).get_weights())
+        return
+    tensors = load_file(os.path.join(directory, "model.safetensors"))
+    if encoder.staged_key is not None:
+        encoder.encoder.set_weights(_converted_by_keras_hub(encoder, tensors, directory).get_weights())
+        return
+    prefix = encoder.hf_prefix
+
+    def tensor(name):
+        for key in (name, prefix + name):
+            if key in tensors:
+                return tensors[key]
+        raise GardenError(f"the checkpoint in {directory} has no tensor '{name}', which a {encoder.family} model has")
+
+    _assign(encoder.encoder, encoder.hf_weights(tensor, config), directory)
+
+
+def _converted_by_keras_hub(encoder, tensors, directory):
+    hub_class = next(cls for cls in type(encoder.encoder).__mro__ if cls.__module__.startswith("keras_hub."))
     with tempfile.TemporaryDirectory(prefix="garden-hf-") as staging:
-        tensors = load_file(os.path.join(directory, "model.safetensors"))
-        save_file({_keras_hub_name(k): v for k, v in tensors.items()}, os.path.join(staging, "model.safetensors"))
+        save_file({encoder.staged_key(k): v for k, v in tensors.items()}, os.path.join(staging, "model.safetensors"))
         shutil.copy(os.path.join(directory, "config.json"), staging)
-        imported = keras_hub.models.BertBackbone.from_preset(staging, load_weights=True)
-    encoder.encoder.set_weights(imported.get_weights())
+        sizes = {k: v for k, v in encoder.encoder.get_config().items() if k not in ("name", "trainable", "dtype")}
+        try:  # built at the encoder's sizes: KerasHub's BERT converter fixes max_sequence_length at 512
+            return hub_class.from_preset(staging, load_weights=True, **sizes)
+        except (KeyError, ValueError) as error:
+            raise GardenError(f"KerasHub cannot convert the checkpoint in {directory}: {first_line(error)}") from None
+
+
+def _assign(model, weights, directory):
+    """Assigns `weights` (by variable path) to `model`, each reshaped to its variable's shape (a
+    Hugging Face [hidden, hidden] projection to KerasHub's [hidden, heads, head_dim])."""
+    variables = {variable.path: variable for variable in model.weights}
+    missing = [path for path in variables if path not in weights]
+    if missing:
+        raise GardenError(f"the checkpoint in {directory} gives no value for {missing[0]} ({len(missing)} weights)")
+    for path, value in weights.items():
+        variable = variables[path]
+        if value.size != math.prod(variable.shape):
+            raise GardenError(
+                f"the checkpoint in {directory} holds {value.shape} values for {path}, which is {tuple(variable.shape)}"
+            )
+        variable.assign(value.reshape(variable.shape))

@@ -231,6 +231,10 @@ class Task:
         data with `feature_names`; None when the task serves tensors only."""
         return None
 
+    def serving_resources(self) -> list:
+        """Layers that the raw signature calls and the SavedModel must keep (their lookup tables)."""
+        return []
+
     def raw_features(self, examples, names):
         """(arrays of the raw inputs `names` of `examples`, as a client sends them; the Examples those
         arrays hold, which differ from `examples` where the raw format is lossy)."""

@@ -5,7 +5,7 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from garden.data.tokenizers import build_tokenizer, serving_tokenizer, tokenizer_file
+from garden.data.tokenizers import build_tokenizer, serving_tokenizer, tokenizer_files
 from garden.models import hf_import
 from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
@@ -13,9 +13,10 @@ from garden.tasks.task import Task
 
 
 class TextTask(Task):
-    """Packs one or two segments as `[CLS] a [SEP] (b [SEP])` with segment ids 0 and 1. `truncate`
-    is KerasHub's packer rule: `round_robin` shares the length, `waterfall` keeps the first
-    segment whole (a question before its context)."""
+    """Packs one or two segments as `[CLS] a [SEP] (b [SEP])` with segment ids 0 and 1, in the
+    backbone's special tokens, with as many end tokens between the segments as its family puts there
+    (RoBERTa: `<s> a </s></s> b </s>`). `truncate` is KerasHub's packer rule: `round_robin` shares
+    the length, `waterfall` keeps the first segment whole (a question before its context)."""
 
     truncate = "round_robin"
     TRIMMERS = {"round_robin": tf_text.RoundRobinTrimmer, "waterfall": tf_text.WaterfallTrimmer}
@@ -24,21 +25,26 @@ class TextTask(Task):
         super().__init__(config)
         backbone, tokenizer = config.model.backbone.type, config.model.tokenizer
         self.tokenizer = build_tokenizer(backbone, tokenizer, config.init_checkpoint)
-        self.vocabulary = tokenizer_file(backbone, tokenizer, config.init_checkpoint)
+        self.tokenizer_files = tokenizer_files(backbone, tokenizer, config.init_checkpoint)
         self.special_tokens = BACKBONES.get(backbone).special_tokens
+        self.separator_tokens = getattr(BACKBONES.get(backbone), "separator_tokens", 1)
         self.pad_id, self.start_id, self.end_id = (self.special_id(role) for role in ("pad", "start", "end"))
         self.sequence_length = tokenizer.sequence_length
         self.input_names = BACKBONES.get(backbone).text_inputs
         self.packer = self.make_packer(self.start_id, self.end_id, self.pad_id)
 
     def special_id(self, role):
-        """The id of the backbone's special token for `role` (start, end, pad, mask)."""
-        return self.tokenizer.token_to_id(self.special_tokens[role])
+        """The id of the backbone's special token for `role` (start, end, pad, mask): a family's KerasHub
+        tokenizer knows it (XLM-R's maps specials outside SentencePiece's ids, and its `token_to_id`
+        fails in KerasHub 0.29), else the vocabulary does."""
+        known = getattr(self.tokenizer, f"{role}_token_id", None)
+        return known if known is not None else self.tokenizer.token_to_id(self.special_tokens[role])
 
     def make_packer(self, start, end, pad):
         return keras_hub.layers.MultiSegmentPacker(
             start_value=start,
             end_value=end,
+            sep_value=[end] * self.separator_tokens,
             pad_value=pad,
             sequence_length=self.sequence_length,
             truncate=self.truncate,
@@ -51,8 +57,8 @@ class TextTask(Task):
     def pack_in_serving(self, *segments):
         """`pack` in ops that TFLite runs (builtins and tensorflow-text's custom ops; KerasHub's packer
         needs RaggedGather, which neither provides): the same model inputs."""
-        length = self.sequence_length
-        trimmed = self.TRIMMERS[self.truncate](length - len(segments) - 1).trim(list(segments))
+        length, separators = self.sequence_length, self.separator_tokens
+        trimmed = self.TRIMMERS[self.truncate](length - 2 - separators * (len(segments) - 1)).trim(list(segments))
         positions = tf.range(length)[None, :]
         blank = tf.zeros([segments[0].nrows(out_type=tf.int32), length], tf.int32)
         token_ids = tf.where(positions == 0, self.start_id, blank + self.pad_id)
@@ -62,10 +68,12 @@ class TextTask(Task):
             pieces = segment.to_tensor(default_value=self.pad_id, shape=[None, length])
             end = start + tf.cast(segment.row_lengths(), tf.int32)[:, None]
             inside = (positions >= start) & (positions < end)
+            separators = 1 if index == len(trimmed) - 1 else self.separator_tokens
+            closing = (positions >= end) & (positions < end + separators)
             token_ids = tf.where(inside, tf.gather(pieces, tf.maximum(positions - start, 0), batch_dims=1), token_ids)
-            token_ids = tf.where(positions == end, self.end_id, token_ids)
-            segment_ids = tf.where(inside | (positions == end), index, segment_ids)
-            start = end + 1
+            token_ids = tf.where(closing, self.end_id, token_ids)
+            segment_ids = tf.where(inside | closing, index, segment_ids)
+            start = end + separators
         return self.named_inputs(token_ids, segment_ids)
 
     def named_inputs(self, token_ids, segment_ids):
@@ -78,8 +86,12 @@ class TextTask(Task):
 
     def serving_segments(self, texts):
         """Token-id segments [batch, None] of string tensors, by the tokenizer that serving graphs carry."""
-        tokenizer = serving_tokenizer(self.tokenizer)
-        return [tokenizer.tokenize(text) for text in texts]
+        tokenize = serving_tokenizer(self.tokenizer, self.tokenizer_files)
+        return [tokenize(text) for text in texts]
+
+    def serving_resources(self):
+        tokenize = serving_tokenizer(self.tokenizer, self.tokenizer_files)
+        return [self.tokenizer] if tokenize is self.tokenizer else []  # byte-level BPE: KerasHub's, with its tables
 
     def word_pieces(self, texts):
         """Whitespace words of `texts` [batch] split into word pieces: ragged [batch, words, pieces]."""
@@ -87,7 +99,7 @@ class TextTask(Task):
         return words.with_flat_values(self.tokenizer(words.flat_values))
 
     def assets(self):
-        return {**super().assets(), "model.tokenizer.vocabulary": self.vocabulary}
+        return {**super().assets(), **{f"model.tokenizer.{key}": path for key, path in self.tokenizer_files.items()}}
 
     def initialize(self, model):
         if self.config.init_checkpoint:

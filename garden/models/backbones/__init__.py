@@ -1,11 +1,16 @@
 """Backbones: one file each, registered in `garden.registry.BACKBONES`."""
 
 from garden.models.backbones import (  # noqa: F401  (registers)
+    albert,
     bert,
+    deberta_v3,
     decoder,
     distil_bert,
+    electra,
     image_families,
     keras_hub,
     resnet,
+    roberta,
     static,
+    xlm_roberta,
 )

@@ -1,17 +1,34 @@
-"""BERT-family text encoder: KerasHub's `BertBackbone` with `cls` or `mean` pooling, optionally
-trained padding-free (garden/models/backbones/padding_free.py)."""
+"""BERT text encoder: KerasHub's `BertBackbone` with `cls` or `mean` pooling, optionally trained
+padding-free (garden/models/backbones/padding_free.py)."""
 
 import keras_hub
 
 from garden.errors import GardenError
-from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS, Backbone
+from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS
 from garden.models.backbones.padding_free import PaddingFreeBertBackbone
-from garden.models.pooling import MaskedMeanPooling, check_pooling
+from garden.models.backbones.text_encoder import TextEncoder
 from garden.registry import BACKBONES
+
+# Garden BertEncoder parameter -> Hugging Face config.json key
+SIZES = {
+    "vocabulary_size": "vocab_size",
+    "num_layers": "num_hidden_layers",
+    "num_heads": "num_attention_heads",
+    "hidden_dim": "hidden_size",
+    "intermediate_dim": "intermediate_size",
+    "max_sequence_length": "max_position_embeddings",
+    "num_segments": "type_vocab_size",
+}
+
+
+def _keras_hub_name(key):
+    """KerasHub's BERT converter reads `bert.`-prefixed keys and LayerNorm `gamma`/`beta`."""
+    key = key if key.startswith("bert.") else "bert." + key
+    return key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
 
 
 @BACKBONES.register("bert")
-class BertEncoder(Backbone):
+class BertEncoder(TextEncoder):
     """Inputs `token_ids`, `segment_ids`, `padding_mask` [batch, length]; outputs `sequence_output`
     [batch, length, hidden_dim] and `pooled_output` [batch, hidden_dim]: BERT's pooler on [CLS]
     (`pooling="cls"`) or the mean over unpadded tokens (`pooling="mean"`, as sentence-transformers).
@@ -21,8 +38,14 @@ class BertEncoder(Backbone):
     [CLS]-pooled output alone computes the last layer at [CLS] only (`train_for`).
     """
 
+    family = "bert"
+    uses_pooler = True
     tokenizers = ("wordpiece",)
     special_tokens = WORDPIECE_SPECIAL_TOKENS
+    vocabulary_file = "vocab.txt"
+    hf_model_types = ("bert",)
+    staged_key = staticmethod(_keras_hub_name)
+    hub_backbone = keras_hub.models.BertBackbone
 
     def __init__(
         self,
@@ -39,7 +62,6 @@ class BertEncoder(Backbone):
         dtype=None,
         **kwargs,
     ):
-        check_pooling("bert", pooling)
         arguments = dict(
             vocabulary_size=vocabulary_size,
             num_layers=num_layers,
@@ -50,23 +72,13 @@ class BertEncoder(Backbone):
             max_sequence_length=max_sequence_length,
             num_segments=num_segments,
         )
-        backbone = PaddingFreeBertBackbone if padding_free else keras_hub.models.BertBackbone
+        backbone = PaddingFreeBertBackbone if padding_free else self.hub_backbone
         encoder = backbone(**arguments, dtype=dtype, name="encoder")
-        inputs = self.text_input_layers()
-        outputs = encoder(inputs)
-        pooled = outputs["pooled_output"]
-        if pooling == "mean":  # BERT's pooler is then unused: keep it out of training
-            encoder.get_layer("pooled_dense").trainable = False
-            pooled = MaskedMeanPooling(name="mean_pooling", dtype=dtype)(
-                outputs["sequence_output"], inputs["padding_mask"]
-            )
-        super().__init__(
-            inputs=inputs,
-            outputs={"sequence_output": outputs["sequence_output"], "pooled_output": pooled},
-            dtype=dtype,
-            **kwargs,
-        )
-        self.keep_arguments(**arguments, pooling=pooling, padding_free=padding_free)
+        super().__init__(encoder, pooling, {**arguments, "padding_free": padding_free}, dtype=dtype, **kwargs)
+
+    @classmethod
+    def hf_params(cls, config):
+        return {ours: config[theirs] for ours, theirs in SIZES.items()}
 
     def train_for(self, features):
         if self.padding_free:  # a [CLS]-pooled head needs the last layer at [CLS] only
@@ -78,7 +90,3 @@ class BertEncoder(Backbone):
                 "task.model.backbone.params.padding_free=true cannot be compiled by XLA (its token count changes "
                 "with every batch); set runtime.enable_xla=false or padding_free=false"
             )
-
-    @property
-    def encoder(self):
-        return self.get_layer("encoder")

@@ -1,23 +1,35 @@
 """DistilBERT text encoder: KerasHub's `DistilBertBackbone` (no segment embeddings, no pooler) with
 `cls` (the first token's vector) or `mean` pooling."""
 
-import keras
 import keras_hub
 
-from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS, Backbone
-from garden.models.pooling import MaskedMeanPooling, check_pooling
+from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS
+from garden.models.backbones.text_encoder import TextEncoder
 from garden.registry import BACKBONES
+
+SIZES = {  # Garden parameter -> Hugging Face config.json key
+    "vocabulary_size": "vocab_size",
+    "num_layers": "n_layers",
+    "num_heads": "n_heads",
+    "hidden_dim": "dim",
+    "intermediate_dim": "hidden_dim",
+    "max_sequence_length": "max_position_embeddings",
+}
 
 
 @BACKBONES.register("distil_bert")
-class DistilBertEncoder(Backbone):
+class DistilBertEncoder(TextEncoder):
     """Inputs `token_ids`, `padding_mask` [batch, length]; outputs `sequence_output` [batch, length,
     hidden_dim] and `pooled_output` [batch, hidden_dim]."""
 
+    family = "distil_bert"
     tokenizers = ("wordpiece",)
     special_tokens = WORDPIECE_SPECIAL_TOKENS
-
     text_inputs = ("token_ids", "padding_mask")
+    vocabulary_file = "vocab.txt"
+    hf_model_types = ("distilbert",)
+    staged_key = staticmethod(lambda key: key if key.startswith("distilbert.") else "distilbert." + key)
+    hub_backbone = keras_hub.models.DistilBertBackbone
 
     def __init__(
         self,
@@ -32,7 +44,6 @@ class DistilBertEncoder(Backbone):
         dtype=None,
         **kwargs,
     ):
-        check_pooling("distil_bert", pooling)
         arguments = dict(
             vocabulary_size=vocabulary_size,
             num_layers=num_layers,
@@ -42,14 +53,9 @@ class DistilBertEncoder(Backbone):
             dropout=dropout,
             max_sequence_length=max_sequence_length,
         )
-        encoder = keras_hub.models.DistilBertBackbone(**arguments, dtype=dtype, name="encoder")
-        inputs = self.text_input_layers()
-        sequence = encoder(inputs)
-        if pooling == "mean":
-            pooled = MaskedMeanPooling(name="mean_pooling", dtype=dtype)(sequence, inputs["padding_mask"])
-        else:
-            pooled = keras.layers.Lambda(lambda x: x[:, 0], name="cls_pooling", dtype=dtype)(sequence)
-        super().__init__(
-            inputs=inputs, outputs={"sequence_output": sequence, "pooled_output": pooled}, dtype=dtype, **kwargs
-        )
-        self.keep_arguments(**arguments, pooling=pooling)
+        encoder = self.hub_backbone(**arguments, dtype=dtype, name="encoder")
+        super().__init__(encoder, pooling, arguments, dtype=dtype, **kwargs)
+
+    @classmethod
+    def hf_params(cls, config):
+        return {ours: config[theirs] for ours, theirs in SIZES.items()}

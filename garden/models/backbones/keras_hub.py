@@ -47,7 +47,8 @@ def hub_class(class_name: str) -> type:
         if hasattr(keras_hub.models, class_name):
             raise GardenError(
                 f"backbone 'keras_hub.{class_name}' does not take images; keras_hub.CLASS builds KerasHub's image "
-                "backbones (text encoders are Garden's bert and distil_bert)"
+                "backbones (text encoders are Garden's bert, distil_bert, roberta, xlm_roberta, deberta_v3, electra "
+                "and albert)"
             )
         raise GardenError(f"unknown backbone 'keras_hub.{class_name}'{did_you_mean(class_name, classes, 'keras_hub.')}")
     return classes[class_name]

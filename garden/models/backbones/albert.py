@@ -1,0 +1,77 @@
+"""ALBERT text encoder: KerasHub's `AlbertBackbone` (factorized embeddings, layers shared within
+groups) read through a SentencePiece model (`spiece.model`); pairs packed as BERT's. Checkpoints
+import through KerasHub's own ALBERT converter."""
+
+import keras_hub
+
+from garden.models.backbones.text_encoder import TextEncoder, hf_activation, require, set_feedforward_activation
+from garden.registry import BACKBONES
+
+
+@BACKBONES.register("albert")
+class AlbertEncoder(TextEncoder):
+    """Inputs `token_ids`, `segment_ids`, `padding_mask` [batch, length]; outputs `sequence_output`
+    [batch, length, hidden_dim] and `pooled_output` [batch, hidden_dim] (`cls`: ALBERT's pooler on
+    [CLS]; `mean`). `num_layers` layers run `num_groups` distinct sets of weights."""
+
+    family = "albert"
+    uses_pooler = True
+    tokenizers = ("sentencepiece",)
+    hub_tokenizer = "AlbertTokenizer"
+    vocabulary_file = "spiece.model"
+    special_tokens = {"start": "[CLS]", "end": "[SEP]", "pad": "<pad>", "mask": "[MASK]"}
+    hf_model_types = ("albert",)
+    staged_key = staticmethod(lambda key: key if key.startswith("albert.") else "albert." + key)
+    hub_backbone = keras_hub.models.AlbertBackbone
+
+    def __init__(
+        self,
+        vocabulary_size=30000,
+        num_layers=2,
+        num_heads=2,
+        embedding_dim=128,
+        hidden_dim=128,
+        intermediate_dim=512,
+        num_groups=1,
+        num_inner_repetitions=1,
+        dropout=0.0,
+        max_sequence_length=512,
+        num_segments=2,
+        activation="gelu_approximate",
+        pooling="cls",
+        dtype=None,
+        **kwargs,
+    ):
+        arguments = dict(
+            vocabulary_size=vocabulary_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            embedding_dim=embedding_dim,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            num_groups=num_groups,
+            num_inner_repetitions=num_inner_repetitions,
+            dropout=dropout,
+            max_sequence_length=max_sequence_length,
+            num_segments=num_segments,
+        )
+        encoder = self.hub_backbone(**arguments, dtype=dtype, name="encoder")
+        set_feedforward_activation(encoder, activation, self.family)
+        super().__init__(encoder, pooling, {**arguments, "activation": activation}, dtype=dtype, **kwargs)
+
+    @classmethod
+    def hf_params(cls, config):
+        require(config, "layer_norm_eps", 1e-12, cls.family)
+        return {
+            "vocabulary_size": config["vocab_size"],
+            "num_layers": config["num_hidden_layers"],
+            "num_heads": config["num_attention_heads"],
+            "embedding_dim": config["embedding_size"],
+            "hidden_dim": config["hidden_size"],
+            "intermediate_dim": config["intermediate_size"],
+            "num_groups": config["num_hidden_groups"],
+            "num_inner_repetitions": config["inner_group_num"],
+            "max_sequence_length": config["max_position_embeddings"],
+            "num_segments": config["type_vocab_size"],
+            "activation": hf_activation(config, cls.family),
+        }

@@ -1,0 +1,94 @@
+"""ELECTRA text encoder (the discriminator): KerasHub's `ElectraBackbone`, WordPiece ids as BERT's.
+Its embeddings may be narrower than the hidden layers (`embedding_dim`, projected up); it has no
+trained pooler, so `cls` pooling reads the [CLS] vector as Hugging Face's ELECTRA classifiers do."""
+
+import keras_hub
+
+from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS
+from garden.models.backbones.text_encoder import (
+    TextEncoder,
+    dense,
+    hf_activation,
+    layer_norm,
+    require,
+    set_feedforward_activation,
+    transformer_layer,
+)
+from garden.registry import BACKBONES
+
+
+@BACKBONES.register("electra")
+class ElectraEncoder(TextEncoder):
+    """Inputs `token_ids`, `segment_ids`, `padding_mask` [batch, length]; outputs `sequence_output`
+    [batch, length, hidden_dim] and `pooled_output` [batch, hidden_dim]. `activation` is the
+    feed-forward GELU: `gelu` (Hugging Face's ELECTRA configs) or `gelu_approximate` (KerasHub's presets)."""
+
+    family = "electra"
+    tokenizers = ("wordpiece",)
+    special_tokens = WORDPIECE_SPECIAL_TOKENS
+    vocabulary_file = "vocab.txt"
+    hf_model_types = ("electra",)
+    hf_prefix = "electra."
+    hub_backbone = keras_hub.models.ElectraBackbone
+
+    def __init__(
+        self,
+        vocabulary_size=30522,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=128,
+        embedding_dim=128,
+        intermediate_dim=512,
+        dropout=0.1,
+        max_sequence_length=512,
+        num_segments=2,
+        activation="gelu",
+        pooling="cls",
+        dtype=None,
+        **kwargs,
+    ):
+        arguments = dict(
+            num_layers=num_layers,
+            num_heads=num_heads,
+            hidden_dim=hidden_dim,
+            embedding_dim=embedding_dim,
+            intermediate_dim=intermediate_dim,
+            dropout=dropout,
+            max_sequence_length=max_sequence_length,
+            num_segments=num_segments,
+        )
+        encoder = self.hub_backbone(vocab_size=vocabulary_size, **arguments, dtype=dtype, name="encoder")
+        set_feedforward_activation(encoder, activation, self.family)
+        arguments.update(vocabulary_size=vocabulary_size, activation=activation)
+        super().__init__(encoder, pooling, arguments, dtype=dtype, **kwargs)
+
+    @classmethod
+    def hf_params(cls, config):
+        require(config, "layer_norm_eps", 1e-12, cls.family)
+        require(config, "position_embedding_type", "absolute", cls.family)
+        return {
+            "vocabulary_size": config["vocab_size"],
+            "num_layers": config["num_hidden_layers"],
+            "num_heads": config["num_attention_heads"],
+            "hidden_dim": config["hidden_size"],
+            "embedding_dim": config["embedding_size"],
+            "intermediate_dim": config["intermediate_size"],
+            "max_sequence_length": config["max_position_embeddings"],
+            "num_segments": config["type_vocab_size"],
+            "activation": hf_activation(config, cls.family),
+        }
+
+    def hf_weights(self, tensor, config):
+        weights = {
+            "token_embedding/embeddings": tensor("embeddings.word_embeddings.weight"),
+            "position_embedding/embeddings": tensor("embeddings.position_embeddings.weight"),
+            "segment_embedding/embeddings": tensor("embeddings.token_type_embeddings.weight"),
+            **layer_norm(tensor, "embeddings.LayerNorm", "embeddings_layer_norm"),
+        }
+        if self.embedding_dim != self.hidden_dim:
+            weights.update(dense(tensor, "embeddings_project", "embeddings_projection"))
+        for index in range(self.num_layers):
+            weights.update(transformer_layer(tensor, f"encoder.layer.{index}.", f"transformer_layer_{index}/"))
+        pooler = self.encoder.get_layer("pooled_dense")  # unused (no pooler in the checkpoint): kept as built
+        weights.update({variable.path: variable.numpy() for variable in pooler.weights})
+        return weights
