@@ -99,11 +99,11 @@ def register_random_images(batch: int, size: int, seed: int = 0) -> None:
     DATASETS.register(DATASET)(lambda config, label_names=None: examples)
 
 
-def garden_sets(batch: int, size: int, steps: int, loop: int, precision: str, xla: bool) -> list[str]:
-    """Overrides of `image_classifier`: ResNet-50 on DATASET, SGD with momentum, no validation."""
+def garden_sets(batch: int, size: int, steps: int, loop: int, precision: str, xla: bool, depth: int) -> list[str]:
+    """Overrides of `image_classifier`: ResNet of `depth` on DATASET, SGD with momentum, no validation."""
     return [
         "task.model.backbone.type=resnet_v1",
-        "task.model.backbone.params.depth=50",
+        f"task.model.backbone.params.depth={depth}",
         f"task.model.backbone.params.image_shape=[{size}, {size}, 3]",
         f"task.model.head.params.num_classes={NUM_CLASSES}",
         f"task.train_data.dataset={DATASET}",
@@ -158,11 +158,11 @@ def garden_seconds(config, strategy, steps: int):
     return seconds, model, batches_fingerprint(dataset, steps)
 
 
-def keras_hub_seconds(dataset, size: int, batch: int, steps: int, loop: int, precision: str, xla: bool):
+def keras_hub_seconds(dataset, size: int, batch: int, steps: int, loop: int, precision: str, xla: bool, depth: int):
     """KerasHub's median seconds per step over the epochs (of `loop` steps) after the first, and its model."""
     mixed_precision.set_policy(precision)
     backbone = keras_hub.models.ResNetBackbone(
-        **convert_backbone_config({"architecture": "resnet50"}), image_shape=(size, size, 3)
+        **convert_backbone_config({"architecture": f"resnet{depth}"}), image_shape=(size, size, 3)
     )
     model = keras_hub.models.ResNetImageClassifier(backbone=backbone, num_classes=NUM_CLASSES, preprocessor=None)
     model.compile(
@@ -175,7 +175,7 @@ def keras_hub_seconds(dataset, size: int, batch: int, steps: int, loop: int, pre
     return statistics.median(timer.seconds[1:]) / loop, model
 
 
-def model_garden_seconds(dataset, size: int, batch: int, steps: int, loop: int, precision: str, xla: bool):
+def model_garden_seconds(dataset, size: int, batch: int, steps: int, loop: int, precision: str, xla: bool, depth: int):
     """Model Garden's median seconds per step over the `trainer.train(loop)` calls after the first, and
     its model: ImageClassificationTask (ResNet model_id 50, sparse labels) and the legacy tf_keras SGD
     that its optimizer factory builds for type "sgd", run by base_trainer.Trainer."""
@@ -190,7 +190,7 @@ def model_garden_seconds(dataset, size: int, batch: int, steps: int, loop: int, 
         model=exp_cfg.ImageClassificationModel(
             num_classes=NUM_CLASSES,
             input_size=[size, size, 3],
-            backbone=backbones.Backbone(type="resnet", resnet=backbones.ResNet(model_id=50)),
+            backbone=backbones.Backbone(type="resnet", resnet=backbones.ResNet(model_id=depth)),
         ),
         losses=exp_cfg.Losses(one_hot=False),  # sparse cross-entropy, as the others
         train_data=exp_cfg.DataConfig(global_batch_size=batch),
@@ -256,14 +256,16 @@ def main():
     parser.add_argument("--loop", type=int, default=2, help="training steps per timed loop")
     parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--xla", action="store_true", help="jit-compile the training steps")
+    parser.add_argument("--depth", type=int, choices=[18, 34, 50, 101, 152], default=50, help="ResNet depth")
     parser.add_argument("--quick", action="store_true", help="64x64 images, 2 steps: proves the script works")
     args = parser.parse_args()
     size, steps, loop = (64, 2, 1) if args.quick else (224, args.steps, args.loop)
+    depth = args.depth
     if steps % loop or steps < 2 * loop:
         parser.error(f"--steps must be an even number of at least {2 * loop} (loops of {loop}, the first untimed)")
     registry.load_all()
     register_random_images(args.batch, size)
-    sets = garden_sets(args.batch, size, steps, loop, args.precision, args.xla)
+    sets = garden_sets(args.batch, size, steps, loop, args.precision, args.xla, depth)
     config = experiment_config("image_classifier", sets=sets)
     strategy = resolve_strategy(config.runtime)
     peak = matmul_peak(seconds=1.0 if args.quick else 5.0, dtype=args.precision)
@@ -275,7 +277,7 @@ def main():
     flops = forward_flops(model)
     step_flops = 3 * flops * args.batch
     setup = {
-        "benchmark": "ResNet-50 training",
+        "benchmark": f"ResNet-{depth} training",
         "image_shape": [size, size, 3],
         "batch": args.batch,
         "precision": args.precision,
@@ -307,8 +309,10 @@ def main():
     )
     garden, measured = seconds, {}
     peers = {
-        KERAS_HUB: lambda: keras_hub_seconds(dataset, size, args.batch, steps, loop, args.precision, args.xla),
-        MODEL_GARDEN: lambda: model_garden_seconds(dataset, size, args.batch, steps, loop, args.precision, args.xla),
+        KERAS_HUB: lambda: keras_hub_seconds(dataset, size, args.batch, steps, loop, args.precision, args.xla, depth),
+        MODEL_GARDEN: lambda: model_garden_seconds(
+            dataset, size, args.batch, steps, loop, args.precision, args.xla, depth
+        ),
     }
     for name, measure in peers.items():
         try:
