@@ -30,6 +30,10 @@ def _config(args):
 
 
 def cmd_list(args):
+    print(_experiment_table())
+
+
+def _experiment_table():
     from garden import registry
     from garden.config import experiment_config, subtask_configs
 
@@ -40,7 +44,27 @@ def cmd_list(args):
         subtasks = subtask_configs(config.task).values()
         dataset = config.task.train_data.dataset or "+".join(t.train_data.dataset for t in subtasks)
         rows.append([name, config.task.type, config.task.model.backbone.type, dataset, summary])
-    print(_table(["experiment", "task", "backbone", "dataset", "description"], rows))
+    return _table(["experiment", "task", "backbone", "dataset", "description"], rows)
+
+
+def _cached_answer(args):
+    """What `list` or a plain `show NAME` prints, from garden/answers.py's cache (no TensorFlow
+    import when it is fresh); None for any other command or option."""
+    plain_show = args.command == "show" and args.experiment and not (args.config or args.set)
+    if args.imports or not (args.command == "list" or plain_show):
+        return None
+    from garden import answers
+
+    return answers.answer("list" if args.command == "list" else f"show {args.experiment}", _every_answer)
+
+
+def _every_answer():
+    from garden import registry
+    from garden.config import experiment_config, to_yaml
+
+    registry.load_all()
+    shown = {f"show {name}": to_yaml(experiment_config(name)) for name in registry.EXPERIMENTS.names()}
+    return {"list": _experiment_table() + "\n", **shown}
 
 
 def _first_sentence(docstring):
@@ -427,6 +451,10 @@ def main(argv=None):
     if args.verbose:
         os.environ["GARDEN_VERBOSE"] = "1"
     try:
+        cached = _cached_answer(args)
+        if cached is not None:
+            print(cached, end="")
+            return 0
         from garden import registry
 
         registry.load_all(args.imports)

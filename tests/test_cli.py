@@ -1,8 +1,12 @@
 """The CLI's listing, YAML output and one-line errors for bad input."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import yaml
-from conftest import garden
+from conftest import ROOT, garden
 
 
 def test_list_shows_the_registered_experiments():
@@ -17,6 +21,31 @@ def test_show_prints_the_resolved_config_as_yaml():
     config = yaml.safe_load(garden("show", "mnist_resnet", "--set", "trainer.train_steps=9").stdout)
     assert config["task"]["name"] == "mnist_resnet" and config["trainer"]["train_steps"] == 9
     assert config["trainer"]["optimizer_config"]["optimizer"]["type"] == "adamw"
+
+
+def test_list_and_show_answer_from_a_cache_without_importing_tensorflow(tmp_path, monkeypatch):
+    """The first `list` caches every plain answer; a new process then answers `list` and `show NAME`
+    as the registry does, without TensorFlow. A changed source file makes the cache stale."""
+    from garden import answers
+    from garden.config import experiment_config, to_yaml
+
+    monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
+    listed = garden("list").stdout
+    assert list((tmp_path / "answers").glob("*.json"))
+    probe = (
+        "import sys; from garden import cli; cli.main(['list']); cli.main(['show', 'mnist_resnet']); "
+        "print('tensorflow imported' if 'tensorflow' in sys.modules else '')"
+    )
+    fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ}, cwd=ROOT)
+    assert fresh.stdout == listed + to_yaml(experiment_config("mnist_resnet")) + "\n", fresh.stderr
+    source = ROOT / "experiments" / "__init__.py"
+    before, stat = answers.fingerprint(), source.stat()
+    try:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+        assert answers.fingerprint() != before
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert answers.fingerprint() == before
 
 
 def one_line_error(*args):

