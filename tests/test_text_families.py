@@ -13,7 +13,8 @@ import tensorflow as tf
 from conftest import garden
 from safetensors.numpy import load_file, save_file
 
-from garden.config import experiment_config
+from garden.config import TokenizerConfig, experiment_config
+from garden.data.tokenizers import tokenizer_files
 from garden.errors import GardenError
 from garden.export import tflite
 from garden.models import hf_import
@@ -265,6 +266,10 @@ def test_a_bad_checkpoint_folder_is_named_in_one_line(checkpoints, tmp_path):
     save_file(tensors, str(tmp_path / "model.safetensors"))
     with pytest.raises(GardenError, match="has no tensor 'encoder.layer.1.output.dense.weight'"):
         hf_import.encoder(str(tmp_path))
+    with pytest.raises(GardenError, match="merges is read by byte-level BPE tokenizers only, and backbone 'albert'"):
+        _task("albert", checkpoints["albert"], **{"task.model.tokenizer.merges": str(folder / "merges.txt")})
+    with pytest.raises(GardenError, match=f"no spm.model in {tmp_path}; point task.model.tokenizer.vocabulary at one"):
+        tokenizer_files("deberta_v3", TokenizerConfig(), str(tmp_path))
     os.remove(tmp_path / "merges.txt")
     with pytest.raises(GardenError, match="no BPE merges at .*merges.txt; set task.model.tokenizer.merges"):
         _task("roberta", tmp_path)

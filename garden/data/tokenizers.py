@@ -71,6 +71,11 @@ def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="") -> dict
     """The files the tokenizer of `backbone_type` reads, by their `task.model.tokenizer` key
     (`vocabulary`, and `merges` for byte_bpe); empty for the character tokenizer."""
     kind = tokenizer_type(backbone_type, tokenizer_config.type)
+    if tokenizer_config.merges and kind != "byte_bpe":
+        raise GardenError(
+            f"task.model.tokenizer.merges is read by byte-level BPE tokenizers only, and backbone '{backbone_type}' "
+            f"reads {kind} ids; leave it empty"
+        )
     if kind == "character":
         return {}
     name = _family_file(backbone_type, kind)
