@@ -25,7 +25,8 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from garden.export.requests import EXAMPLES, NotFound, RequestError, check_array, check_instances
+from garden.export.requests import NotFound, RequestError, check_array, check_instances
+from garden.tasks.task import EXAMPLES_SIGNATURE
 
 
 def input_examples(given) -> list[bytes]:
@@ -144,7 +145,7 @@ class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceS
         async def answer(servable):
             signature = request.model_spec.signature_name
             outputs = await servable.examples(signature, input_examples(request.input), self.limits)
-            self._spec(servable, response, signature or EXAMPLES)
+            self._spec(servable, response, signature or EXAMPLES_SIGNATURE)
             fill(servable, outputs, response.result)
             return response
 

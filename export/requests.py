@@ -4,8 +4,6 @@ arrays that fit the signature, a bounded number of instances, values in the trai
 import numpy as np
 import tensorflow as tf
 
-EXAMPLES = "serve_examples"  # the signature Classify and Regress call unless told another
-
 
 class RequestError(ValueError):
     """A request that does not fit the model: REST answers 400, gRPC INVALID_ARGUMENT."""

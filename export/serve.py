@@ -38,8 +38,9 @@ from tensorflow.core.protobuf import saved_model_pb2
 from garden.errors import GardenError
 from garden.export import grpc_api, manifest
 from garden.export.monitoring import CONTENT_TYPE, ServingMetrics
-from garden.export.requests import EXAMPLES, NotFound, RequestError, check_instances, check_range
+from garden.export.requests import NotFound, RequestError, check_instances, check_range
 from garden.export.rest_api import parse, parse_examples, response, tensor_info
+from garden.tasks.task import EXAMPLES_SIGNATURE
 
 
 @dataclasses.dataclass
@@ -149,7 +150,7 @@ class Servable:
         self.batchers = {}
         found = manifest.read(os.path.dirname(os.path.abspath(path)))
         self.input_ranges, self.label_names = found.get("input_ranges", {}), found.get("labels")
-        features = found.get("signatures", {}).get(EXAMPLES, {}).get("features", {})
+        features = found.get("signatures", {}).get(EXAMPLES_SIGNATURE, {}).get("features", {})
         self.example_dtypes = {name: entry["dtype"] for name, entry in features.items()}
 
     def specs(self, signature_name):
@@ -177,7 +178,7 @@ class Servable:
     async def examples(self, signature_name, serialized, limits):
         """The outputs of signature `signature_name` (serve_examples when empty) for serialized
         tf.train.Examples, batched with the signature's other requests."""
-        signature_name = signature_name or EXAMPLES
+        signature_name = signature_name or EXAMPLES_SIGNATURE
         specs = self.specs(signature_name)
         if list(specs) != ["examples"] or specs["examples"].dtype != tf.string:
             raise RequestError(f"signature '{signature_name}' does not take tf.train.Examples; name one that does")

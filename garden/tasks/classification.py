@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from garden import metrics
 from garden.errors import GardenError
-from garden.tasks.task import Task
+from garden.tasks.task import EXAMPLES_SIGNATURE, Task
 
 
 class ClassificationTask(Task):
@@ -13,7 +13,7 @@ class ClassificationTask(Task):
 
     parity_outputs = ("probabilities",)
     quality = "accuracy"
-    examples_signature = "serve_examples"
+    examples_signature = EXAMPLES_SIGNATURE
 
     def load(self, data_config, label_names=None):
         examples = super().load(data_config, label_names)
