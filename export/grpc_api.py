@@ -15,6 +15,7 @@ import time
 import grpc
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -182,7 +183,7 @@ class ModelService(_Service, model_service_pb2_grpc.ModelServiceServicer):
             entry = response.model_version_status.add(
                 version=status.version, state=get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
             )
-            entry.status.error_code = 0 if status.error == "" else 13  # tensorflow.error.Code: OK, INTERNAL
+            entry.status.error_code = error_codes_pb2.OK if status.error == "" else error_codes_pb2.UNKNOWN  # as REST
             entry.status.error_message = status.error
         return response
 

@@ -102,6 +102,16 @@ def cmd_sweep(args):
     print(best)
 
 
+def _watch_timeout(args):
+    """--timeout, else the run's trainer.continuous_eval_timeout (Model Garden's 3600 s before it has a config)."""
+    from garden.run import run_config
+
+    if args.timeout is not None:
+        return args.timeout
+    started = os.path.isfile(os.path.join(args.run_dir, "config.yaml"))
+    return run_config(args.run_dir).trainer.continuous_eval_timeout if started else 3600
+
+
 def cmd_eval(args):
     from garden.run import Run
 
@@ -110,7 +120,7 @@ def cmd_eval(args):
 
         if args.checkpoint:
             raise GardenError("--watch evaluates every checkpoint as it comes; leave --checkpoint out")
-        watch(args.run_dir, args.split, args.head, timeout=args.timeout)
+        watch(args.run_dir, args.split, args.head, timeout=_watch_timeout(args))
         return
     heads = [args.head] if args.head else Run.heads(args.run_dir) or [None]
     results = {head: _evaluate(Run(args.run_dir, head, args.checkpoint), args.split) for head in heads}
@@ -315,7 +325,11 @@ def _parser():
         action="store_true",
         help="evaluate each checkpoint as training writes it, until the last (summaries in RUN/summaries/eval_SPLIT)",
     )
-    sub.add_argument("--timeout", type=float, default=3600, help="--watch: stop after this long without a new one (s)")
+    sub.add_argument(
+        "--timeout",
+        type=float,
+        help="--watch: stop after this long without a new checkpoint (s; default trainer.continuous_eval_timeout)",
+    )
     sub.set_defaults(run=cmd_eval)
     sub = commands.add_parser("export", help="export a run as SavedModel and/or TFLite, verified against Keras")
     sub.add_argument("run_dir")

@@ -223,6 +223,7 @@ READ_FROM_MODEL_GARDEN = {
         "loss_upper_bound",
         "recovery_begin_steps",
         "recovery_max_trials",
+        "continuous_eval_timeout",  # garden eval --watch's default --timeout
     },
     mg.RuntimeConfig: {
         "distribution_strategy",

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from conftest import ROOT, SMALL, garden, validations
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -159,3 +160,11 @@ def test_eval_watch_evaluates_each_checkpoint_as_training_writes_it(tmp_path):
     )
     lines = [json.loads(line) for line in open(run_dir / "eval_validation.jsonl")]
     assert [line["step"] for line in lines] == [10, 20, 30, 40]
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["trainer"].update(train_steps=80, continuous_eval_timeout=1)  # more to come, and a short wait for it
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    assert (
+        garden("eval", run_dir, "--watch")
+        .stdout.strip()
+        .endswith(f"no new checkpoint in 1 s; stopped watching {run_dir}")
+    )

@@ -24,6 +24,7 @@ from conftest import ROOT, garden
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.framework.tensor_pb2 import TensorProto
+from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -483,6 +484,15 @@ def test_new_versions_are_served_without_a_restart_and_a_broken_one_leaves_the_o
         (base / "3" / "saved_model.pb").write_bytes(b"not a SavedModel")
         statuses = wait_for(url, lambda s: any(v == "3" for v, _ in s))
         assert [s[:2] for s in statuses] == [("1", "AVAILABLE"), ("2", "AVAILABLE"), ("3", "END")] and statuses[2][2]
+        rest = {
+            v["version"]: v["status"]["error_code"] for v in call(url, "/v1/models/digits")[1]["model_version_status"]
+        }
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "digits"
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+        versions = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=60)
+        codes = {str(v.version): error_codes_pb2.Code.Name(v.status.error_code) for v in versions.model_version_status}
+        assert rest["3"] == codes["3"] == "UNKNOWN" and rest["2"] == codes["2"] == "OK"  # the same in both APIs
         status, reply = call(url, "/v1/models/digits:predict", {"instances": images.tolist()})
         assert status == 200 and np.allclose([r["probabilities"] for r in reply["predictions"]], expected, atol=1e-6)
 
