@@ -12,7 +12,14 @@ from garden.errors import GardenError
 from garden.models.backbones.backbone import Backbone
 from garden.models.pooling import MaskedMeanPooling, check_pooling
 
-ACTIVATIONS = {"gelu": keras.activations.gelu, "gelu_approximate": lambda x: keras.activations.gelu(x, True)}
+
+@keras.saving.register_keras_serializable("garden")
+def gelu_approximate(x):
+    """GELU's tanh approximation (Hugging Face's gelu_new)."""
+    return keras.activations.gelu(x, approximate=True)
+
+
+ACTIVATIONS = {"gelu": keras.activations.gelu, "gelu_approximate": gelu_approximate}
 HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate"}
 
 Tensors = Callable[[str], np.ndarray]  # a checkpoint tensor by its Hugging Face name (no model prefix)
