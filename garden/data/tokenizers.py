@@ -80,11 +80,10 @@ def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="") -> dict
         return {}
     name = _family_file(backbone_type, kind)
     source = tokenizer_config.vocabulary or init_checkpoint
-    if not source:
-        fix = " (a causal_lm run trains one on its training texts when it is empty)" if kind == "sentencepiece" else ""
+    if not source and kind != "sentencepiece":
         raise GardenError(
-            f"no vocabulary: set task.model.tokenizer.vocabulary (a {name} or checkpoint folder) or "
-            f"task.init_checkpoint{fix}"
+            f"no vocabulary: set task.model.tokenizer.vocabulary (a {name} or checkpoint folder) "
+            "or task.init_checkpoint"
         )
     if kind == "sentencepiece" and not os.path.isdir(source) and not os.path.isfile(source):
         raise GardenError(
