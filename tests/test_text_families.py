@@ -18,6 +18,7 @@ from garden.data.tokenizers import tokenizer_files
 from garden.errors import GardenError
 from garden.export import tflite
 from garden.models import hf_import
+from garden.models.freezing import backbone_blocks, freeze
 from garden.registry import BACKBONES, TASKS
 from garden.run import Run
 
@@ -292,6 +293,19 @@ def test_a_keras_hub_preset_folder_loads_with_its_tokenizer(family, checkpoints,
     reference = _hf_model(family, folder)(input_ids=inputs["token_ids"], attention_mask=inputs["padding_mask"])
     real = inputs["padding_mask"].numpy().astype(bool)
     np.testing.assert_allclose(ours[real], reference.last_hidden_state.numpy()[real], atol=1e-4)
+
+
+@pytest.mark.parametrize("family", ["roberta", "xlm_roberta", "deberta_v3", "electra", "albert"])
+def test_freezing_counts_each_transformer_layer_as_a_block_and_leaves_no_weight_out(family):
+    sizes = dict(vocabulary_size=100, num_layers=3, num_heads=2, hidden_dim=16, intermediate_dim=32)
+    sizes.update(dict(embedding_dim=8) if family in ("electra", "albert") else {})
+    backbone = BACKBONES.get(family)(**sizes, **(dict(num_groups=3) if family == "albert" else {}))
+    stem, blocks = backbone_blocks(backbone)
+    counted = {id(w) for layer in stem + [x for block in blocks for x in block] for w in layer.weights}
+    assert len(blocks) == 3 and counted == {id(w) for w in backbone.weights}
+    freeze(backbone, 1, "task.model.trainable_backbone_blocks")
+    last = {id(w) for layer in blocks[-1] for w in layer.trainable_weights}
+    assert last and {id(w) for w in backbone.trainable_weights} == last
 
 
 ODD_TEXT = ["Café naïve — “quoted” 東京 😀 tab\there", "x" * 90, "don't stop!!! $5.00 ...", ""]

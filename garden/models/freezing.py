@@ -17,10 +17,15 @@ _BLOCK = re.compile(r"^(.*?(?:block_\d+_\d+|block\d+[a-z]?|block_\d+|layer_\d+))
 
 
 def _leaves(layer):
-    """The layers holding weights inside `layer`, in order; a layer named as a block is one leaf."""
+    """The layers holding weights inside `layer`, in order; a layer named as a block is one leaf, and
+    so is a layer with weights of its own beside its children's (DeBERTa's relative embeddings)."""
     children = layer._flatten_layers(include_self=False, recursive=False)
     if children and (isinstance(layer, keras.Model) or not _BLOCK.match(layer.name)):
-        return [leaf for child in children for leaf in _leaves(child)]
+        leaves = [leaf for child in children for leaf in _leaves(child)]
+        held = {id(weight) for leaf in leaves for weight in leaf.weights}
+        if not isinstance(layer, keras.Model) and any(id(weight) not in held for weight in layer.weights):
+            return [layer]
+        return leaves
     return [layer] if layer.weights else []
 
 
