@@ -195,6 +195,8 @@ def export_mode(reference: ExportReference, export_dir: str, workdir: str, mode:
         calibration = {n: _calibration_array(a) for n, a in reference.calibration(signature).items()}
     content = convert(reference.tflite_source(workdir, signature), signature, mode, calibration)
     attempts = ((), FLOAT_OPS) if mode == "int8" else (None,)  # int8: all ops, then sensitive ones in float32
+    signatures = getattr(reference, "signatures", {})  # a tensor input serves where raw strings cannot
+    others = [name for name, served in signatures.items() if name != signature and served.features is None]
     for float_ops in attempts:
         candidate = content if float_ops is None else quantize_int8(content, float_ops)
         found = {
@@ -208,8 +210,6 @@ def export_mode(reference: ExportReference, export_dir: str, workdir: str, mode:
         if found["custom_ops"]:
             found["op_registerers"] = REGISTRAR
         try:
-            signatures = getattr(reference, "signatures", {})  # a tensor input serves where raw strings cannot
-            others = [name for name, served in signatures.items() if name != signature and served.features is None]
             with builtins_and_text_ops_only(mode, signature, others):
                 measured = reference.judge_tflite(name, mode, tflite_runner(candidate, signature=signature), signature)
             break

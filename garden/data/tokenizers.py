@@ -35,6 +35,8 @@ PRESET_FILES = {  # where a KerasHub preset folder keeps them
     "byte_bpe": "assets/tokenizer/vocabulary.json",
     "sentencepiece": "assets/tokenizer/vocabulary.spm",
 }
+# The KerasHub tokenizers that tensorflow-text has a TFLite-runnable twin of (`serving_tokenizer`)
+TFLITE_TWINNED = (keras_hub.tokenizers.WordPieceTokenizer, keras_hub.tokenizers.SentencePieceTokenizer)
 GENERIC = {  # the KerasHub tokenizer of a kind, for backbones that name none
     "wordpiece": keras_hub.tokenizers.WordPieceTokenizer,
     "byte_bpe": keras_hub.tokenizers.BytePairTokenizer,
@@ -139,6 +141,8 @@ def serving_tokenizer(tokenizer, files: dict[str, str]):
     FastSentencepieceTokenizer for SentencePiece (XLM-R's fairseq ids applied). Byte-level BPE has
     none: its KerasHub tokenizer serves SavedModels, and TFLite's converter names the op it lacks.
     Exports check the ids against Keras."""
+    if not isinstance(tokenizer, TFLITE_TWINNED):
+        return tokenizer
     if isinstance(tokenizer, keras_hub.tokenizers.WordPieceTokenizer):
         fast = tf_text.FastBertTokenizer(
             vocab=tokenizer.get_vocabulary(),
@@ -147,14 +151,12 @@ def serving_tokenizer(tokenizer, files: dict[str, str]):
             lower_case_nfd_strip_accents=tokenizer.lowercase,
         )
         return fast.tokenize
-    if isinstance(tokenizer, keras_hub.tokenizers.SentencePieceTokenizer):
-        with open(files["vocabulary"], "rb") as f:
-            fast = tf_text.FastSentencepieceTokenizer(model=f.read())
-        if isinstance(tokenizer, keras_hub.models.XLMRobertaTokenizer):  # as its `tokenize`: unknown 0 -> 3, then +1
-            shift = lambda ids: tf.where(ids == 0, tokenizer.unk_token_id - 1, ids) + 1  # noqa: E731
-            return lambda strings: tf.ragged.map_flat_values(shift, fast.tokenize(strings))
-        return fast.tokenize
-    return tokenizer
+    with open(files["vocabulary"], "rb") as f:
+        fast = tf_text.FastSentencepieceTokenizer(model=f.read())
+    if isinstance(tokenizer, keras_hub.models.XLMRobertaTokenizer):  # as its `tokenize`: unknown 0 -> 3, then +1
+        shift = lambda ids: tf.where(ids == 0, tokenizer.unk_token_id - 1, ids) + 1  # noqa: E731
+        return lambda strings: tf.ragged.map_flat_values(shift, fast.tokenize(strings))
+    return fast.tokenize
 
 
 def train_sentencepiece(texts, vocabulary_size):

@@ -3,11 +3,9 @@ folder (config.json naming its backbone class, model.weights.h5, as `save_to_pre
 into a Garden text encoder, offline. `config.json` picks the family: Hugging Face's `model_type`
 (bert, distilbert, albert, roberta, xlm-roberta, electra, deberta-v2) or KerasHub's `class_name`.
 
-Families that KerasHub converts itself (BERT, ALBERT: `TextEncoder.staged_key`) go through its
-converter, the folder staged with the key names it reads (BertModel checkpoints such as
-all-MiniLM-L6-v2 store theirs without the `bert.` prefix, with LayerNorm `weight`/`bias`). KerasHub
-0.29 converts no RoBERTa, XLM-R, ELECTRA or DeBERTa checkpoint, so those map tensors by the family's
-`hf_weights`.
+Families that KerasHub converts itself (BERT, DistilBERT, ALBERT: `TextEncoder.keras_hub_converts`)
+go through its converter, the folder staged with the key names it reads. KerasHub 0.29 converts no
+RoBERTa, XLM-R, ELECTRA or DeBERTa checkpoint, so those map tensors by the family's `hf_weights`.
 """
 
 import inspect
@@ -50,7 +48,10 @@ def _encoders() -> dict[str, type]:
 
 def family(directory: str) -> str:
     """The registered backbone type that imports the checkpoint in `directory`."""
-    config = read_config(directory)
+    return _family(read_config(directory), directory)
+
+
+def _family(config: dict, directory: str) -> str:
     if _is_preset(config):
         found = {cls.hub_backbone.__name__: name for name, cls in _encoders().items()}
         kind, key = config["class_name"], "KerasHub"
@@ -66,15 +67,18 @@ def family(directory: str) -> str:
 
 def encoder_params(directory: str) -> dict:
     """The encoder parameters that match the checkpoint's architecture."""
-    config, encoder_class = read_config(directory), BACKBONES.get(family(directory))
-    return _preset_params(encoder_class, config) if _is_preset(config) else encoder_class.hf_params(config)
+    config = read_config(directory)
+    return _params(BACKBONES.get(_family(config, directory)), config)
 
 
-def _preset_params(encoder_class, config):
-    """A KerasHub preset's backbone arguments that are the encoder's parameters too."""
+def _params(encoder_class, config):
+    """The encoder parameters of a Hugging Face config, or a KerasHub preset's backbone arguments that
+    are the encoder's parameters too."""
+    if not _is_preset(config):
+        return encoder_class.hf_params(config)
     parameters = inspect.signature(encoder_class.__init__).parameters
     arguments = {"vocabulary_size" if k == "vocab_size" else k: v for k, v in config["config"].items()}
-    return {k: v for k, v in arguments.items() if k in parameters and k not in ("name", "dtype", "trainable")}
+    return {k: v for k, v in arguments.items() if k in parameters and k != "dtype"}
 
 
 def encoder(directory: str, **params) -> TextEncoder:
@@ -87,12 +91,13 @@ def encoder(directory: str, **params) -> TextEncoder:
 def load_into(encoder: TextEncoder, directory: str) -> None:
     """Loads the checkpoint in `directory` into `encoder` (a text encoder of the same family and sizes)."""
     config = read_config(directory)
-    if family(directory) != encoder.family:
+    found = _family(config, directory)
+    if found != encoder.family:
         raise GardenError(
-            f"the checkpoint in {directory} holds a {family(directory)} model, not {encoder.family}; "
-            f"set task.model.backbone.type={family(directory)}"
+            f"the checkpoint in {directory} holds a {found} model, not {encoder.family}; "
+            f"set task.model.backbone.type={found}"
         )
-    expected = encoder_params(directory)
+    expected = _params(type(encoder), config)
     wrong = {k: v for k, v in expected.items() if k != "dropout" and getattr(encoder, k) != v}
     if wrong:
         fixes = ", ".join(f"task.model.backbone.params.{k}={v}" for k, v in wrong.items())
@@ -101,7 +106,7 @@ def load_into(encoder: TextEncoder, directory: str) -> None:
         encoder.encoder.set_weights(encoder.hub_backbone.from_preset(directory).get_weights())
         return
     tensors = load_file(os.path.join(directory, "model.safetensors"))
-    if encoder.staged_key is not None:
+    if encoder.keras_hub_converts:
         encoder.encoder.set_weights(_converted_by_keras_hub(encoder, tensors, directory).get_weights())
         return
     prefix = encoder.hf_prefix
@@ -116,13 +121,17 @@ def load_into(encoder: TextEncoder, directory: str) -> None:
 
 
 def _converted_by_keras_hub(encoder, tensors, directory):
-    hub_class = next(cls for cls in type(encoder.encoder).__mro__ if cls.__module__.startswith("keras_hub."))
+    """The checkpoint through KerasHub's converter, staged with the key names it reads: prefixed with
+    the family's name (a BertModel checkpoint such as all-MiniLM-L6-v2 has no `bert.`), as the
+    family's `keras_hub_key` spells them."""
+    prefix = encoder.hf_prefix
+    staged = {encoder.keras_hub_key(k if k.startswith(prefix) else prefix + k): v for k, v in tensors.items()}
     with tempfile.TemporaryDirectory(prefix="garden-hf-") as staging:
-        save_file({encoder.staged_key(k): v for k, v in tensors.items()}, os.path.join(staging, "model.safetensors"))
+        save_file(staged, os.path.join(staging, "model.safetensors"))
         shutil.copy(os.path.join(directory, "config.json"), staging)
         sizes = {k: v for k, v in encoder.encoder.get_config().items() if k not in ("name", "trainable", "dtype")}
         try:  # built at the encoder's sizes: KerasHub's BERT converter fixes max_sequence_length at 512
-            return hub_class.from_preset(staging, load_weights=True, **sizes)
+            return encoder.hub_backbone.from_preset(staging, load_weights=True, **sizes)
         except (KeyError, ValueError) as error:
             raise GardenError(f"KerasHub cannot convert the checkpoint in {directory}: {first_line(error)}") from None
 

@@ -5,7 +5,7 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from garden.data.tokenizers import build_tokenizer, serving_tokenizer, tokenizer_files
+from garden.data.tokenizers import TFLITE_TWINNED, build_tokenizer, serving_tokenizer, tokenizer_files
 from garden.models import hf_import
 from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
@@ -68,12 +68,12 @@ class TextTask(Task):
             pieces = segment.to_tensor(default_value=self.pad_id, shape=[None, length])
             end = start + tf.cast(segment.row_lengths(), tf.int32)[:, None]
             inside = (positions >= start) & (positions < end)
-            separators = 1 if index == len(trimmed) - 1 else self.separator_tokens
-            closing = (positions >= end) & (positions < end + separators)
+            ends = 1 if index == len(trimmed) - 1 else separators  # the last segment closes with one
+            closing = (positions >= end) & (positions < end + ends)
             token_ids = tf.where(inside, tf.gather(pieces, tf.maximum(positions - start, 0), batch_dims=1), token_ids)
             token_ids = tf.where(closing, self.end_id, token_ids)
             segment_ids = tf.where(inside | closing, index, segment_ids)
-            start = end + separators
+            start = end + ends
         return self.named_inputs(token_ids, segment_ids)
 
     def named_inputs(self, token_ids, segment_ids):
@@ -90,8 +90,8 @@ class TextTask(Task):
         return [tokenize(text) for text in texts]
 
     def serving_resources(self):
-        tokenize = serving_tokenizer(self.tokenizer, self.tokenizer_files)
-        return [self.tokenizer] if tokenize is self.tokenizer else []  # byte-level BPE: KerasHub's, with its tables
+        """The training tokenizer where it serves itself (byte-level BPE), with its lookup tables."""
+        return [] if isinstance(self.tokenizer, TFLITE_TWINNED) else [self.tokenizer]
 
     def word_pieces(self, texts):
         """Whitespace words of `texts` [batch] split into word pieces: ragged [batch, words, pieces]."""

@@ -21,7 +21,8 @@ class AlbertEncoder(TextEncoder):
     vocabulary_file = "spiece.model"
     special_tokens = {"start": "[CLS]", "end": "[SEP]", "pad": "<pad>", "mask": "[MASK]"}
     hf_model_types = ("albert",)
-    staged_key = staticmethod(lambda key: key if key.startswith("albert.") else "albert." + key)
+    hf_prefix = "albert."
+    keras_hub_converts = True
     hub_backbone = keras_hub.models.AlbertBackbone
 
     def __init__(

@@ -21,12 +21,6 @@ SIZES = {
 }
 
 
-def _keras_hub_name(key):
-    """KerasHub's BERT converter reads `bert.`-prefixed keys and LayerNorm `gamma`/`beta`."""
-    key = key if key.startswith("bert.") else "bert." + key
-    return key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
-
-
 @BACKBONES.register("bert")
 class BertEncoder(TextEncoder):
     """Inputs `token_ids`, `segment_ids`, `padding_mask` [batch, length]; outputs `sequence_output`
@@ -44,7 +38,8 @@ class BertEncoder(TextEncoder):
     special_tokens = WORDPIECE_SPECIAL_TOKENS
     vocabulary_file = "vocab.txt"
     hf_model_types = ("bert",)
-    staged_key = staticmethod(_keras_hub_name)
+    hf_prefix = "bert."
+    keras_hub_converts = True
     hub_backbone = keras_hub.models.BertBackbone
 
     def __init__(
@@ -79,6 +74,11 @@ class BertEncoder(TextEncoder):
     @classmethod
     def hf_params(cls, config):
         return {ours: config[theirs] for ours, theirs in SIZES.items()}
+
+    @staticmethod
+    def keras_hub_key(key):
+        """KerasHub's BERT converter reads LayerNorm `gamma`/`beta`."""
+        return key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
 
     def train_for(self, features):
         if self.padding_free:  # a [CLS]-pooled head needs the last layer at [CLS] only

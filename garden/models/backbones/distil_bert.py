@@ -28,7 +28,8 @@ class DistilBertEncoder(TextEncoder):
     text_inputs = ("token_ids", "padding_mask")
     vocabulary_file = "vocab.txt"
     hf_model_types = ("distilbert",)
-    staged_key = staticmethod(lambda key: key if key.startswith("distilbert.") else "distilbert." + key)
+    hf_prefix = "distilbert."
+    keras_hub_converts = True
     hub_backbone = keras_hub.models.DistilBertBackbone
 
     def __init__(

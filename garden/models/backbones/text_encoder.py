@@ -38,8 +38,12 @@ class TextEncoder(Backbone):
     hub_tokenizer = ""  # the KerasHub tokenizer class (keras_hub.models) that knows the family's ids
     vocabulary_file = ""  # the file its tokenizer reads in a Hugging Face checkpoint folder
     hf_model_types: tuple[str, ...] = ()  # config.json `model_type`s it imports
-    hf_prefix = ""  # the prefix of its tensors in a task model's checkpoint ("roberta.")
-    staged_key: Callable[[str], str] | None = None  # set where KerasHub converts the family: its name for a tensor
+    hf_prefix = (
+        ""  # the prefix of its tensors in a task model's checkpoint ("roberta."), which KerasHub's converters read
+    )
+    keras_hub_converts = (
+        False  # KerasHub converts its checkpoints (BERT, DistilBERT, ALBERT); else `hf_weights` maps them
+    )
 
     def __init__(self, encoder: keras.Model, pooling: str, arguments: dict, dtype=None, **kwargs):
         check_pooling(self.family, pooling)
@@ -72,6 +76,11 @@ class TextEncoder(Backbone):
     def hf_weights(self, tensor: Tensors, config: dict) -> dict[str, np.ndarray]:
         """The KerasHub encoder's weights, by path, from the checkpoint's tensors."""
         raise NotImplementedError
+
+    @staticmethod
+    def keras_hub_key(key: str) -> str:
+        """A prefixed tensor name as the family's KerasHub converter reads it."""
+        return key
 
 
 def require(config: dict, key: str, expected, family: str) -> None:
