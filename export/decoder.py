@@ -133,7 +133,7 @@ class DecoderReference(ExportReference):
     def greedy_matches(self, decode_step):
         """Whether `decode_step`'s greedy loop continues each prompt exactly as the Keras model does."""
         for prompt in self.prompts:
-            ids = self.tokenizer(prompt).numpy().tolist()
+            ids = self.generator.prompt_ids(prompt)
             tokens = greedy_tokens(decode_step, ids, NEW_TOKENS, self.backbone.empty_cache(1, self.max_length).numpy())
             if (
                 self.tokenizer.detokenize(np.array(tokens, np.int32))

@@ -31,12 +31,15 @@ SIGNATURE = {
 class Generator:
     def __init__(self, backbone, tokenizer):
         self.backbone, self.tokenizer = backbone, tokenizer
+        # a pretrained family reads prompts after its start token (`<bos>`, GPT-2's `<|endoftext|>`)
+        self.start_id = tokenizer.start_token_id if getattr(backbone, "starts_with_token", False) else None
         self.generate_text = tf.function(self._generate_text, input_signature=list(SIGNATURE.values()))
         spec = tf.TensorSpec([None, None], tf.int32)
         self._last_logits = tf.function(self._last_logits, input_signature=[spec, spec])
-        self.left_padded, self.stop_ids, self._texts = (
-            tf.function(f) for f in (self.left_padded, self.stop_ids, self._texts)
-        )
+        strings = [tf.TensorSpec([None], tf.string)]  # one trace for any batch: a BPE tokenizer takes seconds
+        self.left_padded = tf.function(self.left_padded, input_signature=strings)
+        self.stop_ids = tf.function(self.stop_ids, input_signature=strings)
+        self._texts = tf.function(self._texts, reduce_retracing=True)
         self._decode_one = tf.function(self._decode_one, jit_compile=True)
         self._prefill = tf.function(backbone.decode, reduce_retracing=True)
         self._detokenized = tf.function(tokenizer.detokenize, input_signature=[tf.TensorSpec([None], tf.int32)])
@@ -109,10 +112,17 @@ class Generator:
         """(token_ids, padding_mask) [batch, longest prompt] of string `prompts`, each at the right end."""
         pieces = self.tokenizer(prompts)
         tf.debugging.assert_positive(pieces.row_lengths(), "every prompt needs at least one token")
+        if self.start_id is not None:
+            starts = tf.RaggedTensor.from_tensor(tf.fill([tf.shape(prompts)[0], 1], self.start_id))
+            pieces = tf.concat([starts, tf.cast(pieces, tf.int32)], axis=1)
         lengths, right = pieces.row_lengths(), pieces.to_tensor()
         token_ids = tf.reverse(tf.reverse_sequence(right, lengths, seq_axis=1, batch_axis=0), axis=[1])
         padding_mask = tf.reverse(tf.sequence_mask(lengths, tf.shape(right)[1], tf.int32), axis=[1])
         return token_ids, padding_mask
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The token ids that generation reads for one `prompt` (its start token included)."""
+        return self.left_padded(tf.constant([prompt]))[0][0].numpy().tolist()
 
     def stop_ids(self, stop):
         pieces = self.tokenizer(tf.concat([stop, ["."]], axis=0))[:-1]  # KerasHub's ByteTokenizer fails on no strings

@@ -1,11 +1,13 @@
-"""Imports a Hugging Face checkpoint folder (config.json, model.safetensors) or a KerasHub preset
-folder (config.json naming its backbone class, model.weights.h5, as `save_to_preset` writes them)
-into a Garden text encoder, offline. `config.json` picks the family: Hugging Face's `model_type`
-(bert, distilbert, albert, roberta, xlm-roberta, electra, deberta-v2) or KerasHub's `class_name`.
+"""Imports a Hugging Face checkpoint folder (config.json, model.safetensors or its sharded index) or
+a KerasHub preset folder (config.json naming its backbone class, model.weights.h5, as
+`save_to_preset` writes them) into a Garden text encoder or pretrained decoder, offline.
+`config.json` picks the family: Hugging Face's `model_type` (bert, distilbert, albert, roberta,
+xlm-roberta, electra, deberta-v2; gpt2, gemma, gemma2, llama) or KerasHub's `class_name`.
 
 Families that KerasHub converts itself (BERT, DistilBERT, ALBERT: `TextEncoder.keras_hub_converts`)
 go through its converter, the folder staged with the key names it reads. KerasHub 0.29 converts no
 RoBERTa, XLM-R, ELECTRA or DeBERTa checkpoint, so those map tensors by the family's `hf_weights`.
+Decoders (garden/models/backbones/hub_decoder.py) load through KerasHub's converters as they are.
 """
 
 import inspect
@@ -15,11 +17,15 @@ import os
 import shutil
 import tempfile
 
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from garden.errors import GardenError, first_line
+from garden.models.backbones.hub_decoder import HubDecoder
 from garden.models.backbones.text_encoder import TextEncoder
 from garden.registry import BACKBONES
+
+IMPORTED = (TextEncoder, HubDecoder)  # the backbone classes whose checkpoints Garden imports
 
 
 def read_config(directory: str) -> dict:
@@ -28,9 +34,9 @@ def read_config(directory: str) -> dict:
         raise GardenError(f"{directory} is not a checkpoint folder: it has no config.json")
     with open(path) as f:
         config = json.load(f)
-    weights = "model.weights.h5" if _is_preset(config) else "model.safetensors"
-    if not os.path.isfile(os.path.join(directory, weights)):
-        raise GardenError(f"{directory} is not a checkpoint folder: it has a config.json and no {weights}")
+    weights = ["model.weights.h5"] if _is_preset(config) else ["model.safetensors", "model.safetensors.index.json"]
+    if not any(os.path.isfile(os.path.join(directory, name)) for name in weights):
+        raise GardenError(f"{directory} is not a checkpoint folder: it has a config.json and no {weights[0]}")
     return config
 
 
@@ -38,11 +44,11 @@ def _is_preset(config: dict) -> bool:
     return "class_name" in config and "model_type" not in config
 
 
-def _encoders() -> dict[str, type]:
+def _importers() -> dict[str, type]:
     return {
         name: BACKBONES.get(name)
         for name in BACKBONES.names()
-        if isinstance(BACKBONES.get(name), type) and issubclass(BACKBONES.get(name), TextEncoder)
+        if isinstance(BACKBONES.get(name), type) and issubclass(BACKBONES.get(name), IMPORTED)
     }
 
 
@@ -53,10 +59,10 @@ def family(directory: str) -> str:
 
 def _family(config: dict, directory: str) -> str:
     if _is_preset(config):
-        found = {cls.hub_backbone.__name__: name for name, cls in _encoders().items()}
+        found = {cls.hub_backbone.__name__: name for name, cls in _importers().items()}
         kind, key = config["class_name"], "KerasHub"
     else:
-        found = {model_type: name for name, cls in _encoders().items() for model_type in cls.hf_model_types}
+        found = {model_type: name for name, cls in _importers().items() for model_type in cls.hf_model_types}
         kind, key = config.get("model_type", ""), "Hugging Face"
     if kind not in found:
         raise GardenError(
@@ -66,14 +72,14 @@ def _family(config: dict, directory: str) -> str:
 
 
 def encoder_params(directory: str) -> dict:
-    """The encoder parameters that match the checkpoint's architecture."""
+    """The backbone parameters that match the checkpoint's architecture."""
     config = read_config(directory)
     return _params(BACKBONES.get(_family(config, directory)), config)
 
 
 def _params(encoder_class, config):
-    """The encoder parameters of a Hugging Face config, or a KerasHub preset's backbone arguments that
-    are the encoder's parameters too."""
+    """The backbone parameters of a Hugging Face config, or a KerasHub preset's backbone arguments that
+    are the backbone's parameters too."""
     if not _is_preset(config):
         return encoder_class.hf_params(config)
     parameters = inspect.signature(encoder_class.__init__).parameters
@@ -88,13 +94,13 @@ def encoder(directory: str, **params) -> TextEncoder:
     return built
 
 
-def load_into(encoder: TextEncoder, directory: str) -> None:
-    """Loads the checkpoint in `directory` into `encoder` (a text encoder of the same family and sizes)."""
+def load_into(encoder: TextEncoder | HubDecoder, directory: str) -> None:
+    """Loads the checkpoint in `directory` into `encoder` (a backbone of the same family and sizes)."""
     config = read_config(directory)
     found = _family(config, directory)
-    if found != encoder.family:
+    if found != getattr(encoder, "family", ""):
         raise GardenError(
-            f"the checkpoint in {directory} holds a {found} model, not {encoder.family}; "
+            f"the checkpoint in {directory} holds a {found} model, not {getattr(encoder, 'family', encoder.name)}; "
             f"set task.model.backbone.type={found}"
         )
     expected = _params(type(encoder), config)
@@ -102,6 +108,9 @@ def load_into(encoder: TextEncoder, directory: str) -> None:
     if wrong:
         fixes = ", ".join(f"task.model.backbone.params.{k}={v}" for k, v in wrong.items())
         raise GardenError(f"the checkpoint in {directory} does not fit the backbone's sizes; set {fixes}")
+    if isinstance(encoder, HubDecoder):
+        encoder.hub.set_weights(_from_preset(encoder.hub_backbone, directory).get_weights())
+        return
     if _is_preset(config):
         encoder.encoder.set_weights(encoder.hub_backbone.from_preset(directory).get_weights())
         return
@@ -118,6 +127,14 @@ def load_into(encoder: TextEncoder, directory: str) -> None:
         raise GardenError(f"the checkpoint in {directory} has no tensor '{name}', which a {encoder.family} model has")
 
     _assign(encoder.encoder, encoder.hf_weights(tensor, config), directory)
+
+
+def _from_preset(hub_backbone, directory):
+    """KerasHub's backbone from a preset or Hugging Face folder, its errors in one line."""
+    try:
+        return hub_backbone.from_preset(directory)
+    except (KeyError, ValueError, OSError, SafetensorError) as error:
+        raise GardenError(f"KerasHub cannot convert the checkpoint in {directory}: {first_line(error)}") from None
 
 
 def _converted_by_keras_hub(encoder, tensors, directory):

@@ -6,8 +6,10 @@ import numpy as np
 import tensorflow as tf
 
 from garden.data.examples import Examples
-from garden.data.tokenizers import build_tokenizer, tokenizer_type, train_sentencepiece
+from garden.data.tokenizers import build_tokenizer, tokenizer_files, tokenizer_type, train_sentencepiece
 from garden.errors import GardenError
+from garden.models import hf_import
+from garden.models.pretrained import checkpoint_dir
 from garden.registry import TASKS
 from garden.tasks.task import Task
 
@@ -16,7 +18,9 @@ from garden.tasks.task import Task
 class CausalLMTask(Task):
     """An example is a window of `sequence_length` + 1 tokens: the model reads the first
     `sequence_length` and predicts each next one. Consecutive windows share one token, so every
-    token of the stream after the first is predicted exactly once per epoch."""
+    token of the stream after the first is predicted exactly once per epoch. `init_checkpoint` is a
+    pretrained decoder's folder (gpt2, gemma, llama: Hugging Face's layout or a KerasHub preset),
+    whose tokenizer files the run reads unless `model.tokenizer.vocabulary` names others."""
 
     export_kind = "decoder"
 
@@ -24,7 +28,8 @@ class CausalLMTask(Task):
         super().__init__(config)
         tokenizer, backbone = config.model.tokenizer, config.model.backbone
         vocabulary_size = getattr(backbone.params, "vocabulary_size", 0)
-        if tokenizer_type(backbone.type, tokenizer.type) == "sentencepiece" and not tokenizer.vocabulary:
+        trains_vocabulary = not (tokenizer.vocabulary or config.init_checkpoint)
+        if tokenizer_type(backbone.type, tokenizer.type) == "sentencepiece" and trains_vocabulary:
             if not vocabulary_size:
                 raise GardenError(
                     "set task.model.backbone.params.vocabulary_size: the number of SentencePiece pieces to train"
@@ -32,17 +37,21 @@ class CausalLMTask(Task):
             tokenizer = tokenizer.replace(
                 vocabulary=train_sentencepiece(self.texts(config.train_data), vocabulary_size)
             )
-        self.tokenizer = build_tokenizer(backbone.type, tokenizer)
+        self.tokenizer = build_tokenizer(backbone.type, tokenizer, config.init_checkpoint)
+        self.tokenizer_files = tokenizer_files(backbone.type, tokenizer, config.init_checkpoint)
         if self.tokenizer.vocabulary_size() != vocabulary_size:
             raise GardenError(
                 f"the tokenizer has {self.tokenizer.vocabulary_size()} ids; set "
                 f"task.model.backbone.params.vocabulary_size={self.tokenizer.vocabulary_size()}"
             )
         self.sequence_length = tokenizer.sequence_length
-        self.vocabulary = tokenizer.vocabulary
 
     def assets(self):
-        return {**super().assets(), **({"model.tokenizer.vocabulary": self.vocabulary} if self.vocabulary else {})}
+        return {**super().assets(), **{f"model.tokenizer.{key}": path for key, path in self.tokenizer_files.items()}}
+
+    def initialize(self, model):
+        if self.config.init_checkpoint:
+            hf_import.load_into(model.get_layer("backbone"), checkpoint_dir(self.config.init_checkpoint))
 
     def texts(self, data_config):
         return super().load(data_config.replace(num_examples=-1)).features["text"]

@@ -1,0 +1,313 @@
+"""Pretrained decoders (GPT-2, Gemma, Llama) from Hugging Face folders the tests write themselves:
+tiny random weights (2 layers, width 64) under transformers' own tensor names, and tokenizer files
+trained on a few sentences. KerasHub's own CausalLM models read the same folders as the reference,
+and for GPT-2 transformers' TFGPT2LMHeadModel too, which shares no code with KerasHub."""
+
+import json
+
+import keras_hub
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import garden
+from safetensors.numpy import load_file, save_file
+
+from garden.errors import GardenError
+from garden.generate.generator import Generator
+from garden.generate.sampler import Sampling
+from garden.models import hf_import
+from garden.models.pretrained import checkpoint_dir
+from garden.registry import BACKBONES
+from garden.run import Run
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Oil prices rose sharply after the cartel cut output.",
+    "Shares of the bank fell three percent on Tuesday.",
+    "A man is eating a piece of bread in the kitchen.",
+    "Grain exports to the region doubled this quarter.",
+    "The central bank left interest rates unchanged.",
+] * 4
+PROMPTS = ["The bank", "Oil prices rose sharply after"]
+NEW_TOKENS = 32
+NO_STOP = tf.zeros([0], tf.int32)
+WIDTH, LAYERS, HEADS, KV_HEADS, HEAD_DIM, INTERMEDIATE = 64, 2, 4, 2, 16, 128
+
+
+def _sentencepiece(folder, **pieces):
+    import sentencepiece
+
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(TEXTS),
+        model_prefix=str(folder / "tokenizer"),
+        vocab_size=96,
+        hard_vocab_limit=False,
+        model_type="bpe",
+        num_threads=1,
+        minloglevel=2,
+        **pieces,
+    )
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).vocab_size()
+
+
+def _gpt2_files(folder):
+    from tokenizers import ByteLevelBPETokenizer
+
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(TEXTS, vocab_size=320, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tokenizer.save_model(str(folder))
+    return len(json.loads((folder / "vocab.json").read_text()))
+
+
+def _llama_like_tensors(vocabulary, rng, lm_head, gemma=False):
+    """Random tensors under Hugging Face's Llama/Gemma names, in its [out, in] Linear layout."""
+    intermediate = INTERMEDIATE // 2 if gemma else INTERMEDIATE  # Gemma's config counts one of gate/up
+
+    def normal(*shape):
+        return rng.normal(0.0, 0.2, shape).astype(np.float32)
+
+    tensors = {"model.embed_tokens.weight": normal(vocabulary, WIDTH), "model.norm.weight": 1 + normal(WIDTH)}
+    for i in range(LAYERS):
+        prefix = f"model.layers.{i}."
+        tensors.update(
+            {
+                prefix + "input_layernorm.weight": 1 + normal(WIDTH),
+                prefix + "post_attention_layernorm.weight": 1 + normal(WIDTH),
+                prefix + "self_attn.q_proj.weight": normal(HEADS * HEAD_DIM, WIDTH),
+                prefix + "self_attn.k_proj.weight": normal(KV_HEADS * HEAD_DIM, WIDTH),
+                prefix + "self_attn.v_proj.weight": normal(KV_HEADS * HEAD_DIM, WIDTH),
+                prefix + "self_attn.o_proj.weight": normal(WIDTH, HEADS * HEAD_DIM),
+                prefix + "mlp.gate_proj.weight": normal(intermediate, WIDTH),
+                prefix + "mlp.up_proj.weight": normal(intermediate, WIDTH),
+                prefix + "mlp.down_proj.weight": normal(WIDTH, intermediate),
+            }
+        )
+    if lm_head:
+        tensors["lm_head.weight"] = normal(vocabulary, WIDTH)
+    return tensors
+
+
+def _write_llama(folder):
+    vocabulary = _sentencepiece(folder, unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
+    config = dict(
+        model_type="llama",
+        architectures=["LlamaForCausalLM"],
+        vocab_size=vocabulary,
+        hidden_size=WIDTH,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        intermediate_size=INTERMEDIATE,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,  # KerasHub's converter keeps its own default, 1e-6; Garden reads the file's
+        tie_word_embeddings=False,
+        max_position_embeddings=128,
+    )
+    tensors = _llama_like_tensors(vocabulary, np.random.default_rng(1), lm_head=True)
+    save_file(tensors, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+
+
+def _write_gemma(folder):
+    vocabulary = _sentencepiece(
+        folder,
+        pad_id=0,
+        eos_id=1,
+        bos_id=2,
+        unk_id=3,
+        pad_piece="<pad>",
+        eos_piece="<eos>",
+        bos_piece="<bos>",
+        unk_piece="<unk>",
+    )
+    config = dict(
+        model_type="gemma",
+        architectures=["GemmaForCausalLM"],
+        vocab_size=vocabulary,
+        hidden_size=WIDTH,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        head_dim=HEAD_DIM,
+        intermediate_size=INTERMEDIATE // 2,
+        rms_norm_eps=1e-6,
+        max_position_embeddings=128,
+    )
+    tensors = _llama_like_tensors(vocabulary, np.random.default_rng(2), lm_head=False, gemma=True)
+    save_file(tensors, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _write_gpt2(folder):
+    """GPT-2 through transformers' own TF model, its weights saved under the PyTorch names."""
+    import transformers
+    from transformers.modeling_tf_pytorch_utils import convert_tf_weight_name_to_pt_weight_name
+
+    config = transformers.GPT2Config(
+        vocab_size=_gpt2_files(folder),
+        n_positions=128,
+        n_embd=WIDTH,
+        n_layer=LAYERS,
+        n_head=HEADS,
+        architectures=["GPT2LMHeadModel"],
+    )
+    model = transformers.TFGPT2LMHeadModel(config)
+    model(model.dummy_inputs)
+    rng, tensors = np.random.default_rng(3), {}
+    for weight in model.weights:
+        name, transpose = convert_tf_weight_name_to_pt_weight_name(weight.name, tf_weight_shape=weight.shape)
+        value = rng.normal(0.0, 0.2, weight.shape).astype(np.float32)
+        value = 1.0 + value if ".ln_" in name and name.endswith("weight") else value
+        value = value.reshape(-1) if name.endswith("bias") else value  # TF's Conv1D biases are [1, out]
+        value = value.T if transpose.name == "SIMPLE" else value
+        tensors[name.removeprefix("transformer.")] = np.ascontiguousarray(value)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config.save_pretrained(str(folder))
+
+
+WRITERS = {"gpt2": _write_gpt2, "gemma": _write_gemma, "llama": _write_llama}
+HUB_TASKS = {"gpt2": "GPT2CausalLM", "gemma": "GemmaCausalLM", "llama": "LlamaCausalLM"}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    found = {}
+    for family, write in WRITERS.items():
+        found[family] = tmp_path_factory.mktemp(family)
+        write(found[family])
+    return found
+
+
+def _garden(family, folder):
+    """Garden's backbone and tokenizer of the folder, as a causal_lm run builds them."""
+    from garden.config import TokenizerConfig
+    from garden.data.tokenizers import build_tokenizer
+
+    backbone = hf_import.encoder(str(folder))
+    tokenizer = build_tokenizer(family, TokenizerConfig(), str(folder))
+    return backbone, tokenizer
+
+
+def _hub_lm(family, folder):
+    """KerasHub's CausalLM of the folder, ids in and ids out, greedy (KerasHub's Llama converter reads
+    Llama 3's tokenizer.json, and these folders hold Llama 2's tokenizer.model)."""
+    task = getattr(keras_hub.models, HUB_TASKS[family])
+    lm = task(backbone=task.backbone_cls.from_preset(str(folder)), preprocessor=None)
+    lm.compile(sampler="greedy")
+    return lm
+
+
+@pytest.mark.parametrize("family", WRITERS)
+def test_imported_decoder_matches_keras_hub_logits_and_greedy_tokens(family, folders):
+    backbone, tokenizer = _garden(family, folders[family])
+    hub_lm = _hub_lm(family, folders[family])
+    hub_tokenizer = getattr(keras_hub.models, HUB_TASKS[family]).preprocessor_cls.tokenizer_cls
+    if family == "gpt2":
+        hub_tokenizer = hub_tokenizer(str(folders[family] / "vocab.json"), str(folders[family] / "merges.txt"))
+    else:
+        hub_tokenizer = hub_tokenizer(proto=str(folders[family] / "tokenizer.model"))
+    generator = Generator(backbone, tokenizer)
+    for prompt in PROMPTS:
+        ids = generator.prompt_ids(prompt)
+        assert ids == [hub_tokenizer.start_token_id, *np.asarray(hub_tokenizer(prompt)).tolist()]
+        inputs = {"token_ids": np.array([ids], np.int32), "padding_mask": np.ones((1, len(ids)), np.int32)}
+        np.testing.assert_allclose(backbone(inputs)["token_logits"].numpy(), hub_lm(inputs).numpy(), atol=1e-4)
+
+    padded = {key: np.pad(value, [[0, 0], [0, NEW_TOKENS]]) for key, value in inputs.items()}
+    hub_tokens = hub_lm.generate(padded, stop_token_ids=None)["token_ids"][0, len(ids) :]  # no stop, as Garden's
+    greedy = Sampling(temperature=0).tensors()
+    garden_tokens = generator.cached(*generator.left_padded(tf.constant([prompt])), NEW_TOKENS, greedy, 0, NO_STOP)
+    np.testing.assert_array_equal(garden_tokens.numpy()[0], hub_tokens)
+
+
+def test_gpt2_matches_transformers_own_model(folders):
+    import transformers
+    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
+
+    folder = folders["gpt2"]
+    config = transformers.GPT2Config.from_pretrained(str(folder))
+    reference = transformers.TFGPT2LMHeadModel(config)
+    reference(reference.dummy_inputs)
+    state = {f"transformer.{k}": v for k, v in load_file(str(folder / "model.safetensors")).items()}
+    load_pytorch_state_dict_in_tf2_model(reference, state, tf_inputs=False, allow_missing_keys=True)
+    backbone, tokenizer = _garden("gpt2", folder)
+    generator = Generator(backbone, tokenizer)
+    token_ids, padding_mask = generator.left_padded(tf.constant(PROMPTS))  # two lengths: the first is left-padded
+    ours = backbone({"token_ids": token_ids, "padding_mask": padding_mask})["token_logits"].numpy()
+    positions = np.maximum(np.cumsum(padding_mask, axis=1) - 1, 0)  # as transformers' generate sets them
+    theirs = reference(token_ids, attention_mask=padding_mask, position_ids=positions).logits.numpy()
+    held = padding_mask.numpy().astype(bool)
+    np.testing.assert_allclose(ours[held], theirs[held], atol=1e-4)
+
+
+@pytest.mark.parametrize("family", WRITERS)
+def test_a_left_padded_batch_continues_each_prompt_as_it_would_alone(family, folders):
+    backbone, tokenizer = _garden(family, folders[family])
+    generator = Generator(backbone, tokenizer)
+    greedy, sampled = Sampling(temperature=0).tensors(), Sampling(temperature=0.9, top_k=20).tensors()
+    token_ids, padding_mask = generator.left_padded(tf.constant(PROMPTS))
+    assert not padding_mask.numpy().all()  # the shorter prompt is padded
+    together = generator.cached(token_ids, padding_mask, 12, greedy, 0, NO_STOP).numpy()
+    alone = generator.cached(*generator.left_padded(tf.constant(PROMPTS[:1])), 12, greedy, 0, NO_STOP).numpy()
+    np.testing.assert_array_equal(together[0], alone[0])
+    cached = generator.cached(token_ids, padding_mask, 12, sampled, 5, NO_STOP)
+    recomputed = generator.recompute(token_ids, padding_mask, 12, sampled, 5, NO_STOP)
+    np.testing.assert_array_equal(cached.numpy(), recomputed.numpy())
+
+
+def test_a_bad_decoder_folder_is_named_in_one_line(folders, tmp_path):
+    source = folders["llama"]
+    for name in ("config.json", "tokenizer_config.json"):
+        (tmp_path / name).write_text((source / name).read_text())
+    tensors = load_file(str(source / "model.safetensors"))
+    del tensors["model.layers.1.mlp.up_proj.weight"]
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    with pytest.raises(GardenError, match=r"KerasHub cannot convert the checkpoint in .*up_proj"):
+        hf_import.encoder(str(tmp_path))
+    wrong = BACKBONES.get("llama")(**{**hf_import.encoder_params(str(source)), "hidden_dim": 32})
+    with pytest.raises(GardenError, match="set task.model.backbone.params.hidden_dim=64"):
+        hf_import.load_into(wrong, checkpoint_dir(str(source)))
+
+
+def test_a_pretrained_llama_fine_tunes_generates_and_exports_like_keras(folders, tmp_path):
+    """`garden train` from the folder (its weights and its tokenizer), then `garden generate` and
+    `garden export`; the SavedModel's `generate`, re-run from disk, gives `garden generate`'s text."""
+    folder, run = folders["llama"], tmp_path / "run"
+    params = [f"task.model.backbone.params.{k}={v}" for k, v in hf_import.encoder_params(str(folder)).items()]
+    overrides = [
+        "task.model.backbone.type=llama",
+        f"task.init_checkpoint={folder}",
+        *params,
+        "task.model.tokenizer.sequence_length=32",
+        "task.train_data.num_examples=160",
+        "task.validation_data.num_examples=16",
+        "trainer.train_steps=20",
+        "trainer.steps_per_loop=10",
+        "trainer.validation_interval=20",
+        "trainer.checkpoint_interval=20",
+        "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=1e-4",
+    ]
+    garden("train", "shakespeare_gpt2", *[a for s in overrides for a in ("--set", s)], "--run-dir", run)
+    trained = Run(str(run)).model.get_layer("backbone").hub.token_embedding.embeddings.numpy()
+    published = hf_import.encoder(str(folder)).hub.token_embedding.embeddings.numpy()
+    assert 0 < np.abs(trained - published).max() < 0.01  # 20 Adam steps of at most 1e-4 from the checkpoint's
+    assert (run / "assets").exists() and any(p.name.endswith(".model") for p in (run / "assets").rglob("*"))
+
+    printed = garden("generate", run, "--prompt", "The bank", "--max-new-tokens", "16", "--temperature", "0").stdout
+    garden("export", run, "--format", "saved_model", "--format", "tflite", "--max-length", "64")
+    manifest = json.loads((run / "export" / "manifest.json").read_text())["artifacts"]
+    assert manifest["saved_model"]["generate_matches"] and manifest["model_none.tflite"]["greedy_matches"]
+    generate = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["generate"]
+    text = generate(
+        prompt=tf.constant(["The bank"]),
+        max_new_tokens=16,
+        temperature=0.0,
+        top_k=0,
+        top_p=1.0,
+        seed=0,
+        stop=tf.constant([], tf.string),
+    )["text"].numpy()[0]
+    assert "The bank" + text.decode() == printed.rstrip("\n")
