@@ -55,3 +55,10 @@ def test_vision_benchmark_trains_the_same_resnet50_in_garden_keras_hub_and_model
     assert len({row["trainable_weights"] for row in systems}) == 1  # the same network
     assert all(0 < row["fraction_of_matmul_peak"] < 1 for row in systems)
     assert printed[-1]["ratio_garden_to_fastest_peer"] > 0
+
+
+def test_decoder_benchmark_generates_keras_hubs_tokens_with_gpt2():
+    printed = quick("decoder_peers.py")
+    assert "tokens that agree: 1.000" in printed, printed  # the same greedy tokens as KerasHub's GPT2CausalLM
+    assert len(re.findall(r"^(garden|keras_hub) +[\d.]+ tokens/s$", printed, re.M)) == 2, printed
+    assert re.search(r"^ratio garden / keras_hub: +[\d.]+x$", printed, re.M), printed

@@ -12,6 +12,8 @@ import tensorflow as tf
 from conftest import garden
 from safetensors.numpy import load_file, save_file
 
+from garden.config import TokenizerConfig
+from garden.data.tokenizers import build_tokenizer
 from garden.errors import GardenError
 from garden.generate.generator import Generator
 from garden.generate.sampler import Sampling
@@ -183,9 +185,6 @@ def folders(tmp_path_factory):
 
 def _garden(family, folder):
     """Garden's backbone and tokenizer of the folder, as a causal_lm run builds them."""
-    from garden.config import TokenizerConfig
-    from garden.data.tokenizers import build_tokenizer
-
     backbone = hf_import.encoder(str(folder))
     tokenizer = build_tokenizer(family, TokenizerConfig(), str(folder))
     return backbone, tokenizer
@@ -214,7 +213,9 @@ def test_imported_decoder_matches_keras_hub_logits_and_greedy_tokens(family, fol
         ids = generator.prompt_ids(prompt)
         assert ids == [hub_tokenizer.start_token_id, *np.asarray(hub_tokenizer(prompt)).tolist()]
         inputs = {"token_ids": np.array([ids], np.int32), "padding_mask": np.ones((1, len(ids)), np.int32)}
-        np.testing.assert_allclose(backbone(inputs)["token_logits"].numpy(), hub_lm(inputs).numpy(), atol=1e-4)
+        ours, theirs = backbone(inputs)["token_logits"].numpy(), hub_lm(inputs).numpy()
+        print(f"{family} {prompt!r}: max |Δ logits| vs KerasHub {np.abs(ours - theirs).max():.1e}")
+        np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
     padded = {key: np.pad(value, [[0, 0], [0, NEW_TOKENS]]) for key, value in inputs.items()}
     hub_tokens = hub_lm.generate(padded, stop_token_ids=None)["token_ids"][0, len(ids) :]  # no stop, as Garden's
@@ -240,6 +241,7 @@ def test_gpt2_matches_transformers_own_model(folders):
     positions = np.maximum(np.cumsum(padding_mask, axis=1) - 1, 0)  # as transformers' generate sets them
     theirs = reference(token_ids, attention_mask=padding_mask, position_ids=positions).logits.numpy()
     held = padding_mask.numpy().astype(bool)
+    print(f"gpt2, a left-padded batch: max |Δ logits| vs transformers {np.abs(ours[held] - theirs[held]).max():.1e}")
     np.testing.assert_allclose(ours[held], theirs[held], atol=1e-4)
 
 
@@ -267,6 +269,8 @@ def test_a_bad_decoder_folder_is_named_in_one_line(folders, tmp_path):
     save_file(tensors, str(tmp_path / "model.safetensors"))
     with pytest.raises(GardenError, match=r"KerasHub cannot convert the checkpoint in .*up_proj"):
         hf_import.encoder(str(tmp_path))
+    with pytest.raises(GardenError, match=r"no tokenizer.model in .*; point task.model.tokenizer.vocabulary at one"):
+        build_tokenizer("llama", TokenizerConfig(), str(tmp_path))  # the folder has no tokenizer file
     wrong = BACKBONES.get("llama")(**{**hf_import.encoder_params(str(source)), "hidden_dim": 32})
     with pytest.raises(GardenError, match="set task.model.backbone.params.hidden_dim=64"):
         hf_import.load_into(wrong, checkpoint_dir(str(source)))

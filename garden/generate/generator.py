@@ -1,7 +1,7 @@
 """Text generation from a trained decoder: prompts are left-padded into one batch, read once into the
-key/value cache, and each new token then costs one single-token decode step (compiled by XLA:
-its dozens of small ops otherwise cost more in dispatch than in arithmetic). Rotary positions
-depend only on distances, so a left-padded prompt continues exactly as it would alone.
+key/value cache, and each new token then costs one single-token decode step (compiled by XLA for
+models under 8M weights: see XLA_BELOW). Rotary positions depend only on distances, so a
+left-padded prompt continues exactly as it would alone.
 
 `generate_text` is the whole of it as one graph, strings in and strings out (tokenizer, cached
 sampling loop, detokenizer; output `text`): `garden generate` runs it for several prompts and a
@@ -16,6 +16,11 @@ import tensorflow as tf
 from garden.errors import GardenError
 from garden.generate.sampler import sample
 
+# XLA compiles the single-token decode step of small models, whose many small ops cost more in
+# dispatch than in arithmetic; from about 8M weights oneDNN's matmuls win (a GPT-2 decode step for 4
+# rows on the 2-core Zen 5: 2.8 vs 6.3 ms at 1.0M weights, 6.1 vs 9.7 at 3.9M, 21 vs 15 at 17M, 140
+# vs 69 at 124M; docs/benchmarks.md).
+XLA_BELOW = 8_000_000
 REPLACEMENT = "\ufffd"  # what tokenizers' detokenizing puts for bytes that are not (yet) a character
 SIGNATURE = {
     "prompt": tf.TensorSpec([None], tf.string),
@@ -40,7 +45,7 @@ class Generator:
         self.left_padded = tf.function(self.left_padded, input_signature=strings)
         self.stop_ids = tf.function(self.stop_ids, input_signature=strings)
         self._texts = tf.function(self._texts, reduce_retracing=True)
-        self._decode_one = tf.function(self._decode_one, jit_compile=True)
+        self._decode_one = tf.function(self._decode_one, jit_compile=backbone.count_params() < XLA_BELOW)
         self._prefill = tf.function(backbone.decode, reduce_retracing=True)
         self._detokenized = tf.function(tokenizer.detokenize, input_signature=[tf.TensorSpec([None], tf.int32)])
 
