@@ -79,6 +79,34 @@ def garden(*args, check=True, isolated=False):
     return result
 
 
+def write_sentencepiece(path, texts, vocab_size, model_type="unigram", **pieces) -> int:
+    """Trains a SentencePiece model of `texts` into `path` (a .model file, on one thread, so the
+    same texts give the same model); returns its vocabulary size."""
+    import sentencepiece
+
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_prefix=str(path).removesuffix(".model"),
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        model_type=model_type,
+        num_threads=1,
+        minloglevel=2,
+        **pieces,
+    )
+    return sentencepiece.SentencePieceProcessor(model_file=str(path)).vocab_size()
+
+
+def write_byte_bpe(folder, texts, vocab_size, special_tokens) -> int:
+    """Trains a byte-level BPE of `texts` into folder/vocab.json and merges.txt; returns its size."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1, special_tokens=special_tokens)
+    tokenizer.save_model(str(folder))
+    return tokenizer.get_vocab_size()
+
+
 def train_killed_after(step, run_dir, *train_args):
     """Starts `garden train *train_args --run-dir run_dir` and SIGKILLs it once checkpoint `step` is listed."""
     command = [sys.executable, "-m", "garden.cli", "train", *map(str, train_args), "--run-dir", str(run_dir)]

@@ -9,7 +9,7 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import garden
+from conftest import garden, write_byte_bpe, write_sentencepiece
 from safetensors.numpy import load_file, save_file
 
 from garden.config import TokenizerConfig
@@ -37,30 +37,11 @@ WIDTH, LAYERS, HEADS, KV_HEADS, HEAD_DIM, INTERMEDIATE = 64, 2, 4, 2, 16, 128
 
 
 def _sentencepiece(folder, **pieces):
-    import sentencepiece
-
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(TEXTS),
-        model_prefix=str(folder / "tokenizer"),
-        vocab_size=96,
-        hard_vocab_limit=False,
-        model_type="bpe",
-        num_threads=1,
-        minloglevel=2,
-        **pieces,
-    )
-    import sentencepiece as spm
-
-    return spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).vocab_size()
+    return write_sentencepiece(folder / "tokenizer.model", TEXTS, 96, model_type="bpe", **pieces)
 
 
 def _gpt2_files(folder):
-    from tokenizers import ByteLevelBPETokenizer
-
-    tokenizer = ByteLevelBPETokenizer()
-    tokenizer.train_from_iterator(TEXTS, vocab_size=320, min_frequency=1, special_tokens=["<|endoftext|>"])
-    tokenizer.save_model(str(folder))
-    return len(json.loads((folder / "vocab.json").read_text()))
+    return write_byte_bpe(folder, TEXTS, 320, ["<|endoftext|>"])
 
 
 def _llama_like_tensors(vocabulary, rng, lm_head, gemma=False):

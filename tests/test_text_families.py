@@ -10,7 +10,7 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import garden
+from conftest import garden, write_byte_bpe, write_sentencepiece
 from safetensors.numpy import load_file, save_file
 
 from garden.config import TokenizerConfig, experiment_config
@@ -38,28 +38,11 @@ SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, interme
 
 
 def _sentencepiece(folder, name, **ids):
-    import sentencepiece
-
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(TEXTS),
-        model_prefix=str(folder / name.removesuffix(".model")),
-        vocab_size=80,
-        hard_vocab_limit=False,
-        model_type="unigram",
-        num_threads=1,
-        minloglevel=2,
-        **ids,
-    )
+    write_sentencepiece(folder / name, TEXTS, 80, **ids)
 
 
 def _byte_bpe(folder):
-    from tokenizers import ByteLevelBPETokenizer
-
-    tokenizer = ByteLevelBPETokenizer()
-    tokenizer.train_from_iterator(
-        TEXTS, vocab_size=400, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    )
-    tokenizer.save_model(str(folder))
+    write_byte_bpe(folder, TEXTS, 400, ["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
 
 
 def _wordpiece(folder):
