@@ -49,31 +49,26 @@ def sets(*overrides):
     return [arg for s in (*TINY, *overrides) for arg in ("--set", s)]
 
 
-def garden(*args, check=True, isolated=False):
-    """Runs the garden CLI; returns the CompletedProcess. Commands run `garden.cli.main` in this
-    process, which spares the 8 s that a new process spends importing TensorFlow; `isolated` runs
-    a new process instead. Training starts from a cleared Keras session, so that its layer names are
-    a new process's, and leaves the float32 policy that a run folder loads under; the seeds and op
-    determinism it sets stay set, as `garden train` leaves them."""
+def garden(*args, check=True):
+    """Runs the garden CLI's `main` in this process (sparing the 8 s that a new process spends
+    importing TensorFlow); returns a CompletedProcess. Training starts from a cleared Keras session,
+    so that its layer names are a new process's, and leaves the float32 policy that a run folder
+    loads under; the seeds and op determinism it sets stay set, as `garden train` leaves them.
+    Tests that need a process of its own (multi-worker jobs, kills, servers) start one themselves."""
     args = [str(a) for a in args]
-    if isolated:
-        result = subprocess.run(
-            [sys.executable, "-m", "garden.cli", *args], capture_output=True, text=True, timeout=600, cwd=ROOT
-        )
-    else:
-        trains = args[0] == "train" or "--cross-fit" in args
-        if trains:
-            keras.backend.clear_session()
-        stdout, stderr = io.StringIO(), io.StringIO()
-        with contextlib.chdir(ROOT), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            try:
-                code = cli.main(args)
-            except SystemExit as exit:  # argparse's usage errors
-                code = exit.code
-            finally:
-                if trains:
-                    keras.config.set_dtype_policy("float32")
-        result = subprocess.CompletedProcess(["garden", *args], code, stdout.getvalue(), stderr.getvalue())
+    trains = args[0] == "train" or "--cross-fit" in args
+    if trains:
+        keras.backend.clear_session()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = cli.main(args)
+        except SystemExit as exit:  # argparse's usage errors
+            code = exit.code
+        finally:
+            if trains:
+                keras.config.set_dtype_policy("float32")
+    result = subprocess.CompletedProcess(["garden", *args], code, stdout.getvalue(), stderr.getvalue())
     if check and result.returncode != 0:
         raise AssertionError(f"garden {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result

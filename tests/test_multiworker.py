@@ -1,5 +1,6 @@
 """Worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy: identical weights, one writer,
-and a job that loses a worker stops with a clear error and resumes when every worker restarts."""
+early stopping that every worker agrees on, and a job that loses a worker stops with a clear error
+and resumes when every worker restarts."""
 
 import json
 import os
@@ -73,10 +74,15 @@ JOB = (
     "task.train_data.shuffle_buffer_size=100",
     "task.train_data.aug_crop=true",
     "task.train_data.aug_rand_hflip=true",
-    "trainer.train_steps=100",
-    "trainer.validation_interval=100",
+    "trainer.train_steps=150",
+    "trainer.validation_interval=50",
     "trainer.checkpoint_interval=50",
     "task.train_data.global_batch_size=48",
+    # accuracy cannot rise by 1.0: the second validation (step 100) stops the job, which every worker must agree on
+    "trainer.early_stopping.metric=accuracy",
+    "trainer.early_stopping.mode=higher",
+    "trainer.early_stopping.patience=1",
+    "trainer.early_stopping.min_delta=1.0",
 )
 
 
@@ -91,6 +97,7 @@ def test_two_workers_train_identical_weights_and_only_the_chief_writes(two_worke
     run_dir, tmp_path, outputs = two_workers
     prints = [fingerprints(out) for out in outputs]
     assert len(outputs) == 2 and len(prints[0]) == 1 and prints[1] == prints[0]
+    assert "stopped early at step 100" in outputs[0]  # both exited 0: the worker stopped at the chief's step
     assert "shared by file across 2 input pipelines" in outputs[0]
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.index")) == ["ckpt-100.index", "ckpt-50.index"]
     rows = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]

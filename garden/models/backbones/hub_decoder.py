@@ -31,7 +31,6 @@ class HubDecoder(Backbone):
     vocabulary_file = ""
     hf_model_types: tuple[str, ...] = ()
     text_inputs = ("token_ids", "padding_mask")
-    keras_hub_converts = True  # checkpoints load through KerasHub's converter (garden/models/hf_import.py)
     starts_with_token = True  # prompts begin with the tokenizer's start token, as the family was trained
     hf_epsilon = ""  # the config.json key of the norms' epsilon, which KerasHub's converters leave at a default
 
