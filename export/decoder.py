@@ -132,9 +132,11 @@ class DecoderReference(ExportReference):
 
     def greedy_matches(self, decode_step):
         """Whether `decode_step`'s greedy loop continues each prompt exactly as the Keras model does."""
+        ends = set(self.generator.stop_ids(tf.constant([], tf.string)).numpy().tolist())  # a family's end token
         for prompt in self.prompts:
             ids = self.generator.prompt_ids(prompt)
             tokens = greedy_tokens(decode_step, ids, NEW_TOKENS, self.backbone.empty_cache(1, self.max_length).numpy())
+            tokens = tokens[: next((i for i, token in enumerate(tokens) if token in ends), len(tokens))]
             if (
                 self.tokenizer.detokenize(np.array(tokens, np.int32))
                 != self.generator.generate([prompt], NEW_TOKENS, CHECKED_SAMPLINGS[0])[0]

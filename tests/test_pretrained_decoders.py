@@ -241,6 +241,17 @@ def test_a_left_padded_batch_continues_each_prompt_as_it_would_alone(family, fol
     np.testing.assert_array_equal(cached.numpy(), recomputed.numpy())
 
 
+@pytest.mark.parametrize("family", WRITERS)
+def test_a_continuation_ends_at_the_familys_end_token(family, folders):
+    backbone, tokenizer = _garden(family, folders[family])
+    generator = Generator(backbone, tokenizer)
+    stop_ids = generator.stop_ids(tf.constant([], tf.string))
+    assert stop_ids.numpy().tolist() == [tokenizer.end_token_id]
+    text = np.asarray(tokenizer("oil prices")).tolist()
+    new = tf.constant([text + [tokenizer.end_token_id] + text], tf.int32)  # tokens after the end token are cut
+    assert generator._texts(new, stop_ids).numpy()[0].decode() == tokenizer.detokenize(text)
+
+
 def test_a_bad_decoder_folder_is_named_in_one_line(folders, tmp_path):
     source = folders["llama"]
     for name in ("config.json", "tokenizer_config.json"):

@@ -37,7 +37,9 @@ class Generator:
     def __init__(self, backbone, tokenizer):
         self.backbone, self.tokenizer = backbone, tokenizer
         # a pretrained family reads prompts after its start token (`<bos>`, GPT-2's `<|endoftext|>`)
+        # and ends a continuation at its end token, besides the `stop` strings
         self.start_id = tokenizer.start_token_id if getattr(backbone, "starts_with_token", False) else None
+        self.end_id = tokenizer.end_token_id if getattr(backbone, "stops_at_end_token", False) else None
         self.generate_text = tf.function(self._generate_text, input_signature=list(SIGNATURE.values()))
         spec = tf.TensorSpec([None, None], tf.int32)
         self._last_logits = tf.function(self._last_logits, input_signature=[spec, spec])
@@ -134,7 +136,8 @@ class Generator:
         tf.debugging.assert_equal(
             pieces.row_lengths(), tf.ones_like(pieces.row_lengths()), "each stop string must be one token"
         )
-        return tf.cast(pieces.flat_values, tf.int32)
+        ids = tf.cast(pieces.flat_values, tf.int32)
+        return ids if self.end_id is None else tf.concat([ids, [self.end_id]], axis=0)
 
     def _texts(self, new, stop_ids):
         """The detokenized rows of `new` [batch, steps], each cut before its first stop token."""

@@ -32,6 +32,7 @@ class HubDecoder(Backbone):
     hf_model_types: tuple[str, ...] = ()
     text_inputs = ("token_ids", "padding_mask")
     starts_with_token = True  # prompts begin with the tokenizer's start token, as the family was trained
+    stops_at_end_token = True  # and a continuation ends at its end token (`<eos>`, `</s>`, `<|endoftext|>`)
     hf_epsilon = ""  # the config.json key of the norms' epsilon, which KerasHub's converters leave at a default
 
     def __init__(self, arguments: dict, dtype=None, **kwargs):
