@@ -132,13 +132,13 @@ class DecoderReference(ExportReference):
 
     def greedy_matches(self, decode_step):
         """Whether `decode_step`'s greedy loop continues each prompt exactly as the Keras model does."""
-        ends = set(self.generator.stop_ids(tf.constant([], tf.string)).numpy().tolist())  # a family's end token
+        ends = self.generator.stop_ids(tf.constant([], tf.string))  # a pretrained family's end token
         for prompt in self.prompts:
             ids = self.generator.prompt_ids(prompt)
             tokens = greedy_tokens(decode_step, ids, NEW_TOKENS, self.backbone.empty_cache(1, self.max_length).numpy())
-            tokens = tokens[: next((i for i, token in enumerate(tokens) if token in ends), len(tokens))]
+            text = self.generator.texts(tf.constant([tokens], tf.int32), ends).numpy()[0]  # cut at an end token
             if (
-                self.tokenizer.detokenize(np.array(tokens, np.int32))
+                text.decode("utf-8", errors="replace")
                 != self.generator.generate([prompt], NEW_TOKENS, CHECKED_SAMPLINGS[0])[0]
             ):
                 return False

@@ -249,7 +249,7 @@ def test_a_continuation_ends_at_the_familys_end_token(family, folders):
     assert stop_ids.numpy().tolist() == [tokenizer.end_token_id]
     text = np.asarray(tokenizer("oil prices")).tolist()
     new = tf.constant([text + [tokenizer.end_token_id] + text], tf.int32)  # tokens after the end token are cut
-    assert generator._texts(new, stop_ids).numpy()[0].decode() == tokenizer.detokenize(text)
+    assert generator.texts(new, stop_ids).numpy()[0].decode() == tokenizer.detokenize(text)
 
 
 def test_a_bad_decoder_folder_is_named_in_one_line(folders, tmp_path):

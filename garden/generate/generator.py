@@ -46,7 +46,7 @@ class Generator:
         strings = [tf.TensorSpec([None], tf.string)]  # one trace for any batch: a BPE tokenizer takes seconds
         self.left_padded = tf.function(self.left_padded, input_signature=strings)
         self.stop_ids = tf.function(self.stop_ids, input_signature=strings)
-        self._texts = tf.function(self._texts, reduce_retracing=True)
+        self.texts = tf.function(self.texts, reduce_retracing=True)
         self._decode_one = tf.function(self._decode_one, jit_compile=backbone.count_params() < XLA_BELOW)
         self._prefill = tf.function(backbone.decode, reduce_retracing=True)
         self._detokenized = tf.function(tokenizer.detokenize, input_signature=[tf.TensorSpec([None], tf.int32)])
@@ -60,7 +60,7 @@ class Generator:
         else:
             stop_ids = self.stop_ids(stop)
             new = self.recompute(*self.left_padded(prompts), max_new_tokens, sampling.tensors(), seed, stop_ids)
-            texts = self._texts(new, stop_ids)
+            texts = self.texts(new, stop_ids)
         return [text.decode("utf-8", errors="replace") for text in texts.numpy()]
 
     def stream(self, prompt, max_new_tokens, sampling, seed=0, stop=()):
@@ -113,7 +113,7 @@ class Generator:
         stop_ids = self.stop_ids(stop)
         token_ids, padding_mask = self.left_padded(prompt)
         new = self.cached(token_ids, padding_mask, max_new_tokens, (temperature, top_k, top_p), seed, stop_ids)
-        return {"text": self._texts(new, stop_ids)}
+        return {"text": self.texts(new, stop_ids)}
 
     def left_padded(self, prompts):
         """(token_ids, padding_mask) [batch, longest prompt] of string `prompts`, each at the right end."""
@@ -139,7 +139,7 @@ class Generator:
         ids = tf.cast(pieces.flat_values, tf.int32)
         return ids if self.end_id is None else tf.concat([ids, [self.end_id]], axis=0)
 
-    def _texts(self, new, stop_ids):
+    def texts(self, new, stop_ids):
         """The detokenized rows of `new` [batch, steps], each cut before its first stop token."""
         is_stop = tf.reduce_any(new[:, :, None] == stop_ids[None, None, :], axis=-1)
         first_stop = tf.argmax(tf.cast(is_stop, tf.int32), axis=1, output_type=tf.int32)
