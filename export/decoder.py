@@ -179,6 +179,18 @@ class DecoderReference(ExportReference):
     def tflite_signature(self):
         return "decode_step"
 
+    def tflite_source(self, workdir, signature):
+        """The decode step converts from a SavedModel of its own, without the tokenizer: TFLite's
+        converter keeps every lookup table's initializer (a byte-level BPE has tables), and cannot
+        convert them."""
+        directory = os.path.join(workdir, "saved_model_decode_step")
+        if not os.path.isdir(directory):
+            archive = keras.export.ExportArchive()
+            archive.track(self.backbone)
+            archive.add_endpoint(signature, decode_step_function(self.backbone, self.max_length))
+            archive.write_out(directory, verbose=False)
+        return directory
+
     def judge_tflite(self, name, mode, runner, signature):
         return self.judged(name, runner, self.tflite_bound(mode), None if mode == "none" else MAX_LOSS_INCREASE)
 

@@ -85,17 +85,32 @@ class TokenizerConfig(base_config.Config):
 
 
 @dataclasses.dataclass
+class LoraConfig(base_config.Config):
+    """Low-rank adapters (garden/models/lora.py): with `rank` > 0 the backbone is frozen and each dense
+    layer whose name or path a `targets` pattern matches in full learns `alpha / rank · dropout(x) A B`
+    (alpha 0: alpha = rank). The defaults adapt the attention's query and value projections (LoRA's
+    choice; `key_value` is Garden's decoder's fused projection)."""
+
+    rank: int = 0
+    alpha: float = 0.0
+    dropout: float = 0.0
+    targets: list = dataclasses.field(default_factory=lambda: ["query", "value", "key_value"])
+
+
+@dataclasses.dataclass
 class ModelConfig(base_config.Config):
     """A backbone, a head and (for text) a tokenizer. For fine-tuning, `trainable_backbone_blocks`
-    freezes all of the backbone but its last N blocks (-1: none frozen; 0: the whole backbone; see
-    garden/models/freezing.py) and the backbone trains at `backbone_learning_rate_multiplier` times
-    the head's learning rate (its weight decay scaled alike)."""
+        freezes all of the backbone but its last N blocks (-1: none frozen; 0: the whole backbone; see
+        garden/models/freezing.py) and the backbone trains at `backbone_learning_rate_multiplier` times
+        the head's learning rate (its weight decay scaled alike). `lora` trains low-rank adapters in place
+    of the backbone's weights."""
 
     backbone: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
     head: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
     tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
     trainable_backbone_blocks: int = -1
     backbone_learning_rate_multiplier: float = 1.0
+    lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
 
 
 @dataclasses.dataclass
@@ -428,6 +443,19 @@ def _check_watching(trainer):
         )
 
 
+def _check_lora(model):
+    lora = model.lora
+    _not_negative(lora.rank, "task.model.lora.rank")
+    _not_negative(lora.alpha, "task.model.lora.alpha")
+    if not 0 <= lora.dropout < 1:
+        raise GardenError(f"task.model.lora.dropout is a rate in [0, 1); got {lora.dropout}")
+    if lora.rank and model.trainable_backbone_blocks != -1:
+        raise GardenError(
+            "task.model.lora freezes the whole backbone and trains adapters; leave "
+            "task.model.trainable_backbone_blocks at -1, or set task.model.lora.rank=0"
+        )
+
+
 def check_values(config):
     """Refuses hyperparameters that cannot train: steps, intervals, batch sizes, example counts and
     sequence lengths that are not positive, a warmup of no steps, negative learning rates, and
@@ -448,6 +476,7 @@ def check_values(config):
             "task.model.trainable_backbone_blocks is a number of blocks, 0 (freeze the backbone) or -1 (freeze "
             f"nothing); got {config.task.model.trainable_backbone_blocks}"
         )
+    _check_lora(config.task.model)
     subtasks = [(f"task.tasks.{n}", t) for n, t in subtask_configs(config.task).items()]
     for path, task in [("task", config.task), *subtasks]:
         if task.train_data.dataset:

@@ -4,6 +4,7 @@
     RUN/labels.json       label names (sub-task name -> label names for a multitask)
     RUN/assets/           files inference needs (tokenizer vocabularies), named in RUN/assets.json by config key
     RUN/model/ckpt-N      the model's weights at step N, EMA applied: all that eval, export, predict and generate read
+    RUN/adapters.safetensors  a LoRA run's trained weights alone (adapters, head) at the newest step
     RUN/best/             the best validation's weights and info.json (its metrics, step), when the run keeps them
     RUN/checkpoints/      the trainer's state (weights, optimizer, step), for resuming
 
@@ -19,12 +20,14 @@ import tensorflow as tf
 
 from garden.config import experiment_config
 from garden.errors import GardenError, did_you_mean
+from garden.models.lora import merged_values, set_base_weights
 from garden.registry import TASKS
 from garden.train.checkpoints import restore
 from garden.train.watch import read_best_info
 
 WEIGHTS = "model"
 ASSETS = "assets"
+ADAPTERS = "adapters.safetensors"
 
 
 def weights_dir(run_dir):
@@ -91,7 +94,8 @@ class Run:
     when the run kept EMA): `checkpoint` 'best' (the best validation's, which a run keeps when
     `trainer.best_checkpoint_eval_metric` is set), 'latest', a step, or None for the best when there
     is one and else the latest; `weights` says which. `head` picks the sub-task of a multitask that
-    `task` and `model` stand for; a run with one task needs none."""
+    `task` and `model` stand for; a run with one task needs none. A LoRA run's `model` is built
+    without adapters and holds them merged into its kernels, so every artifact is a plain model."""
 
     def __init__(self, run_dir: str, head: str | None = None, checkpoint: str | None = None):
         self.run_dir = run_dir
@@ -106,6 +110,12 @@ class Run:
         self.label_names = labels[self.head] if isinstance(labels, dict) else labels
         models = trained.build_models()
         self._checkpoint = tf.train.Checkpoint(model=trained.checkpointed(models))
+        self._adapted = None
+        if self.config.task.model.lora.rank:  # inference runs on the adapters merged into the base weights
+            self._adapted = models
+            plain = TASKS.get(self.config.task.type)(self.config.task.replace(model={"lora": {"rank": 0}}))
+            models = plain.build_models()
+        self._models = models
         self.model = models[self.head]
         self._restore(*picked)
 
@@ -117,6 +127,8 @@ class Run:
         self.checkpoint_path, self.weights = path, weights
         self.step = int(path.rsplit("-", 1)[-1])
         restore(self._checkpoint, path).assert_consumed()
+        for name, model in (self._adapted or {}).items():
+            set_base_weights(self._models[name], merged_values(model))
 
     def _pick_weights(self, checkpoint):
         """(the checkpoint path of the weights `checkpoint` names, a line saying which they are)."""

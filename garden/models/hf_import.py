@@ -23,6 +23,7 @@ from safetensors.numpy import load_file, save_file
 from garden.errors import GardenError, first_line
 from garden.models.backbones.hub_decoder import HubDecoder
 from garden.models.backbones.text_encoder import TextEncoder
+from garden.models.lora import base_weights, set_base_weights
 from garden.registry import BACKBONES
 
 IMPORTED = (TextEncoder, HubDecoder)  # the backbone classes whose checkpoints Garden imports
@@ -109,14 +110,14 @@ def load_into(encoder: TextEncoder | HubDecoder, directory: str) -> None:
         fixes = ", ".join(f"task.model.backbone.params.{k}={v}" for k, v in wrong.items())
         raise GardenError(f"the checkpoint in {directory} does not fit the backbone's sizes; set {fixes}")
     if isinstance(encoder, HubDecoder):
-        encoder.hub.set_weights(_from_preset(encoder.hub_backbone, directory).get_weights())
+        set_base_weights(encoder.hub, _from_preset(encoder.hub_backbone, directory).get_weights())
         return
     if _is_preset(config):
-        encoder.encoder.set_weights(encoder.hub_backbone.from_preset(directory).get_weights())
+        set_base_weights(encoder.encoder, encoder.hub_backbone.from_preset(directory).get_weights())
         return
     tensors = load_file(os.path.join(directory, "model.safetensors"))
     if encoder.keras_hub_converts:
-        encoder.encoder.set_weights(_converted_by_keras_hub(encoder, tensors, directory).get_weights())
+        set_base_weights(encoder.encoder, _converted_by_keras_hub(encoder, tensors, directory).get_weights())
         return
     prefix = encoder.hf_prefix
 
@@ -156,7 +157,7 @@ def _converted_by_keras_hub(encoder, tensors, directory):
 def _assign(model, weights, directory):
     """Assigns `weights` (by variable path) to `model`, each reshaped to its variable's shape (a
     Hugging Face [hidden, hidden] projection to KerasHub's [hidden, heads, head_dim])."""
-    variables = {variable.path: variable for variable in model.weights}
+    variables = {variable.path: variable for variable in base_weights(model)}
     missing = [path for path in variables if path not in weights]
     if missing:
         raise GardenError(f"the checkpoint in {directory} gives no value for {missing[0]} ({len(missing)} weights)")

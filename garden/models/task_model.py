@@ -8,6 +8,7 @@ import keras
 from garden.errors import GardenError, first_line
 from garden.models.freezing import freeze
 from garden.models.fused_batch_norm import fuse_batch_norms
+from garden.models.lora import add_adapters
 from garden.registry import BACKBONES, HEADS
 
 
@@ -23,11 +24,12 @@ def build_task_model(model_config, name, backbone=None):
 
 
 def build_backbone(model_config) -> keras.Model:
-    """The backbone of `model_config`, frozen as `trainable_backbone_blocks` says, its batch norms
-    training on TensorFlow's fused kernel."""
+    """The backbone of `model_config`, frozen as `trainable_backbone_blocks` says or adapted as `lora`
+    says, its batch norms training on TensorFlow's fused kernel."""
     backbone = _build(BACKBONES, "backbone", model_config.backbone)
     fuse_batch_norms(backbone)
     freeze(backbone, model_config.trainable_backbone_blocks, "task.model.trainable_backbone_blocks")
+    add_adapters(backbone, model_config.lora)
     return backbone
 
 

@@ -57,7 +57,7 @@ class CausalLMTask(Task):
         return super().load(data_config.replace(num_examples=-1)).features["text"]
 
     def load(self, data_config, label_names=None):
-        stream = np.concatenate([self.tokenizer(text).numpy() for text in self.texts(data_config)])
+        stream = np.concatenate([np.asarray(self.tokenizer(text), np.int32) for text in self.texts(data_config)])
         length = self.sequence_length
         count = (len(stream) - 1) // length
         if count < 1:

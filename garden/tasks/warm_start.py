@@ -6,6 +6,7 @@ import os
 import keras
 
 from garden.errors import GardenError, first_line
+from garden.models.lora import base_weights
 
 
 def load_backbone(backbone: keras.Model, source: str) -> str:
@@ -67,17 +68,19 @@ def _weights_file(backbone, source):
 
 
 def _copy(source, target, where):
-    """Assigns `source`'s weights to `target`'s, in order; a count or shape that differs is one line."""
-    if len(source.weights) != len(target.weights):
+    """Assigns `source`'s weights to `target`'s (to its base weights when it has adapters), in order; a
+    count or shape that differs is one line."""
+    source, target = source.weights, base_weights(target)
+    if len(source) != len(target):
         raise GardenError(
-            f"task.init_checkpoint {where} holds {len(source.weights)} backbone weights and this backbone "
-            f"{len(target.weights)}: they are different architectures; build the backbone as {where} did"
+            f"task.init_checkpoint {where} holds {len(source)} backbone weights and this backbone "
+            f"{len(target)}: they are different architectures; build the backbone as {where} did"
         )
-    for theirs, ours in zip(source.weights, target.weights):
+    for theirs, ours in zip(source, target):
         if tuple(theirs.shape) != tuple(ours.shape):
             raise GardenError(
                 f"task.init_checkpoint {where}: weight {theirs.path} has shape {tuple(theirs.shape)} there and "
                 f"{tuple(ours.shape)} here ({ours.path}); build the backbone as {where} did"
             )
-    for theirs, ours in zip(source.weights, target.weights):
+    for theirs, ours in zip(source, target):
         ours.assign(theirs)

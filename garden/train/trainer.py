@@ -26,10 +26,11 @@ from garden.config import changed_model_keys, read_yaml, save_yaml
 from garden.data.pipeline import train_dataset
 from garden.data.streams import Stream, bad_records_named
 from garden.errors import GardenError
+from garden.models.lora import write_adapters
 from garden.models.task_model import backbone_variables, seed_states, trainable_variables
 from garden.optimizers import build_optimizer, scale_learning_rate
 from garden.registry import TASKS
-from garden.run import weights_dir, write_assets
+from garden.run import ADAPTERS, weights_dir, write_assets
 from garden.train import precision
 from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 from garden.train.evaluate import evaluate
@@ -445,9 +446,12 @@ class Trainer:
         self._save_weights(step)
 
     def _save_weights(self, step):
-        """Writes the inference weights of `step` (EMA applied) to RUN/model/."""
+        """Writes the inference weights of `step` (EMA applied) to RUN/model/, and a LoRA run's trained
+        weights alone (adapters and head) to RUN/adapters.safetensors."""
         with ema_weights(self.optimizer, self.variables):
             self.checkpoints.save_weights(step)
+            if self.chief and self.config.task.model.lora.rank:
+                write_adapters(os.path.join(self.run_dir, ADAPTERS), self.task.checkpointed(self.models), step)
 
     def _validate(self, step):
         results, named = {}, len(self.routines) > 1
