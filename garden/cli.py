@@ -197,6 +197,26 @@ def cmd_data_convert(args):
     print(json.dumps({**summary, "seconds": round(time.perf_counter() - start, 1)}))
 
 
+def cmd_quantize(args):
+    from garden.run import Run
+
+    before, after = Run(args.run_dir, args.head, args.checkpoint).quantize(args.mode, args.out)
+    float_metrics = _evaluate(Run(args.run_dir, args.head, args.checkpoint), args.split)
+    quantized = _evaluate(Run(args.out, args.head), args.split)  # as written
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "mode": args.mode,
+                "weight_bytes": after,
+                "float32_weight_bytes": before,
+                "size_ratio": round(after / before, 4),
+                args.split: {"float32": float_metrics, args.mode: quantized},
+            }
+        )
+    )
+
+
 def cmd_generate(args):
     from garden.generate.generator import Generator
     from garden.generate.sampler import Sampling
@@ -406,6 +426,16 @@ def _parser():
     sub.add_argument("--shards", type=int, default=1)
     sub.add_argument("--split", default="", help="a catalog dataset's split (default train)")
     sub.set_defaults(run=cmd_data_convert)
+    sub = commands.add_parser(
+        "quantize", help="write a run's weights quantized (weight-only int8 or int4) as a new run folder"
+    )
+    sub.add_argument("run_dir")
+    _checkpoint_argument(sub)
+    sub.add_argument("--mode", required=True, choices=["int8", "int4"])
+    sub.add_argument("--out", required=True, help="the new run folder (eval, generate, export and serve read it)")
+    sub.add_argument("--split", default="validation", choices=["train", "validation", "test"], help="judged on")
+    sub.add_argument("--head", help="the sub-task of a multi-task run")
+    sub.set_defaults(run=cmd_quantize)
     sub = commands.add_parser("generate", help="continue prompts with a trained decoder language model")
     sub.add_argument("run_dir")
     _checkpoint_argument(sub)

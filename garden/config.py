@@ -16,6 +16,7 @@ from official.modeling.hyperparams import base_config, oneof
 
 from garden import registry
 from garden.errors import GardenError, did_you_mean
+from garden.models.quantization import check_mode
 
 
 @dataclasses.dataclass
@@ -100,10 +101,11 @@ class LoraConfig(base_config.Config):
 @dataclasses.dataclass
 class ModelConfig(base_config.Config):
     """A backbone, a head and (for text) a tokenizer. For fine-tuning, `trainable_backbone_blocks`
-        freezes all of the backbone but its last N blocks (-1: none frozen; 0: the whole backbone; see
-        garden/models/freezing.py) and the backbone trains at `backbone_learning_rate_multiplier` times
-        the head's learning rate (its weight decay scaled alike). `lora` trains low-rank adapters in place
-    of the backbone's weights."""
+    freezes all of the backbone but its last N blocks (-1: none frozen; 0: the whole backbone; see
+    garden/models/freezing.py) and the backbone trains at `backbone_learning_rate_multiplier` times
+    the head's learning rate (its weight decay scaled alike). `lora` trains low-rank adapters in place
+    of the backbone's weights; `quantization` (int8 or int4) holds the backbone's weights quantized
+    (garden/models/quantization.py): `garden quantize` writes such runs, and LoRA trains on such a base."""
 
     backbone: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
     head: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
@@ -111,6 +113,7 @@ class ModelConfig(base_config.Config):
     trainable_backbone_blocks: int = -1
     backbone_learning_rate_multiplier: float = 1.0
     lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
+    quantization: str = ""
 
 
 @dataclasses.dataclass
@@ -449,6 +452,7 @@ def _check_lora(model):
     _not_negative(lora.alpha, "task.model.lora.alpha")
     if not 0 <= lora.dropout < 1:
         raise GardenError(f"task.model.lora.dropout is a rate in [0, 1); got {lora.dropout}")
+    check_mode(model.quantization)
     if lora.rank and model.trainable_backbone_blocks != -1:
         raise GardenError(
             "task.model.lora freezes the whole backbone and trains adapters; leave "

@@ -18,9 +18,10 @@ import shutil
 import keras
 import tensorflow as tf
 
-from garden.config import experiment_config
+from garden.config import experiment_config, save_yaml
 from garden.errors import GardenError, did_you_mean
 from garden.models.lora import merged_values, set_base_weights
+from garden.models.quantization import check_mode, quantize_backbones, weight_bytes
 from garden.registry import TASKS
 from garden.train.checkpoints import restore
 from garden.train.watch import read_best_info
@@ -95,7 +96,8 @@ class Run:
     `trainer.best_checkpoint_eval_metric` is set), 'latest', a step, or None for the best when there
     is one and else the latest; `weights` says which. `head` picks the sub-task of a multitask that
     `task` and `model` stand for; a run with one task needs none. A LoRA run's `model` is built
-    without adapters and holds them merged into its kernels, so every artifact is a plain model."""
+    without adapters and holds them merged into its kernels, so every artifact is a plain model
+    (on a quantized base the adapters stay apart: merged, they would be quantized too)."""
 
     def __init__(self, run_dir: str, head: str | None = None, checkpoint: str | None = None):
         self.run_dir = run_dir
@@ -108,10 +110,12 @@ class Run:
         picked = self._pick_weights(checkpoint)  # a missing checkpoint is named before the model is built
         labels = read_labels(run_dir)
         self.label_names = labels[self.head] if isinstance(labels, dict) else labels
+        self._trained = trained
         models = trained.build_models()
+        quantize_backbones(models, self.config.task.model.quantization)
         self._checkpoint = tf.train.Checkpoint(model=trained.checkpointed(models))
         self._adapted = None
-        if self.config.task.model.lora.rank:  # inference runs on the adapters merged into the base weights
+        if self.config.task.model.lora.rank and not self.config.task.model.quantization:  # merged into the base
             self._adapted = models
             plain = TASKS.get(self.config.task.type)(self.config.task.replace(model={"lora": {"rank": 0}}))
             models = plain.build_models()
@@ -129,6 +133,35 @@ class Run:
         restore(self._checkpoint, path).assert_consumed()
         for name, model in (self._adapted or {}).items():
             set_base_weights(self._models[name], merged_values(model))
+
+    def quantize(self, mode: str, out_dir: str) -> tuple[int, int]:
+        """Quantizes the loaded weights to `mode` in place and writes them as the run folder `out_dir`
+        (config, labels, assets, model/ckpt-STEP; whole or not at all); returns the bytes of the
+        model's weights before and after. The Run is spent: load `out_dir` to use it."""
+        check_mode(mode, "--mode")
+        if self.config.task.model.quantization:
+            raise GardenError(f"{self.run_dir} is quantized already ({self.config.task.model.quantization})")
+        if os.path.exists(out_dir):
+            raise GardenError(f"--out {out_dir} exists; name a new folder")
+        before = weight_bytes(self.model)
+        quantize_backbones(self._models, mode)
+        if weight_bytes(self.model) >= before:
+            raise GardenError(
+                f"backbone {self.config.task.model.backbone.type} has no dense, einsum or embedding layer that Keras "
+                "quantizes; nothing was written"
+            )
+        config = self.config.replace(task={"model": {"quantization": mode, "lora": {"rank": 0}}})
+        staging = out_dir.rstrip("/") + ".partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        save_yaml(config, os.path.join(staging, "config.yaml"))
+        if os.path.isfile(os.path.join(self.run_dir, "labels.json")):
+            shutil.copyfile(os.path.join(self.run_dir, "labels.json"), os.path.join(staging, "labels.json"))
+        write_assets(self._trained, staging)
+        checkpoint = tf.train.Checkpoint(model=self._trained.checkpointed(self._models))
+        tf.train.CheckpointManager(checkpoint, weights_dir(staging), max_to_keep=1).save(checkpoint_number=self.step)
+        os.rename(staging, out_dir)
+        return before, weight_bytes(self.model)
 
     def _pick_weights(self, checkpoint):
         """(the checkpoint path of the weights `checkpoint` names, a line saying which they are)."""

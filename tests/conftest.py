@@ -181,6 +181,21 @@ def text_run(tmp_path_factory):
     return trained_once(tmp_path_factory, "r8_tiny", "r8_minilm", *[a for s in TINY_TEXT for a in ("--set", s)])
 
 
+@pytest.fixture(scope="session")
+def trained_lm(tmp_path_factory):
+    """shakespeare_char after 200 steps of 32 windows."""
+    steps = [
+        "trainer.train_steps=200",
+        "trainer.validation_interval=200",
+        "trainer.checkpoint_interval=200",
+        "task.validation_data.num_examples=1000",
+        "task.train_data.global_batch_size=32",
+    ]
+    return trained_once(
+        tmp_path_factory, "shakespeare_char", "shakespeare_char", *[a for s in steps for a in ("--set", s)]
+    )
+
+
 MNIST_FILES_COUNT = 400
 
 

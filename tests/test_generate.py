@@ -187,21 +187,6 @@ def test_a_saved_model_generates_in_graph_with_a_sentencepiece_tokenizer(tmp_pat
         generate(**{**given, "stop": tf.constant(["Enter"])})
 
 
-@pytest.fixture(scope="module")
-def trained_lm(tmp_path_factory):
-    """shakespeare_char after 200 steps of 32 windows."""
-    run_dir = tmp_path_factory.mktemp("lm") / "run"
-    steps = [
-        "trainer.train_steps=200",
-        "trainer.validation_interval=200",
-        "trainer.checkpoint_interval=200",
-        "task.validation_data.num_examples=1000",
-        "task.train_data.global_batch_size=32",
-    ]
-    garden("train", "shakespeare_char", *[a for s in steps for a in ("--set", s)], "--run-dir", run_dir)
-    return run_dir
-
-
 def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly(trained_lm):
     run_dir = trained_lm
     # a model that knows only character frequencies (from the training texts) scores this many nats a character;

@@ -99,10 +99,11 @@ def _lora_overrides(folder, steps, **extra):
         "task.train_data.num_examples": 160,
         "task.validation_data.num_examples": 16,
         "trainer.train_steps": steps,
-        "trainer.steps_per_loop": 10,
-        "trainer.validation_interval": 10,
-        "trainer.checkpoint_interval": 10,
+        "trainer.steps_per_loop": 5,
+        "trainer.validation_interval": 5,
+        "trainer.checkpoint_interval": 5,
         "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate": 1e-2,
+        "trainer.optimizer_config.warmup.linear.warmup_steps": 1,
         "runtime.deterministic": True,
         **extra,
     }
@@ -111,9 +112,9 @@ def _lora_overrides(folder, steps, **extra):
 
 def test_a_lora_fine_tune_of_gpt2_keeps_its_base_resumes_exactly_and_exports_merged(gpt2_folder, tmp_path):
     run, halves = tmp_path / "run", tmp_path / "halves"
-    garden("train", "shakespeare_gpt2", *_lora_overrides(gpt2_folder, 20), "--run-dir", run)
+    garden("train", "shakespeare_gpt2", *_lora_overrides(gpt2_folder, 10), "--run-dir", run)
+    garden("train", "shakespeare_gpt2", *_lora_overrides(gpt2_folder, 5), "--run-dir", halves)
     garden("train", "shakespeare_gpt2", *_lora_overrides(gpt2_folder, 10), "--run-dir", halves)
-    garden("train", "shakespeare_gpt2", *_lora_overrides(gpt2_folder, 20), "--run-dir", halves)
     adapters, resumed = load_file(run / ADAPTERS), load_file(halves / ADAPTERS)
     assert sorted(adapters) == sorted(resumed) and all(np.array_equal(adapters[k], resumed[k]) for k in adapters)
 

@@ -27,6 +27,7 @@ from garden.data.pipeline import train_dataset
 from garden.data.streams import Stream, bad_records_named
 from garden.errors import GardenError
 from garden.models.lora import write_adapters
+from garden.models.quantization import quantize_backbones
 from garden.models.task_model import backbone_variables, seed_states, trainable_variables
 from garden.optimizers import build_optimizer, scale_learning_rate
 from garden.registry import TASKS
@@ -100,6 +101,11 @@ class Trainer:
         if runtime.deterministic:
             tf.config.experimental.enable_op_determinism()
         self.policy = precision.set_policy(runtime.mixed_precision_dtype)
+        if config.task.model.quantization and not config.task.model.lora.rank:
+            raise GardenError(
+                f"task.model.quantization={config.task.model.quantization} holds the backbone's weights quantized, "
+                "and they cannot train; set task.model.lora.rank to train adapters on them, or leave quantization empty"
+            )
         self.task = TASKS.get(config.task.type)(config.task)
         self.tasks = self.task.subtasks()
         with strategy.scope():
@@ -232,8 +238,13 @@ class Trainer:
                 f"{next(iter(self.watches.values())).key} watches a validation metric, and the run has no "
                 "validation data; set task.validation_data (see 'garden show')"
             )
+        quantization = self.config.task.model.quantization  # of the base a new run loads, or as checkpoints hold it
+        if self.checkpoints.latest:
+            quantize_backbones(self.models, quantization)
         resumed = self.checkpoints.restore_latest()
         warm_start = None if resumed else self.task.warm_start(self.models)
+        if not resumed:
+            quantize_backbones(self.models, quantization)
         start = int(self.step.numpy())
         self._write_run_files()
         if self.config.trainer.recovery_max_trials and not resumed:  # a state to roll back to
