@@ -3,7 +3,8 @@ model before it is written.
 
 - `saved_model/`: signature `generate` (also `serving_default`) takes prompt strings and the
   sampling settings and returns the continuations, with the tokenizer, the cached sampling loop and
-  the detokenizer in the graph (`Generator.generate_text`); and `decode_step`.
+  the detokenizer in the graph (`Generator.generate_text`); `beam_search` (`Generator.beam_text`);
+  and `decode_step`.
 - `model_<mode>.tflite`: `decode_step` alone, for a device that runs its own sampling loop: one
   token and its position in, the next token's logits out, and the key/value cache [layers, 1, 2,
   max_length, key/value heads, head_dim] an explicit input and output (zeros to start). Quantized
@@ -13,7 +14,8 @@ Checks: `decode_step`, fed held-out windows one token at a time, gives the logit
 model's forward pass over each whole window (max |Δ| within 1e-4 in float32) and its loss (within
 0.02 nats per token when quantized); the
 SavedModel's `generate` gives exactly the texts of `garden generate` on held-out prompts, greedy and
-sampled; a greedy loop over the TFLite decode step gives exactly the Keras model's greedy text.
+sampled, and its `beam_search` those of a width-4 search; a greedy loop over the TFLite decode step
+gives exactly the Keras model's greedy text.
 """
 
 import os
@@ -25,7 +27,7 @@ import tensorflow as tf
 from garden.errors import GardenError
 from garden.export.reference import ExportReference, spec_entry
 from garden.export.verify import Refused, median_latency_ms, refusal, table_cells
-from garden.generate.generator import SIGNATURE, Generator
+from garden.generate.generator import BEAM_SIGNATURE, SIGNATURE, Generator
 from garden.generate.sampler import Sampling
 from garden.registry import REFERENCES
 
@@ -34,6 +36,7 @@ PARITY_WINDOWS = 4
 PROMPT_LENGTHS = (3, 8, 13, 21)  # tokens of held-out text; different lengths exercise the left padding
 NEW_TOKENS = 24
 CHECKED_SAMPLINGS = (Sampling(temperature=0), Sampling(temperature=0.8, top_k=40, top_p=0.9))
+BEAMS = 4  # the width of the checked beam search
 MAX_LOSS_INCREASE = 0.02  # nats per token that a quantized decode step may add on the held-out windows
 # A decode step sums in another order than the full forward pass it is judged against, and logits
 # are not bounded like probabilities: a trained shakespeare_char differs by 1.05e-5 in TensorFlow.
@@ -53,14 +56,15 @@ def decode_step_function(backbone, max_length):
 
 
 def write_saved_model(backbone, tokenizer, directory, max_length):
-    """Writes the SavedModel (signatures generate, serving_default and decode_step) into `directory`."""
+    """Writes the SavedModel (signatures generate, serving_default, beam_search and decode_step) into `directory`."""
     archive = keras.export.ExportArchive()
     archive.track(backbone)
     tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
     archive.track(tokenizer)
-    generate_text = Generator(backbone, tokenizer).generate_text
-    archive.add_endpoint("generate", generate_text)
-    archive.add_endpoint("serving_default", generate_text)
+    generator = Generator(backbone, tokenizer)
+    archive.add_endpoint("generate", generator.generate_text)
+    archive.add_endpoint("serving_default", generator.generate_text)
+    archive.add_endpoint("beam_search", generator.beam_text)
     archive.add_endpoint("decode_step", decode_step_function(backbone, max_length))
     archive.write_out(directory, verbose=False)
 
@@ -111,6 +115,7 @@ class DecoderReference(ExportReference):
         self.texts = [
             self.generator.generate(self.prompts, NEW_TOKENS, sampling, seed=1) for sampling in CHECKED_SAMPLINGS
         ]
+        self.beam_texts = self.generator.generate(self.prompts, NEW_TOKENS, None, beams=BEAMS)
         self.step_signature = decode_step_function(self.backbone, max_length).input_signature
 
     def mean_loss(self, logits):
@@ -174,7 +179,18 @@ class DecoderReference(ExportReference):
                     "saved_model",
                     measured,
                 )
-        return {**measured, "generate_matches": True}
+        given = dict(
+            zip(BEAM_SIGNATURE, (tf.constant(self.prompts), NEW_TOKENS, BEAMS, 1.0, tf.constant([], tf.string)))
+        )
+        texts = [t.decode("utf-8", errors="replace") for t in loaded.signatures["beam_search"](**given)["text"].numpy()]
+        if texts != self.beam_texts:
+            raise Refused(
+                f"saved_model refused: beam_search gave {texts[:1]} where Keras gave {self.beam_texts[:1]}; nothing "
+                "was written",
+                "saved_model",
+                measured,
+            )
+        return {**measured, "generate_matches": True, "beam_search_matches": True}
 
     def tflite_signature(self):
         return "decode_step"

@@ -229,9 +229,15 @@ def cmd_generate(args):
         raise GardenError(
             f"{args.run_dir} is a {run.config.task.type} run; generate needs a decoder language model (task causal_lm)"
         )
+    if args.beams and (args.temperature != 1.0 or args.top_k or args.top_p != 1.0 or args.seed or args.no_cache):
+        raise GardenError(
+            "beam search does not sample: leave --temperature, --top-k, --top-p, --seed and --no-cache out with --beams"
+        )
+    if args.beams < 0:
+        raise GardenError(f"--beams is a width of 1 or more (got {args.beams})")
     sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     generator = Generator(backbone, run.task.tokenizer)
-    if len(args.prompt) == 1 and not args.no_cache:  # one prompt: its text as it comes
+    if len(args.prompt) == 1 and not args.no_cache and not args.beams:  # one prompt: its text as it comes
         pieces = generator.stream(args.prompt[0], args.max_new_tokens, sampling, seed=args.seed, stop=args.stop)
         print(args.prompt[0], end="", flush=True)
         for piece in pieces:
@@ -239,7 +245,14 @@ def cmd_generate(args):
         print()
         return
     texts = generator.generate(
-        args.prompt, args.max_new_tokens, sampling, seed=args.seed, stop=args.stop, cache=not args.no_cache
+        args.prompt,
+        args.max_new_tokens,
+        sampling,
+        seed=args.seed,
+        stop=args.stop,
+        cache=not args.no_cache,
+        beams=args.beams,
+        length_penalty=args.length_penalty,
     )
     print("\n\n".join(prompt + text for prompt, text in zip(args.prompt, texts)))
 
@@ -452,6 +465,13 @@ def _parser():
     )
     sub.add_argument(
         "--no-cache", action="store_true", help="recompute the whole prefix each step (the key/value cache's reference)"
+    )
+    sub.add_argument("--beams", type=int, default=0, help="beam search of this width in place of sampling (1: greedy)")
+    sub.add_argument(
+        "--length-penalty",
+        type=float,
+        default=1.0,
+        help="beam search ranks its beams by log-probability / length ** this (0: by log-probability alone)",
     )
     sub.set_defaults(run=cmd_generate)
     sub = commands.add_parser("predict", help="run a SavedModel or TFLite artifact on a .npy array or an image")

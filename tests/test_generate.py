@@ -244,6 +244,7 @@ def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tfl
     assert re.search(r"model_none.tflite .* same ", printed), printed
     artifacts = json.loads((out / "manifest.json").read_text())["artifacts"]
     assert artifacts["saved_model"]["generate_matches"] and artifacts["saved_model"]["max_abs_error"] <= 1e-4
+    assert artifacts["saved_model"]["beam_search_matches"]
     assert artifacts["model_none.tflite"]["greedy_matches"] and artifacts["model_none.tflite"]["max_abs_error"] <= 1e-4
 
     command = [
@@ -272,6 +273,16 @@ def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tfl
         stop=tf.constant(["\n"]),
     )["text"].numpy()
     assert [prompt + text.decode() for prompt, text in zip(["KING HENRY:", "Exit"], texts)] == sampled
+    searched = garden(*command[:8], "--beams", "4", "--stop", "\n").stdout.rstrip("\n").split("\n\n")
+    search = tf.saved_model.load(str(out / "saved_model")).signatures["beam_search"]
+    texts = search(
+        prompt=tf.constant(["KING HENRY:", "Exit"]),
+        max_new_tokens=40,
+        beams=4,
+        length_penalty=1.0,
+        stop=tf.constant(["\n"]),
+    )["text"].numpy()
+    assert [prompt + text.decode() for prompt, text in zip(["KING HENRY:", "Exit"], texts)] == searched
 
     greedy = garden(*command[:4], *command[6:8], "--temperature", "0").stdout[:-1]  # print adds one newline
     tokenizer = build_tokenizer("decoder", TokenizerConfig())

@@ -5,7 +5,8 @@ left-padded prompt continues exactly as it would alone.
 
 `generate_text` is the whole of it as one graph, strings in and strings out (tokenizer, cached
 sampling loop, detokenizer; output `text`): `garden generate` runs it for several prompts and a
-SavedModel's `generate` signature is it. `stream` runs the same cached steps from Python for one
+SavedModel's `generate` signature is it; `beam_text` (its `beam_search` signature) searches beams
+in place of sampling. `stream` runs the same cached steps from Python for one
 prompt, yielding text as each token comes (what `garden generate` prints for one prompt).
 `recompute` runs the same sampling with no cache, re-reading the whole prefix every step: the
 reference the cache must match, and the baseline of benchmarks/generate.py."""
@@ -14,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.errors import GardenError
+from garden.generate.beam_search import beam_search
 from garden.generate.sampler import sample
 
 # XLA compiles the single-token decode step of small models, whose many small ops cost more in
@@ -31,6 +33,13 @@ SIGNATURE = {
     "seed": tf.TensorSpec([], tf.int32),
     "stop": tf.TensorSpec([None], tf.string),  # single-token strings that end a continuation; may be empty
 }
+BEAM_SIGNATURE = {
+    "prompt": tf.TensorSpec([None], tf.string),
+    "max_new_tokens": tf.TensorSpec([], tf.int32),
+    "beams": tf.TensorSpec([], tf.int32),
+    "length_penalty": tf.TensorSpec([], tf.float32),
+    "stop": tf.TensorSpec([None], tf.string),
+}
 
 
 class Generator:
@@ -41,6 +50,7 @@ class Generator:
         self.start_id = tokenizer.start_token_id if getattr(backbone, "starts_with_token", False) else None
         self.end_id = tokenizer.end_token_id if getattr(backbone, "stops_at_end_token", False) else None
         self.generate_text = tf.function(self._generate_text, input_signature=list(SIGNATURE.values()))
+        self.beam_text = tf.function(self._beam_text, input_signature=list(BEAM_SIGNATURE.values()))
         spec = tf.TensorSpec([None, None], tf.int32)
         self._last_logits = tf.function(self._last_logits, input_signature=[spec, spec])
         strings = [tf.TensorSpec([None], tf.string)]  # one trace for any batch: a BPE tokenizer takes seconds
@@ -51,11 +61,14 @@ class Generator:
         self._prefill = tf.function(backbone.decode, reduce_retracing=True)
         self._detokenized = tf.function(tokenizer.detokenize, input_signature=[tf.TensorSpec([None], tf.int32)])
 
-    def generate(self, prompts, max_new_tokens, sampling, seed=0, stop=(), cache=True):
+    def generate(self, prompts, max_new_tokens, sampling, seed=0, stop=(), cache=True, beams=0, length_penalty=1.0):
         """The continuations (strings) of `prompts`, each at most `max_new_tokens` long and ending
-        before the first of the `stop` strings (single tokens) it generates."""
+        before the first of the `stop` strings (single tokens) it generates; sampled, or with `beams`
+        the best of a beam search of that width (garden/generate/beam_search.py)."""
         prompts, stop = self._checked(prompts, max_new_tokens, stop)
-        if cache:
+        if beams:
+            texts = self.beam_text(prompts, max_new_tokens, beams, length_penalty, stop)["text"]
+        elif cache:
             texts = self.generate_text(prompts, max_new_tokens, *sampling.tensors(), seed, stop)["text"]
         else:
             stop_ids = self.stop_ids(stop)
@@ -113,6 +126,16 @@ class Generator:
         stop_ids = self.stop_ids(stop)
         token_ids, padding_mask = self.left_padded(prompt)
         new = self.cached(token_ids, padding_mask, max_new_tokens, (temperature, top_k, top_p), seed, stop_ids)
+        return {"text": self.texts(new, stop_ids)}
+
+    def _beam_text(self, prompt, max_new_tokens, beams, length_penalty, stop):
+        tf.debugging.assert_positive(max_new_tokens, "max_new_tokens must be at least 1")
+        tf.debugging.assert_positive(beams, "beams must be at least 1")
+        stop_ids = self.stop_ids(stop)
+        token_ids, padding_mask = self.left_padded(prompt)
+        new = beam_search(
+            self.backbone, self._decode_one, token_ids, padding_mask, max_new_tokens, beams, length_penalty, stop_ids
+        )
         return {"text": self.texts(new, stop_ids)}
 
     def left_padded(self, prompts):
