@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs; Python errors
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from garden import cli, registry  # noqa: E402
@@ -72,6 +73,21 @@ def garden(*args, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"garden {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def saved_model_greedy(saved_model, prompt: str, max_new_tokens: int) -> str:
+    """`prompt` and its greedy continuation from a SavedModel's `generate` signature, loaded from disk."""
+    generate = tf.saved_model.load(str(saved_model)).signatures["generate"]
+    text = generate(
+        prompt=tf.constant([prompt]),
+        max_new_tokens=max_new_tokens,
+        temperature=0.0,
+        top_k=0,
+        top_p=1.0,
+        seed=0,
+        stop=tf.constant([], tf.string),
+    )["text"].numpy()[0]
+    return prompt + text.decode("utf-8", errors="replace")
 
 
 def write_sentencepiece(path, texts, vocab_size, model_type="unigram", **pieces) -> int:

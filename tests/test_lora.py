@@ -7,8 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from conftest import garden
+from conftest import garden, saved_model_greedy
 from safetensors.numpy import load_file
 from test_pretrained_decoders import _write_gpt2
 
@@ -141,17 +140,7 @@ def test_lora_on_an_int8_gpt2_keeps_its_base_resumes_exactly_and_its_exports_gen
     printed = garden("generate", run, "--prompt", "The bank", "--max-new-tokens", "12", "--temperature", "0").stdout
     garden("export", run, "--format", "saved_model", "--max-length", "48")
     assert json.loads((run / "export" / "manifest.json").read_text())["artifacts"]["saved_model"]["generate_matches"]
-    generate = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["generate"]
-    text = generate(
-        prompt=tf.constant(["The bank"]),
-        max_new_tokens=12,
-        temperature=0.0,
-        top_k=0,
-        top_p=1.0,
-        seed=0,
-        stop=tf.constant([], tf.string),
-    )["text"].numpy()[0]
-    assert "The bank" + text.decode("utf-8", errors="replace") == printed.rstrip("\n")
+    assert saved_model_greedy(run / "export" / "saved_model", "The bank", 12) == printed.rstrip("\n")
 
 
 def test_a_lora_classifier_on_minilm_learns_reuters_and_evaluates_merged_as_trained(tmp_path):
