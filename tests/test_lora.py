@@ -7,6 +7,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import garden, saved_model_greedy
 from safetensors.numpy import load_file
 from test_pretrained_decoders import _write_gpt2
@@ -14,8 +15,11 @@ from test_pretrained_decoders import _write_gpt2
 from garden.config import LoraConfig
 from garden.errors import GardenError
 from garden.models import hf_import, lora
+from garden.models.backbones.bert import BertEncoder
+from garden.models.pretrained import checkpoint_dir
 from garden.models.quantization import quantize
-from garden.run import ADAPTERS, Run
+from garden.registry import TASKS
+from garden.run import ADAPTERS, Run, run_config
 
 RANK, ALPHA = 2, 8.0
 
@@ -167,4 +171,15 @@ def test_a_lora_classifier_on_minilm_learns_reuters_and_evaluates_merged_as_trai
     assert abs(evaluated["accuracy"] - validation["accuracy"]) <= 1 / 200
     trained = sum(v.size for v in load_file(run / ADAPTERS).values())  # adapters and head: 0.34% of the model
     assert trained < 0.01 * Run(str(run)).model.count_params()
+    # the frozen base is the published MiniLM, bit for bit, beside the trained adapters
+    config = run_config(str(run))
+    (model,) = TASKS.get(config.task.type)(config.task).build_models().values()
+    tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(str(run / "model"))).assert_consumed()
+    folder = checkpoint_dir("all_minilm_l6_v2")
+    published = BertEncoder(**hf_import.encoder_params(folder))
+    hf_import.load_into(published, folder)
+    base = lora.base_weights(model.get_layer("backbone"))
+    assert len(base) == len(published.weights)
+    assert all(np.array_equal(ours.numpy(), theirs.numpy()) for ours, theirs in zip(base, published.weights))
+    assert all(np.abs(v.numpy()).max() > 0 for v in lora.adapter_variables(model))  # B trained away from zero
     keras.backend.clear_session()
