@@ -482,6 +482,13 @@ def check_values(config):
         )
     _check_lora(config.task.model)
     subtasks = [(f"task.tasks.{n}", t) for n, t in subtask_configs(config.task).items()]
+    for path, task in subtasks:
+        model = task.model
+        if model.lora.rank or model.quantization:
+            raise GardenError(
+                f"{path}.model.lora and .quantization have no effect: a multitask's sub-tasks share task.model's "
+                "backbone; set task.model.lora or task.model.quantization"
+            )
     for path, task in [("task", config.task), *subtasks]:
         if task.train_data.dataset:
             _positive(task.train_data.global_batch_size, f"{path}.train_data.global_batch_size")

@@ -89,6 +89,8 @@ def test_targets_that_match_no_layer_are_named(gpt2_folder):
         check=False,
     )
     assert result.returncode == 2 and "leave task.model.trainable_backbone_blocks at -1" in result.stderr
+    result = garden("show", "r8_20ng_multitask", "--set", "task.tasks.20ng.model.lora.rank=4", check=False)
+    assert result.returncode == 2 and "set task.model.lora or task.model.quantization" in result.stderr
 
 
 def _lora_overrides(folder, steps, **extra):
