@@ -157,11 +157,10 @@ def merged_values(model: keras.Layer) -> list[np.ndarray]:
     return [merged[id(v)] if id(v) in merged else ops.convert_to_numpy(v) for v in base_weights(model)]
 
 
-def write_adapters(path: str, model, step: int) -> None:
-    """Writes what a LoRA run trains (the adapters, and the head) of `model` (one model or a dict of them)
-    to the safetensors file `path`, by variable path, atomically."""
-    models = model.values() if isinstance(model, dict) else [model]
-    tensors = {v.path: ops.convert_to_numpy(v) for m in models for v in m.trainable_variables}
+def write_adapters(path: str, variables: list, step: int) -> None:
+    """Writes what a LoRA run trains, its trainable `variables` (the adapters, and the heads), to the
+    safetensors file `path`, by variable path, atomically."""
+    tensors = {v.path: ops.convert_to_numpy(v) for v in variables}
     staging = path + ".partial"
     save_file(tensors, staging, metadata={"step": str(step)})
     os.replace(staging, path)

@@ -462,7 +462,7 @@ class Trainer:
         with ema_weights(self.optimizer, self.variables):
             self.checkpoints.save_weights(step)
             if self.chief and self.config.task.model.lora.rank:
-                write_adapters(os.path.join(self.run_dir, ADAPTERS), self.task.checkpointed(self.models), step)
+                write_adapters(os.path.join(self.run_dir, ADAPTERS), self.variables, step)
 
     def _validate(self, step):
         results, named = {}, len(self.routines) > 1
