@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from garden import registry
 from garden.generate.generator import Generator
-from garden.generate.sampler import Sampling
+from garden.generate.sampler import Rules, Sampling
 from garden.registry import BACKBONES
 
 GPT2_SMALL = dict(vocabulary_size=50257, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072)
@@ -52,11 +52,12 @@ def main():
     vocabulary = {"<|endoftext|>": 0, "a": 1, "aa": 2}
     tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=["a a"])  # ids go in, not text
     generator = Generator(ours, tokenizer)
-    greedy, no_stop = Sampling(temperature=0).tensors(), tf.zeros([0], tf.int32)
-    garden_loop = tf.function(lambda ids, mask, *rules: generator.cached(ids, mask, tokens, rules, 0, no_stop))
+    greedy = Rules.of([Sampling(temperature=0)] * args.batch, [0] * args.batch)
+    lengths, no_stop = tf.fill([args.batch], tokens), tf.zeros([args.batch, 0], tf.int32)
+    garden_loop = tf.function(lambda ids, mask, rules: generator.cached(ids, mask, lengths, rules, no_stop))
 
     def garden():  # the loop of the SavedModel's `generate`, from ids: the rules are inputs there too
-        return garden_loop(token_ids, prompt_mask, *greedy).numpy()
+        return garden_loop(token_ids, prompt_mask, greedy).numpy()
 
     def keras_hub_generate():
         return np.asarray(hub_lm.generate(padded, stop_token_ids=None)["token_ids"])[:, args.prompt :]

@@ -12,9 +12,9 @@ model before it is written.
 
 Checks: `decode_step`, fed held-out windows one token at a time, gives the logits of the Keras
 model's forward pass over each whole window (max |Δ| within 1e-4 in float32) and its loss (within
-0.02 nats per token when quantized); the
-SavedModel's `generate` gives exactly the texts of `garden generate` on held-out prompts, greedy and
-sampled, and its `beam_search` those of a width-4 search; a greedy loop over the TFLite decode step
+0.02 nats per token when quantized); the SavedModel's `generate` gives exactly the texts of
+`garden generate` on held-out prompts, all greedy and in a batch of greedy, sampled and penalized
+rows, and its `beam_search` those of a width-4 search; a greedy loop over the TFLite decode step
 gives exactly the Keras model's greedy text.
 """
 
@@ -27,7 +27,7 @@ import tensorflow as tf
 from garden.errors import GardenError
 from garden.export.reference import ExportReference, spec_entry
 from garden.export.verify import Refused, median_latency_ms, refusal, table_cells
-from garden.generate.generator import BEAM_SIGNATURE, SIGNATURE, Generator
+from garden.generate.generator import SIGNATURE, Generator, beam_inputs, generate_inputs
 from garden.generate.sampler import Sampling
 from garden.registry import REFERENCES
 
@@ -35,7 +35,17 @@ BOUNDS = {"none": 1e-4, "float16": None, "dynamic": None}  # max |Δ logits|; No
 PARITY_WINDOWS = 4
 PROMPT_LENGTHS = (3, 8, 13, 21)  # tokens of held-out text; different lengths exercise the left padding
 NEW_TOKENS = 24
-CHECKED_SAMPLINGS = (Sampling(temperature=0), Sampling(temperature=0.8, top_k=40, top_p=0.9))
+# each a setting per prompt: all greedy, then a mixed batch (greedy, sampled, penalized rows)
+CHECKED_SAMPLINGS = (
+    [Sampling(temperature=0)] * len(PROMPT_LENGTHS),
+    [
+        Sampling(temperature=0),
+        Sampling(temperature=0.8, top_k=40, top_p=0.9),
+        Sampling(temperature=1.0, repetition_penalty=1.3),
+        Sampling(temperature=0, repetition_penalty=1.3),
+    ],
+)
+SEEDS = [1, 2, 3, 4]
 BEAMS = 4  # the width of the checked beam search
 MAX_LOSS_INCREASE = 0.02  # nats per token that a quantized decode step may add on the held-out windows
 # A decode step sums in another order than the full forward pass it is judged against, and logits
@@ -113,7 +123,7 @@ class DecoderReference(ExportReference):
         ]
         self.generator = Generator(self.backbone, self.tokenizer)
         self.texts = [
-            self.generator.generate(self.prompts, NEW_TOKENS, sampling, seed=1) for sampling in CHECKED_SAMPLINGS
+            self.generator.generate(self.prompts, NEW_TOKENS, sampling, seed=SEEDS) for sampling in CHECKED_SAMPLINGS
         ]
         self.beam_texts = self.generator.generate(self.prompts, NEW_TOKENS, None, beams=BEAMS)
         self.step_signature = decode_step_function(self.backbone, max_length).input_signature
@@ -137,14 +147,14 @@ class DecoderReference(ExportReference):
 
     def greedy_matches(self, decode_step):
         """Whether `decode_step`'s greedy loop continues each prompt exactly as the Keras model does."""
-        ends = self.generator.stop_ids(tf.constant([], tf.string))  # a pretrained family's end token
+        ends = self.generator.stop_ids(tf.zeros([1, 0], tf.string))  # a pretrained family's end token
         for prompt in self.prompts:
             ids = self.generator.prompt_ids(prompt)
             tokens = greedy_tokens(decode_step, ids, NEW_TOKENS, self.backbone.empty_cache(1, self.max_length).numpy())
             text = self.generator.texts(tf.constant([tokens], tf.int32), ends).numpy()[0]  # cut at an end token
             if (
                 text.decode("utf-8", errors="replace")
-                != self.generator.generate([prompt], NEW_TOKENS, CHECKED_SAMPLINGS[0])[0]
+                != self.generator.generate([prompt], NEW_TOKENS, CHECKED_SAMPLINGS[0][0])[0]
             ):
                 return False
         return True
@@ -163,25 +173,19 @@ class DecoderReference(ExportReference):
         bound = BOUNDS["none"] if self.options.max_error is None else self.options.max_error
         measured = self.judged("saved_model", loaded.signatures["decode_step"], bound)
         for sampling, expected in zip(CHECKED_SAMPLINGS, self.texts):
-            given = dict(
-                zip(
-                    SIGNATURE,
-                    (tf.constant(self.prompts), NEW_TOKENS, *sampling.tensors(), 1, tf.constant([], tf.string)),
-                )
-            )
+            given = generate_inputs(self.prompts, NEW_TOKENS, sampling, SEEDS)
             texts = [
                 t.decode("utf-8", errors="replace") for t in loaded.signatures["generate"](**given)["text"].numpy()
             ]
             if texts != expected:
+                row = next(i for i, (ours, theirs) in enumerate(zip(texts, expected)) if ours != theirs)
                 raise Refused(
-                    f"saved_model refused: generate with {sampling} gave {texts[:1]} where Keras gave {expected[:1]}; "
-                    "nothing was written",
+                    f"saved_model refused: generate with {sampling[row]} gave {texts[row]!r} where Keras gave "
+                    f"{expected[row]!r}; nothing was written",
                     "saved_model",
                     measured,
                 )
-        given = dict(
-            zip(BEAM_SIGNATURE, (tf.constant(self.prompts), NEW_TOKENS, BEAMS, 1.0, tf.constant([], tf.string)))
-        )
+        given = beam_inputs(self.prompts, NEW_TOKENS, BEAMS)
         texts = [t.decode("utf-8", errors="replace") for t in loaded.signatures["beam_search"](**given)["text"].numpy()]
         if texts != self.beam_texts:
             raise Refused(

@@ -37,6 +37,8 @@ def _array(value, spec, name):
     if spec.dtype == tf.string:
         array = np.array(value, dtype=object)
         flat = array.reshape(-1)
+        if any(isinstance(x, list) for x in flat):
+            raise RequestError(f"input '{name}' is not a rectangular array: give every instance as many values")
         if not all(isinstance(x, (str, bytes)) for x in flat):
             raise RequestError(f"input '{name}' takes strings; send text or {{'b64': ...}}")
         array = np.array([x.encode() if isinstance(x, str) else x for x in flat], dtype=object).reshape(array.shape)

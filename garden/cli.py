@@ -217,6 +217,23 @@ def cmd_quantize(args):
     )
 
 
+SAMPLING_FLAGS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "seed": 0}
+
+
+def _per_prompt(args, rows):
+    """{flag: one value per prompt} of the sampling flags, each given once for all prompts or once per prompt."""
+    values = {}
+    for name, default in SAMPLING_FLAGS.items():
+        given = getattr(args, name) or [default]
+        if len(given) not in (1, rows):
+            raise GardenError(
+                f"--{name.replace('_', '-')} is given {len(given)} times for {rows} prompts; give it once for all "
+                "or once per prompt, in the prompts' order"
+            )
+        values[name] = given * rows if len(given) == 1 else given
+    return values
+
+
 def cmd_generate(args):
     from garden.generate.generator import Generator
     from garden.generate.sampler import Sampling
@@ -229,26 +246,31 @@ def cmd_generate(args):
         raise GardenError(
             f"{args.run_dir} is a {run.config.task.type} run; generate needs a decoder language model (task causal_lm)"
         )
-    if args.beams and (args.temperature != 1.0 or args.top_k or args.top_p != 1.0 or args.seed or args.no_cache):
-        raise GardenError(
-            "beam search does not sample: leave --temperature, --top-k, --top-p, --seed and --no-cache out with --beams"
-        )
+    if args.beams and (any(getattr(args, name) for name in SAMPLING_FLAGS) or args.no_cache):
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in SAMPLING_FLAGS)
+        raise GardenError(f"beam search does not sample: leave {flags} and --no-cache out with --beams")
     if args.beams < 0:
         raise GardenError(f"--beams is a width of 1 or more (got {args.beams})")
-    sampling = Sampling(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    if args.stream and (args.beams or args.no_cache):
+        raise GardenError("--stream runs the cached sampling loop: leave --beams and --no-cache out with it")
+    values = _per_prompt(args, len(args.prompt))
+    seeds = values.pop("seed")
+    samplings = [Sampling(**dict(zip(values, row))) for row in zip(*values.values())]
     generator = Generator(backbone, run.task.tokenizer)
-    if len(args.prompt) == 1 and not args.no_cache and not args.beams:  # one prompt: its text as it comes
-        pieces = generator.stream(args.prompt[0], args.max_new_tokens, sampling, seed=args.seed, stop=args.stop)
-        print(args.prompt[0], end="", flush=True)
-        for piece in pieces:
-            print(piece, end="", flush=True)
-        print()
+    if args.stream or (args.stream is None and len(args.prompt) == 1 and not args.no_cache and not args.beams):
+        # each prompt's text as it comes: what the batch gives, since each row samples as if alone
+        for index, (prompt, sampling, seed) in enumerate(zip(args.prompt, samplings, seeds)):
+            pieces = generator.stream(prompt, args.max_new_tokens, sampling, seed=seed, stop=args.stop)
+            print(("\n" if index else "") + prompt, end="", flush=True)
+            for piece in pieces:
+                print(piece, end="", flush=True)
+            print()
         return
     texts = generator.generate(
         args.prompt,
         args.max_new_tokens,
-        sampling,
-        seed=args.seed,
+        samplings,
+        seed=seeds,
         stop=args.stop,
         cache=not args.no_cache,
         beams=args.beams,
@@ -456,15 +478,29 @@ def _parser():
         "--prompt", action="append", required=True, help="repeatable: prompts of any lengths run as one batch"
     )
     sub.add_argument("--max-new-tokens", type=int, default=200)
-    sub.add_argument("--temperature", type=float, default=1.0, help="0 is greedy decoding")
-    sub.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest tokens (0: all)")
-    sub.add_argument("--top-p", type=float, default=1.0, help="sample from the fewest tokens holding this probability")
-    sub.add_argument("--seed", type=int, default=0, help="the same seed gives the same text")
+    each = "; once for all prompts or once per prompt"
+    sub.add_argument("--temperature", type=float, action="append", help="0 is greedy decoding (default 1)" + each)
+    sub.add_argument("--top-k", type=int, action="append", help="sample from the k likeliest tokens (0: all)" + each)
+    sub.add_argument(
+        "--top-p", type=float, action="append", help="sample from the fewest tokens holding this probability" + each
+    )
+    sub.add_argument(
+        "--repetition-penalty",
+        type=float,
+        action="append",
+        help="divide the logits of tokens already seen by this (1: off; 1.2 is common)" + each,
+    )
+    sub.add_argument("--seed", type=int, action="append", help="the same seed gives the same text" + each)
     sub.add_argument(
         "--stop", action="append", default=[], help="repeatable: a one-token string that ends a continuation"
     )
     sub.add_argument(
         "--no-cache", action="store_true", help="recompute the whole prefix each step (the key/value cache's reference)"
+    )
+    sub.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        help="print each prompt's text as its tokens come (the default for one prompt)",
     )
     sub.add_argument("--beams", type=int, default=0, help="beam search of this width in place of sampling (1: greedy)")
     sub.add_argument(

@@ -21,6 +21,8 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from garden import cli, registry  # noqa: E402
+from garden.generate.generator import generate_inputs  # noqa: E402
+from garden.generate.sampler import Sampling  # noqa: E402
 
 registry.load_all()
 
@@ -78,15 +80,7 @@ def garden(*args, check=True):
 def saved_model_greedy(saved_model, prompt: str, max_new_tokens: int) -> str:
     """`prompt` and its greedy continuation from a SavedModel's `generate` signature, loaded from disk."""
     generate = tf.saved_model.load(str(saved_model)).signatures["generate"]
-    text = generate(
-        prompt=tf.constant([prompt]),
-        max_new_tokens=max_new_tokens,
-        temperature=0.0,
-        top_k=0,
-        top_p=1.0,
-        seed=0,
-        stop=tf.constant([], tf.string),
-    )["text"].numpy()[0]
+    text = generate(**generate_inputs([prompt], max_new_tokens, Sampling(temperature=0)))["text"].numpy()[0]
     return prompt + text.decode("utf-8", errors="replace")
 
 

@@ -37,13 +37,14 @@ def _decode_one(backbone):
 
 
 def _search(backbone, prompts, steps, beams, length_penalty=0.0, stop_ids=NO_STOP):
-    """Beam search over left-padded `prompts` (lists of ids)."""
+    """Beam search over left-padded `prompts` (lists of ids); `steps` and `beams` are one for every
+    prompt or a list of one per prompt."""
+    rows = len(prompts)
     longest = max(len(p) for p in prompts)
     ids = np.array([[0] * (longest - len(p)) + p for p in prompts], np.int32)
     mask = np.array([[0] * (longest - len(p)) + [1] * len(p) for p in prompts], np.int32)
-    found = beam_search(
-        backbone, _decode_one(backbone), ids, mask, steps, tf.constant(beams), tf.constant(length_penalty), stop_ids
-    )
+    per_row = [tf.constant(v if isinstance(v, list) else [v] * rows) for v in (steps, beams, float(length_penalty))]
+    found = beam_search(backbone, _decode_one(backbone), ids, mask, *per_row, tf.tile(stop_ids[None], [rows, 1]))
     return found.numpy().tolist()
 
 
@@ -83,6 +84,10 @@ def test_width_one_is_greedy_and_each_prompt_searches_as_alone(decoder):
         greedy.append(ids[len(prompt) :])
     assert _search(decoder, prompts, 6, beams=1) == greedy
     assert _search(decoder, prompts, 6, beams=5) == [_search(decoder, [p], 6, beams=5)[0] for p in prompts]
+    # rows of their own widths and lengths in one batch: each searches as alone (the batch runs to its longest)
+    mixed = _search(decoder, prompts + prompts, [6, 6, 3, 4], beams=[1, 5, 7, 2])
+    alone = [_search(decoder, [p], n, beams=w)[0] for p, n, w in zip(prompts + prompts, [6, 6, 3, 4], [1, 5, 7, 2])]
+    assert [row[: len(a)] for row, a in zip(mixed, alone)] == alone and mixed[0] == greedy[0]
 
 
 def test_a_stop_token_ends_a_beam_and_the_length_penalty_ranks_finished_beams(decoder):

@@ -21,8 +21,8 @@ from garden.data.tokenizers import build_tokenizer, train_sentencepiece
 from garden.errors import GardenError
 from garden.export.decoder import greedy_tokens, write_saved_model
 from garden.export.tflite import tflite_runner
-from garden.generate.generator import Generator
-from garden.generate.sampler import Sampling, sample
+from garden.generate.generator import Generator, beam_inputs, generate_inputs
+from garden.generate.sampler import Rules, Sampling, next_token, seen_tokens, shaped
 from garden.models.backbones.decoder import DecoderBackbone
 from garden.run import Run
 
@@ -30,8 +30,10 @@ PROBABILITIES = np.array([0.5, 0.3, 0.15, 0.05])
 
 
 def draws(sampling, seed=0, count=4000):
-    logits = np.tile(np.log(PROBABILITIES), (count, 1))
-    return sample(tf.constant(logits), tf.constant([seed, 0]), *sampling.tensors()).numpy()
+    """`count` draws from PROBABILITIES, each a row of its own seed."""
+    logits = tf.constant(np.tile(np.log(PROBABILITIES), (count, 1)), tf.float32)
+    rules = Rules.of([sampling] * count, list(range(seed * count, (seed + 1) * count)))
+    return tf.function(next_token)(logits, tf.zeros([count, 4], tf.bool), tf.constant(0), rules).numpy()
 
 
 def test_top_k_and_top_p_sample_only_inside_their_set_in_proportion():
@@ -47,13 +49,48 @@ def test_top_k_and_top_p_sample_only_inside_their_set_in_proportion():
 
 def test_temperature_zero_is_greedy_and_a_seed_fixes_the_draws():
     logits = tf.random.stateless_normal([64, 50], seed=[1, 2])
+    greedy = Rules.of([Sampling(temperature=0)] * 64, [3] * 64)
     np.testing.assert_array_equal(
-        sample(logits, tf.constant([3, 0]), *Sampling(temperature=0).tensors()), np.argmax(logits, -1)
+        next_token(logits, tf.zeros([64, 50], tf.bool), tf.constant(0), greedy), np.argmax(logits, -1)
     )
     np.testing.assert_array_equal(draws(Sampling(), seed=7), draws(Sampling(), seed=7))
     assert (draws(Sampling(), seed=7) != draws(Sampling(), seed=8)).any()
     with pytest.raises(GardenError, match="top_p"):
         Sampling(top_p=0.0)
+
+
+def test_each_rows_rules_shape_its_logits_as_transformers_processors_do():
+    """Penalty, temperature, top-k and top-p per row against transformers' own logits processors,
+    applied row by row in Hugging Face's order."""
+    from transformers import (
+        TFRepetitionPenaltyLogitsProcessor,
+        TFTemperatureLogitsWarper,
+        TFTopKLogitsWarper,
+        TFTopPLogitsWarper,
+    )
+
+    rows = [
+        Sampling(temperature=0.7, top_k=5),
+        Sampling(temperature=1.3, top_p=0.8),
+        Sampling(temperature=1.0, top_k=10, top_p=0.6, repetition_penalty=1.5),
+        Sampling(temperature=0.9, repetition_penalty=1.2),
+    ]
+    logits = tf.random.stateless_normal([4, 50], seed=[4, 2])
+    history = tf.random.stateless_uniform([4, 12], seed=[5, 2], maxval=50, dtype=tf.int32)
+    ours = shaped(logits, seen_tokens(history, tf.ones_like(history), 50), Rules.of(rows, [0] * 4)).numpy()
+    for row, (sampling, got) in enumerate(zip(rows, ours)):
+        theirs = logits[row : row + 1]
+        steps = [
+            TFRepetitionPenaltyLogitsProcessor(sampling.repetition_penalty),
+            TFTemperatureLogitsWarper(sampling.temperature),
+            sampling.top_k and TFTopKLogitsWarper(sampling.top_k),
+            sampling.top_p < 1 and TFTopPLogitsWarper(sampling.top_p),
+        ]
+        for step in filter(None, steps):
+            theirs = step(history[row : row + 1], theirs, cur_len=12)
+        theirs = theirs.numpy()[0]
+        assert np.array_equal(np.isinf(got), np.isinf(theirs)) and np.isfinite(got).sum() > 1, (row, sampling)
+        np.testing.assert_allclose(got[np.isfinite(got)], theirs[np.isfinite(theirs)], rtol=1e-6)
 
 
 @pytest.fixture(scope="module", params=[None, 8], ids=["full_attention", "sliding_window_8"])
@@ -110,6 +147,25 @@ def test_greedy_with_the_cache_gives_exactly_the_recomputed_tokens_for_prompts_o
     assert sampled != generator.generate(prompts, 40, Sampling(temperature=1.0, top_k=20), seed=6)
     with pytest.raises(GardenError, match="exactly one token"):
         generator.generate(prompts, 4, greedy, stop=["\n\n"])
+
+
+def test_a_mixed_batch_gives_each_row_what_it_gives_alone(tiny_decoder):
+    """Greedy, sampled and penalized rows in one batch, each with its own seed (gemma_pytorch's per-row tensors)."""
+    generator = Generator(*tiny_decoder)
+    prompts = ["ROMEO:", "Now is the winter of our discontent", "O", "Enter"]
+    rows = [
+        Sampling(temperature=0),
+        Sampling(temperature=1.0, top_k=20),
+        Sampling(temperature=0.8, top_p=0.9, repetition_penalty=1.3),
+        Sampling(temperature=0, repetition_penalty=2.0),
+    ]
+    seeds = [0, 5, 9, 0]
+    together = generator.generate(prompts, 30, rows, seed=seeds)
+    alone = [generator.generate([p], 30, r, seed=s)[0] for p, r, s in zip(prompts, rows, seeds)]
+    assert together == alone and together == generator.generate(prompts, 30, rows, seed=seeds, cache=False)
+    assert together[3] != generator.generate(prompts[3:], 30, Sampling(temperature=0))[0]  # the penalty acts
+    with pytest.raises(GardenError, match="give one sampling for all 4 prompts or one per prompt"):
+        generator.generate(prompts, 4, rows[:2])
 
 
 def test_streamed_pieces_join_into_the_generated_text(tiny_decoder):
@@ -173,18 +229,23 @@ def test_a_saved_model_generates_in_graph_with_a_sentencepiece_tokenizer(tmp_pat
     expected = Generator(backbone, tokenizer).generate(
         prompts, 20, Sampling(temperature=0.9, top_p=0.95), seed=4, stop=["\n"]
     )
-    given = dict(
+    given = dict(  # TF Serving's columnar inputs: one value per prompt
         prompt=tf.constant(prompts),
-        max_new_tokens=20,
-        temperature=0.9,
-        top_k=0,
-        top_p=0.95,
-        seed=4,
-        stop=tf.constant(["\n"]),
+        max_new_tokens=tf.constant([20] * 3),
+        seed=tf.constant([4] * 3),
+        temperature=tf.constant([0.9] * 3),
+        top_k=tf.constant([0] * 3),
+        top_p=tf.constant([0.95] * 3),
+        repetition_penalty=tf.constant([1.0] * 3),
+        stop=tf.constant([["\n"]] * 3),
     )
     assert [t.decode() for t in generate(**given)["text"].numpy()] == expected
     with pytest.raises(tf.errors.InvalidArgumentError, match="each stop string must be one token"):
-        generate(**{**given, "stop": tf.constant(["Enter"])})
+        generate(**{**given, "stop": tf.constant([["Enter"]] * 3)})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="seed needs one value per prompt"):
+        generate(**{**given, "seed": tf.constant([4])})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="top_p must be in"):
+        generate(**{**given, "top_p": tf.constant([0.95, 1.5, 0.9])})
 
 
 def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly(trained_lm):
@@ -238,6 +299,21 @@ def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly
     assert len(re.findall(r"^key/value cache, \d+ new tokens: +[\d.]+ ms/token$", benchmark.stdout, re.M)) == 2
 
 
+def test_garden_generate_takes_a_setting_per_prompt_and_streams_each_as_the_batch_gives_it(trained_lm):
+    def generate(*prompts_and_flags):
+        return garden("generate", trained_lm, "--max-new-tokens", "30", *prompts_and_flags).stdout
+
+    both = ["--prompt", "ROMEO:", "--prompt", "Enter", "--temperature", "0", "--temperature", "0.8"]
+    both += ["--seed", "0", "--seed", "4", "--repetition-penalty", "1.2"]
+    batch = generate(*both, "--no-stream")
+    romeo = generate("--prompt", "ROMEO:", "--temperature", "0", "--repetition-penalty", "1.2")
+    enter = generate("--prompt", "Enter", "--temperature", "0.8", "--seed", "4", "--repetition-penalty", "1.2")
+    assert batch == romeo + "\n" + enter and generate(*both, "--stream") == batch
+    assert romeo != generate("--prompt", "ROMEO:", "--temperature", "0")  # the penalty changes the greedy text
+    refused = garden("generate", trained_lm, *both, "--top-k", "1", "--top-k", "2", "--top-k", "3", check=False)
+    assert refused.returncode == 2 and "--top-k is given 3 times for 2 prompts" in refused.stderr
+
+
 def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tflite_decode_loop(trained_lm):
     out = trained_lm / "export"
     printed = garden("export", trained_lm, "--format", "saved_model", "--format", "tflite", "--max-length", "64").stdout
@@ -263,25 +339,12 @@ def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tfl
         garden(*command, "--temperature", "0.7", "--top-k", "10", "--stop", "\n").stdout.rstrip("\n").split("\n\n")
     )
     generate = tf.saved_model.load(str(out / "saved_model")).signatures["generate"]
-    texts = generate(
-        prompt=tf.constant(["KING HENRY:", "Exit"]),
-        max_new_tokens=40,
-        temperature=0.7,
-        top_k=10,
-        top_p=1.0,
-        seed=3,
-        stop=tf.constant(["\n"]),
-    )["text"].numpy()
+    given = generate_inputs(["KING HENRY:", "Exit"], 40, Sampling(temperature=0.7, top_k=10), seed=3, stop=["\n"])
+    texts = generate(**given)["text"].numpy()
     assert [prompt + text.decode() for prompt, text in zip(["KING HENRY:", "Exit"], texts)] == sampled
     searched = garden(*command[:8], "--beams", "4", "--stop", "\n").stdout.rstrip("\n").split("\n\n")
     search = tf.saved_model.load(str(out / "saved_model")).signatures["beam_search"]
-    texts = search(
-        prompt=tf.constant(["KING HENRY:", "Exit"]),
-        max_new_tokens=40,
-        beams=4,
-        length_penalty=1.0,
-        stop=tf.constant(["\n"]),
-    )["text"].numpy()
+    texts = search(**beam_inputs(["KING HENRY:", "Exit"], 40, beams=4, stop=["\n"]))["text"].numpy()
     assert [prompt + text.decode() for prompt, text in zip(["KING HENRY:", "Exit"], texts)] == searched
 
     greedy = garden(*command[:4], *command[6:8], "--temperature", "0").stdout[:-1]  # print adds one newline

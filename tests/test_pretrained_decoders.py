@@ -16,7 +16,7 @@ from garden.config import TokenizerConfig
 from garden.data.tokenizers import build_tokenizer
 from garden.errors import GardenError
 from garden.generate.generator import Generator
-from garden.generate.sampler import Sampling
+from garden.generate.sampler import Rules, Sampling
 from garden.models import hf_import
 from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
@@ -32,7 +32,16 @@ TEXTS = [
 ] * 4
 PROMPTS = ["The bank", "Oil prices rose sharply after"]
 NEW_TOKENS = 32
-NO_STOP = tf.zeros([0], tf.int32)
+GREEDY = Sampling(temperature=0)
+
+
+def _cached(generator, token_ids, padding_mask, steps, sampling, seed=0):
+    """New tokens [rows, steps] of the cached loop, every row sampled by `sampling` and `seed`, no stop strings."""
+    rows = int(tf.shape(token_ids)[0])
+    rules = Rules.of([sampling] * rows, [seed] * rows)
+    return generator.cached(token_ids, padding_mask, tf.fill([rows], steps), rules, tf.zeros([rows, 0], tf.int32))
+
+
 WIDTH, LAYERS, HEADS, KV_HEADS, HEAD_DIM, INTERMEDIATE = 64, 2, 4, 2, 16, 128
 
 
@@ -200,8 +209,7 @@ def test_imported_decoder_matches_keras_hub_logits_and_greedy_tokens(family, fol
 
     padded = {key: np.pad(value, [[0, 0], [0, NEW_TOKENS]]) for key, value in inputs.items()}
     hub_tokens = hub_lm.generate(padded, stop_token_ids=None)["token_ids"][0, len(ids) :]  # no stop, as Garden's
-    greedy = Sampling(temperature=0).tensors()
-    garden_tokens = generator.cached(*generator.left_padded(tf.constant([prompt])), NEW_TOKENS, greedy, 0, NO_STOP)
+    garden_tokens = _cached(generator, *generator.left_padded(tf.constant([prompt])), NEW_TOKENS, GREEDY)
     np.testing.assert_array_equal(garden_tokens.numpy()[0], hub_tokens)
 
 
@@ -230,14 +238,15 @@ def test_gpt2_matches_transformers_own_model(folders):
 def test_a_left_padded_batch_continues_each_prompt_as_it_would_alone(family, folders):
     backbone, tokenizer = _garden(family, folders[family])
     generator = Generator(backbone, tokenizer)
-    greedy, sampled = Sampling(temperature=0).tensors(), Sampling(temperature=0.9, top_k=20).tensors()
+    sampled = Sampling(temperature=0.9, top_k=20)
     token_ids, padding_mask = generator.left_padded(tf.constant(PROMPTS))
     assert not padding_mask.numpy().all()  # the shorter prompt is padded
-    together = generator.cached(token_ids, padding_mask, 12, greedy, 0, NO_STOP).numpy()
-    alone = generator.cached(*generator.left_padded(tf.constant(PROMPTS[:1])), 12, greedy, 0, NO_STOP).numpy()
+    together = _cached(generator, token_ids, padding_mask, 12, GREEDY).numpy()
+    alone = _cached(generator, *generator.left_padded(tf.constant(PROMPTS[:1])), 12, GREEDY).numpy()
     np.testing.assert_array_equal(together[0], alone[0])
-    cached = generator.cached(token_ids, padding_mask, 12, sampled, 5, NO_STOP)
-    recomputed = generator.recompute(token_ids, padding_mask, 12, sampled, 5, NO_STOP)
+    cached = _cached(generator, token_ids, padding_mask, 12, sampled, seed=5)
+    rules = Rules.of([sampled] * len(PROMPTS), [5] * len(PROMPTS))
+    recomputed = generator.recompute(token_ids, padding_mask, 12, rules, tf.zeros([len(PROMPTS), 0], tf.int32))
     np.testing.assert_array_equal(cached.numpy(), recomputed.numpy())
 
 
@@ -245,8 +254,8 @@ def test_a_left_padded_batch_continues_each_prompt_as_it_would_alone(family, fol
 def test_a_continuation_ends_at_the_familys_end_token(family, folders):
     backbone, tokenizer = _garden(family, folders[family])
     generator = Generator(backbone, tokenizer)
-    stop_ids = generator.stop_ids(tf.constant([], tf.string))
-    assert stop_ids.numpy().tolist() == [tokenizer.end_token_id]
+    stop_ids = generator.stop_ids(tf.zeros([1, 0], tf.string))
+    assert stop_ids.numpy().tolist() == [[tokenizer.end_token_id]]
     text = np.asarray(tokenizer("oil prices")).tolist()
     new = tf.constant([text + [tokenizer.end_token_id] + text], tf.int32)  # tokens after the end token are cut
     assert generator.texts(new, stop_ids).numpy()[0].decode() == tokenizer.detokenize(text)

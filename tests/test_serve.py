@@ -17,6 +17,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -34,7 +35,13 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from garden.config import TokenizerConfig
 from garden.data.mnist import mnist
+from garden.data.tokenizers import build_tokenizer
+from garden.export.decoder import write_saved_model
+from garden.generate.generator import Generator
+from garden.generate.sampler import Sampling
+from garden.models.backbones.decoder import DecoderBackbone
 
 MAX_BYTES = 200_000
 
@@ -45,7 +52,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-Server = collections.namedtuple("Server", "url exports grpc")  # REST URL, the exports, gRPC host:port
+# REST URL, the exports, gRPC host:port, and the Generator of the served language model
+Server = collections.namedtuple("Server", "url exports grpc generator")
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +61,16 @@ def server(tiny_run, text_run, tmp_path_factory):
     exports = tmp_path_factory.mktemp("serve")
     for name, run in (("mnist", tiny_run), ("r8", text_run)):
         garden("export", run, "--format", "saved_model", "--out", exports / name)
+    keras.utils.set_random_seed(0)
+    decoder = DecoderBackbone(num_layers=1, num_heads=2, num_key_value_heads=1, hidden_dim=32, intermediate_dim=48)
+    tokenizer = build_tokenizer("decoder", TokenizerConfig())
+    write_saved_model(decoder, tokenizer, str(exports / "lm"), max_length=64)
     limits = ["--max-request-bytes", str(MAX_BYTES), "--max-instances", "64"]
     models = [f"digits={exports / 'mnist' / 'saved_model'}", str(exports / "r8" / "saved_model")]
+    models.append(f"lm={exports / 'lm'}")
     grpc_port = free_port()
     with serving(*models, *limits, "--grpc-port", str(grpc_port), log=exports / "server.log") as url:
-        yield Server(url, exports, f"127.0.0.1:{grpc_port}")
+        yield Server(url, exports, f"127.0.0.1:{grpc_port}", Generator(decoder, tokenizer))
 
 
 @contextlib.contextmanager
@@ -162,7 +175,7 @@ def test_status_metadata_and_health(server):
         "28",
         "1",
     ]
-    assert call(url, "/healthz")[1]["models"] == ["digits", "r8_minilm"]
+    assert call(url, "/healthz")[1]["models"] == ["digits", "lm", "r8_minilm"]
     assert call(url, "/v1/models/r9")[0] == 404
 
 
@@ -259,6 +272,48 @@ def test_a_burst_of_concurrent_requests_is_batched_and_every_reply_is_right(serv
         )
     assert after["predict_requests"] - before["predict_requests"] == len(requests)
     assert after["model_calls"] - before["model_calls"] < len(requests)  # concurrent requests shared model calls
+
+
+def test_generate_serves_row_wise_instances_each_sampled_as_alone_in_shared_model_calls(server):
+    """TF Serving's row format for the `generate` signature: every instance carries its own
+    settings, concurrent requests share model calls, and each row gets what Keras gives it alone."""
+    rows = [
+        dict(prompt="ROMEO:", max_new_tokens=12, seed=0, temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.0),
+        dict(prompt="Enter", max_new_tokens=20, seed=3, temperature=0.9, top_k=20, top_p=1.0, repetition_penalty=1.0),
+        dict(prompt="O, be", max_new_tokens=8, seed=7, temperature=1.0, top_k=0, top_p=0.9, repetition_penalty=1.3),
+    ]
+    stops = [["\n", ""], ["e", "o"], ["", ""]]  # the same number per instance; "" pads
+    instances = [{**row, "stop": stop} for row, stop in zip(rows, stops)]
+    expected = [
+        server.generator.generate(
+            [row["prompt"]],
+            row["max_new_tokens"],
+            Sampling(**{k: row[k] for k in ("temperature", "top_k", "top_p", "repetition_penalty")}),
+            seed=row["seed"],
+            stop=[s for s in stop if s],
+        )[0]
+        for row, stop in zip(rows, stops)
+    ]
+    status, reply = call(server.url, "/v1/models/lm:predict", {"signature_name": "generate", "instances": instances})
+    assert status == 200 and reply["predictions"] == expected  # one output: TF Serving lists its values
+    before = call(server.url, "/healthz")[1]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        replies = list(
+            pool.map(lambda i: call(server.url, "/v1/models/lm:predict", {"instances": [instances[i % 3]]}), range(24))
+        )
+    after = call(server.url, "/healthz")[1]
+    assert all(reply == (200, {"predictions": [expected[i % 3]]}) for i, reply in enumerate(replies))
+    assert after["model_calls"] - before["model_calls"] < len(replies)  # rows of other settings shared calls
+    dtypes = {"prompt": object, "stop": object, "max_new_tokens": np.int32, "seed": np.int32, "top_k": np.int32}
+    columns = {name: np.array([i[name] for i in instances], dtypes.get(name, np.float32)) for name in instances[0]}
+    predictions, _ = grpc_stubs(server)
+    reply = grpc_predict(predictions, "lm", columns, signature="generate")  # TF Serving's own gRPC client
+    assert [t.decode("utf-8", errors="replace") for t in tf.make_ndarray(reply.outputs["text"])] == expected
+    ragged = [{**instances[0], "stop": ["\n"]}, instances[1]]
+    status, reply = call(server.url, "/v1/models/lm:predict", {"instances": ragged})
+    assert status == 400 and "input 'stop' is not a rectangular array" in reply["error"]
+    status, reply = call(server.url, "/v1/models/lm:predict", {"instances": [{**instances[0], "top_p": 1.5}]})
+    assert status == 400 and "top_p must be in (0, 1]" in reply["error"], reply
 
 
 def test_unknown_paths_deep_json_and_scalar_inputs_get_json_errors(server):
