@@ -239,13 +239,6 @@ def cmd_generate(args):
     from garden.generate.sampler import Sampling
     from garden.run import Run
 
-    run = Run(args.run_dir, checkpoint=args.checkpoint)
-    _say_weights(run)
-    backbone = run.model.get_layer("backbone")
-    if not hasattr(backbone, "decode"):
-        raise GardenError(
-            f"{args.run_dir} is a {run.config.task.type} run; generate needs a decoder language model (task causal_lm)"
-        )
     if args.beams and (any(getattr(args, name) for name in SAMPLING_FLAGS) or args.no_cache):
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in SAMPLING_FLAGS)
         raise GardenError(f"beam search does not sample: leave {flags} and --no-cache out with --beams")
@@ -256,6 +249,13 @@ def cmd_generate(args):
     values = _per_prompt(args, len(args.prompt))
     seeds = values.pop("seed")
     samplings = [Sampling(**dict(zip(values, row))) for row in zip(*values.values())]
+    run = Run(args.run_dir, checkpoint=args.checkpoint)
+    _say_weights(run)
+    backbone = run.model.get_layer("backbone")
+    if not hasattr(backbone, "decode"):
+        raise GardenError(
+            f"{args.run_dir} is a {run.config.task.type} run; generate needs a decoder language model (task causal_lm)"
+        )
     generator = Generator(backbone, run.task.tokenizer)
     if args.stream or (args.stream is None and len(args.prompt) == 1 and not args.no_cache and not args.beams):
         # each prompt's text as it comes: what the batch gives, since each row samples as if alone

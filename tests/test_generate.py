@@ -300,17 +300,17 @@ def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly
 
 
 def test_garden_generate_takes_a_setting_per_prompt_and_streams_each_as_the_batch_gives_it(trained_lm):
-    def generate(*prompts_and_flags):
-        return garden("generate", trained_lm, "--max-new-tokens", "30", *prompts_and_flags).stdout
-
-    both = ["--prompt", "ROMEO:", "--prompt", "Enter", "--temperature", "0", "--temperature", "0.8"]
-    both += ["--seed", "0", "--seed", "4", "--repetition-penalty", "1.2"]
-    batch = generate(*both, "--no-stream")
-    romeo = generate("--prompt", "ROMEO:", "--temperature", "0", "--repetition-penalty", "1.2")
-    enter = generate("--prompt", "Enter", "--temperature", "0.8", "--seed", "4", "--repetition-penalty", "1.2")
-    assert batch == romeo + "\n" + enter and generate(*both, "--stream") == batch
-    assert romeo != generate("--prompt", "ROMEO:", "--temperature", "0")  # the penalty changes the greedy text
-    refused = garden("generate", trained_lm, *both, "--top-k", "1", "--top-k", "2", "--top-k", "3", check=False)
+    both = ["generate", trained_lm, "--prompt", "ROMEO:", "--prompt", "Enter", "--max-new-tokens", "30"]
+    both += ["--temperature", "0", "--temperature", "0.8", "--seed", "0", "--seed", "4", "--repetition-penalty", "1.2"]
+    batch = garden(*both, "--no-stream").stdout
+    assert garden(*both, "--stream").stdout == batch
+    run = Run(str(trained_lm))
+    generator = Generator(run.model.get_layer("backbone"), run.task.tokenizer)
+    greedy, sampled = Sampling(temperature=0, repetition_penalty=1.2), Sampling(temperature=0.8, repetition_penalty=1.2)
+    alone = generator.generate(["ROMEO:"], 30, greedy)[0], generator.generate(["Enter"], 30, sampled, seed=4)[0]
+    assert batch == f"ROMEO:{alone[0]}\n\nEnter{alone[1]}\n"
+    assert alone[0] != generator.generate(["ROMEO:"], 30, Sampling(temperature=0))[0]  # the penalty acts
+    refused = garden(*both, "--top-k", "1", "--top-k", "2", "--top-k", "3", check=False)
     assert refused.returncode == 2 and "--top-k is given 3 times for 2 prompts" in refused.stderr
 
 
