@@ -52,21 +52,31 @@ MAX_LOSS_INCREASE = 0.02  # nats per token that a quantized decode step may add 
 # are not bounded like probabilities: a trained shakespeare_char differs by 1.05e-5 in TensorFlow.
 
 
-def decode_step_function(backbone, max_length):
-    """tf.function(token_ids [1, 1], position [1], cache) -> {logits [1, vocabulary], cache}."""
-    cache = backbone.empty_cache(1, max_length)
-    specs = [tf.TensorSpec([1, 1], tf.int32), tf.TensorSpec([1], tf.int32), tf.TensorSpec(cache.shape, cache.dtype)]
+def decode_step_function(backbone, max_length, batch=1):
+    """tf.function(token_ids [batch, 1], position [1], cache[, padding_mask]) -> {logits [batch,
+    vocabulary], cache}. A step of more than one row also takes `padding_mask` [batch, max_length]:
+    0 at the positions where a left-padded prompt has no token, so rows of different prompt lengths
+    step together."""
+    cache = backbone.empty_cache(batch, max_length)
+    specs = [tf.TensorSpec([batch, 1], tf.int32), tf.TensorSpec([1], tf.int32), tf.TensorSpec(cache.shape, cache.dtype)]
+
+    def step(token_ids, position, cache, padding_mask):
+        # positions after `position` hold zeros, which the causal mask already hides
+        logits, cache = backbone.decode(token_ids, padding_mask, cache, position[0])
+        return {"logits": tf.cast(logits[:, -1], tf.float32), "cache": cache}
+
+    if batch > 1:
+        return tf.function(step, input_signature=[*specs, tf.TensorSpec([batch, max_length], tf.int32)])
 
     def decode_step(token_ids, position, cache):
-        # positions after `position` hold zeros, which the causal mask already hides
-        logits, cache = backbone.decode(token_ids, tf.ones([1, max_length], tf.int32), cache, position[0])
-        return {"logits": tf.cast(logits[:, -1], tf.float32), "cache": cache}
+        return step(token_ids, position, cache, tf.ones([1, max_length], tf.int32))
 
     return tf.function(decode_step, input_signature=specs)
 
 
-def write_saved_model(backbone, tokenizer, directory, max_length):
-    """Writes the SavedModel (signatures generate, serving_default, beam_search and decode_step) into `directory`."""
+def write_saved_model(backbone, tokenizer, directory, max_length, batch=1):
+    """Writes the SavedModel (signatures generate, serving_default, beam_search and decode_step of
+    `batch` rows) into `directory`."""
     archive = keras.export.ExportArchive()
     archive.track(backbone)
     tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
@@ -75,22 +85,43 @@ def write_saved_model(backbone, tokenizer, directory, max_length):
     archive.add_endpoint("generate", generator.generate_text)
     archive.add_endpoint("serving_default", generator.generate_text)
     archive.add_endpoint("beam_search", generator.beam_text)
-    archive.add_endpoint("decode_step", decode_step_function(backbone, max_length))
+    archive.add_endpoint("decode_step", decode_step_function(backbone, max_length, batch))
     archive.write_out(directory, verbose=False)
 
 
-def greedy_tokens(decode_step, prompt_ids, steps, cache):
-    """Greedy continuation [steps] of `prompt_ids` through a decode step (the loop a device runs):
-    the prompt is read one token at a time, then each chosen token is fed back."""
-    tokens = list(prompt_ids)
-    for position in range(len(prompt_ids) + steps - 1):
-        out = decode_step(
-            token_ids=np.array([[tokens[position]]], np.int32), position=np.array([position], np.int32), cache=cache
-        )
+def greedy_rows(decode_step, prompts, steps, cache, max_length=None):
+    """Greedy continuations [rows][steps] of `prompts` (lists of token ids) through a decode step of
+    one row per prompt (the loop a device runs): the prompts, left-padded to the longest, are read
+    one position at a time, then each row's chosen token is fed back. `max_length` (the step's
+    cache length) is needed for more than one row, whose padding mask it sizes."""
+    rows, longest = len(prompts), max(len(p) for p in prompts)
+    ids = np.array([[0] * (longest - len(p)) + list(p) for p in prompts], np.int32)
+    extra = {}
+    if rows > 1:
+        mask = np.ones([rows, max_length], np.int32)
+        for row, prompt in enumerate(prompts):
+            mask[row, : longest - len(prompt)] = 0
+        extra = {"padding_mask": mask}
+    new = []
+    for position in range(longest + steps - 1):
+        token = ids[:, position : position + 1] if position < longest else new[-1][:, None]
+        out = decode_step(token_ids=token, position=np.array([position], np.int32), cache=cache, **extra)
         cache = out["cache"]
-        if position + 1 >= len(prompt_ids):
-            tokens.append(int(np.argmax(out["logits"][0])))
-    return tokens[len(prompt_ids) :]
+        if position + 1 >= longest:
+            new.append(np.argmax(np.asarray(out["logits"]), axis=-1).astype(np.int32))
+    return np.stack(new, axis=1).tolist()
+
+
+def greedy_tokens(decode_step, prompt_ids, steps, cache):
+    """Greedy continuation [steps] of one prompt through a decode step of one row."""
+    return greedy_rows(decode_step, [prompt_ids], steps, cache)[0]
+
+
+def _groups(items, size):
+    """`items` in groups of `size`, the last filled up with copies of its first (for a step of fixed rows)."""
+    for start in range(0, len(items), size):
+        group = list(items[start : start + size])
+        yield group + group[:1] * (size - len(group)), len(group)
 
 
 @REFERENCES.register("decoder")
@@ -108,7 +139,9 @@ class DecoderReference(ExportReference):
             raise GardenError(
                 f"--max-length must be at least {max(PROMPT_LENGTHS) + NEW_TOKENS} tokens (got {max_length})"
             )
-        self.max_length = max_length
+        self.max_length, self.batch = max_length, options.decode_batch
+        if self.batch < 1:
+            raise GardenError(f"--decode-batch is a number of rows, 1 or more (got {self.batch})")
         windows = run.task.load(run.task.held_out()).features["token_ids"]
         if len(windows) < PARITY_WINDOWS:
             raise GardenError(f"the held-out split has {len(windows)} windows; export checks {PARITY_WINDOWS}")
@@ -126,38 +159,44 @@ class DecoderReference(ExportReference):
             self.generator.generate(self.prompts, NEW_TOKENS, sampling, seed=SEEDS) for sampling in CHECKED_SAMPLINGS
         ]
         self.beam_texts = self.generator.generate(self.prompts, NEW_TOKENS, None, beams=BEAMS)
-        self.step_signature = decode_step_function(self.backbone, max_length).input_signature
+        self.step_signature = decode_step_function(self.backbone, max_length, self.batch).input_signature
 
     def mean_loss(self, logits):
         return float(np.mean(keras.losses.sparse_categorical_crossentropy(self.targets, logits, from_logits=True)))
 
     def step_logits(self, decode_step):
-        """Logits [windows, length, vocabulary] of the held-out windows fed through `decode_step`."""
+        """Logits [windows, length, vocabulary] of the held-out windows fed through `decode_step`,
+        `self.batch` windows at a time."""
         rows = []
-        for window in self.inputs:
-            cache, row = self.backbone.empty_cache(1, self.max_length).numpy(), []
-            for position, token in enumerate(window):
+        for group, count in _groups(self.inputs, self.batch):
+            cache, steps = self.backbone.empty_cache(self.batch, self.max_length).numpy(), []
+            for position in range(self.inputs.shape[1]):
                 out = decode_step(
-                    token_ids=np.array([[token]], np.int32), position=np.array([position], np.int32), cache=cache
+                    token_ids=np.array([[w[position]] for w in group], np.int32),
+                    position=np.array([position], np.int32),
+                    cache=cache,
+                    **self._mask(),
                 )
-                row.append(np.asarray(out["logits"])[0])
+                steps.append(np.asarray(out["logits"]))
                 cache = out["cache"]
-            rows.append(row)
+            rows.extend(np.stack(steps, axis=1)[:count])
         return np.array(rows)
+
+    def _mask(self):
+        """A decode step's padding_mask input for rows with no padding (none for a step of one row)."""
+        return {} if self.batch == 1 else {"padding_mask": np.ones([self.batch, self.max_length], np.int32)}
 
     def greedy_matches(self, decode_step):
         """Whether `decode_step`'s greedy loop continues each prompt exactly as the Keras model does."""
         ends = self.generator.stop_ids(tf.zeros([1, 0], tf.string))  # a pretrained family's end token
-        for prompt in self.prompts:
-            ids = self.generator.prompt_ids(prompt)
-            tokens = greedy_tokens(decode_step, ids, NEW_TOKENS, self.backbone.empty_cache(1, self.max_length).numpy())
-            text = self.generator.texts(tf.constant([tokens], tf.int32), ends).numpy()[0]  # cut at an end token
-            if (
-                text.decode("utf-8", errors="replace")
-                != self.generator.generate([prompt], NEW_TOKENS, CHECKED_SAMPLINGS[0][0])[0]
-            ):
-                return False
-        return True
+        expected = self.generator.generate(self.prompts, NEW_TOKENS, CHECKED_SAMPLINGS[0][0])
+        ids = [self.generator.prompt_ids(prompt) for prompt in self.prompts]
+        found = []
+        for group, count in _groups(ids, self.batch):
+            cache = self.backbone.empty_cache(self.batch, self.max_length).numpy()
+            found += greedy_rows(decode_step, group, NEW_TOKENS, cache, self.max_length)[:count]
+        texts = self.generator.texts(tf.constant(found, tf.int32), tf.tile(ends, [len(found), 1])).numpy()
+        return [text.decode("utf-8", errors="replace") for text in texts] == expected
 
     def check_mode(self, mode):
         if mode not in BOUNDS:
@@ -167,7 +206,7 @@ class DecoderReference(ExportReference):
             )
 
     def write_saved_model(self, directory):
-        write_saved_model(self.backbone, self.tokenizer, directory, self.max_length)
+        write_saved_model(self.backbone, self.tokenizer, directory, self.max_length, self.batch)
 
     def judge_saved_model(self, loaded):
         bound = BOUNDS["none"] if self.options.max_error is None else self.options.max_error
@@ -207,7 +246,7 @@ class DecoderReference(ExportReference):
         if not os.path.isdir(directory):
             archive = keras.export.ExportArchive()
             archive.track(self.backbone)
-            archive.add_endpoint(signature, decode_step_function(self.backbone, self.max_length))
+            archive.add_endpoint(signature, decode_step_function(self.backbone, self.max_length, self.batch))
             archive.write_out(directory, verbose=False)
         return directory
 
@@ -242,9 +281,12 @@ class DecoderReference(ExportReference):
             "greedy_matches": self.greedy_matches(decode_step),
         }
         one_token = [self.inputs[0].reshape(-1, 1).astype(np.int32), np.arange(self.inputs.shape[1], dtype=np.int32)]
-        cache = self.backbone.empty_cache(1, self.max_length).numpy()
+        cache = self.backbone.empty_cache(self.batch, self.max_length).numpy()
         measured["latency_ms"] = median_latency_ms(
-            lambda ids, position: decode_step(token_ids=ids, position=position, cache=cache), one_token
+            lambda ids, position: decode_step(
+                token_ids=np.repeat(ids, self.batch, axis=0), position=position, cache=cache, **self._mask()
+            ),
+            one_token,
         )
         reason = refusal(kind, error, bound)
         if not reason and max_loss_increase is not None and loss - self.loss > max_loss_increase:
@@ -265,11 +307,13 @@ class DecoderReference(ExportReference):
                 "generate": {"inputs": {n: spec_entry(s) for n, s in SIGNATURE.items()}},
                 "decode_step": {
                     "inputs": {
-                        n: spec_entry(s) for n, s in zip(("token_ids", "position", "cache"), self.step_signature)
+                        n: spec_entry(s)
+                        for n, s in zip(("token_ids", "position", "cache", "padding_mask"), self.step_signature)
                     }
                 },
             },
             "max_length": self.max_length,
+            "decode_batch": self.batch,
             "tokenizer": type(self.tokenizer).__name__,
             "held_out": {
                 "split": self.run.task.held_out().split,

@@ -37,6 +37,7 @@ class ExportOptions:
     max_error: float | None = None  # parity bound on max |Δ| (None: each format's and mode's own)
     max_quality_drop: float = 1.0  # points of the task's quality (accuracy, say) an artifact may lose
     max_length: int = 256  # decoders: tokens the decode step's cache holds
+    decode_batch: int = 1  # decoders: rows the decode step takes at once
 
 
 class Export:
@@ -50,6 +51,16 @@ class Export:
         for mode in options.quantize:
             if mode not in TFLITE_BOUNDS:
                 raise GardenError(f"unknown --quantize '{mode}'; choose from: {', '.join(TFLITE_BOUNDS)}")
+        default = ExportOptions()
+        decoder_options = {
+            "--max-length": options.max_length != default.max_length,
+            "--decode-batch": options.decode_batch != default.decode_batch,
+        }
+        if run.task.export_kind != "decoder" and any(decoder_options.values()):
+            given = " and ".join(flag for flag, set_ in decoder_options.items() if set_)
+            raise GardenError(
+                f"{given} shape a language model's decode step; leave them out for a {run.config.task.type} run"
+            )
         if options.max_error is not None and not options.max_error >= 0:  # NaN too
             raise GardenError(f"--max-error must be a number of 0 or more (got {options.max_error})")
         self.created = not os.path.exists(export_dir)

@@ -158,6 +158,7 @@ def cmd_export(args):
         max_error=args.max_error,
         max_quality_drop=args.max_quality_drop,
         max_length=args.max_length,
+        decode_batch=args.decode_batch,
     )
     export = Export(run, export_dir, options)
     if export.removed:
@@ -415,6 +416,12 @@ def _parser():
         type=int,
         default=256,
         help="language models: tokens (prompt and new) that the decode step's cache holds (default 256)",
+    )
+    sub.add_argument(
+        "--decode-batch",
+        type=int,
+        default=1,
+        help="language models: rows the decode step takes at once (more than 1 adds a padding_mask input)",
     )
     sub.set_defaults(run=cmd_export)
     methods = commands.add_parser(

@@ -19,7 +19,7 @@ from garden.config import DataConfig, TokenizerConfig
 from garden.data.shakespeare import shakespeare
 from garden.data.tokenizers import build_tokenizer, train_sentencepiece
 from garden.errors import GardenError
-from garden.export.decoder import greedy_tokens, write_saved_model
+from garden.export.decoder import greedy_rows, write_saved_model
 from garden.export.tflite import tflite_runner
 from garden.generate.generator import Generator, beam_inputs, generate_inputs
 from garden.generate.sampler import Rules, Sampling, next_token, seen_tokens, shaped
@@ -314,9 +314,10 @@ def test_garden_generate_takes_a_setting_per_prompt_and_streams_each_as_the_batc
     assert refused.returncode == 2 and "--top-k is given 3 times for 2 prompts" in refused.stderr
 
 
-def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tflite_decode_loop(trained_lm):
+def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tflite_decode_loop(trained_lm, tiny_run):
     out = trained_lm / "export"
-    printed = garden("export", trained_lm, "--format", "saved_model", "--format", "tflite", "--max-length", "64").stdout
+    formats = ["--format", "saved_model", "--format", "tflite", "--max-length", "64"]
+    printed = garden("export", trained_lm, *formats, "--decode-batch", "2").stdout  # a decode step of two rows
     assert re.search(r"model_none.tflite .* same ", printed), printed
     artifacts = json.loads((out / "manifest.json").read_text())["artifacts"]
     assert artifacts["saved_model"]["generate_matches"] and artifacts["saved_model"]["max_abs_error"] <= 1e-4
@@ -347,19 +348,22 @@ def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tfl
     texts = search(**beam_inputs(["KING HENRY:", "Exit"], 40, beams=4, stop=["\n"]))["text"].numpy()
     assert [prompt + text.decode() for prompt, text in zip(["KING HENRY:", "Exit"], texts)] == searched
 
-    greedy = garden(*command[:4], *command[6:8], "--temperature", "0").stdout[:-1]  # print adds one newline
+    # the device's loop: both prompts left-padded into one batch through the two-row TFLite step
+    greedy = garden(*command[:8], "--temperature", "0").stdout.rstrip("\n").split("\n\n")
     tokenizer = build_tokenizer("decoder", TokenizerConfig())
-    cache = np.zeros(
-        json.loads((out / "manifest.json").read_text())["signatures"]["decode_step"]["inputs"]["cache"]["shape"],
-        np.float32,
-    )
-    tokens = greedy_tokens(
+    inputs = json.loads((out / "manifest.json").read_text())["signatures"]["decode_step"]["inputs"]
+    assert inputs["padding_mask"]["shape"] == [2, 64]
+    tokens = greedy_rows(
         tflite_runner(path=str(out / "model_none.tflite"), signature="decode_step"),
-        tokenizer("KING HENRY:").numpy().tolist(),
+        [tokenizer(prompt).numpy().tolist() for prompt in ("KING HENRY:", "Exit")],
         40,
-        cache,
+        np.zeros(inputs["cache"]["shape"], np.float32),
+        max_length=64,
     )
-    assert "KING HENRY:" + tokenizer.detokenize(np.array(tokens, np.int32)) == greedy
+    texts = [prompt + tokenizer.detokenize(np.array(t, np.int32)) for prompt, t in zip(("KING HENRY:", "Exit"), tokens)]
+    assert texts == greedy
+    wrong = garden("export", tiny_run, "--decode-batch", "2", "--out", out / "wrong", check=False)
+    assert wrong.returncode == 2 and "--decode-batch shape a language model's decode step" in wrong.stderr
 
     refused = garden(
         "export", trained_lm, "--format", "tflite", "--quantize", "int8", "--out", out / "int8", check=False
