@@ -76,15 +76,16 @@ def decode_step_function(backbone, max_length, batch=1):
 
 def write_saved_model(backbone, tokenizer, directory, max_length, batch=1):
     """Writes the SavedModel (signatures generate, serving_default, beam_search and decode_step of
-    `batch` rows) into `directory`."""
+    `batch` rows; decode_step alone when `tokenizer` is None) into `directory`."""
     archive = keras.export.ExportArchive()
     archive.track(backbone)
-    tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
-    archive.track(tokenizer)
-    generator = Generator(backbone, tokenizer)
-    archive.add_endpoint("generate", generator.generate_text)
-    archive.add_endpoint("serving_default", generator.generate_text)
-    archive.add_endpoint("beam_search", generator.beam_text)
+    if tokenizer is not None:
+        tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
+        archive.track(tokenizer)
+        generator = Generator(backbone, tokenizer)
+        archive.add_endpoint("generate", generator.generate_text)
+        archive.add_endpoint("serving_default", generator.generate_text)
+        archive.add_endpoint("beam_search", generator.beam_text)
     archive.add_endpoint("decode_step", decode_step_function(backbone, max_length, batch))
     archive.write_out(directory, verbose=False)
 
@@ -244,10 +245,7 @@ class DecoderReference(ExportReference):
         convert them."""
         directory = os.path.join(workdir, "saved_model_decode_step")
         if not os.path.isdir(directory):
-            archive = keras.export.ExportArchive()
-            archive.track(self.backbone)
-            archive.add_endpoint(signature, decode_step_function(self.backbone, self.max_length, self.batch))
-            archive.write_out(directory, verbose=False)
+            write_saved_model(self.backbone, None, directory, self.max_length, self.batch)
         return directory
 
     def judge_tflite(self, name, mode, runner, signature):

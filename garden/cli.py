@@ -201,8 +201,10 @@ def cmd_data_convert(args):
 def cmd_quantize(args):
     from garden.run import Run
 
-    before, after = Run(args.run_dir, args.head, args.checkpoint).quantize(args.mode, args.out)
-    float_metrics = _evaluate(Run(args.run_dir, args.head, args.checkpoint), args.split)
+    run = Run(args.run_dir, args.head, args.checkpoint)
+    run.check_quantizable(args.mode, args.out)
+    float_metrics = _evaluate(run, args.split)
+    before, after = run.quantize(args.mode, args.out)
     quantized = _evaluate(Run(args.out, args.head), args.split)  # as written
     print(
         json.dumps(

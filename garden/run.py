@@ -134,15 +134,19 @@ class Run:
         for name, model in (self._adapted or {}).items():
             set_base_weights(self._models[name], merged_values(model))
 
-    def quantize(self, mode: str, out_dir: str) -> tuple[int, int]:
-        """Quantizes the loaded weights to `mode` in place and writes them as the run folder `out_dir`
-        (config, labels, assets, model/ckpt-STEP; whole or not at all); returns the bytes of the
-        model's weights before and after. The Run is spent: load `out_dir` to use it."""
+    def check_quantizable(self, mode: str, out_dir: str) -> None:
+        """Refuses in one line a `quantize` that cannot be done."""
         check_mode(mode, "--mode")
         if self.config.task.model.quantization:
             raise GardenError(f"{self.run_dir} is quantized already ({self.config.task.model.quantization})")
         if os.path.exists(out_dir):
             raise GardenError(f"--out {out_dir} exists; name a new folder")
+
+    def quantize(self, mode: str, out_dir: str) -> tuple[int, int]:
+        """Quantizes the loaded weights to `mode` in place and writes them as the run folder `out_dir`
+        (config, labels, assets, model/ckpt-STEP; whole or not at all); returns the bytes of the
+        model's weights before and after. The Run is spent: load `out_dir` to use it."""
+        self.check_quantizable(mode, out_dir)
         before = weight_bytes(self.model)
         quantize_backbones(self._models, mode)
         if weight_bytes(self.model) >= before:
