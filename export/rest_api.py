@@ -73,13 +73,15 @@ def _loads(body):
 
 
 def parse(body, specs_of, max_instances):
-    """(signature name, named arrays, whether the format is columnar) of a predict request's JSON body;
-    `specs_of(signature name)` gives the signature's input specs."""
+    """(signature name, named arrays, whether the format is columnar, whether it asks to stream) of a
+    predict request's JSON body; `specs_of(signature name)` gives the signature's input specs."""
     request = _loads(body)
     if not isinstance(request, dict) or ("instances" in request) == ("inputs" in request):
         raise RequestError(
             'the request must be a JSON object with either "instances" (row format) or "inputs" (columnar)'
         )
+    if not isinstance(request.get("stream", False), bool):
+        raise RequestError('"stream" is true or false')
     signature = request.get("signature_name") or "serving_default"
     specs = specs_of(signature)
     names = list(specs)
@@ -103,7 +105,7 @@ def parse(body, specs_of, max_instances):
         raise RequestError(f"the signature takes inputs {', '.join(sorted(names))}; send each of them by name")
     arrays = {name: _array(columns[name], specs[name], name) for name in names}
     check_instances(arrays, max_instances)
-    return signature, arrays, columnar
+    return signature, arrays, columnar, request.get("stream", False)
 
 
 def _flat(value):

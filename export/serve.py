@@ -37,9 +37,11 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from garden.errors import GardenError
 from garden.export import grpc_api, manifest
+from garden.export.decoder import SavedModelStream
 from garden.export.monitoring import CONTENT_TYPE, ServingMetrics
 from garden.export.requests import NotFound, RequestError, check_instances, check_range
 from garden.export.rest_api import parse, parse_examples, response, tensor_info
+from garden.generate.sampler import Rules
 from garden.tasks.task import EXAMPLES_SIGNATURE
 
 
@@ -174,6 +176,21 @@ class Servable:
 
             self.batchers[key] = Batcher(run, limits, on_call)
         return await self.batchers[key].predict(inputs)
+
+    def stream(self, signature_name, inputs):
+        """A SavedModelStream of the one instance `inputs` holds for a `generate` signature."""
+        if signature_name not in ("generate", "serving_default") or "repetition_penalty" not in inputs:
+            raise RequestError('only a language model\'s "generate" signature streams; leave "stream" out')
+        if len(inputs["prompt"]) != 1:
+            raise RequestError(f"a streamed request holds one instance, not {len(inputs['prompt'])}")
+        rules = Rules(**{name: tf.constant(inputs[name]) for name in Rules._fields})
+        stop = [s.decode() for s in inputs["stop"][0] if s]
+        try:
+            return SavedModelStream(
+                self.signatures, inputs["prompt"][0].decode(), int(inputs["max_new_tokens"][0]), rules, stop
+            )
+        except (ValueError, tf.errors.InvalidArgumentError) as error:
+            raise RequestError(_model_error(error)) from error
 
     async def examples(self, signature_name, serialized, limits):
         """The outputs of signature `signature_name` (serve_examples when empty) for serialized
@@ -489,11 +506,34 @@ def build_app(
     async def predict(request):
         model = servable(request)
         try:
-            signature_name, inputs, columnar = parse(await body(request), model.specs, limits.max_instances)
+            signature_name, inputs, columnar, stream = parse(await body(request), model.specs, limits.max_instances)
+            if stream:
+                return await streamed(request, model.stream(signature_name, inputs))
             outputs = await model.predict(signature_name, inputs, limits)
         except RequestError as error:
             return _error(400, str(error))
         return web.json_response(response(outputs, columnar), dumps=_json)
+
+    async def streamed(request, stream):
+        """Server-sent events: {"text": piece} as each piece comes, then {"done": true} (or {"error": ...})."""
+        loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+
+        def produce():
+            try:
+                for piece in stream.pieces():
+                    loop.call_soon_threadsafe(queue.put_nowait, {"text": piece})
+                loop.call_soon_threadsafe(queue.put_nowait, {"done": True})
+            except Exception as error:  # TensorFlow's, from the model
+                loop.call_soon_threadsafe(queue.put_nowait, {"error": _model_error(error)})
+
+        reply = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await reply.prepare(request)
+        loop.run_in_executor(None, produce)
+        while True:
+            event = await queue.get()
+            await reply.write(b"data: " + orjson.dumps(event) + b"\n\n")
+            if "text" not in event:
+                return reply
 
     async def classify(request):
         return await examples_api(request, "classify")

@@ -321,7 +321,7 @@ def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tfl
     assert re.search(r"model_none.tflite .* same ", printed), printed
     artifacts = json.loads((out / "manifest.json").read_text())["artifacts"]
     assert artifacts["saved_model"]["generate_matches"] and artifacts["saved_model"]["max_abs_error"] <= 1e-4
-    assert artifacts["saved_model"]["beam_search_matches"]
+    assert artifacts["saved_model"]["beam_search_matches"] and artifacts["saved_model"]["stream_matches"]
     assert artifacts["model_none.tflite"]["greedy_matches"] and artifacts["model_none.tflite"]["max_abs_error"] <= 1e-4
 
     command = [

@@ -113,6 +113,14 @@ def call(url, path, body=None):
         return error.code, json.loads(error.read())
 
 
+def streamed_events(url, path, body):
+    """The JSON events of a server-sent event stream, read as they come."""
+    request = urllib.request.Request(url + path, data=json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        assert reply.headers["Content-Type"].startswith("text/event-stream")
+        return [json.loads(line[len(b"data: ") :]) for line in reply if line.startswith(b"data: ")]
+
+
 def saved_model(exports, name, signature="serving_default"):
     return tf.saved_model.load(str(exports / name / "saved_model")).signatures[signature]
 
@@ -309,6 +317,15 @@ def test_generate_serves_row_wise_instances_each_sampled_as_alone_in_shared_mode
     predictions, _ = grpc_stubs(server)
     reply = grpc_predict(predictions, "lm", columns, signature="generate")  # TF Serving's own gRPC client
     assert [t.decode("utf-8", errors="replace") for t in tf.make_ndarray(reply.outputs["text"])] == expected
+    for row in (1, 2):  # streamed: server-sent events of whole characters, through the decode step
+        events = streamed_events(server.url, "/v1/models/lm:predict", {"stream": True, "instances": [instances[row]]})
+        assert events[-1] == {"done": True} and len(events) > 3, events
+        assert "".join(event["text"] for event in events[:-1]) == expected[row]
+    status, reply = call(server.url, "/v1/models/lm:predict", {"stream": True, "instances": instances[:2]})
+    assert status == 400 and "a streamed request holds one instance, not 2" in reply["error"]
+    long = {**instances[0], "max_new_tokens": 60}
+    status, reply = call(server.url, "/v1/models/lm:predict", {"stream": True, "instances": [long]})
+    assert status == 400 and "exceed the 64 tokens of this model's decode step" in reply["error"], reply
     ragged = [{**instances[0], "stop": ["\n"]}, instances[1]]
     status, reply = call(server.url, "/v1/models/lm:predict", {"instances": ragged})
     assert status == 400 and "input 'stop' is not a rectangular array" in reply["error"]

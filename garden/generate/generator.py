@@ -82,6 +82,48 @@ def beam_inputs(prompts, max_new_tokens, beams, length_penalty=1.0, stop=()) -> 
     }
 
 
+_next_token = tf.function(next_token, reduce_retracing=True)  # for the loops run from Python
+
+
+class Pieces:
+    """The text of a stream of tokens in pieces of whole characters: a character split over tokens
+    reads as U+FFFD until its last byte comes, so only the text before a trailing U+FFFD is given."""
+
+    def __init__(self, text):
+        self.text = text  # token ids -> str
+        self.line, self.shown = [], 0  # the tokens since the last newline; their characters given
+
+    def add(self, token: int) -> str:
+        """The text that `token` settles."""
+        self.line.append(token)
+        text = self.text(self.line)
+        settled = len(text.rstrip(REPLACEMENT))
+        piece, self.shown = text[self.shown : settled], settled
+        if text.endswith("\n"):  # restart the line, keeping the newline as context for spacing
+            self.line = self.line[-1:]
+            self.shown = len(self.text(self.line))
+        return piece
+
+    def rest(self) -> str:
+        return self.text(self.line)[self.shown :]
+
+
+def sampled_pieces(logits, seen, rules, stop_ids, max_new_tokens, decode_one, text):
+    """Yields a continuation of one row in pieces of whole characters as it is sampled: `logits` [1,
+    vocabulary] are the next token's, `seen` [1, vocabulary] the tokens read so far, `stop_ids` a
+    set, `decode_one(token [1], index) -> logits` a step of the model and `text(ids) -> str` the
+    detokenizer. The tokens are those of `Generator.cached` under the same `rules`."""
+    pieces = Pieces(text)
+    for index in range(max_new_tokens):
+        token = _next_token(logits, seen, tf.constant(index), rules)
+        if int(token[0]) in stop_ids:
+            break
+        seen = with_token(seen, token)
+        yield pieces.add(int(token[0]))
+        logits = decode_one(token, index)
+    yield pieces.rest()
+
+
 class Generator:
     def __init__(self, backbone, tokenizer):
         self.backbone, self.tokenizer = backbone, tokenizer
@@ -97,10 +139,10 @@ class Generator:
         self.left_padded = tf.function(self.left_padded, input_signature=[strings])
         self.stop_ids = tf.function(self.stop_ids, input_signature=[SIGNATURE["stop"]])
         self.texts = tf.function(self.texts, reduce_retracing=True)
-        self._next_token = tf.function(next_token, reduce_retracing=True)
         self._decode_one = tf.function(self._decode_one, jit_compile=backbone.count_params() < XLA_BELOW)
         self._prefill = tf.function(backbone.decode, reduce_retracing=True)
-        self._detokenized = tf.function(tokenizer.detokenize, input_signature=[tf.TensorSpec([None], tf.int32)])
+        self.detokenized = tf.function(self._detokenized, input_signature=[tf.TensorSpec([None], tf.int32)])
+        self.tokenized = tf.function(self._tokenized, input_signature=[strings, SIGNATURE["stop"]])
 
     def generate(
         self,
@@ -145,28 +187,19 @@ class Generator:
         mask = tf.concat([padding_mask, tf.ones([1, max_new_tokens], tf.int32)], axis=1)
         cache = self.backbone.empty_cache(1, self.backbone.cache_length(prompt_length, max_new_tokens))
         logits, cache = self._prefill(token_ids, mask, cache, 0)
-        logits = logits[:, -1]
-        seen = seen_tokens(token_ids, padding_mask, logits.shape[-1])
-        line, shown = [], 0  # the tokens since the last newline; their characters shown
-        for index in range(max_new_tokens):
-            token = self._next_token(logits, seen, tf.constant(index), rules)
-            if int(token[0]) in stop_ids:
-                break
-            seen = with_token(seen, token)
-            line.append(int(token[0]))
-            text = self._text(line)
-            settled = len(text.rstrip(REPLACEMENT))  # a split character reads as U+FFFD until its last byte
-            yield text[shown:settled]
-            shown = settled
-            if text.endswith("\n"):  # restart the line, keeping the newline as context for spacing
-                line = line[-1:]
-                shown = len(self._text(line))
+
+        def decode_one(token, index):
+            nonlocal cache
             position = tf.constant(prompt_length + index)  # a tensor: a Python int would compile per value
             logits, cache = self._decode_one(token, mask, cache, position)
-        yield self._text(line)[shown:]
+            return logits
 
-    def _text(self, token_ids):
-        return self._detokenized(tf.constant(token_ids, tf.int32)).numpy().decode("utf-8", errors="replace")
+        seen = seen_tokens(token_ids, padding_mask, logits.shape[-1])
+        yield from sampled_pieces(logits[:, -1], seen, rules, stop_ids, max_new_tokens, decode_one, self.text)
+
+    def text(self, token_ids: list[int]) -> str:
+        """The detokenized `token_ids` (bytes that are no character read as U+FFFD)."""
+        return self.detokenized(tf.constant(token_ids, tf.int32))["text"].numpy().decode("utf-8", errors="replace")
 
     def _check(self, prompts, max_new_tokens, stop):
         """Refuses in one line what cannot be generated."""
@@ -210,6 +243,15 @@ class Generator:
             self.backbone, self._decode_one, token_ids, padding_mask, max_new_tokens, beams, length_penalty, stop_ids
         )
         return {"text": self.texts(new, stop_ids, max_new_tokens)}
+
+    def _detokenized(self, token_ids):
+        return {"text": self.tokenizer.detokenize(token_ids)}
+
+    def _tokenized(self, prompt, stop):
+        """What generation reads of `prompt` [rows] and `stop` [rows, stops] (a SavedModel's
+        `tokenize`, for a sampling loop of one's own such as `garden serve`'s streaming)."""
+        token_ids, padding_mask = self.left_padded(prompt)
+        return {"token_ids": token_ids, "padding_mask": padding_mask, "stop_ids": self.stop_ids(stop)}
 
     def left_padded(self, prompts):
         """(token_ids, padding_mask) [batch, longest prompt] of string `prompts`, each at the right end."""
@@ -286,7 +328,7 @@ class Generator:
         logits = self._last_logits(token_ids, padding_mask)
         seen = seen_tokens(token_ids, padding_mask, logits.shape[-1])
         for index in range(steps):
-            token = self._next_token(logits, seen, tf.constant(index), rules)
+            token = _next_token(logits, seen, tf.constant(index), rules)
             new.append(token)
             seen = with_token(seen, token)
             done |= (token.numpy()[:, None] == stop_ids.numpy()).any(axis=1)
