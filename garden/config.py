@@ -574,6 +574,7 @@ def experiment_config(name=None, config_files=(), sets=(), overrides=()):
         apply_overrides(config, override)
     config.task.name = name
     _infer_datasets(config)
+    _sizes_from_checkpoint(config, overrides)
     config.validate()
     check_values(config)
     _lock(config)
@@ -597,6 +598,24 @@ def _infer_datasets(config):
                 data.dataset = "tfds"
             elif data.input_path and not data.dataset:
                 data.dataset = "image_folder" if os.path.isdir(data.input_path) else "tfrecord"
+
+
+def _sizes_from_checkpoint(config, overrides):
+    """The backbone's sizes from the checkpoint folder in task.init_checkpoint (Hugging Face's
+    config.json or a KerasHub preset's), where no override sets them: a 24-layer GPT-2 folder trains
+    as one without listing its sizes. An override that disagrees stays, and loading refuses it."""
+    folder, model = getattr(config.task, "init_checkpoint", ""), getattr(config.task, "model", None)
+    if not folder or not os.path.isdir(folder) or model is None:
+        return
+    from garden.models import hf_import
+
+    set_here = set()
+    for params in overrides:
+        for key in ("task", "model", "backbone", "params"):
+            params = params.get(key) if isinstance(params, dict) else None
+        set_here.update(params if isinstance(params, dict) else ())
+    sizes = hf_import.checkpoint_sizes(model.backbone.type, folder)
+    model.backbone.params.override({k: v for k, v in sizes.items() if k not in set_here}, is_strict=True)
 
 
 def _lock(config):

@@ -94,8 +94,7 @@ def test_targets_that_match_no_layer_are_named(gpt2_folder):
 
 
 def _lora_overrides(folder, steps, **extra):
-    params = [f"task.model.backbone.params.{k}={v}" for k, v in hf_import.encoder_params(str(folder)).items()]
-    settings = {
+    settings = {  # the backbone's sizes come from the folder's config.json
         "task.init_checkpoint": folder,
         "task.model.lora.rank": RANK,
         "task.model.lora.alpha": ALPHA,
@@ -112,7 +111,7 @@ def _lora_overrides(folder, steps, **extra):
         "runtime.deterministic": True,
         **extra,
     }
-    return [a for s in params + [f"{k}={v}" for k, v in settings.items()] for a in ("--set", s)]
+    return [a for s in [f"{k}={v}" for k, v in settings.items()] for a in ("--set", s)]
 
 
 def test_lora_on_an_int8_gpt2_keeps_its_base_resumes_exactly_and_its_exports_generate_as_garden_does(

@@ -12,7 +12,7 @@ import tensorflow as tf
 from conftest import garden, saved_model_greedy, write_byte_bpe, write_sentencepiece
 from safetensors.numpy import load_file, save_file
 
-from garden.config import TokenizerConfig
+from garden.config import TokenizerConfig, experiment_config
 from garden.data.tokenizers import build_tokenizer
 from garden.errors import GardenError
 from garden.generate.generator import Generator
@@ -275,17 +275,23 @@ def test_a_bad_decoder_folder_is_named_in_one_line(folders, tmp_path):
     wrong = BACKBONES.get("llama")(**{**hf_import.encoder_params(str(source)), "hidden_dim": 32})
     with pytest.raises(GardenError, match="set task.model.backbone.params.hidden_dim=64"):
         hf_import.load_into(wrong, checkpoint_dir(str(source)))
+    sizes = ["task.model.backbone.type=llama", f"task.init_checkpoint={source}"]  # sized by its config.json
+    config = experiment_config("shakespeare_gpt2", sets=sizes)
+    assert {k: config.task.model.backbone.params.as_dict()[k] for k in ("hidden_dim", "num_layers")} == {
+        "hidden_dim": WIDTH,
+        "num_layers": LAYERS,
+    }
+    given = experiment_config("shakespeare_gpt2", sets=[*sizes, "task.model.backbone.params.hidden_dim=32"])
+    assert given.task.model.backbone.params.hidden_dim == 32  # a size set by hand stays, and loading refuses it
 
 
 def test_a_pretrained_llama_fine_tunes_generates_and_exports_like_keras(folders, tmp_path):
     """`garden train` from the folder (its weights and its tokenizer), then `garden generate` and
     `garden export`; the SavedModel's `generate`, re-run from disk, gives `garden generate`'s text."""
     folder, run = folders["llama"], tmp_path / "run"
-    params = [f"task.model.backbone.params.{k}={v}" for k, v in hf_import.encoder_params(str(folder)).items()]
-    overrides = [
+    overrides = [  # the backbone's sizes come from the folder's config.json
         "task.model.backbone.type=llama",
         f"task.init_checkpoint={folder}",
-        *params,
         "task.model.tokenizer.sequence_length=32",
         "task.train_data.num_examples=160",
         "task.validation_data.num_examples=16",

@@ -78,6 +78,18 @@ def encoder_params(directory: str) -> dict:
     return _params(BACKBONES.get(_family(config, directory)), config)
 
 
+def checkpoint_sizes(backbone_type: str, directory: str) -> dict:
+    """The parameters (dropout aside) that size a `backbone_type` backbone as the checkpoint in
+    `directory`; {} when that backbone imports no checkpoint or this one is of another family (loading
+    it then names the fix)."""
+    if backbone_type not in _importers():
+        return {}
+    config = read_config(directory)
+    if _family(config, directory) != backbone_type:
+        return {}
+    return {k: v for k, v in _params(BACKBONES.get(backbone_type), config).items() if k != "dropout"}
+
+
 def _params(encoder_class, config):
     """The backbone parameters of a Hugging Face config, or a KerasHub preset's backbone arguments that
     are the backbone's parameters too."""
