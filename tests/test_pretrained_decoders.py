@@ -103,7 +103,9 @@ def _write_llama(folder):
     (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
 
 
-def _write_gemma(folder):
+def _write_gemma(folder, version=1):
+    """Gemma 1, or Gemma 2 (logit soft caps, four norms a layer, every other layer's attention in a
+    sliding window: of 8 tokens here, so that the prompts and 32 new tokens cross it)."""
     vocabulary = _sentencepiece(
         folder,
         pad_id=0,
@@ -128,7 +130,20 @@ def _write_gemma(folder):
         rms_norm_eps=1e-6,
         max_position_embeddings=128,
     )
-    tensors = _llama_like_tensors(vocabulary, np.random.default_rng(2), lm_head=False, gemma=True)
+    rng = np.random.default_rng(2)
+    tensors = _llama_like_tensors(vocabulary, rng, lm_head=False, gemma=True)
+    if version == 2:
+        config.update(
+            model_type="gemma2",
+            architectures=["Gemma2ForCausalLM"],
+            query_pre_attn_scalar=HEAD_DIM,
+            attn_logit_softcapping=50.0,
+            final_logit_softcapping=30.0,
+            sliding_window=8,
+        )
+        for i in range(LAYERS):
+            for norm in ("pre_feedforward_layernorm", "post_feedforward_layernorm"):
+                tensors[f"model.layers.{i}.{norm}.weight"] = (1 + rng.normal(0.0, 0.2, WIDTH)).astype(np.float32)
     save_file(tensors, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(config))
 
@@ -160,8 +175,14 @@ def _write_gpt2(folder):
     config.save_pretrained(str(folder))
 
 
-WRITERS = {"gpt2": _write_gpt2, "gemma": _write_gemma, "llama": _write_llama}
-HUB_TASKS = {"gpt2": "GPT2CausalLM", "gemma": "GemmaCausalLM", "llama": "LlamaCausalLM"}
+WRITERS = {
+    "gpt2": _write_gpt2,
+    "gemma": _write_gemma,
+    "gemma2": lambda folder: _write_gemma(folder, version=2),
+    "llama": _write_llama,
+}
+HUB_TASKS = {"gpt2": "GPT2CausalLM", "gemma": "GemmaCausalLM", "gemma2": "GemmaCausalLM", "llama": "LlamaCausalLM"}
+BACKBONE_TYPES = {"gemma2": "gemma"}  # Garden's gemma backbone reads Gemma 1 and 2 folders
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +197,7 @@ def folders(tmp_path_factory):
 def _garden(family, folder):
     """Garden's backbone and tokenizer of the folder, as a causal_lm run builds them."""
     backbone = hf_import.encoder(str(folder))
-    tokenizer = build_tokenizer(family, TokenizerConfig(), str(folder))
+    tokenizer = build_tokenizer(BACKBONE_TYPES.get(family, family), TokenizerConfig(), str(folder))
     return backbone, tokenizer
 
 
