@@ -260,17 +260,19 @@ def cmd_generate(args):
             f"{args.run_dir} is a {run.config.task.type} run; generate needs a decoder language model (task causal_lm)"
         )
     generator = Generator(backbone, run.task.tokenizer)
+    prompts = _chat_prompts(run, args.prompt, generator) if args.chat else args.prompt
+    shown = [""] * len(prompts) if args.chat else prompts  # a chat prints the replies alone
     if args.stream or (args.stream is None and len(args.prompt) == 1 and not args.no_cache and not args.beams):
         # each prompt's text as it comes: what the batch gives, since each row samples as if alone
-        for index, (prompt, sampling, seed) in enumerate(zip(args.prompt, samplings, seeds)):
+        for index, (prompt, sampling, seed) in enumerate(zip(prompts, samplings, seeds)):
             pieces = generator.stream(prompt, args.max_new_tokens, sampling, seed=seed, stop=args.stop)
-            print(("\n" if index else "") + prompt, end="", flush=True)
+            print(("\n" if index else "") + shown[index], end="", flush=True)
             for piece in pieces:
                 print(piece, end="", flush=True)
             print()
         return
     texts = generator.generate(
-        args.prompt,
+        prompts,
         args.max_new_tokens,
         samplings,
         seed=seeds,
@@ -279,7 +281,27 @@ def cmd_generate(args):
         beams=args.beams,
         length_penalty=args.length_penalty,
     )
-    print("\n\n".join(prompt + text for prompt, text in zip(args.prompt, texts)))
+    print("\n\n".join(prompt + text for prompt, text in zip(shown, texts)))
+
+
+def _chat_prompts(run, prompts, generator):
+    """Each prompt as one user message rendered by the run's chat template, its leading start token
+    left to the generator (which reads a pretrained family's start token itself)."""
+    from garden.generate.chat import chat_prompt, read_chat_template
+
+    path = getattr(run.task, "tokenizer_files", {}).get("chat_template")
+    if not path:
+        raise GardenError(
+            f"{run.run_dir} has no chat template (its checkpoint folder had none); set "
+            "task.model.tokenizer.chat_template to a .jinja file when training, or leave --chat out"
+        )
+    tokenizer, template = run.task.tokenizer, read_chat_template(path)
+    start, end = (
+        tokenizer.id_to_token(getattr(tokenizer, name)) if getattr(tokenizer, name, None) is not None else ""
+        for name in ("start_token_id", "end_token_id")
+    )
+    rendered = [chat_prompt(template, [{"role": "user", "content": prompt}], start, end) for prompt in prompts]
+    return [text.removeprefix(start) if generator.start_id is not None else text for text in rendered]
 
 
 def cmd_predict(args):
@@ -505,6 +527,11 @@ def _parser():
     )
     sub.add_argument(
         "--no-cache", action="store_true", help="recompute the whole prefix each step (the key/value cache's reference)"
+    )
+    sub.add_argument(
+        "--chat",
+        action="store_true",
+        help="each prompt is a user message, rendered by the checkpoint's chat template; print the replies",
     )
     sub.add_argument(
         "--stream",

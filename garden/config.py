@@ -76,11 +76,14 @@ class DataConfig(mg.DataConfig):
 @dataclasses.dataclass
 class TokenizerConfig(base_config.Config):
     """For text: `type` is resolved from the backbone when empty, `vocabulary` is a file or checkpoint
-    folder and `merges` a byte-level BPE's merges.txt (see garden/data/tokenizers.py)."""
+    folder and `merges` a byte-level BPE's merges.txt (see garden/data/tokenizers.py);
+    `chat_template` a .jinja file or a tokenizer_config.json holding one (empty: the checkpoint
+    folder's, when it has one; `garden generate --chat` renders it)."""
 
     type: str = ""
     vocabulary: str = ""
     merges: str = ""
+    chat_template: str = ""
     lowercase: bool = True
     sequence_length: int = 128
 

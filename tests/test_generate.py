@@ -312,6 +312,8 @@ def test_garden_generate_takes_a_setting_per_prompt_and_streams_each_as_the_batc
     assert alone[0] != generator.generate(["ROMEO:"], 30, Sampling(temperature=0))[0]  # the penalty acts
     refused = garden(*both, "--top-k", "1", "--top-k", "2", "--top-k", "3", check=False)
     assert refused.returncode == 2 and "--top-k is given 3 times for 2 prompts" in refused.stderr
+    refused = garden("generate", trained_lm, "--prompt", "ROMEO:", "--chat", check=False)
+    assert refused.returncode == 2 and "has no chat template (its checkpoint folder had none)" in refused.stderr
 
 
 def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tflite_decode_loop(trained_lm, tiny_run):

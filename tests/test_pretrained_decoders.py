@@ -15,6 +15,7 @@ from safetensors.numpy import load_file, save_file
 from garden.config import TokenizerConfig, experiment_config
 from garden.data.tokenizers import build_tokenizer
 from garden.errors import GardenError
+from garden.generate.chat import chat_prompt, read_chat_template
 from garden.generate.generator import Generator
 from garden.generate.sampler import Rules, Sampling
 from garden.models import hf_import
@@ -81,6 +82,21 @@ def _llama_like_tensors(vocabulary, rng, lm_head, gemma=False):
     return tensors
 
 
+# Llama 2 chat's template, as its tokenizer_config.json holds it
+LLAMA_2_CHAT = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+    "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
+)
+
+
 def _write_llama(folder):
     vocabulary = _sentencepiece(folder, unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
     config = dict(
@@ -100,7 +116,8 @@ def _write_llama(folder):
     tensors = _llama_like_tensors(vocabulary, np.random.default_rng(1), lm_head=True)
     save_file(tensors, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(config))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    special = {"bos_token": "<s>", "eos_token": "</s>", "chat_template": LLAMA_2_CHAT}
+    (folder / "tokenizer_config.json").write_text(json.dumps(special))
 
 
 def _write_gemma(folder, version=1):
@@ -282,6 +299,25 @@ def test_a_continuation_ends_at_the_familys_end_token(family, folders):
     assert generator.texts(new, stop_ids).numpy()[0].decode() == tokenizer.detokenize(text)
 
 
+def test_a_folders_chat_template_renders_as_transformers_renders_it(folders):
+    import transformers
+
+    folder = folders["llama"]
+    reference = transformers.LlamaTokenizer.from_pretrained(str(folder))
+    template = read_chat_template(str(folder / "tokenizer_config.json"))
+    conversation = [
+        {"role": "system", "content": "Answer in one line."},
+        {"role": "user", "content": "Where did oil prices go?"},
+        {"role": "assistant", "content": " Up, sharply. "},
+        {"role": "user", "content": "And grain?"},
+    ]
+    for messages in (conversation, conversation[1:2]):
+        expected = reference.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert chat_prompt(template, messages, "<s>", "</s>") == expected
+    with pytest.raises(GardenError, match="the chat template refuses the messages: Conversation roles must alternate"):
+        chat_prompt(template, conversation[1:2] * 2, "<s>", "</s>")
+
+
 def test_a_bad_decoder_folder_is_named_in_one_line(folders, tmp_path):
     source = folders["llama"]
     for name in ("config.json", "tokenizer_config.json"):
@@ -329,6 +365,13 @@ def test_a_pretrained_llama_fine_tunes_generates_and_exports_like_keras(folders,
     assert (run / "assets").exists() and any(p.name.endswith(".model") for p in (run / "assets").rglob("*"))
 
     printed = garden("generate", run, "--prompt", "The bank", "--max-new-tokens", "16", "--temperature", "0").stdout
+    # --chat: the run's copy of the folder's template makes the prompt, and the reply is printed alone
+    greedy = ["--max-new-tokens", "16", "--temperature", "0", "--no-stream"]
+    chat = garden("generate", run, "--chat", "--prompt", "Where did oil go?", "--prompt", "And grain?", *greedy).stdout
+    rendered = [f"[INST] {question} [/INST]" for question in ("Where did oil go?", "And grain?")]  # <s> comes first
+    plain = garden("generate", run, "--prompt", rendered[0], "--prompt", rendered[1], *greedy).stdout
+    assert chat.split("\n\n") == [text.removeprefix(prompt) for text, prompt in zip(plain.split("\n\n"), rendered)]
+    assert any("chat_template" in p.name for p in (run / "assets").iterdir())
     garden("export", run, "--format", "saved_model", "--format", "tflite", "--max-length", "64")
     manifest = json.loads((run / "export" / "manifest.json").read_text())["artifacts"]
     assert manifest["saved_model"]["generate_matches"] and manifest["model_none.tflite"]["greedy_matches"]

@@ -17,6 +17,7 @@ keeps it (`assets/tokenizer/`); empty, the `task.init_checkpoint` folder.
 
 import hashlib
 import io
+import json
 import os
 import re
 
@@ -101,6 +102,11 @@ def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="") -> dict
             raise GardenError(f"no {name} in {folder}; point task.model.tokenizer.vocabulary at one")
         path = os.path.join(folder, found[0])
     files = {"vocabulary": path}
+    template = tokenizer_config.chat_template or _chat_template_file(init_checkpoint)
+    if template:
+        if not os.path.isfile(template):
+            raise GardenError(f"no chat template at {template}; set task.model.tokenizer.chat_template to a file")
+        files["chat_template"] = template
     if kind == "byte_bpe":
         files["merges"] = tokenizer_config.merges or os.path.join(os.path.dirname(path), "merges.txt")
         if not os.path.isfile(files["merges"]):
@@ -108,6 +114,19 @@ def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="") -> dict
                 f"no BPE merges at {files['merges']}; set task.model.tokenizer.merges to the merges.txt of {path}"
             )
     return files
+
+
+def _chat_template_file(init_checkpoint):
+    """The checkpoint folder's chat template file: chat_template.jinja, or a tokenizer_config.json holding one."""
+    if not init_checkpoint or not os.path.isdir(init_checkpoint):
+        return ""
+    jinja, config = (os.path.join(init_checkpoint, n) for n in ("chat_template.jinja", "tokenizer_config.json"))
+    if os.path.isfile(jinja):
+        return jinja
+    if os.path.isfile(config):
+        with open(config) as file:
+            return config if "chat_template" in json.load(file) else ""
+    return ""
 
 
 def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
