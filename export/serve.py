@@ -364,14 +364,20 @@ def _freeze(unfreeze=False):
 class Models:
     """The served models by name: what REST and gRPC look requests up in."""
 
-    def __init__(self, paths: dict[str, str], metrics: ServingMetrics, keep: int = 1, labels: dict | None = None):
+    def __init__(
+        self, paths: dict[str, str], metrics: ServingMetrics, keep: int | dict[str, int] = 1, labels: dict | None = None
+    ):
+        """`keep`: how many of each base path's newest versions are served, for all models or by name."""
         labels = labels or {}
+        keep = keep if isinstance(keep, dict) else dict.fromkeys(paths, keep)
         unknown = sorted(set(labels) - set(paths))
         if unknown:
             raise GardenError(
                 f"--version-label names {', '.join(unknown)}, which is not served; serve it or drop the label"
             )
-        self.models = {name: Model(name, path, metrics, keep, labels.get(name)) for name, path in paths.items()}
+        self.models = {
+            name: Model(name, path, metrics, keep.get(name, 1), labels.get(name)) for name, path in paths.items()
+        }
         _freeze()
 
     def _model(self, name):
@@ -451,7 +457,7 @@ def build_app(
     limits: Limits | None = None,
     grpc_address: str | None = None,
     poll_seconds: float = 1.0,
-    keep_versions: int = 1,
+    keep_versions: int | dict[str, int] = 1,
     version_labels: dict[str, dict[str, int]] | None = None,
 ) -> web.Application:
     """The aiohttp application serving `models` (name -> SavedModel folder or base path of versions:
@@ -604,7 +610,7 @@ def serve(
     limits: Limits | None = None,
     grpc_port: int | None = None,
     poll_seconds: float = 1.0,
-    keep_versions: int = 1,
+    keep_versions: int | dict[str, int] = 1,
     version_labels: dict[str, dict[str, int]] | None = None,
 ) -> None:
     _check_free(host, port, "--port")

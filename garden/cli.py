@@ -311,16 +311,28 @@ def cmd_predict(args):
 
 
 def cmd_serve(args):
+    from garden.export.model_config import read_model_config
     from garden.export.serve import Limits, model_name, serve
 
+    names = ("max_request_bytes", "max_instances", "max_batch_size", "batch_timeout_ms")
+    limits = Limits(**{n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    if args.model_config_file:
+        if args.saved_models or args.version_label or args.versions != 1:
+            raise GardenError(
+                "--model-config-file names the models, their versions and labels; leave [NAME=]PATH, --versions "
+                "and --version-label out"
+            )
+        config = read_model_config(args.model_config_file)
+        serve(config.paths, args.host, args.port, limits, args.grpc_port, args.poll_seconds, config.keep, config.labels)
+        return
+    if not args.saved_models:
+        raise GardenError("name the SavedModels to serve ([NAME=]PATH ...) or pass --model-config-file")
     models = {}
     for given in args.saved_models:
         name, _, path = given.rpartition("=") if "=" in given else (model_name(given), "", given)
         if name in models:
             raise GardenError(f"two models are named '{name}'; name them with NAME=PATH")
         models[name] = path
-    names = ("max_request_bytes", "max_instances", "max_batch_size", "batch_timeout_ms")
-    limits = Limits(**{n: getattr(args, n) for n in names if getattr(args, n) is not None})
     labels = {}
     for given in args.version_label:
         name, _, label_version = given.partition(":")
@@ -553,10 +565,14 @@ def _parser():
     sub = commands.add_parser("serve", help="serve SavedModels with TF Serving's REST and gRPC APIs")
     sub.add_argument(
         "saved_models",
-        nargs="+",
+        nargs="*",
         metavar="[NAME=]PATH",
         help="a SavedModel or export folder, or a base path of numbered versions (PATH/1, PATH/2: the newest is "
         "served, new ones are loaded as they appear); NAME defaults to the manifest's experiment",
+    )
+    sub.add_argument(
+        "--model-config-file",
+        help="TF Serving's model config file (a ModelServerConfig text proto) in place of [NAME=]PATH ...",
     )
     sub.add_argument("--host", default="127.0.0.1")
     sub.add_argument("--port", type=int, default=8501, help="REST port (TF Serving's default, 8501)")

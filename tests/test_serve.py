@@ -39,11 +39,25 @@ from garden.config import TokenizerConfig
 from garden.data.mnist import mnist
 from garden.data.tokenizers import build_tokenizer
 from garden.export.decoder import write_saved_model
+from garden.export.model_config import ALL_VERSIONS, read_model_config
 from garden.generate.generator import Generator
 from garden.generate.sampler import Sampling
 from garden.models.backbones.decoder import DecoderBackbone
 
 MAX_BYTES = 200_000
+
+
+MODEL_CONFIG = """
+model_config_list {{
+  config {{
+    name: "digits"
+    base_path: "{base}"
+    model_platform: "tensorflow"
+    model_version_policy {{ {policy} }}
+    version_labels {{ key: "stable" value: 1 }}
+  }}
+}}
+"""
 
 
 def free_port():
@@ -536,8 +550,10 @@ def test_new_versions_are_served_without_a_restart_and_a_broken_one_leaves_the_o
     grpc_port = free_port()
     images = mnist("test").features["image"][:4]
     expected = saved_model(server.exports, "mnist")(image=tf.constant(images))["probabilities"].numpy()
-    labels = ["--versions", "2", "--version-label", "digits:stable=1"]
-    with serving(f"digits={base}", "--poll-seconds", "0.2", "--grpc-port", str(grpc_port), *labels) as url:
+    config = tmp_path / "models.config"  # TF Serving's own model config file
+    config.write_text(MODEL_CONFIG.format(base=base, policy="latest { num_versions: 2 }"))
+    serve_args = ["--model-config-file", str(config), "--poll-seconds", "0.2", "--grpc-port", str(grpc_port)]
+    with serving(*serve_args) as url:
         assert wait_for(url, lambda s: True) == [("1", "AVAILABLE", "")]
         drop(2)
         assert wait_for(url, lambda s: ("2", "AVAILABLE") in s) == [("1", "AVAILABLE", ""), ("2", "AVAILABLE", "")]
@@ -655,3 +671,24 @@ def test_version_options_that_cannot_work_are_one_line_before_anything_loads(tmp
     ):
         result = garden("serve", f"digits={path}", "--port", str(free_port()), *args, check=False)
         assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr
+    config = tmp_path / "models.config"
+    for text, message in (
+        (MODEL_CONFIG.format(base=path, policy="specific { versions: 1 }"), "asks for specific versions"),
+        (MODEL_CONFIG.format(base=path, policy="all {}").replace('"tensorflow"', '"onnx"'), "on platform 'onnx'"),
+        ("model_config_list { config { nme: 'x' } }", "is not a TF Serving model config"),
+        ("", "names no model"),
+    ):
+        config.write_text(text)
+        result = garden("serve", "--model-config-file", config, "--port", str(free_port()), check=False)
+        assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1], result.stderr
+    result = garden("serve", f"digits={path}", "--model-config-file", config, check=False)
+    assert result.returncode == 2 and "leave [NAME=]PATH, --versions and --version-label out" in result.stderr
+
+
+def test_a_model_config_file_reads_as_tf_serving_reads_it(tmp_path):
+    config = tmp_path / "models.config"
+    two = MODEL_CONFIG.format(base="/models/digits", policy="latest { num_versions: 3 }").rstrip()[: -len("}")]
+    config.write_text(two + 'config { name: "r8" base_path: "/models/r8" model_version_policy { all {} } } }')
+    read = read_model_config(str(config))
+    assert read.paths == {"digits": "/models/digits", "r8": "/models/r8"} and read.labels == {"digits": {"stable": 1}}
+    assert read.keep == {"digits": 3, "r8": ALL_VERSIONS}
