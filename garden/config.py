@@ -606,19 +606,28 @@ def _infer_datasets(config):
 def _sizes_from_checkpoint(config, overrides):
     """The backbone's sizes from the checkpoint folder in task.init_checkpoint (Hugging Face's
     config.json or a KerasHub preset's), where no override sets them: a 24-layer GPT-2 folder trains
-    as one without listing its sizes. An override that disagrees stays, and loading refuses it."""
+    as one without listing its sizes. An override that disagrees stays, and loading refuses it. The
+    tokenizer kind too, where the folder's files call for another than the backbone's default (Llama
+    3's tokenizer.json)."""
     folder, model = getattr(config.task, "init_checkpoint", ""), getattr(config.task, "model", None)
     if not folder or not os.path.isdir(folder) or model is None:
         return
+    from garden.data.tokenizers import folder_tokenizer_type
     from garden.models import hf_import
 
-    set_here = set()
-    for params in overrides:
-        for key in ("task", "model", "backbone", "params"):
-            params = params.get(key) if isinstance(params, dict) else None
-        set_here.update(params if isinstance(params, dict) else ())
+    def set_here(*keys):
+        found = set()
+        for node in overrides:
+            for key in keys:
+                node = node.get(key) if isinstance(node, dict) else None
+            found.update(node if isinstance(node, dict) else ())
+        return found
+
     sizes = hf_import.checkpoint_sizes(model.backbone.type, folder)
-    model.backbone.params.override({k: v for k, v in sizes.items() if k not in set_here}, is_strict=True)
+    given = set_here("task", "model", "backbone", "params")
+    model.backbone.params.override({k: v for k, v in sizes.items() if k not in given}, is_strict=True)
+    if "type" not in set_here("task", "model", "tokenizer"):
+        model.tokenizer.type = folder_tokenizer_type(model.backbone.type, folder) or model.tokenizer.type
 
 
 def _lock(config):

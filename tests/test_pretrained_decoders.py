@@ -97,8 +97,9 @@ LLAMA_2_CHAT = (
 )
 
 
-def _write_llama(folder):
-    vocabulary = _sentencepiece(folder, unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
+def _write_llama(folder, vocabulary=None, rope_theta=10000.0):
+    """Llama 2 with its SentencePiece tokenizer.model (or, given a `vocabulary` size, no tokenizer)."""
+    vocabulary = vocabulary or _sentencepiece(folder, unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
     config = dict(
         model_type="llama",
         architectures=["LlamaForCausalLM"],
@@ -108,7 +109,7 @@ def _write_llama(folder):
         num_attention_heads=HEADS,
         num_key_value_heads=KV_HEADS,
         intermediate_size=INTERMEDIATE,
-        rope_theta=10000.0,
+        rope_theta=rope_theta,
         rms_norm_eps=1e-6,  # KerasHub's converter keeps its own default, 1e-6; Garden reads the file's
         tie_word_embeddings=False,
         max_position_embeddings=128,
@@ -117,6 +118,22 @@ def _write_llama(folder):
     save_file(tensors, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(config))
     special = {"bos_token": "<s>", "eos_token": "</s>", "chat_template": LLAMA_2_CHAT}
+    (folder / "tokenizer_config.json").write_text(json.dumps(special))
+
+
+LLAMA_3_SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+
+
+def _write_llama3(folder):
+    """Llama 3: the same tensors and config as Llama 2's, and a byte-level BPE in Hugging Face's
+    tokenizer.json (no tokenizer.model), trained by the `tokenizers` library."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(TEXTS, vocab_size=320, min_frequency=1, special_tokens=LLAMA_3_SPECIAL)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    _write_llama(folder, vocabulary=tokenizer.get_vocab_size(), rope_theta=500000.0)
+    special = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}
     (folder / "tokenizer_config.json").write_text(json.dumps(special))
 
 
@@ -197,9 +214,16 @@ WRITERS = {
     "gemma": _write_gemma,
     "gemma2": lambda folder: _write_gemma(folder, version=2),
     "llama": _write_llama,
+    "llama3": _write_llama3,
 }
-HUB_TASKS = {"gpt2": "GPT2CausalLM", "gemma": "GemmaCausalLM", "gemma2": "GemmaCausalLM", "llama": "LlamaCausalLM"}
-BACKBONE_TYPES = {"gemma2": "gemma"}  # Garden's gemma backbone reads Gemma 1 and 2 folders
+HUB_TASKS = {
+    "gpt2": "GPT2CausalLM",
+    "gemma": "GemmaCausalLM",
+    "gemma2": "GemmaCausalLM",
+    "llama": "LlamaCausalLM",
+    "llama3": "Llama3CausalLM",
+}
+BACKBONE_TYPES = {"gemma2": "gemma", "llama3": "llama"}  # Garden's backbones read both versions' folders
 
 
 @pytest.fixture(scope="module")
@@ -213,9 +237,10 @@ def folders(tmp_path_factory):
 
 def _garden(family, folder):
     """Garden's backbone and tokenizer of the folder, as a causal_lm run builds them."""
-    backbone = hf_import.encoder(str(folder))
-    tokenizer = build_tokenizer(BACKBONE_TYPES.get(family, family), TokenizerConfig(), str(folder))
-    return backbone, tokenizer
+    backbone_type = BACKBONE_TYPES.get(family, family)
+    sets = [f"task.model.backbone.type={backbone_type}", f"task.init_checkpoint={folder}"]
+    resolved = experiment_config("shakespeare_gpt2", sets=sets).task.model.tokenizer  # Llama 3's: byte_bpe
+    return hf_import.encoder(str(folder)), build_tokenizer(backbone_type, resolved, str(folder))
 
 
 def _hub_lm(family, folder):
@@ -234,6 +259,8 @@ def test_imported_decoder_matches_keras_hub_logits_and_greedy_tokens(family, fol
     hub_tokenizer = getattr(keras_hub.models, HUB_TASKS[family]).preprocessor_cls.tokenizer_cls
     if family == "gpt2":
         hub_tokenizer = hub_tokenizer(str(folders[family] / "vocab.json"), str(folders[family] / "merges.txt"))
+    elif family == "llama3":  # KerasHub's converter reads tokenizer.json and tokenizer_config.json
+        hub_tokenizer = hub_tokenizer.from_preset(str(folders[family]))
     else:
         hub_tokenizer = hub_tokenizer(proto=str(folders[family] / "tokenizer.model"))
     generator = Generator(backbone, tokenizer)
@@ -293,10 +320,12 @@ def test_a_continuation_ends_at_the_familys_end_token(family, folders):
     backbone, tokenizer = _garden(family, folders[family])
     generator = Generator(backbone, tokenizer)
     stop_ids = generator.stop_ids(tf.zeros([1, 0], tf.string))
-    assert stop_ids.numpy().tolist() == [[tokenizer.end_token_id]]
+    ends = [tokenizer.end_token_id, *([tokenizer.end_token2_id] if family == "llama3" else [])]  # and <|eot_id|>
+    assert stop_ids.numpy().tolist() == [ends]
     text = np.asarray(tokenizer("oil prices")).tolist()
-    new = tf.constant([text + [tokenizer.end_token_id] + text], tf.int32)  # tokens after the end token are cut
-    assert generator.texts(new, stop_ids).numpy()[0].decode() == tokenizer.detokenize(text)
+    for end in ends:
+        new = tf.constant([text + [end] + text], tf.int32)  # tokens after the end token are cut
+        assert generator.texts(new, stop_ids).numpy()[0].decode() == tokenizer.detokenize(text)
 
 
 def test_a_folders_chat_template_renders_as_transformers_renders_it(folders):

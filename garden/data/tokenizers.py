@@ -31,6 +31,7 @@ from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
 
 FILE_NAMES = {"wordpiece": "vocab.txt", "byte_bpe": "vocab.json", "sentencepiece": "tokenizer.model"}
+HF_TOKENIZER = "tokenizer.json"  # Hugging Face's fast tokenizer file: a byte-level BPE's vocabulary and merges in one
 PRESET_FILES = {  # where a KerasHub preset folder keeps them
     "wordpiece": "assets/tokenizer/vocabulary.txt",
     "byte_bpe": "assets/tokenizer/vocabulary.json",
@@ -97,7 +98,8 @@ def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="") -> dict
         path = source
     else:
         folder = checkpoint_dir(source)
-        found = [p for p in (name, PRESET_FILES[kind]) if os.path.isfile(os.path.join(folder, p))]
+        names = (name, PRESET_FILES[kind], *((HF_TOKENIZER,) if kind == "byte_bpe" else ()))
+        found = [p for p in names if os.path.isfile(os.path.join(folder, p))]
         if not found:
             raise GardenError(f"no {name} in {folder}; point task.model.tokenizer.vocabulary at one")
         path = os.path.join(folder, found[0])
@@ -107,13 +109,40 @@ def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="") -> dict
         if not os.path.isfile(template):
             raise GardenError(f"no chat template at {template}; set task.model.tokenizer.chat_template to a file")
         files["chat_template"] = template
-    if kind == "byte_bpe":
+    if kind == "byte_bpe" and not _is_hf_tokenizer(path):  # a tokenizer.json holds its merges
         files["merges"] = tokenizer_config.merges or os.path.join(os.path.dirname(path), "merges.txt")
         if not os.path.isfile(files["merges"]):
             raise GardenError(
                 f"no BPE merges at {files['merges']}; set task.model.tokenizer.merges to the merges.txt of {path}"
             )
     return files
+
+
+def _is_hf_tokenizer(path):
+    return os.path.basename(path) == HF_TOKENIZER or path.endswith("-" + HF_TOKENIZER)  # a run's asset copy
+
+
+def _hf_tokenizer_arguments(path):
+    """A byte-level BPE's vocabulary, merges and special tokens from Hugging Face's tokenizer.json (as
+    KerasHub's Llama 3 converter reads it: every added token but the reserved ones)."""
+    with open(path) as file:
+        model, added = (found := json.load(file))["model"], found.get("added_tokens", [])
+    if model.get("type") != "BPE":
+        raise GardenError(f"{path} holds a {model.get('type')} tokenizer; Garden reads its byte-level BPE")
+    vocabulary, merges = dict(model["vocab"]), model["merges"]
+    merges = [" ".join(merge) if isinstance(merge, list) else merge for merge in merges]
+    special = {t["content"] for t in added if not t["content"].startswith("<|reserved_special_token_")}
+    vocabulary.update({t["content"]: t["id"] for t in added if t["content"] in special})
+    return {"vocabulary": vocabulary, "merges": merges, "misc_special_tokens": special}
+
+
+def folder_tokenizer_type(backbone_type, folder) -> str:
+    """The tokenizer kind a checkpoint folder's files call for when it is not the backbone's default:
+    byte_bpe for a folder with Hugging Face's tokenizer.json and no default vocabulary (Llama 3's)."""
+    kinds = _tokenizers(backbone_type)
+    if not kinds or "byte_bpe" not in kinds[1:] or not os.path.isfile(os.path.join(folder, HF_TOKENIZER)):
+        return ""
+    return "" if os.path.isfile(os.path.join(folder, _family_file(backbone_type, kinds[0]))) else "byte_bpe"
 
 
 def _chat_template_file(init_checkpoint):
@@ -137,6 +166,7 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
     files = tokenizer_files(backbone_type, tokenizer_config, init_checkpoint)
     backbone = BACKBONES.get(backbone_type)
     own = getattr(backbone, "hub_tokenizer", "") if kind == backbone.tokenizers[0] else ""
+    own = getattr(backbone, "other_hub_tokenizers", {}).get(kind, own)
     tokenizer_class = getattr(keras_hub.models, own) if own else GENERIC[kind]
     if kind == "wordpiece":
         return tokenizer_class(
@@ -145,6 +175,8 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
             strip_accents=tokenizer_config.lowercase,  # as uncased BERT vocabularies expect
             dtype="int32",
         )
+    if kind == "byte_bpe" and _is_hf_tokenizer(files["vocabulary"]):
+        return tokenizer_class(**_hf_tokenizer_arguments(files["vocabulary"]), dtype="int32")
     if kind == "byte_bpe":
         return tokenizer_class(vocabulary=files["vocabulary"], merges=files["merges"], dtype="int32")
     try:

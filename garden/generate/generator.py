@@ -130,7 +130,10 @@ class Generator:
         # a pretrained family reads prompts after its start token (`<bos>`, GPT-2's `<|endoftext|>`)
         # and ends a continuation at its end token, besides the `stop` strings
         self.start_id = tokenizer.start_token_id if getattr(backbone, "starts_with_token", False) else None
-        self.end_id = tokenizer.end_token_id if getattr(backbone, "stops_at_end_token", False) else None
+        # (Llama 3's tokenizer has two: <|end_of_text|>, and <|eot_id|> that ends a chat turn)
+        ends = [getattr(tokenizer, name, None) for name in ("end_token_id", "end_token2_id")]
+        stops = getattr(backbone, "stops_at_end_token", False)
+        self.end_ids = [end for end in ends if end is not None] if stops else []
         self.generate_text = tf.function(self._generate_text, input_signature=list(SIGNATURE.values()))
         self.beam_text = tf.function(self._beam_text, input_signature=list(BEAM_SIGNATURE.values()))
         spec = tf.TensorSpec([None, None], tf.int32)
@@ -271,14 +274,15 @@ class Generator:
 
     def stop_ids(self, stop):
         """Token ids [rows, stops] of the single-token strings `stop` [rows, stops] ("" pads: -1), and
-        a pretrained family's end token after them."""
+        a pretrained family's end tokens after them."""
         flat = tf.reshape(stop, [-1])
         pieces = self.tokenizer(tf.concat([flat, ["."]], axis=0))[:-1]  # KerasHub's ByteTokenizer fails on no strings
         tf.debugging.Assert(
             tf.reduce_all((pieces.row_lengths() == 1) | (flat == "")), ["each stop string must be one token"]
         )
         ids = tf.reshape(tf.cast(pieces.to_tensor(default_value=-1, shape=[None, 1]), tf.int32), tf.shape(stop))
-        return ids if self.end_id is None else tf.concat([ids, tf.fill([tf.shape(stop)[0], 1], self.end_id)], axis=1)
+        ends = tf.tile(tf.constant([self.end_ids], tf.int32, [1, len(self.end_ids)]), [tf.shape(stop)[0], 1])
+        return tf.concat([ids, ends], axis=1)
 
     def texts(self, new, stop_ids, max_new_tokens=None):
         """The detokenized rows of `new` [batch, steps], each cut before its first stop token (and

@@ -1,5 +1,6 @@
 """Llama (KerasHub's `LlamaBackbone`): rotary positions (with Llama 3.1's frequency scaling),
-grouped-query attention, RMSNorm and a SwiGLU MLP; Llama 2's SentencePiece vocabulary (`tokenizer.model`)."""
+grouped-query attention, RMSNorm and a SwiGLU MLP; Llama 2's SentencePiece vocabulary
+(`tokenizer.model`) or Llama 3's byte-level BPE (`tokenizer.json`, read by KerasHub's `Llama3Tokenizer`)."""
 
 import keras_hub
 
@@ -14,7 +15,8 @@ class LlamaDecoder(HubDecoder):
     family = "llama"
     hub_backbone = keras_hub.models.LlamaBackbone
     hub_tokenizer = "LlamaTokenizer"
-    tokenizers = ("sentencepiece",)
+    tokenizers = ("sentencepiece", "byte_bpe")
+    other_hub_tokenizers = {"byte_bpe": "Llama3Tokenizer"}
     vocabulary_file = "tokenizer.model"
     hf_epsilon = "rms_norm_eps"
     hf_model_types = ("llama",)
