@@ -139,7 +139,8 @@ def _write_llama3(folder):
 
 def _write_gemma(folder, version=1):
     """Gemma 1, or Gemma 2 (logit soft caps, four norms a layer, every other layer's attention in a
-    sliding window: of 8 tokens here, so that the prompts and 32 new tokens cross it)."""
+    sliding window: of 8 tokens here, so that the prompts and 32 new tokens cross it), or Gemma 3's
+    text decoder (Gemma 2's, with query and key norms and local and global rotary scales)."""
     vocabulary = _sentencepiece(
         folder,
         pad_id=0,
@@ -165,16 +166,21 @@ def _write_gemma(folder, version=1):
         max_position_embeddings=128,
     )
     rng = np.random.default_rng(2)
-    tensors = _llama_like_tensors(vocabulary, rng, lm_head=False, gemma=True)
-    if version == 2:
+    tensors = _llama_like_tensors(vocabulary, rng, lm_head=False, gemma=version < 3)
+    if version == 3:  # Gemma 3's intermediate_size counts all of gate/up; its query and key have RMSNorms
+        config.update(model_type="gemma3_text", architectures=["Gemma3ForCausalLM"], intermediate_size=INTERMEDIATE)
+        for i in range(LAYERS):
+            for norm in ("q_norm", "k_norm"):
+                tensors[f"model.layers.{i}.self_attn.{norm}.weight"] = rng.normal(0.0, 0.2, HEAD_DIM).astype(np.float32)
+    if version >= 2:
         config.update(
-            model_type="gemma2",
-            architectures=["Gemma2ForCausalLM"],
             query_pre_attn_scalar=HEAD_DIM,
             attn_logit_softcapping=50.0,
             final_logit_softcapping=30.0,
             sliding_window=8,
         )
+        if version == 2:
+            config.update(model_type="gemma2", architectures=["Gemma2ForCausalLM"])
         for i in range(LAYERS):
             for norm in ("pre_feedforward_layernorm", "post_feedforward_layernorm"):
                 tensors[f"model.layers.{i}.{norm}.weight"] = (1 + rng.normal(0.0, 0.2, WIDTH)).astype(np.float32)
@@ -213,6 +219,7 @@ WRITERS = {
     "gpt2": _write_gpt2,
     "gemma": _write_gemma,
     "gemma2": lambda folder: _write_gemma(folder, version=2),
+    "gemma3": lambda folder: _write_gemma(folder, version=3),
     "llama": _write_llama,
     "llama3": _write_llama3,
 }
@@ -220,6 +227,7 @@ HUB_TASKS = {
     "gpt2": "GPT2CausalLM",
     "gemma": "GemmaCausalLM",
     "gemma2": "GemmaCausalLM",
+    "gemma3": "Gemma3CausalLM",
     "llama": "LlamaCausalLM",
     "llama3": "Llama3CausalLM",
 }
@@ -259,7 +267,7 @@ def test_imported_decoder_matches_keras_hub_logits_and_greedy_tokens(family, fol
     hub_tokenizer = getattr(keras_hub.models, HUB_TASKS[family]).preprocessor_cls.tokenizer_cls
     if family == "gpt2":
         hub_tokenizer = hub_tokenizer(str(folders[family] / "vocab.json"), str(folders[family] / "merges.txt"))
-    elif family == "llama3":  # KerasHub's converter reads tokenizer.json and tokenizer_config.json
+    elif family in ("llama3", "gemma3"):  # KerasHub's converters read tokenizer.json, or see no image pieces
         hub_tokenizer = hub_tokenizer.from_preset(str(folders[family]))
     else:
         hub_tokenizer = hub_tokenizer(proto=str(folders[family] / "tokenizer.model"))
@@ -273,7 +281,10 @@ def test_imported_decoder_matches_keras_hub_logits_and_greedy_tokens(family, fol
         np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
     padded = {key: np.pad(value, [[0, 0], [0, NEW_TOKENS]]) for key, value in inputs.items()}
-    hub_tokens = hub_lm.generate(padded, stop_token_ids=None)["token_ids"][0, len(ids) :]  # no stop, as Garden's
+    if family == "gemma3":  # its generate() cannot gather the empty image outputs of a text-only batch
+        hub_tokens = np.asarray(hub_lm.generate_step(padded, stop_token_ids=None)["token_ids"])[0, len(ids) :]
+    else:
+        hub_tokens = hub_lm.generate(padded, stop_token_ids=None)["token_ids"][0, len(ids) :]  # no stop, as Garden's
     garden_tokens = _cached(generator, *generator.left_padded(tf.constant([prompt])), NEW_TOKENS, GREEDY)
     np.testing.assert_array_equal(garden_tokens.numpy()[0], hub_tokens)
 

@@ -179,8 +179,11 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
         return tokenizer_class(**_hf_tokenizer_arguments(files["vocabulary"]), dtype="int32")
     if kind == "byte_bpe":
         return tokenizer_class(vocabulary=files["vocabulary"], merges=files["merges"], dtype="int32")
+    own_arguments = (
+        getattr(backbone, "hub_tokenizer_arguments", {}) if own == getattr(backbone, "hub_tokenizer", "") else {}
+    )
     try:
-        return tokenizer_class(proto=files["vocabulary"], dtype="int32")
+        return tokenizer_class(proto=files["vocabulary"], **own_arguments, dtype="int32")
     except ValueError as error:  # a family's tokenizer checks that the model holds its special pieces
         raise GardenError(f"{files['vocabulary']} does not fit backbone {backbone_type}: {error}") from None
 

@@ -8,6 +8,7 @@ from garden.models.backbones import (  # noqa: F401  (registers)
     distil_bert,
     electra,
     gemma,
+    gemma3,
     gpt2,
     image_families,
     keras_hub,

@@ -1,0 +1,100 @@
+"""Gemma 3's text decoder (KerasHub's `Gemma3Backbone` without a vision encoder): Gemma 2's layers
+with query and key RMSNorm, and local (sliding-window) and global attention layers of their own
+rotary scales; a SentencePiece vocabulary (`tokenizer.model`). Hugging Face's `gemma3_text`
+folders (Gemma 3 1B's kind) load; the image-text models and the embedding variant are refused."""
+
+import keras_hub
+
+from garden.errors import GardenError
+from garden.models.backbones.gemma import GemmaDecoder
+from garden.models.backbones.hub_decoder import HubDecoder
+from garden.registry import BACKBONES
+
+# the arguments of Gemma3Backbone's image-text and embedding variants, as its text decoder has them
+TEXT_ONLY = dict(
+    image_size=None,
+    vision_encoder=None,
+    use_bidirectional_attention=False,
+    is_embedding_model=False,
+    pooling_intermediate_dim=None,
+    embedding_dim=None,
+)
+
+
+@BACKBONES.register("gemma3")
+class Gemma3Decoder(GemmaDecoder):
+    """Defaults are Gemma 3 1B's shape; a checkpoint's config.json gives its own. Gemma's embedding,
+    cache and layer arguments; its own KerasHub classes (so HubDecoder's constructor, not Gemma's)."""
+
+    family = "gemma3"
+    hub_backbone = keras_hub.models.Gemma3Backbone
+    hub_tokenizer = "Gemma3Tokenizer"
+    hub_tokenizer_arguments = {"has_vision_tokens": False}  # text only: no image placeholder pieces
+    hf_model_types = ("gemma3_text",)
+
+    def __init__(
+        self,
+        vocabulary_size=262144,
+        num_layers=26,
+        num_query_heads=4,
+        num_key_value_heads=1,
+        hidden_dim=1152,
+        intermediate_dim=6912,
+        head_dim=256,
+        query_head_dim_normalize=True,
+        use_query_key_norm=True,
+        use_post_ffw_norm=True,
+        use_post_attention_norm=True,
+        attention_logit_soft_cap=None,
+        final_logit_soft_cap=None,
+        use_sliding_window_attention=True,
+        sliding_window_size=512,
+        local_rope_scaling_factor=1.0,
+        global_rope_scaling_factor=1.0,
+        layer_norm_epsilon=1e-6,
+        dropout=0.0,
+        image_size=None,
+        vision_encoder=None,
+        use_bidirectional_attention=False,
+        is_embedding_model=False,
+        pooling_intermediate_dim=None,
+        embedding_dim=None,
+        dtype=None,
+        **kwargs,
+    ):
+        given = dict(
+            image_size=image_size,
+            vision_encoder=vision_encoder,
+            use_bidirectional_attention=use_bidirectional_attention,
+            is_embedding_model=is_embedding_model,
+            pooling_intermediate_dim=pooling_intermediate_dim,
+            embedding_dim=embedding_dim,
+        )
+        if given != TEXT_ONLY:
+            raise GardenError(
+                "Garden runs Gemma 3's text decoder (Hugging Face's gemma3_text); this checkpoint is an image-text "
+                "or embedding model"
+            )
+        arguments = dict(
+            vocabulary_size=vocabulary_size,
+            num_layers=num_layers,
+            num_query_heads=num_query_heads,
+            num_key_value_heads=num_key_value_heads,
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            head_dim=head_dim,
+            query_head_dim_normalize=query_head_dim_normalize,
+            use_query_key_norm=use_query_key_norm,
+            use_post_ffw_norm=use_post_ffw_norm,
+            use_post_attention_norm=use_post_attention_norm,
+            attention_logit_soft_cap=attention_logit_soft_cap,
+            final_logit_soft_cap=final_logit_soft_cap,
+            use_sliding_window_attention=use_sliding_window_attention,
+            sliding_window_size=sliding_window_size,
+            local_rope_scaling_factor=local_rope_scaling_factor,
+            global_rope_scaling_factor=global_rope_scaling_factor,
+            layer_norm_epsilon=layer_norm_epsilon,
+            dropout=dropout,
+        )
+        HubDecoder.__init__(self, {**arguments, "image_size": None}, dtype=dtype, **kwargs)
+        self.keep_arguments(**arguments, **TEXT_ONLY)  # KerasHub's converter gives these too: kept to compare
