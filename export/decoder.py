@@ -78,8 +78,7 @@ def decode_step_function(backbone, max_length, batch=1):
 def write_saved_model(backbone, tokenizer, directory, max_length, batch=1):
     """Writes the SavedModel (signatures generate, serving_default, beam_search and decode_step of
     `batch` rows; decode_step alone when `tokenizer` is None) into `directory`."""
-    archive = keras.export.ExportArchive()
-    archive.track(backbone)
+    archive = keras.export.ExportArchive()  # the backbone untracked: ExportReference.write_saved_model says why
     if tokenizer is not None:
         tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
         archive.track(tokenizer)

@@ -196,8 +196,10 @@ class OutputsReference(ExportReference):
         import keras
 
         names = names or list(self.signatures)
+        # The model is not tracked: its endpoints capture its variables, and tracking it too saves each
+        # weight twice (Keras keeps its Variables beside the tf.Variables they wrap, so a SavedModel
+        # weighed twice its weights). Layers holding lookup tables are tracked (`serving_resources`).
         archive = keras.export.ExportArchive()
-        archive.track(self.run.model)
         if self.task.raw_signature in names:
             for resource in self.task.serving_resources():
                 archive.track(resource)
