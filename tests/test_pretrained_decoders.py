@@ -372,6 +372,13 @@ def test_a_bad_decoder_folder_is_named_in_one_line(folders, tmp_path):
     wrong = BACKBONES.get("llama")(**{**hf_import.encoder_params(str(source)), "hidden_dim": 32})
     with pytest.raises(GardenError, match="set task.model.backbone.params.hidden_dim=64"):
         hf_import.load_into(wrong, checkpoint_dir(str(source)))
+    embedding = tmp_path / "embeddinggemma"  # Gemma 3's embedding variant: not a decoder Garden runs
+    embedding.mkdir()
+    config = {**json.loads((folders["gemma3"] / "config.json").read_text()), "use_bidirectional_attention": True}
+    (embedding / "config.json").write_text(json.dumps(config))
+    (embedding / "model.safetensors").symlink_to(folders["gemma3"] / "model.safetensors")
+    with pytest.raises(GardenError, match="Garden runs Gemma 3's text decoder .* an image-text or embedding model"):
+        hf_import.encoder_params(str(embedding))
     sizes = ["task.model.backbone.type=llama", f"task.init_checkpoint={source}"]  # sized by its config.json
     config = experiment_config("shakespeare_gpt2", sets=sizes)
     assert {k: config.task.model.backbone.params.as_dict()[k] for k in ("hidden_dim", "num_layers")} == {

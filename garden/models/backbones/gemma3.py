@@ -11,6 +11,7 @@ from garden.models.backbones.hub_decoder import HubDecoder
 from garden.registry import BACKBONES
 
 # the arguments of Gemma3Backbone's image-text and embedding variants, as its text decoder has them
+# (KerasHub's converter gives them)
 TEXT_ONLY = dict(
     image_size=None,
     vision_encoder=None,
@@ -24,12 +25,13 @@ TEXT_ONLY = dict(
 @BACKBONES.register("gemma3")
 class Gemma3Decoder(GemmaDecoder):
     """Defaults are Gemma 3 1B's shape; a checkpoint's config.json gives its own. Gemma's embedding,
-    cache and layer arguments; its own KerasHub classes (so HubDecoder's constructor, not Gemma's)."""
+    cache and layer arguments, and its own KerasHub classes (so HubDecoder's constructor, not Gemma's)."""
 
     family = "gemma3"
     hub_backbone = keras_hub.models.Gemma3Backbone
     hub_tokenizer = "Gemma3Tokenizer"
     hub_tokenizer_arguments = {"has_vision_tokens": False}  # text only: no image placeholder pieces
+    fixed_hub_arguments = {"image_size": None}
     hf_model_types = ("gemma3_text",)
 
     def __init__(
@@ -53,28 +55,9 @@ class Gemma3Decoder(GemmaDecoder):
         global_rope_scaling_factor=1.0,
         layer_norm_epsilon=1e-6,
         dropout=0.0,
-        image_size=None,
-        vision_encoder=None,
-        use_bidirectional_attention=False,
-        is_embedding_model=False,
-        pooling_intermediate_dim=None,
-        embedding_dim=None,
         dtype=None,
         **kwargs,
     ):
-        given = dict(
-            image_size=image_size,
-            vision_encoder=vision_encoder,
-            use_bidirectional_attention=use_bidirectional_attention,
-            is_embedding_model=is_embedding_model,
-            pooling_intermediate_dim=pooling_intermediate_dim,
-            embedding_dim=embedding_dim,
-        )
-        if given != TEXT_ONLY:
-            raise GardenError(
-                "Garden runs Gemma 3's text decoder (Hugging Face's gemma3_text); this checkpoint is an image-text "
-                "or embedding model"
-            )
         arguments = dict(
             vocabulary_size=vocabulary_size,
             num_layers=num_layers,
@@ -96,5 +79,13 @@ class Gemma3Decoder(GemmaDecoder):
             layer_norm_epsilon=layer_norm_epsilon,
             dropout=dropout,
         )
-        HubDecoder.__init__(self, {**arguments, "image_size": None}, dtype=dtype, **kwargs)
-        self.keep_arguments(**arguments, **TEXT_ONLY)  # KerasHub's converter gives these too: kept to compare
+        HubDecoder.__init__(self, arguments, dtype=dtype, **kwargs)
+
+    @classmethod
+    def text_decoder_params(cls, params: dict) -> dict:
+        if any(params.pop(name, value) != value for name, value in TEXT_ONLY.items()):
+            raise GardenError(
+                "Garden runs Gemma 3's text decoder (Hugging Face's gemma3_text); this checkpoint is an image-text "
+                "or embedding model"
+            )
+        return params

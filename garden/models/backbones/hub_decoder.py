@@ -34,9 +34,10 @@ class HubDecoder(Backbone):
     starts_with_token = True  # prompts begin with the tokenizer's start token, as the family was trained
     stops_at_end_token = True  # and a continuation ends at its end token (`<eos>`, `</s>`, `<|endoftext|>`)
     hf_epsilon = ""  # the config.json key of the norms' epsilon, which KerasHub's converters leave at a default
+    fixed_hub_arguments: dict = {}  # KerasHub constructor arguments that Garden's backbone does not vary
 
     def __init__(self, arguments: dict, dtype=None, **kwargs):
-        hub = self.hub_backbone(**arguments, dtype=dtype, name="hub")
+        hub = self.hub_backbone(**arguments, **self.fixed_hub_arguments, dtype=dtype, name="hub")
         inputs = self.text_input_layers()
         sequence, logits = self._run(hub, inputs["token_ids"], inputs["padding_mask"])
         super().__init__(
@@ -50,7 +51,9 @@ class HubDecoder(Backbone):
         """The constructor arguments of a Hugging Face `config.json`, by KerasHub's converter."""
         from keras_hub.src.utils.transformers import preset_loader
 
-        params = preset_loader.TransformersPresetLoader("", config).converter.convert_backbone_config(config)
+        params = cls.text_decoder_params(
+            preset_loader.TransformersPresetLoader("", config).converter.convert_backbone_config(config)
+        )
         if cls.hf_epsilon in config:
             params["layer_norm_epsilon"] = config[cls.hf_epsilon]
         unknown = sorted(set(params) - set(inspect.signature(cls.__init__).parameters))
@@ -58,6 +61,11 @@ class HubDecoder(Backbone):
             raise GardenError(
                 f"Garden's {cls.family} backbone has no parameter {unknown[0]}, which this checkpoint sets"
             )
+        return params
+
+    @classmethod
+    def text_decoder_params(cls, params: dict) -> dict:
+        """KerasHub's converted arguments without those of variants Garden does not run (refused)."""
         return params
 
     def cache_heads(self) -> tuple[int, int]:
