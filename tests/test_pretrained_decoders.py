@@ -356,6 +356,10 @@ def test_a_folders_chat_template_renders_as_transformers_renders_it(folders):
         assert chat_prompt(template, messages, "<s>", "</s>") == expected
     with pytest.raises(GardenError, match="the chat template refuses the messages: Conversation roles must alternate"):
         chat_prompt(template, conversation[1:2] * 2, "<s>", "</s>")
+    given = f"task.model.tokenizer.chat_template={folder / 'tokenizer_config.json'}"
+    refused = garden("train", "r8_minilm", "--set", given, "--run-dir", folder.parent / "encoder_run", check=False)
+    assert refused.returncode == 2 and "leave it empty for a text_classification task" in refused.stderr
+    assert not (folder.parent / "encoder_run").exists()
 
 
 def test_a_bad_decoder_folder_is_named_in_one_line(folders, tmp_path):

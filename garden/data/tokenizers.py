@@ -71,9 +71,10 @@ def _family_file(backbone_type, kind):
     return own if own and kind == backbone.tokenizers[0] else FILE_NAMES[kind]
 
 
-def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="") -> dict[str, str]:
+def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="", chat=False) -> dict[str, str]:
     """The files the tokenizer of `backbone_type` reads, by their `task.model.tokenizer` key
-    (`vocabulary`, and `merges` for byte_bpe); empty for the character tokenizer."""
+    (`vocabulary`, and `merges` for byte_bpe; with `chat`, a decoder's `chat_template` where there is
+    one); empty for the character tokenizer."""
     kind = tokenizer_type(backbone_type, tokenizer_config.type)
     if tokenizer_config.merges and kind != "byte_bpe":
         raise GardenError(
@@ -104,7 +105,7 @@ def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="") -> dict
             raise GardenError(f"no {name} in {folder}; point task.model.tokenizer.vocabulary at one")
         path = os.path.join(folder, found[0])
     files = {"vocabulary": path}
-    template = tokenizer_config.chat_template or _chat_template_file(init_checkpoint)
+    template = (tokenizer_config.chat_template or _chat_template_file(init_checkpoint)) if chat else ""
     if template:
         if not os.path.isfile(template):
             raise GardenError(f"no chat template at {template}; set task.model.tokenizer.chat_template to a file")

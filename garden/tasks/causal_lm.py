@@ -38,7 +38,7 @@ class CausalLMTask(Task):
                 vocabulary=train_sentencepiece(self.texts(config.train_data), vocabulary_size)
             )
         self.tokenizer = build_tokenizer(backbone.type, tokenizer, config.init_checkpoint)
-        self.tokenizer_files = tokenizer_files(backbone.type, tokenizer, config.init_checkpoint)
+        self.tokenizer_files = tokenizer_files(backbone.type, tokenizer, config.init_checkpoint, chat=True)
         if self.tokenizer.vocabulary_size() != vocabulary_size:
             raise GardenError(
                 f"the tokenizer has {self.tokenizer.vocabulary_size()} ids; set "

@@ -6,6 +6,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from garden.data.tokenizers import TFLITE_TWINNED, build_tokenizer, serving_tokenizer, tokenizer_files
+from garden.errors import GardenError
 from garden.models import hf_import
 from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
@@ -24,6 +25,11 @@ class TextTask(Task):
     def __init__(self, config):
         super().__init__(config)
         backbone, tokenizer = config.model.backbone.type, config.model.tokenizer
+        if tokenizer.chat_template:
+            raise GardenError(
+                "task.model.tokenizer.chat_template is read by a causal_lm run's 'garden generate --chat'; leave it "
+                f"empty for a {config.type} task"
+            )
         self.tokenizer = build_tokenizer(backbone, tokenizer, config.init_checkpoint)
         self.tokenizer_files = tokenizer_files(backbone, tokenizer, config.init_checkpoint)
         self.special_tokens = BACKBONES.get(backbone).special_tokens
