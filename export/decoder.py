@@ -194,6 +194,8 @@ class DecoderReference(ExportReference):
         self.max_length, self.batch = max_length, options.decode_batch
         if self.batch < 1:
             raise GardenError(f"--decode-batch is a number of rows, 1 or more (got {self.batch})")
+        # the padding_mask input of a step of several rows, for rows with no padding (a step of one has none)
+        self.unpadded = {} if self.batch == 1 else {"padding_mask": np.ones([self.batch, max_length], np.int32)}
         windows = run.task.load(run.task.held_out()).features["token_ids"]
         if len(windows) < PARITY_WINDOWS:
             raise GardenError(f"the held-out split has {len(windows)} windows; export checks {PARITY_WINDOWS}")
@@ -227,28 +229,23 @@ class DecoderReference(ExportReference):
                     token_ids=np.array([[w[position]] for w in group], np.int32),
                     position=np.array([position], np.int32),
                     cache=cache,
-                    **self._mask(),
+                    **self.unpadded,
                 )
                 steps.append(np.asarray(out["logits"]))
                 cache = out["cache"]
             rows.extend(np.stack(steps, axis=1)[:count])
         return np.array(rows)
 
-    def _mask(self):
-        """A decode step's padding_mask input for rows with no padding (none for a step of one row)."""
-        return {} if self.batch == 1 else {"padding_mask": np.ones([self.batch, self.max_length], np.int32)}
-
     def greedy_matches(self, decode_step):
         """Whether `decode_step`'s greedy loop continues each prompt exactly as the Keras model does."""
         ends = self.generator.stop_ids(tf.zeros([1, 0], tf.string))  # a pretrained family's end token
-        expected = self.generator.generate(self.prompts, NEW_TOKENS, CHECKED_SAMPLINGS[0][0])
         ids = [self.generator.prompt_ids(prompt) for prompt in self.prompts]
         found = []
         for group, count in _groups(ids, self.batch):
             cache = self.backbone.empty_cache(self.batch, self.max_length).numpy()
             found += greedy_rows(decode_step, group, NEW_TOKENS, cache, self.max_length)[:count]
         texts = self.generator.texts(tf.constant(found, tf.int32), tf.tile(ends, [len(found), 1])).numpy()
-        return [text.decode("utf-8", errors="replace") for text in texts] == expected
+        return [text.decode("utf-8", errors="replace") for text in texts] == self.texts[0]  # all greedy
 
     def check_mode(self, mode):
         if mode not in BOUNDS:
@@ -344,7 +341,7 @@ class DecoderReference(ExportReference):
         cache = self.backbone.empty_cache(self.batch, self.max_length).numpy()
         measured["latency_ms"] = median_latency_ms(
             lambda ids, position: decode_step(
-                token_ids=np.repeat(ids, self.batch, axis=0), position=position, cache=cache, **self._mask()
+                token_ids=np.repeat(ids, self.batch, axis=0), position=position, cache=cache, **self.unpadded
             ),
             one_token,
         )

@@ -64,9 +64,7 @@ def read_model_config(path: str) -> ModelConfig:
                 "(latest { num_versions: N }) or all of them (all {})"
             )
         found.paths[name] = model.base_path
-        found.keep[name] = (
-            ALL_VERSIONS if policy.WhichOneof("policy_choice") == "all" else policy.latest.num_versions or 1
-        )
+        found.keep[name] = ALL_VERSIONS if choice == "all" else policy.latest.num_versions or 1
         if model.version_labels:
             found.labels[name] = dict(model.version_labels)
     return found

@@ -183,7 +183,7 @@ class Servable:
             raise RequestError('only a language model\'s "generate" signature streams; leave "stream" out')
         if len(inputs["prompt"]) != 1:
             raise RequestError(f"a streamed request holds one instance, not {len(inputs['prompt'])}")
-        rules = Rules(**{name: tf.constant(inputs[name]) for name in Rules._fields})
+        rules = Rules.of_inputs(inputs)
         stop = [s.decode() for s in inputs["stop"][0] if s]
         try:
             return SavedModelStream(

@@ -5,6 +5,7 @@ registered name exists before a command looks one up.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -220,13 +221,17 @@ def cmd_quantize(args):
     )
 
 
-SAMPLING_FLAGS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0, "seed": 0}
+def _sampling_flags():
+    """{flag name: default} of `garden generate`'s sampling flags: Sampling's fields and the seed."""
+    from garden.generate.sampler import Sampling
+
+    return {**{field.name: field.default for field in dataclasses.fields(Sampling)}, "seed": 0}
 
 
 def _per_prompt(args, rows):
     """{flag: one value per prompt} of the sampling flags, each given once for all prompts or once per prompt."""
     values = {}
-    for name, default in SAMPLING_FLAGS.items():
+    for name, default in _sampling_flags().items():
         given = getattr(args, name) or [default]
         if len(given) not in (1, rows):
             raise GardenError(
@@ -242,8 +247,8 @@ def cmd_generate(args):
     from garden.generate.sampler import Sampling
     from garden.run import Run
 
-    if args.beams and (any(getattr(args, name) for name in SAMPLING_FLAGS) or args.no_cache):
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in SAMPLING_FLAGS)
+    if args.beams and (any(getattr(args, name) for name in _sampling_flags()) or args.no_cache):
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in _sampling_flags())
         raise GardenError(f"beam search does not sample: leave {flags} and --no-cache out with --beams")
     if args.beams < 0:
         raise GardenError(f"--beams is a width of 1 or more (got {args.beams})")

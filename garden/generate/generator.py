@@ -170,7 +170,7 @@ class Generator:
         else:
             inputs = generate_inputs(prompts, max_new_tokens, sampling, seed, stop)
             stop_ids = self.stop_ids(inputs["stop"])
-            rules = Rules(**{name: inputs[name] for name in Rules._fields})
+            rules = Rules.of_inputs(inputs)
             new = self.recompute(*self.left_padded(inputs["prompt"]), max_new_tokens, rules, stop_ids)
             texts = self.texts(new, stop_ids, inputs["max_new_tokens"])
         return [text.decode("utf-8", errors="replace") for text in texts.numpy()]
@@ -180,7 +180,7 @@ class Generator:
         the tokens of `generate` (the same sampling, seeds and cache), one decode step per token."""
         self._check([prompt], max_new_tokens, stop)  # now, not at the first piece
         inputs = generate_inputs([prompt], max_new_tokens, sampling, seed, stop)
-        rules = Rules(**{name: inputs[name] for name in Rules._fields})
+        rules = Rules.of_inputs(inputs)
         stop_ids = set(self.stop_ids(inputs["stop"]).numpy()[0].tolist())
         return self._pieces(inputs["prompt"], max_new_tokens, rules, stop_ids)
 

@@ -43,6 +43,11 @@ class Rules(NamedTuple):
     repetition_penalty: tf.Tensor
 
     @classmethod
+    def of_inputs(cls, inputs: dict) -> "Rules":
+        """The rules in a `generate` signature's inputs (tensors or arrays [rows], by field name)."""
+        return cls(**{name: tf.convert_to_tensor(inputs[name]) for name in cls._fields})
+
+    @classmethod
     def of(cls, samplings: Sequence[Sampling], seeds: Sequence[int]) -> "Rules":
         """One row per (sampling, seed)."""
         return cls(
