@@ -6,7 +6,8 @@ from one KerasHub backbone into both. Prompts are token ids of one length (Keras
 generating at the shortest prompt, Garden after each prompt; with one length both do the same
 work). Both loops compile their decode step with XLA; rounds alternate and the best of each counts.
 The share of generated tokens that agree is printed too (random weights give near-ties, where the
-two summation orders may pick different tokens).
+two summation orders may pick different tokens). Last, a Garden decode step's time beside its
+memory floor: one matmul of the batch's rows over as many float32 weights.
 
     python benchmarks/decoder_peers.py [--batch 4] [--prompt 16] [--tokens 64] [--quick]
 """
@@ -68,9 +69,7 @@ def main():
     seconds = {name: float("inf") for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            seconds[name] = min(seconds[name], time.perf_counter() - start)
+            seconds[name] = min(seconds[name], _timed(run))
     generated = args.batch * tokens
     size = sum(int(np.prod(w.shape)) for w in ours.weights) / 1e6
     print(f"GPT-2 {size:.1f}M weights, {args.batch} prompts x {args.prompt} tokens, {tokens} new tokens, greedy")
@@ -78,6 +77,22 @@ def main():
         print(f"{name:10s} {generated / seconds[name]:10.1f} tokens/s")
     print(f"tokens that agree: {agree:.3f}")
     print(f"ratio garden / keras_hub: {seconds['keras_hub'] / seconds['garden']:6.2f}x")
+    # the memory floor of a decode step: one matmul of the batch's rows over as many float32 weights
+    weights = tf.Variable(tf.random.normal([shape["hidden_dim"], int(size * 1e6) // shape["hidden_dim"]]))
+    rows = tf.random.normal([args.batch, shape["hidden_dim"]])
+    floor = tf.function(lambda: tf.matmul(rows, weights))
+    floor()
+    best = min(_timed(lambda: floor().numpy()) for _ in range(max(rounds, 5)))
+    print(
+        f"garden ms per decode step: {1000 * seconds['garden'] / tokens:.1f}; one matmul over the same bytes: "
+        f"{1000 * best:.1f} ms ({4 * size * 1e6 / best / 1e9:.1f} GB/s)"
+    )
+
+
+def _timed(run):
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":
