@@ -9,8 +9,12 @@ from conftest import TINY_TEXT
 
 from garden.config import experiment_config
 from garden.errors import GardenError
+from garden.models import lora as lora_module
 from garden.models.backbones.bert import BertEncoder
+from garden.models.heads.span_qa import PAD_LOGIT
+from garden.models.quantization import quantize_backbones
 from garden.models.task_model import build_task_model
+from garden.registry import LOSSES
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
 
@@ -149,8 +153,8 @@ def test_padding_free_training_on_r8_ends_at_the_padded_runs_weights(tmp_path):
         "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.5",
     ]
     cls = "task.model.backbone.params.pooling=cls"  # padding-free layers, then the last one at [CLS] only
-    initial, padded = train_weights(tmp_path / "padded", *sgd, cls)
-    _, free = train_weights(tmp_path / "free", *sgd, cls, "task.model.backbone.params.padding_free=true")
+    initial, padded = train_weights(tmp_path / "padded", *sgd, cls, "task.model.backbone.params.padding_free=false")
+    _, free = train_weights(tmp_path / "free", *sgd, cls)  # padding-free is the default
     assert sorted(free) == sorted(padded) and len(padded) > 20
     for path, weights in padded.items():  # 20 steps on R8 batches of 64 tokens, with padding
         np.testing.assert_allclose(free[path], weights, rtol=1e-4, atol=1e-5, err_msg=path)
@@ -161,3 +165,89 @@ def test_padding_free_training_on_r8_ends_at_the_padded_runs_weights(tmp_path):
     ):
         train_weights(tmp_path / "xla", "task.model.backbone.params.padding_free=true", "runtime.enable_xla=true")
     assert not (tmp_path / "xla").exists()  # XLA aborts the process on its dynamic shapes: refused before anything
+
+
+def test_the_default_trains_padding_free_unless_xla_compiles_the_step():
+    for xla, unpadded in [(False, True), (True, False)]:
+        config = experiment_config("r8_minilm", sets=[*TINY_TEXT, f"runtime.enable_xla={xla}"])
+        model = build_task_model(config.task.model, "r8")
+        backbone = model.get_layer("backbone")
+        backbone.check_training(config.runtime)
+        assert backbone.padding_free is None and backbone.encoder.unpadded == unpadded
+    explicit = experiment_config("r8_minilm", sets=[*TINY_TEXT, "task.model.backbone.params.padding_free=false"])
+    assert (
+        type(build_task_model(explicit.task.model, "r8").get_layer("backbone").encoder) is keras_hub.models.BertBackbone
+    )
+
+
+SIZES = [f"task.model.backbone.params.{k}={v}" for k, v in dict(num_layers=2, hidden_dim=32, num_heads=4).items()]
+LENGTHS = np.array([16, 5, 11])
+
+
+def free_and_padded(experiment, *overrides):
+    """(padding-free model, padded model with its weights, a padded batch of LENGTHS) of `experiment`."""
+    sets = [*TINY_TEXT, *SIZES, "task.model.backbone.params.dropout=0.0", *overrides]
+    free = build_task_model(experiment_config(experiment, sets=sets).task.model, "free")
+    padded_config = experiment_config(experiment, sets=[*sets, "task.model.backbone.params.padding_free=false"])
+    padded = build_task_model(padded_config.task.model, "padded")
+    padded.set_weights(free.get_weights())
+    mask = (np.arange(16)[None] < LENGTHS[:, None]).astype("int32")
+    batch = {
+        "token_ids": np.random.default_rng(2).integers(1, 100, (3, 16)).astype("int32") * mask,
+        "segment_ids": np.zeros((3, 16), "int32"),
+        "padding_mask": mask,
+    }
+    return free, padded, batch
+
+
+def assert_same_training_step(free, padded, batch, loss, labels):
+    """The two models' training losses agree, and so do their gradients, variable by variable."""
+    with tf.GradientTape(persistent=True) as tape:
+        losses = [tf.reduce_sum(loss(labels, model(batch, training=True)["logits"])) for model in (free, padded)]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    gradients = [tape.gradient(value, model.trainable_variables) for value, model in zip(losses, (free, padded))]
+    assert all(g is not None for g in gradients[0]) and len(gradients[0]) == len(gradients[1])
+    for variable, a, b in zip(free.trainable_variables, *gradients):
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(a), tf.convert_to_tensor(b), rtol=1e-4, atol=1e-5, err_msg=variable.path
+        )
+    return gradients[0]
+
+
+def test_span_qa_masks_pads_so_padded_padding_free_and_unpadded_batches_agree():
+    """Span QA scores every position: its pads are masked, so the start/end logits at real positions
+    and the loss do not depend on the padding, nor on whether training computed the pads."""
+    free, padded, batch = free_and_padded("squad_minilm")
+    outputs = [model(batch, training=True)["logits"].numpy() for model in (free, padded)]
+    real = batch["padding_mask"].astype(bool)
+    np.testing.assert_allclose(outputs[0][real], outputs[1][real], atol=2e-5)
+    assert np.all(outputs[0][~real] == PAD_LOGIT) and np.all(outputs[1][~real] == PAD_LOGIT)
+    assert_same_training_step(
+        free, padded, batch, LOSSES.build("span_crossentropy"), tf.constant([[3, 6], [1, 4], [9, 10]])
+    )
+    for row, length in enumerate(LENGTHS):  # each row alone, unpadded, gives its logits at its real positions
+        alone = {name: values[row : row + 1, :length] for name, values in batch.items()}
+        np.testing.assert_allclose(
+            padded(alone, training=False)["logits"][0], padded(batch, training=False)["logits"][row, :length], atol=2e-5
+        )
+
+
+@pytest.mark.parametrize("quantization", ["", "int8"])
+def test_padding_free_trains_lora_adapters_as_the_padded_model_does(quantization):
+    """The padding-free layers call each projection layer itself: its adapters (and its int8 kernel,
+    under QLoRA) take part as in the padded graph."""
+    lora = ["task.model.lora.rank=4", f"task.model.quantization={quantization}", "task.model.head.params.dropout=0.0"]
+    free, padded, batch = free_and_padded("r8_minilm", *lora)
+    if quantization:
+        for model in (free, padded):
+            quantize_backbones({"model": model}, quantization)
+        padded.set_weights(free.get_weights())
+    for model in (free, padded):  # B starts at zero: move it so that A's gradients are not zero either
+        for variable in lora_module.adapter_variables(model):
+            variable.assign(np.random.default_rng(3).normal(scale=0.1, size=variable.shape))
+    gradients = assert_same_training_step(
+        free, padded, batch, LOSSES.build("sparse_categorical_crossentropy"), tf.constant([1, 0, 5])
+    )
+    names = [v.path for v in free.trainable_variables]
+    adapted = [g for name, g in zip(names, gradients) if "lora" in name and "self_attention" in name]
+    assert len(adapted) >= 8 and all(np.abs(tf.convert_to_tensor(g)).max() > 0 for g in adapted)

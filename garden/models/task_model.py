@@ -1,7 +1,8 @@
 """Joins a registered backbone and head into the task model: named inputs in, `logits` out.
 
 A head names the backbone output it reads (`head.features`, such as `pooled_output` or
-`sequence_output`)."""
+`sequence_output`); a head that scores every position and `reads_padding_mask` gets the text's
+`padding_mask` too."""
 
 import keras
 
@@ -18,7 +19,11 @@ def build_task_model(model_config, name, backbone=None):
     if backbone is None:  # a shared backbone serves other heads too, which may read other outputs
         backbone = build_backbone(model_config)
         backbone.train_for(head.features)
-    outputs = head(backbone(backbone.input)[head.features])  # logits, or a dict holding them
+    features = backbone(backbone.input)[head.features]
+    if getattr(head, "reads_padding_mask", False):
+        outputs = head(features, padding_mask=backbone.input["padding_mask"])
+    else:
+        outputs = head(features)  # logits, or a dict holding them
     outputs = outputs if isinstance(outputs, dict) else {"logits": outputs}
     return keras.Model(inputs=backbone.input, outputs=outputs, name=name)
 

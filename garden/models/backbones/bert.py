@@ -1,5 +1,5 @@
-"""BERT text encoder: KerasHub's `BertBackbone` with `cls` or `mean` pooling, optionally trained
-padding-free (garden/models/backbones/padding_free.py)."""
+"""BERT text encoder: KerasHub's `BertBackbone` with `cls` or `mean` pooling, trained padding-free
+(garden/models/backbones/padding_free.py) unless XLA compiles the training step."""
 
 import keras_hub
 
@@ -26,10 +26,12 @@ class BertEncoder(TextEncoder):
     """Inputs `token_ids`, `segment_ids`, `padding_mask` [batch, length]; outputs `sequence_output`
     [batch, length, hidden_dim] and `pooled_output` [batch, hidden_dim]: BERT's pooler on [CLS]
     (`pooling="cls"`) or the mean over unpadded tokens (`pooling="mean"`, as sentence-transformers).
-    `padding_free=True` trains on the real tokens only: the same function at every real position,
-    faster by about the padding's share; pad positions of `sequence_output` are then zeros in training,
-    so leave it off for heads that score every position (span_qa). A task whose head reads the
-    [CLS]-pooled output alone computes the last layer at [CLS] only (`train_for`).
+    Training is padding-free by default: on the real tokens only, the same function at every real
+    position, faster by about the padding's share. Pad positions of `sequence_output` are then zeros in
+    training, which no head reads (span_qa masks them). A task whose head reads the [CLS]-pooled output
+    alone computes the last layer at [CLS] only (`train_for`). `padding_free=None` (the default) trains
+    padded where XLA compiles the step (`runtime.enable_xla`, TPUs), which cannot take a token count that
+    changes with every batch; `true` insists (refused with XLA), `false` always trains padded.
     """
 
     family = "bert"
@@ -53,7 +55,7 @@ class BertEncoder(TextEncoder):
         max_sequence_length=512,
         num_segments=2,
         pooling="cls",
-        padding_free=False,
+        padding_free: bool | None = None,
         dtype=None,
         **kwargs,
     ):
@@ -67,7 +69,7 @@ class BertEncoder(TextEncoder):
             max_sequence_length=max_sequence_length,
             num_segments=num_segments,
         )
-        backbone = PaddingFreeBertBackbone if padding_free else self.hub_backbone
+        backbone = self.hub_backbone if padding_free is False else PaddingFreeBertBackbone
         encoder = backbone(**arguments, dtype=dtype, name="encoder")
         super().__init__(encoder, pooling, {**arguments, "padding_free": padding_free}, dtype=dtype, **kwargs)
 
@@ -85,8 +87,11 @@ class BertEncoder(TextEncoder):
             self.encoder.pooled_only = features == "pooled_output" and self.pooling == "cls"
 
     def check_training(self, runtime):
-        if runtime.enable_xla and self.padding_free:
+        compiled = runtime.enable_xla or runtime.distribution_strategy == "tpu"
+        if compiled and self.padding_free:
             raise GardenError(
                 "task.model.backbone.params.padding_free=true cannot be compiled by XLA (its token count changes "
-                "with every batch); set runtime.enable_xla=false or padding_free=false"
+                "with every batch); set runtime.enable_xla=false or leave padding_free unset"
             )
+        if self.padding_free is None:
+            self.encoder.unpadded = not compiled

@@ -25,9 +25,10 @@ class PaddingFreeBertBackbone(keras_hub.models.BertBackbone):
     unpadded tokens."""
 
     pooled_only = False  # set by the task model when its head reads `pooled_output` alone
+    unpadded = True  # cleared where XLA compiles the training step (BertEncoder.check_training)
 
     def call(self, inputs, training=None, mask=None):
-        if not training:
+        if not training or not self.unpadded:
             return super().call(inputs, training=training, mask=mask)
         padding_mask = tf.cast(inputs["padding_mask"], tf.bool)
         where = tf.where(padding_mask)  # [tokens, 2]: (row, position) of each real token
@@ -56,11 +57,11 @@ def _encoder_layer(layer, x, where, shape, key_mask, training, queries=None):
     output at every token, or at the tokens `queries` (indices into `x`) only."""
     attention = layer._self_attention_layer
     rows, query_where = (x, where) if queries is None else (tf.gather(x, queries), tf.gather(where, queries))
-    key, value = (_project("td,dhk->thk", x, dense) for dense in (attention._key_dense, attention._value_dense))
+    key, value = (_project(x, dense) for dense in (attention._key_dense, attention._value_dense))
     key, value = tf.unstack(_scatter(where, tf.stack([key, value], axis=1), shape), axis=2)
-    query = _scatter(query_where, _project("td,dhk->thk", rows, attention._query_dense), shape)
+    query = _scatter(query_where, _project(rows, attention._query_dense), shape)
     context, _ = attention._compute_attention(query, key, value, attention_mask=key_mask, training=training)
-    attended = _project("thk,hkd->td", tf.gather_nd(context, query_where), attention._output_dense)
+    attended = _project(tf.gather_nd(context, query_where), attention._output_dense)
     x = layer._self_attention_layer_norm(rows + layer._self_attention_dropout(attended, training=training))
     feedforward = layer._feedforward_output_dense(layer._feedforward_intermediate_dense(x))
     return layer._feedforward_layer_norm(x + layer._feedforward_dropout(feedforward, training=training))
@@ -71,7 +72,7 @@ def _scatter(where, rows, shape):
     return tf.scatter_nd(where, rows, tf.concat([shape, tf.shape(rows, out_type=tf.int64)[1:]], 0))
 
 
-def _project(equation, x, dense):
-    """An attention `EinsumDense` (written for [batch, length, ...]) on token rows `x` [tokens, ...],
-    by `equation` without the batch axis."""
-    return tf.einsum(equation, x, tf.cast(dense.kernel, x.dtype)) + tf.cast(dense.bias, x.dtype)
+def _project(x, dense):
+    """An attention `EinsumDense` (written for [batch, length, ...]) on token rows `x` [tokens, ...], as
+    one batch of one sequence: the layer's own call, so its LoRA adapters and quantization apply."""
+    return dense(x[None])[0]
