@@ -5,6 +5,7 @@ from garden.experiments import (  # noqa: F401  (registers)
     imagenet,
     language_model,
     text_classification,
+    text_embedding,
     text_multitask,
     text_tasks,
 )

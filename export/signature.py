@@ -88,6 +88,9 @@ def signatures(task, model, label_names, feature_names):
     raw = task.raw_serving(model, feature_names)
     if raw:
         found[task.raw_signature] = _signature(*raw, task, model, label_names)
+    for alias, name in task.signature_aliases.items():
+        if name in found:
+            found[alias] = found[name]
     if task.examples_signature:
         examples = _examples_signature(found[task.raw_signature if raw else task.tensor_signature])
         if examples:

@@ -74,6 +74,40 @@ def span_crossentropy():
     return loss
 
 
+@LOSSES.register("contrastive")
+def contrastive(temperature=0.05):
+    """In-batch contrastive loss on unit embeddings (InfoNCE; sentence-transformers'
+    MultipleNegativesRankingLoss at scale 1 / `temperature`, SupCon for labelled texts). `labels` [batch]
+    are group ids and the embeddings [batch * views, width] hold `views` adjacent rows per example:
+    - 2 views (anchor, positive pairs): each anchor's softmax over every positive in the batch, whose
+      targets are the positives of its group (its own pair, and pairs sharing its label);
+    - 1 view (labelled texts): each text's softmax over the other texts, whose targets are the texts of
+      its class; a text alone in its class in the batch costs 0.
+    Returns the mean negative log-probability of each example's targets [batch]."""
+    if temperature <= 0:
+        raise GardenError(
+            f"the contrastive loss needs temperature > 0 (sentence-transformers uses 0.05), got {temperature}"
+        )
+
+    def loss(labels, embeddings):
+        embeddings = ops.cast(embeddings, "float32")
+        batch = ops.shape(labels)[0]
+        views = ops.reshape(embeddings, (batch, -1, ops.shape(embeddings)[-1]))
+        anchors, candidates = views[:, 0], views[:, -1]
+        similarity = ops.matmul(anchors, ops.transpose(candidates)) / temperature
+        same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
+        own = ops.eye(batch, dtype="bool")
+        paired = ops.shape(views)[1] > 1
+        targets = ops.where(paired, same, ops.logical_and(same, ops.logical_not(own)))
+        similarity = ops.where(ops.logical_or(paired, ops.logical_not(own)), similarity, -1e9)
+        log_probability = ops.log_softmax(similarity, axis=-1)
+        weights = ops.cast(targets, "float32")
+        count = ops.sum(weights, axis=-1)
+        return -ops.sum(log_probability * weights, axis=-1) / ops.maximum(count, 1.0)
+
+    return loss
+
+
 @LOSSES.register("distillation")
 def distillation(temperature=2.0, alpha=0.5):
     """Hinton et al.'s knowledge distillation: alpha * CE(labels, student) + (1 - alpha) * T² *

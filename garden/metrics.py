@@ -178,3 +178,43 @@ def best_thresholds(labels, probabilities, current):
         best = np.flatnonzero(f1 == f1.max())
         thresholds[c] = cuts[best[np.argmin(np.abs(cuts[best] - 0.5))]]
     return thresholds
+
+
+# ---- embeddings: unit vectors, compared by their dot product (cosine) ---------------------------
+
+
+def retrieval_metrics(labels, embeddings, views=1, chunk=1024):
+    """Same-group retrieval by cosine: each query ranks the corpus, and corpus items of its group are
+    the relevant ones. With 1 view the texts are both (leave one out: a text never retrieves itself,
+    and a text alone in its group is not a query); with 2 views (adjacent anchor, positive rows) the
+    anchors query the positives. Returns the mean average precision (`map`, as scikit-learn's
+    average_precision_score per query) and `precision_at_1`, over the queries."""
+    labels = np.asarray(labels)
+    grouped = np.asarray(embeddings, np.float32).reshape(len(labels), views, -1)
+    queries, corpus = grouped[:, 0], grouped[:, -1]
+    precisions, firsts = [], []
+    for start in range(0, len(labels), chunk):
+        rows = np.arange(start, min(start + chunk, len(labels)))
+        similarity = queries[rows] @ corpus.T
+        relevant = labels[rows, None] == labels[None, :]
+        if views == 1:
+            similarity[np.arange(len(rows)), rows] = -np.inf
+            relevant[np.arange(len(rows)), rows] = False
+        order = np.argsort(-similarity, axis=1, kind="stable")
+        hits = np.take_along_axis(relevant, order, axis=1)
+        found = hits.sum(axis=1)
+        ranks = np.arange(1, hits.shape[1] + 1)
+        average = (hits * np.cumsum(hits, axis=1) / ranks).sum(axis=1) / np.maximum(found, 1)
+        precisions.append(average[found > 0])
+        firsts.append(hits[found > 0, 0])
+    return {"map": float(np.mean(np.concatenate(precisions))), "precision_at_1": float(np.mean(np.concatenate(firsts)))}
+
+
+def pair_similarity_metrics(scores, embeddings):
+    """Pearson and Spearman correlations of gold `scores` [pairs] with the cosine of each pair's two
+    adjacent embedding rows [2 * pairs, width] (STS-B's evaluation of sentence embeddings)."""
+    pairs = np.asarray(embeddings, np.float64).reshape(len(scores), 2, -1)
+    cosine = np.sum(pairs[:, 0] * pairs[:, 1], axis=-1) / np.maximum(
+        np.linalg.norm(pairs[:, 0], axis=-1) * np.linalg.norm(pairs[:, 1], axis=-1), 1e-12
+    )
+    return {"spearman": spearman(scores, cosine), "pearson": pearson(scores, cosine)}

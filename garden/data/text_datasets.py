@@ -92,6 +92,21 @@ def scored_text_file(config, label_names=None):
     return Examples(text_features(texts, pairs), labels, [])
 
 
+@DATASETS.register("text_pairs")
+def text_pairs(config, label_names=None):
+    """(`text_column`, `text_pair_column`) pairs of a .tsv/.csv/.jsonl/.tfrecord file for sentence
+    embeddings: each pair its own group (labels 0, 1, ...); no label column is read."""
+    if not config.text_pair_column:
+        raise GardenError(
+            "dataset text_pairs reads two columns: set text_pair_column (and text_column) to the pair's columns"
+        )
+    # the text column stands in for the label column, which pairs do not have
+    texts, pairs, _ = read_text_file(
+        _input_path(config), config.text_column, config.text_column, config.text_pair_column, config.header
+    )
+    return Examples(text_features(texts, pairs), np.arange(len(texts), dtype=np.int64), [])
+
+
 @DATASETS.register("conll")
 def conll(config, label_names=None):
     """A CoNLL file (word first, tag last, blank lines between sentences) for token tagging."""

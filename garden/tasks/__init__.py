@@ -8,6 +8,7 @@ from garden.tasks import (  # noqa: F401  (registers)
     multitask,
     span_qa,
     text_classification,
+    text_embedding,
     text_regression,
     token_tagging,
 )

@@ -32,6 +32,7 @@ class Task:
     export_kind = "outputs"  # which export reference judges its artifacts (a decoder LM: "decoder")
     parity_outputs: tuple[str, ...] = ()  # float serving outputs whose max |Δ| bounds an artifact
     quality = ""  # the serving quality's name, as the export manifest and table show it
+    signature_aliases: dict[str, str] = {}  # another name -> a signature it serves under too
     input_ranges: dict[str, tuple[float, float]] = {}  # float inputs' value ranges, which predict and serve check
 
     def __init__(self, config):

@@ -3,6 +3,7 @@
 from garden.models.heads import (  # noqa: F401  (registers)
     causal_lm,
     classification,
+    embedding,
     masked_lm,
     multi_label,
     multiple_choice,
