@@ -177,7 +177,16 @@ def cmd_distill_static(args):
     from garden.distill.static import distill_static
 
     start = time.perf_counter()
-    summary = distill_static(args.teacher, args.out, pca_dims=args.pca_dims, sif_coefficient=args.sif_coefficient)
+    summary = distill_static(
+        args.teacher,
+        args.out,
+        pca_dims=args.pca_dims,
+        sif_coefficient=args.sif_coefficient,
+        pooling=args.pooling,
+        vocabulary=args.vocabulary,
+        added_words=args.added_words,
+        table_dtype=args.dtype,
+    )
     print(json.dumps({**summary, "out": args.out, "seconds": round(time.perf_counter() - start, 1)}))
 
 
@@ -469,9 +478,15 @@ def _parser():
         "distill", help="distill a teacher: static embeddings, or logits for a student"
     ).add_subparsers(dest="method", required=True)
     sub = methods.add_parser("static", help="a teacher encoder's static token embeddings (model2vec)")
-    sub.add_argument("--teacher", default="minilm", help="minilm, a named checkpoint or a Hugging Face BERT folder")
+    sub.add_argument(
+        "--teacher", default="minilm", help="minilm, a named checkpoint, or a BERT, DistilBERT or ELECTRA folder"
+    )
     sub.add_argument("--pca-dims", type=int, default=256)
     sub.add_argument("--sif-coefficient", type=float, default=1e-4)
+    sub.add_argument("--pooling", default="mean", help="mean (model2vec's), first or last of the teacher's outputs")
+    sub.add_argument("--vocabulary", help="a text file whose words the vocabulary lacks are added as tokens")
+    sub.add_argument("--added-words", type=int, default=10_000, help="at most this many words added (most frequent)")
+    sub.add_argument("--dtype", default="float32", help="the table's storage: float32, float16 or int8 (row scales)")
     sub.add_argument("--out", required=True, help="folder for embeddings.npy, vocab.txt and static.json")
     sub.set_defaults(run=cmd_distill_static)
     sub = methods.add_parser("logits", help="a trained run's logits on its training data, for the distillation loss")

@@ -9,12 +9,22 @@ import sys
 
 import numpy as np
 import pytest
+import sklearn.decomposition
+import tensorflow as tf
 from conftest import ROOT, garden
+from test_text_families import _hf_model as hf_model
+from test_text_families import _write_checkpoint as write_checkpoint
 
+from garden.config import TokenizerConfig, experiment_config
+from garden.data.tokenizers import build_tokenizer
 from garden.distill.static import StaticEncoder, pca, sif_weights
 from garden.errors import GardenError
-from garden.models.backbones.static import StaticEmbedding
+from garden.export.tflite import interpreter
+from garden.metrics import retrieval_metrics
+from garden.models.backbones.static import StaticEmbedding, load_table, save_table
 from garden.models.pretrained import checkpoint_dir
+from garden.registry import TASKS
+from garden.run import Run
 
 PARAPHRASES = [
     ("A man is eating food.", "A man is eating a piece of bread."),
@@ -120,3 +130,107 @@ def test_encode_benchmark_runs_in_quick_mode(distilled):
     )
     ratio = re.search(r"ratio static / teacher:\s+([\d.]+)x", result.stdout)
     assert ratio and float(ratio.group(1)) > 0, result.stdout
+
+
+def test_static_embeddings_tune_r8_retrieval_and_export_what_static_encoder_computes(distilled, tmp_path):
+    """The untuned `text_embedding` model on the distilled table is StaticEncoder (model2vec's mean of
+    the word pieces' rows, no [CLS]/[SEP]); tuned on R8 classes its same-class MAP rises above
+    StaticEncoder's on the same validation texts, and its TFLite file takes raw strings."""
+    sets = [
+        f"task.model.backbone.params.distilled_path={distilled}",
+        "task.train_data.num_examples=2048",
+        "task.validation_data.num_examples=300",
+        "task.test_data.num_examples=200",
+        "trainer.train_steps=120",
+        "trainer.steps_per_loop=60",
+        "trainer.checkpoint_interval=120",
+        "trainer.validation_interval=120",
+        "trainer.optimizer_config.learning_rate.polynomial.decay_steps=120",
+        "trainer.optimizer_config.warmup.linear.warmup_steps=12",
+    ]
+    config = experiment_config("r8_static_embedding", sets=sets)
+    task = TASKS.get(config.task.type)(config.task)
+    validation = task.load(config.task.validation_data)
+    texts = list(validation.features["text"])
+    short = [" ".join(text.split()[:40]) for text in texts[:20]]  # inside sequence_length: nothing cut
+    packed = tf.function(lambda texts: task.prepare({"text": texts}, None)[0])(tf.constant(short))  # as tf.data does
+    vectors = task.build_model()(packed)["embedding"].numpy()
+    encoder = StaticEncoder(str(distilled))
+    np.testing.assert_allclose(vectors, encoder.encode(short), atol=1e-6)
+    before = retrieval_metrics(validation.labels, encoder.encode(texts))["map"]
+
+    run_dir = tmp_path / "static_embedding"
+    garden("train", "r8_static_embedding", *[a for s in sets for a in ("--set", s)], "--run-dir", run_dir)
+    after = [json.loads(line) for line in open(run_dir / "metrics.jsonl") if '"validation"' in line][-1]["map"]
+    assert after > before + 0.02, (before, after)
+    garden("export", run_dir, "--format", "tflite", "--quantize", "dynamic")
+    runner = interpreter(path=str(run_dir / "export" / "model_dynamic.tflite")).get_signature_runner("serving_default")
+    on_device = np.concatenate([runner(text=np.array([t.encode()], dtype=object))["embedding"] for t in short])
+    tuned = Run(str(run_dir)).model(packed)["embedding"].numpy()
+    np.testing.assert_allclose(on_device, tuned, atol=0.02)  # the table in int8
+    assert np.mean(np.sum(on_device * tuned, axis=1)) > 0.999
+
+
+@pytest.mark.parametrize("family, pooling", [("bert", "mean"), ("electra", "first"), ("distil_bert", "last")])
+def test_a_wordpiece_teacher_of_any_family_distills_added_words_and_an_int8_table_as_transformers_computes(
+    family, pooling, tmp_path
+):
+    """model2vec's recipe by hand on transformers' own model of a tiny random checkpoint: each
+    vocabulary token as [SEP] token [CLS], each added corpus word as [CLS] pieces [SEP] (its pieces
+    pooled), PCA and SIF weights; the table then stored in int8 with a scale per row."""
+    folder = tmp_path / family
+    folder.mkdir()
+    write_checkpoint(family, folder)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Oil cartels cartels, freight-rates RATES. Bakery bakery café\n")  # 'bakery' twice, 'cafe' once
+    out = tmp_path / "static"
+    flags = ["--pca-dims", "8", "--pooling", pooling, "--vocabulary", corpus, "--dtype", "int8"]
+    summary = json.loads(garden("distill", "static", "--teacher", folder, *flags, "--out", out).stdout.splitlines()[-1])
+    tokens = (folder / "vocab.txt").read_text().splitlines()
+    assert (out / "vocab.txt").read_text().splitlines() == tokens + ["cartels", "bakery"]  # most frequent first
+    assert summary["added_words"] == 2 and summary["dtype"] == "int8"
+    assert np.load(out / "embeddings.npy").dtype == np.int8
+
+    model = hf_model(family, folder)
+    sep, cls = tokens.index("[SEP]"), tokens.index("[CLS]")
+    tokenizer = build_tokenizer("static", TokenizerConfig(vocabulary=str(folder / "vocab.txt")))
+    words = [np.array([cls, *np.asarray(tokenizer(tf.constant([word]))[0]), sep]) for word in ("cartels", "bakery")]
+    expected = []
+    for index, row in enumerate([np.array([sep, i, cls]) for i in range(len(tokens))] + words):
+        output = model(input_ids=row[None], attention_mask=np.ones_like(row)[None]).last_hidden_state.numpy()[0]
+        inner = output if index < len(tokens) else output[1:-1]  # an added word: its pieces alone
+        expected.append({"mean": inner.mean(axis=0), "first": output[0], "last": output[-1]}[pooling])
+    reduced = sklearn.decomposition.PCA(8).fit_transform(np.array(expected, np.float64))
+    reduced *= sif_weights(len(expected), 1e-4)[:, None]
+    table = load_table(str(out))
+    signs = np.sign(np.sum(reduced * table, axis=0))  # PCA's axes are defined up to their sign
+    scale = np.abs(reduced).max(axis=1, keepdims=True) / 127  # int8 rounds each row to its scale
+    assert np.all(np.abs(table * signs - reduced) <= 0.5 * scale + 1e-5)
+    added = StaticEncoder(str(out)).tokenizer(tf.constant(["a bakery", "bakery's"]))  # the whole word, one token
+    assert [np.asarray(ids).tolist()[-1 if i == 0 else 0] for i, ids in enumerate(added)] == [len(tokens) + 1] * 2
+
+
+def test_distill_static_refuses_in_one_line_before_it_loads_a_teacher(tmp_path):
+    folder = tmp_path / "albert"
+    folder.mkdir()
+    write_checkpoint("albert", folder)
+    for flags, message in [
+        (["--teacher", folder], "is a albert model whose tokenizer is sentencepiece; .* distill a bert"),
+        (["--vocabulary", tmp_path / "missing.txt"], "--vocabulary .*missing.txt is not a file"),
+        (["--dtype", "int4"], "--dtype int4 is not one of float32, float16, int8"),
+        (["--pooling", "max"], "--pooling max is not one of mean, first, last"),
+    ]:
+        result = garden("distill", "static", *flags, "--out", tmp_path / "out", check=False)
+        assert result.returncode == 2 and re.search(message, result.stderr), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_table_stored_in_float16_or_int8_loads_back_within_its_rounding(tmp_path):
+    table = (np.random.default_rng(4).normal(size=(50, 12)) * np.arange(1, 51)[:, None]).astype(np.float32)
+    for dtype, bound in [("float32", 0.0), ("float16", 2.0**-11), ("int8", 0.5 / 127)]:
+        folder = tmp_path / dtype
+        folder.mkdir()
+        save_table(str(folder), table, dtype)
+        row_scale = np.abs(table).max(axis=1, keepdims=True)  # int8: each row rounded to its own max / 127
+        assert np.all(np.abs(load_table(str(folder)) - table) <= bound * row_scale + 1e-7)
+        assert np.load(folder / "embeddings.npy").nbytes == table.size * np.dtype(dtype).itemsize

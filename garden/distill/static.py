@@ -1,16 +1,23 @@
 """Static embeddings distilled from a sentence encoder (model2vec's method).
 
 Every vocabulary token is run through the teacher alone, as [SEP] token [CLS] (model2vec's order),
-and its embedding is the mean of the three output vectors. PCA reduces the table to `pca_dims`, and
-each row is scaled by its SIF weight a / (a + p), where p is the token's Zipf probability estimated
-from its rank (its id). A sentence is then the mean of its tokens' rows: no transformer at run time.
+and its embedding is the `pooling` of the output vectors: their mean (model2vec's), the first or the
+last. Words of a corpus that the vocabulary splits into pieces can be added as tokens of their own
+(model2vec's `vocabulary=`): each is run as [CLS] its pieces [SEP] and pooled over its pieces (mean),
+or at the first or last position. PCA reduces the table to `pca_dims`, and each row is scaled by its
+SIF weight a / (a + p), where p is the token's Zipf probability estimated from its rank (its id; added
+words rank last). A sentence is then the mean of its tokens' rows: no transformer at run time. The
+table is stored in float32, float16, or int8 with one scale per row.
 
     garden distill static --teacher minilm --pca-dims 256 --out runs/static_minilm
 """
 
+import collections
 import json
 import os
+import re
 import shutil
+import unicodedata
 
 import numpy as np
 import tensorflow as tf
@@ -19,12 +26,14 @@ from garden.config import TokenizerConfig
 from garden.data.tokenizers import build_tokenizer
 from garden.errors import GardenError
 from garden.models import hf_import
-from garden.models.backbones.bert import BertEncoder
-from garden.models.backbones.static import load_table
+from garden.models.backbones.static import TABLE_DTYPES, load_table, save_table
 from garden.models.pretrained import checkpoint_dir
+from garden.registry import BACKBONES
 
 TEACHERS = {"minilm": "all_minilm_l6_v2"}
+POOLINGS = ("mean", "first", "last")
 BATCH = 1024
+MAX_WORD_PIECES = 16  # an added word's pieces beyond these are cut
 
 
 def pca(embeddings, dims):
@@ -48,49 +57,128 @@ def sif_weights(count, coefficient):
 
 
 def teacher_encoder(name):
-    """A BertEncoder (mean pooling) with the weights of a named checkpoint or checkpoint folder."""
+    """The encoder (mean pooling, no dropout) of a named checkpoint or a checkpoint folder of a family
+    that reads WordPiece (`bert`, `distil_bert`, `electra`), holding its weights; and the folder."""
     directory = checkpoint_dir(TEACHERS.get(name, name))
-    encoder = BertEncoder(**hf_import.encoder_params(directory), pooling="mean", dropout=0.0)
-    hf_import.load_into(encoder, directory)
-    return encoder, directory
+    family = hf_import.family(directory)
+    kind = BACKBONES.get(family).tokenizers[0]
+    if kind != "wordpiece":
+        raise GardenError(
+            f"--teacher {name} is a {family} model whose tokenizer is {kind}; static embeddings are read through a "
+            "WordPiece vocabulary: distill a bert, distil_bert or electra checkpoint"
+        )
+    return hf_import.encoder(directory, pooling="mean", dropout=0.0), directory
 
 
-def token_embeddings(encoder, vocabulary):
-    """[len(vocabulary), width]: each token's teacher output, mean over [SEP] token [CLS]."""
+def corpus_words(path, vocabulary, limit, min_count=2):
+    """Up to `limit` words of the text file `path`, most frequent first (at least `min_count` times),
+    that `vocabulary` lacks: lowercased with accents stripped and split at punctuation, as uncased
+    BERT's basic tokenizer splits."""
+    known, counts = set(vocabulary), collections.Counter()
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            text = unicodedata.normalize("NFD", line.lower())
+            text = "".join(c for c in text if unicodedata.category(c) != "Mn")
+            counts.update(word for word in re.findall(r"\w+", text) if word not in known)
+    return [word for word, count in counts.most_common(limit) if count >= min_count]
+
+
+def _pooled(sequence, mask, pooling):
+    """[batch, width] of the teacher's `sequence` [batch, length, width] over `mask` [batch, length]."""
+    if pooling == "first":
+        return sequence[:, 0]
+    if pooling == "last":
+        return tf.gather(sequence, tf.reduce_sum(tf.cast(mask, tf.int32), axis=1) - 1, batch_dims=1)
+    weights = tf.cast(mask, sequence.dtype)[..., None]
+    return tf.reduce_sum(sequence * weights, axis=1) / tf.reduce_sum(weights, axis=1)
+
+
+def _teacher_rows(encoder, token_ids, padding_mask, pooled_mask, pooling):
+    """The teacher's outputs for `token_ids` [n, length] whose real tokens `padding_mask` marks,
+    pooled over `pooled_mask` (mean) or at the first or last real token, BATCH rows at a time."""
+    names = BACKBONES.get(encoder.family).text_inputs
+
+    @tf.function
+    def run(ids, padding, pooled):
+        inputs = {"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": padding}
+        sequence = encoder({name: inputs[name] for name in names})["sequence_output"]
+        return _pooled(sequence, pooled if pooling == "mean" else padding, pooling)
+
+    batches = [slice(i, i + BATCH) for i in range(0, len(token_ids), BATCH)]
+    return np.concatenate([run(token_ids[b], padding_mask[b], pooled_mask[b]).numpy() for b in batches])
+
+
+def token_embeddings(encoder, vocabulary, pooling="mean"):
+    """[len(vocabulary), width]: each token's teacher output over [SEP] token [CLS]."""
     sep, cls = vocabulary.index("[SEP]"), vocabulary.index("[CLS]")
-    run = tf.function(lambda inputs: tf.reduce_mean(encoder(inputs)["sequence_output"], axis=1))
-    rows = []
-    for start in range(0, len(vocabulary), BATCH):
-        ids = np.arange(start, min(start + BATCH, len(vocabulary)), dtype=np.int32)
-        token_ids = np.stack([np.full_like(ids, sep), ids, np.full_like(ids, cls)], axis=1)
-        inputs = {
-            "token_ids": token_ids,
-            "segment_ids": np.zeros_like(token_ids),
-            "padding_mask": np.ones_like(token_ids),
-        }
-        rows.append(run(inputs).numpy())
-    return np.concatenate(rows)
+    ids = np.arange(len(vocabulary), dtype=np.int32)
+    token_ids = np.stack([np.full_like(ids, sep), ids, np.full_like(ids, cls)], axis=1)
+    return _teacher_rows(encoder, token_ids, np.ones_like(token_ids), np.ones_like(token_ids), pooling)
 
 
-def distill_static(teacher, out_dir, pca_dims=256, sif_coefficient=1e-4):
-    """Writes `embeddings.npy`, `vocab.txt` and `static.json` into `out_dir`; returns the summary."""
+def word_embeddings(encoder, tokenizer, vocabulary, words, pooling="mean"):
+    """[len(words), width]: each word's teacher output over [CLS] its word pieces [SEP], the mean
+    taken over the pieces alone (model2vec's for added words)."""
+    pieces = tf.function(
+        lambda texts: tokenizer(texts)[:, :MAX_WORD_PIECES].to_tensor(default_value=-1, shape=[None, MAX_WORD_PIECES])
+    )
+    inner = pieces(tf.constant(words)).numpy()
+    counts = (inner >= 0).sum(axis=1)
+    length = MAX_WORD_PIECES + 2
+    token_ids = np.zeros((len(words), length), np.int32)
+    token_ids[:, 0] = vocabulary.index("[CLS]")
+    token_ids[:, 1:-1] = np.maximum(inner, 0)
+    token_ids[np.arange(len(words)), counts + 1] = vocabulary.index("[SEP]")
+    positions = np.arange(length)[None]
+    padding = (positions <= counts[:, None] + 1).astype(np.int32)
+    pooled = ((positions >= 1) & (positions <= counts[:, None])).astype(np.int32)
+    return _teacher_rows(encoder, token_ids, padding, pooled, pooling)
+
+
+def quantized_bytes(table, dtype):
+    """The bytes of `table` stored as `dtype` (int8: one float32 scale per row beside it)."""
+    return table.size * np.dtype(dtype).itemsize + (4 * len(table) if dtype == "int8" else 0)
+
+
+def distill_static(
+    teacher, out_dir, pca_dims=256, sif_coefficient=1e-4, pooling="mean", vocabulary=None, added_words=10_000,
+    table_dtype="float32",
+):  # fmt: skip
+    """Writes the table (`embeddings.npy`, and `scales.npy` for int8), `vocab.txt` (the teacher's, then
+    the words added from the `vocabulary` corpus file) and `static.json` into `out_dir`; returns the summary."""
+    if pooling not in POOLINGS:
+        raise GardenError(f"--pooling {pooling} is not one of {', '.join(POOLINGS)}")
+    if table_dtype not in TABLE_DTYPES:
+        raise GardenError(f"--dtype {table_dtype} is not one of {', '.join(TABLE_DTYPES)}")
+    if vocabulary and not os.path.isfile(vocabulary):
+        raise GardenError(f"--vocabulary {vocabulary} is not a file; give a text file whose words to add")
     encoder, directory = teacher_encoder(teacher)
     with open(os.path.join(directory, "vocab.txt"), encoding="utf-8") as f:
-        vocabulary = f.read().splitlines()
-    reduced, explained = pca(token_embeddings(encoder, vocabulary), pca_dims)
-    table = (reduced * sif_weights(len(vocabulary), sif_coefficient)[:, None]).astype(np.float32)
+        tokens = f.read().splitlines()
+    words = corpus_words(vocabulary, tokens, added_words) if vocabulary else []
+    embeddings = token_embeddings(encoder, tokens, pooling)
+    if words:
+        tokenizer = build_tokenizer("static", TokenizerConfig(vocabulary=os.path.join(directory, "vocab.txt")))
+        embeddings = np.concatenate([embeddings, word_embeddings(encoder, tokenizer, tokens, words, pooling)])
+    reduced, explained = pca(embeddings, pca_dims)
+    table = (reduced * sif_weights(len(embeddings), sif_coefficient)[:, None]).astype(np.float32)
     summary = {
         "teacher": teacher,
         "pca_dims": pca_dims,
         "sif_coefficient": sif_coefficient,
-        "vocabulary_size": len(vocabulary),
+        "pooling": pooling,
+        "vocabulary_size": len(tokens) + len(words),
+        "added_words": len(words),
+        "dtype": table_dtype,
+        "table_bytes": quantized_bytes(table, table_dtype),
         "explained_variance": explained,
     }
     staging = out_dir.rstrip("/") + ".tmp"
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
-    np.save(os.path.join(staging, "embeddings.npy"), table)
-    shutil.copy(os.path.join(directory, "vocab.txt"), os.path.join(staging, "vocab.txt"))
+    save_table(staging, table, table_dtype)
+    with open(os.path.join(staging, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("".join(f"{token}\n" for token in tokens + words))
     with open(os.path.join(staging, "static.json"), "w") as f:
         json.dump(summary, f, indent=2)
     shutil.rmtree(out_dir, ignore_errors=True)

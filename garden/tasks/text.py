@@ -16,7 +16,8 @@ from garden.tasks.task import Task
 class TextTask(Task):
     """Packs one or two segments as `[CLS] a [SEP] (b [SEP])` with segment ids 0 and 1, in the
     backbone's special tokens, with as many end tokens between the segments as its family puts there
-    (RoBERTa: `<s> a </s></s> b </s>`). `truncate` is KerasHub's packer rule: `round_robin` shares
+    (RoBERTa: `<s> a </s></s> b </s>`); a backbone that `packs_special_tokens = False` reads the word
+    pieces alone (model2vec's static embeddings). `truncate` is KerasHub's packer rule: `round_robin` shares
     the length, `waterfall` keeps the first segment whole (a question before its context)."""
 
     truncate = "round_robin"
@@ -34,6 +35,7 @@ class TextTask(Task):
         self.tokenizer_files = tokenizer_files(backbone, tokenizer, config.init_checkpoint)
         self.special_tokens = BACKBONES.get(backbone).special_tokens
         self.separator_tokens = getattr(BACKBONES.get(backbone), "separator_tokens", 1)
+        self.packs_special_tokens = getattr(BACKBONES.get(backbone), "packs_special_tokens", True)
         self.pad_id, self.start_id, self.end_id = (self.special_id(role) for role in ("pad", "start", "end"))
         self.sequence_length = tokenizer.sequence_length
         self.input_names = BACKBONES.get(backbone).text_inputs
@@ -58,23 +60,27 @@ class TextTask(Task):
 
     def pack(self, *segments):
         """Model inputs for token-id segments (each ragged [batch, None])."""
+        if not self.packs_special_tokens:  # the word pieces alone (static embeddings, as model2vec)
+            return self.pack_in_serving(*segments)
         return self.named_inputs(*self.packer(segments))
 
     def pack_in_serving(self, *segments):
         """`pack` in ops that TFLite runs (builtins and tensorflow-text's custom ops; KerasHub's packer
         needs RaggedGather, which neither provides): the same model inputs."""
-        length, separators = self.sequence_length, self.separator_tokens
-        trimmed = self.TRIMMERS[self.truncate](length - 2 - separators * (len(segments) - 1)).trim(list(segments))
+        length, special = self.sequence_length, self.packs_special_tokens
+        separators = self.separator_tokens if special else 0
+        room = length - (2 + separators * (len(segments) - 1) if special else 0)
+        trimmed = self.TRIMMERS[self.truncate](room).trim(list(segments))
         positions = tf.range(length)[None, :]
         blank = tf.zeros([segments[0].nrows(out_type=tf.int32), length], tf.int32)
-        token_ids = tf.where(positions == 0, self.start_id, blank + self.pad_id)
+        token_ids = tf.where((positions == 0) & special, self.start_id, blank + self.pad_id)
         segment_ids = blank
-        start = blank[:, :1] + 1
+        start = blank[:, :1] + int(special)
         for index, segment in enumerate(trimmed):
             pieces = segment.to_tensor(default_value=self.pad_id, shape=[None, length])
             end = start + tf.cast(segment.row_lengths(), tf.int32)[:, None]
             inside = (positions >= start) & (positions < end)
-            ends = 1 if index == len(trimmed) - 1 else separators  # the last segment closes with one
+            ends = int(special) if index == len(trimmed) - 1 else separators  # the last segment closes with one
             closing = (positions >= end) & (positions < end + ends)
             token_ids = tf.where(inside, tf.gather(pieces, tf.maximum(positions - start, 0), batch_dims=1), token_ids)
             token_ids = tf.where(closing, self.end_id, token_ids)

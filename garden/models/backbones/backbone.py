@@ -17,6 +17,7 @@ class Backbone(keras.Model):
     text_inputs = ("token_ids", "segment_ids", "padding_mask")
     tokenizers: tuple[str, ...] = ()  # empty: reads no text
     special_tokens: dict[str, str] = {}
+    packs_special_tokens = True  # its texts are packed between the start and end tokens
     asset_params: tuple[str, ...] = ()
 
     def text_input_layers(self) -> dict[str, keras.KerasTensor]:

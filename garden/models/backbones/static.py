@@ -10,13 +10,29 @@ from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS, Backbone
 from garden.models.pooling import MaskedMeanPooling
 from garden.registry import BACKBONES
 
+TABLE_DTYPES = ("float32", "float16", "int8")
+
 
 def load_table(path):
-    """The embedding table [vocabulary, dims] of a `garden distill static` folder."""
+    """The embedding table [vocabulary, dims] of a `garden distill static` folder, in float32 (an int8
+    table times its per-row scales)."""
     file = os.path.join(path, "embeddings.npy")
     if not os.path.isfile(file):
         raise GardenError(f"no embeddings.npy in {path}; make one with 'garden distill static --out {path}'")
-    return np.load(file)
+    table = np.load(file)
+    if table.dtype == np.int8:
+        return table.astype(np.float32) * np.load(os.path.join(path, "scales.npy"))[:, None]
+    return table.astype(np.float32)
+
+
+def save_table(path, table, dtype="float32"):
+    """Writes `table` into the folder `path` as `dtype`: float32, float16, or int8 with one scale per
+    row (max |row| / 127, in `scales.npy`)."""
+    if dtype == "int8":
+        scales = np.maximum(np.abs(table).max(axis=1), 1e-12) / 127
+        np.save(os.path.join(path, "scales.npy"), scales.astype(np.float32))
+        table = np.round(table / scales[:, None])
+    np.save(os.path.join(path, "embeddings.npy"), table.astype(dtype))
 
 
 @BACKBONES.register("static")
@@ -30,6 +46,7 @@ class StaticEmbedding(Backbone):
     asset_params = ("distilled_path",)  # its table sets the embeddings' shape, so inference needs it too
 
     text_inputs = ("token_ids", "padding_mask")
+    packs_special_tokens = False  # a text is the mean of its word pieces' rows, as model2vec encodes it
 
     def __init__(
         self, distilled_path="", vocabulary_size=30522, hidden_dim=256, trainable_embeddings=True, dtype=None, **kwargs
