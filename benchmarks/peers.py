@@ -1,9 +1,14 @@
 """Training throughput of one BERT classifier in Garden vs its peers on this CPU, side by side.
 
-The same model (KerasHub's BertBackbone, BERT-small by default: 4 layers, width 512, 8 heads,
-sequence 128; [CLS] pooler, dropout 0.1, a dense layer to 8 classes), the same tokenized
-Reuters R8 batches of 32 from Garden's pipeline, AdamW with weight decay 0.01 and global clip
-norm 1.0 (Garden's r8_student schedule, a constant 1e-3 for the peers), one process:
+The same model (KerasHub's BertBackbone, sequence 128, dropout 0.1, a dense layer to 8 classes),
+the same tokenized Reuters R8 batches of 32 from Garden's pipeline, AdamW with weight decay 0.01
+and global clip norm 1.0 (the experiment's schedule in Garden, a constant 1e-3 for the peers), one
+process. `--experiment r8_student` (the default): BERT-small (4 layers, width 512, 8 heads) with
+[CLS] pooler. `--experiment r8_minilm`: MiniLM's sizes (6 layers, width 384, 12 heads; Garden
+starts from its weights, the peers from random ones) and mean pooling over the real tokens, which
+the KerasHub peer computes on BertBackbone's sequence output as a KerasHub user writes it; Model
+Garden's sentence-prediction model has no mean pooling and keeps its [CLS] pooler (one 384x384
+dense layer on one row per example: under 0.1% of a step's FLOPs).
 
 - Garden's trainer (`garden train r8_student`) at its defaults, which train padding-free (the same
   function, computed on the real tokens only, and the last layer at [CLS] only, the one position
@@ -20,7 +25,8 @@ AMX units compute several times faster than float32 matmuls.
 Each figure is the median step time over the loops after the first (which traces); rounds
 alternate between the systems and each keeps its best round.
 
-    python benchmarks/peers.py [--steps 100] [--rounds 2] [--precision float32|bfloat16] [--quick]
+    python benchmarks/peers.py [--experiment r8_student|r8_minilm] [--steps 100] [--rounds 2]
+        [--precision float32|bfloat16] [--quick]
 """
 
 import argparse
@@ -31,7 +37,7 @@ import keras
 import keras_hub
 import numpy as np
 from model_garden_peer import model_garden_step_seconds
-from training import batches_fingerprint, benchmark_sets, step_seconds
+from training import BERT_SMALL, batches_fingerprint, benchmark_sets, step_seconds
 
 from garden import registry
 from garden.config import experiment_config
@@ -55,6 +61,19 @@ class LoopTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.began)
 
 
+def keras_hub_classifier(backbone, num_classes, pooling):
+    """KerasHub's BertTextClassifier ([CLS] pooler), or for `pooling="mean"` the masked mean of the
+    backbone's sequence output, dropout and a dense layer, as a functional model."""
+    if pooling == "cls":
+        return keras_hub.models.BertTextClassifier(backbone, num_classes, preprocessor=None, dropout=0.1)
+    inputs = backbone.input
+    sequence = backbone(inputs)["sequence_output"]
+    mask = keras.ops.expand_dims(keras.ops.cast(inputs["padding_mask"], sequence.dtype), -1)
+    pooled = keras.ops.sum(sequence * mask, axis=1) / keras.ops.sum(mask, axis=1)
+    logits = keras.layers.Dense(num_classes, dtype="float32")(keras.layers.Dropout(0.1)(pooled))
+    return keras.Model(inputs, logits)
+
+
 def keras_hub_step_seconds(dataset, config, num_classes, steps, loop, jit_compile, steps_per_execution):
     mixed_precision.set_policy(config.runtime.mixed_precision_dtype)
     params = config.task.model.backbone.params
@@ -67,7 +86,7 @@ def keras_hub_step_seconds(dataset, config, num_classes, steps, loop, jit_compil
         dropout=params.dropout,
         max_sequence_length=params.max_sequence_length,
     )
-    model = keras_hub.models.BertTextClassifier(backbone, num_classes, preprocessor=None, dropout=0.1)
+    model = keras_hub_classifier(backbone, num_classes, params.pooling)
     model.compile(
         optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01, global_clipnorm=1.0),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -87,6 +106,7 @@ def garden_step_seconds(config, strategy):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", choices=["r8_student", "r8_minilm"], default="r8_student")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
@@ -96,10 +116,11 @@ def main():
     args = parser.parse_args()
     registry.load_all()
     steps, loop, rounds = (10, 5, 1) if args.quick else (args.steps, 20, args.rounds)
-    sets = [*benchmark_sets(steps, loop, args.quick), f"runtime.mixed_precision_dtype={args.precision}"]
-    config = experiment_config("r8_student", sets=sets)
-    padded = experiment_config("r8_student", sets=[*sets, "task.model.backbone.params.padding_free=false"])
-    xla = experiment_config("r8_student", sets=[*sets, "runtime.enable_xla=true"])  # trains padded
+    sizes = BERT_SMALL if args.experiment == "r8_student" else []  # r8_minilm: MiniLM's own
+    sets = [*benchmark_sets(steps, loop, args.quick, sizes), f"runtime.mixed_precision_dtype={args.precision}"]
+    config = experiment_config(args.experiment, sets=sets)
+    padded = experiment_config(args.experiment, sets=[*sets, "task.model.backbone.params.padding_free=false"])
+    xla = experiment_config(args.experiment, sets=[*sets, "runtime.enable_xla=true"])  # trains padded
     strategy = resolve_strategy(config.runtime)
     task = TASKS.get(config.task.type)(config.task)
     examples = task.load(config.task.train_data)
@@ -144,7 +165,8 @@ def main():
             seconds, read[name] = measure()
             best[name] = min(best[name], seconds)
     print(
-        f"BERT {params.num_layers} layers, width {params.hidden_dim}, {params.num_heads} heads, sequence {sequence}, "
+        f"{args.experiment}: BERT {params.num_layers} layers, width {params.hidden_dim}, {params.num_heads} heads, "
+        f"{params.pooling} pooling, sequence {sequence}, "
         f"batch {batch}, Reuters R8, {args.precision}; {os.cpu_count()} CPU cores; "
         f"best of {rounds} rounds of {steps} steps; batches: sha256 of the {steps} batches each system read"
     )

@@ -6,12 +6,17 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
-def quick(script):
+def quick(script, *flags):
     result = subprocess.run(
-        [sys.executable, f"benchmarks/{script}", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, f"benchmarks/{script}", "--quick", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -27,14 +32,16 @@ def test_roofline_and_input_pipeline_benchmark_prints_its_ratios():
     ), printed
 
 
-def test_peer_benchmark_trains_the_same_bert_in_garden_keras_hub_and_model_garden():
-    printed = quick("peers.py")
+@pytest.mark.parametrize("experiment", ["r8_student", "r8_minilm"])  # [CLS] pooler; mean pooling
+def test_peer_benchmark_trains_the_same_bert_in_garden_keras_hub_and_model_garden(experiment):
+    printed = quick("peers.py", "--experiment", experiment)
+    assert printed.startswith(f"{experiment}: BERT 1 layers") or f"\n{experiment}: BERT 1 layers" in printed, printed
     rows = re.findall(r"^(.+?) +([\d.]+) ms/step +([\d.]+) examples/s  batches ([0-9a-f]{16})$", printed, re.M)
     assert len(rows) == 6 and all(float(ms) > 0 for _, ms, _, _ in rows), printed
     assert len({read for *_, read in rows}) == 1, printed  # Garden's trainer and the peers read the same batches
-    assert (
-        len(re.findall(r"^ratio Garden \((padded, best|padding-free)\) / fastest peer: +[\d.]+x$", printed, re.M)) == 2
-    ), printed
+    assert len(re.findall(r"^ratio Garden \((padded, best|default)\) / fastest peer: +[\d.]+x$", printed, re.M)) == 2, (
+        printed
+    )
 
 
 def test_streaming_benchmark_compares_garden_and_model_garden_on_the_same_shards():
