@@ -78,13 +78,15 @@ class TokenizerConfig(base_config.Config):
     """For text: `type` is resolved from the backbone when empty, `vocabulary` is a file or checkpoint
     folder and `merges` a byte-level BPE's merges.txt (see garden/data/tokenizers.py);
     `chat_template` a .jinja file or a tokenizer_config.json holding one (empty: the checkpoint
-    folder's, when it has one; `garden generate --chat` renders it)."""
+    folder's, when it has one; `garden generate --chat` renders it). `lowercase` applies to WordPiece
+    vocabularies (lowercase and strip accents; unset: as the checkpoint folder's tokenizer config says,
+    else true, uncased BERT's); other tokenizers normalize as their model says, and refuse it."""
 
     type: str = ""
     vocabulary: str = ""
     merges: str = ""
     chat_template: str = ""
-    lowercase: bool = True
+    lowercase: bool | None = None
     sequence_length: int = 128
 
 
@@ -608,11 +610,11 @@ def _sizes_from_checkpoint(config, overrides):
     config.json or a KerasHub preset's), where no override sets them: a 24-layer GPT-2 folder trains
     as one without listing its sizes. An override that disagrees stays, and loading refuses it. The
     tokenizer kind too, where the folder's files call for another than the backbone's default (Llama
-    3's tokenizer.json)."""
+    3's tokenizer.json), and whether a WordPiece tokenizer lowercases (a cased BERT's folder says no)."""
     folder, model = getattr(config.task, "init_checkpoint", ""), getattr(config.task, "model", None)
     if not folder or not os.path.isdir(folder) or model is None:
         return
-    from garden.data.tokenizers import folder_tokenizer_type
+    from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, reads_wordpiece
     from garden.models import hf_import
 
     def set_here(*keys):
@@ -628,6 +630,8 @@ def _sizes_from_checkpoint(config, overrides):
     model.backbone.params.override({k: v for k, v in sizes.items() if k not in given}, is_strict=True)
     if "type" not in set_here("task", "model", "tokenizer"):
         model.tokenizer.type = folder_tokenizer_type(model.backbone.type, folder) or model.tokenizer.type
+    if model.tokenizer.lowercase is None and reads_wordpiece(model.backbone.type, model.tokenizer.type):
+        model.tokenizer.lowercase = folder_lowercase(folder)
 
 
 def _lock(config):

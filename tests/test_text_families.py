@@ -259,6 +259,32 @@ def test_a_bad_checkpoint_folder_is_named_in_one_line(checkpoints, tmp_path):
         _task("roberta", tmp_path)
 
 
+def test_a_cased_wordpiece_folder_keeps_case_and_other_tokenizers_refuse_lowercase(checkpoints, tmp_path):
+    """A cased BERT's folder says do_lower_case false: the config takes it (garden show prints it) and
+    the ids are transformers' cased BertTokenizer's; a folder that says nothing lowercases (uncased)."""
+    import transformers
+
+    folder = tmp_path / "cased"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        os.symlink(checkpoints["bert"] / name, folder / name)
+    vocabulary = (checkpoints["bert"] / "vocab.txt").read_text().splitlines()
+    (folder / "vocab.txt").write_text("\n".join([*vocabulary, "Oil", "Shares"]) + "\n")  # cased words too
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
+    texts = ["Oil prices rose.", "Shares of the bank fell."]
+    for path, lowercase in [(folder, False), (checkpoints["bert"], None)]:
+        task = _task("bert", path)
+        assert task.config.model.tokenizer.lowercase is lowercase
+        reference = transformers.BertTokenizer(str(path / "vocab.txt"), do_lower_case=lowercase is not False)
+        ids = tf.function(task.tokenizer)(tf.constant(texts))
+        assert [np.asarray(row).tolist() for row in ids.to_list()] == [
+            reference.convert_tokens_to_ids(reference.tokenize(text)) for text in texts
+        ]
+    assert _task("bert", folder).tokenizer(tf.constant(["Oil"]))[0][0] == len(vocabulary)  # the cased word
+    with pytest.raises(GardenError, match="lowercase applies to WordPiece vocabularies; a byte_bpe tokenizer"):
+        _task("roberta", checkpoints["roberta"], **{"task.model.tokenizer.lowercase": "true"})
+
+
 @pytest.mark.parametrize("family", ["deberta_v3", "roberta"])
 def test_a_keras_hub_preset_folder_loads_with_its_tokenizer(family, checkpoints, tmp_path):
     """A KerasHub preset (save_to_preset of the backbone and the family's tokenizer) warm-starts a task:

@@ -51,6 +51,12 @@ def _tokenizers(backbone_type):
     return getattr(BACKBONES.get(backbone_type), "tokenizers", ())
 
 
+def reads_wordpiece(backbone_type, requested="") -> bool:
+    """Whether a `backbone_type` backbone (registered or not) reads `requested` text as WordPiece."""
+    kinds = _tokenizers(backbone_type) if backbone_type in BACKBONES.names() else ()
+    return bool(kinds) and (requested or kinds[0]) == "wordpiece"
+
+
 def tokenizer_type(backbone_type, requested=""):
     fitting = _tokenizers(backbone_type)
     if not fitting:
@@ -146,6 +152,22 @@ def folder_tokenizer_type(backbone_type, folder) -> str:
     return "" if os.path.isfile(os.path.join(folder, _family_file(backbone_type, kinds[0]))) else "byte_bpe"
 
 
+def folder_lowercase(folder) -> bool | None:
+    """Whether a checkpoint folder's WordPiece tokenizer lowercases: Hugging Face's
+    tokenizer_config.json `do_lower_case`, or a KerasHub preset's tokenizer.json `lowercase`; None
+    when the folder does not say."""
+    for name, keys in (("tokenizer_config.json", ("do_lower_case",)), ("tokenizer.json", ("config", "lowercase"))):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path) as file:
+                found = json.load(file)
+            for key in keys:
+                found = found.get(key) if isinstance(found, dict) else None
+            if isinstance(found, bool):
+                return found
+    return None
+
+
 def _chat_template_file(init_checkpoint):
     """The checkpoint folder's chat template file: chat_template.jinja, or a tokenizer_config.json holding one."""
     if not init_checkpoint or not os.path.isdir(init_checkpoint):
@@ -162,6 +184,11 @@ def _chat_template_file(init_checkpoint):
 def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
     """The in-graph tokenizer (a KerasHub layer) for `backbone_type`."""
     kind = tokenizer_type(backbone_type, tokenizer_config.type)
+    if kind != "wordpiece" and tokenizer_config.lowercase is not None:
+        raise GardenError(
+            f"task.model.tokenizer.lowercase applies to WordPiece vocabularies; a {kind} tokenizer normalizes text "
+            "as its own model says: leave it unset"
+        )
     if kind == "character":
         return keras_hub.tokenizers.ByteTokenizer(lowercase=False, dtype="int32")
     files = tokenizer_files(backbone_type, tokenizer_config, init_checkpoint)
@@ -170,10 +197,11 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
     own = getattr(backbone, "other_hub_tokenizers", {}).get(kind, own)
     tokenizer_class = getattr(keras_hub.models, own) if own else GENERIC[kind]
     if kind == "wordpiece":
+        lowercase = tokenizer_config.lowercase is not False  # unset: uncased, as most BERT vocabularies
         return tokenizer_class(
             vocabulary=files["vocabulary"],
-            lowercase=tokenizer_config.lowercase,
-            strip_accents=tokenizer_config.lowercase,  # as uncased BERT vocabularies expect
+            lowercase=lowercase,
+            strip_accents=lowercase,  # as uncased BERT vocabularies expect
             dtype="int32",
         )
     if kind == "byte_bpe" and _is_hf_tokenizer(files["vocabulary"]):
