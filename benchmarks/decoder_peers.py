@@ -4,7 +4,8 @@ KerasHub's own `GPT2CausalLM.generate`, on the same GPT-2 weights, prompts and l
 The weights are random at GPT-2 small's shape (124M; no checkpoint is reachable offline), copied
 from one KerasHub backbone into both. Prompts are token ids of one length (KerasHub starts
 generating at the shortest prompt, Garden after each prompt; with one length both do the same
-work). Both loops compile their decode step with XLA; rounds alternate and the best of each counts.
+work). Garden compiles its decode step with XLA below 8M weights only (garden/generate/generator.py,
+XLA_BELOW), KerasHub as its `compile` defaults say; rounds alternate and the best of each counts.
 The share of generated tokens that agree is printed too (random weights give near-ties, where the
 two summation orders may pick different tokens). Last, a Garden decode step's time beside its
 memory floor: one matmul of the batch's rows over as many float32 weights.

@@ -8,6 +8,8 @@ stay dead, so a row finds what it finds alone."""
 
 import tensorflow as tf
 
+from garden.models import kv_cache
+
 
 def beam_search(backbone, decode_one, token_ids, padding_mask, max_new_tokens, beams, length_penalty, stop_ids):
     """New tokens [batch, longest max_new_tokens] of the left-padded prompts `token_ids` [batch,
@@ -17,7 +19,7 @@ def beam_search(backbone, decode_one, token_ids, padding_mask, max_new_tokens, b
     batch, prompt_length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
     steps, width = tf.reduce_max(max_new_tokens), tf.reduce_max(beams)
     mask = tf.repeat(tf.concat([padding_mask, tf.ones([batch, steps], tf.int32)], axis=1), width, axis=0)
-    cache = backbone.empty_cache(batch * width, backbone.cache_length(prompt_length, steps))
+    cache = kv_cache.empty_layers(backbone, batch * width, prompt_length, steps)
     logits, cache = backbone.decode(tf.repeat(token_ids, width, axis=0), mask, cache, 0)
     logits = logits[:, -1]
     vocabulary = tf.shape(logits)[-1]
@@ -38,7 +40,7 @@ def beam_search(backbone, decode_one, token_ids, padding_mask, max_new_tokens, b
         lengths = tf.gather(lengths, parents, batch_dims=1) + tf.cast(~was_done, tf.int32)
         stopped = tf.reduce_any(token[:, :, None] == stop_ids[:, None, :], axis=-1)
         done = was_done | stopped | (index >= last_step) | ~searched
-        cache = tf.gather(cache, tf.reshape(tf.range(batch)[:, None] * width + parents, [-1]), axis=1)
+        cache = kv_cache.take_rows(cache, tf.reshape(tf.range(batch)[:, None] * width + parents, [-1]))
         logits, cache = decode_one(tf.reshape(token, [-1]), mask, cache, prompt_length + index)
         return index + 1, logits, cache, scores, lengths, done, tokens
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 from garden.errors import GardenError
 from garden.generate.beam_search import beam_search
 from garden.generate.sampler import PLAIN, Rules, Sampling, next_token, seen_tokens, with_token
+from garden.models import kv_cache
 
 # XLA compiles the single-token decode step of small models, whose many small ops cost more in
 # dispatch than in arithmetic; from about 8M weights oneDNN's matmuls win (a GPT-2 decode step for 4
@@ -188,7 +189,7 @@ class Generator:
         token_ids, padding_mask = self.left_padded(prompts)
         prompt_length = int(token_ids.shape[1])
         mask = tf.concat([padding_mask, tf.ones([1, max_new_tokens], tf.int32)], axis=1)
-        cache = self.backbone.empty_cache(1, self.backbone.cache_length(prompt_length, max_new_tokens))
+        cache = kv_cache.empty_layers(self.backbone, 1, prompt_length, max_new_tokens)
         logits, cache = self._prefill(token_ids, mask, cache, 0)
 
         def decode_one(token, index):
@@ -299,7 +300,7 @@ class Generator:
         batch, prompt_length = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
         steps = tf.reduce_max(max_new_tokens)
         mask = tf.concat([padding_mask, tf.ones([batch, steps], tf.int32)], axis=1)
-        cache = self.backbone.empty_cache(batch, self.backbone.cache_length(prompt_length, steps))
+        cache = kv_cache.empty_layers(self.backbone, batch, prompt_length, steps)
         logits, cache = self.backbone.decode(token_ids, mask, cache, 0)
         logits = logits[:, -1]
         tokens = tf.TensorArray(tf.int32, size=0, dynamic_size=True)

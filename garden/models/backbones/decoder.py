@@ -7,8 +7,10 @@ import math
 import keras
 from keras import ops
 
+from garden.models import kv_cache
 from garden.models.backbones.backbone import Backbone
 from garden.models.decoder_block import DecoderBlock
+from garden.models.output_logits import output_logits
 from garden.registry import BACKBONES
 
 
@@ -100,12 +102,13 @@ class DecoderBackbone(Backbone):
 
     def decode(self, token_ids, padding_mask, cache, cache_index):
         """Logits [batch, chunk, vocabulary] of `token_ids` [batch, chunk] at positions cache_index..,
-        attending to the cache (and to each other, causally); returns (logits, the updated cache).
+        attending to the cache (and to each other, causally); returns (logits, the updated cache, in the
+        form it was given: garden/models/kv_cache.py).
         `padding_mask` [batch, positions] marks the positions that hold tokens; past the cache's length,
         position p is at slot p mod that length (a chunk must not wrap: see `cache_length`)."""
         x = self.scale(self.embedding(token_ids))
         layers = []
-        for block, layer_cache in zip(self.blocks, ops.unstack(cache, self.num_layers)):  # TFLite slices at most 5-D
+        for block, layer_cache in zip(self.blocks, kv_cache.layer_caches(cache, self.num_layers)):  # TFLite: <= 5-D
             x, layer_cache = block(x, padding_mask=padding_mask, cache=layer_cache, cache_index=cache_index)
             layers.append(layer_cache)
-        return self.embedding(self.final_norm(x), reverse=True), ops.stack(layers)
+        return output_logits(self.embedding, self.final_norm(x)), kv_cache.same_form(cache, layers)

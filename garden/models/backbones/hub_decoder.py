@@ -15,7 +15,9 @@ import keras
 from keras import ops
 
 from garden.errors import GardenError
+from garden.models import kv_cache
 from garden.models.backbones.backbone import Backbone
+from garden.models.output_logits import output_logits
 
 
 class HubDecoder(Backbone):
@@ -88,19 +90,22 @@ class HubDecoder(Backbone):
         }
 
     def _run(self, hub, token_ids, padding_mask, cache=None, cache_index=0):
-        """(sequence_output, logits) of `token_ids` through `hub`'s layers; with `cache` [layers, ...],
-        also the updated cache."""
+        """(sequence_output, logits) of `token_ids` through `hub`'s layers; with a `cache` (either form
+        of garden/models/kv_cache.py), also the updated cache, and the logits computed as
+        garden/models/output_logits.py does."""
         x = self.embed(hub, token_ids, padding_mask, cache_index)
         layers = []
-        caches = [None] * hub.num_layers if cache is None else ops.unstack(cache, hub.num_layers)
+        caches = [None] * hub.num_layers if cache is None else kv_cache.layer_caches(cache, hub.num_layers)
         for layer, layer_cache in zip(hub.transformer_layers, caches):
             x = layer(x, **self.layer_kwargs(padding_mask, layer_cache, cache_index))
             if layer_cache is not None:
                 x, layer_cache = x
                 layers.append(layer_cache)
         sequence = hub.layer_norm(x)
-        logits = ops.cast(hub.token_embedding(sequence, reverse=True), "float32")
-        return (sequence, logits) if cache is None else (sequence, logits, ops.stack(layers))
+        if cache is None:  # the model's graph
+            return sequence, ops.cast(hub.token_embedding(sequence, reverse=True), "float32")
+        logits = ops.cast(output_logits(hub.token_embedding, sequence), "float32")
+        return sequence, logits, kv_cache.same_form(cache, layers)
 
     def cache_length(self, prompt_length, new_tokens):
         return prompt_length + new_tokens
@@ -111,7 +116,7 @@ class HubDecoder(Backbone):
 
     def decode(self, token_ids, padding_mask, cache, cache_index):
         """Logits [batch, chunk, vocabulary] of `token_ids` at positions cache_index.., attending to the
-        cache and causally to each other; returns (logits, the updated cache). `padding_mask` [batch,
-        cache length] marks the positions that hold tokens."""
+        cache and causally to each other; returns (logits, the updated cache, in the form it was given:
+        garden/models/kv_cache.py). `padding_mask` [batch, cache length] marks the positions that hold tokens."""
         _, logits, cache = self._run(self.hub, token_ids, padding_mask, cache, cache_index)
         return logits, cache
