@@ -134,11 +134,11 @@ def main():
         "Garden (default: padding-free)": lambda: garden_step_seconds(config, strategy),
         "Garden (padded)": lambda: garden_step_seconds(padded, strategy),
         "Garden (padded, XLA)": lambda: garden_step_seconds(xla, strategy),
-        "KerasHub BertTextClassifier.fit (default compile)": lambda: (
+        "KerasHub fit (default compile)": lambda: (
             keras_hub_step_seconds(dataset, config, classes, steps, loop, "auto", 1),
             peers_read,
         ),
-        f"KerasHub BertTextClassifier.fit (XLA, {loop} steps per call)": lambda: (
+        f"KerasHub fit (XLA, {loop} steps per call)": lambda: (
             keras_hub_step_seconds(dataset, config, classes, steps, loop, True, loop),
             peers_read,
         ),
