@@ -1,6 +1,6 @@
 """The server's Prometheus metrics, at `/monitoring/prometheus/metrics` as TF Serving has them:
-requests by model, version, API, protocol and status; their latency; and the rows and requests
-each batched model call held."""
+requests by model, version, API, protocol and status; their latency; the rows and requests each
+batched model call held; and the text pieces sampled for streamed generation."""
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -41,6 +41,13 @@ class ServingMetrics:
             "Requests joined into one model call",
             ["model", "version"],
             buckets=SIZE_BUCKETS,
+            registry=self.registry,
+        )
+
+        self.streamed_pieces = Counter(
+            "garden_serving_streamed_pieces",
+            "Text pieces (one or more tokens each) sampled for streamed generation",
+            ["model", "version"],
             registry=self.registry,
         )
 

@@ -6,7 +6,7 @@
     POST /v1/models/NAME[/versions/N]:predict    {"instances": [...]} or {"inputs": ...}
     POST /v1/models/NAME[/versions/N]:classify   {"examples": [{feature: value}, ...], "context": {...}}
     POST /v1/models/NAME[/versions/N]:regress    the same, through the serve_examples signature
-    GET  /monitoring/prometheus/metrics          requests, latency and batch sizes (export/monitoring.py)
+    GET  /monitoring/prometheus/metrics          requests, latency, batch sizes, streamed pieces (export/monitoring.py)
     GET  /healthz                                {"status": "ok", "models": [...], requests and model calls so far}
 
 A model is a SavedModel folder, served as version 1, or TF Serving's base path of numbered version
@@ -27,6 +27,7 @@ import gc
 import os
 import socket
 import sys
+import threading
 import time
 
 import numpy as np
@@ -406,6 +407,7 @@ class Models:
 
 
 MODELS = web.AppKey("models", Models)
+AHEAD = 2  # pieces a streamed generation samples before the client has been sent them
 
 
 def model_name(path: str) -> str:
@@ -514,32 +516,51 @@ def build_app(
         try:
             signature_name, inputs, columnar, stream = parse(await body(request), model.specs, limits.max_instances)
             if stream:
-                return await streamed(request, model.stream(signature_name, inputs))
+                return await streamed(request, model, model.stream(signature_name, inputs))
             outputs = await model.predict(signature_name, inputs, limits)
         except RequestError as error:
             return _error(400, str(error))
         return web.json_response(response(outputs, columnar), dumps=_json)
 
-    async def streamed(request, stream):
-        """Server-sent events: {"text": piece} as each piece comes, then {"done": true} (or {"error": ...})."""
-        loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+    async def streamed(request, model, stream):
+        """Server-sent events: {"text": piece} as each piece comes, then {"done": true} (or {"error": ...}).
+        The sampler runs in a thread at most AHEAD pieces before what the client has been sent, and
+        stops when the client hangs up."""
+        loop, events, gone = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+        room, sampled = threading.Semaphore(AHEAD), metrics.streamed_pieces.labels(model.name, str(model.version))
+
+        def send(event):
+            """Queues `event` when the client is within AHEAD pieces of it; False once it is gone."""
+            while not room.acquire(timeout=0.1):
+                if gone.is_set():
+                    return False
+            if gone.is_set():
+                return False
+            loop.call_soon_threadsafe(events.put_nowait, event)
+            return True
 
         def produce():
             try:
                 for piece in stream.pieces():
-                    loop.call_soon_threadsafe(queue.put_nowait, {"text": piece})
-                loop.call_soon_threadsafe(queue.put_nowait, {"done": True})
+                    sampled.inc()
+                    if not send({"text": piece}):
+                        return
+                send({"done": True})
             except Exception as error:  # TensorFlow's, from the model
-                loop.call_soon_threadsafe(queue.put_nowait, {"error": _model_error(error)})
+                send({"error": _model_error(error)})
 
         reply = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await reply.prepare(request)
         loop.run_in_executor(None, produce)
-        while True:
-            event = await queue.get()
-            await reply.write(b"data: " + orjson.dumps(event) + b"\n\n")
-            if "text" not in event:
-                return reply
+        try:
+            while True:
+                event = await events.get()
+                await reply.write(b"data: " + orjson.dumps(event) + b"\n\n")
+                room.release()
+                if "text" not in event:
+                    return reply
+        finally:
+            gone.set()
 
     async def classify(request):
         return await examples_api(request, "classify")

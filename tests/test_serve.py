@@ -347,6 +347,34 @@ def test_generate_serves_row_wise_instances_each_sampled_as_alone_in_shared_mode
     assert status == 400 and "top_p must be in (0, 1]" in reply["error"], reply
 
 
+def test_a_streamed_generation_stops_sampling_when_its_client_hangs_up(server):
+    """The sampler runs at most two pieces ahead of what the client was sent: a client that reads one
+    piece and hangs up stops it, where the whole stream samples every piece (the counter says so)."""
+
+    def sampled():
+        return sum(
+            value
+            for (name, labels), value in metric_samples(server.url).items()
+            if name == "garden_serving_streamed_pieces_total" and dict(labels)["model"] == "lm"
+        )
+
+    row = dict(prompt="O", max_new_tokens=60, seed=1, temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.0)
+    body = {"stream": True, "instances": [{**row, "stop": [""]}]}
+    before = sampled()
+    whole = streamed_events(server.url, "/v1/models/lm:predict", body)
+    assert whole[-1] == {"done": True} and sampled() - before == len(whole) - 1 >= 30, whole
+    before = sampled()
+    request = urllib.request.Request(server.url + "/v1/models/lm:predict", data=json.dumps(body).encode())
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        assert reply.readline().startswith(b"data: {")  # one piece, then the connection closes
+    counts = [sampled()]
+    while len(counts) < 4 or counts[-1] != counts[-4]:  # settled: unchanged over three reads
+        time.sleep(0.1)
+        counts.append(sampled())
+        assert len(counts) < 100, counts
+    assert counts[-1] - before <= (len(whole) - 1) // 2, (counts, len(whole))
+
+
 def test_unknown_paths_deep_json_and_scalar_inputs_get_json_errors(server):
     url, exports = server.url, server.exports
     for path, body, status, message in (
