@@ -77,25 +77,25 @@ def test_retrieval_map_is_scikit_learns_average_precision_per_query():
 
 MINILM_SHORT = [
     "task.model.tokenizer.sequence_length=64",
-    "task.train_data.num_examples=640",
+    "task.train_data.num_examples=320",
     "task.validation_data.num_examples=300",
     "task.test_data.num_examples=48",
     "task.train_data.global_batch_size=16",
-    "trainer.train_steps=40",
-    "trainer.steps_per_loop=20",
-    "trainer.checkpoint_interval=40",
-    "trainer.validation_interval=40",
+    "trainer.train_steps=20",
+    "trainer.steps_per_loop=10",
+    "trainer.checkpoint_interval=20",
+    "trainer.validation_interval=20",
     "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=5e-5",
-    "trainer.optimizer_config.learning_rate.polynomial.decay_steps=40",
-    "trainer.optimizer_config.warmup.linear.warmup_steps=4",
+    "trainer.optimizer_config.learning_rate.polynomial.decay_steps=20",
+    "trainer.optimizer_config.warmup.linear.warmup_steps=2",
     "runtime.deterministic=true",
 ]
 
 
 def test_tuned_minilm_retrieves_r8_classes_better_than_untuned_and_its_export_embeds_raw_strings(tmp_path):
-    """The bar of docs/results.md in small: 40 steps of R8 classes lift same-class MAP on held-out
-    R8 documents above the pretrained MiniLM's. The exported `embed` signature (SavedModel) and the
-    TFLite file, fed raw strings and run on their own, give the Keras model's vectors."""
+    """The bar of docs/results.md in small: 20 steps of R8 classes lift same-class MAP on held-out
+    R8 documents above the pretrained MiniLM's. The exported `embed` signature, fed raw strings and
+    run on its own, gives the Keras model's vectors (the pairs test below converts to TFLite)."""
     run_dir = tmp_path / "embedding"
     config = experiment_config("r8_minilm_embedding", sets=MINILM_SHORT)
     task = TASKS.get("text_embedding")(config.task)
@@ -105,9 +105,9 @@ def test_tuned_minilm_retrieves_r8_classes_better_than_untuned_and_its_export_em
     before = evaluate(task, untuned, validation, 128)
     garden("train", "r8_minilm_embedding", *[a for s in MINILM_SHORT for a in ("--set", s)], "--run-dir", run_dir)
     after = [json.loads(line) for line in open(run_dir / "metrics.jsonl") if '"validation"' in line][-1]
-    assert after["map"] > before["map"] + 0.03, (before, after)  # untuned MiniLM: about 0.63 here
+    assert after["map"] > before["map"] + 0.03, (before, after)  # 0.705 untuned here
 
-    garden("export", run_dir, "--format", "saved_model", "--format", "tflite")
+    garden("export", run_dir, "--format", "saved_model")
     run = Run(str(run_dir))
     test = run.task.load(run.config.task.test_data, run.label_names)
     texts = list(test.features["text"])
@@ -119,12 +119,9 @@ def test_tuned_minilm_retrieves_r8_classes_better_than_untuned_and_its_export_em
     served = loaded.signatures["embed"](text=tf.constant(texts))["embedding"].numpy()
     np.testing.assert_allclose(served, keras_vectors, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
-    runner = interpreter(path=str(run_dir / "export" / "model_none.tflite")).get_signature_runner("serving_default")
-    on_device = np.concatenate([runner(text=np.array([t.encode()], dtype=object))["embedding"] for t in texts])
-    np.testing.assert_allclose(on_device, keras_vectors, atol=1e-4)
     manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
-    assert manifest["quality"] == "map" and manifest["artifacts"]["model_none.tflite"]["map_drop"] == pytest.approx(
-        0.0, abs=0.5
+    assert manifest["quality"] == "map" and manifest["artifacts"]["saved_model"]["map_drop"] == pytest.approx(
+        0, abs=1e-6
     )
 
 
@@ -184,6 +181,12 @@ def test_pairs_train_with_in_batch_negatives_and_scored_pairs_evaluate_by_spearm
     cosine = np.sum(vectors[0::2] * vectors[1::2], axis=1)
     assert result["spearman"] == pytest.approx(scipy.stats.spearmanr(examples.labels, cosine)[0], abs=1e-6)
     assert result["spearman"] > 0.5  # a document's halves lie closer than two documents' halves
+    garden("export", run_dir, "--format", "tflite")  # raw strings in, judged by Spearman on the scored pairs
+    runner = interpreter(path=str(run_dir / "export" / "model_none.tflite")).get_signature_runner("serving_default")
+    on_device = np.concatenate([runner(text=np.array([t.encode()], dtype=object))["embedding"] for t in texts[:20]])
+    np.testing.assert_allclose(on_device, vectors[:20], atol=1e-4)
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    assert manifest["quality"] == "spearman" and abs(manifest["keras_spearman"] - result["spearman"]) < 1e-6
     scored_training = [
         "task.train_data.dataset=scored_text_file",
         f"task.train_data.input_path={scored}",
