@@ -135,11 +135,6 @@ def word_embeddings(encoder, tokenizer, vocabulary, words, pooling="mean"):
     return _teacher_rows(encoder, token_ids, padding, pooled, pooling)
 
 
-def quantized_bytes(table, dtype):
-    """The bytes of `table` stored as `dtype` (int8: one float32 scale per row beside it)."""
-    return table.size * np.dtype(dtype).itemsize + (4 * len(table) if dtype == "int8" else 0)
-
-
 def distill_static(
     teacher, out_dir, pca_dims=256, sif_coefficient=1e-4, pooling="mean", vocabulary=None, added_words=10_000,
     table_dtype="float32",
@@ -162,6 +157,9 @@ def distill_static(
         embeddings = np.concatenate([embeddings, word_embeddings(encoder, tokenizer, tokens, words, pooling)])
     reduced, explained = pca(embeddings, pca_dims)
     table = (reduced * sif_weights(len(embeddings), sif_coefficient)[:, None]).astype(np.float32)
+    staging = out_dir.rstrip("/") + ".tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
     summary = {
         "teacher": teacher,
         "pca_dims": pca_dims,
@@ -170,13 +168,9 @@ def distill_static(
         "vocabulary_size": len(tokens) + len(words),
         "added_words": len(words),
         "dtype": table_dtype,
-        "table_bytes": quantized_bytes(table, table_dtype),
+        "table_bytes": save_table(staging, table, table_dtype),
         "explained_variance": explained,
     }
-    staging = out_dir.rstrip("/") + ".tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    save_table(staging, table, table_dtype)
     with open(os.path.join(staging, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("".join(f"{token}\n" for token in tokens + words))
     with open(os.path.join(staging, "static.json"), "w") as f:

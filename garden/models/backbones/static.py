@@ -25,14 +25,17 @@ def load_table(path):
     return table.astype(np.float32)
 
 
-def save_table(path, table, dtype="float32"):
+def save_table(path, table, dtype="float32") -> int:
     """Writes `table` into the folder `path` as `dtype`: float32, float16, or int8 with one scale per
-    row (max |row| / 127, in `scales.npy`)."""
+    row (max |row| / 127, in `scales.npy`); returns the bytes of the arrays written."""
+    stored = 0
     if dtype == "int8":
-        scales = np.maximum(np.abs(table).max(axis=1), 1e-12) / 127
-        np.save(os.path.join(path, "scales.npy"), scales.astype(np.float32))
-        table = np.round(table / scales[:, None])
-    np.save(os.path.join(path, "embeddings.npy"), table.astype(dtype))
+        scales = (np.maximum(np.abs(table).max(axis=1), 1e-12) / 127).astype(np.float32)
+        np.save(os.path.join(path, "scales.npy"), scales)
+        table, stored = np.round(table / scales[:, None]), scales.nbytes
+    table = table.astype(dtype)
+    np.save(os.path.join(path, "embeddings.npy"), table)
+    return stored + table.nbytes
 
 
 @BACKBONES.register("static")
