@@ -14,9 +14,7 @@ def r8_embedding(backbone, init, learning_rate, steps, sequence_length=128):
             model=ModelConfig(
                 backbone=backbone,
                 head=component("head", "embedding"),
-                tokenizer=TokenizerConfig(
-                    vocabulary="" if init else "all_minilm_l6_v2", sequence_length=sequence_length
-                ),
+                tokenizer=TokenizerConfig(sequence_length=sequence_length),  # the checkpoint's or distilled folder's
             ),
             loss=component("loss", "contrastive", temperature=0.05),
             train_data=text_data("reuters_r8", "train", 32),

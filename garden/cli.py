@@ -479,7 +479,7 @@ def _parser():
     ).add_subparsers(dest="method", required=True)
     sub = methods.add_parser("static", help="a teacher encoder's static token embeddings (model2vec)")
     sub.add_argument(
-        "--teacher", default="minilm", help="minilm, a named checkpoint, or a BERT, DistilBERT or ELECTRA folder"
+        "--teacher", default="minilm", help="minilm, a named checkpoint, or any text encoder's checkpoint folder"
     )
     sub.add_argument("--pca-dims", type=int, default=256)
     sub.add_argument("--sif-coefficient", type=float, default=1e-4)

@@ -610,12 +610,21 @@ def _sizes_from_checkpoint(config, overrides):
     config.json or a KerasHub preset's), where no override sets them: a 24-layer GPT-2 folder trains
     as one without listing its sizes. An override that disagrees stays, and loading refuses it. The
     tokenizer kind too, where the folder's files call for another than the backbone's default (Llama
-    3's tokenizer.json), and whether a WordPiece tokenizer lowercases (a cased BERT's folder says no)."""
+    3's tokenizer.json), and whether a WordPiece tokenizer lowercases (a cased BERT's folder says no;
+    for a static table, the folder it was distilled into)."""
     folder, model = getattr(config.task, "init_checkpoint", ""), getattr(config.task, "model", None)
-    if not folder or not os.path.isdir(folder) or model is None:
+    backbone = getattr(getattr(model, "backbone", None), "type", "")
+    if backbone not in registry.BACKBONES.names():
         return
-    from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, reads_wordpiece
+    from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, reads_wordpiece, tokenizer_family
     from garden.models import hf_import
+
+    family, tokenizer_folder = tokenizer_family(model.backbone)
+    if model.tokenizer.lowercase is None and reads_wordpiece(family, model.tokenizer.type):
+        lowercase_folder = tokenizer_folder or folder
+        model.tokenizer.lowercase = folder_lowercase(lowercase_folder) if os.path.isdir(lowercase_folder) else None
+    if not folder or not os.path.isdir(folder):
+        return
 
     def set_here(*keys):
         found = set()
@@ -630,8 +639,6 @@ def _sizes_from_checkpoint(config, overrides):
     model.backbone.params.override({k: v for k, v in sizes.items() if k not in given}, is_strict=True)
     if "type" not in set_here("task", "model", "tokenizer"):
         model.tokenizer.type = folder_tokenizer_type(model.backbone.type, folder) or model.tokenizer.type
-    if model.tokenizer.lowercase is None and reads_wordpiece(model.backbone.type, model.tokenizer.type):
-        model.tokenizer.lowercase = folder_lowercase(folder)
 
 
 def _lock(config):

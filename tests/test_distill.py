@@ -210,12 +210,97 @@ def test_a_wordpiece_teacher_of_any_family_distills_added_words_and_an_int8_tabl
     assert [np.asarray(ids).tolist()[-1 if i == 0 else 0] for i, ids in enumerate(added)] == [len(tokens) + 1] * 2
 
 
+SPECIAL_IDS = {  # (start, end) as the test's tokenizer writers place them (tests/test_text_families.py)
+    "albert": (2, 3),  # SentencePiece [CLS] 2, [SEP] 3
+    "deberta_v3": (1, 2),  # [CLS] 1, [SEP] 2
+    "xlm_roberta": (0, 2),  # fairseq's <s> 0, </s> 2, the SentencePiece ids shifted by one
+    "roberta": (0, 2),  # vocab.json's <s> 0, </s> 2
+}
+HF_TOKENIZERS = {  # transformers' own tokenizer of each family, from the files its folder holds
+    "albert": ("AlbertTokenizer", "spiece.model"),
+    "deberta_v3": ("DebertaV2Tokenizer", "spm.model"),
+    "xlm_roberta": ("XLMRobertaTokenizer", "sentencepiece.bpe.model"),
+    "roberta": ("RobertaTokenizer", "vocab.json", "merges.txt"),
+}
+TEXTS = ["Oil prices rose sharply.", "The bank cut its rates", "shares fell."]
+
+
+@pytest.mark.parametrize(
+    "family, pooling", [("xlm_roberta", "mean"), ("albert", "first"), ("deberta_v3", "last"), ("roberta", "mean")]
+)
+def test_a_sentencepiece_or_byte_bpe_teacher_distills_a_table_that_its_own_tokenizer_reads(family, pooling, tmp_path):
+    """model2vec's recipe on transformers' model of each SentencePiece / byte-level BPE family: every
+    id as end token start, pooled, PCA and SIF; the folder keeps the teacher's tokenizer files, so
+    StaticEncoder and a static task read a text as transformers' tokenizer of the teacher does."""
+    import transformers
+
+    folder = tmp_path / family
+    folder.mkdir()
+    write_checkpoint(family, folder)
+    out = tmp_path / "static"
+    flags = ["--pca-dims", "8", "--pooling", pooling, "--dtype", "float16"]
+    summary = json.loads(garden("distill", "static", "--teacher", folder, *flags, "--out", out).stdout.splitlines()[-1])
+    assert summary["family"] == family
+
+    model = hf_model(family, folder)
+    start, end = SPECIAL_IDS[family]
+    ids = np.arange(summary["vocabulary_size"])
+    rows = np.stack([np.full_like(ids, end), ids, np.full_like(ids, start)], axis=1)
+    positions = {}  # RoBERTa's positions count from pad + 1, and transformers would read the pad token's row as padding
+    if family in ("roberta", "xlm_roberta"):
+        positions["position_ids"] = np.broadcast_to(model.config.pad_token_id + 1 + np.arange(3), rows.shape)
+    output = model(input_ids=rows, attention_mask=np.ones_like(rows), **positions).last_hidden_state.numpy()
+    expected = {"mean": output.mean(axis=1), "first": output[:, 0], "last": output[:, -1]}[pooling]
+    assert summary["vocabulary_size"] == model.config.vocab_size
+    reduced = sklearn.decomposition.PCA(8).fit_transform(expected.astype(np.float64))
+    reduced *= sif_weights(len(expected), 1e-4)[:, None]
+    table = load_table(str(out))
+    signs = np.sign(np.sum(reduced * table, axis=0))
+    assert np.all(np.abs(table * signs - reduced) <= 2.0**-11 * np.abs(reduced).max(axis=1, keepdims=True) + 1e-5)
+
+    reference_class, *files = HF_TOKENIZERS[family]
+    cased = {"do_lower_case": False} if family == "albert" else {}  # as KerasHub's AlbertTokenizer reads text
+    reference = getattr(transformers, reference_class)(*[str(folder / name) for name in files], **cased)
+    pieces = [reference(text, add_special_tokens=False)["input_ids"] for text in TEXTS]
+    encoder = StaticEncoder(str(out))
+    assert [np.asarray(row).tolist() for row in encoder.tokenizer(tf.constant(TEXTS))] == pieces
+    config = experiment_config("r8_static_embedding", sets=[f"task.model.backbone.params.distilled_path={out}"])
+    task = TASKS.get(config.task.type)(config.task)
+    packed = tf.function(lambda texts: task.prepare({"text": texts}, None)[0])(tf.constant(TEXTS))  # as tf.data does
+    assert packed["padding_mask"].numpy().sum(axis=1).tolist() == [len(p) for p in pieces]  # the family's pad id
+    np.testing.assert_allclose(task.build_model()(packed)["embedding"], encoder.encode(TEXTS), atol=1e-6)
+
+
+def test_a_static_table_reads_only_the_vocabulary_it_was_distilled_from(distilled, tmp_path):
+    """A table with added words indexes them past the teacher's ids: a tokenizer without them (the
+    teacher's own vocabulary set by hand) would never reach those rows, so it is refused."""
+    with_words = tmp_path / "with_words"
+    shutil.copytree(distilled, with_words)
+    table = np.load(with_words / "embeddings.npy")
+    np.save(with_words / "embeddings.npy", np.concatenate([table, table[:2]]))
+    (with_words / "vocab.txt").write_text((distilled / "vocab.txt").read_text() + "zzgardenword\nqqgardenword\n")
+    path = f"task.model.backbone.params.distilled_path={with_words}"
+    config = experiment_config("r8_static", sets=[path])
+    task = TASKS.get(config.task.type)(config.task)
+    assert [np.asarray(r).tolist() for r in task.tokenizer(tf.constant(["zzgardenword"]))] == [
+        [len(table)]
+    ]  # the folder's own vocabulary
+    teacher = experiment_config("r8_static", sets=[path, "task.model.tokenizer.vocabulary=all_minilm_l6_v2"])
+    with pytest.raises(GardenError, match=r"gives 30522 ids and the static table in .* has 30524 rows.*leave task"):
+        TASKS.get(config.task.type)(teacher.task)
+
+
 def test_distill_static_refuses_in_one_line_before_it_loads_a_teacher(tmp_path):
-    folder = tmp_path / "albert"
+    folder, decoder, corpus = tmp_path / "albert", tmp_path / "gpt2", tmp_path / "corpus.txt"
     folder.mkdir()
     write_checkpoint("albert", folder)
+    decoder.mkdir()
+    (decoder / "config.json").write_text('{"model_type": "gpt2"}')
+    (decoder / "model.safetensors").write_bytes(b"")
+    corpus.write_text("words words\n")
     for flags, message in [
-        (["--teacher", folder], "is a albert model whose tokenizer is sentencepiece; .* distill a bert"),
+        (["--teacher", folder, "--vocabulary", corpus], "--vocabulary adds words to a WordPiece .* albert model"),
+        (["--teacher", decoder], "is a gpt2 decoder; distill a text encoder: albert, bert,"),
         (["--vocabulary", tmp_path / "missing.txt"], "--vocabulary .*missing.txt is not a file"),
         (["--dtype", "int4"], "--dtype int4 is not one of float32, float16, int8"),
         (["--pooling", "max"], "--pooling max is not one of mean, first, last"),

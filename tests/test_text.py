@@ -28,6 +28,16 @@ def test_resolver_picks_wordpiece_for_bert_and_refuses_misfits():
         build_tokenizer("bert", TokenizerConfig())
 
 
+def test_a_vocabulary_larger_than_the_backbones_embedding_is_refused_before_training(tmp_path):
+    """r8_student's BERT embeds 30522 ids (MiniLM's vocabulary); at 1000 rows most of its ids would
+    index past the table, so the run is refused in one line and writes nothing."""
+    sets = ["--set", "task.model.backbone.params.vocabulary_size=1000", "--run-dir", tmp_path / "run"]
+    result = garden("train", "r8_student", *sets, check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "the tokenizer gives 30522 ids and the backbone embeds 1000; set" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_minilm_import_reproduces_the_published_sentence_similarity():
     """all-MiniLM-L6-v2 mean-pooled embeddings: cosine 0.755 for this pair, as the published model."""
     folder = checkpoint_dir("all_minilm_l6_v2")

@@ -266,9 +266,10 @@ def test_a_cased_wordpiece_folder_keeps_case_and_other_tokenizers_refuse_lowerca
 
     folder = tmp_path / "cased"
     folder.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        os.symlink(checkpoints["bert"] / name, folder / name)
+    os.symlink(checkpoints["bert"] / "model.safetensors", folder / "model.safetensors")
     vocabulary = (checkpoints["bert"] / "vocab.txt").read_text().splitlines()
+    config = json.loads((checkpoints["bert"] / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": len(vocabulary) + 2}))  # sized for the ids
     (folder / "vocab.txt").write_text("\n".join([*vocabulary, "Oil", "Shares"]) + "\n")  # cased words too
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
     texts = ["Oil prices rose.", "Shares of the bank fell."]

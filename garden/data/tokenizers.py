@@ -31,6 +31,7 @@ from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
 
 FILE_NAMES = {"wordpiece": "vocab.txt", "byte_bpe": "vocab.json", "sentencepiece": "tokenizer.model"}
+MERGES = "merges.txt"  # a byte-level BPE's merges beside its vocab.json
 HF_TOKENIZER = "tokenizer.json"  # Hugging Face's fast tokenizer file: a byte-level BPE's vocabulary and merges in one
 PRESET_FILES = {  # where a KerasHub preset folder keeps them
     "wordpiece": "assets/tokenizer/vocabulary.txt",
@@ -77,6 +78,12 @@ def _family_file(backbone_type, kind):
     return own if own and kind == backbone.tokenizers[0] else FILE_NAMES[kind]
 
 
+def family_file_name(backbone_type, path) -> str:
+    """The name under which a checkpoint folder holds `path`, the vocabulary file of `backbone_type`'s
+    default tokenizer, for `tokenizer_files` to find it there (a KerasHub preset's included)."""
+    return HF_TOKENIZER if _is_hf_tokenizer(path) else _family_file(backbone_type, _tokenizers(backbone_type)[0])
+
+
 def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="", chat=False) -> dict[str, str]:
     """The files the tokenizer of `backbone_type` reads, by their `task.model.tokenizer` key
     (`vocabulary`, and `merges` for byte_bpe; with `chat`, a decoder's `chat_template` where there is
@@ -117,7 +124,7 @@ def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="", chat=Fa
             raise GardenError(f"no chat template at {template}; set task.model.tokenizer.chat_template to a file")
         files["chat_template"] = template
     if kind == "byte_bpe" and not _is_hf_tokenizer(path):  # a tokenizer.json holds its merges
-        files["merges"] = tokenizer_config.merges or os.path.join(os.path.dirname(path), "merges.txt")
+        files["merges"] = tokenizer_config.merges or os.path.join(os.path.dirname(path), MERGES)
         if not os.path.isfile(files["merges"]):
             raise GardenError(
                 f"no BPE merges at {files['merges']}; set task.model.tokenizer.merges to the merges.txt of {path}"
@@ -141,6 +148,32 @@ def _hf_tokenizer_arguments(path):
     special = {t["content"] for t in added if not t["content"].startswith("<|reserved_special_token_")}
     vocabulary.update({t["content"]: t["id"] for t in added if t["content"] in special})
     return {"vocabulary": vocabulary, "merges": merges, "misc_special_tokens": special}
+
+
+def tokenizer_family(backbone_config) -> tuple[str, str]:
+    """The backbone type whose tokenizer and special tokens read the text of a backbone (a
+    ComponentConfig), and the folder holding that tokenizer's files ('': task.init_checkpoint): the
+    backbone's own, or those its `tokenizer_source` names (a static table's teacher and folder)."""
+    source = getattr(BACKBONES.get(backbone_config.type), "tokenizer_source", None)
+    family, folder = source(backbone_config.params.as_dict()) if source else ("", "")
+    return family or backbone_config.type, folder
+
+
+def special_id(tokenizer, backbone_type, role) -> int:
+    """The id of `backbone_type`'s special token for `role` (start, end, pad, mask): a family's KerasHub
+    tokenizer knows it (XLM-R's maps specials outside SentencePiece's ids, and its `token_to_id`
+    fails in KerasHub 0.29), else the vocabulary does."""
+    known = getattr(tokenizer, f"{role}_token_id", None)
+    return known if known is not None else tokenizer.token_to_id(BACKBONES.get(backbone_type).special_tokens[role])
+
+
+def folder_tokenizer(backbone_type, folder):
+    """The tokenizer of `backbone_type` read from the files in `folder` (a checkpoint or a distilled
+    folder), a WordPiece one lowercasing as the folder says."""
+    from garden.config import TokenizerConfig
+
+    lowercase = folder_lowercase(folder) if reads_wordpiece(backbone_type) else None
+    return build_tokenizer(backbone_type, TokenizerConfig(lowercase=lowercase), init_checkpoint=folder)
 
 
 def folder_tokenizer_type(backbone_type, folder) -> str:

@@ -5,7 +5,14 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from garden.data.tokenizers import TFLITE_TWINNED, build_tokenizer, serving_tokenizer, tokenizer_files
+from garden.data.tokenizers import (
+    TFLITE_TWINNED,
+    build_tokenizer,
+    serving_tokenizer,
+    special_id,
+    tokenizer_family,
+    tokenizer_files,
+)
 from garden.errors import GardenError
 from garden.models import hf_import
 from garden.models.pretrained import checkpoint_dir
@@ -31,9 +38,11 @@ class TextTask(Task):
                 "task.model.tokenizer.chat_template is read by a causal_lm run's 'garden generate --chat'; leave it "
                 f"empty for a {config.type} task"
             )
-        self.tokenizer = build_tokenizer(backbone, tokenizer, config.init_checkpoint)
-        self.tokenizer_files = tokenizer_files(backbone, tokenizer, config.init_checkpoint)
-        self.special_tokens = BACKBONES.get(backbone).special_tokens
+        self.family, folder = tokenizer_family(config.model.backbone)
+        self.tokenizer = build_tokenizer(self.family, tokenizer, folder or config.init_checkpoint)
+        self.tokenizer_files = tokenizer_files(self.family, tokenizer, folder or config.init_checkpoint)
+        params = config.model.backbone.params.as_dict()
+        BACKBONES.get(backbone).check_vocabulary(params, self.tokenizer.vocabulary_size())
         self.separator_tokens = getattr(BACKBONES.get(backbone), "separator_tokens", 1)
         self.packs_special_tokens = getattr(BACKBONES.get(backbone), "packs_special_tokens", True)
         self.pad_id, self.start_id, self.end_id = (self.special_id(role) for role in ("pad", "start", "end"))
@@ -42,11 +51,8 @@ class TextTask(Task):
         self.packer = self.make_packer(self.start_id, self.end_id, self.pad_id)
 
     def special_id(self, role):
-        """The id of the backbone's special token for `role` (start, end, pad, mask): a family's KerasHub
-        tokenizer knows it (XLM-R's maps specials outside SentencePiece's ids, and its `token_to_id`
-        fails in KerasHub 0.29), else the vocabulary does."""
-        known = getattr(self.tokenizer, f"{role}_token_id", None)
-        return known if known is not None else self.tokenizer.token_to_id(self.special_tokens[role])
+        """The id of the special token for `role` (start, end, pad, mask) of the tokenizer's family."""
+        return special_id(self.tokenizer, self.family, role)
 
     def make_packer(self, start, end, pad):
         return keras_hub.layers.MultiSegmentPacker(

@@ -1,6 +1,10 @@
 """Base class for backbones: a functional model rebuilt from its constructor arguments."""
 
+import inspect
+
 import keras
+
+from garden.errors import GardenError
 
 WORDPIECE_SPECIAL_TOKENS = {"start": "[CLS]", "end": "[SEP]", "pad": "[PAD]", "mask": "[MASK]"}  # BERT's vocab.txt
 
@@ -19,6 +23,24 @@ class Backbone(keras.Model):
     special_tokens: dict[str, str] = {}
     packs_special_tokens = True  # its texts are packed between the start and end tokens
     asset_params: tuple[str, ...] = ()
+
+    @classmethod
+    def tokenizer_source(cls, params: dict) -> tuple[str, str]:
+        """The registered backbone type whose tokenizer and special tokens read this backbone's text
+        ('': its own), and the folder holding that tokenizer's files ('': task.init_checkpoint)."""
+        return "", ""
+
+    @classmethod
+    def check_vocabulary(cls, params: dict, size: int) -> None:
+        """Raises a GardenError when a tokenizer of `size` ids gives ids this backbone (built with
+        `params`) has no embedding for."""
+        rows = params.get("vocabulary_size", inspect.signature(cls.__init__).parameters.get("vocabulary_size"))
+        rows = getattr(rows, "default", rows)
+        if isinstance(rows, int) and size > rows:
+            raise GardenError(
+                f"the tokenizer gives {size} ids and the backbone embeds {rows}; set "
+                f"task.model.backbone.params.vocabulary_size={size} or give the vocabulary it was sized for"
+            )
 
     def text_input_layers(self) -> dict[str, keras.KerasTensor]:
         """int32 [batch, length] `keras.Input`s named by `text_inputs`."""
