@@ -79,8 +79,9 @@ class TokenizerConfig(base_config.Config):
     folder and `merges` a byte-level BPE's merges.txt (see garden/data/tokenizers.py);
     `chat_template` a .jinja file or a tokenizer_config.json holding one (empty: the checkpoint
     folder's, when it has one; `garden generate --chat` renders it). `lowercase` applies to WordPiece
-    vocabularies (lowercase and strip accents; unset: as the checkpoint folder's tokenizer config says,
-    else true, uncased BERT's); other tokenizers normalize as their model says, and refuse it."""
+    vocabularies and ALBERT's SentencePiece (lowercase and strip accents; unset: as the checkpoint
+    folder's tokenizer config says, else true, as uncased BERT and transformers' AlbertTokenizer);
+    other tokenizers normalize as their model says, and refuse it."""
 
     type: str = ""
     vocabulary: str = ""
@@ -616,11 +617,11 @@ def _sizes_from_checkpoint(config, overrides):
     backbone = getattr(getattr(model, "backbone", None), "type", "")
     if backbone not in registry.BACKBONES.names():
         return
-    from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, reads_wordpiece, tokenizer_family
+    from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, lowercases, tokenizer_family
     from garden.models import hf_import
 
     family, tokenizer_folder = tokenizer_family(model.backbone)
-    if model.tokenizer.lowercase is None and reads_wordpiece(family, model.tokenizer.type):
+    if model.tokenizer.lowercase is None and lowercases(family, model.tokenizer.type):
         lowercase_folder = tokenizer_folder or folder
         model.tokenizer.lowercase = folder_lowercase(lowercase_folder) if os.path.isdir(lowercase_folder) else None
     if not folder or not os.path.isdir(folder):

@@ -38,7 +38,7 @@ def test_serving_tokenizer_gives_the_training_ids():
     if AG_NEWS.exists():
         texts += [line.split("\t")[0] for line in AG_NEWS.read_text(encoding="utf-8").splitlines()[1:2001]]
     expected = task.tokenizer(tf.constant(texts))
-    given = serving_tokenizer(task.tokenizer, task.tokenizer_files)(tf.constant(texts))
+    given = serving_tokenizer(task.tokenizer)(tf.constant(texts))
     assert [list(map(int, row)) for row in expected] == given.to_list()
 
 

@@ -14,7 +14,7 @@ from conftest import garden, write_byte_bpe, write_sentencepiece
 from safetensors.numpy import load_file, save_file
 
 from garden.config import TokenizerConfig, experiment_config
-from garden.data.tokenizers import tokenizer_files
+from garden.data.tokenizers import serving_tokenizer, tokenizer_files
 from garden.errors import GardenError
 from garden.export import tflite
 from garden.models import hf_import
@@ -224,6 +224,32 @@ def test_pairs_pack_as_keras_hub_packs_them_in_training_and_in_serving(family, c
             np.testing.assert_array_equal(value.numpy(), expected[name].numpy(), err_msg=f"{family} {name}")
 
 
+@pytest.mark.parametrize("cased", [False, True])
+def test_albert_reads_text_as_transformers_albert_tokenizer_in_training_and_in_serving(cased, checkpoints, tmp_path):
+    """transformers' AlbertTokenizer lowercases a text and strips its accents before SentencePiece
+    reads it (its default: ALBERT's vocabularies are lowercase); a folder whose tokenizer_config.json
+    says do_lower_case false keeps both. Garden's tokenizer and the one its exports carry
+    (tensorflow-text's, which TFLite runs) give transformers' ids either way."""
+    import transformers
+
+    folder = tmp_path / "albert"
+    folder.mkdir()
+    for path in checkpoints["albert"].iterdir():
+        os.symlink(path, folder / path.name)
+    if cased:
+        (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "keep_accents": True}))
+    task = _task("albert", folder)
+    assert task.config.model.tokenizer.lowercase is (False if cased else None)
+    options = {"do_lower_case": False, "keep_accents": True} if cased else {}
+    reference = transformers.AlbertTokenizer(str(folder / "spiece.model"), **options)
+    texts = ["Oil PRICES rose in Zürich.", "``Café'' owners said   ÉCOLE", "oil prices rose in zurich."]
+    expected = [reference(text, add_special_tokens=False)["input_ids"] for text in texts]
+    assert (expected[0] == expected[2]) is not cased  # the case and the accents matter to the ids
+    for tokenize in (task.tokenizer, serving_tokenizer(task.tokenizer)):
+        ids = tf.function(tokenize)(tf.constant(texts))
+        assert [np.asarray(row).tolist() for row in ids.to_list()] == expected
+
+
 def test_roberta_separates_pairs_with_two_end_tokens(checkpoints):
     task = _task("roberta", checkpoints["roberta"], **{"task.model.tokenizer.sequence_length": 16})
     ids = task.preprocess({"text": tf.constant(["Oil"]), "text_pair": tf.constant(["Shares"])})["token_ids"]
@@ -282,7 +308,10 @@ def test_a_cased_wordpiece_folder_keeps_case_and_other_tokenizers_refuse_lowerca
             reference.convert_tokens_to_ids(reference.tokenize(text)) for text in texts
         ]
     assert _task("bert", folder).tokenizer(tf.constant(["Oil"]))[0][0] == len(vocabulary)  # the cased word
-    with pytest.raises(GardenError, match="lowercase applies to WordPiece vocabularies; a byte_bpe tokenizer"):
+    with pytest.raises(
+        GardenError,
+        match="applies to WordPiece vocabularies and ALBERT.s SentencePiece; roberta.s byte_bpe",
+    ):
         _task("roberta", checkpoints["roberta"], **{"task.model.tokenizer.lowercase": "true"})
 
 
@@ -321,7 +350,7 @@ def test_freezing_counts_each_transformer_layer_as_a_block_and_leaves_no_weight_
 ODD_TEXT = ["Café naïve — “quoted” 東京 😀 tab\there", "x" * 90, "don't stop!!! $5.00 ...", ""]
 
 
-@pytest.mark.parametrize("family", ["deberta_v3", "roberta"])
+@pytest.mark.parametrize("family", ["albert", "deberta_v3", "roberta"])
 def test_a_fine_tuned_family_serves_raw_strings_and_tflite_where_its_tokenizer_converts(family, checkpoints, tmp_path):
     """A run warm-started from a Hugging Face folder exports a SavedModel that takes raw strings (rerun
     here against the run's Keras model). SentencePiece converts to TFLite through tensorflow-text's

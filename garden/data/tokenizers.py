@@ -7,7 +7,8 @@ tokens and id layout, such as XLM-R's fairseq ids).
 - `byte_bpe` (RoBERTa): GPT-2's byte-level BPE, a `vocab.json` and its `merges.txt`
   (`task.model.tokenizer.merges`; empty: the one beside the vocabulary).
 - `sentencepiece` (ALBERT, DeBERTa-v3, XLM-R; decoders): a SentencePiece `.model` file
-  (`train_sentencepiece` makes one).
+  (`train_sentencepiece` makes one). ALBERT's text is lowercased and its accents stripped, as
+  transformers' AlbertTokenizer does, inside the model's own normalization (`lowercased_model`).
 - `character`: the 256 byte values of UTF-8 text, so ASCII text is one id per character; no vocabulary.
 
 `task.model.tokenizer.vocabulary` is the file, or a checkpoint folder (or named checkpoint) holding
@@ -26,6 +27,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from garden.data import catalog
+from garden.data.sentencepiece_case import lowercased_model
 from garden.errors import GardenError
 from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
@@ -56,6 +58,14 @@ def reads_wordpiece(backbone_type, requested="") -> bool:
     """Whether a `backbone_type` backbone (registered or not) reads `requested` text as WordPiece."""
     kinds = _tokenizers(backbone_type) if backbone_type in BACKBONES.names() else ()
     return bool(kinds) and (requested or kinds[0]) == "wordpiece"
+
+
+def lowercases(backbone_type, requested="") -> bool:
+    """Whether `task.model.tokenizer.lowercase` applies to a `backbone_type` backbone's `requested`
+    tokenizer kind: WordPiece, and the kinds a family names in `lowercase_kinds` (ALBERT's
+    SentencePiece, lowercased as transformers' AlbertTokenizer lowercases)."""
+    kinds = _tokenizers(backbone_type) if backbone_type in BACKBONES.names() else ()
+    return bool(kinds) and (requested or kinds[0]) in getattr(BACKBONES.get(backbone_type), "lowercase_kinds", ())
 
 
 def tokenizer_type(backbone_type, requested=""):
@@ -172,7 +182,7 @@ def folder_tokenizer(backbone_type, folder):
     folder), a WordPiece one lowercasing as the folder says."""
     from garden.config import TokenizerConfig
 
-    lowercase = folder_lowercase(folder) if reads_wordpiece(backbone_type) else None
+    lowercase = folder_lowercase(folder) if lowercases(backbone_type) else None
     return build_tokenizer(backbone_type, TokenizerConfig(lowercase=lowercase), init_checkpoint=folder)
 
 
@@ -217,10 +227,10 @@ def _chat_template_file(init_checkpoint):
 def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
     """The in-graph tokenizer (a KerasHub layer) for `backbone_type`."""
     kind = tokenizer_type(backbone_type, tokenizer_config.type)
-    if kind != "wordpiece" and tokenizer_config.lowercase is not None:
+    if not lowercases(backbone_type, kind) and tokenizer_config.lowercase is not None:
         raise GardenError(
-            f"task.model.tokenizer.lowercase applies to WordPiece vocabularies; a {kind} tokenizer normalizes text "
-            "as its own model says: leave it unset"
+            "task.model.tokenizer.lowercase applies to WordPiece vocabularies and ALBERT's SentencePiece; "
+            f"{backbone_type}'s {kind} tokenizer normalizes text as its own model says: leave it unset"
         )
     if kind == "character":
         return keras_hub.tokenizers.ByteTokenizer(lowercase=False, dtype="int32")
@@ -244,13 +254,16 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
     own_arguments = (
         getattr(backbone, "hub_tokenizer_arguments", {}) if own == getattr(backbone, "hub_tokenizer", "") else {}
     )
+    proto = files["vocabulary"]
+    if lowercases(backbone_type, kind) and tokenizer_config.lowercase is not False:  # unset: as transformers' default
+        proto = lowercased_model(proto)
     try:
-        return tokenizer_class(proto=files["vocabulary"], **own_arguments, dtype="int32")
+        return tokenizer_class(proto=proto, **own_arguments, dtype="int32")
     except ValueError as error:  # a family's tokenizer checks that the model holds its special pieces
         raise GardenError(f"{files['vocabulary']} does not fit backbone {backbone_type}: {error}") from None
 
 
-def serving_tokenizer(tokenizer, files: dict[str, str]):
+def serving_tokenizer(tokenizer):
     """A function from strings [batch] to `tokenizer`'s ids (ragged [batch, None]) in ops that TFLite
     runs as tensorflow-text custom ops (`tensorflow_text.tflite_registrar`), where they exist:
     FastBertTokenizer for WordPiece (KerasHub's regex splitting does not convert) and
@@ -267,8 +280,7 @@ def serving_tokenizer(tokenizer, files: dict[str, str]):
             lower_case_nfd_strip_accents=tokenizer.lowercase,
         )
         return fast.tokenize
-    with open(files["vocabulary"], "rb") as f:
-        fast = tf_text.FastSentencepieceTokenizer(model=f.read())
+    fast = tf_text.FastSentencepieceTokenizer(model=tokenizer.proto)  # its own normalization (ALBERT's lowercasing) too
     if isinstance(tokenizer, keras_hub.models.XLMRobertaTokenizer):  # as its `tokenize`: unknown 0 -> 3, then +1
         shift = lambda ids: tf.where(ids == 0, tokenizer.unk_token_id - 1, ids) + 1  # noqa: E731
         return lambda strings: tf.ragged.map_flat_values(shift, fast.tokenize(strings))

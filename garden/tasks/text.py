@@ -104,7 +104,7 @@ class TextTask(Task):
 
     def serving_segments(self, texts):
         """Token-id segments [batch, None] of string tensors, by the tokenizer that serving graphs carry."""
-        tokenize = serving_tokenizer(self.tokenizer, self.tokenizer_files)
+        tokenize = serving_tokenizer(self.tokenizer)
         return [tokenize(text) for text in texts]
 
     def serving_resources(self):

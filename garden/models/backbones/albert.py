@@ -19,6 +19,7 @@ class AlbertEncoder(TextEncoder):
     tokenizers = ("sentencepiece",)
     hub_tokenizer = "AlbertTokenizer"
     vocabulary_file = "spiece.model"
+    lowercase_kinds = ("sentencepiece",)  # as transformers' AlbertTokenizer: lowercased, accents stripped
     special_tokens = {"start": "[CLS]", "end": "[SEP]", "pad": "<pad>", "mask": "[MASK]"}
     hf_model_types = ("albert",)
     hf_prefix = "albert."

@@ -22,6 +22,7 @@ class Backbone(keras.Model):
     tokenizers: tuple[str, ...] = ()  # empty: reads no text
     special_tokens: dict[str, str] = {}
     packs_special_tokens = True  # its texts are packed between the start and end tokens
+    lowercase_kinds: tuple[str, ...] = ("wordpiece",)  # the tokenizer kinds task.model.tokenizer.lowercase applies to
     asset_params: tuple[str, ...] = ()
 
     @classmethod
