@@ -75,8 +75,9 @@ def test_killed_run_resumes_to_the_same_weights(tiny_run, tmp_path):
 
 
 def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_to_the_same_weights(tiny_run, tmp_path):
-    """A preemption notice mid-run: a checkpoint at the end of the current loop, a clear exit, and a
-    rerun that loses and repeats no step (its weights equal the uninterrupted run's)."""
+    """A preemption notice mid-run, here while step 50 validates: a checkpoint at that step (not a
+    loop later, which a grace period may not allow), a clear exit, and a rerun that loses and
+    repeats no step (its weights equal the uninterrupted run's) and no validation."""
     run_dir = tmp_path / "preempted"
     command = [
         sys.executable,
@@ -85,6 +86,8 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_to_the_same_weights(t
         "train",
         "--config",
         str(tiny_run / "config.yaml"),
+        "--set",
+        "trainer.validation_interval=50",
         "--run-dir",
         str(run_dir),
     ]
@@ -96,12 +99,14 @@ def test_sigterm_writes_a_checkpoint_and_the_rerun_resumes_to_the_same_weights(t
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=300)
     stopped = int(err.split("stopped at step ")[1].split()[0]) if "stopped at step" in err else None
-    assert process.returncode == 2 and stopped is not None and stopped < 300, err[-2000:]
+    assert process.returncode == 2 and stopped == 50, err[-2000:]  # the notice came as step 50 validated
     assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith(f"ckpt-{stopped}")
     resumed = garden("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir)
     assert f"at step {stopped}" in resumed.stdout
     steps = [json.loads(line)["step"] for line in open(metrics) if '"train"' in line]
     assert steps == list(range(50, 301, 50))  # each loop logged once: none lost, none repeated
+    validated = [json.loads(line)["step"] for line in open(metrics) if '"validation"' in line]
+    assert validated[-5:] == list(range(100, 301, 50)) and validated[:-5] in ([], [50])  # none repeated
     expected, actual = checkpoint_values(tiny_run, 300), checkpoint_values(run_dir, 300)
     for key in expected:
         np.testing.assert_array_equal(expected[key], actual[key], err_msg=key)

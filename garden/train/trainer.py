@@ -412,19 +412,25 @@ class Trainer:
         self.reporter.scalars("train", step, scalars)
         trainer = self.config.trainer
         done = step >= trainer.train_steps
-        if not done and self._any_worker(bool(preempted)):
+        self._stop_if_preempted(step, done, preempted)
+        results, stopped = None, ""
+        if done or step % trainer.validation_interval == 0:
+            results = self._validate(step)
+            stopped = self._watch(step, results)
+            self._stop_if_preempted(step, done or bool(stopped), preempted)  # a notice during validation
+        if done or stopped or step % trainer.checkpoint_interval == 0:
+            self._save(step)
+        return results, stopped
+
+    def _stop_if_preempted(self, step, ending, preempted) -> None:
+        """Writes a checkpoint and stops when any worker got SIGTERM and the run is not `ending` anyway
+        (all workers call this at the same points, so they agree)."""
+        if not ending and self._any_worker(bool(preempted)):
             self._save(step)
             raise GardenError(
                 f"stopped at step {step} by SIGTERM (preemption) after writing checkpoint "
                 f"ckpt-{step}; run the same command again to resume"
             )
-        results, stopped = None, ""
-        if done or step % trainer.validation_interval == 0:
-            results = self._validate(step)
-            stopped = self._watch(step, results)
-        if done or stopped or step % trainer.checkpoint_interval == 0:
-            self._save(step)
-        return results, stopped
 
     def _watch(self, step, results) -> str:
         """Keeps the best weights and counts validations without improvement; returns why the run
