@@ -22,6 +22,7 @@ from garden.errors import GardenError
 from garden.train.continuous_eval import watch
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
+from garden.train.watch import stale_validations
 
 
 def train(run_dir, *overrides):
@@ -67,6 +68,12 @@ def test_early_stopping_after_a_learning_rate_spike_keeps_the_best_weights(tmp_p
     assert (latest["step"], latest["accuracy"]) == (expected_stop, accuracy[expected_stop])
     refused = garden("eval", run_dir, "--checkpoint", "3", check=False)
     assert refused.returncode == 2 and "holds the weights of steps" in refused.stderr
+
+    # continuous evaluation ends with the run: the last checkpoint's early-stopping count says it stopped
+    said = []
+    evaluated = watch(str(run_dir), "validation", timeout=60, poll_seconds=0.1, say=said.append)
+    assert evaluated[-1]["step"] == expected_stop and said == []  # not by waiting out its timeout
+    assert stale_validations(str(run_dir / "checkpoints" / f"ckpt-{expected_stop}")) == 3
 
     # started again, the run does nothing and says why
     lines = len(open(run_dir / "metrics.jsonl").readlines())

@@ -11,6 +11,7 @@ from garden.errors import GardenError
 from garden.run import Run, kept_steps, weights_dir
 from garden.train.evaluate import evaluate_split, split_examples
 from garden.train.summaries import Reporter
+from garden.train.watch import stale_validations
 
 
 def _training_ended(run: Run, step: int) -> bool:
@@ -20,10 +21,9 @@ def _training_ended(run: Run, step: int) -> bool:
         return True
     if not trainer.early_stopping.metric:
         return False
-    path = os.path.join(run.run_dir, "checkpoints", f"ckpt-{step}")
     try:
-        stale = tf.train.load_variable(path, "early_stopping/stale/.ATTRIBUTES/VARIABLE_VALUE")
-    except (tf.errors.NotFoundError, ValueError):  # not kept, or from before early stopping was set
+        stale = stale_validations(os.path.join(run.run_dir, "checkpoints", f"ckpt-{step}"))
+    except tf.errors.NotFoundError:  # not kept
         return False
     return stale >= trainer.early_stopping.patience
 

@@ -38,7 +38,7 @@ from garden.train.evaluate import evaluate
 from garden.train.recovery import Recovery
 from garden.train.strategy import input_pipelines, is_chief
 from garden.train.summaries import Reporter
-from garden.train.watch import Watch
+from garden.train.watch import BEST_CHECKPOINT, EARLY_STOPPING, Watch
 
 
 @contextlib.contextmanager
@@ -143,14 +143,14 @@ class Trainer:
         """The validation metrics that the run watches: for the best checkpoint, for early stopping."""
         watches = {}
         if trainer.best_checkpoint_eval_metric:
-            watches["best_checkpoint"] = Watch(
+            watches[BEST_CHECKPOINT] = Watch(
                 trainer.best_checkpoint_eval_metric,
                 trainer.best_checkpoint_metric_comp,
                 "trainer.best_checkpoint_eval_metric",
             )
         stopping = trainer.early_stopping
         if stopping.metric:
-            watches["early_stopping"] = Watch(
+            watches[EARLY_STOPPING] = Watch(
                 stopping.metric, stopping.mode, "trainer.early_stopping.metric", stopping.min_delta
             )
         return watches
@@ -435,11 +435,11 @@ class Trainer:
     def _watch(self, step, results) -> str:
         """Keeps the best weights and counts validations without improvement; returns why the run
         stops early, or ''."""
-        best = self.watches.get("best_checkpoint")
+        best = self.watches.get(BEST_CHECKPOINT)
         if best and best.update(step, results):
             with ema_weights(self.optimizer, self.variables):
                 self.checkpoints.save_best(step, results)
-        stopping = self.watches.get("early_stopping")
+        stopping = self.watches.get(EARLY_STOPPING)
         if stopping is None:
             return ""
         stopping.update(step, results)
@@ -448,7 +448,7 @@ class Trainer:
 
     def _stopped_early(self) -> str:
         """Why early stopping ends the run at its current step, or ''."""
-        stopping, config = self.watches.get("early_stopping"), self.config.trainer.early_stopping
+        stopping, config = self.watches.get(EARLY_STOPPING), self.config.trainer.early_stopping
         if stopping is None or int(stopping.stale.numpy()) < config.patience:
             return ""
         return (

@@ -10,6 +10,7 @@ import tensorflow as tf
 from garden.errors import GardenError, did_you_mean
 
 BEST_INFO = "info.json"  # Model Garden's BestCheckpointExporter name: the best validation and its step
+BEST_CHECKPOINT, EARLY_STOPPING = "best_checkpoint", "early_stopping"  # the Watches' names in trainer checkpoints
 
 
 class Watch(tf.Module):
@@ -48,6 +49,14 @@ class Watch(tf.Module):
     def describe(self) -> str:
         """'accuracy 0.9712 at step 40'."""
         return f"{self.metric} {float(self.best.numpy()):.6g} at step {int(self.best_step.numpy())}"
+
+
+def stale_validations(checkpoint_path: str) -> int:
+    """How many validations in a row had not improved when the trainer wrote `checkpoint_path`, read
+    through the checkpoint's object graph (0 where the run had no early stopping)."""
+    watch = Watch("", "higher", EARLY_STOPPING)
+    tf.train.Checkpoint(**{EARLY_STOPPING: watch}).read(checkpoint_path).expect_partial()
+    return int(watch.stale.numpy())
 
 
 def write_best_info(best_dir: str, step: int, metrics: dict) -> None:
