@@ -3,6 +3,7 @@
 
     PredictionService.Predict           named TensorProtos in and out (output_filter honoured)
     PredictionService.Classify/Regress  tf.train.Examples through the `serve_examples` signature
+    PredictionService.MultiInference    several classify/regress tasks of one model on the same Examples
     PredictionService.GetModelMetadata  the SavedModel's SignatureDefs
     ModelService.GetModelStatus         the state of each version
 
@@ -20,6 +21,8 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
+    model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -28,6 +31,12 @@ from tensorflow_serving.apis import (
 
 from garden.export.requests import NotFound, RequestError, check_array, check_instances
 from garden.tasks.task import EXAMPLES_SIGNATURE
+
+CLASSIFY, REGRESS = "tensorflow/serving/classify", "tensorflow/serving/regress"  # TF Serving's method names
+
+
+class Unimplemented(RequestError):
+    """A request for something TF Serving answers UNIMPLEMENTED to."""
 
 
 def input_examples(given) -> list[bytes]:
@@ -77,14 +86,20 @@ class _Service:
     def __init__(self, models, limits, metrics):
         self.models, self.limits, self.metrics = models, limits, metrics
 
-    async def _answer(self, api, request, context, answer):
-        start, spec, version, code = time.perf_counter(), request.model_spec, "", grpc.StatusCode.OK
+    async def _answer(self, api, request, context, answer, spec=None, check=None):
+        """`answer(servable)` for the servable `spec` names (the request's model_spec by default) once
+        `check()` passes, or the call aborted with TF Serving's code and one line."""
+        start, spec, version, code = time.perf_counter(), spec or request.model_spec, "", grpc.StatusCode.OK
         try:
+            if check:
+                check()
             servable = self.models.find(*_named(spec))
             version = str(servable.version)
             return await answer(servable)
         except NotFound as error:
             code, message = grpc.StatusCode.NOT_FOUND, str(error)
+        except Unimplemented as error:
+            code, message = grpc.StatusCode.UNIMPLEMENTED, str(error)
         except RequestError as error:
             code, message = grpc.StatusCode.INVALID_ARGUMENT, str(error)
         except Exception as error:  # a bug of ours: one line to the client, the server keeps serving
@@ -122,22 +137,34 @@ class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceS
         return await self._answer("predict", request, context, answer)
 
     async def Classify(self, request, context):
-        def fill(servable, outputs, result):
-            probabilities, names = servable.classes(outputs)
-            for row in probabilities:
-                classes = result.classifications.add().classes
-                for name, probability in zip(names, row):
-                    classes.add(label=name, score=float(probability))
-
         response = classification_pb2.ClassificationResponse()
-        return await self._examples("classify", request, context, response, fill)
+        return await self._examples("classify", request, context, response, _classifications)
 
     async def Regress(self, request, context):
-        def fill(servable, outputs, result):
-            for score in servable.scores(outputs).reshape(-1):
-                result.regressions.add(value=float(score))
+        return await self._examples("regress", request, context, regression_pb2.RegressionResponse(), _regressions)
 
-        return await self._examples("regress", request, context, regression_pb2.RegressionResponse(), fill)
+    async def MultiInference(self, request, context):
+        """TF Serving's rules: at least one task, every task on the same model, no signature twice,
+        methods classify and regress; the Examples are read once per signature."""
+
+        async def answer(servable):
+            signatures = [task.model_spec.signature_name or EXAMPLES_SIGNATURE for task in request.tasks]
+            examples = input_examples(request.input)
+            outputs = {name: await servable.examples(name, examples, self.limits) for name in signatures}
+            response = inference_pb2.MultiInferenceResponse()
+            for task, name in zip(request.tasks, signatures):
+                result = response.results.add()
+                self._spec(servable, result, name)
+                if task.method_name == CLASSIFY:
+                    _classifications(servable, outputs[name], result.classification_result)
+                else:
+                    _regressions(servable, outputs[name], result.regression_result)
+            return response
+
+        spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        return await self._answer(
+            "multi_inference", request, context, answer, spec=spec, check=lambda: _check_tasks(request.tasks)
+        )
 
     async def _examples(self, api, request, context, response, fill):
         """Classify or Regress: the request's tf.train.Examples through the examples signature, the
@@ -165,6 +192,38 @@ class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceS
             return response
 
         return await self._answer("metadata", request, context, answer)
+
+
+def _classifications(servable, outputs, result):
+    """A classifier's `outputs` into a ClassificationResult: every class, named, with its probability."""
+    probabilities, names = servable.classes(outputs)
+    for row in probabilities:
+        classes = result.classifications.add().classes
+        for name, probability in zip(names, row):
+            classes.add(label=name, score=float(probability))
+
+
+def _regressions(servable, outputs, result):
+    for score in servable.scores(outputs).reshape(-1):
+        result.regressions.add(value=float(score))
+
+
+def _check_tasks(tasks):
+    """Raises TF Serving's error for MultiInference `tasks` it refuses."""
+    if not tasks:
+        raise RequestError("a MultiInferenceRequest needs at least one task")
+    names, signatures = {task.model_spec.name for task in tasks}, set()
+    if "" in names:
+        raise RequestError("Found ModelSpec with an empty model name.")
+    if len(names) > 1:
+        raise RequestError("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+    for task in tasks:
+        signature = task.model_spec.signature_name or EXAMPLES_SIGNATURE
+        if signature in signatures:
+            raise RequestError(f"Duplicate evaluation of signature: {signature}")
+        signatures.add(signature)
+        if task.method_name not in (CLASSIFY, REGRESS):
+            raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
 
 
 class ModelService(_Service, model_service_pb2_grpc.ModelServiceServicer):

@@ -30,6 +30,7 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -687,6 +688,53 @@ def test_classify_takes_tf_examples_over_rest_and_grpc_as_predict_scores_them(se
     with pytest.raises(grpc.RpcError) as caught:
         predictions.Classify(request, timeout=60)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "text" in caught.value.details()
+
+
+def test_multi_inference_answers_each_task_as_classify_does_and_refuses_as_tf_serving(server):
+    """TF Serving's MultiInference with its stock stub: a classify task gives Classify's result with
+    the model's version; TF Serving's own refusals (codes and messages) for what it refuses."""
+    predictions, _ = grpc_stubs(server)
+    texts = [b"wheat and grain exports rose sharply", b"the company agreed to acquire the bank for cash"]
+
+    def request(*tasks):
+        built = inference_pb2.MultiInferenceRequest()
+        for model, method, signature in tasks:
+            task = built.tasks.add(method_name=f"tensorflow/serving/{method}")
+            task.model_spec.name, task.model_spec.signature_name = model, signature
+        for text in texts:
+            built.input.example_list.examples.add().features.feature["text"].bytes_list.value.append(text)
+        return built
+
+    (result,) = predictions.MultiInference(request(("r8_minilm", "classify", "")), timeout=60).results
+    classify = classification_pb2.ClassificationRequest(input=request().input)
+    classify.model_spec.name = "r8_minilm"
+    assert result.classification_result == predictions.Classify(classify, timeout=60).result
+    assert (result.model_spec.name, result.model_spec.signature_name) == ("r8_minilm", "serve_examples")
+    assert result.model_spec.version.value > 0 and len(result.classification_result.classifications) == 2
+    for tasks, code, message in (
+        ((), grpc.StatusCode.INVALID_ARGUMENT, "a MultiInferenceRequest needs at least one task"),
+        (
+            (("r8_minilm", "classify", ""), ("digits", "classify", "")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "All ModelSpecs in a MultiInferenceRequest must access the same model name.",
+        ),
+        (
+            (("r8_minilm", "classify", ""), ("r8_minilm", "regress", "serve_examples")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Duplicate evaluation of signature: serve_examples",
+        ),
+        (
+            (("r8_minilm", "predict", ""),),
+            grpc.StatusCode.UNIMPLEMENTED,
+            "Unsupported signature method_name: tensorflow/serving/predict",
+        ),
+        ((("r8_minilm", "regress", ""),), grpc.StatusCode.INVALID_ARGUMENT, "this model is no regression"),
+        ((("letters", "classify", ""),), grpc.StatusCode.NOT_FOUND, "letters"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            predictions.MultiInference(request(*tasks), timeout=60)
+        assert caught.value.code() == code and message in caught.value.details(), caught.value.details()
+        assert "\n" not in caught.value.details()
 
 
 def test_version_options_that_cannot_work_are_one_line_before_anything_loads(tmp_path):
