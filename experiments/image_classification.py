@@ -42,6 +42,25 @@ def image_classifier():
     )
 
 
+@register_experiment("image_multi_label")
+def image_multi_label():
+    """image_classifier for images of any number of classes: TFRecord shards whose label_key lists every
+    class id of an image (Model Garden's `is_multilabel`), a sigmoid per class with per-class thresholds
+    set on the validation data, and the best checkpoint kept by micro F1.
+
+    garden train image_multi_label --set task.train_data.input_path='data/train-*.tfrecord' \
+        --set task.validation_data.input_path='data/val-*.tfrecord' --set task.model.head.params.num_classes=10
+    Not measured: a template for the user's data (tests/test_multi_label.py trains it on MNIST digit pairs).
+    """
+    config = image_classifier()
+    config.task.type = "image_multi_label_classification"
+    config.task.model.head = component("head", "multi_label", num_classes=10)
+    config.task.loss = component("loss", "sigmoid_crossentropy")
+    config.task.train_data.dataset = config.task.validation_data.dataset = "multi_label_tfrecord"
+    config.trainer.best_checkpoint_eval_metric = "f1_micro"
+    return config
+
+
 @register_experiment("mnist_mobilenet_v3")
 def mnist_mobilenet_v3():
     """KerasHub's MobileNetV3-Small on MNIST as 32x32 RGB images streamed from TFRecord shards, which

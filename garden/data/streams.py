@@ -57,6 +57,8 @@ class Stream:
     decode: Decode | None = None  # the task's: raw features -> the model's inputs (set by Task.load)
     batch_parse: bool = False  # `parse` takes a batch of records as well as one (text lines)
     augment_batch: Callable | None = None  # (features, labels, seed [2]) -> both, for training batches (MixUp)
+    multi_label: bool = False  # each record holds a list of class ids (multi_label_tfrecord)
+    encode_label: Callable | None = None  # the task's: a decoded record's label -> the one trained on (multi-hot)
 
     @property
     def deterministic(self) -> bool:
@@ -112,7 +114,7 @@ class Stream:
             features, label = self.parse(file_id, record)
             if self.decode is not None:
                 features = self.decode(features, label, seed, training)
-            return features, label
+            return features, label if self.encode_label is None else self.encode_label(label)
 
         return parse
 

@@ -35,11 +35,24 @@ def match_files(input_path: str) -> list[str]:
 @DATASETS.register("tfrecord")
 def tfrecord(config, label_names=None) -> Stream:
     """Image examples: `image_key` holds JPEG/PNG/GIF/BMP bytes, `label_key` the class id."""
+    return _image_records(config, label_names, tf.io.FixedLenFeature([], tf.int64))
+
+
+@DATASETS.register("multi_label_tfrecord")
+def multi_label_tfrecord(config, label_names=None) -> Stream:
+    """Image examples of any number of classes (Model Garden's `is_multilabel`): `label_key` holds every
+    class id of the image, none or several; multi-label tasks train on them as multi-hot labels."""
+    return _image_records(config, label_names, tf.io.VarLenFeature(tf.int64), multi_label=True)
+
+
+def _image_records(config, label_names, label_feature, multi_label=False) -> Stream:
     image_key, label_key = config.image_key, config.label_key
-    spec = {image_key: tf.io.FixedLenFeature([], tf.string), label_key: tf.io.FixedLenFeature([], tf.int64)}
+    spec = {image_key: tf.io.FixedLenFeature([], tf.string), label_key: label_feature}
 
     def parse(file_id, record):
         example = tf.io.parse_single_example(record, spec)
-        return {"image_bytes": example[image_key]}, example[label_key]
+        label = example[label_key]
+        return {"image_bytes": example[image_key]}, label.values if multi_label else label
 
-    return Stream(match_files(config.input_path), tf.data.TFRecordDataset, parse, label_names, config)
+    files = match_files(config.input_path)
+    return Stream(files, tf.data.TFRecordDataset, parse, label_names, config, multi_label=multi_label)

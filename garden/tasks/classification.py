@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden import metrics
+from garden.data.streams import Stream
 from garden.errors import GardenError
 from garden.tasks.task import EXAMPLES_SIGNATURE, Task
 
@@ -14,9 +15,15 @@ class ClassificationTask(Task):
     parity_outputs = ("probabilities",)
     quality = "accuracy"
     examples_signature = EXAMPLES_SIGNATURE
+    multi_label = False  # whether an example holds any number of the classes
 
     def load(self, data_config, label_names=None):
         examples = super().load(data_config, label_names)
+        if isinstance(examples, Stream) and examples.multi_label and not self.multi_label:
+            raise GardenError(
+                f"{data_config.dataset} data holds several labels per example and task type '{self.config.type}' "
+                "takes one; train it as image_multi_label_classification, or read one label with dataset=tfrecord"
+            )
         num_classes = getattr(
             self.config.model.head.params, "num_classes", None
         )  # heads of choices or scores have none

@@ -1,4 +1,6 @@
-"""Image classification: an image tensor [height, width, channels] in [0, 1] -> a class."""
+"""Image classification: an image tensor [height, width, channels] in [0, 1] -> a class, or any
+number of classes (`image_multi_label_classification`, with the `multi_label` head, on
+multi_label_tfrecord data)."""
 
 import keras
 import numpy as np
@@ -9,6 +11,7 @@ from garden.data.seeded_random import seeded_random
 from garden.errors import GardenError
 from garden.registry import TASKS
 from garden.tasks.classification import ClassificationTask
+from garden.tasks.multi_label import MultiLabelTask
 from garden.tasks.warm_start import load_backbone
 
 
@@ -153,6 +156,20 @@ class ImageClassificationTask(ClassificationTask):
         else:
             decoded = {name: pixels.astype(np.float32) / 255.0}
         return [encoded], Examples(decoded, examples.labels, examples.label_names)
+
+
+@TASKS.register("image_multi_label_classification")
+class ImageMultiLabelClassificationTask(MultiLabelTask, ImageClassificationTask):
+    """Multi-label classification of images (garden/tasks/multi_label.py) from multi_label_tfrecord
+    data, served as image classification is."""
+
+    def batch_augmenter(self, data_config):
+        if data_config.mixup_and_cutmix:
+            raise GardenError(
+                "mixup_and_cutmix mixes the labels of single-label images; a multi-label task trains without it: "
+                "set mixup_and_cutmix=false"
+            )
+        return None
 
 
 def _decoded_centrally(data, channels, fraction):

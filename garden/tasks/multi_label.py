@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden import metrics
+from garden.data.streams import Stream
 from garden.errors import GardenError
 from garden.tasks.classification import ClassificationTask
 
@@ -17,15 +18,22 @@ class MultiLabelTask(ClassificationTask):
 
     parity_outputs = ("probabilities",)
     quality = "f1_micro"
+    multi_label = True
 
     def load(self, data_config, label_names=None):
         examples = super().load(data_config, label_names)
-        if np.ndim(examples.labels) != 2:
+        if not (examples.multi_label if isinstance(examples, Stream) else np.ndim(examples.labels) == 2):
             raise GardenError(
                 f"task type '{self.config.type}' trains on multi-label data: set {self.config_path}.*_data.dataset "
-                "to multi_label_text_file (labels joined by label_separator, or a JSON list in .jsonl files)"
+                "to multi_label_text_file (labels joined by label_separator, or a JSON list in .jsonl files) or "
+                "multi_label_tfrecord (image records whose label_key lists every class id)"
             )
         return examples
+
+    def label_encoder(self, stream):
+        """A record's class ids -> multi-hot [classes], as multi_label_text_file's labels."""
+        num_classes = self.config.model.head.params.num_classes
+        return lambda ids: tf.minimum(tf.reduce_sum(tf.one_hot(ids, num_classes, dtype=tf.float32), axis=0), 1.0)
 
     def build_loss(self, train=None):
         if self.config.loss.type != "sigmoid_crossentropy" or self.config.model.head.type != "multi_label":

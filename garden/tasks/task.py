@@ -141,7 +141,10 @@ class Task:
                 "write the subset you want with 'garden data convert' instead"
             )
         stream = dataclasses.replace(
-            stream, decode=self.decoder(data_config), augment_batch=self.batch_augmenter(data_config)
+            stream,
+            decode=self.decoder(data_config),
+            augment_batch=self.batch_augmenter(data_config),
+            encode_label=self.label_encoder(stream),
         )
         if stream.label_names is None:
             stream.label_names = self.default_label_names(data_config)
@@ -150,6 +153,10 @@ class Task:
     def decoder(self, data_config) -> Decode | None:
         """fn(raw features, label, seed [2], training) -> the model's inputs, for one streamed example
         (decoding, augmentation; None: the raw features are the inputs)."""
+        return None
+
+    def label_encoder(self, stream) -> Callable | None:
+        """fn(a streamed record's label) -> the label trained on (None: as it is)."""
         return None
 
     def batch_augmenter(self, data_config) -> Callable | None:
