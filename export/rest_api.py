@@ -31,11 +31,10 @@ def _decode_b64(value):
 
 def _array(value, spec, name):
     """`value` (a JSON value holding a batch) as an array of the spec's dtype and a fitting shape."""
-    value = _decode_b64(value)
     if not isinstance(value, list):
         raise RequestError(f"input '{name}' must be a list with one entry per instance, got a single value")
-    if spec.dtype == tf.string:
-        array = np.array(value, dtype=object)
+    if spec.dtype == tf.string:  # only strings are sent as {"b64": ...}: numbers skip the walk over every value
+        array = np.array(_decode_b64(value), dtype=object)
         flat = array.reshape(-1)
         if any(isinstance(x, list) for x in flat):
             raise RequestError(f"input '{name}' is not a rectangular array: give every instance as many values")
