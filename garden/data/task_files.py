@@ -111,8 +111,8 @@ def read_lines(path):
 
 def read_tfrecord(path, text_column, label_column, text_pair_column=""):
     """`tf.train.Example` records with bytes features for the texts and a bytes or int64 label, as
-    (texts, pairs or None, labels as strings)."""
-    columns = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
+    (texts, pairs or None, labels as strings or None without `label_column`)."""
+    columns = list(filter(None, (text_column, label_column, text_pair_column)))
     values = {c: [] for c in columns}
     for record in tf.data.TFRecordDataset(str(existing_file(path))).as_numpy_iterator():
         feature = tf.train.Example.FromString(record).features.feature
@@ -123,4 +123,4 @@ def read_tfrecord(path, text_column, label_column, text_pair_column=""):
             value = getattr(feature[column], kind).value[0]
             values[column].append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
     pairs = values[text_pair_column] if text_pair_column else None
-    return values[text_column], pairs, values[label_column]
+    return values[text_column], pairs, values[label_column] if label_column else None

@@ -100,10 +100,8 @@ def text_pairs(config, label_names=None):
         raise GardenError(
             "dataset text_pairs reads two columns: set text_pair_column (and text_column) to the pair's columns"
         )
-    # the text column stands in for the label column, which pairs do not have
-    texts, pairs, _ = read_text_file(
-        _input_path(config), config.text_column, config.text_column, config.text_pair_column, config.header
-    )
+    path = _input_path(config)
+    texts, pairs, _ = read_text_file(path, config.text_column, "", config.text_pair_column, config.header)
     return Examples(text_features(texts, pairs), np.arange(len(texts), dtype=np.int64), [])
 
 

@@ -74,37 +74,34 @@ def csv_quoting(delimiter):
 
 
 def read_table(path, text_column, label_column, text_pair_column="", header=True):
-    """Rows of a TSV (`.tsv`) or CSV file as (texts, pairs or None, labels)."""
+    """Rows of a TSV (`.tsv`) or CSV file as (texts, pairs or None, labels or None without `label_column`)."""
     existing_file(path)
     delimiter = "\t" if path.endswith(".tsv") else ","
     with open(path, newline="", encoding="utf-8") as f:
         rows = [row for row in csv.reader(f, delimiter=delimiter, quoting=csv_quoting(delimiter)) if row]
     head = rows.pop(0) if header else None
-    columns = [_column(head, c, path) for c in (text_column, label_column)]
-    pair = _column(head, text_pair_column, path) if text_pair_column else None
-    width = max(columns + [pair or 0]) + 1
+    text, label, pair = (_column(head, c, path) if c else None for c in (text_column, label_column, text_pair_column))
+    width = max(c for c in (text, label, pair) if c is not None) + 1
     short = next((i for i, row in enumerate(rows) if len(row) < width), None)
     if short is not None:
         raise GardenError(
             f"{path} row {short + 1 + bool(header)} has {len(rows[short])} fields, expected at least {width}"
         )
-    texts = [row[columns[0]] for row in rows]
     pairs = [row[pair] for row in rows] if pair is not None else None
-    return texts, pairs, [row[columns[1]] for row in rows]
+    return [row[text] for row in rows], pairs, [row[label] for row in rows] if label is not None else None
 
 
 def read_jsonl(path, text_column, label_column, text_pair_column=""):
-    """Objects of a JSON-lines file as (texts, pairs or None, labels)."""
+    """Objects of a JSON-lines file as (texts, pairs or None, labels or None without `label_column`)."""
     existing_file(path)
     with open(path, encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    keys = [text_column, label_column] + ([text_pair_column] if text_pair_column else [])
-    for key in keys:
+    for key in filter(None, (text_column, label_column, text_pair_column)):
         if rows and key not in rows[0]:
             raise GardenError(f"{path} has no field '{key}'{did_you_mean(key, rows[0])}")
     pairs = [str(r[text_pair_column]) for r in rows] if text_pair_column else None
     labels = [r[label_column] if isinstance(r[label_column], list) else str(r[label_column]) for r in rows]
-    return [str(r[text_column]) for r in rows], pairs, labels
+    return [str(r[text_column]) for r in rows], pairs, labels if label_column else None
 
 
 def read_orange_tab(path):
