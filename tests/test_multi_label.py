@@ -221,3 +221,9 @@ def test_a_multi_label_image_model_learns_digit_pairs_and_serves_what_sklearn_sc
         )  # fmt: skip
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr[-800:]
         assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused" / "checkpoints").exists()
+    shards = tmp_path / "shards"
+    refused = garden("data", "convert", tmp_path / "validation.tfrecord", "--out", shards / "v-*.tfrecord", check=False)
+    first = int(np.argmax(truth["validation"].sum(axis=1) != 1))  # the first record of no label or of two
+    named = refused.stderr.splitlines()[-1]
+    assert refused.returncode == 2 and f"record {first}: " in named and "image/class/label" in named, named
+    assert "convert copies records of one label each" in refused.stderr and not list(shards.glob("*.tfrecord"))

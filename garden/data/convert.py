@@ -18,12 +18,16 @@ import tqdm
 
 from garden.config import DataConfig
 from garden.data.examples import Examples
-from garden.data.streams import Stream, raw_examples
+from garden.data.streams import Stream, bad_records_named, raw_examples
 from garden.data.text_streams import JSON_LINES, TABLES
 from garden.errors import GardenError
 from garden.registry import DATASETS
 
 TEXT_FILES = TABLES + JSON_LINES
+CONVERT_FIX = (
+    "fix or remove it (convert copies records of one label each; multi-label image records train as they are, "
+    "as dataset multi_label_tfrecord)"
+)
 _FORMATS = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"GIF8": "gif", b"BM": "bmp"}
 
 
@@ -113,9 +117,10 @@ def convert(source: str, out: str, shards: int, split: str = "", progress: bool 
         count = 0
         total = len(data) if isinstance(data, Examples) or data.counts else None  # a TFRecord count costs a read
         bar = tqdm.tqdm(records, total=total, unit=" examples", disable=not progress)
-        for count, feature in enumerate(bar, 1):
-            example = tf.train.Example(features=tf.train.Features(feature=feature))
-            writers[(count - 1) % shards].write(example.SerializeToString())
+        with bad_records_named(data, fix=CONVERT_FIX):
+            for count, feature in enumerate(bar, 1):
+                example = tf.train.Example(features=tf.train.Features(feature=feature))
+                writers[(count - 1) % shards].write(example.SerializeToString())
         for writer in writers:
             writer.close()
         if not count:

@@ -37,6 +37,7 @@ from garden.errors import GardenError
 _EPOCHS = 1 << 40
 _CYCLE_LENGTH = 8  # files read at once when cycle_length is unset: fixed, so the order is the same on any machine
 
+SKIP_FIX = "fix or remove it, or set skip_bad_examples=true to leave bad examples out"
 Parse = Callable[[tf.Tensor, tf.Tensor], tuple[dict, tf.Tensor]]  # (file index, record) -> (raw features, label)
 Decode = Callable[[dict, tf.Tensor, tf.Tensor, bool], dict]  # (features, label, seed [2], training) -> features
 
@@ -118,9 +119,9 @@ class Stream:
 
         return parse
 
-    def first_bad(self) -> GardenError | None:
+    def first_bad(self, fix: str = SKIP_FIX) -> GardenError | None:
         """The first record that fails to read, parse or decode, named with its file and index (found by
-        re-reading the files eagerly, after the pipeline failed); None if every record is good."""
+        re-reading the files eagerly, after the pipeline failed) and `fix`; None if every record is good."""
         parse = self.parsed(tf.constant([0, 0], tf.int64), training=False)
         for file_id, path in enumerate(self.files):
             index = -1
@@ -131,10 +132,7 @@ class Stream:
                 where = f"record {index}" if index >= 0 else "its first record"
                 if isinstance(failure, tf.errors.DataLossError):  # reading failed after the last good record
                     where = f"after record {index}"
-                return GardenError(
-                    f"{path}, {where}: {_first_line(failure)}; fix or remove it, or set skip_bad_examples=true to "
-                    "leave bad examples out"
-                )
+                return GardenError(f"{path}, {where}: {_first_line(failure)}; {fix}")
         return None
 
     def without_bad(self) -> Stream:
@@ -170,14 +168,14 @@ class Stream:
 
 
 @contextlib.contextmanager
-def bad_records_named(*datasets):
+def bad_records_named(*datasets, fix: str = SKIP_FIX):
     """Turns an input pipeline's failure on one of `datasets` (the streams among them) into one line
-    naming the record that caused it."""
+    naming the record that caused it, and `fix`."""
     try:
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError):
         for data in datasets:
-            found = data.first_bad() if isinstance(data, Stream) else None
+            found = data.first_bad(fix) if isinstance(data, Stream) else None
             if found is not None:
                 raise found from None
         raise
