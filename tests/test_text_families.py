@@ -283,6 +283,16 @@ def test_a_bad_checkpoint_folder_is_named_in_one_line(checkpoints, tmp_path):
     os.remove(tmp_path / "merges.txt")
     with pytest.raises(GardenError, match="no BPE merges at .*merges.txt; set task.model.tokenizer.merges"):
         _task("roberta", tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:100])  # cut short
+    config = json.loads((folder / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "hidden_size"}))
+    with pytest.raises(GardenError, match="config.json in .*broken lacks 'hidden_size', a key of every 'roberta'"):
+        hf_import.encoder(str(broken))
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(GardenError, match="cannot read .*broken/model.safetensors: .*; put the checkpoint's weights"):
+        hf_import.encoder(str(broken))
 
 
 def test_a_cased_wordpiece_folder_keeps_case_and_other_tokenizers_refuse_lowercase(checkpoints, tmp_path):

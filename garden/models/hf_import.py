@@ -75,7 +75,7 @@ def _family(config: dict, directory: str) -> str:
 def encoder_params(directory: str) -> dict:
     """The backbone parameters that match the checkpoint's architecture."""
     config = read_config(directory)
-    return _params(BACKBONES.get(_family(config, directory)), config)
+    return _params(BACKBONES.get(_family(config, directory)), config, directory)
 
 
 def checkpoint_sizes(backbone_type: str, directory: str) -> dict:
@@ -87,14 +87,20 @@ def checkpoint_sizes(backbone_type: str, directory: str) -> dict:
     config = read_config(directory)
     if _family(config, directory) != backbone_type:
         return {}
-    return {k: v for k, v in _params(BACKBONES.get(backbone_type), config).items() if k != "dropout"}
+    return {k: v for k, v in _params(BACKBONES.get(backbone_type), config, directory).items() if k != "dropout"}
 
 
-def _params(encoder_class, config):
+def _params(encoder_class, config, directory):
     """The backbone parameters of a Hugging Face config, or a KerasHub preset's backbone arguments that
     are the backbone's parameters too."""
     if not _is_preset(config):
-        return encoder_class.hf_params(config)
+        try:
+            return encoder_class.hf_params(config)
+        except KeyError as missing:
+            raise GardenError(
+                f"the config.json in {directory} lacks {missing}, a key of every '{config.get('model_type')}' config; "
+                "put the checkpoint's own config.json beside its weights"
+            ) from None
     parameters = inspect.signature(encoder_class.__init__).parameters
     arguments = {"vocabulary_size" if k == "vocab_size" else k: v for k, v in config["config"].items()}
     return {k: v for k, v in arguments.items() if k in parameters and k != "dtype"}
@@ -116,7 +122,7 @@ def load_into(encoder: TextEncoder | HubDecoder, directory: str) -> None:
             f"the checkpoint in {directory} holds a {found} model, not {getattr(encoder, 'family', encoder.name)}; "
             f"set task.model.backbone.type={found}"
         )
-    expected = _params(type(encoder), config)
+    expected = _params(type(encoder), config, directory)
     wrong = {k: v for k, v in expected.items() if k != "dropout" and getattr(encoder, k) != v}
     if wrong:
         fixes = ", ".join(f"task.model.backbone.params.{k}={v}" for k, v in wrong.items())
@@ -127,7 +133,11 @@ def load_into(encoder: TextEncoder | HubDecoder, directory: str) -> None:
     if _is_preset(config):
         set_base_weights(encoder.encoder, encoder.hub_backbone.from_preset(directory).get_weights())
         return
-    tensors = load_file(os.path.join(directory, "model.safetensors"))
+    path = os.path.join(directory, "model.safetensors")
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError) as error:  # truncated, empty, or sharded (an encoder's weights are one file)
+        raise GardenError(f"cannot read {path}: {first_line(error)}; put the checkpoint's weights there") from None
     if encoder.keras_hub_converts:
         set_base_weights(encoder.encoder, _converted_by_keras_hub(encoder, tensors, directory).get_weights())
         return
