@@ -151,10 +151,12 @@ def test_eval_watch_evaluates_each_checkpoint_as_training_writes_it(tmp_path):
     args = [a for s in (*SMALL, "task.train_data.num_examples=1280", "trainer.train_steps=40") for a in ("--set", s)]
     command = [sys.executable, "-m", "garden.cli", "train", "mnist_resnet", *args, "--set", "trainer.max_to_keep=10"]
     training = subprocess.Popen([*command, "--run-dir", str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        evaluated = watch(str(run_dir), "validation", timeout=300, poll_seconds=0.2)  # started before the run
+    said = []
+    try:  # started before the run
+        evaluated = watch(str(run_dir), "validation", timeout=300, poll_seconds=0.2, say=said.append)
     finally:
         assert training.wait(timeout=300) == 0
+    assert said == [f"waiting up to 300 s for the first checkpoint in {run_dir}/model/"]
     assert [r["step"] for r in evaluated] == [10, 20, 30, 40]
     for result in evaluated:  # the trainer's own validation of the same weights
         assert result["accuracy"] == pytest.approx(validations(run_dir)[result["step"]], abs=1e-9)

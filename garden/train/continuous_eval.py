@@ -41,7 +41,13 @@ def watch(
     writes TensorBoard scalars to RUN/summaries/eval_SPLIT/ and lines to RUN/eval_SPLIT.jsonl.
     Returns the results of each checkpoint evaluated."""
     deadline = time.monotonic() + timeout
-    while not (os.path.isfile(os.path.join(run_dir, "config.yaml")) and kept_steps(run_dir)):
+
+    def started():
+        return os.path.isfile(os.path.join(run_dir, "config.yaml")) and kept_steps(run_dir)
+
+    if not started():
+        say(f"waiting up to {timeout:g} s for the first checkpoint in {weights_dir(run_dir)}/")
+    while not started():
         if time.monotonic() > deadline:
             raise GardenError(f"no checkpoint appeared in {weights_dir(run_dir)}/ in {timeout:g} s; start the training")
         time.sleep(poll_seconds)
