@@ -89,7 +89,8 @@ class _Service:
     async def _answer(self, api, request, context, answer, spec=None, check=None):
         """`answer(servable)` for the servable `spec` names (the request's model_spec by default) once
         `check()` passes, or the call aborted with TF Serving's code and one line."""
-        start, spec, version, code = time.perf_counter(), spec or request.model_spec, "", grpc.StatusCode.OK
+        spec = request.model_spec if spec is None else spec
+        start, version, code = time.perf_counter(), "", grpc.StatusCode.OK
         try:
             if check:
                 check()

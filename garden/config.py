@@ -617,13 +617,12 @@ def _sizes_from_checkpoint(config, overrides):
     backbone = getattr(getattr(model, "backbone", None), "type", "")
     if backbone not in registry.BACKBONES.names():
         return
-    from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, lowercases, tokenizer_family
+    from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, tokenizer_family
     from garden.models import hf_import
 
     family, tokenizer_folder = tokenizer_family(model.backbone)
-    if model.tokenizer.lowercase is None and lowercases(family, model.tokenizer.type):
-        lowercase_folder = tokenizer_folder or folder
-        model.tokenizer.lowercase = folder_lowercase(lowercase_folder) if os.path.isdir(lowercase_folder) else None
+    if model.tokenizer.lowercase is None:
+        model.tokenizer.lowercase = folder_lowercase(family, tokenizer_folder or folder, model.tokenizer.type)
     if not folder or not os.path.isdir(folder):
         return
 

@@ -54,18 +54,23 @@ def _tokenizers(backbone_type):
     return getattr(BACKBONES.get(backbone_type), "tokenizers", ())
 
 
+def _kind(backbone_type, requested="") -> str:
+    """The tokenizer kind a `backbone_type` backbone reads `requested` text as ('' for one that is not
+    registered or reads no text)."""
+    kinds = _tokenizers(backbone_type) if backbone_type in BACKBONES.names() else ()
+    return (requested or kinds[0]) if kinds else ""
+
+
 def reads_wordpiece(backbone_type, requested="") -> bool:
     """Whether a `backbone_type` backbone (registered or not) reads `requested` text as WordPiece."""
-    kinds = _tokenizers(backbone_type) if backbone_type in BACKBONES.names() else ()
-    return bool(kinds) and (requested or kinds[0]) == "wordpiece"
+    return _kind(backbone_type, requested) == "wordpiece"
 
 
 def lowercases(backbone_type, requested="") -> bool:
     """Whether `task.model.tokenizer.lowercase` applies to a `backbone_type` backbone's `requested`
     tokenizer kind: WordPiece, and the kinds a family names in `lowercase_kinds` (ALBERT's
     SentencePiece, lowercased as transformers' AlbertTokenizer lowercases)."""
-    kinds = _tokenizers(backbone_type) if backbone_type in BACKBONES.names() else ()
-    return bool(kinds) and (requested or kinds[0]) in getattr(BACKBONES.get(backbone_type), "lowercase_kinds", ())
+    return _kind(backbone_type, requested) in getattr(BACKBONES.get(backbone_type), "lowercase_kinds", ())
 
 
 def tokenizer_type(backbone_type, requested=""):
@@ -179,10 +184,10 @@ def special_id(tokenizer, backbone_type, role) -> int:
 
 def folder_tokenizer(backbone_type, folder):
     """The tokenizer of `backbone_type` read from the files in `folder` (a checkpoint or a distilled
-    folder), a WordPiece one lowercasing as the folder says."""
+    folder), lowercasing as the folder says."""
     from garden.config import TokenizerConfig
 
-    lowercase = folder_lowercase(folder) if lowercases(backbone_type) else None
+    lowercase = folder_lowercase(backbone_type, folder)
     return build_tokenizer(backbone_type, TokenizerConfig(lowercase=lowercase), init_checkpoint=folder)
 
 
@@ -195,10 +200,12 @@ def folder_tokenizer_type(backbone_type, folder) -> str:
     return "" if os.path.isfile(os.path.join(folder, _family_file(backbone_type, kinds[0]))) else "byte_bpe"
 
 
-def folder_lowercase(folder) -> bool | None:
-    """Whether a checkpoint folder's WordPiece tokenizer lowercases: Hugging Face's
-    tokenizer_config.json `do_lower_case`, or a KerasHub preset's tokenizer.json `lowercase`; None
-    when the folder does not say."""
+def folder_lowercase(backbone_type, folder, requested="") -> bool | None:
+    """Whether the tokenizer in a checkpoint (or distilled) folder lowercases, for a tokenizer kind
+    that `lowercases`: Hugging Face's tokenizer_config.json `do_lower_case`, or a KerasHub preset's
+    tokenizer.json `lowercase`; None when the folder does not say, or the kind does not lowercase."""
+    if not folder or not os.path.isdir(folder) or not lowercases(backbone_type, requested):
+        return None
     for name, keys in (("tokenizer_config.json", ("do_lower_case",)), ("tokenizer.json", ("config", "lowercase"))):
         path = os.path.join(folder, name)
         if os.path.isfile(path):

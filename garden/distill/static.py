@@ -162,7 +162,7 @@ def _keep_tokenizer(tokenizer, family, directory, staging, words):
     else:
         for key, path in tokenizer_files(family, TokenizerConfig(), directory).items():
             shutil.copy(path, os.path.join(staging, family_file_name(family, path) if key == "vocabulary" else MERGES))
-    lowercase = folder_lowercase(directory)
+    lowercase = folder_lowercase(family, directory)
     if lowercase is not None:
         with open(os.path.join(staging, "tokenizer_config.json"), "w") as f:
             json.dump({"do_lower_case": lowercase}, f)

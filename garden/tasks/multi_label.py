@@ -30,7 +30,7 @@ class MultiLabelTask(ClassificationTask):
             )
         return examples
 
-    def label_encoder(self, stream):
+    def label_encoder(self):
         """A record's class ids -> multi-hot [classes], as multi_label_text_file's labels."""
         num_classes = self.config.model.head.params.num_classes
         return lambda ids: tf.minimum(tf.reduce_sum(tf.one_hot(ids, num_classes, dtype=tf.float32), axis=0), 1.0)

@@ -144,7 +144,7 @@ class Task:
             stream,
             decode=self.decoder(data_config),
             augment_batch=self.batch_augmenter(data_config),
-            encode_label=self.label_encoder(stream),
+            encode_label=self.label_encoder(),
         )
         if stream.label_names is None:
             stream.label_names = self.default_label_names(data_config)
@@ -155,7 +155,7 @@ class Task:
         (decoding, augmentation; None: the raw features are the inputs)."""
         return None
 
-    def label_encoder(self, stream) -> Callable | None:
+    def label_encoder(self) -> Callable | None:
         """fn(a streamed record's label) -> the label trained on (None: as it is)."""
         return None
 
