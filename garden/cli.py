@@ -93,12 +93,14 @@ def cmd_train(args):
 
 
 def cmd_sweep(args):
+    from garden.run_folder import FolderLock
     from garden.sweep import Sweep
 
     sweep_dir = args.sweep_dir or os.path.join("sweeps", args.experiment)
-    sweep = Sweep(args.experiment, args.space, sweep_dir, args.config, args.set, args.imports, args.seed)
-    sweep.run(args.trials, args.parallel, say=lambda line: print(line, flush=True))
-    header, rows, best = sweep.summary()
+    with FolderLock(sweep_dir, "sweep", flag="--sweep-dir"):
+        sweep = Sweep(args.experiment, args.space, sweep_dir, args.config, args.set, args.imports, args.seed)
+        sweep.run(args.trials, args.parallel, say=lambda line: print(line, flush=True))
+        header, rows, best = sweep.summary()
     print(_table(header, rows))
     print(best)
 
@@ -106,10 +108,11 @@ def cmd_sweep(args):
 def _watch_timeout(args):
     """--timeout, else the run's trainer.continuous_eval_timeout (Model Garden's 3600 s before it has a config)."""
     from garden.run import run_config
+    from garden.run_folder import RunFolder
 
     if args.timeout is not None:
         return args.timeout
-    started = os.path.isfile(os.path.join(args.run_dir, "config.yaml"))
+    started = RunFolder(args.run_dir).started()
     return run_config(args.run_dir).trainer.continuous_eval_timeout if started else 3600
 
 
@@ -145,13 +148,27 @@ def _evaluate(run, split):
     return evaluate_split(run, split)
 
 
+def _reading(run_dir, command):
+    """A shared lock on the run folder `run_dir` for `command`: no trainer writes it meanwhile."""
+    from garden.run_folder import RunFolder
+
+    return RunFolder(run_dir).lock(command, shared=True)
+
+
 def cmd_export(args):
+    from garden.run_folder import FolderLock, RunFolder
+
+    export_dir = args.out or RunFolder(args.run_dir).export_dir(args.head)
+    with _reading(args.run_dir, "export"), FolderLock(export_dir, "export", flag="--out"):
+        _export(args, export_dir)
+
+
+def _export(args, export_dir):
     from garden.export.exporting import Export, ExportOptions
     from garden.run import Run
 
     run = Run(args.run_dir, args.head, args.checkpoint)
     _say_weights(run, to_stdout=True)
-    export_dir = args.out or os.path.join(args.run_dir, "export", args.head or "")
     options = ExportOptions(
         formats=args.format or ["saved_model"],
         quantize=args.quantize or ["none"],
@@ -194,9 +211,10 @@ def cmd_distill_logits(args):
     from garden.distill.logits import write_teacher_logits
 
     start = time.perf_counter()
-    summary = write_teacher_logits(
-        args.run_dir, args.out, split=args.split, cross_fit=args.cross_fit, augment=args.augment, seed=args.seed
-    )
+    with _reading(args.run_dir, "distill logits"):
+        summary = write_teacher_logits(
+            args.run_dir, args.out, split=args.split, cross_fit=args.cross_fit, augment=args.augment, seed=args.seed
+        )
     print(json.dumps({**summary, "out": args.out, "seconds": round(time.perf_counter() - start, 1)}))
 
 
@@ -211,10 +229,11 @@ def cmd_data_convert(args):
 def cmd_quantize(args):
     from garden.run import Run
 
-    run = Run(args.run_dir, args.head, args.checkpoint)
-    run.check_quantizable(args.mode, args.out)
-    float_metrics = _evaluate(run, args.split)
-    before, after = run.quantize(args.mode, args.out)
+    with _reading(args.run_dir, "quantize"):
+        run = Run(args.run_dir, args.head, args.checkpoint)
+        run.check_quantizable(args.mode, args.out)
+        float_metrics = _evaluate(run, args.split)
+        before, after = run.quantize(args.mode, args.out)
     quantized = _evaluate(Run(args.out, args.head), args.split)  # as written
     print(
         json.dumps(
@@ -627,9 +646,10 @@ def main(argv=None):
         if cached is not None:
             print(cached, end="")
             return 0
-        from garden import registry
+        if args.command != "serve" or args.imports:  # the server reads SavedModels: no registry to fill
+            from garden import registry
 
-        registry.load_all(args.imports)
+            registry.load_all(args.imports)
         args.run(args)
     except GardenError as error:
         print(f"garden: error: {error}", file=sys.stderr)
@@ -637,9 +657,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         hint = ""
         if args.command == "train":
-            run_dir = args.run_dir or os.path.join("runs", args.experiment or "EXPERIMENT")
-            command = f"garden train --config {run_dir}/config.yaml --run-dir {run_dir}"
-            hint = f"; resume from the newest checkpoint with '{command}'"
+            from garden.run_folder import RunFolder
+
+            folder = RunFolder(args.run_dir or os.path.join("runs", args.experiment or "EXPERIMENT"))
+            if folder.started():
+                hint = f"; resume from the newest checkpoint with '{folder.resume_command()}'"
         print(f"garden: interrupted{hint}", file=sys.stderr)
         return 130
     return 0

@@ -17,6 +17,7 @@ from official.modeling.hyperparams import base_config, oneof
 from garden import registry
 from garden.errors import GardenError, did_you_mean
 from garden.models.quantization import check_mode
+from garden.run_folder import RESERVED
 
 
 @dataclasses.dataclass
@@ -444,7 +445,7 @@ def _check_watching(trainer):
             f"got {trainer.recovery_learning_rate_scale}"
         )
     subdir = trainer.best_checkpoint_export_subdir
-    taken = ("model", "checkpoints", "summaries", "assets", "export")
+    taken = RESERVED
     if trainer.best_checkpoint_eval_metric and (not subdir or "/" in subdir or subdir in taken or subdir[0] == "."):
         raise GardenError(
             f"trainer.best_checkpoint_export_subdir must name a new folder of the run (not {', '.join(taken)}), "

@@ -1,93 +1,40 @@
-"""A run folder, and loading it for inference without the trainer.
+"""Loading a run folder (garden/run_folder.py) for inference without the trainer: its config, labels
+and inference weights, not the optimizer, loss scale or training data."""
 
-    RUN/config.yaml       the resolved experiment config
-    RUN/labels.json       label names (sub-task name -> label names for a multitask)
-    RUN/assets/           files inference needs (tokenizer vocabularies), named in RUN/assets.json by config key
-    RUN/model/ckpt-N      the model's weights at step N, EMA applied: all that eval, export, predict and generate read
-    RUN/adapters.safetensors  a LoRA run's trained weights alone (adapters, head) at the newest step
-    RUN/best/             the best validation's weights and info.json (its metrics, step), when the run keeps them
-    RUN/checkpoints/      the trainer's state (weights, optimizer, step), for resuming
-
-`Run` loads only the first four: no optimizer, loss scale or training data.
-"""
-
-import json
+import contextlib
 import os
 import shutil
 
 import keras
 import tensorflow as tf
 
-from garden.config import experiment_config, save_yaml
+from garden.config import experiment_config
 from garden.errors import GardenError, did_you_mean
 from garden.models.lora import merged_values, set_base_weights
 from garden.models.quantization import check_mode, quantize_backbones, weight_bytes
 from garden.registry import TASKS
-from garden.train.checkpoints import restore
-from garden.train.watch import read_best_info
-
-WEIGHTS = "model"
-ASSETS = "assets"
-ADAPTERS = "adapters.safetensors"
-
-
-def weights_dir(run_dir):
-    return os.path.join(run_dir, WEIGHTS)
-
-
-def kept_steps(run_dir: str) -> list[int]:
-    """The steps whose inference weights RUN/model/ holds (as its state file lists them, so each is whole)."""
-    state = tf.train.get_checkpoint_state(weights_dir(run_dir))
-    return sorted(int(path.rsplit("-", 1)[-1]) for path in (state.all_model_checkpoint_paths if state else []))
-
-
-def read_labels(run_dir):
-    """labels.json: the label names, or sub-task name -> label names for a multi-task run."""
-    path = os.path.join(run_dir, "labels.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def write_assets(task, run_dir):
-    """Copies the files and folders `task` needs for inference into RUN/assets/ and names them in assets.json."""
-    os.makedirs(os.path.join(run_dir, ASSETS), exist_ok=True)
-    named = {}
-    for key, source in task.assets().items():
-        name = os.path.join(ASSETS, f"{key}-{os.path.basename(os.path.normpath(source))}")
-        if os.path.isdir(source):
-            shutil.copytree(source, os.path.join(run_dir, name), dirs_exist_ok=True)
-        else:
-            shutil.copyfile(source, os.path.join(run_dir, name))
-        named[f"task.{key}"] = name
-    with open(os.path.join(run_dir, "assets.json"), "w") as f:
-        json.dump(named, f, indent=2)
-
-
-def _asset_overrides(run_dir):
-    """Config overrides that point each asset key at the run folder's copy."""
-    path = os.path.join(run_dir, "assets.json")
-    overrides = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            for key, name in json.load(f).items():
-                *parents, last = key.split(".")
-                node = overrides
-                for part in parents:
-                    node = node.setdefault(part, {})
-                node[last] = os.path.abspath(os.path.join(run_dir, name))
-    return overrides
+from garden.run_folder import WEIGHTS, RunFolder, read_best_info, restore
 
 
 def run_config(run_dir):
     """The experiment config saved in `run_dir`, its assets read from the run folder."""
-    path = os.path.join(run_dir, "config.yaml")
-    if not os.path.isfile(path):
+    folder = RunFolder(run_dir)
+    if not folder.started():
         raise GardenError(
             f"{run_dir} is not a run folder (no config.yaml); train one with 'garden train NAME --run-dir {run_dir}'"
         )
-    return experiment_config(config_files=[path], overrides=[_asset_overrides(run_dir)])
+    return experiment_config(config_files=[folder.config_path], overrides=[folder.asset_overrides()])
+
+
+@contextlib.contextmanager
+def float32_models():
+    """Models built within are float32, whatever the global dtype policy; it is left as it was."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(policy)
 
 
 class Run:
@@ -100,25 +47,25 @@ class Run:
     (on a quantized base the adapters stay apart: merged, they would be quantized too)."""
 
     def __init__(self, run_dir: str, head: str | None = None, checkpoint: str | None = None):
-        self.run_dir = run_dir
+        self.run_dir, self.folder = run_dir, RunFolder(run_dir)
         self.config = run_config(run_dir)
-        keras.config.set_dtype_policy("float32")
-        trained = TASKS.get(self.config.task.type)(self.config.task)
-        tasks = trained.subtasks()
-        self.head = self._pick(head, list(tasks))
-        self.task = tasks[self.head]
-        picked = self._pick_weights(checkpoint)  # a missing checkpoint is named before the model is built
-        labels = read_labels(run_dir)
-        self.label_names = labels[self.head] if isinstance(labels, dict) else labels
-        self._trained = trained
-        models = trained.build_models()
-        quantize_backbones(models, self.config.task.model.quantization)
-        self._checkpoint = tf.train.Checkpoint(model=trained.checkpointed(models))
-        self._adapted = None
-        if self.config.task.model.lora.rank and not self.config.task.model.quantization:  # merged into the base
-            self._adapted = models
-            plain = TASKS.get(self.config.task.type)(self.config.task.replace(model={"lora": {"rank": 0}}))
-            models = plain.build_models()
+        with float32_models():
+            trained = TASKS.get(self.config.task.type)(self.config.task)
+            tasks = trained.subtasks()
+            self.head = self._pick(head, list(tasks))
+            self.task = tasks[self.head]
+            picked = self._pick_weights(checkpoint)  # a missing checkpoint is named before the model is built
+            labels = self.folder.read_labels()
+            self.label_names = labels[self.head] if isinstance(labels, dict) else labels
+            self._trained = trained
+            models = trained.build_models()
+            quantize_backbones(models, self.config.task.model.quantization)
+            self._checkpoint = tf.train.Checkpoint(model=trained.checkpointed(models))
+            self._adapted = None
+            if self.config.task.model.lora.rank and not self.config.task.model.quantization:  # merged into the base
+                self._adapted = models
+                plain = TASKS.get(self.config.task.type)(self.config.task.replace(model={"lora": {"rank": 0}}))
+                models = plain.build_models()
         self._models = models
         self.model = models[self.head]
         self._restore(*picked)
@@ -158,19 +105,21 @@ class Run:
         staging = out_dir.rstrip("/") + ".partial"
         shutil.rmtree(staging, ignore_errors=True)
         os.makedirs(staging)
-        save_yaml(config, os.path.join(staging, "config.yaml"))
-        if os.path.isfile(os.path.join(self.run_dir, "labels.json")):
-            shutil.copyfile(os.path.join(self.run_dir, "labels.json"), os.path.join(staging, "labels.json"))
-        write_assets(self._trained, staging)
+        staged = RunFolder(staging)
+        staged.write_config(config)
+        labels = self.folder.read_labels()
+        if labels is not None:
+            staged.write_labels(labels)
+        staged.write_assets(self._trained.assets())
         checkpoint = tf.train.Checkpoint(model=self._trained.checkpointed(self._models))
-        tf.train.CheckpointManager(checkpoint, weights_dir(staging), max_to_keep=1).save(checkpoint_number=self.step)
+        tf.train.CheckpointManager(checkpoint, staged.weights_dir, max_to_keep=1).save(checkpoint_number=self.step)
         os.rename(staging, out_dir)
         return before, weight_bytes(self.model)
 
     def _pick_weights(self, checkpoint):
         """(the checkpoint path of the weights `checkpoint` names, a line saying which they are)."""
         trainer = self.config.trainer
-        best_dir = os.path.join(self.run_dir, trainer.best_checkpoint_export_subdir or "best")
+        best_dir = self.folder.best_dir(trainer.best_checkpoint_export_subdir)
         best = read_best_info(best_dir)
         if checkpoint in (None, "best") and best:
             step = best["best_ckpt_global_step"]
@@ -182,12 +131,12 @@ class Run:
                 f"{self.run_dir} kept no best checkpoint; train it with --set trainer.best_checkpoint_eval_metric="
                 "METRIC to keep one, or pass --checkpoint latest"
             )
-        latest = tf.train.latest_checkpoint(weights_dir(self.run_dir))
+        latest = tf.train.latest_checkpoint(self.folder.weights_dir)
         if not latest:
             raise GardenError(self._no_weights())
         if checkpoint in (None, "latest"):
             return latest, f"latest checkpoint (step {latest.rsplit('-', 1)[-1]})"
-        folder, steps = weights_dir(self.run_dir), kept_steps(self.run_dir)
+        folder, steps = self.folder.weights_dir, self.folder.kept_steps()
         if not (str(checkpoint).isdigit() and int(checkpoint) in steps):
             raise GardenError(
                 f"--checkpoint {checkpoint}: {folder}/ holds the weights of steps {', '.join(map(str, steps))}; "
@@ -198,12 +147,12 @@ class Run:
     @staticmethod
     def heads(run_dir: str) -> list[str]:
         """The sub-task names of a multi-task run folder; empty for a run of one task."""
-        labels = read_labels(run_dir)
+        labels = RunFolder(run_dir).read_labels()
         return list(labels) if isinstance(labels, dict) else []
 
     def _no_weights(self):
-        command = f"garden train --config {os.path.join(self.run_dir, 'config.yaml')} --run-dir {self.run_dir}"
-        if tf.train.latest_checkpoint(os.path.join(self.run_dir, "checkpoints")):
+        command = self.folder.resume_command()
+        if tf.train.latest_checkpoint(self.folder.checkpoints_dir):
             return (
                 f"{self.run_dir} has training checkpoints but no inference weights (RUN/{WEIGHTS}/, written by "
                 f"Garden since 0.2); run '{command}' once to write them from its newest checkpoint"

@@ -3,7 +3,8 @@
 Optuna proposes each trial's values (TPE, random or grid); each trial is one `garden train` of the
 experiment with those `--set` overrides in its own run folder, SWEEP_DIR/trial-NNN. The study lives
 in SWEEP_DIR/study.db, so a killed sweep started again resumes its unfinished trials in their folders
-(training resumes from their checkpoints) and goes on to N. The space file:
+(training resumes from their checkpoints) and goes on to N. SIGTERM or SIGINT to a sweep reaches its
+trainers, which write a checkpoint and stop; the sweep waits for them. The space file:
 
     metric: accuracy            # a validation metric of the experiment
     mode: higher                # or lower
@@ -17,12 +18,15 @@ A trial's value is its best checkpoint's metric when it keeps one, else its last
 """
 
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -31,7 +35,7 @@ import yaml
 
 from garden.config import experiment_config, read_yaml
 from garden.errors import GardenError, did_you_mean
-from garden.train.watch import read_best_info
+from garden.run_folder import METRICS, RunFolder, read_best_info
 
 SAMPLERS = ("tpe", "random", "grid")
 
@@ -144,7 +148,7 @@ class Sweep:
             direction="maximize" if self.space["mode"] == "higher" else "minimize",
             load_if_exists=True,
         )
-        self.grid_size = None
+        self.grid_size, self._trainers, self._stopped_by = None, set(), None
         if self.space["sampler"] == "grid":  # each point queued once (GridSampler stops only inside optimize())
             points = list(itertools.product(*_grid(self.space).values()))
             self.grid_size = len(points)
@@ -180,7 +184,16 @@ class Sweep:
         sets = [a for key, value in values.items() for a in ("--set", f"{key}={value}")]
         command = [sys.executable, "-m", "garden.cli", *self.imports, "train", self.experiment, *self.base, *sets]
         with open(run_dir + ".log", "a") as log:
-            code = subprocess.run([*command, "--run-dir", run_dir], stdout=log, stderr=subprocess.STDOUT).returncode
+            trainer = subprocess.Popen([*command, "--run-dir", run_dir], stdout=log, stderr=subprocess.STDOUT)
+            self._trainers.add(trainer)
+            if self._stopped_by:  # the signal came as it started
+                trainer.send_signal(signal.SIGTERM)
+            try:
+                code = trainer.wait()
+            finally:
+                self._trainers.discard(trainer)
+        if self._stopped_by:
+            return None, "stopped"
         if code:
             with open(run_dir + ".log") as log:
                 lines = [line.strip() for line in log if line.strip()]
@@ -189,11 +202,12 @@ class Sweep:
 
     def _value(self, run_dir):
         metric = self.space["metric"]
-        subdir = read_yaml(os.path.join(run_dir, "config.yaml"))["trainer"]["best_checkpoint_export_subdir"]
-        best = read_best_info(os.path.join(run_dir, subdir))
+        folder = RunFolder(run_dir)
+        subdir = read_yaml(folder.config_path)["trainer"]["best_checkpoint_export_subdir"]
+        best = read_best_info(folder.best_dir(subdir))
         if best and metric in best:
             return float(best[metric]), ""
-        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        with open(folder.join(METRICS)) as f:
             rows = [json.loads(line) for line in f]
         validated = [row for row in rows if row["split"] == "validation"]
         if not validated:
@@ -215,10 +229,11 @@ class Sweep:
         finished = sum(t.state in (states.COMPLETE, states.FAIL) for t in self.study.get_trials())
         if unfinished:
             say(f"resuming trials {', '.join(str(n) for n, _ in unfinished)} in their folders")
-        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+        stopped = []
+        with forwarded_signals(self._stop), concurrent.futures.ThreadPoolExecutor(parallel) as pool:
             running = {}
-            while finished < trials:
-                while len(running) < parallel and finished + len(running) < trials:
+            while finished < trials and not (self._stopped_by and not running):
+                while not self._stopped_by and len(running) < parallel and finished + len(running) < trials:
                     if unfinished:
                         number, values = unfinished.pop(0)
                     else:
@@ -229,14 +244,27 @@ class Sweep:
                 for future in done:
                     number, values = running.pop(future)
                     value, failure = future.result()
-                    if value is None:
+                    if self._stopped_by:  # left running in the study: the next sweep resumes it
+                        stopped.append(number)
+                    elif value is None:
                         self.study.tell(number, state=states.FAIL)
                         say(f"trial {number} failed: {failure}")
                     else:
                         self.study.tell(number, value)
                         say(f"trial {number}: {self.space['metric']} {value:.6g}  ({_describe(values)})")
                     finished += 1
+        if self._stopped_by:
+            raise GardenError(
+                f"stopped by {signal.Signals(self._stopped_by).name}: trials {', '.join(map(str, sorted(stopped)))} "
+                "wrote a checkpoint and stopped; run the same command to resume them"
+            )
         return self.study.get_trials()
+
+    def _stop(self, signum):
+        """Passes SIGTERM on to every running trainer (which checkpoints and stops) and starts no more."""
+        self._stopped_by = signum
+        for trainer in list(self._trainers):
+            trainer.send_signal(signal.SIGTERM)
 
     def summary(self) -> tuple[list[str], list[list], str]:
         """(table header, rows best first and failed last, a line on the best trial), and writes the
@@ -262,7 +290,7 @@ class Sweep:
             return header, rows, "no trial finished; see the trial-NNN.log files"
         best = completed[0]
         path = os.path.join(self.sweep_dir, "best.yaml")
-        shutil.copyfile(os.path.join(self.trial_dir(best.number), "config.yaml"), path)
+        shutil.copyfile(RunFolder(self.trial_dir(best.number)).config_path, path)
         return (
             header,
             rows,
@@ -271,6 +299,20 @@ class Sweep:
                 f"'garden train --config {path} --run-dir RUN_DIR'"
             ),
         )
+
+
+@contextlib.contextmanager
+def forwarded_signals(handle: Callable[[int], None]):
+    """Within the block, SIGTERM and SIGINT call `handle(signal number)` instead of ending the process."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may handle signals
+        yield
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: handle(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _describe(values):

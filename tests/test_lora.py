@@ -19,7 +19,8 @@ from garden.models.backbones.bert import BertEncoder
 from garden.models.pretrained import checkpoint_dir
 from garden.models.quantization import quantize
 from garden.registry import TASKS
-from garden.run import ADAPTERS, Run, run_config
+from garden.run import Run, run_config
+from garden.run_folder import ADAPTERS
 
 RANK, ALPHA = 2, 8.0
 

@@ -25,7 +25,7 @@ from garden.data.pipeline import eval_dataset
 from garden.distill.augment import augmented_copies
 from garden.errors import GardenError
 from garden.registry import TASKS
-from garden.run import Run, read_labels, run_config
+from garden.run import Run, run_config
 from garden.train.checkpoints import ema_weights
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
@@ -45,7 +45,7 @@ def cross_fitted_logits(run_dir, config, data, folds, batch_size):
         fold_config = config.replace(task={"train_data": {"fold": f"~{k}/{folds}", "split": data.split}})
         trainer = Trainer(fold_config, os.path.join(run_dir, "cross_fit", f"{k}-of-{folds}"), strategy)
         trainer.train()
-        names = read_labels(trainer.run_dir)
+        names = trainer.folder.read_labels()
         if label_names not in (None, names):
             raise GardenError(f"the fold teachers saw different classes ({label_names} and {names}); use fewer folds")
         label_names = names

@@ -7,18 +7,15 @@ import keras
 
 from garden.errors import GardenError, first_line
 from garden.models.lora import base_weights
+from garden.run_folder import RunFolder
 
 
 def load_backbone(backbone: keras.Model, source: str) -> str:
     """Copies the weights of `source` into `backbone`; returns what they came from, for the log."""
-    if os.path.isfile(os.path.join(source, "config.yaml")):
+    if RunFolder(source).started():
         from garden.run import Run
 
-        policy = keras.config.dtype_policy()  # a loaded run is float32; the training run keeps its policy
-        try:
-            run = Run(source)
-        finally:
-            keras.config.set_dtype_policy(policy)
+        run = Run(source)
         _copy(run.model.get_layer("backbone"), backbone, source)
         return f"the backbone of {source} at step {run.step}"
     if os.path.isfile(os.path.join(source, "config.json")):

@@ -10,8 +10,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from garden.errors import GardenError, first_line
-from garden.train.watch import write_best_info
+from garden.run_folder import read_checkpoint, restore, write_best_info
 
 
 class Checkpoints:
@@ -58,7 +57,7 @@ class Checkpoints:
         if path:
             checkpoint = self.checkpoint
             if self.optional:
-                saved = {name.split("/")[0] for name, _ in _read(tf.train.list_variables, path)}
+                saved = {name.split("/")[0] for name, _ in read_checkpoint(tf.train.list_variables, path)}
                 held = {
                     name: value for name, value in self.objects.items() if name in saved or name not in self.optional
                 }
@@ -92,23 +91,6 @@ class Checkpoints:
     def close(self):
         if self._temp:
             shutil.rmtree(self._temp, ignore_errors=True)
-
-
-def restore(checkpoint, path):
-    """`checkpoint.restore(path)` with a one-line GardenError when the files are unreadable."""
-    return _read(checkpoint.restore, path)
-
-
-def _read(function, path):
-    """`function(path)` with a one-line GardenError when the checkpoint's files are unreadable."""
-    try:
-        return function(path)
-    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
-        reason = first_line(error)[:200]
-        raise GardenError(
-            f"checkpoint {path} is unreadable ({reason}); remove it to resume from an earlier one, or use a new "
-            "run folder"
-        ) from error
 
 
 def ema_optimizer(optimizer):

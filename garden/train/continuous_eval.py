@@ -1,14 +1,14 @@
 """Continuous evaluation (Model Garden's continuous_eval): `garden eval RUN --watch` evaluates each
 inference checkpoint as the trainer writes it, and writes summaries beside the trainer's."""
 
-import os
 import time
 from collections.abc import Callable
 
 import tensorflow as tf
 
 from garden.errors import GardenError
-from garden.run import Run, kept_steps, weights_dir
+from garden.run import Run
+from garden.run_folder import CHECKPOINTS, RunFolder
 from garden.train.evaluate import evaluate_split, split_examples
 from garden.train.summaries import Reporter
 from garden.train.watch import stale_validations
@@ -22,7 +22,7 @@ def _training_ended(run: Run, step: int) -> bool:
     if not trainer.early_stopping.metric:
         return False
     try:
-        stale = stale_validations(os.path.join(run.run_dir, "checkpoints", f"ckpt-{step}"))
+        stale = stale_validations(run.folder.join(CHECKPOINTS, f"ckpt-{step}"))
     except tf.errors.NotFoundError:  # not kept
         return False
     return stale >= trainer.early_stopping.patience
@@ -40,16 +40,16 @@ def watch(
     one or until no new one has come for `timeout` seconds (Model Garden's continuous_eval_timeout);
     writes TensorBoard scalars to RUN/summaries/eval_SPLIT/ and lines to RUN/eval_SPLIT.jsonl.
     Returns the results of each checkpoint evaluated."""
-    deadline = time.monotonic() + timeout
+    deadline, folder = time.monotonic() + timeout, RunFolder(run_dir)
 
     def started():
-        return os.path.isfile(os.path.join(run_dir, "config.yaml")) and kept_steps(run_dir)
+        return folder.started() and folder.kept_steps()
 
     if not started():
-        say(f"waiting up to {timeout:g} s for the first checkpoint in {weights_dir(run_dir)}/")
+        say(f"waiting up to {timeout:g} s for the first checkpoint in {folder.weights_dir}/")
     while not started():
         if time.monotonic() > deadline:
-            raise GardenError(f"no checkpoint appeared in {weights_dir(run_dir)}/ in {timeout:g} s; start the training")
+            raise GardenError(f"no checkpoint appeared in {folder.weights_dir}/ in {timeout:g} s; start the training")
         time.sleep(poll_seconds)
     if not head and Run.heads(run_dir):
         raise GardenError(
@@ -61,7 +61,7 @@ def watch(
     evaluated, done = [], set()
     try:
         while True:
-            new = [step for step in kept_steps(run_dir) if step > max(done, default=-1)]
+            new = [step for step in folder.kept_steps() if step > max(done, default=-1)]
             for step in new:
                 done.add(step)
                 try:

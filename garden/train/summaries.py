@@ -7,11 +7,13 @@ import time
 
 import tensorflow as tf
 
+from garden.run_folder import METRICS, SUMMARIES
+
 
 class Reporter:
     """Writes scalars for the chief; other workers only print."""
 
-    def __init__(self, run_dir, chief, total_steps, stream=None, jsonl="metrics.jsonl"):
+    def __init__(self, run_dir, chief, total_steps, stream=None, jsonl=METRICS):
         self.chief = chief
         self.total_steps = total_steps
         self.stream = stream or sys.stdout
@@ -22,7 +24,7 @@ class Reporter:
 
     def _writer(self, split):
         if split not in self._writers:
-            path = os.path.join(self._run_dir, "summaries", split)
+            path = os.path.join(self._run_dir, SUMMARIES, split)
             self._writers[split] = (
                 tf.summary.create_file_writer(path) if self.chief else tf.summary.create_noop_writer()
             )

@@ -11,7 +11,6 @@ the current loop and stop, so a preempted job resumes with no step lost or repea
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import signal
@@ -22,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from garden.config import changed_model_keys, read_yaml, save_yaml
+from garden.config import changed_model_keys, read_yaml
 from garden.data.pipeline import train_dataset
 from garden.data.streams import Stream, bad_records_named
 from garden.errors import GardenError
@@ -31,7 +30,7 @@ from garden.models.quantization import quantize_backbones
 from garden.models.task_model import backbone_variables, seed_states, trainable_variables
 from garden.optimizers import build_optimizer, scale_learning_rate
 from garden.registry import TASKS
-from garden.run import ADAPTERS, weights_dir, write_assets
+from garden.run_folder import RunFolder
 from garden.train import precision
 from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 from garden.train.evaluate import evaluate
@@ -93,9 +92,22 @@ class Trainer:
 
     def __init__(self, config, run_dir: str, strategy: tf.distribute.Strategy):
         self.config = config
-        self.run_dir = run_dir
+        self.run_dir, self.folder = run_dir, RunFolder(run_dir)
         self.strategy = strategy
         self.chief = is_chief(strategy)
+        self.lock = self.folder.lock("train") if self.chief else None  # the chief alone writes the run folder
+        try:
+            self._build(config, strategy)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Gives up the run folder (its writer lock); `train` does when it ends."""
+        if self.lock:
+            self.lock.release()
+
+    def _build(self, config, strategy):
         runtime = config.runtime
         keras.utils.set_random_seed(runtime.seed)
         if runtime.deterministic:
@@ -129,13 +141,13 @@ class Trainer:
         state = {"model": model, "optimizer": self.optimizer, "step": self.step, "seeds": seed_states(self.models)}
         self.checkpoints = Checkpoints(
             {**state, "recovery": self.recovery, **self.watches},
-            os.path.join(run_dir, "checkpoints"),
+            self.folder.checkpoints_dir,
             self.chief,
             config.trainer.max_to_keep,
-            weights=(tf.train.Checkpoint(model=model), weights_dir(run_dir)),
+            weights=(tf.train.Checkpoint(model=model), self.folder.weights_dir),
             # in checkpoints since December 2026: dropout's seed states, rollbacks, watched metrics
             optional=["seeds", "recovery", *self.watches],
-            best_dir=os.path.join(run_dir, config.trainer.best_checkpoint_export_subdir),
+            best_dir=self.folder.best_dir(config.trainer.best_checkpoint_export_subdir),
         )
 
     @staticmethod
@@ -252,6 +264,8 @@ class Trainer:
         if resumed and not self.checkpoints.has_weights(start):  # a run from before RUN/model/, or a killed save
             self._save_weights(start)
         self.reporter = Reporter(self.run_dir, self.chief, self.config.trainer.train_steps)
+        if self.lock and self.lock.left_by:
+            self.reporter.message(self.lock.describe_left_by())
         if resumed:
             self.reporter.message(f"resumed from {resumed} at step {start}")
         if warm_start:
@@ -303,7 +317,7 @@ class Trainer:
     def _refuse_changed_model(self):
         """A run folder resumes only the model it trained: a config that changes the model's shape
         is named key by key (the checkpoint is fine; it is the config that differs)."""
-        path = os.path.join(self.run_dir, "config.yaml")
+        path = self.folder.config_path
         if not (self.checkpoints.latest and os.path.isfile(path)):
             return
         changed = changed_model_keys(read_yaml(path), self.config)
@@ -317,17 +331,22 @@ class Trainer:
     def _write_run_files(self):
         os.makedirs(self.run_dir, exist_ok=True)
         if self.chief:
-            save_yaml(self.config, os.path.join(self.run_dir, "config.yaml"))
+            self.folder.write_config(self.config)
             labels = {r.name: r.train.label_names for r in self.routines}
-            with open(os.path.join(self.run_dir, "labels.json"), "w") as f:
-                json.dump(labels if len(labels) > 1 else next(iter(labels.values())), f)
-            write_assets(self.task, self.run_dir)
+            self.folder.write_labels(labels if len(labels) > 1 else next(iter(labels.values())))
+            self.folder.write_assets(self.task.assets())
 
     # ---- the loop ---------------------------------------------------------------------------------
 
     def train(self) -> dict:
         """Trains to `trainer.train_steps`, resuming from the newest checkpoint; returns the last
-        validation metrics (prefixed `NAME/` per sub-task in a multitask)."""
+        validation metrics (prefixed `NAME/` per sub-task in a multitask); gives up the run folder as it ends."""
+        try:
+            return self._train()
+        finally:
+            self.release()
+
+    def _train(self) -> dict:
         step = self.set_up()
         results, stopped = {}, self._stopped_early()
         with (
@@ -468,7 +487,7 @@ class Trainer:
         with ema_weights(self.optimizer, self.variables):
             self.checkpoints.save_weights(step)
             if self.chief and self.config.task.model.lora.rank:
-                write_adapters(os.path.join(self.run_dir, ADAPTERS), self.variables, step)
+                write_adapters(self.folder.adapters_path, self.variables, step)
 
     def _validate(self, step):
         results, named = {}, len(self.routines) > 1

@@ -1,15 +1,12 @@
 """Watching one validation metric through a run: the best checkpoint (Model Garden's
 `best_checkpoint_*`) and early stopping (jiant's `no_improvements_for_n_evals`)."""
 
-import json
 import math
-import os
 
 import tensorflow as tf
 
 from garden.errors import GardenError, did_you_mean
 
-BEST_INFO = "info.json"  # Model Garden's BestCheckpointExporter name: the best validation and its step
 BEST_CHECKPOINT, EARLY_STOPPING = "best_checkpoint", "early_stopping"  # the Watches' names in trainer checkpoints
 
 
@@ -57,20 +54,3 @@ def stale_validations(checkpoint_path: str) -> int:
     watch = Watch("", "higher", EARLY_STOPPING)
     tf.train.Checkpoint(**{EARLY_STOPPING: watch}).read(checkpoint_path).expect_partial()
     return int(watch.stale.numpy())
-
-
-def write_best_info(best_dir: str, step: int, metrics: dict) -> None:
-    """Writes info.json (the validation metrics of the best step and that step) atomically."""
-    path = os.path.join(best_dir, BEST_INFO)
-    with open(path + ".tmp", "w") as f:
-        json.dump({**metrics, "best_ckpt_global_step": step}, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
-def read_best_info(best_dir: str) -> dict | None:
-    """The info.json of a best-checkpoint folder, or None when it has none."""
-    path = os.path.join(best_dir, BEST_INFO)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
