@@ -337,14 +337,16 @@ def _yaml(text, where):
         raise GardenError(f"{where} is not valid YAML{at}: {problem}") from error
 
 
-def changed_model_keys(saved: dict, config) -> list[str]:
-    """The keys that shape a run's variables (its model, task types, optimizer and EMA) whose values
-    differ between a saved config.yaml (`saved`) and `config`, as 'key: old -> new'."""
+def changed_keys(saved: dict, config, shaping: bool) -> list[str]:
+    """The keys whose values differ between a saved config (`saved`, as its YAML reads) and `config`,
+    as 'key: old -> new': those that shape a run's variables (its model, task types, optimizer and
+    EMA) when `shaping`, the others (training settings) when not."""
     now = yaml.safe_load(to_yaml(config))
     flat_saved, flat_now = _flatten(saved), _flatten(now)
     changed = []
     for key in sorted(set(flat_saved) | set(flat_now)):
-        if _shapes_variables(key) and not key.endswith("dropout") and flat_saved.get(key) != flat_now.get(key):
+        shapes = _shapes_variables(key) and not key.endswith("dropout")
+        if shapes == shaping and flat_saved.get(key) != flat_now.get(key):
             changed.append(f"{key}: {flat_saved.get(key)!r} -> {flat_now.get(key)!r}")
     return changed
 

@@ -1,6 +1,7 @@
 """A run folder: its layout, reading and writing its files, and its single writer.
 
     RUN/config.yaml       the resolved experiment config
+    RUN/configs/step-N.yaml  each config the run trained with, from step N on (the first is step-0)
     RUN/labels.json       label names (sub-task name -> label names for a multitask)
     RUN/assets/           files inference needs (tokenizer vocabularies), named in RUN/assets.json by config key
     RUN/model/ckpt-N      the model's weights at step N, EMA applied: all that eval, export, predict and generate read
@@ -31,6 +32,7 @@ import tensorflow as tf
 from garden.errors import GardenError, first_line
 
 CONFIG = "config.yaml"
+CONFIGS = "configs"
 LABELS = "labels.json"
 ASSETS = "assets"
 ASSET_INDEX = "assets.json"
@@ -43,7 +45,14 @@ EXPORT = "export"
 LOCK = ".lock"
 BEST = "best"  # trainer.best_checkpoint_export_subdir's default
 BEST_INFO = "info.json"  # Model Garden's BestCheckpointExporter name: the best validation and its step
-RESERVED = (WEIGHTS, CHECKPOINTS, SUMMARIES, ASSETS, EXPORT)  # folders a best-checkpoint subfolder may not take
+RESERVED = (
+    WEIGHTS,
+    CHECKPOINTS,
+    SUMMARIES,
+    ASSETS,
+    EXPORT,
+    CONFIGS,
+)  # folders a best-checkpoint subfolder may not take
 
 
 class RunFolder:
@@ -95,6 +104,33 @@ class RunFolder:
         from garden.config import save_yaml
 
         _replace(self.config_path, lambda path: save_yaml(config, path))
+
+    def config_at(self, step: int) -> tuple[str, dict] | None:
+        """(path, config as its YAML reads) of the config revision that trained `step`: the newest
+        from `step` or before; None for a run that recorded none (trained before Garden kept them)."""
+        from garden.config import read_yaml
+
+        steps = [s for s in self._revisions() if s <= step]
+        if not steps:
+            return None
+        path = self.join(CONFIGS, f"step-{max(steps)}.yaml")
+        return path, read_yaml(path)
+
+    def record_config(self, config, step: int) -> str:
+        """Records `config` as the one the run trains with from `step` on (revisions after `step`
+        trained steps that are gone, and go too); returns its path."""
+        from garden.config import save_yaml
+
+        os.makedirs(self.join(CONFIGS), exist_ok=True)
+        for later in (s for s in self._revisions() if s > step):
+            os.remove(self.join(CONFIGS, f"step-{later}.yaml"))
+        path = self.join(CONFIGS, f"step-{step}.yaml")
+        _replace(path, lambda temporary: save_yaml(config, temporary))
+        return path
+
+    def _revisions(self) -> list[int]:
+        names = os.listdir(self.join(CONFIGS)) if os.path.isdir(self.join(CONFIGS)) else []
+        return [int(n[5:-5]) for n in names if n.startswith("step-") and n.endswith(".yaml") and n[5:-5].isdigit()]
 
     def read_labels(self) -> list | dict | None:
         """labels.json: the label names, or sub-task name -> label names for a multi-task run."""

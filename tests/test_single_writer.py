@@ -2,7 +2,9 @@
 trainer holds is refused in one line naming the holder; readers share a folder; a lock whose holder
 was SIGKILLed is taken over; a sweep passes SIGTERM on to its trainers and waits for them."""
 
+import copy
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +13,7 @@ import time
 
 import optuna
 import pytest
+import yaml
 from conftest import ROOT, SMALL, garden, sets
 
 from garden.errors import GardenError
@@ -117,3 +120,35 @@ def test_a_stopped_sweep_stops_its_trainers_and_leaves_their_trials_to_resume(tm
     study = optuna.load_study(study_name="garden", storage=f"sqlite:///{sweep_dir / 'study.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
     assert not (trial / LOCK).exists() and not (sweep_dir / LOCK).exists()
+
+
+def test_a_resumed_run_names_changed_settings_keeps_each_config_and_refuses_another_model(tiny_run, tmp_path):
+    """The fault: a hand-edited config.yaml was used on resume without a word and overwrote the
+    record of the original; an edited model size was refused with advice to remove a good checkpoint."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    original = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert yaml.safe_load((run_dir / "configs" / "step-0.yaml").read_text()) == original
+    edited = copy.deepcopy(original)
+    edited["trainer"]["train_steps"] = 350
+    edited["trainer"]["optimizer_config"]["learning_rate"]["cosine"]["initial_learning_rate"] = 0.0005
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(edited))
+    printed = garden("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir).stdout
+    rate = original["trainer"]["optimizer_config"]["learning_rate"]["cosine"]["initial_learning_rate"]
+    assert (
+        "changed settings from step 300: trainer.optimizer_config.learning_rate.cosine.initial_learning_rate: "
+        f"{rate!r} -> 0.0005; trainer.train_steps: 300 -> 350 (config revision {run_dir / 'configs' / 'step-300.yaml'}"
+    ) in printed
+    assert yaml.safe_load((run_dir / "configs" / "step-0.yaml").read_text()) == original  # kept
+    assert yaml.safe_load((run_dir / "configs" / "step-300.yaml").read_text()) == edited
+    assert "changed settings" not in garden("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir).stdout
+
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    edited["task"]["model"]["backbone"]["params"]["stem_width"] = 8
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(edited))
+    refused = garden("train", "--config", run_dir / "config.yaml", "--run-dir", run_dir, check=False)
+    line = refused.stderr.strip()
+    assert refused.returncode == 2 and "\n" not in line, line
+    assert line.startswith(f"garden: error: {run_dir} holds a run of another model (")
+    assert "task.model.backbone.params.stem_width: 16 -> 8" in line and "start a new run folder" in line
+    assert "remove" not in line and sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == checkpoints

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from garden.config import changed_model_keys, read_yaml
+from garden.config import changed_keys, read_yaml
 from garden.data.pipeline import train_dataset
 from garden.data.streams import Stream, bad_records_named
 from garden.errors import GardenError
@@ -30,7 +30,7 @@ from garden.models.quantization import quantize_backbones
 from garden.models.task_model import backbone_variables, seed_states, trainable_variables
 from garden.optimizers import build_optimizer, scale_learning_rate
 from garden.registry import TASKS
-from garden.run_folder import RunFolder
+from garden.run_folder import CONFIGS, RunFolder
 from garden.train import precision
 from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 from garden.train.evaluate import evaluate
@@ -244,7 +244,7 @@ class Trainer:
         self.routines = [self._routine(name, task) for name, task in self.tasks.items()]
         sizes = [len(r.train) for r in self.routines] if len(self.routines) > 1 else [0]  # a stream counts by reading
         self.schedule = self.task.schedule(sizes, self.config.trainer.train_steps, self.config.runtime.seed)
-        self._refuse_changed_model()
+        changed = self._compare_config()
         if self.watches and not any(r.validation is not None for r in self.routines):
             raise GardenError(
                 f"{next(iter(self.watches.values())).key} watches a validation metric, and the run has no "
@@ -258,7 +258,7 @@ class Trainer:
         if not resumed:
             quantize_backbones(self.models, quantization)
         start = int(self.step.numpy())
-        self._write_run_files()
+        self._write_run_files(start, resumed and not changed)
         if self.config.trainer.recovery_max_trials and not resumed:  # a state to roll back to
             self.checkpoints.save(start)
         if resumed and not self.checkpoints.has_weights(start):  # a run from before RUN/model/, or a killed save
@@ -268,6 +268,11 @@ class Trainer:
             self.reporter.message(self.lock.describe_left_by())
         if resumed:
             self.reporter.message(f"resumed from {resumed} at step {start}")
+        if resumed and changed:
+            self.reporter.message(
+                f"changed settings from step {start}: {'; '.join(changed[:8])}{'; ...' if len(changed) > 8 else ''} "
+                f"(config revision {self.folder.join(CONFIGS, f'step-{start}.yaml')}; the earlier ones are kept)"
+            )
         if warm_start:
             self.reporter.message(f"warm start: backbone weights from {warm_start}")
         if len(self.routines) > 1:
@@ -314,23 +319,35 @@ class Trainer:
             lambda ctx: train_dataset(routine.train, size, seed, start * micro_batches, ctx, routine.prepare)
         )
 
-    def _refuse_changed_model(self):
-        """A run folder resumes only the model it trained: a config that changes the model's shape
-        is named key by key (the checkpoint is fine; it is the config that differs)."""
-        path = self.folder.config_path
-        if not (self.checkpoints.latest and os.path.isfile(path)):
-            return
-        changed = changed_model_keys(read_yaml(path), self.config)
+    def _compare_config(self) -> list[str]:
+        """The training settings that differ from the config that trained the newest checkpoint (its
+        revision in RUN/configs/, or config.yaml for a run from before them). A run folder resumes
+        only the model it trained: a config that changes the model's shape is refused key by key (the
+        checkpoint is fine; it is the config that differs)."""
+        latest = self.checkpoints.latest
+        step = int(latest.rsplit("-", 1)[-1]) if latest else 0
+        applied = self.folder.config_at(step) if latest else None
+        if latest and not applied and self.folder.started():
+            applied = self.folder.config_path, read_yaml(self.folder.config_path)
+        if not applied:
+            return []
+        path, saved = applied
+        changed = changed_keys(saved, self.config, shaping=True)
         if changed:
             raise GardenError(
                 f"{self.run_dir} holds a run of another model ({'; '.join(changed[:4])}"
-                f"{'; ...' if len(changed) > 4 else ''}): train into a new --run-dir, or resume with the run's own "
-                f"config ({path}); its checkpoints are kept"
+                f"{'; ...' if len(changed) > 4 else ''}): start a new run folder (--run-dir) for this model, or "
+                f"resume with the run's own config ({path}); its checkpoints are kept"
             )
+        return changed_keys(saved, self.config, shaping=False)
 
-    def _write_run_files(self):
+    def _write_run_files(self, step, unchanged):
+        """Writes config.yaml, labels and assets, and records the config as a revision from `step`
+        unless the run resumed with the config it had (`unchanged`)."""
         os.makedirs(self.run_dir, exist_ok=True)
         if self.chief:
+            if not (unchanged and self.folder.config_at(step)):
+                self.folder.record_config(self.config, step)
             self.folder.write_config(self.config)
             labels = {r.name: r.train.label_names for r in self.routines}
             self.folder.write_labels(labels if len(labels) > 1 else next(iter(labels.values())))
