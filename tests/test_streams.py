@@ -187,6 +187,37 @@ def test_bad_streamed_data_is_named(mnist_files, tmp_path, caplog):
     )
 
 
+def test_an_image_folder_reads_nested_images_skips_hidden_files_and_refuses_classes_without_images(tmp_path):
+    """The faults: nested images were dropped (Keras reads them), `.ipynb_checkpoints` became class 0, an
+    AppleDouble `._x.png` stopped training, an empty class folder took an id, and a head of 10 classes
+    trained on 2 class folders."""
+    root = tmp_path / "pets"
+    shades = {"cat/a.png": 10, "cat/indoor/b.png": 20, "dog/c.png": 30, "dog/d.png": 40}
+    for name, shade in shades.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((28, 28), shade, np.uint8), mode="L").save(root / name)
+    (root / "dog" / "._c.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # not an image: read, it would fail
+    (root / "dog" / ".DS_Store").write_bytes(b"junk")
+    (root / ".ipynb_checkpoints" / "cat").mkdir(parents=True)
+    shutil.copy(root / "cat" / "a.png", root / ".ipynb_checkpoints" / "cat" / "a.png")
+    (root / "cat" / ".hidden").mkdir()
+    shutil.copy(root / "dog" / "c.png", root / "cat" / ".hidden" / "c.png")
+    data = DataConfig(dataset="image_folder", input_path=str(root))
+    with pytest.raises(GardenError, match=rf"^{root} has 2 class folders \(cat, dog\) and the head 10 classes; set "):
+        image_task().load(data)
+    task = image_task("task.model.head.params.num_classes=2")
+    assert task.load(data).label_names == ["cat", "dog"]
+    pixels, labels = read_all(task, data)
+    assert sorted(zip(pixels[:, 0, 0].tolist(), labels.tolist())) == [(10, 0), (20, 0), (30, 1), (40, 1)]
+
+    (root / "emu").mkdir()
+    with pytest.raises(GardenError, match=rf"^{root} has class folders without images \(emu\); each would take"):
+        image_task("task.model.head.params.num_classes=3").load(data)
+    validation = image_task("task.model.head.params.num_classes=3").load(data, ["cat", "dog", "emu"])
+    assert validation.label_names == ["cat", "dog", "emu"]  # a validation split may lack a class
+    assert len(validation) == 4
+
+
 def test_a_label_outside_the_head_stops_training_in_one_line_without_a_checkpoint(mnist_files, tmp_path):
     _, shards = mnist_files
     overrides = (

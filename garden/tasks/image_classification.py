@@ -24,6 +24,20 @@ class ImageClassificationTask(ClassificationTask):
     raw_signature = "serving_bytes"
     input_ranges = {"image": (0.0, 1.0)}  # pixels / 255
 
+    def load(self, data_config, label_names=None):
+        """The examples of `data_config`; an image folder read for training names the classes, and the
+        head must have as many (a head with more would keep classes no example teaches)."""
+        examples = super().load(data_config, label_names)
+        classes = self.config.model.head.params.num_classes
+        if data_config.dataset == "image_folder" and not label_names and len(examples.label_names) != classes:
+            found = len(examples.label_names)
+            raise GardenError(
+                f"{data_config.input_path} has {found} class folders ({', '.join(examples.label_names[:5])}"
+                f"{', ...' if found > 5 else ''}) and the head {classes} classes; set "
+                f"task.model.head.params.num_classes={found}"
+            )
+        return examples
+
     def decoder(self, data_config):
         """Streamed images: decode (any size; RGB or grayscale as the model takes), check the label, crop
         (random resized for training with `aug_crop`, else central `center_crop_fraction`), scale to
