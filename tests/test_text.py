@@ -1,5 +1,6 @@
 """Text: tokenizer resolver, HF checkpoint import, file and catalog readers, a real text training run."""
 
+import csv
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ from conftest import TINY_TEXT, garden
 
 from garden.config import DataConfig, TokenizerConfig, experiment_config
 from garden.data import text_datasets
+from garden.data.streams import raw_examples
 from garden.data.text_files import read_table
 from garden.data.tokenizers import build_tokenizer, tokenizer_type
 from garden.errors import GardenError
@@ -73,6 +75,37 @@ def test_glue_tsv_reader_keeps_quotes_and_commas_as_text(tmp_path):
     assert list(texts) == [text for text, _ in rows] and pairs is None and list(labels) == ["1", "0", "1"]
     with pytest.raises(GardenError, match="has no column 'sentense'; did you mean 'sentence'"):
         read_table(str(path), "sentense", "label")
+
+
+def test_table_readers_sort_whole_number_labels_read_a_byte_order_mark_and_keep_tsv_fields_whole(tmp_path):
+    """The faults: labels 0..11 took ids in string order ('10' before '2'); Excel's byte order mark made
+    the first column '\\ufeffsentence'; a quoted tab inside a TSV field split it into a label. Checked
+    in memory and streamed, against Python's csv module on the same bytes."""
+    rows = [(f"text {i}, with a comma", str(i % 12)) for i in range(36)]
+    for kind, delimiter in ((".tsv", "\t"), (".csv", ",")):
+        path = tmp_path / f"data{kind}"
+        with open(path, "w", encoding="utf-8-sig", newline="") as f:  # utf-8-sig: with a byte order mark
+            csv.writer(
+                f, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if kind == ".csv" else csv.QUOTE_NONE, escapechar="\\"
+            ).writerows([("sentence", "label"), *rows])
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            expected = list(csv.reader(f, delimiter=delimiter))[1:]
+        for limit in (1 << 30, 0):  # in memory, streamed
+            data = text_datasets.text_file(DataConfig(dataset="text_file", input_path=str(path), in_memory_limit=limit))
+            assert data.label_names == [str(i) for i in range(12)], (kind, limit)
+            if limit:
+                texts, labels = list(data.features["text"]), list(data.labels)
+            else:
+                read = list(raw_examples(data))
+                texts, labels = [f["text"].decode() for f, _ in read], [label for _, label in read]
+            assert texts == [text for text, _ in expected] and labels == [int(label) for _, label in expected]
+
+    quoted = tmp_path / "quoted.tsv"
+    quoted.write_text('sentence\tlabel\nfine\t1\n"and a tab\tinside"\t2\n')
+    with pytest.raises(
+        GardenError, match=r"quoted.tsv row 3 has 3 fields, the header 2; a TSV field cannot hold a tab"
+    ):
+        read_table(str(quoted), "sentence", "label")
 
 
 def test_reuters_r8_splits_and_labels():

@@ -1,7 +1,9 @@
 """Text classification data from files: GLUE-format TSV, CSV, JSONL, TFRecord, and Orange's `.tab` corpora.
 
 Each reader returns texts (and optional text pairs) with string labels; `to_examples`
-maps labels to ids with the given label names, or with the sorted labels it finds.
+maps labels to ids with the given label names, or with the labels it finds in `label_order`.
+Files may start with a UTF-8 byte order mark (Excel writes one). A TSV has no quoting (GLUE's hold
+quotes as text), so a tab cannot be inside a field; a CSV's quotes may hold commas and newlines.
 """
 
 import csv
@@ -23,9 +25,18 @@ def to_examples(texts, labels, label_names=None, pairs=None):
     return Examples(text_features(texts, pairs), np.array([index[label] for label in labels], np.int64), names)
 
 
+def label_order(found) -> list[str]:
+    """Label names in id order: by number when every one is a whole number ('2' before '10'), else sorted."""
+    found = sorted(found)
+    if found and all(name.lstrip("-").isdigit() for name in found):
+        return sorted(found, key=int)
+    return found
+
+
 def _label_index(found, label_names=None):
-    """(label names: `label_names`, else the `found` ones sorted; name -> id), refusing found names not among them."""
-    names = list(label_names) if label_names else sorted(found)
+    """(label names: `label_names`, else the `found` ones in `label_order`; name -> id), refusing found
+    names not among them."""
+    names = list(label_names) if label_names else label_order(found)
     index = {name: i for i, name in enumerate(names)}
     unknown = sorted(set(found) - set(index))
     if unknown:
@@ -77,9 +88,21 @@ def read_table(path, text_column, label_column, text_pair_column="", header=True
     """Rows of a TSV (`.tsv`) or CSV file as (texts, pairs or None, labels or None without `label_column`)."""
     existing_file(path)
     delimiter = "\t" if path.endswith(".tsv") else ","
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         rows = [row for row in csv.reader(f, delimiter=delimiter, quoting=csv_quoting(delimiter)) if row]
     head = rows.pop(0) if header else None
+    fields = len(head) if head else len(rows[0]) if rows else 0
+    long = next((i for i, row in enumerate(rows) if len(row) > fields), None)
+    if long is not None:
+        fix = (
+            "a TSV field cannot hold a tab (TSV has no quoting): remove it, or write the file as CSV"
+            if delimiter == "\t"
+            else "quote a field that holds a comma"
+        )
+        raise GardenError(
+            f"{path} row {long + 1 + bool(header)} has {len(rows[long])} fields, "
+            f"{'the header' if head else 'the first row'} {fields}; {fix}"
+        )
     text, label, pair = (_column(head, c, path) if c else None for c in (text_column, label_column, text_pair_column))
     width = max(c for c in (text, label, pair) if c is not None) + 1
     short = next((i for i, row in enumerate(rows) if len(row) < width), None)
@@ -94,7 +117,7 @@ def read_table(path, text_column, label_column, text_pair_column="", header=True
 def read_jsonl(path, text_column, label_column, text_pair_column=""):
     """Objects of a JSON-lines file as (texts, pairs or None, labels or None without `label_column`)."""
     existing_file(path)
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         rows = [json.loads(line) for line in f if line.strip()]
     for key in filter(None, (text_column, label_column, text_pair_column)):
         if rows and key not in rows[0]:

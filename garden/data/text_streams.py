@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.data.streams import Stream
-from garden.data.text_files import _column, csv_quoting
+from garden.data.text_files import _column, csv_quoting, label_order
 from garden.errors import GardenError, did_you_mean
 
 TABLES = (".tsv", ".csv")
@@ -26,7 +26,7 @@ RECORDS = (".tfrecord", ".tfrecords")
 
 
 def _header(path, delimiter):
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         return next(csv.reader(f, delimiter=delimiter, quoting=csv_quoting(delimiter)), [])
 
 
@@ -57,10 +57,10 @@ def _labels_in(files, config, delimiter, columns, record_spec):
         spec = {config.label_column: record_spec[config.label_column]}
         records = tf.data.TFRecordDataset(files).batch(1024).map(lambda r: tf.io.parse_example(r, spec))
         labels = (tf.strings.as_string(b[config.label_column]) for b in records)
-        return sorted({label.decode() for batch in labels for label in batch.numpy()})
+        return label_order({label.decode() for batch in labels for label in batch.numpy()})
     found = set()
     for path in files:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             if columns is not None:
                 rows = csv.reader(f, delimiter=delimiter, quoting=csv_quoting(delimiter))
                 if config.header:
@@ -69,7 +69,7 @@ def _labels_in(files, config, delimiter, columns, record_spec):
                 found.update(row[column] for row in rows if len(row) > column)
             else:
                 found.update(str(json.loads(line)[config.label_column]) for line in f if line.strip())
-    return sorted(found)
+    return label_order(found)
 
 
 def text_stream(files: list[str], config, label_names=None) -> Stream:
@@ -107,6 +107,8 @@ def text_stream(files: list[str], config, label_names=None) -> Stream:
         if columns is None:
             return _json_fields(line, config)
         text, label, pair, width = columns
+        if not config.header:  # a byte order mark would start the first row's first field
+            line = tf.strings.regex_replace(line, "^\ufeff", "")
         values = tf.io.decode_csv(line, [""] * width, field_delim=delimiter, use_quote_delim=delimiter == ",")
         return values[text], values[label], values[pair] if pair is not None else tf.zeros_like(line)
 
