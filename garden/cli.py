@@ -275,11 +275,11 @@ def cmd_generate(args):
     from garden.generate.sampler import Sampling
     from garden.run import Run
 
+    if args.beams is not None and args.beams < 1:  # 0 sampled at temperature 1 before
+        raise GardenError(f"--beams is a width of 1 or more (got {args.beams}); leave it out to sample")
     if args.beams and (any(getattr(args, name) for name in _sampling_flags()) or args.no_cache):
         flags = ", ".join(f"--{name.replace('_', '-')}" for name in _sampling_flags())
         raise GardenError(f"beam search does not sample: leave {flags} and --no-cache out with --beams")
-    if args.beams < 0:
-        raise GardenError(f"--beams is a width of 1 or more (got {args.beams})")
     if args.stream and (args.beams or args.no_cache):
         raise GardenError("--stream runs the cached sampling loop: leave --beams and --no-cache out with it")
     values = _per_prompt(args, len(args.prompt))
@@ -311,7 +311,7 @@ def cmd_generate(args):
         seed=seeds,
         stop=args.stop,
         cache=not args.no_cache,
-        beams=args.beams,
+        beams=args.beams or 0,
         length_penalty=args.length_penalty,
     )
     print("\n\n".join(prompt + text for prompt, text in zip(shown, texts)))
@@ -589,7 +589,7 @@ def _parser():
         action=argparse.BooleanOptionalAction,
         help="print each prompt's text as its tokens come (the default for one prompt)",
     )
-    sub.add_argument("--beams", type=int, default=0, help="beam search of this width in place of sampling (1: greedy)")
+    sub.add_argument("--beams", type=int, help="beam search of this width in place of sampling (1: greedy)")
     sub.add_argument(
         "--length-penalty",
         type=float,

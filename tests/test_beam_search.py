@@ -114,3 +114,9 @@ def test_garden_generate_searches_beams_and_refuses_sampling_with_them(trained_l
     assert garden(*command, "--beams", "1").stdout == garden(*command, "--temperature", "0").stdout
     refused = garden(*command, "--beams", "2", "--top-k", "5", check=False)
     assert refused.returncode == 2 and "beam search does not sample" in refused.stderr
+    for width in ("0", "-1"):  # --beams 0 sampled at temperature 1
+        refused = garden(*command, "--beams", width, check=False)
+        assert refused.returncode == 2 and refused.stdout == ""
+        assert (
+            refused.stderr == f"garden: error: --beams is a width of 1 or more (got {width}); leave it out to sample\n"
+        )
