@@ -222,7 +222,7 @@ def cmd_data_convert(args):
     from garden.data.convert import convert
 
     start = time.perf_counter()
-    summary = convert(args.source, args.out, args.shards, split=args.split)
+    summary = convert(args.source, args.out, args.shards, split=args.split, labels_from=args.labels_from)
     print(json.dumps({**summary, "seconds": round(time.perf_counter() - start, 1)}))
 
 
@@ -542,6 +542,13 @@ def _parser():
     sub.add_argument("--out", required=True, help="shard names with one '*' for the number: 'out/train-*.tfrecord'")
     sub.add_argument("--shards", type=int, default=1)
     sub.add_argument("--split", default="", help="a catalog dataset's split (default train)")
+    sub.add_argument(
+        "--labels-from",
+        default="",
+        metavar="TRAINING_DATA",
+        help="convert a split with the class ids of its training data (a folder or shards), so a class it lacks "
+        "shifts no id",
+    )
     sub.set_defaults(run=cmd_data_convert)
     sub = commands.add_parser(
         "quantize", help="write a run's weights quantized (weight-only int8 or int4) as a new run folder"

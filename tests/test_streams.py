@@ -218,20 +218,66 @@ def test_an_image_folder_reads_nested_images_skips_hidden_files_and_refuses_clas
     assert len(validation) == 4
 
 
-def test_a_label_outside_the_head_stops_training_in_one_line_without_a_checkpoint(mnist_files, tmp_path):
-    _, shards = mnist_files
-    overrides = (
-        f"task.train_data.input_path={shards}/train-*",
-        "task.train_data.dataset=''",
-        "task.train_data.num_examples=-1",
-        "task.validation_data.dataset=''",
-        "task.model.head.params.num_classes=5",
+def test_converted_splits_keep_the_training_class_names_and_ids_or_are_refused(tmp_path):
+    """The faults: shards converted from a folder trained with labels '0'..'3', not its class names,
+    and a validation folder lacking one class converted with shifted ids ('d' was 3 in training and 2
+    in validation) that validation read without a word."""
+    shades = {"a": 10, "b": 20, "c": 30, "d": 40}
+    for split, classes in (("train", "abcd"), ("validation", "acd")):
+        for name in classes:
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(3):
+                image = np.full((28, 28), shades[name] + i, np.uint8)
+                Image.fromarray(image, mode="L").save(tmp_path / split / name / f"{i}.png")
+    train, validation = f"{tmp_path}/train-*.tfrecord", f"{tmp_path}/validation-*.tfrecord"
+    garden("data", "convert", tmp_path / "train", "--out", train, "--shards", "2")
+    garden("data", "convert", tmp_path / "validation", "--out", validation, "--shards", "2")
+    task = image_task("task.model.head.params.num_classes=4")
+    names = task.load(DataConfig(dataset="tfrecord", input_path=train)).label_names
+    assert names == ["a", "b", "c", "d"]
+    shifted = task.load(DataConfig(dataset="tfrecord", input_path=validation), names)
+    with pytest.raises(GardenError, match="names another class than its id does in the training data .*--labels-from"):
+        with bad_records_named(shifted):
+            list(eval_dataset(shifted, 4))
+
+    again = f"{tmp_path}/validation2-*.tfrecord"
+    garden("data", "convert", tmp_path / "validation", "--out", again, "--labels-from", tmp_path / "train")
+    pixels, labels = read_all(task, DataConfig(dataset="tfrecord", input_path=again))
+    expected = {shade + i: "abcd".index(name) for name, shade in shades.items() for i in range(3)}
+    assert sorted(zip(pixels[:, 0, 0].tolist(), labels.tolist())) == sorted(
+        (shade, label) for shade, label in expected.items() if shade // 10 != 2
     )
-    result = garden("train", "mnist_resnet", *sets(*overrides), "--run-dir", tmp_path / "run", check=False)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"garden: error: {shards}/train-0000") and "a label is outside 0..4" in lines[0]
-    assert not list((tmp_path / "run").glob("checkpoints/ckpt-*"))
+    assert task.load(DataConfig(dataset="tfrecord", input_path=again), names).label_names == names
+
+
+def test_a_label_outside_the_head_stops_training_in_one_line_without_a_checkpoint(mnist_files, tmp_path):
+    """Shards that name their classes are refused before training; shards of bare ids at the first
+    record whose id the head lacks."""
+    _, shards = mnist_files
+    bare = tmp_path / "bare"  # the same records without image/class/text
+    bare.mkdir()
+    with tf.io.TFRecordWriter(str(bare / "train-00000.tfrecord")) as writer:
+        for record in tf.data.TFRecordDataset(sorted(map(str, shards.glob("train-*")))):
+            example = tf.train.Example.FromString(record.numpy())
+            del example.features.feature["image/class/text"]
+            writer.write(example.SerializeToString())
+    for folder, refusal in (
+        (shards, "the data has 10 labels but the head has 5 classes; set task.model.head.params.num_classes=10"),
+        (bare, f"{bare}/train-00000.tfrecord, "),
+    ):
+        overrides = (
+            f"task.train_data.input_path={folder}/train-*",
+            "task.train_data.dataset=''",
+            "task.train_data.num_examples=-1",
+            "task.validation_data.dataset=''",
+            "task.model.head.params.num_classes=5",
+        )
+        result = garden("train", "mnist_resnet", *sets(*overrides), "--run-dir", tmp_path / "run", check=False)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"garden: error: {refusal}"), lines[0]
+        assert folder == shards or "a label is outside 0..4" in lines[0]
+        assert not list((tmp_path / "run").glob("checkpoints/ckpt-*"))
 
 
 def test_a_tfds_dataset_prepared_offline_streams_the_catalog_examples(tmp_path):

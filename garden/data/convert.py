@@ -90,20 +90,32 @@ def _examples(data):
         )
 
 
-def convert(source: str, out: str, shards: int, split: str = "", progress: bool = True) -> dict:
+def _source_config(source: str, split: str = "") -> DataConfig:
+    """How `source` (a catalog dataset name, a folder of class subfolders, text or image TFRecord files) reads."""
+    if source in DATASETS:
+        return DataConfig(dataset=source, split=split or "train")
+    if os.path.isdir(source):
+        return DataConfig(dataset="image_folder", input_path=source)
+    if os.path.splitext(source.split(",")[0])[1] in TEXT_FILES:
+        return DataConfig(dataset="text_file", input_path=source, in_memory_limit=0)  # streamed: any size
+    return DataConfig(dataset="tfrecord", input_path=source)
+
+
+def convert(source: str, out: str, shards: int, split: str = "", progress: bool = True, labels_from: str = "") -> dict:
     """Writes the examples of `source` (a catalog dataset name, a folder of class subfolders, text
-    files, or image TFRecord files) to `shards` TFRecord files named by `out`; returns a summary."""
+    files, or image TFRecord files) to `shards` TFRecord files named by `out`; returns a summary.
+    `labels_from` names the training data (as `source` would) whose class map a split converts with:
+    a validation folder that lacks a class keeps the training data's ids."""
     if shards < 1:
         raise GardenError(f"--shards must be 1 or more, got {shards}")
-    if source in DATASETS:
-        config = DataConfig(dataset=source, split=split or "train")
-    elif os.path.isdir(source):
-        config = DataConfig(dataset="image_folder", input_path=source)
-    elif os.path.splitext(source.split(",")[0])[1] in TEXT_FILES:
-        config = DataConfig(dataset="text_file", input_path=source, in_memory_limit=0)  # streamed: any size
-    else:
-        config = DataConfig(dataset="tfrecord", input_path=source)
-    data = DATASETS.get(config.dataset)(config, None)
+    config = _source_config(source, split)
+    label_names = None
+    if labels_from:
+        training = _source_config(labels_from, "train")
+        label_names = DATASETS.get(training.dataset)(training, None).label_names
+        if not label_names:
+            raise GardenError(f"--labels-from {labels_from} names no classes; name the training data it converted")
+    data = DATASETS.get(config.dataset)(config, label_names)
     records = _examples(data)
     paths = shard_paths(out, shards)
     existing = [p for p in paths if os.path.exists(p)]
