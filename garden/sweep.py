@@ -129,7 +129,7 @@ class Sweep:
     """A sweep of `experiment` (with `config_files` and `sets` under every trial) over `space_file` in `sweep_dir`."""
 
     def __init__(self, experiment, space_file, sweep_dir, config_files=(), sets=(), imports=(), seed=0):
-        self.space = read_space(space_file)
+        self.space, self.space_file = read_space(space_file), space_file
         self.experiment, self.sweep_dir = experiment, sweep_dir
         self.base = [
             *(a for f in config_files for a in ("--config", os.path.abspath(f))),
@@ -148,7 +148,7 @@ class Sweep:
             direction="maximize" if self.space["mode"] == "higher" else "minimize",
             load_if_exists=True,
         )
-        self.grid_size, self._trainers, self._stopped_by = None, set(), None
+        self.grid_size, self._trainers, self._stopped_by, self._refusal = None, set(), None, ""
         if self.space["sampler"] == "grid":  # each point queued once (GridSampler stops only inside optimize())
             points = list(itertools.product(*_grid(self.space).values()))
             self.grid_size = len(points)
@@ -207,15 +207,36 @@ class Sweep:
         best = read_best_info(folder.best_dir(subdir))
         if best and metric in best:
             return float(best[metric]), ""
-        with open(folder.join(METRICS)) as f:
-            rows = [json.loads(line) for line in f]
-        validated = [row for row in rows if row["split"] == "validation"]
+        validated = _validations(run_dir)
         if not validated:
             return None, "no validation ran; set task.validation_data"
-        if metric not in validated[-1]:
-            reported = [k for k in validated[-1] if k not in ("step", "split", "time")]
-            return None, f"validation does not report '{metric}'{did_you_mean(metric, reported)}"
-        return float(validated[-1][metric]), ""
+        missing = self._unreported(validated[-1])
+        return (None, missing) if missing else (float(validated[-1][metric]), "")
+
+    def _unreported(self, validation: dict) -> str:
+        """Why the sweep's metric is not among a `validation` row's, or ''."""
+        metric = self.space["metric"]
+        if metric in validation:
+            return ""
+        reported = [k for k in validation if k not in ("step", "split", "time")]
+        return f"validation does not report '{metric}'{did_you_mean(metric, reported)}"
+
+    def _check_metric(self, numbers) -> None:
+        """At the first validation of any running trial, stops the sweep when it lacks the metric."""
+        for number in numbers:
+            validated = _validations(self.trial_dir(number), first=True)
+            if validated:
+                self._metric_seen = True
+                self._refuse(self._unreported(validated[0]), number)
+                return
+
+    def _refuse(self, missing: str, number: int) -> None:
+        if missing and not self._refusal:
+            self._refusal = (
+                f"{missing} (trial {number}'s validation); fix 'metric' in {self.space_file} and start again with a "
+                "new --sweep-dir"
+            )
+            self._stop(signal.SIGTERM)
 
     def run(self, trials: int, parallel: int = 1, say: Callable[[str], None] = print) -> list:
         """Runs trials until the study holds `trials` finished ones; returns the study's trials."""
@@ -229,7 +250,7 @@ class Sweep:
         finished = sum(t.state in (states.COMPLETE, states.FAIL) for t in self.study.get_trials())
         if unfinished:
             say(f"resuming trials {', '.join(str(n) for n, _ in unfinished)} in their folders")
-        stopped = []
+        stopped, self._metric_seen = [], False
         with forwarded_signals(self._stop), concurrent.futures.ThreadPoolExecutor(parallel) as pool:
             running = {}
             while finished < trials and not (self._stopped_by and not running):
@@ -240,10 +261,13 @@ class Sweep:
                         trial = self.study.ask()
                         number, values = trial.number, _suggest(trial, self.space)
                     running[pool.submit(self._train, number, values)] = (number, values)
-                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                done, _ = concurrent.futures.wait(running, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED)
+                if not (self._metric_seen or self._stopped_by):
+                    self._check_metric([number for number, _ in running.values()])
                 for future in done:
                     number, values = running.pop(future)
                     value, failure = future.result()
+                    self._refuse(failure if failure.startswith("validation does not report") else "", number)
                     if self._stopped_by:  # left running in the study: the next sweep resumes it
                         stopped.append(number)
                     elif value is None:
@@ -253,6 +277,8 @@ class Sweep:
                         self.study.tell(number, value)
                         say(f"trial {number}: {self.space['metric']} {value:.6g}  ({_describe(values)})")
                     finished += 1
+        if self._refusal:
+            raise GardenError(self._refusal)
         if self._stopped_by:
             raise GardenError(
                 f"stopped by {signal.Signals(self._stopped_by).name}: trials {', '.join(map(str, sorted(stopped)))} "
@@ -313,6 +339,21 @@ def forwarded_signals(handle: Callable[[int], None]):
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _validations(run_dir: str, first: bool = False) -> list[dict]:
+    """The validation rows of a run's metrics.jsonl (only the first with `first`)."""
+    rows = []
+    path = RunFolder(run_dir).join(METRICS)
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                row = json.loads(line) if line.endswith("\n") else {}  # a line being written is not whole yet
+                if row.get("split") == "validation":
+                    rows.append(row)
+                    if first:
+                        break
+    return rows
 
 
 def _describe(values):

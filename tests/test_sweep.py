@@ -83,3 +83,23 @@ def test_a_sweep_space_that_cannot_run_is_one_line(tmp_path, space, message):
     )
     assert result.returncode == 2 and message in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_a_metric_validation_does_not_report_stops_the_sweep_at_its_first_validation(tmp_path):
+    """The fault: `metric: acurracy` trained a whole trial, then every other, and the sweep exited 0."""
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "metric: acurracy\nparams:\n  trainer.optimizer_config.learning_rate.constant.learning_rate: "
+        "{choices: [0.001, 0.01]}\n"
+    )
+    sweep_dir = tmp_path / "sweep"
+    steps = [*SMALL, "trainer.train_steps=200", "trainer.validation_interval=10"]
+    args = ["sweep", "mnist_resnet", "--space", space, "--trials", 2, "--sweep-dir", sweep_dir]
+    result = garden(*args, *[a for s in steps for a in ("--set", s)], check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "garden: error: validation does not report 'acurracy'; did you mean 'accuracy'? (trial 0's validation); "
+        f"fix 'metric' in {space} and start again with a new --sweep-dir"
+    )
+    assert max(validations(sweep_dir / "trial-000")) < 200  # stopped, not trained to the end
+    assert not (sweep_dir / "trial-001").exists()
