@@ -1,11 +1,12 @@
 # make demo: set up, then train -> evaluate -> export -> verify the default experiment.
+# make chaos: more kill points of the fault-injection tests than make test tries.
 # make test: set up with test extras, lint and format checks (ruff), then the test suite (two processes, one test file each at a time).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= runs/mnist_resnet
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test chaos bench clean
 
 $(BIN)/garden: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,10 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
+
+# make chaos: the fault-injection and single-writer tests at many kill points (tests/test_faults.py).
+chaos: setup
+	GARDEN_CHAOS_POINTS=$${GARDEN_CHAOS_POINTS:-25} $(BIN)/python -m pytest -q tests/test_faults.py tests/test_single_writer.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -8,7 +8,9 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs; Python errors still surface
@@ -644,10 +646,29 @@ def _parser():
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so its `with` blocks and `finally`s clean up (staging
+    folders, locks) as for Ctrl-C; the trainer and a sweep handle SIGTERM themselves while they run."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     if args.verbose:
         os.environ["GARDEN_VERBOSE"] = "1"
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    try:
+        return _main(args)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args):
     try:
         cached = _cached_answer(args)
         if cached is not None:
@@ -661,7 +682,7 @@ def main(argv=None):
     except GardenError as error:
         print(f"garden: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         hint = ""
         if args.command == "train":
             from garden.run_folder import RunFolder
@@ -669,8 +690,9 @@ def main(argv=None):
             folder = RunFolder(args.run_dir or os.path.join("runs", args.experiment or "EXPERIMENT"))
             if folder.started():
                 hint = f"; resume from the newest checkpoint with '{folder.resume_command()}'"
-        print(f"garden: interrupted{hint}", file=sys.stderr)
-        return 130
+        stopped = "stopped by SIGTERM" if isinstance(interrupt, Terminated) else "interrupted"
+        print(f"garden: {stopped}{hint}", file=sys.stderr)
+        return 143 if isinstance(interrupt, Terminated) else 130
     return 0
 
 

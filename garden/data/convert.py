@@ -9,7 +9,9 @@ shards are written beside their final names and renamed once all are whole, so a
 interrupted conversion leaves no partial file behind.
 """
 
+import glob
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -22,12 +24,14 @@ from garden.data.streams import Stream, bad_records_named, raw_examples
 from garden.data.text_streams import JSON_LINES, TABLES
 from garden.errors import GardenError
 from garden.registry import DATASETS
+from garden.run_folder import FolderLock
 
 TEXT_FILES = TABLES + JSON_LINES
 CONVERT_FIX = (
     "fix or remove it (convert copies records of one label each; multi-label image records train as they are, "
     "as dataset multi_label_tfrecord)"
 )
+STAGING = ".convert-"  # the hidden folder shards are written in before they are renamed into place
 _FORMATS = {b"\x89PNG": "png", b"\xff\xd8\xff": "jpeg", b"GIF8": "gif", b"BM": "bmp"}
 
 
@@ -118,12 +122,23 @@ def convert(source: str, out: str, shards: int, split: str = "", progress: bool 
     data = DATASETS.get(config.dataset)(config, label_names)
     records = _examples(data)
     paths = shard_paths(out, shards)
-    existing = [p for p in paths if os.path.exists(p)]
-    if existing:
-        raise GardenError(f"{existing[0]} exists; remove it or choose another --out")
     folder = os.path.dirname(os.path.abspath(paths[0]))
-    os.makedirs(folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".convert-") as staging:
+    with FolderLock(folder, "data convert", flag="--out"):
+        existing = [p for p in paths if os.path.exists(p)]
+        if existing:
+            raise GardenError(f"{existing[0]} exists; remove it or choose another --out")
+        for stale in glob.glob(os.path.join(glob.escape(folder), f"{STAGING}*")):  # a killed conversion's
+            shutil.rmtree(stale, ignore_errors=True)
+        count = _write(data, records, paths, folder, shards, progress)
+    if not count:
+        raise GardenError(f"{source} has no examples to convert")
+    return {"examples": count, "shards": paths, "labels": len(data.label_names or [])}
+
+
+def _write(data, records, paths, folder, shards, progress) -> int:
+    """Writes `records` round robin into `shards` files staged in `folder`, renamed to `paths` once all
+    are whole; returns how many (none written when there are none)."""
+    with tempfile.TemporaryDirectory(dir=folder, prefix=STAGING) as staging:
         staged = [os.path.join(staging, os.path.basename(p)) for p in paths]
         writers = [tf.io.TFRecordWriter(p) for p in staged]
         count = 0
@@ -135,8 +150,7 @@ def convert(source: str, out: str, shards: int, split: str = "", progress: bool 
                 writers[(count - 1) % shards].write(example.SerializeToString())
         for writer in writers:
             writer.close()
-        if not count:
-            raise GardenError(f"{source} has no examples to convert")
-        for temporary, final in zip(staged, paths):
-            os.replace(temporary, final)
-    return {"examples": count, "shards": paths, "labels": len(data.label_names or [])}
+        if count:
+            for temporary, final in zip(staged, paths):
+                os.replace(temporary, final)
+    return count
