@@ -4,6 +4,7 @@ next run of the command clears a SIGKILLed one's staging and gives the uninterru
 
 `make test` tries one point per signal; `GARDEN_CHAOS_POINTS=N` (as `make chaos` sets) tries N."""
 
+import json
 import os
 import random
 import signal
@@ -70,3 +71,34 @@ def test_a_killed_data_convert_leaves_no_shard_and_its_rerun_converts_everything
         garden(*convert, "--out", out / "v-*.tfrecord")
         assert sorted(os.listdir(out)) == ["v-00000-of-00002.tfrecord", "v-00001-of-00002.tfrecord"]
         assert records(out) == expected
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KiB tmpfs (CI runs as root and may mount one): room for one tiny checkpoint, not two."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); CI runs this as root")
+    yield disk
+    subprocess.run(["umount", "--lazy", str(disk)], check=True)  # files the process may still hold open
+
+
+def test_training_into_a_full_disk_is_one_line_and_keeps_the_checkpoints_before(small_disk):
+    """The fault: a ResourceExhaustedError traceback from SaveV2, and a partial checkpoint left behind."""
+    run_dir = small_disk / "run"
+    steps = ["trainer.train_steps=20", "trainer.steps_per_loop=10", "trainer.checkpoint_interval=10"]
+    data = ["task.train_data.num_examples=640", "task.validation_data.num_examples=100"]
+    tiny = ["task.model.backbone.params.stem_width=16", "task.model.backbone.params.stage_widths=[16, 32]"]
+    full = garden(
+        "train", "mnist_resnet", *[a for s in (*steps, *data, *tiny) for a in ("--set", s)], "--run-dir", run_dir,
+        check=False,
+    )  # fmt: skip
+    line = full.stderr.strip()
+    assert full.returncode == 2 and "\n" not in line, line
+    assert line.startswith(f"garden: error: no space left on the disk of {run_dir} at step 20: a checkpoint needs")
+    assert line.endswith(f"the checkpoints before ({run_dir}/checkpoints/ckpt-10) are whole")
+    assert not list(run_dir.glob("**/*_temp")) and not (run_dir / ".lock").exists()
+    evaluated = garden("eval", run_dir, "--split", "validation").stdout  # the step-10 weights load and evaluate
+    assert 0 <= json.loads(evaluated.splitlines()[-1])["accuracy"] <= 1

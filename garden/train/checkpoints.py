@@ -30,11 +30,9 @@ class Checkpoints:
         when such a checkpoint resumes). `weights` is (a checkpoint of the model alone, its folder):
         the inference weights that `save_weights` writes beside each training checkpoint (None: none),
         and that `save_best` writes to `best_dir`."""
-        folders = [directory] + ([weights[1]] if weights else []) + ([best_dir] if best_dir else [])
+        self._folders = [directory] + ([weights[1]] if weights else []) + ([best_dir] if best_dir else [])
         if chief:
-            for folder in folders:
-                for partial in glob.glob(os.path.join(glob.escape(folder), "ckpt-*_temp")):
-                    shutil.rmtree(partial, ignore_errors=True)
+            self.remove_partial()
         self._temp = None if chief else tempfile.mkdtemp(prefix="garden-worker-")
         self.objects, self.optional = objects, set(optional)
         self.checkpoint = tf.train.Checkpoint(**objects)
@@ -45,6 +43,12 @@ class Checkpoints:
             weights_directory = os.path.join(self._temp, "model") if self._temp else weights[1]
             self.weights = tf.train.CheckpointManager(weights[0], weights_directory, max_to_keep=max_to_keep)
         self.directory = directory
+
+    def remove_partial(self) -> None:
+        """Removes what a killed or failed write left (`ckpt-N_temp/` folders)."""
+        for folder in self._folders:
+            for partial in glob.glob(os.path.join(glob.escape(folder), "ckpt-*_temp")):
+                shutil.rmtree(partial, ignore_errors=True)
 
     @property
     def latest(self):

@@ -11,6 +11,7 @@ the current loop and stop, so a preempted job resumes with no step lost or repea
 
 import contextlib
 import dataclasses
+import errno
 import os
 import re
 import signal
@@ -360,8 +361,28 @@ class Trainer:
         validation metrics (prefixed `NAME/` per sub-task in a multitask); gives up the run folder as it ends."""
         try:
             return self._train()
+        except tf.errors.ResourceExhaustedError as error:
+            if "No space left on device" not in str(error):
+                raise
+            raise self._disk_full() from None
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            raise self._disk_full() from None
         finally:
             self.release()
+
+    def _disk_full(self) -> GardenError:
+        """One line for a write that found the run folder's disk full, after removing what it left."""
+        if self.chief:
+            self.checkpoints.remove_partial()
+        model = sum(w.numpy().nbytes for m in self.models.values() for w in m.weights)
+        needed = 2 * model + sum(v.numpy().nbytes for v in self.optimizer.variables)  # the state and the weights
+        return GardenError(
+            f"no space left on the disk of {self.run_dir} at step {int(self.step.numpy())}: a checkpoint needs about "
+            f"{needed / 2**20:.1f} MiB more; free space there, or resume on another disk by copying the run folder; "
+            f"the checkpoints before ({self.checkpoints.latest or 'none yet'}) are whole"
+        )
 
     def _train(self) -> dict:
         step = self.set_up()
