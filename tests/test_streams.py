@@ -187,6 +187,17 @@ def test_bad_streamed_data_is_named(mnist_files, tmp_path, caplog):
     )
 
 
+@pytest.mark.timeout(300)
+def test_skipping_bad_examples_when_every_one_is_bad_is_one_line(tmp_path):
+    """The fault: skip_bad_examples=true over data of bad examples only read empty epochs forever."""
+    for name in ("cat", "dog"):
+        (tmp_path / "bad" / name).mkdir(parents=True)
+        (tmp_path / "bad" / name / "x.png").write_bytes(b"not an image")
+    data = DataConfig(dataset="image_folder", input_path=str(tmp_path / "bad"), skip_bad_examples=True)
+    with pytest.raises(GardenError, match=r"^every one of the 2 examples is bad \(the first: .*cat/x.png, record 0: "):
+        image_task("task.model.head.params.num_classes=2").load(data)
+
+
 def test_an_image_folder_reads_nested_images_skips_hidden_files_and_refuses_classes_without_images(tmp_path):
     """The faults: nested images were dropped (Keras reads them), `.ipynb_checkpoints` became class 0, an
     AppleDouble `._x.png` stopped training, an empty class folder took an id, and a head of 10 classes

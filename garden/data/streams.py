@@ -148,6 +148,12 @@ class Stream:
         kept = {(int(f), int(r)) for f, r, _ in good.as_numpy_iterator()}
         counts = self.file_counts()
         bad = {(f, r) for f in range(len(self.files)) for r in range(counts[f])} - kept
+        if not kept:  # an epoch of nothing would be read forever
+            first = self.first_bad("")
+            reason = f" (the first: {str(first).removesuffix('; ')})" if first else ""
+            raise GardenError(
+                f"every one of the {len(bad)} examples is bad{reason}; skip_bad_examples leaves none to read"
+            )
         for f, r in sorted(bad)[:20]:
             logging.warning("skipping bad example: %s, record %d", self.files[f], r)
         if bad:
