@@ -1,4 +1,3 @@
-"""Exporters (SavedModel for TF Serving, TFLite for devices), each verified before it is written:
-the references that judge artifacts and the formats that write them register here."""
-
-from garden.export import decoder, reference, saved_model, tflite  # noqa: F401  (registers)
+"""Exporters (SavedModel for TF Serving, TFLite for devices), each verified before it is written, and
+`garden serve`. Importing this package registers nothing: formats.py registers the references and
+formats (the `exporters` entry point), so the server imports no exporter."""

@@ -27,10 +27,19 @@ import tensorflow as tf
 
 from garden.errors import GardenError
 from garden.export.reference import ExportReference, spec_entry
+from garden.export.stream import SavedModelStream
 from garden.export.verify import Refused, median_latency_ms, refusal, table_cells
-from garden.generate.generator import SIGNATURE, Generator, beam_inputs, generate_inputs, sampled_pieces
-from garden.generate.sampler import Rules, Sampling, seen_tokens
+from garden.generate.generator import SIGNATURE, Generator, beam_inputs, generate_inputs
+from garden.generate.sampler import Rules, Sampling
 from garden.registry import REFERENCES
+from garden.signature_names import (
+    BEAM_SEARCH_SIGNATURE,
+    DECODE_STEP_SIGNATURE,
+    DEFAULT_SIGNATURE,
+    DETOKENIZE_SIGNATURE,
+    GENERATE_SIGNATURE,
+    TOKENIZE_SIGNATURE,
+)
 
 BOUNDS = {"none": 1e-4, "float16": None, "dynamic": None}  # max |Δ logits|; None: judged by the loss
 PARITY_WINDOWS = 4
@@ -83,62 +92,13 @@ def write_saved_model(backbone, tokenizer, directory, max_length, batch=1):
         tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
         archive.track(tokenizer)
         generator = Generator(backbone, tokenizer)
-        archive.add_endpoint("generate", generator.generate_text)
-        archive.add_endpoint("serving_default", generator.generate_text)
-        archive.add_endpoint("beam_search", generator.beam_text)
-        archive.add_endpoint("tokenize", generator.tokenized)
-        archive.add_endpoint("detokenize", generator.detokenized)
-    archive.add_endpoint("decode_step", decode_step_function(backbone, max_length, batch))
+        archive.add_endpoint(GENERATE_SIGNATURE, generator.generate_text)
+        archive.add_endpoint(DEFAULT_SIGNATURE, generator.generate_text)
+        archive.add_endpoint(BEAM_SEARCH_SIGNATURE, generator.beam_text)
+        archive.add_endpoint(TOKENIZE_SIGNATURE, generator.tokenized)
+        archive.add_endpoint(DETOKENIZE_SIGNATURE, generator.detokenized)
+    archive.add_endpoint(DECODE_STEP_SIGNATURE, decode_step_function(backbone, max_length, batch))
     archive.write_out(directory, verbose=False)
-
-
-class SavedModelStream:
-    """One prompt's continuation from a decoder SavedModel, sampled in Python through its
-    `decode_step` and yielded in pieces of whole characters as they come (what
-    `garden serve` streams): its `tokenize` reads the prompt and stops, the sampler is
-    `garden generate`'s, and its `detokenize` writes the text. The tokens are those of its `generate`
-    (the decode step's logits match the cached loop's to float rounding). Refusals raise ValueError."""
-
-    def __init__(self, signatures, prompt: str, max_new_tokens: int, rules, stop: list[str]):
-        if not {"tokenize", "detokenize", "decode_step"} <= set(signatures):
-            raise ValueError("this model has no tokenize, detokenize and decode_step signatures to stream with")
-        self.step, self.signatures, self.rules = signatures["decode_step"], signatures, rules
-        specs = self.step.structured_input_signature[1]
-        self.cache_spec, self.rows = specs["cache"], specs["token_ids"].shape[0]
-        # a step of several rows (--decode-batch) carries the prompt in its first; the others idle
-        self.extra = {"padding_mask": tf.ones(specs["padding_mask"].shape, tf.int32)} if "padding_mask" in specs else {}
-        read = signatures["tokenize"](prompt=tf.constant([prompt]), stop=tf.constant([stop], tf.string, [1, len(stop)]))
-        self.token_ids, self.padding_mask = read["token_ids"], read["padding_mask"]
-        self.stop_ids = set(read["stop_ids"].numpy()[0].tolist()) - {-1}
-        self.max_new_tokens, max_length = max_new_tokens, self.cache_spec.shape[3]  # [layers, rows, 2, length, ...]
-        if self.token_ids.shape[1] + max_new_tokens > max_length:
-            raise ValueError(
-                f"the prompt's {self.token_ids.shape[1]} tokens and max_new_tokens {max_new_tokens} exceed the "
-                f"{max_length} tokens of this model's decode step (export with a larger --max-length)"
-            )
-
-    def _step(self, token, position, cache):
-        """(logits [1, vocabulary], cache) of `token` at `position` through the decode step."""
-        rows = tf.pad(tf.reshape(token, [1, 1]), [[0, self.rows - 1], [0, 0]])
-        out = self.step(token_ids=rows, position=tf.constant([position], tf.int32), cache=cache, **self.extra)
-        return out["logits"][:1], out["cache"]
-
-    def pieces(self):
-        cache = tf.zeros(self.cache_spec.shape, self.cache_spec.dtype)
-        for position in range(self.token_ids.shape[1]):  # the prompt, one token at a time
-            logits, cache = self._step(self.token_ids[0, position], position, cache)
-
-        def decode_one(token, index):
-            nonlocal cache
-            logits, cache = self._step(token, int(self.token_ids.shape[1]) + index, cache)
-            return logits
-
-        def text(token_ids):
-            text = self.signatures["detokenize"](token_ids=tf.constant(token_ids, tf.int32))["text"]
-            return text.numpy().decode("utf-8", errors="replace")
-
-        seen = seen_tokens(self.token_ids, self.padding_mask, logits.shape[-1])
-        yield from sampled_pieces(logits, seen, self.rules, self.stop_ids, self.max_new_tokens, decode_one, text)
 
 
 def greedy_rows(decode_step, prompts, steps, cache, max_length=None):
@@ -259,11 +219,12 @@ class DecoderReference(ExportReference):
 
     def judge_saved_model(self, loaded):
         bound = BOUNDS["none"] if self.options.max_error is None else self.options.max_error
-        measured = self.judged("saved_model", loaded.signatures["decode_step"], bound)
+        measured = self.judged("saved_model", loaded.signatures[DECODE_STEP_SIGNATURE], bound)
         for sampling, expected in zip(CHECKED_SAMPLINGS, self.texts):
             given = generate_inputs(self.prompts, NEW_TOKENS, sampling, SEEDS)
             texts = [
-                t.decode("utf-8", errors="replace") for t in loaded.signatures["generate"](**given)["text"].numpy()
+                t.decode("utf-8", errors="replace")
+                for t in loaded.signatures[GENERATE_SIGNATURE](**given)["text"].numpy()
             ]
             if texts != expected:
                 row = next(i for i, (ours, theirs) in enumerate(zip(texts, expected)) if ours != theirs)
@@ -285,7 +246,10 @@ class DecoderReference(ExportReference):
                     measured,
                 )
         given = beam_inputs(self.prompts, NEW_TOKENS, BEAMS)
-        texts = [t.decode("utf-8", errors="replace") for t in loaded.signatures["beam_search"](**given)["text"].numpy()]
+        texts = [
+            t.decode("utf-8", errors="replace")
+            for t in loaded.signatures[BEAM_SEARCH_SIGNATURE](**given)["text"].numpy()
+        ]
         if texts != self.beam_texts:
             raise Refused(
                 f"saved_model refused: beam_search gave {texts[:1]} where Keras gave {self.beam_texts[:1]}; nothing "
@@ -296,7 +260,7 @@ class DecoderReference(ExportReference):
         return {**measured, "generate_matches": True, "stream_matches": True, "beam_search_matches": True}
 
     def tflite_signature(self):
-        return "decode_step"
+        return DECODE_STEP_SIGNATURE
 
     def tflite_source(self, workdir, signature):
         """The decode step converts from a SavedModel of its own, without the tokenizer: TFLite's
@@ -361,8 +325,8 @@ class DecoderReference(ExportReference):
             "run_dir": self.run.run_dir,
             "checkpoint": self.run.checkpoint_path,
             "signatures": {
-                "generate": {"inputs": {n: spec_entry(s) for n, s in SIGNATURE.items()}},
-                "decode_step": {
+                GENERATE_SIGNATURE: {"inputs": {n: spec_entry(s) for n, s in SIGNATURE.items()}},
+                DECODE_STEP_SIGNATURE: {
                     "inputs": {
                         n: spec_entry(s)
                         for n, s in zip(("token_ids", "position", "cache", "padding_mask"), self.step_signature)

@@ -9,7 +9,7 @@ into its artifacts. A new format is one file with one registered function:
     def my_format(reference: ExportReference, export_dir: str, workdir: str) -> list[Job]:
         return [("model.my", lambda: reference.record(export_dir, "model.my", path, measured))]
 
-plus its import line in `garden/export/__init__.py`.
+plus its import line in `export/formats.py`.
 """
 
 from __future__ import annotations

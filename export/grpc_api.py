@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
 )
 
 from garden.export.requests import NotFound, RequestError, check_array, check_instances
-from garden.tasks.task import EXAMPLES_SIGNATURE
+from garden.signature_names import DEFAULT_SIGNATURE, EXAMPLES_SIGNATURE
 
 CLASSIFY, REGRESS = "tensorflow/serving/classify", "tensorflow/serving/regress"  # TF Serving's method names
 
@@ -119,7 +119,7 @@ class _Service:
 class PredictionService(_Service, prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Predict(self, request, context):
         async def answer(servable):
-            signature = request.model_spec.signature_name or "serving_default"
+            signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
             inputs = arrays(request.inputs, servable.specs(signature), self.limits.max_instances)
             outputs = await servable.predict(signature, inputs, self.limits)
             wanted = list(request.output_filter) or list(outputs)

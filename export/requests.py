@@ -1,8 +1,21 @@
 """The checks every served request passes, whichever API brought it (REST's JSON, gRPC's TensorProtos):
-arrays that fit the signature, a bounded number of instances, values in the trained range."""
+arrays that fit the signature, a bounded number of instances, values in the trained range; and the
+one line a model's error is answered with."""
+
+import dataclasses
 
 import numpy as np
 import tensorflow as tf
+
+
+@dataclasses.dataclass
+class Limits:
+    """What one request may hold and how long a batch waits (`garden serve`'s --max-* and --batch-* flags)."""
+
+    max_request_bytes: int = 10 * 2**20
+    max_instances: int = 1024
+    max_batch_size: int = 64
+    batch_timeout_ms: float = 5.0
 
 
 class RequestError(ValueError):
@@ -49,3 +62,15 @@ def check_range(name: str, array: np.ndarray, bounds: tuple[float, float]) -> No
             f"input '{name}' takes values in [{low:g}, {high:g}]; got values from {array.min():g} to {array.max():g}"
             f"{hint}"
         )
+
+
+def model_error(error: BaseException) -> str:
+    """The line of a model's error that says what went wrong, without TensorFlow's graph execution
+    preamble, stack and node locations ([[{{node ...}}]])."""
+    lines = [line.strip() for line in str(getattr(error, "message", None) or error).splitlines() if line.strip()]
+    located = next((i for i, line in enumerate(lines) if "[[" in line), None)
+    if located is not None:  # TensorFlow's message is the line at the node location, or the one before it
+        said = lines[located].split("[[")[0].strip() or (lines[located - 1] if located else "")
+    else:
+        said = lines[0] if lines else ""
+    return " ".join((said or type(error).__name__).split())[:300]

@@ -16,6 +16,7 @@ from tensorflow.core.framework import types_pb2
 
 from garden.export.requests import RequestError, check_array, check_instances
 from garden.export.signature import example_feature
+from garden.signature_names import DEFAULT_SIGNATURE
 
 
 def _decode_b64(value):
@@ -81,7 +82,7 @@ def parse(body, specs_of, max_instances):
         )
     if not isinstance(request.get("stream", False), bool):
         raise RequestError('"stream" is true or false')
-    signature = request.get("signature_name") or "serving_default"
+    signature = request.get("signature_name") or DEFAULT_SIGNATURE
     specs = specs_of(signature)
     names = list(specs)
     columnar = "inputs" in request

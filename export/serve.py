@@ -18,393 +18,29 @@ its error) while the serving ones stay. Write a new version elsewhere and rename
 base path, so it is never read half-written.
 
 Concurrent requests for one signature (and one input shape) are batched into one model call, up to
-`max_batch_size` rows or `batch_timeout_ms` of waiting. Bad requests get 400 with {"error": ...}."""
+`max_batch_size` rows or `batch_timeout_ms` of waiting. Bad requests get 400 with {"error": ...}.
+
+The server is a light package: this module, servables.py (versions), batching.py, rest_api.py,
+grpc_api.py, monitoring.py, requests.py and stream.py import TensorFlow (and TensorFlow Text's
+ops), aiohttp, gRPC and TF Serving's protos, and of Garden only small modules; never KerasHub,
+Model Garden or the training side."""
 
 import asyncio
-import dataclasses
-import functools
-import gc
 import os
 import socket
 import sys
 import threading
 import time
 
-import numpy as np
 import orjson
-import tensorflow as tf
 from aiohttp import web
-from tensorflow.core.protobuf import saved_model_pb2
 
 from garden.errors import GardenError
 from garden.export import grpc_api, manifest
-from garden.export.decoder import SavedModelStream
 from garden.export.monitoring import CONTENT_TYPE, ServingMetrics
-from garden.export.requests import NotFound, RequestError, check_instances, check_range
-from garden.export.rest_api import parse, parse_examples, response, tensor_info
-from garden.generate.sampler import Rules
-from garden.tasks.task import EXAMPLES_SIGNATURE
-
-
-@dataclasses.dataclass
-class Limits:
-    max_request_bytes: int = 10 * 2**20
-    max_instances: int = 1024
-    max_batch_size: int = 64
-    batch_timeout_ms: float = 5.0
-
-
-@dataclasses.dataclass
-class VersionStatus:
-    version: int
-    state: str  # TF Serving's ModelVersionStatus.State: AVAILABLE, or END once unloaded or failed
-    error: str = ""
-
-
-class Batcher:
-    """One queue of (inputs, future); a task drains it into batched calls of `run` on a worker thread.
-    `on_call(requests, rows)` hears of each call."""
-
-    def __init__(self, run, limits, on_call):
-        self.run, self.limits, self.on_call = run, limits, on_call
-        self.closed = False
-        self.queue = asyncio.Queue()
-        self.task = asyncio.get_running_loop().create_task(self.drain())
-
-    async def predict(self, inputs):
-        future = asyncio.get_running_loop().create_future()
-        if self.closed:  # found this version just before a newer one replaced it: answered alone
-            await self.answer([(inputs, future)])
-        else:
-            self.queue.put_nowait((inputs, future))
-        return await future
-
-    def close(self):
-        """Answers what is queued, then stops draining."""
-        self.closed = True
-        self.queue.put_nowait(None)
-
-    async def drain(self):
-        loop = asyncio.get_running_loop()
-        while (first := await self.queue.get()) is not None:
-            batch, rows = [first], _rows(first[0])
-            deadline = loop.time() + self.limits.batch_timeout_ms / 1000
-            while rows < self.limits.max_batch_size and (wait := deadline - loop.time()) > 0:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), wait)
-                except asyncio.TimeoutError:
-                    break
-                if item is None:
-                    self.queue.put_nowait(None)  # stop after this batch
-                    break
-                batch.append(item)
-                rows += _rows(item[0])
-            await self.answer(batch)
-
-    async def answer(self, batch):
-        """Runs `batch` in one call; when the model rejects it, runs each request alone, so one bad
-        request (an undecodable image, say) fails only itself."""
-        joined = {name: np.concatenate([inputs[name] for inputs, _ in batch]) for name in batch[0][0]}
-        self.on_call(len(batch), len(next(iter(joined.values()))))
-        try:
-            outputs = await asyncio.get_running_loop().run_in_executor(None, self.run, joined)
-        except Exception as error:  # TensorFlow's errors for data that fits the signature but not the model
-            if len(batch) > 1:
-                for item in batch:
-                    await self.answer([item])
-            else:
-                batch[0][1].set_exception(RequestError(_model_error(error)))
-            return
-        start = 0
-        for inputs, future in batch:
-            count = _rows(inputs)
-            future.set_result({k: v[start : start + count] for k, v in outputs.items()})
-            start += count
-
-
-def _rows(inputs):
-    return len(next(iter(inputs.values())))
-
-
-def _model_error(error):
-    """The line of a model's error that says what went wrong, without TensorFlow's graph execution
-    preamble, stack and node locations ([[{{node ...}}]])."""
-    lines = [line.strip() for line in str(getattr(error, "message", None) or error).splitlines() if line.strip()]
-    located = next((i for i, line in enumerate(lines) if "[[" in line), None)
-    if located is not None:  # TensorFlow's message is the line at the node location, or the one before it
-        said = lines[located].split("[[")[0].strip() or (lines[located - 1] if located else "")
-    else:
-        said = lines[0] if lines else ""
-    return " ".join((said or type(error).__name__).split())[:300]
-
-
-class Servable:
-    """One loaded version of a model: its signatures and one batcher per (signature, input shapes)."""
-
-    def __init__(self, name, version, folder, metrics):
-        path = saved_model_folder(folder)
-        if path is None:
-            raise GardenError(
-                f"{folder} is not a SavedModel folder (no saved_model.pb); export one with 'garden export RUN_DIR'"
-            )
-        self.name, self.version, self.path, self.metrics = name, version, path, metrics
-        self.model = tf.saved_model.load(path)
-        self.signatures = dict(self.model.signatures)
-        self.batchers = {}
-        found = manifest.read(os.path.dirname(os.path.abspath(path)))
-        self.input_ranges, self.label_names = found.get("input_ranges", {}), found.get("labels")
-        features = found.get("signatures", {}).get(EXAMPLES_SIGNATURE, {}).get("features", {})
-        self.example_dtypes = {name: entry["dtype"] for name, entry in features.items()}
-
-    def specs(self, signature_name):
-        if signature_name not in self.signatures:
-            raise RequestError(f"no signature '{signature_name}'; this model has {', '.join(self.signatures)}")
-        return self.signatures[signature_name].structured_input_signature[1]
-
-    async def predict(self, signature_name, inputs, limits):
-        for name, array in inputs.items():
-            if name in self.input_ranges:
-                check_range(name, array, self.input_ranges[name])
-        key = (signature_name, tuple((n, a.shape[1:]) for n, a in sorted(inputs.items())))
-        if key not in self.batchers:
-            signature = self.signatures[signature_name]
-
-            def run(arrays, signature=signature):
-                return {k: v.numpy() for k, v in signature(**{n: tf.constant(a) for n, a in arrays.items()}).items()}
-
-            def on_call(requests, rows):
-                self.metrics.batch(self.name, str(self.version), requests, rows)
-
-            self.batchers[key] = Batcher(run, limits, on_call)
-        return await self.batchers[key].predict(inputs)
-
-    def stream(self, signature_name, inputs):
-        """A SavedModelStream of the one instance `inputs` holds for a `generate` signature."""
-        if signature_name not in ("generate", "serving_default") or "repetition_penalty" not in inputs:
-            raise RequestError('only a language model\'s "generate" signature streams; leave "stream" out')
-        if len(inputs["prompt"]) != 1:
-            raise RequestError(f"a streamed request holds one instance, not {len(inputs['prompt'])}")
-        rules = Rules.of_inputs(inputs)
-        stop = [s.decode() for s in inputs["stop"][0] if s]
-        try:
-            return SavedModelStream(
-                self.signatures, inputs["prompt"][0].decode(), int(inputs["max_new_tokens"][0]), rules, stop
-            )
-        except (ValueError, tf.errors.InvalidArgumentError) as error:
-            raise RequestError(_model_error(error)) from error
-
-    async def examples(self, signature_name, serialized, limits):
-        """The outputs of signature `signature_name` (serve_examples when empty) for serialized
-        tf.train.Examples, batched with the signature's other requests."""
-        signature_name = signature_name or EXAMPLES_SIGNATURE
-        specs = self.specs(signature_name)
-        if list(specs) != ["examples"] or specs["examples"].dtype != tf.string:
-            raise RequestError(f"signature '{signature_name}' does not take tf.train.Examples; name one that does")
-        if not serialized:
-            raise RequestError("the request holds no examples; send at least one")
-        check_instances({"examples": serialized}, limits.max_instances)
-        return await self.predict(signature_name, {"examples": np.array(serialized, dtype=object)}, limits)
-
-    def classes(self, outputs):
-        """(probabilities [examples, classes], the class names) of a classifier's outputs."""
-        if "probabilities" not in outputs:
-            raise RequestError("this model is no classifier (no probabilities output); call predict or regress")
-        count = outputs["probabilities"].shape[-1]
-        names = self.label_names if self.label_names and len(self.label_names) == count else None
-        return outputs["probabilities"], names or [str(i) for i in range(count)]
-
-    def scores(self, outputs):
-        """A regression's scores [examples]."""
-        if "score" not in outputs:
-            raise RequestError("this model is no regression (no score output); call predict or classify")
-        return outputs["score"]
-
-    def close(self):
-        for batcher in self.batchers.values():
-            batcher.close()
-
-    @functools.cached_property
-    def signature_defs(self):
-        """name -> SignatureDef proto, as saved_model.pb holds them (TF Serving's gRPC metadata); read once."""
-        saved_model = saved_model_pb2.SavedModel()
-        with open(os.path.join(self.path, "saved_model.pb"), "rb") as file:
-            saved_model.ParseFromString(file.read())
-        found = saved_model.meta_graphs[0].signature_def
-        return {name: found[name] for name in self.signatures}
-
-    def metadata(self):
-        signature_def = {
-            name: {
-                "inputs": {n: tensor_info(s) for n, s in signature.structured_input_signature[1].items()},
-                "outputs": {n: tensor_info(s) for n, s in signature.structured_outputs.items()},
-                "method_name": "tensorflow/serving/predict",
-            }
-            for name, signature in self.signatures.items()
-        }
-        return {
-            "model_spec": {"name": self.name, "signature_name": "", "version": str(self.version)},
-            "metadata": {"signature_def": {"signature_def": signature_def}},
-        }
-
-
-def saved_model_folder(folder):
-    """`folder` when it holds saved_model.pb, its `saved_model/` when that does (Garden's export folder,
-    with the manifest beside it), else None."""
-    for path in (folder, os.path.join(folder, "saved_model")):
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            return path
-    return None
-
-
-def _stamp(folder):
-    """When anything in `folder` last changed: a failed version is tried again once it changes."""
-    return max((os.stat(os.path.join(d, f)).st_mtime for d, _, files in os.walk(folder) for f in files), default=0.0)
-
-
-class Model:
-    """One served name: a SavedModel or export folder (version 1), or a base path of numbered version
-    folders whose newest `keep` are served (TF Serving's latest policy), `labels` naming versions."""
-
-    def __init__(self, name, path, metrics, keep=1, labels=None):
-        self.name, self.path, self.metrics, self.keep = name, os.path.abspath(path), metrics, keep
-        self.labels = labels or {}  # label -> version
-        self.versioned = os.path.isdir(self.path) and saved_model_folder(self.path) is None
-        self.loaded = {}  # version -> Servable
-        self.ended = {}  # version -> why it is not served ('' once unloaded for newer ones)
-        self.failed_at = {}  # version -> _stamp of its folder when it failed to load
-        found = self.on_disk()
-        if not found:
-            raise GardenError(
-                f"{path} holds no SavedModel (saved_model.pb) and no numbered version folders; "
-                "export one with 'garden export RUN_DIR' and serve RUN_DIR/export, or copy it to PATH/1"
-            )
-        for version, folder in found[-keep:]:
-            try:
-                self.loaded[version] = Servable(name, version, folder, metrics)
-            except GardenError:
-                raise
-            except Exception as error:
-                raise GardenError(
-                    f"{name} version {version} ({folder}) failed to load: {_model_error(error)}"
-                ) from error
-
-    @property
-    def serving(self):
-        """The newest loaded version: what a request that names none gets."""
-        return self.loaded[max(self.loaded)]
-
-    def on_disk(self):
-        """[(version, folder)] of the versions on disk, oldest first."""
-        if not self.versioned:
-            return [(1, self.path)]
-        if not os.path.isdir(self.path):
-            return []
-        found = sorted(
-            int(d) for d in os.listdir(self.path) if d.isdigit() and os.path.isdir(os.path.join(self.path, d))
-        )
-        return [(version, os.path.join(self.path, str(version))) for version in found]
-
-    async def refresh(self):
-        """Loads the newest `keep` versions on disk that are not loaded (on a worker thread), then
-        unloads what is older than the `keep` newest loaded: a version that fails to load unloads none."""
-        if not self.versioned:
-            return
-        loop, loaded = asyncio.get_running_loop(), []
-        for version, folder in self.on_disk()[-self.keep :]:
-            stamp = _stamp(folder)
-            if version in self.loaded or self.failed_at.get(version) == stamp:
-                continue
-            try:
-                servable = await loop.run_in_executor(None, Servable, self.name, version, folder, self.metrics)
-            except Exception as error:  # a broken or half-written version: the serving ones stay
-                self.failed_at[version], self.ended[version] = stamp, _model_error(error)
-                print(
-                    f"{self.name} version {version} failed to load: {self.ended[version]}", file=sys.stderr, flush=True
-                )
-                continue
-            self.loaded[version] = servable
-            self.ended.pop(version, None)
-            loaded.append(version)
-            print(f"{self.name}: serving version {version} ({folder})", flush=True)
-        for version in sorted(self.loaded)[: -self.keep]:
-            self.loaded.pop(version).close()
-            self.ended[version] = ""
-        if loaded:
-            _freeze(unfreeze=True)  # let the collector free unloaded versions, then keep it off the new ones
-
-    def find(self, version=None, label=None):
-        """The loaded version that `version` or `label` names; the newest when neither is given."""
-        if label is not None:
-            if label not in self.labels:
-                raise NotFound(
-                    f"Servable not found for request: Label({self.name}, {label}); name a version with "
-                    f"--version-label {self.name}:{label}=N"
-                )
-            version = self.labels[label]
-        if version is None:
-            return self.serving
-        if version not in self.loaded:
-            kind = f"Label({self.name}, {label}): version {version}" if label else f"Specific({self.name}, {version})"
-            raise NotFound(f"Servable not found for request: {kind} is not loaded")
-        return self.loaded[version]
-
-    def statuses(self):
-        found = [VersionStatus(v, "END", error) for v, error in self.ended.items()]
-        return sorted([*found, *(VersionStatus(v, "AVAILABLE") for v in self.loaded)], key=lambda s: s.version)
-
-
-def _freeze(unfreeze=False):
-    """The loaded models are hundreds of thousands of long-lived Python objects; left to the collector,
-    each full collection walks them all (pauses of 0.5 s under load). Frozen, it skips them."""
-    if unfreeze:
-        gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
-class Models:
-    """The served models by name: what REST and gRPC look requests up in."""
-
-    def __init__(
-        self, paths: dict[str, str], metrics: ServingMetrics, keep: int | dict[str, int] = 1, labels: dict | None = None
-    ):
-        """`keep`: how many of each base path's newest versions are served, for all models or by name."""
-        labels = labels or {}
-        keep = keep if isinstance(keep, dict) else dict.fromkeys(paths, keep)
-        unknown = sorted(set(labels) - set(paths))
-        if unknown:
-            raise GardenError(
-                f"--version-label names {', '.join(unknown)}, which is not served; serve it or drop the label"
-            )
-        self.models = {
-            name: Model(name, path, metrics, keep.get(name, 1), labels.get(name)) for name, path in paths.items()
-        }
-        _freeze()
-
-    def _model(self, name):
-        if name not in self.models:
-            raise NotFound(f"Servable not found for request: Latest({name})")
-        return self.models[name]
-
-    def find(self, name, version=None, label=None) -> Servable:
-        """The servable a request names: the newest loaded version, or the one `version` or `label` names."""
-        return self._model(name).find(version, label)
-
-    def statuses(self, name, version=None, label=None) -> list[VersionStatus]:
-        model = self._model(name)
-        if label is not None:
-            version = model.find(None, label).version
-        found = [s for s in model.statuses() if version is None or s.version == version]
-        if not found:
-            raise NotFound(f"Servable not found for request: Specific({name}, {version})")
-        return found
-
-    async def poll(self, seconds: float) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            for model in self.models.values():
-                await model.refresh()
-
+from garden.export.requests import Limits, NotFound, RequestError, model_error
+from garden.export.rest_api import parse, parse_examples, response
+from garden.export.servables import Models
 
 MODELS = web.AppKey("models", Models)
 AHEAD = 2  # pieces a streamed generation samples before the client has been sent them
@@ -443,7 +79,7 @@ def _middleware(metrics):
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a bug of ours: one line to the client, the server keeps serving
-            reply = _error(500, f"internal error: {type(error).__name__}: {_model_error(error)}")
+            reply = _error(500, f"internal error: {type(error).__name__}: {model_error(error)}")
         api = getattr(request.match_info.route.handler, "__name__", "")
         if api in ("status", "metadata", "predict", "classify", "regress"):
             version = request.get("version", request.match_info.get("version", ""))
@@ -547,7 +183,7 @@ def build_app(
                         return
                 send({"done": True})
             except Exception as error:  # TensorFlow's, from the model
-                send({"error": _model_error(error)})
+                send({"error": model_error(error)})
 
         reply = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await reply.prepare(request)

@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from garden.errors import GardenError
 from garden.generate.beam_search import beam_search
-from garden.generate.sampler import PLAIN, Rules, Sampling, next_token, seen_tokens, with_token
+from garden.generate.sampler import PLAIN, Rules, Sampling, next_token, seen_tokens, traced_next_token, with_token
+from garden.generate.streaming import sampled_pieces
 from garden.models import kv_cache
 
 # XLA compiles the single-token decode step of small models, whose many small ops cost more in
@@ -24,7 +25,6 @@ from garden.models import kv_cache
 # rows on the 2-core Zen 5: 2.8 vs 6.3 ms at 1.0M weights, 6.1 vs 9.7 at 3.9M, 21 vs 15 at 17M, 140
 # vs 69 at 124M; docs/benchmarks.md).
 XLA_BELOW = 8_000_000
-REPLACEMENT = "\ufffd"  # what tokenizers' detokenizing puts for bytes that are not (yet) a character
 ROWS = tf.TensorSpec([None], tf.string)
 # Every input holds one value per prompt (TF Serving's row format fits it, and requests with
 # different settings batch into one call); `stop` holds each row's single-token strings ("" pads).
@@ -81,48 +81,6 @@ def beam_inputs(prompts, max_new_tokens, beams, length_penalty=1.0, stop=()) -> 
         "length_penalty": tf.fill([rows], float(length_penalty)),
         "stop": _stops(stop, rows),
     }
-
-
-_next_token = tf.function(next_token, reduce_retracing=True)  # for the loops run from Python
-
-
-class Pieces:
-    """The text of a stream of tokens in pieces of whole characters: a character split over tokens
-    reads as U+FFFD until its last byte comes, so only the text before a trailing U+FFFD is given."""
-
-    def __init__(self, text):
-        self.text = text  # token ids -> str
-        self.line, self.shown = [], 0  # the tokens since the last newline; their characters given
-
-    def add(self, token: int) -> str:
-        """The text that `token` settles."""
-        self.line.append(token)
-        text = self.text(self.line)
-        settled = len(text.rstrip(REPLACEMENT))
-        piece, self.shown = text[self.shown : settled], settled
-        if text.endswith("\n"):  # restart the line, keeping the newline as context for spacing
-            self.line = self.line[-1:]
-            self.shown = len(self.text(self.line))
-        return piece
-
-    def rest(self) -> str:
-        return self.text(self.line)[self.shown :]
-
-
-def sampled_pieces(logits, seen, rules, stop_ids, max_new_tokens, decode_one, text):
-    """Yields a continuation of one row in pieces of whole characters as it is sampled: `logits` [1,
-    vocabulary] are the next token's, `seen` [1, vocabulary] the tokens read so far, `stop_ids` a
-    set, `decode_one(token [1], index) -> logits` a step of the model and `text(ids) -> str` the
-    detokenizer. The tokens are those of `Generator.cached` under the same `rules`."""
-    pieces = Pieces(text)
-    for index in range(max_new_tokens):
-        token = _next_token(logits, seen, tf.constant(index), rules)
-        if int(token[0]) in stop_ids:
-            break
-        seen = with_token(seen, token)
-        yield pieces.add(int(token[0]))
-        logits = decode_one(token, index)
-    yield pieces.rest()
 
 
 class Generator:
@@ -333,7 +291,7 @@ class Generator:
         logits = self._last_logits(token_ids, padding_mask)
         seen = seen_tokens(token_ids, padding_mask, logits.shape[-1])
         for index in range(steps):
-            token = _next_token(logits, seen, tf.constant(index), rules)
+            token = traced_next_token(logits, seen, tf.constant(index), rules)
             new.append(token)
             seen = with_token(seen, token)
             done |= (token.numpy()[:, None] == stop_ids.numpy()).any(axis=1)

@@ -88,6 +88,9 @@ def next_token(logits, seen, index, rules: Rules):
     return tf.cond(tf.reduce_any(sampled), draw, lambda: greedy)
 
 
+traced_next_token = tf.function(next_token, reduce_retracing=True)  # for the loops run from Python
+
+
 def shaped(logits, seen, rules: Rules):
     """The logits [rows, vocabulary] that a sampled row draws its next token from: penalized,
     divided by the temperature, then cut to the top k and to the top p. Rules no row uses cost

@@ -6,7 +6,8 @@ import tensorflow as tf
 from garden import metrics
 from garden.data.streams import Stream
 from garden.errors import GardenError
-from garden.tasks.task import EXAMPLES_SIGNATURE, Task
+from garden.signature_names import EXAMPLES_SIGNATURE
+from garden.tasks.task import Task
 
 
 class ClassificationTask(Task):

@@ -17,8 +17,6 @@ from garden.errors import GardenError
 from garden.models.task_model import build_task_model
 from garden.registry import BACKBONES, DATASETS, LOSSES
 
-EXAMPLES_SIGNATURE = "serve_examples"  # Model Garden's name; TF Serving's Classify and Regress call it
-
 
 class Task:
     """Model Garden's Task, reduced to what Garden's trainer and exporters call.

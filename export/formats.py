@@ -1,0 +1,4 @@
+"""Registers the references that judge artifacts and the formats that write them: the `garden.plugins`
+entry point `exporters`, loaded by `registry.load_all()`."""
+
+from garden.export import decoder, reference, saved_model, tflite  # noqa: F401  (registers)
