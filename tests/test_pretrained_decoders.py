@@ -16,7 +16,7 @@ from garden.config import TokenizerConfig, experiment_config
 from garden.data.tokenizers import build_tokenizer
 from garden.errors import GardenError
 from garden.generate.chat import chat_prompt, read_chat_template
-from garden.generate.generator import Generator
+from garden.generate.generator import Generator, generate_inputs
 from garden.generate.sampler import Rules, Sampling
 from garden.models import hf_import
 from garden.models.pretrained import checkpoint_dir
@@ -308,6 +308,23 @@ def test_gpt2_matches_transformers_own_model(folders):
     held = padding_mask.numpy().astype(bool)
     print(f"gpt2, a left-padded batch: max |Δ logits| vs transformers {np.abs(ours[held] - theirs[held]).max():.1e}")
     np.testing.assert_allclose(ours[held], theirs[held], atol=1e-4)
+
+
+def test_gpt2_generates_within_its_positions_and_refuses_past_them(folders):
+    """The fault: a 128-position GPT-2 generated past its last position (the cached path clamped the
+    index and answered; the uncached one ended in a traceback)."""
+    generator = Generator(*_garden("gpt2", folders["gpt2"]))
+    prompt = PROMPTS[0]
+    room = 128 - len(generator.prompt_ids(prompt))
+    assert len(generator.generate([prompt], room, GREEDY)) == 1  # the last position is usable
+    refusal = f"the prompt's {128 - room} tokens and --max-new-tokens {room + 1} exceed the 128 positions"
+    for options in ({}, {"cache": False}, {"beams": 2}):
+        with pytest.raises(GardenError, match=refusal):
+            generator.generate([prompt], room + 1, GREEDY, **options)
+    with pytest.raises(GardenError, match=refusal):
+        generator.stream(prompt, room + 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="tokens and its max_new_tokens exceed the 128 positions"):
+        generator.generate_text(**generate_inputs([prompt], room + 1, GREEDY))  # the SavedModel's signature
 
 
 @pytest.mark.parametrize("family", WRITERS)

@@ -88,6 +88,7 @@ class Generator:
         self.backbone, self.tokenizer = backbone, tokenizer
         # a pretrained family reads prompts after its start token (`<bos>`, GPT-2's `<|endoftext|>`)
         # and ends a continuation at its end token, besides the `stop` strings
+        self.max_positions = getattr(backbone, "max_positions", None)  # None: positions without an end (rotary)
         self.start_id = tokenizer.start_token_id if getattr(backbone, "starts_with_token", False) else None
         # (Llama 3's tokenizer has two: <|end_of_text|>, and <|eot_id|> that ends a chat turn)
         ends = [getattr(tokenizer, name, None) for name in ("end_token_id", "end_token2_id")]
@@ -169,6 +170,12 @@ class Generator:
             raise GardenError(f"--max-new-tokens must be at least 1 (got {max_new_tokens})")
         if not prompts or not all(prompts) or min(len(self.tokenizer(p)) for p in prompts) == 0:
             raise GardenError("every prompt needs at least one token; pass --prompt TEXT")
+        if self.max_positions:
+            longest = max(len(self.prompt_ids(p)) for p in prompts)
+            if longest + max_new_tokens > self.max_positions:
+                raise GardenError(
+                    self._beyond_positions(f"the prompt's {longest} tokens and --max-new-tokens {max_new_tokens}")
+                )
         for text in stop:
             if len(self.tokenizer(text)) != 1:
                 raise GardenError(
@@ -181,6 +188,19 @@ class Generator:
             tf.debugging.assert_equal(tf.shape(value)[0], tf.shape(prompt)[0], f"{name} needs one value per prompt")
         tf.debugging.assert_positive(named["max_new_tokens"], "max_new_tokens must be at least 1")
 
+    def _beyond_positions(self, what: str) -> str:
+        return (
+            f"{what} exceed the {self.max_positions} positions this model has embeddings for; shorten the prompt "
+            "or ask for fewer new tokens"
+        )
+
+    def _positions_checked(self, padding_mask, max_new_tokens):
+        """Asserts in the graph that each row's prompt and continuation fit in the model's positions."""
+        if self.max_positions:
+            ends = tf.reduce_sum(padding_mask, axis=1) + max_new_tokens
+            message = self._beyond_positions("a prompt's tokens and its max_new_tokens")
+            tf.debugging.assert_less_equal(ends, self.max_positions, message=message)
+
     def _generate_text(self, prompt, max_new_tokens, seed, temperature, top_k, top_p, repetition_penalty, stop):
         rules = Rules(seed, temperature, top_k, top_p, repetition_penalty)
         self._rows_checked(prompt, {"max_new_tokens": max_new_tokens, **rules._asdict(), "stop": stop})
@@ -191,6 +211,7 @@ class Generator:
         tf.debugging.assert_positive(repetition_penalty, "repetition_penalty must be > 0")
         stop_ids = self.stop_ids(stop)
         token_ids, padding_mask = self.left_padded(prompt)
+        self._positions_checked(padding_mask, max_new_tokens)
         new = self.cached(token_ids, padding_mask, max_new_tokens, rules, stop_ids)
         return {"text": self.texts(new, stop_ids, max_new_tokens)}
 
@@ -201,6 +222,7 @@ class Generator:
         tf.debugging.assert_positive(beams, "beams must be at least 1")
         stop_ids = self.stop_ids(stop)
         token_ids, padding_mask = self.left_padded(prompt)
+        self._positions_checked(padding_mask, max_new_tokens)
         new = beam_search(
             self.backbone, self._decode_one, token_ids, padding_mask, max_new_tokens, beams, length_penalty, stop_ids
         )

@@ -43,6 +43,11 @@ class GPT2Decoder(HubDecoder):
         )
         super().__init__(arguments, dtype=dtype, **kwargs)
 
+    @property
+    def max_positions(self) -> int:
+        """The positions it has embeddings for: a prompt and its continuation fit in them."""
+        return self.max_sequence_length
+
     def cache_heads(self):
         return self.num_heads, self.hidden_dim // self.num_heads
 
