@@ -661,8 +661,11 @@ def main(argv=None):
         os.environ["GARDEN_VERBOSE"] = "1"
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    from garden.native_output import filtered_stderr
+
     try:
-        return _main(args)
+        with filtered_stderr():
+            return _main(args)
     finally:
         if on_main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -3,9 +3,17 @@ INFO lines) off the terminal; `garden --verbose` (GARDEN_VERBOSE=1) shows it aga
 
 import contextlib
 import os
+import re
 import sys
+import threading
 
 VERBOSE = "GARDEN_VERBOSE"
+# What C++ libraries print past Python: absl log lines ('I0000 00:00:1796.. 123 file.cc:196] ...'), absl's
+# note on its own start, and libjpeg's warnings (TensorFlow decodes through it; Garden names bad images itself)
+NATIVE_LINE = re.compile(
+    rb"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\] |WARNING: All log messages before absl::InitializeLog"
+    rb"|Corrupt JPEG data|Improper call to JPEG library|Premature end of JPEG file)"
+)
 
 
 @contextlib.contextmanager
@@ -28,3 +36,42 @@ def quiet():
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+
+
+@contextlib.contextmanager
+def filtered_stderr():
+    """Within the block, lines written to file descriptor 2 (by Python or C++) that `NATIVE_LINE` matches
+    are dropped and the rest pass on: a pipe in place of descriptor 2, drained by a thread."""
+    if os.environ.get(VERBOSE):
+        yield
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def drain():
+        pending = b""
+        while chunk := os.read(read_end, 1 << 16):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if not NATIVE_LINE.match(line):
+                    os.write(original, line + b"\n")
+            if pending and pending[0] not in b"IWEFCP":  # cannot become a native line: a progress bar's update
+                os.write(original, pending)
+                pending = b""
+        if pending and not NATIVE_LINE.match(pending):
+            os.write(original, pending)
+        os.close(read_end)
+
+    thread = threading.Thread(target=drain, name="garden-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe's last writer closes: the thread reads to its end
+        thread.join(timeout=10)
+        os.close(original)

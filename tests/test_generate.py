@@ -374,3 +374,13 @@ def test_exported_language_model_generates_like_keras_in_a_saved_model_and_a_tfl
         "garden: error: a decode step exports with --quantize none, float16, dynamic (got 'int8')"
     )
     assert not (out / "int8").exists()  # no file, and no empty folder
+
+
+def test_native_log_lines_stay_off_the_terminal_and_verbose_shows_them(trained_lm):
+    """The fault: absl's 'Compiled cluster using XLA!' (the decode step compiles) reached the output."""
+    command = [sys.executable, "-m", "garden.cli", "generate", str(trained_lm), "--prompt", "ROMEO:"]
+    command += ["--max-new-tokens", "4", "--seed", "1"]
+    quiet = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout.startswith("ROMEO:")
+    verbose = subprocess.run([*command[:3], "--verbose", *command[3:]], capture_output=True, text=True, cwd=ROOT)
+    assert "Compiled cluster using XLA" in verbose.stderr and verbose.stdout == quiet.stdout
