@@ -15,6 +15,7 @@ plus its import line in `export/formats.py`.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import shutil
 import tempfile
@@ -25,8 +26,11 @@ from garden.export import manifest
 from garden.export.reference import TFLITE_BOUNDS
 from garden.export.verify import Refused
 from garden.registry import EXPORTERS, REFERENCES
+from garden.run_folder import disk_full
 
 Job = tuple[str, Callable[[], dict]]  # (artifact name, fn() -> the manifest after writing it)
+PREVIOUS = ".previous"  # another checkpoint's export, set aside until this one is written
+STAGING = (".export-*", ".saved_model-*", "*.tmp")  # what an export writes before it renames it in
 
 
 @dataclasses.dataclass
@@ -42,7 +46,9 @@ class ExportOptions:
 
 class Export:
     """One `garden export`: the run's reference, built once, and a work folder in `export_dir` (for
-    the SavedModel that every format reads) removed when the export ends."""
+    the SavedModel that every format reads) removed when the export ends. An export of another
+    checkpoint is set aside, not removed, until this one is written: a failed, full-disk or killed
+    export leaves the older one as it was (the next export restores a killed one's)."""
 
     def __init__(self, run, export_dir: str, options: ExportOptions):
         for name in options.formats:  # refused before the reference's work
@@ -72,41 +78,58 @@ class Export:
                 f"cannot write to {export_dir} ({error.strerror}); pass --out a folder you can write"
             ) from error
         self.export_dir, self.options = export_dir, options
+        self._clear_staging()
         try:
             self.reference = REFERENCES.get(run.task.export_kind)(run, options)
         except BaseException:
             self._remove_if_empty()
             raise
-        self.removed = self._remove_other_checkpoints()
+        self.replaced = self._set_aside_other_checkpoint()
 
     def _remove_if_empty(self):
         """A folder this export created and wrote nothing into is removed: a refusal leaves no trace."""
         if self.created and not os.listdir(self.export_dir):
             os.rmdir(self.export_dir)
 
-    def _remove_other_checkpoints(self) -> str:
-        """Removes the artifacts (and manifest) that `export_dir` holds from another checkpoint, so a
-        folder never mixes checkpoints; returns a line saying what went, or ''."""
+    def _clear_staging(self) -> None:
+        """Removes what a killed export left in the folder, and restores the export it had set aside."""
+        for pattern in STAGING:
+            for path in glob.glob(os.path.join(glob.escape(self.export_dir), pattern)):
+                _remove(path)
+        self._restore_set_aside()
+
+    def _set_aside_other_checkpoint(self) -> str:
+        """Moves the artifacts (and manifest) that `export_dir` holds from another checkpoint into
+        `.previous/`, so a folder never mixes checkpoints; returns a line saying so, or ''."""
         found = manifest.read(self.export_dir)
         ours = self.reference.source()["weights_fingerprint"]
         if not found["artifacts"] or found.get("weights_fingerprint") == ours:
             return ""
-        for entry in found["artifacts"].values():
-            path = os.path.join(self.export_dir, os.path.basename(entry["path"]))
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
-        os.remove(manifest.path(self.export_dir))
+        previous = os.path.join(self.export_dir, PREVIOUS)
+        os.makedirs(previous)
+        for path in [*_artifact_paths(self.export_dir, found), manifest.path(self.export_dir)]:
+            os.replace(path, os.path.join(previous, os.path.basename(path)))
         return (
-            f"removed {', '.join(found['artifacts'])} of {found.get('checkpoint') or 'an older checkpoint'} from "
-            f"{self.export_dir}: this export is of {self.reference.source()['checkpoint']}"
+            f"replacing {', '.join(found['artifacts'])} of {found.get('checkpoint') or 'an older checkpoint'} in "
+            f"{self.export_dir} with this export of {self.reference.source()['checkpoint']} once it is written"
         )
+
+    def _restore_set_aside(self) -> None:
+        """Puts back the export set aside in `.previous/`, removing what an unfinished export wrote."""
+        previous = os.path.join(self.export_dir, PREVIOUS)
+        if not os.path.isdir(previous):
+            return
+        unfinished = manifest.read(self.export_dir)
+        for path in [*_artifact_paths(self.export_dir, unfinished), manifest.path(self.export_dir)]:
+            _remove(path)
+        for name in os.listdir(previous):
+            os.replace(os.path.join(previous, name), os.path.join(self.export_dir, name))
+        os.rmdir(previous)
 
     def run(self, progress: Callable[[str], None] = lambda line: None) -> tuple[list[list[str]], list[str], str | None]:
         """(one table row per artifact, refused ones too; the refusals; the manifest's path or None).
         `progress` is told of each artifact before its (tens of seconds of) work."""
-        rows, refused, manifest = [self.reference.keras_row()], [], None
+        rows, refused, manifest, artifact = [self.reference.keras_row()], [], None, "the SavedModel"
         try:
             with tempfile.TemporaryDirectory(dir=self.export_dir, prefix=".export-") as workdir:
                 for name in self.options.formats:
@@ -119,6 +142,32 @@ class Export:
                             entry = {**error.measured, "path": "refused"}
                             refused.append(str(error))
                         rows.append(self.reference.row(artifact, entry))
+        except BaseException as error:
+            self._clear_staging()  # nothing of the export set aside is lost to one that did not finish
+            if disk_full(error):
+                kept = "the export before is kept" if self.replaced else "the artifacts written before are kept"
+                raise GardenError(
+                    f"no space left on the disk of {self.export_dir} writing {artifact}; free space there or pass "
+                    f"--out a folder on another disk ({kept})"
+                ) from None
+            raise
+        else:
+            if manifest is None:  # every artifact refused: the export set aside stays the folder's
+                self._restore_set_aside()
+            shutil.rmtree(os.path.join(self.export_dir, PREVIOUS), ignore_errors=True)
         finally:
             self._remove_if_empty()
         return rows, refused, manifest
+
+
+def _artifact_paths(export_dir: str, found: dict) -> list[str]:
+    """The files and folders of the artifacts a manifest lists, as far as they exist."""
+    paths = [os.path.join(export_dir, os.path.basename(entry["path"])) for entry in found["artifacts"].values()]
+    return [path for path in paths if os.path.exists(path)]
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.remove(path)

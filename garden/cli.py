@@ -181,8 +181,8 @@ def _export(args, export_dir):
         decode_batch=args.decode_batch,
     )
     export = Export(run, export_dir, options)
-    if export.removed:
-        print(export.removed)
+    if export.replaced:
+        print(export.replaced)
     print(export.reference.legend())
     rows, refused, manifest = export.run(progress=lambda line: print(line, flush=True))
     print(_table(export.reference.columns, rows))

@@ -207,6 +207,14 @@ def read_checkpoint(function, path: str):
         ) from error
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether `error` is a write that found its disk full (TensorFlow's, Python's, or shutil's copies,
+    which gather theirs in one Error)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return isinstance(error, (OSError, tf.errors.ResourceExhaustedError)) and "No space left on device" in str(error)
+
+
 def _write_json(path, value):
     with open(path, "w") as f:
         json.dump(value, f, indent=2)

@@ -227,7 +227,7 @@ def test_an_export_of_a_newer_checkpoint_removes_the_older_artifacts(tiny_run, t
     assert older["step"] == older["artifacts"]["saved_model"]["step"] == 200
     state.write_text(newest)
     printed = garden("export", run_dir, "--format", "tflite", "--out", out).stdout
-    assert printed.splitlines()[0].startswith(f"removed saved_model of {run_dir}/model/ckpt-200 from {out}")
+    assert printed.splitlines()[0].startswith(f"replacing saved_model of {run_dir}/model/ckpt-200 in {out} with ")
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["artifacts"]) == {"model_none.tflite"} and not (out / "saved_model").exists()
     assert manifest["step"] == manifest["artifacts"]["model_none.tflite"]["step"] == 300

@@ -2,8 +2,10 @@
 each kill the command's outputs hold nothing half-written; after SIGTERM no staging is left; the
 next run of the command clears a SIGKILLed one's staging and gives the uninterrupted result.
 
-`make test` tries one point per signal; `GARDEN_CHAOS_POINTS=N` (as `make chaos` sets) tries N."""
+`make test` tries one point per signal (as soon as the command writes); `GARDEN_CHAOS_POINTS=N` (as
+`make chaos` sets) tries N, the others at seeded random delays."""
 
+import contextlib
 import json
 import os
 import random
@@ -12,9 +14,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import ROOT, garden
+
+from garden.export.manifest import size_bytes
+from garden.run_folder import RunFolder
 
 POINTS = int(os.environ.get("GARDEN_CHAOS_POINTS", "1"))
 
@@ -25,7 +31,9 @@ def start(*args) -> subprocess.Popen:
 
 
 def kill_once(process, writing, number, delay, seconds=300) -> str:
-    """Sends `number` to `process` `delay` s after `writing()` first holds; returns its stderr."""
+    """Sends `number` to `process` `delay` s after `writing()` first holds; returns its stderr (its stdout
+    is `process.stdout_text`). A signal that comes after the command is done may end the process as it
+    exits: the caller checks for the command's last line."""
     deadline = time.time() + seconds
     while not writing():
         assert process.poll() is None, f"the command ended before it was killed: {process.communicate()[1][-2000:]}"
@@ -33,7 +41,8 @@ def kill_once(process, writing, number, delay, seconds=300) -> str:
         time.sleep(0.01)
     time.sleep(delay)
     process.send_signal(number)
-    return process.communicate(timeout=seconds)[1]
+    process.stdout_text, stderr = process.communicate(timeout=seconds)
+    return stderr
 
 
 def staged_bytes(folder, pattern) -> int:
@@ -60,8 +69,10 @@ def test_a_killed_data_convert_leaves_no_shard_and_its_rerun_converts_everything
     for point in range(POINTS):
         out = tmp_path / f"{number.name}-{point}"
         process = start(*convert, "--out", out / "v-*.tfrecord")
-        stderr = kill_once(process, lambda out=out: staged_bytes(out, ".convert-*/*"), number, rng.uniform(0.0, 2.0))
-        if process.returncode == 0:  # it finished before the signal came
+        stderr = kill_once(
+            process, lambda out=out: staged_bytes(out, ".convert-*/*"), number, rng.uniform(0.0, 2.0) if point else 0.0
+        )
+        if process.returncode in (0, -number) and '"examples": 10000' in process.stdout_text:  # done before it
             assert records(out) == expected
             continue
         assert not list(out.glob("v-*")), "a shard was renamed in before every shard was whole"
@@ -73,16 +84,24 @@ def test_a_killed_data_convert_leaves_no_shard_and_its_rerun_converts_everything
         assert records(out) == expected
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 600 KiB tmpfs (CI runs as root and may mount one): room for one tiny checkpoint, not two."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)], capture_output=True)
+@contextlib.contextmanager
+def tmpfs(folder, kib: int):
+    """A tmpfs of `kib` KiB mounted at `folder` (CI runs as root and may mount one)."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); CI runs this as root")
-    yield disk
-    subprocess.run(["umount", "--lazy", str(disk)], check=True)  # files the process may still hold open
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)  # files the process may still hold open
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """600 KiB: room for one tiny checkpoint, not two."""
+    with tmpfs(tmp_path / "disk", 600) as disk:
+        yield disk
 
 
 def test_training_into_a_full_disk_is_one_line_and_keeps_the_checkpoints_before(small_disk):
@@ -102,3 +121,58 @@ def test_training_into_a_full_disk_is_one_line_and_keeps_the_checkpoints_before(
     assert not list(run_dir.glob("**/*_temp")) and not (run_dir / ".lock").exists()
     evaluated = garden("eval", run_dir, "--split", "validation").stdout  # the step-10 weights load and evaluate
     assert 0 <= json.loads(evaluated.splitlines()[-1])["accuracy"] <= 1
+
+
+def test_an_export_into_a_full_disk_is_one_line_and_keeps_the_export_before(tiny_run, tmp_path):
+    """The fault: the older, good export was removed first, then OSError [Errno 28], and a partial
+    model_none.tflite.tmp stayed."""
+    steps = RunFolder(tiny_run).kept_steps()
+    garden("export", tiny_run, "--out", tmp_path / "measure")
+    size = size_bytes(str(tmp_path / "measure" / "saved_model"))
+    with tmpfs(tmp_path / "disk", int(2.5 * size / 1024)) as disk:  # room for one export and its staging
+        out = disk / "export"
+        garden("export", tiny_run, "--checkpoint", steps[0], "--out", out)
+        before = (out / "manifest.json").read_text()
+        full = garden("export", tiny_run, "--out", out, check=False)
+        line = full.stderr.strip()
+        assert full.returncode == 2 and "\n" not in line, line
+        assert line == (
+            f"garden: error: no space left on the disk of {out} writing saved_model; free space there or pass --out "
+            "a folder on another disk (the export before is kept)"
+        )
+        assert (
+            sorted(os.listdir(out)) == ["manifest.json", "saved_model"]
+            and (out / "manifest.json").read_text() == before
+        )
+        assert json.loads(before)["step"] == steps[0]
+        served = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
+        probabilities = served(image=tf.zeros([1, 28, 28, 1]))["probabilities"].numpy()
+        np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_killed_export_keeps_the_export_before_and_its_rerun_leaves_no_staging(number, tiny_run, tmp_path):
+    """The fault: a killed export left hidden .export-* and .saved_model-* folders for good."""
+    steps = RunFolder(tiny_run).kept_steps()
+    rng = random.Random(number)
+    for point in range(POINTS):
+        out = tmp_path / f"{number.name}-{point}"
+        garden("export", tiny_run, "--checkpoint", steps[0], "--out", out)
+        before = (out / "manifest.json").read_text()
+        process = start("export", tiny_run, "--out", out)
+        stderr = kill_once(
+            process,
+            lambda out=out: staged_bytes(out, ".export-*/**/*"),
+            number,
+            rng.uniform(0.0, 3.0) if point else 0.0,
+        )
+        if process.returncode in (0, -number) and "manifest: " in process.stdout_text:  # done before the signal
+            assert json.loads((out / "manifest.json").read_text())["step"] == steps[-1]
+            continue
+        if number == signal.SIGTERM:  # cleaned up on the signal: the export before is back, whole
+            assert process.returncode == 143 and stderr.strip().splitlines()[-1] == "garden: stopped by SIGTERM"
+            assert sorted(os.listdir(out)) == ["manifest.json", "saved_model"]
+            assert (out / "manifest.json").read_text() == before
+        garden("export", tiny_run, "--out", out)
+        assert sorted(os.listdir(out)) == ["manifest.json", "saved_model"]
+        assert json.loads((out / "manifest.json").read_text())["step"] == steps[-1]

@@ -11,7 +11,6 @@ the current loop and stop, so a preempted job resumes with no step lost or repea
 
 import contextlib
 import dataclasses
-import errno
 import os
 import re
 import signal
@@ -31,7 +30,7 @@ from garden.models.quantization import quantize_backbones
 from garden.models.task_model import backbone_variables, seed_states, trainable_variables
 from garden.optimizers import build_optimizer, scale_learning_rate
 from garden.registry import TASKS
-from garden.run_folder import CONFIGS, RunFolder
+from garden.run_folder import CONFIGS, RunFolder, disk_full
 from garden.train import precision
 from garden.train.checkpoints import Checkpoints, ema_weights, fingerprint
 from garden.train.evaluate import evaluate
@@ -361,12 +360,8 @@ class Trainer:
         validation metrics (prefixed `NAME/` per sub-task in a multitask); gives up the run folder as it ends."""
         try:
             return self._train()
-        except tf.errors.ResourceExhaustedError as error:
-            if "No space left on device" not in str(error):
-                raise
-            raise self._disk_full() from None
-        except OSError as error:
-            if error.errno != errno.ENOSPC:
+        except (OSError, tf.errors.ResourceExhaustedError) as error:
+            if not disk_full(error):
                 raise
             raise self._disk_full() from None
         finally:
