@@ -46,7 +46,7 @@ def filtered_stderr():
         yield
         return
     sys.stderr.flush()
-    original = os.dup(2)
+    original, forward = os.dup(2), os.dup(2)  # the thread's own copy: it may outlive the block
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
@@ -58,13 +58,14 @@ def filtered_stderr():
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 if not NATIVE_LINE.match(line):
-                    os.write(original, line + b"\n")
+                    os.write(forward, line + b"\n")
             if pending and pending[0] not in b"IWEFCP":  # cannot become a native line: a progress bar's update
-                os.write(original, pending)
+                os.write(forward, pending)
                 pending = b""
         if pending and not NATIVE_LINE.match(pending):
-            os.write(original, pending)
+            os.write(forward, pending)
         os.close(read_end)
+        os.close(forward)
 
     thread = threading.Thread(target=drain, name="garden-stderr", daemon=True)
     thread.start()
@@ -72,6 +73,6 @@ def filtered_stderr():
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(original, 2)  # the pipe's last writer closes: the thread reads to its end
-        thread.join(timeout=10)
-        os.close(original)
+        os.dup2(original, 2)  # the pipe's last writer closes, unless a child process holds it: then the
+        os.close(original)  # thread goes on passing the child's lines
+        thread.join(timeout=5)
