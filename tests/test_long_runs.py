@@ -44,16 +44,7 @@ def test_early_stopping_after_a_learning_rate_spike_keeps_the_best_weights(tmp_p
     ]
     trainer, _ = train(run_dir, *spiked)
     accuracy = validations(run_dir)
-    # by hand: the first validation after which `patience` in a row do not beat the best so far
-    best_step, stale, expected_stop = None, 0, None
-    for step in sorted(accuracy):
-        if best_step is None or accuracy[step] > accuracy[best_step]:
-            best_step, stale = step, 0
-        else:
-            stale += 1
-        if stale == 3:
-            expected_stop = step
-            break
+    best_step, expected_stop = stop_by_hand(accuracy, patience=3)
     assert expected_stop is not None and expected_stop < 200, accuracy  # the spike ruined the run
     assert max(accuracy) == expected_stop and int(trainer.step.numpy()) == expected_stop
     info = json.loads((run_dir / "best" / "info.json").read_text())
@@ -82,9 +73,24 @@ def test_early_stopping_after_a_learning_rate_spike_keeps_the_best_weights(tmp_p
     assert results == {} and int(trainer.step.numpy()) == expected_stop
     assert f"nothing to do: stopped early at step {expected_stop}" in capsys.readouterr().out
     assert len(open(run_dir / "metrics.jsonl").readlines()) == lines
-    # with more patience, it trains on
+    # with more patience, it trains on, counting the validations it had not improved in before
     trainer, _ = train(run_dir, *spiked, "trainer.early_stopping.patience=4")
-    assert int(trainer.step.numpy()) == expected_stop + 10
+    accuracy = validations(run_dir)
+    assert min(accuracy) == 10 and max(accuracy) > expected_stop
+    assert int(trainer.step.numpy()) == (stop_by_hand(accuracy, patience=4)[1] or max(accuracy))  # or to its end
+
+
+def stop_by_hand(accuracy: dict, patience: int) -> tuple:
+    """(best step, stop step): the first validation after which `patience` in a row do not beat the best so far."""
+    best_step, stale = None, 0
+    for step in sorted(accuracy):
+        if best_step is None or accuracy[step] > accuracy[best_step]:
+            best_step, stale = step, 0
+        else:
+            stale += 1
+        if stale == patience:
+            return best_step, step
+    return best_step, None
 
 
 def mnist_with_a_bad_image(path, bad_index):

@@ -32,7 +32,8 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_killed_ones_lock_is_t
     """The fault: two `garden train` on one --run-dir both ran, metrics.jsonl got each step twice and
     the first reported a result whose weights the second had overwritten."""
     run_dir = tmp_path / "run"
-    train = ["train", "mnist_resnet", *sets(*SMALL, "trainer.train_steps=400"), "--run-dir", run_dir]
+    # far more steps than it takes while the other commands start: it is killed holding the folder
+    train = ["train", "mnist_resnet", *sets(*SMALL, "trainer.train_steps=1000000"), "--run-dir", run_dir]
     first = subprocess.Popen(
         [sys.executable, "-m", "garden.cli", *map(str, train)],
         cwd=ROOT,
@@ -50,6 +51,7 @@ def test_a_second_writer_is_refused_naming_the_first_and_a_killed_ones_lock_is_t
             assert "\n" not in line and line.startswith(f"garden: error: {run_dir} is in use by {holder}"), line
             assert line.endswith("wait for it to end or stop it, or pass --run-dir another folder")
         assert not (tmp_path / "q").exists() and not (run_dir / "export").exists()
+        assert first.poll() is None  # it held the folder all along
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()

@@ -239,7 +239,15 @@ class Trainer:
     def set_up(self) -> int:
         """Builds each sub-task's routine, restores the newest checkpoint (or warm-starts a new run),
         positions every data iterator at the restored step and writes the run's files; returns that
-        step. `train` calls it first; called alone, it shows the weights a run starts from."""
+        step. `train` calls it first; called alone, it shows the weights a run starts from. When it
+        fails, it gives up the run folder."""
+        try:
+            return self._set_up()
+        except BaseException:
+            self.release()
+            raise
+
+    def _set_up(self) -> int:
         self._check_intervals()
         self.routines = [self._routine(name, task) for name, task in self.tasks.items()]
         sizes = [len(r.train) for r in self.routines] if len(self.routines) > 1 else [0]  # a stream counts by reading
