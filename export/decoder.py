@@ -45,6 +45,7 @@ BOUNDS = {"none": 1e-4, "float16": None, "dynamic": None}  # max |Δ logits|; No
 PARITY_WINDOWS = 4
 PROMPT_LENGTHS = (3, 8, 13, 21)  # tokens of held-out text; different lengths exercise the left padding
 NEW_TOKENS = 24
+MAX_LENGTH = 256  # the decode step's cache, unless --max-length or the model's positions say fewer
 # each a setting per prompt: all greedy, then a mixed batch (greedy, sampled, penalized rows)
 CHECKED_SAMPLINGS = (
     [Sampling(temperature=0)] * len(PROMPT_LENGTHS),
@@ -82,6 +83,20 @@ def decode_step_function(backbone, max_length, batch=1):
         return step(token_ids, position, cache, tf.ones([1, max_length], tf.int32))
 
     return tf.function(decode_step, input_signature=specs)
+
+
+def decode_length(backbone, max_length: int | None) -> int:
+    """The tokens the decode step's cache holds: `max_length` (--max-length), refused past the
+    positions a model has embeddings for (GPT-2's), else MAX_LENGTH or those positions, the fewer."""
+    positions = getattr(backbone, "max_positions", None)  # None: rotary positions, without an end
+    if max_length is None:
+        return min(MAX_LENGTH, positions or MAX_LENGTH)
+    if positions and max_length > positions:
+        raise GardenError(
+            f"--max-length {max_length} is past the {positions} positions this model has embeddings for; "
+            f"pass --max-length {positions} or less"
+        )
+    return max_length
 
 
 def write_saved_model(backbone, tokenizer, directory, max_length, batch=1):
@@ -146,7 +161,7 @@ class DecoderReference(ExportReference):
     def __init__(self, run, options):
         super().__init__(run, options)
         self.backbone, self.tokenizer = run.model.get_layer("backbone"), run.task.tokenizer
-        max_length = options.max_length
+        max_length = decode_length(self.backbone, options.max_length)
         if max_length < max(PROMPT_LENGTHS) + NEW_TOKENS:
             raise GardenError(
                 f"--max-length must be at least {max(PROMPT_LENGTHS) + NEW_TOKENS} tokens (got {max_length})"

@@ -40,7 +40,7 @@ class ExportOptions:
     signature: str = "serving_default"  # the signature TFLite converts
     max_error: float | None = None  # parity bound on max |Δ| (None: each format's and mode's own)
     max_quality_drop: float = 1.0  # points of the task's quality (accuracy, say) an artifact may lose
-    max_length: int = 256  # decoders: tokens the decode step's cache holds
+    max_length: int | None = None  # decoders: tokens the decode step's cache holds (None: 256 or the positions)
     decode_batch: int = 1  # decoders: rows the decode step takes at once
 
 
@@ -59,7 +59,7 @@ class Export:
                 raise GardenError(f"unknown --quantize '{mode}'; choose from: {', '.join(TFLITE_BOUNDS)}")
         default = ExportOptions()
         decoder_options = {
-            "--max-length": options.max_length != default.max_length,
+            "--max-length": options.max_length is not None,
             "--decode-batch": options.decode_batch != default.decode_batch,
         }
         if run.task.export_kind != "decoder" and any(decoder_options.values()):

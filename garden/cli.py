@@ -485,8 +485,8 @@ def _parser():
     sub.add_argument(
         "--max-length",
         type=int,
-        default=256,
-        help="language models: tokens (prompt and new) that the decode step's cache holds (default 256)",
+        help="language models: tokens (prompt and new) that the decode step's cache holds "
+        "(default 256, or the model's positions when it has fewer, as GPT-2's 1024)",
     )
     sub.add_argument(
         "--decode-batch",

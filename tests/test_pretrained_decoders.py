@@ -15,6 +15,7 @@ from safetensors.numpy import load_file, save_file
 from garden.config import TokenizerConfig, experiment_config
 from garden.data.tokenizers import build_tokenizer
 from garden.errors import GardenError
+from garden.export.decoder import MAX_LENGTH, decode_length, decode_step_function
 from garden.generate.chat import chat_prompt, read_chat_template
 from garden.generate.generator import Generator, generate_inputs
 from garden.generate.sampler import Rules, Sampling
@@ -325,6 +326,34 @@ def test_gpt2_generates_within_its_positions_and_refuses_past_them(folders):
         generator.stream(prompt, room + 1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="tokens and its max_new_tokens exceed the 128 positions"):
         generator.generate_text(**generate_inputs([prompt], room + 1, GREEDY))  # the SavedModel's signature
+
+
+def test_gpt2_exports_a_decode_step_within_its_positions(folders, tmp_path):
+    """The fault: `garden export` wrote a 256-token decode step for a 128-position GPT-2. The default
+    cache now holds the model's positions; a --max-length past them is refused before any work."""
+    run = tmp_path / "run"
+    overrides = [
+        "task.model.backbone.type=gpt2",
+        f"task.init_checkpoint={folders['gpt2']}",
+        "task.model.tokenizer.sequence_length=32",
+        "task.train_data.num_examples=32",
+        "task.validation_data.num_examples=16",
+        "trainer.train_steps=1",
+        "trainer.steps_per_loop=1",
+        "trainer.validation_interval=1",
+        "trainer.checkpoint_interval=1",
+    ]
+    garden("train", "shakespeare_gpt2", *[a for s in overrides for a in ("--set", s)], "--run-dir", run)
+    positions = json.loads((folders["gpt2"] / "config.json").read_text())["n_positions"]
+    refused = garden("export", run, "--max-length", str(positions + 1), check=False)
+    assert refused.returncode == 2 and not (run / "export").exists()
+    assert f"--max-length {positions + 1} is past the {positions} positions this model has embeddings for; " in (
+        refused.stderr
+    )
+    backbone = Run(str(run)).model.get_layer("backbone")
+    assert decode_length(backbone, None) == positions < MAX_LENGTH  # the default: not the 256 of a rotary model
+    cache = decode_step_function(backbone, decode_length(backbone, None)).input_signature[2]
+    assert cache.shape[3] == positions  # [layers, rows, 2, length, heads, head_dim]
 
 
 @pytest.mark.parametrize("family", WRITERS)
