@@ -4,6 +4,7 @@ trained on a few sentences. KerasHub's own CausalLM models read the same folders
 and for GPT-2 transformers' TFGPT2LMHeadModel too, which shares no code with KerasHub."""
 
 import json
+import shutil
 
 import keras_hub
 import numpy as np
@@ -473,3 +474,23 @@ def test_a_pretrained_llama_fine_tunes_generates_and_exports_like_keras(folders,
     manifest = json.loads((run / "export" / "manifest.json").read_text())["artifacts"]
     assert manifest["saved_model"]["generate_matches"] and manifest["model_none.tflite"]["greedy_matches"]
     assert saved_model_greedy(run / "export" / "saved_model", "The bank", 16) == printed.rstrip("\n")
+
+
+def test_a_folder_of_another_family_or_of_tensorflow_weights_is_refused_in_one_line(folders, tmp_path):
+    """The faults: a GPT-2 folder under task.model.backbone.type=llama was first refused with a
+    vocabulary size to set; a GPT-2 folder that transformers' TF class saved was refused as 'does not
+    contain tensor wte.weight', not saying the folder holds TensorFlow's names."""
+    import transformers
+
+    gpt2 = folders["gpt2"]
+    with pytest.raises(GardenError, match=r"holds a gpt2 model, not llama; set task.model.backbone.type=gpt2$"):
+        experiment_config("shakespeare_gpt2", sets=["task.model.backbone.type=llama", f"task.init_checkpoint={gpt2}"])
+    model = transformers.TFGPT2LMHeadModel(transformers.GPT2Config.from_pretrained(str(gpt2)))
+    model(model.dummy_inputs)
+    for safetensors in (True, False):  # model.safetensors under TF's names, or tf_model.h5
+        folder = tmp_path / f"tf_{safetensors}"
+        shutil.copytree(gpt2, folder, ignore=shutil.ignore_patterns("model.safetensors"))
+        model.save_pretrained(str(folder), safe_serialization=safetensors)
+        assert (folder / ("model.safetensors" if safetensors else "tf_model.h5")).is_file()
+        with pytest.raises(GardenError, match="holds TensorFlow weights .* and Garden reads PyTorch's names; save it"):
+            experiment_config("shakespeare_gpt2", sets=[f"task.init_checkpoint={folder}"])  # a GPT-2 by default

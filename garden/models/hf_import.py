@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from garden.errors import GardenError, first_line
@@ -36,9 +36,29 @@ def read_config(directory: str) -> dict:
     with open(path) as f:
         config = json.load(f)
     weights = ["model.weights.h5"] if _is_preset(config) else ["model.safetensors", "model.safetensors.index.json"]
+    if not _is_preset(config) and _tensorflow_weights(directory):
+        raise GardenError(
+            f"the checkpoint in {directory} holds TensorFlow weights (transformers' TF classes save them, under "
+            "names such as 'transformer/wte/weight'), and Garden reads PyTorch's names; save it once with "
+            "transformers' PyTorch class (from_pretrained(folder, from_tf=True).save_pretrained(new_folder)) "
+            "and import that folder"
+        )
     if not any(os.path.isfile(os.path.join(directory, name)) for name in weights):
         raise GardenError(f"{directory} is not a checkpoint folder: it has a config.json and no {weights[0]}")
     return config
+
+
+def _tensorflow_weights(directory: str) -> bool:
+    """Whether the folder's weights are transformers' TensorFlow ones: a tf_model.h5 alone, or a
+    model.safetensors marked as TensorFlow's ("format": "tf" in its metadata)."""
+    path = os.path.join(directory, "model.safetensors")
+    if not os.path.isfile(path):
+        return os.path.isfile(os.path.join(directory, "tf_model.h5"))
+    try:
+        with safe_open(path, "np") as file:
+            return (file.metadata() or {}).get("format") == "tf"
+    except (SafetensorError, OSError):  # unreadable: loading says so
+        return False
 
 
 def _is_preset(config: dict) -> bool:
@@ -72,6 +92,13 @@ def _family(config: dict, directory: str) -> str:
     return found[kind]
 
 
+def _check_family(found: str, wanted: str, directory: str) -> None:
+    if found != wanted:
+        raise GardenError(
+            f"the checkpoint in {directory} holds a {found} model, not {wanted}; set task.model.backbone.type={found}"
+        )
+
+
 def encoder_params(directory: str) -> dict:
     """The backbone parameters that match the checkpoint's architecture."""
     config = read_config(directory)
@@ -80,13 +107,12 @@ def encoder_params(directory: str) -> dict:
 
 def checkpoint_sizes(backbone_type: str, directory: str) -> dict:
     """The parameters (dropout aside) that size a `backbone_type` backbone as the checkpoint in
-    `directory`; {} when that backbone imports no checkpoint or this one is of another family (loading
-    it then names the fix)."""
+    `directory`; {} when that backbone imports no checkpoint. A checkpoint of another family is
+    refused here, before anything is built at the wrong sizes."""
     if backbone_type not in _importers():
         return {}
     config = read_config(directory)
-    if _family(config, directory) != backbone_type:
-        return {}
+    _check_family(_family(config, directory), backbone_type, directory)
     return {k: v for k, v in _params(BACKBONES.get(backbone_type), config, directory).items() if k != "dropout"}
 
 
@@ -116,12 +142,7 @@ def encoder(directory: str, **params) -> TextEncoder:
 def load_into(encoder: TextEncoder | HubDecoder, directory: str) -> None:
     """Loads the checkpoint in `directory` into `encoder` (a backbone of the same family and sizes)."""
     config = read_config(directory)
-    found = _family(config, directory)
-    if found != getattr(encoder, "family", ""):
-        raise GardenError(
-            f"the checkpoint in {directory} holds a {found} model, not {getattr(encoder, 'family', encoder.name)}; "
-            f"set task.model.backbone.type={found}"
-        )
+    _check_family(_family(config, directory), getattr(encoder, "family", encoder.name), directory)
     expected = _params(type(encoder), config, directory)
     wrong = {k: v for k, v in expected.items() if k != "dropout" and getattr(encoder, k) != v}
     if wrong:
