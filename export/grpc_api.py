@@ -7,9 +7,10 @@
     PredictionService.GetModelMetadata  the SavedModel's SignatureDefs
     ModelService.GetModelStatus         the state of each version
 
-Requests share the REST server's models, versions and batching queues. What does not fit the
-signature is INVALID_ARGUMENT with the one line REST answers with a 400; an unknown model or
-version is NOT_FOUND."""
+Requests share the REST server's models, versions, batching queues and generation budget. What
+does not fit the signature or the server's limits is INVALID_ARGUMENT with the one line REST answers
+with a 400; a generation that waits for memory is RESOURCE_EXHAUSTED (REST's 429); an unknown model
+or version is NOT_FOUND."""
 
 import time
 
@@ -29,7 +30,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from garden.export.requests import NotFound, RequestError, check_array, check_instances
+from garden.export.requests import Busy, NotFound, RequestError, check_array, check_instances
 from garden.signature_names import DEFAULT_SIGNATURE, EXAMPLES_SIGNATURE
 
 CLASSIFY, REGRESS = "tensorflow/serving/classify", "tensorflow/serving/regress"  # TF Serving's method names
@@ -103,10 +104,13 @@ class _Service:
             code, message = grpc.StatusCode.UNIMPLEMENTED, str(error)
         except RequestError as error:
             code, message = grpc.StatusCode.INVALID_ARGUMENT, str(error)
+        except Busy as error:
+            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
         except Exception as error:  # a bug of ours: one line to the client, the server keeps serving
             code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}"[:300]
         finally:
-            self.metrics.observe(spec.name, version, api, "grpc", code.name, time.perf_counter() - start)
+            labels = self.models.metric_labels(spec.name, version)
+            self.metrics.observe(*labels, api, "grpc", code.name, time.perf_counter() - start)
         await context.abort(code, message)
 
     @staticmethod
@@ -237,7 +241,8 @@ class ModelService(_Service, model_service_pb2_grpc.ModelServiceServicer):
             code = grpc.StatusCode.NOT_FOUND
             await context.abort(code, str(error))
         finally:
-            self.metrics.observe(spec.name, "", "status", "grpc", code.name, time.perf_counter() - start)
+            labels = self.models.metric_labels(spec.name, None)
+            self.metrics.observe(*labels, "status", "grpc", code.name, time.perf_counter() - start)
         response = get_model_status_pb2.GetModelStatusResponse()
         for status in statuses:
             entry = response.model_version_status.add(

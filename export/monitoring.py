@@ -1,6 +1,8 @@
 """The server's Prometheus metrics, at `/monitoring/prometheus/metrics` as TF Serving has them:
 requests by model, version, API, protocol and status; their latency; the rows and requests each
-batched model call held; and the text pieces sampled for streamed generation."""
+batched model call held; and the text pieces sampled for streamed generation. A request's model
+and version labels are those the server serves and has loaded, others count under "" (servables.py's
+Models.metric_labels): the names clients send make no new series."""
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 

@@ -1,21 +1,62 @@
 """The checks every served request passes, whichever API brought it (REST's JSON, gRPC's TensorProtos):
-arrays that fit the signature, a bounded number of instances, values in the trained range; and the
-one line a model's error is answered with."""
+arrays that fit the signature, a bounded number of instances, values in the trained range, generations
+within the server's beams, new tokens and memory; and the one line a model's error is answered with."""
 
 import dataclasses
+import threading
 
 import numpy as np
 import tensorflow as tf
 
+# A beam search's peak memory holds about 4-5 copies of its key/value cache and logits (measured on
+# the tiny test decoder, float32: 5,000-100,000 beams of 1 prompt, 10-50 new tokens, 3.6-4.6x).
+COPIES = 5
+
 
 @dataclasses.dataclass
 class Limits:
-    """What one request may hold and how long a batch waits (`garden serve`'s --max-* and --batch-* flags)."""
+    """What one request may hold, how long a batch waits and what the generations running at once may
+    hold (`garden serve`'s --max-* and --batch-* flags)."""
 
     max_request_bytes: int = 10 * 2**20
     max_instances: int = 1024
     max_batch_size: int = 64
     batch_timeout_ms: float = 5.0
+    max_beams: int = 16
+    max_new_tokens: int = 1024
+    max_generation_bytes: int = 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    """A language model's call: `rows` prompts of up to `prompt` tokens, each searching `beams` beams
+    for up to `new` tokens, through a key/value cache of `position_bytes` per position and beam that
+    gives `vocabulary` logits per step."""
+
+    rows: int
+    beams: int
+    prompt: int
+    new: int
+    position_bytes: int
+    vocabulary: int
+
+    @property
+    def bytes(self) -> int:
+        """Its peak memory, estimated: COPIES x (rows x beams x (prompt + new) x position_bytes of cache +
+        rows x beams x vocabulary float32 logits)."""
+        per_beam = (self.prompt + self.new) * self.position_bytes + 4 * self.vocabulary
+        return COPIES * self.rows * self.beams * per_beam
+
+    def joined(self, other: "Generation") -> "Generation":
+        """The call batching both: rows add up, and every row is padded to the longest prompt, the
+        widest search and the most new tokens."""
+        return dataclasses.replace(
+            self,
+            rows=self.rows + other.rows,
+            beams=max(self.beams, other.beams),
+            prompt=max(self.prompt, other.prompt),
+            new=max(self.new, other.new),
+        )
 
 
 class RequestError(ValueError):
@@ -24,6 +65,65 @@ class RequestError(ValueError):
 
 class NotFound(LookupError):
     """No such model or version: REST answers 404, gRPC NOT_FOUND."""
+
+
+class Busy(Exception):
+    """A generation that fits the server, but not beside those running: REST answers 429, gRPC
+    RESOURCE_EXHAUSTED (as TF Serving answers when its batching queue is full); the client retries."""
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+class GenerationBudget:
+    """The memory that the generations running at once may hold (--max-generation-bytes): each takes
+    its estimate (Generation.bytes) before it runs and gives it back when done."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used, self.lock = limit, 0, threading.Lock()
+
+    def take(self, size: int) -> bool:
+        """Takes `size` bytes if they are free."""
+        with self.lock:
+            if self.used + size > self.limit:
+                return False
+            self.used += size
+            return True
+
+    def give(self, size: int) -> None:
+        with self.lock:
+            self.used -= size
+
+    def reserve(self, generation: Generation) -> int:
+        """Takes `generation`'s bytes (returned, to give back when it is done); RequestError when it can
+        never fit, Busy when it does not fit beside the generations running."""
+        size = generation.bytes
+        if size > self.limit:
+            raise RequestError(
+                f"this generation needs about {_mib(size)} (rows x beams x (prompt + new tokens) of key/value "
+                f"cache), over this server's --max-generation-bytes {self.limit}; ask for fewer rows, beams or "
+                "new tokens (or raise --max-generation-bytes)"
+            )
+        if not self.take(size):
+            raise Busy(
+                f"server busy: the generations running hold {_mib(self.used)} of --max-generation-bytes "
+                f"{self.limit} and this one needs {_mib(size)}; retry"
+            )
+        return size
+
+
+def check_generation(beams: int, new_tokens: int, limits: Limits) -> None:
+    """Refuses a generation of more beams or new tokens than `limits` allow."""
+    if beams > limits.max_beams:
+        raise RequestError(
+            f"beams {beams} is over this server's --max-beams {limits.max_beams}; ask for fewer (or raise --max-beams)"
+        )
+    if new_tokens > limits.max_new_tokens:
+        raise RequestError(
+            f"max_new_tokens {new_tokens} is over this server's --max-new-tokens {limits.max_new_tokens}; ask for "
+            "fewer (or raise --max-new-tokens)"
+        )
 
 
 def check_array(name: str, array: np.ndarray, spec: tf.TensorSpec) -> np.ndarray:

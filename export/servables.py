@@ -1,6 +1,7 @@
 """What `garden serve` serves: each model's versions on disk, loaded as servables and swapped as new
-versions appear (TF Serving's latest version policy and version labels), and each servable's
-signatures behind their batching queues."""
+versions appear or rolled back as served ones are removed (TF Serving's latest version policy and
+version labels), and each servable's signatures behind their batching queues; a language model's
+generations within the server's beams, new tokens and memory."""
 
 import asyncio
 import dataclasses
@@ -18,11 +19,27 @@ from garden.errors import GardenError
 from garden.export import manifest
 from garden.export.batching import Batcher
 from garden.export.monitoring import ServingMetrics
-from garden.export.requests import Limits, NotFound, RequestError, check_instances, check_range, model_error
+from garden.export.requests import (
+    Generation,
+    GenerationBudget,
+    Limits,
+    NotFound,
+    RequestError,
+    check_generation,
+    check_instances,
+    check_range,
+    model_error,
+)
 from garden.export.rest_api import tensor_info
 from garden.export.stream import SavedModelStream
 from garden.generate.sampler import Rules
-from garden.signature_names import DEFAULT_SIGNATURE, EXAMPLES_SIGNATURE, GENERATE_SIGNATURE
+from garden.signature_names import (
+    DECODE_STEP_SIGNATURE,
+    DEFAULT_SIGNATURE,
+    EXAMPLES_SIGNATURE,
+    GENERATE_SIGNATURE,
+    TOKENIZE_SIGNATURE,
+)
 
 
 @dataclasses.dataclass
@@ -33,17 +50,19 @@ class VersionStatus:
 
 
 class Servable:
-    """One loaded version of a model: its signatures and one batcher per (signature, input shapes)."""
+    """One loaded version of a model: its signatures and one batcher per (signature, input shapes);
+    its generations hold their memory of `budget` while they run."""
 
-    def __init__(self, name: str, version: int, folder: str, metrics: ServingMetrics):
+    def __init__(self, name: str, version: int, folder: str, metrics: ServingMetrics, budget: GenerationBudget):
         path = saved_model_folder(folder)
         if path is None:
             raise GardenError(
                 f"{folder} is not a SavedModel folder (no saved_model.pb); export one with 'garden export RUN_DIR'"
             )
-        self.name, self.version, self.path, self.metrics = name, version, path, metrics
+        self.name, self.version, self.path, self.metrics, self.budget = name, version, path, metrics, budget
         self.model = tf.saved_model.load(path)
         self.signatures = dict(self.model.signatures)
+        self.position_bytes, self.vocabulary = self._cache_sizes()
         self.batchers = {}
         found = manifest.read(os.path.dirname(os.path.abspath(path)))
         self.input_ranges, self.label_names = found.get("input_ranges", {}), found.get("labels")
@@ -55,10 +74,54 @@ class Servable:
             raise RequestError(f"no signature '{signature_name}'; this model has {', '.join(self.signatures)}")
         return self.signatures[signature_name].structured_input_signature[1]
 
+    def _cache_sizes(self) -> tuple[int, int]:
+        """(key/value cache bytes per position and row, logits per row) of the `decode_step` signature's
+        cache [layers, rows, 2, length, ...] and logits [rows, vocabulary]. Without one, a bound for
+        any model of hidden size 32 or more: a layer's key and value projections hold hidden x its
+        cached values per position, the embedding hidden x vocabulary, so neither passes the weights
+        / 32 (the variables' bytes)."""
+        step = self.signatures.get(DECODE_STEP_SIGNATURE)
+        if step is None:
+            variables = os.path.join(self.path, "variables")
+            weights = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(variables) for f in files)
+            return weights // 32, weights // 32
+        cache = step.structured_input_signature[1]["cache"]
+        layers, _, pair, _, *heads = cache.shape
+        return layers * pair * int(np.prod(heads)) * cache.dtype.size, step.structured_outputs["logits"].shape[-1]
+
+    def _generation(self, rows: int, beams: int, prompt: int, new: int) -> Generation:
+        return Generation(rows, beams, prompt, new, self.position_bytes, self.vocabulary)
+
+    def _prompt_tokens(self, prompts: np.ndarray) -> int:
+        """The longest of `prompts` in tokens as the model's `tokenize` reads them (start token included);
+        without one, a bound: its UTF-8 bytes and a start token."""
+        if TOKENIZE_SIGNATURE not in self.signatures:
+            return 1 + max(len(prompt) for prompt in prompts)
+        try:
+            read = self.signatures[TOKENIZE_SIGNATURE](prompt=tf.constant(prompts), stop=tf.fill([len(prompts), 1], ""))
+        except tf.errors.InvalidArgumentError as error:
+            raise RequestError(model_error(error)) from error
+        return int(read["token_ids"].shape[1])
+
+    async def generation(self, inputs: dict[str, np.ndarray], limits: Limits) -> Generation | None:
+        """What a call of a generation signature (one taking `prompt` and `max_new_tokens`) holds, once
+        its beams and new tokens are within `limits`; None for other signatures."""
+        if not {"prompt", "max_new_tokens"} <= set(inputs):
+            return None
+        beams = int(inputs["beams"].max()) if "beams" in inputs else 1
+        new = int(inputs["max_new_tokens"].max())
+        check_generation(beams, new, limits)
+        prompt = await asyncio.get_running_loop().run_in_executor(None, self._prompt_tokens, inputs["prompt"])
+        return self._generation(len(inputs["prompt"]), max(beams, 1), prompt, max(new, 0))
+
     async def predict(self, signature_name: str, inputs: dict[str, np.ndarray], limits: Limits) -> dict:
+        """The signature's outputs for `inputs`, batched with other requests; a generation waits and
+        runs holding its memory of the budget (RequestError when it can never fit, Busy when it does
+        not fit beside those running)."""
         for name, array in inputs.items():
             if name in self.input_ranges:
                 check_range(name, array, self.input_ranges[name])
+        generation = await self.generation(inputs, limits)
         key = (signature_name, tuple((n, a.shape[1:]) for n, a in sorted(inputs.items())))
         if key not in self.batchers:
             signature = self.signatures[signature_name]
@@ -69,23 +132,32 @@ class Servable:
             def on_call(requests, rows):
                 self.metrics.batch(self.name, str(self.version), requests, rows)
 
-            self.batchers[key] = Batcher(run, limits, on_call)
-        return await self.batchers[key].predict(inputs)
+            self.batchers[key] = Batcher(run, limits, on_call, self.budget)
+        if generation is None:
+            return await self.batchers[key].predict(inputs)
+        held = self.budget.reserve(generation)
+        try:
+            return await self.batchers[key].predict(inputs, generation)
+        finally:
+            self.budget.give(held)
 
-    def stream(self, signature_name: str, inputs: dict[str, np.ndarray]) -> SavedModelStream:
-        """A SavedModelStream of the one instance `inputs` holds for a `generate` signature."""
+    def stream(self, signature_name: str, inputs: dict[str, np.ndarray], limits: Limits) -> tuple:
+        """(a SavedModelStream of the one instance `inputs` holds for a `generate` signature, the bytes
+        of the budget it holds: the decode step's whole cache, to give back once it ends)."""
         if signature_name not in (GENERATE_SIGNATURE, DEFAULT_SIGNATURE) or "repetition_penalty" not in inputs:
             raise RequestError('only a language model\'s "generate" signature streams; leave "stream" out')
         if len(inputs["prompt"]) != 1:
             raise RequestError(f"a streamed request holds one instance, not {len(inputs['prompt'])}")
+        check_generation(1, int(inputs["max_new_tokens"][0]), limits)
         rules = Rules.of_inputs(inputs)
         stop = [s.decode() for s in inputs["stop"][0] if s]
         try:
-            return SavedModelStream(
+            stream = SavedModelStream(
                 self.signatures, inputs["prompt"][0].decode(), int(inputs["max_new_tokens"][0]), rules, stop
             )
         except (ValueError, tf.errors.InvalidArgumentError) as error:
             raise RequestError(model_error(error)) from error
+        return stream, self.budget.reserve(self._generation(stream.rows, 1, stream.cache_spec.shape[3], 0))
 
     async def examples(self, signature_name: str, serialized: list[bytes], limits: Limits) -> dict:
         """The outputs of signature `signature_name` (serve_examples when empty) for serialized
@@ -150,6 +222,14 @@ def saved_model_folder(folder: str) -> str | None:
     return None
 
 
+def versions_on_disk(path: str) -> list[tuple[int, str]]:
+    """[(version, folder)] of the numbered version folders in base path `path`, oldest first."""
+    if not os.path.isdir(path):
+        return []
+    found = sorted(int(d) for d in os.listdir(path) if d.isdigit() and os.path.isdir(os.path.join(path, d)))
+    return [(version, os.path.join(path, str(version))) for version in found]
+
+
 def _stamp(folder):
     """When anything in `folder` last changed: a failed version is tried again once it changes."""
     return max((os.stat(os.path.join(d, f)).st_mtime for d, _, files in os.walk(folder) for f in files), default=0.0)
@@ -159,13 +239,22 @@ class Model:
     """One served name: a SavedModel or export folder (version 1), or a base path of numbered version
     folders whose newest `keep` are served (TF Serving's latest policy), `labels` naming versions."""
 
-    def __init__(self, name: str, path: str, metrics: ServingMetrics, keep: int = 1, labels: dict | None = None):
-        self.name, self.path, self.metrics, self.keep = name, os.path.abspath(path), metrics, keep
+    def __init__(
+        self,
+        name: str,
+        path: str,
+        metrics: ServingMetrics,
+        budget: GenerationBudget,
+        keep: int = 1,
+        labels: dict | None = None,
+    ):
+        self.name, self.path, self.metrics, self.budget, self.keep = name, os.path.abspath(path), metrics, budget, keep
         self.labels = labels or {}  # label -> version
         self.versioned = os.path.isdir(self.path) and saved_model_folder(self.path) is None
         self.loaded = {}  # version -> Servable
-        self.ended = {}  # version -> why it is not served ('' once unloaded for newer ones)
+        self.ended = {}  # version -> why it is not served ('' once unloaded for newer ones or removed)
         self.failed_at = {}  # version -> _stamp of its folder when it failed to load
+        self.emptied = False  # whether the log says that the base path holds no version
         found = self.on_disk()
         if not found:
             raise GardenError(
@@ -174,7 +263,7 @@ class Model:
             )
         for version, folder in found[-keep:]:
             try:
-                self.loaded[version] = Servable(name, version, folder, metrics)
+                self.loaded[version] = Servable(name, version, folder, metrics, budget)
             except GardenError:
                 raise
             except Exception as error:
@@ -189,27 +278,36 @@ class Model:
 
     def on_disk(self):
         """[(version, folder)] of the versions on disk, oldest first."""
-        if not self.versioned:
-            return [(1, self.path)]
-        if not os.path.isdir(self.path):
-            return []
-        found = sorted(
-            int(d) for d in os.listdir(self.path) if d.isdigit() and os.path.isdir(os.path.join(self.path, d))
-        )
-        return [(version, os.path.join(self.path, str(version))) for version in found]
+        return versions_on_disk(self.path) if self.versioned else [(1, self.path)]
 
     async def refresh(self):
         """Loads the newest `keep` versions on disk that are not loaded (on a worker thread), then
-        unloads what is older than the `keep` newest loaded: a version that fails to load unloads none."""
+        unloads the loaded versions whose folders are gone and what is older than the `keep` newest
+        loaded, keeping one version served: a version that fails to load unloads none. With no
+        version left on disk, what is loaded stays served (the log says so once)."""
         if not self.versioned:
             return
-        loop, loaded = asyncio.get_running_loop(), []
-        for version, folder in self.on_disk()[-self.keep :]:
+        on_disk = dict(self.on_disk())
+        if not on_disk:
+            if not self.emptied:
+                kept = ", ".join(map(str, sorted(self.loaded)))
+                print(
+                    f"{self.name}: no version is left in {self.path}; serving version {kept} from memory until one "
+                    "appears",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            self.emptied = True
+            return
+        self.emptied, loop, changed = False, asyncio.get_running_loop(), False
+        for version, folder in list(on_disk.items())[-self.keep :]:
             stamp = _stamp(folder)
             if version in self.loaded or self.failed_at.get(version) == stamp:
                 continue
             try:
-                servable = await loop.run_in_executor(None, Servable, self.name, version, folder, self.metrics)
+                servable = await loop.run_in_executor(
+                    None, Servable, self.name, version, folder, self.metrics, self.budget
+                )
             except Exception as error:  # a broken or half-written version: the serving ones stay
                 self.failed_at[version], self.ended[version] = stamp, model_error(error)
                 print(
@@ -218,12 +316,15 @@ class Model:
                 continue
             self.loaded[version] = servable
             self.ended.pop(version, None)
-            loaded.append(version)
+            changed = True
             print(f"{self.name}: serving version {version} ({folder})", flush=True)
-        for version in sorted(self.loaded)[: -self.keep]:
-            self.loaded.pop(version).close()
-            self.ended[version] = ""
-        if loaded:
+        for version in sorted(self.loaded, key=lambda v: (v in on_disk, v)):  # the removed first, oldest first
+            if len(self.loaded) > 1 and (version not in on_disk or version not in sorted(self.loaded)[-self.keep :]):
+                if version not in on_disk:
+                    print(f"{self.name}: version {version} was removed from {self.path}; unloaded it", flush=True)
+                self.loaded.pop(version).close()
+                self.ended[version], changed = "", True
+        if changed:
             _freeze(unfreeze=True)  # let the collector free unloaded versions, then keep it off the new ones
 
     def find(self, version=None, label=None):
@@ -260,9 +361,15 @@ class Models:
     """The served models by name: what REST and gRPC look requests up in."""
 
     def __init__(
-        self, paths: dict[str, str], metrics: ServingMetrics, keep: int | dict[str, int] = 1, labels: dict | None = None
+        self,
+        paths: dict[str, str],
+        metrics: ServingMetrics,
+        keep: int | dict[str, int] = 1,
+        labels: dict | None = None,
+        generation_bytes: int = Limits.max_generation_bytes,
     ):
-        """`keep`: how many of each base path's newest versions are served, for all models or by name."""
+        """`keep`: how many of each base path's newest versions are served, for all models or by name;
+        `generation_bytes`: the memory all their generations may hold at once."""
         labels = labels or {}
         keep = keep if isinstance(keep, dict) else dict.fromkeys(paths, keep)
         unknown = sorted(set(labels) - set(paths))
@@ -270,8 +377,10 @@ class Models:
             raise GardenError(
                 f"--version-label names {', '.join(unknown)}, which is not served; serve it or drop the label"
             )
+        self.budget = GenerationBudget(generation_bytes)
         self.models = {
-            name: Model(name, path, metrics, keep.get(name, 1), labels.get(name)) for name, path in paths.items()
+            name: Model(name, path, metrics, self.budget, keep.get(name, 1), labels.get(name))
+            for name, path in paths.items()
         }
         _freeze()
 
@@ -283,6 +392,15 @@ class Models:
     def find(self, name, version=None, label=None) -> Servable:
         """The servable a request names: the newest loaded version, or the one `version` or `label` names."""
         return self._model(name).find(version, label)
+
+    def metric_labels(self, name: str, version: int | str | None) -> tuple[str, str]:
+        """The (model, version) labels of a request for `name` and `version`: "" for a model that is
+        not served and for a version never loaded, so the names clients send make no new series."""
+        model = self.models.get(name)
+        if model is None:
+            return "", ""
+        known = str(version).isdigit() and int(version) in {*model.loaded, *model.ended}
+        return name, str(version) if known else ""
 
     def statuses(self, name, version=None, label=None) -> list[VersionStatus]:
         model = self._model(name)

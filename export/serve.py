@@ -14,11 +14,29 @@ folders (`models/NAME/1`, `models/NAME/2`): its newest version (or newest `keep_
 served, and the base path is polled so a new version is loaded and swapped in without a restart;
 requests in flight finish on the version they found. `version_labels` name versions
 (/labels/stable). A version that fails to load is logged and shown in the status (state END with
-its error) while the serving ones stay. Write a new version elsewhere and rename it into the
-base path, so it is never read half-written.
+its error) while the serving ones stay. A served version whose folder is removed is unloaded once
+the newest remaining one serves (one log line); with no version left on disk, the loaded ones stay
+served (said once). Write a new version elsewhere and rename it into the base path, so it is never
+read half-written.
 
 Concurrent requests for one signature (and one input shape) are batched into one model call, up to
-`max_batch_size` rows or `batch_timeout_ms` of waiting. Bad requests get 400 with {"error": ...}.
+`max_batch_size` rows or `batch_timeout_ms` of waiting. Bad requests get 400 with {"error": ...}
+(gRPC INVALID_ARGUMENT), in one line naming the limit and the flag that raises it:
+
+    --max-request-bytes (10 MiB)    a request's body (gRPC: its message)
+    --max-instances (1024)          instances (rows) in one request
+    --max-beams (16)                a language model's beam_search width
+    --max-new-tokens (1024)         a language model's max_new_tokens, sampled, searched or streamed
+    --max-generation-bytes (1 GiB)  the memory the generations running at once may hold, each estimated
+                                    as 5 x (rows x beams x (prompt + new tokens) x the key/value cache's
+                                    bytes per position (read from the decode_step signature) + rows x
+                                    beams x vocabulary float32 logits) (a beam search measured 3.6-4.6x)
+
+A generation that can never fit --max-generation-bytes gets 400; one that fits alone but not beside
+the generations running (streamed ones hold the decode step's whole cache until they end) gets 429
+"server busy: ... retry" (gRPC RESOURCE_EXHAUSTED), as TF Serving answers when its queue is full.
+Requests are counted in the metrics under the served models and loaded versions they name, and
+under model "" (version "") otherwise, so what clients send makes no new series.
 
 The server is a light package: this module, servables.py (versions), batching.py, rest_api.py,
 grpc_api.py, monitoring.py, requests.py and stream.py import TensorFlow (and TensorFlow Text's
@@ -38,19 +56,25 @@ from aiohttp import web
 from garden.errors import GardenError
 from garden.export import grpc_api, manifest
 from garden.export.monitoring import CONTENT_TYPE, ServingMetrics
-from garden.export.requests import Limits, NotFound, RequestError, model_error
+from garden.export.requests import Busy, Limits, NotFound, RequestError, model_error
 from garden.export.rest_api import parse, parse_examples, response
-from garden.export.servables import Models
+from garden.export.servables import Models, saved_model_folder, versions_on_disk
 
 MODELS = web.AppKey("models", Models)
 AHEAD = 2  # pieces a streamed generation samples before the client has been sent them
 
 
 def model_name(path: str) -> str:
-    """The experiment named by the manifest beside `path`, else the folder's name."""
-    return manifest.read(os.path.dirname(os.path.abspath(path))).get("experiment") or os.path.basename(
-        os.path.abspath(path)
-    )
+    """The experiment that `garden export`'s manifest names for `path` (an export folder RUN/export,
+    its saved_model/, or a base path of numbered versions by its newest), else the folder's name."""
+    path = os.path.abspath(path)
+    versions = versions_on_disk(path) if saved_model_folder(path) is None else []
+    folder = versions[-1][1] if versions else path
+    for place in (folder, os.path.dirname(folder)):  # an export folder's manifest, or the one beside a SavedModel
+        experiment = manifest.read(place).get("experiment")
+        if experiment:
+            return experiment
+    return os.path.basename(path)
 
 
 def _json(value) -> str:
@@ -61,11 +85,12 @@ def _error(status, message):
     return web.json_response({"error": message}, status=status)
 
 
-def _middleware(metrics):
+def _middleware(metrics, served):
     @web.middleware
     async def answer(request, handler):
-        """TF Serving's {"error": ...} for every failure (unknown paths and methods too), counted by
-        model, version and API; a client that hangs up is no error of the server's."""
+        """TF Serving's {"error": ...} for every failure (unknown paths and methods too; 429 for a
+        generation that waits for memory), counted by model, version and API (served ones only); a
+        client that hangs up is no error of the server's."""
         start = time.perf_counter()
         try:
             reply = await handler(request)
@@ -73,6 +98,8 @@ def _middleware(metrics):
             reply = _error(error.status, f"{error.reason}: {request.method} {request.path}")
         except NotFound as error:
             reply = _error(404, str(error))
+        except Busy as error:
+            reply = _error(429, str(error))
         except ConnectionResetError:  # the client hung up: one line in the server's log, nobody to answer
             print(f"{request.remote} hung up during {request.method} {request.path}", file=sys.stderr, flush=True)
             reply = web.Response(status=499)  # nginx's "client closed request"
@@ -82,9 +109,9 @@ def _middleware(metrics):
             reply = _error(500, f"internal error: {type(error).__name__}: {model_error(error)}")
         api = getattr(request.match_info.route.handler, "__name__", "")
         if api in ("status", "metadata", "predict", "classify", "regress"):
-            version = request.get("version", request.match_info.get("version", ""))
-            model = request.match_info.get("name", "")
-            metrics.observe(model, str(version), api, "rest", str(reply.status), time.perf_counter() - start)
+            version = request.get("version", request.match_info.get("version"))
+            labels = served.metric_labels(request.match_info.get("name", ""), version)
+            metrics.observe(*labels, api, "rest", str(reply.status), time.perf_counter() - start)
         return reply
 
     return answer
@@ -101,10 +128,9 @@ def build_app(
     """The aiohttp application serving `models` (name -> SavedModel folder or base path of versions:
     the newest `keep_versions`, `version_labels` naming some), with TF Serving's gRPC API on
     `grpc_address` when given."""
-    metrics = ServingMetrics()
-    served = Models(models, metrics, keep_versions, version_labels)
-    limits = limits or Limits()
-    app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[_middleware(metrics)])
+    metrics, limits = ServingMetrics(), limits or Limits()
+    served = Models(models, metrics, keep_versions, version_labels, limits.max_generation_bytes)
+    app = web.Application(client_max_size=limits.max_request_bytes, middlewares=[_middleware(metrics, served)])
     app[MODELS] = served
 
     def named(request):
@@ -152,16 +178,17 @@ def build_app(
         try:
             signature_name, inputs, columnar, stream = parse(await body(request), model.specs, limits.max_instances)
             if stream:
-                return await streamed(request, model, model.stream(signature_name, inputs))
+                return await streamed(request, model, *model.stream(signature_name, inputs, limits))
             outputs = await model.predict(signature_name, inputs, limits)
         except RequestError as error:
             return _error(400, str(error))
         return web.json_response(response(outputs, columnar), dumps=_json)
 
-    async def streamed(request, model, stream):
+    async def streamed(request, model, stream, held):
         """Server-sent events: {"text": piece} as each piece comes, then {"done": true} (or {"error": ...}).
         The sampler runs in a thread at most AHEAD pieces before what the client has been sent, and
-        stops when the client hangs up."""
+        stops when the client hangs up; it gives the `held` bytes of the generation budget back when
+        it ends."""
         loop, events, gone = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
         room, sampled = threading.Semaphore(AHEAD), metrics.streamed_pieces.labels(model.name, str(model.version))
 
@@ -184,9 +211,15 @@ def build_app(
                 send({"done": True})
             except Exception as error:  # TensorFlow's, from the model
                 send({"error": model_error(error)})
+            finally:
+                model.budget.give(held)
 
         reply = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await reply.prepare(request)
+        try:
+            await reply.prepare(request)
+        except BaseException:  # the client is gone before the sampler starts
+            model.budget.give(held)
+            raise
         loop.run_in_executor(None, produce)
         try:
             while True:

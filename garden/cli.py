@@ -349,7 +349,15 @@ def cmd_serve(args):
     from garden.export.model_config import read_model_config
     from garden.export.serve import Limits, model_name, serve
 
-    names = ("max_request_bytes", "max_instances", "max_batch_size", "batch_timeout_ms")
+    names = (
+        "max_request_bytes",
+        "max_instances",
+        "max_batch_size",
+        "batch_timeout_ms",
+        "max_beams",
+        "max_new_tokens",
+        "max_generation_bytes",
+    )
     limits = Limits(**{n: getattr(args, n) for n in names if getattr(args, n) is not None})
     if args.model_config_file:
         if args.saved_models or args.version_label or args.versions != 1:
@@ -642,6 +650,19 @@ def _parser():
     sub.add_argument("--batch-timeout-ms", type=float, help="how long a batch waits for more requests (default 5)")
     sub.add_argument("--max-instances", type=int, help="instances per request (default 1024)")
     sub.add_argument("--max-request-bytes", type=int, help="request body size (default 10 MiB)")
+    sub.add_argument("--max-beams", type=_positive_int, help="a language model's beam_search width (default 16)")
+    sub.add_argument(
+        "--max-new-tokens",
+        type=_positive_int,
+        help="a language model's max_new_tokens per request, sampled, searched or streamed (default 1024)",
+    )
+    sub.add_argument(
+        "--max-generation-bytes",
+        type=_positive_int,
+        help="memory that the generations running at once may hold (default 1 GiB), each estimated as 5 x its "
+        "key/value cache (rows x beams x (prompt + new tokens) x the decode step's bytes per position) and logits; "
+        "one that can never fit gets 400, one that must wait 429",
+    )
     sub.set_defaults(run=cmd_serve)
     return parser
 

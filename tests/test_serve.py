@@ -41,6 +41,7 @@ from garden.data.mnist import mnist
 from garden.data.tokenizers import build_tokenizer
 from garden.export.decoder import write_saved_model
 from garden.export.model_config import ALL_VERSIONS, read_model_config
+from garden.export.serve import model_name
 from garden.generate.generator import Generator
 from garden.generate.sampler import Sampling
 from garden.models.backbones.decoder import DecoderBackbone
@@ -200,6 +201,23 @@ def test_status_metadata_and_health(server):
     ]
     assert call(url, "/healthz")[1]["models"] == ["digits", "lm", "r8_minilm"]
     assert call(url, "/v1/models/r9")[0] == 404
+
+
+def test_an_export_folder_its_saved_model_and_a_base_path_of_exports_take_the_experiments_name(server, tmp_path):
+    """`garden serve RUN/export` (as the README shows it) names the model by the experiment trained
+    (tiny_run's mnist_resnet), as RUN/export/saved_model and a base path of such exports do; a
+    SavedModel with no manifest keeps its folder's name."""
+    export = server.exports / "mnist"
+    base = tmp_path / "digits"
+    shutil.copytree(export, base / "3", ignore=shutil.ignore_patterns("*.tflite"))
+    (base / "12").mkdir()  # the newest version: its manifest names the model
+    shutil.copytree(export / "saved_model", base / "12" / "saved_model")
+    shutil.copy(export / "manifest.json", base / "12")
+    bare = tmp_path / "bare"
+    shutil.copytree(export / "saved_model", bare / "1")
+    for path, name in ((export, "mnist_resnet"), (export / "saved_model", "mnist_resnet"), (base, "mnist_resnet")):
+        assert model_name(str(path)) == name, path
+    assert (model_name(str(bare)), model_name(str(bare / "1"))) == ("bare", "1")
 
 
 def test_row_and_columnar_predictions_match_the_saved_model(server):
