@@ -52,6 +52,20 @@ def decoder_lm(backbone, tokenizer, sequence_length, batch_size, steps, learning
     )
 
 
+def shakespeare_decoder(tokenizer, vocabulary_size):
+    """shakespeare_char's decoder and training settings on the ids of `tokenizer` (`vocabulary_size` of them)."""
+    backbone = dict(
+        vocabulary_size=vocabulary_size,
+        num_layers=4,
+        num_heads=4,
+        num_key_value_heads=1,
+        hidden_dim=128,
+        intermediate_dim=384,
+        sliding_window=64,
+    )
+    return decoder_lm(backbone, tokenizer, sequence_length=64, batch_size=12, steps=2000, learning_rate=1e-3)
+
+
 @register_experiment("shakespeare_char")
 def shakespeare_char():
     """A 4-layer character-level decoder (width 128, 4 query heads sharing one key/value head, about
@@ -63,16 +77,7 @@ def shakespeare_char():
     Reached 1.70 validation loss per character on four held-out texts (nanoGPT's CPU config: 1.88 on
     its own split) in 6.5 minutes on 2 CPU cores (docs/results.md).
     """
-    backbone = dict(
-        vocabulary_size=256,
-        num_layers=4,
-        num_heads=4,
-        num_key_value_heads=1,
-        hidden_dim=128,
-        intermediate_dim=384,
-        sliding_window=64,
-    )
-    return decoder_lm(backbone, "character", sequence_length=64, batch_size=12, steps=2000, learning_rate=1e-3)
+    return shakespeare_decoder("character", vocabulary_size=256)
 
 
 @register_experiment("shakespeare_lm")
@@ -84,16 +89,7 @@ def shakespeare_lm():
     Reached 2.27 bits per character on the held-out texts (shakespeare_char: 2.46) in 7.5 minutes
     on 2 CPU cores (docs/results.md).
     """
-    backbone = dict(
-        vocabulary_size=2048,
-        num_layers=4,
-        num_heads=4,
-        num_key_value_heads=1,
-        hidden_dim=128,
-        intermediate_dim=384,
-        sliding_window=64,
-    )
-    return decoder_lm(backbone, "sentencepiece", sequence_length=64, batch_size=12, steps=2000, learning_rate=1e-3)
+    return shakespeare_decoder("sentencepiece", vocabulary_size=2048)
 
 
 @register_experiment("shakespeare_gpt2")
