@@ -16,7 +16,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF C++ logs; Python errors still surface
 
 from garden import __version__  # noqa: E402
-from garden.errors import GardenError  # noqa: E402
+from garden.errors import GardenError, Stopped  # noqa: E402
 
 
 def _table(header, rows):
@@ -703,6 +703,9 @@ def _main(args):
 
             registry.load_all(args.imports)
         args.run(args)
+    except Stopped as stopped:
+        print(f"garden: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     except GardenError as error:
         print(f"garden: error: {error}", file=sys.stderr)
         return 2

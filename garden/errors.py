@@ -1,10 +1,20 @@
 """User-facing errors: one line that names the problem and the fix."""
 
 import difflib
+import signal
 
 
 class GardenError(Exception):
     """An error the CLI prints as one line, without a traceback."""
+
+
+class Stopped(GardenError):
+    """A command stopped by a signal after leaving its work to resume (a trainer's checkpoint): the
+    CLI prints it as one line and exits 128 + the signal's number, as a shell reports a signal."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 def first_line(error: BaseException) -> str:

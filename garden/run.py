@@ -102,18 +102,22 @@ class Run:
                 "quantizes; nothing was written"
             )
         config = self.config.replace(task={"model": {"quantization": mode, "lora": {"rank": 0}}})
-        staging = out_dir.rstrip("/") + ".partial"
+        staging = out_dir.rstrip("/") + ".partial"  # a SIGKILLed quantize's is cleared by the next
         shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
-        staged = RunFolder(staging)
-        staged.write_config(config)
-        labels = self.folder.read_labels()
-        if labels is not None:
-            staged.write_labels(labels)
-        staged.write_assets(self._trained.assets())
-        checkpoint = tf.train.Checkpoint(model=self._trained.checkpointed(self._models))
-        tf.train.CheckpointManager(checkpoint, staged.weights_dir, max_to_keep=1).save(checkpoint_number=self.step)
-        os.rename(staging, out_dir)
+        try:
+            os.makedirs(staging)
+            staged = RunFolder(staging)
+            staged.write_config(config)
+            labels = self.folder.read_labels()
+            if labels is not None:
+                staged.write_labels(labels)
+            staged.write_assets(self._trained.assets())
+            checkpoint = tf.train.Checkpoint(model=self._trained.checkpointed(self._models))
+            tf.train.CheckpointManager(checkpoint, staged.weights_dir, max_to_keep=1).save(checkpoint_number=self.step)
+            os.rename(staging, out_dir)
+        except BaseException:  # a failure, a full disk, SIGTERM: nothing half-written stays
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return before, weight_bytes(self.model)
 
     def _pick_weights(self, checkpoint):

@@ -34,7 +34,7 @@ import optuna
 import yaml
 
 from garden.config import experiment_config, read_yaml
-from garden.errors import GardenError, did_you_mean
+from garden.errors import GardenError, Stopped, did_you_mean
 from garden.run_folder import METRICS, RunFolder, read_best_info
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -280,9 +280,10 @@ class Sweep:
         if self._refusal:
             raise GardenError(self._refusal)
         if self._stopped_by:
-            raise GardenError(
+            raise Stopped(
                 f"stopped by {signal.Signals(self._stopped_by).name}: trials {', '.join(map(str, sorted(stopped)))} "
-                "wrote a checkpoint and stopped; run the same command to resume them"
+                "wrote a checkpoint and stopped; run the same command to resume them",
+                self._stopped_by,
             )
         return self.study.get_trials()
 

@@ -17,10 +17,10 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, garden
+from conftest import ROOT, SMALL, garden, sets
 
 from garden.export.manifest import size_bytes
-from garden.run_folder import RunFolder
+from garden.run_folder import LOCK, RunFolder
 
 POINTS = int(os.environ.get("GARDEN_CHAOS_POINTS", "1"))
 
@@ -176,3 +176,71 @@ def test_a_killed_export_keeps_the_export_before_and_its_rerun_leaves_no_staging
         garden("export", tiny_run, "--out", out)
         assert sorted(os.listdir(out)) == ["manifest.json", "saved_model"]
         assert json.loads((out / "manifest.json").read_text())["step"] == steps[-1]
+
+
+def checkpoint_values(folder) -> dict:
+    """name -> value of every tensor in the newest checkpoint under `folder` (step counters aside)."""
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(folder)))
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if "save_counter" not in name and "_CHECKPOINTABLE_OBJECT_GRAPH" not in name
+    }
+
+
+def assert_same_values(given: dict, expected: dict) -> None:
+    assert sorted(given) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(given[name], value, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def quantized_lm(trained_lm, tmp_path_factory):
+    """The weights of `garden quantize` int8 of the language model, never killed."""
+    out = tmp_path_factory.mktemp("quantized") / "int8"
+    garden("quantize", trained_lm, "--mode", "int8", "--out", out)
+    return checkpoint_values(out / "model")
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_killed_quantize_leaves_no_half_written_run_and_its_rerun_quantizes_as_before(
+    number, trained_lm, quantized_lm, tmp_path
+):
+    """The fault: a quantize stopped by SIGTERM left its OUT.partial staging behind."""
+    rng = random.Random(number)
+    for point in range(POINTS):
+        out = tmp_path / f"{number.name}-{point}"
+        staging = out.with_name(out.name + ".partial")
+        process = start("quantize", trained_lm, "--mode", "int8", "--out", out)
+        delay = rng.uniform(0.0, 2.0) if point else 0.0
+        stderr = kill_once(process, lambda s=staging, o=out: s.exists() or o.exists(), number, delay)
+        if number == signal.SIGTERM and process.returncode == 143:
+            assert stderr.strip().splitlines()[-1] == "garden: stopped by SIGTERM" and not staging.exists()
+        if not out.exists():  # renamed in whole or not at all; the rerun clears a SIGKILLed one's staging
+            garden("quantize", trained_lm, "--mode", "int8", "--out", out)
+        assert not staging.exists()
+        assert_same_values(checkpoint_values(out / "model"), quantized_lm)
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_training_killed_again_and_again_resumes_to_the_uninterrupted_weights(number, tmp_path):
+    """Each start of one run is killed at a seeded point; after each kill the newest checkpoint
+    loads and nothing half-written is left; the run then completes to the weights of a run never
+    killed, bit for bit."""
+    train = ["train", "mnist_resnet", *sets(*SMALL, "trainer.train_steps=40"), "--run-dir"]
+    garden(*train, tmp_path / "reference")
+    rng, run = random.Random(number), tmp_path / "run"
+    for _ in range(POINTS):
+        process = start(*train, run)
+        holds = lambda p=process: (run / LOCK).exists() and f'"pid": {p.pid}' in (run / LOCK).read_text()  # noqa: E731
+        stderr = kill_once(process, holds, number, rng.uniform(0.0, 12.0))
+        if process.returncode == 0:
+            break
+        if number == signal.SIGTERM:
+            assert process.returncode == 143 and not (run / LOCK).exists(), stderr
+        assert not list(run.glob("**/*_temp")) and not list(run.glob("**/*.tmp"))
+        if tf.train.latest_checkpoint(str(run / "checkpoints")):
+            checkpoint_values(run / "checkpoints")  # reads whole
+    garden(*train, run)
+    expected = checkpoint_values(tmp_path / "reference" / "checkpoints")
+    assert_same_values(checkpoint_values(run / "checkpoints"), expected)

@@ -24,7 +24,7 @@ import tensorflow as tf
 from garden.config import changed_keys, read_yaml
 from garden.data.pipeline import train_dataset
 from garden.data.streams import Stream, bad_records_named
-from garden.errors import GardenError
+from garden.errors import GardenError, Stopped
 from garden.models.lora import write_adapters
 from garden.models.quantization import quantize_backbones
 from garden.models.task_model import backbone_variables, seed_states, trainable_variables
@@ -487,7 +487,7 @@ class Trainer:
         (all workers call this at the same points, so they agree)."""
         if not ending and self._any_worker(bool(preempted)):
             self._save(step)
-            raise GardenError(
+            raise Stopped(
                 f"stopped at step {step} by SIGTERM (preemption) after writing checkpoint "
                 f"ckpt-{step}; run the same command again to resume"
             )
