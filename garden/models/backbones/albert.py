@@ -4,7 +4,7 @@ import through KerasHub's own ALBERT converter."""
 
 import keras_hub
 
-from garden.models.backbones.text_encoder import TextEncoder, hf_activation, require, set_feedforward_activation
+from garden.models.backbones.text_encoder import TextEncoder, hf_activation, require
 from garden.registry import BACKBONES
 
 
@@ -44,22 +44,7 @@ class AlbertEncoder(TextEncoder):
         dtype=None,
         **kwargs,
     ):
-        arguments = dict(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            embedding_dim=embedding_dim,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            num_groups=num_groups,
-            num_inner_repetitions=num_inner_repetitions,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            num_segments=num_segments,
-        )
-        encoder = self.hub_backbone(**arguments, dtype=dtype, name="encoder")
-        set_feedforward_activation(encoder, activation, self.family)
-        super().__init__(encoder, pooling, {**arguments, "activation": activation}, dtype=dtype, **kwargs)
+        super().__init__(dtype=dtype, **kwargs)
 
     @classmethod
     def hf_params(cls, config):

@@ -11,11 +11,13 @@ WORDPIECE_SPECIAL_TOKENS = {"start": "[CLS]", "end": "[SEP]", "pad": "[PAD]", "m
 
 class Backbone(keras.Model):
     """A functional `keras.Model` with dict inputs and outputs. Outputs include `pooled_output`
-    [batch, width] and, for sequences, `sequence_output` [batch, length, width]. A subclass calls
-    `keep_arguments(...)` with its constructor arguments after `super().__init__`, so that
-    `get_config()` rebuilds it. A text backbone names the inputs it reads in `text_inputs`, the
-    tokenizer kinds whose ids it reads in `tokenizers` (the first is the default; see
-    garden/data/tokenizers.py) and its `special_tokens` by role. `asset_params` names the
+    [batch, width] and, for sequences, `sequence_output` [batch, length, width]. A subclass's
+    constructor arguments (its signature's, defaults applied; not `dtype` and `**kwargs`) are bound
+    once, when it is called, and kept as attributes before its `__init__` runs, so that `get_config()`
+    rebuilds it; a constructor that settles a value otherwise (a size read from a file, a list as a
+    tuple) keeps that with `keep_arguments(...)`. A text backbone names the inputs it reads in
+    `text_inputs`, the tokenizer kinds whose ids it reads in `tokenizers` (the first is the default;
+    see garden/data/tokenizers.py) and its `special_tokens` by role. `asset_params` names the
     constructor arguments that are paths of files or folders it reads: a run folder keeps copies."""
 
     text_inputs = ("token_ids", "segment_ids", "padding_mask")
@@ -54,16 +56,45 @@ class Backbone(keras.Model):
     def check_training(self, runtime) -> None:
         """Raises a GardenError when this backbone cannot train under `runtime` (a RuntimeConfig)."""
 
+    def __new__(cls, *args, **kwargs):
+        backbone = super().__new__(cls, *args, **kwargs)
+        backbone._argument_names = []
+        backbone.keep_arguments(**_named_arguments(cls.__init__, backbone, *args, **kwargs))
+        return backbone
+
     def keep_arguments(self, **arguments) -> None:
-        """Stores constructor arguments as attributes, for `get_config()`."""
-        self._argument_names = list(arguments)
+        """Keeps constructor arguments as attributes, for `get_config()`; a value given again replaces the bound one."""
+        self._argument_names = list(dict.fromkeys([*self._argument_names, *arguments]))
         for name, value in arguments.items():
             setattr(self, name, value)
 
+    def constructor_arguments(self) -> dict:
+        """The constructor arguments as kept: what `get_config()` rebuilds the backbone from."""
+        return {name: getattr(self, name) for name in self._argument_names}
+
     def get_config(self):
-        arguments = {name: getattr(self, name) for name in self._argument_names}
-        return {"name": self.name, "trainable": self.trainable, "dtype": self.dtype_policy.name, **arguments}
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": self.dtype_policy.name,
+            **self.constructor_arguments(),
+        }
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _named_arguments(init, *args, **kwargs) -> dict:
+    """The named arguments of a call of `init`, defaults applied, but the first (`self`) and `dtype`.
+    Bound partially: Keras also calls `cls.__new__(cls)` alone, and `__init__` refuses a wrong call."""
+    signature = inspect.signature(init)
+    bound = signature.bind_partial(*args, **kwargs)
+    bound.apply_defaults()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    first = next(iter(signature.parameters))
+    return {
+        key: value
+        for key, value in bound.arguments.items()
+        if key not in (first, "dtype") and signature.parameters[key].kind in named
+    }

@@ -59,19 +59,11 @@ class BertEncoder(TextEncoder):
         dtype=None,
         **kwargs,
     ):
-        arguments = dict(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            num_segments=num_segments,
-        )
-        backbone = self.hub_backbone if padding_free is False else PaddingFreeBertBackbone
-        encoder = backbone(**arguments, dtype=dtype, name="encoder")
-        super().__init__(encoder, pooling, {**arguments, "padding_free": padding_free}, dtype=dtype, **kwargs)
+        super().__init__(dtype=dtype, **kwargs)
+
+    def encoder_class(self):
+        """KerasHub's padded `BertBackbone` with `padding_free=false`, else the padding-free one."""
+        return self.hub_backbone if self.padding_free is False else PaddingFreeBertBackbone
 
     @classmethod
     def hf_params(cls, config):

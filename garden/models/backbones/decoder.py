@@ -75,17 +75,7 @@ class DecoderBackbone(Backbone):
             inputs=inputs, outputs={"sequence_output": sequence, "token_logits": logits}, dtype=dtype, **kwargs
         )
         self.embedding, self.scale, self.blocks, self.final_norm = embedding, scale, blocks, final_norm
-        self.keep_arguments(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            num_key_value_heads=num_key_value_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            head_dim=head_dim,
-            max_wavelength=max_wavelength,
-            sliding_window=sliding_window,
-        )
+        self.keep_arguments(head_dim=head_dim)
 
     def cache_length(self, prompt_length, new_tokens):
         """Slots of the key/value cache that generates `new_tokens` after a prompt: one per position,

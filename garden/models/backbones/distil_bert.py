@@ -45,17 +45,7 @@ class DistilBertEncoder(TextEncoder):
         dtype=None,
         **kwargs,
     ):
-        arguments = dict(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-        )
-        encoder = self.hub_backbone(**arguments, dtype=dtype, name="encoder")
-        super().__init__(encoder, pooling, arguments, dtype=dtype, **kwargs)
+        super().__init__(dtype=dtype, **kwargs)
 
     @classmethod
     def hf_params(cls, config):

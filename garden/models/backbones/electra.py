@@ -11,7 +11,6 @@ from garden.models.backbones.text_encoder import (
     hf_activation,
     layer_norm,
     require,
-    set_feedforward_activation,
     transformer_layer,
 )
 from garden.registry import BACKBONES
@@ -30,6 +29,7 @@ class ElectraEncoder(TextEncoder):
     hf_model_types = ("electra",)
     hf_prefix = "electra."
     hub_backbone = keras_hub.models.ElectraBackbone
+    hub_names = {"vocabulary_size": "vocab_size"}
 
     def __init__(
         self,
@@ -47,20 +47,7 @@ class ElectraEncoder(TextEncoder):
         dtype=None,
         **kwargs,
     ):
-        arguments = dict(
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            embedding_dim=embedding_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-            num_segments=num_segments,
-        )
-        encoder = self.hub_backbone(vocab_size=vocabulary_size, **arguments, dtype=dtype, name="encoder")
-        set_feedforward_activation(encoder, activation, self.family)
-        arguments.update(vocabulary_size=vocabulary_size, activation=activation)
-        super().__init__(encoder, pooling, arguments, dtype=dtype, **kwargs)
+        super().__init__(dtype=dtype, **kwargs)
 
     @classmethod
     def hf_params(cls, config):

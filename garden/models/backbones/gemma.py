@@ -42,25 +42,7 @@ class GemmaDecoder(HubDecoder):
         dtype=None,
         **kwargs,
     ):
-        arguments = dict(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_query_heads=num_query_heads,
-            num_key_value_heads=num_key_value_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            head_dim=head_dim,
-            query_head_dim_normalize=query_head_dim_normalize,
-            use_post_ffw_norm=use_post_ffw_norm,
-            use_post_attention_norm=use_post_attention_norm,
-            attention_logit_soft_cap=attention_logit_soft_cap,
-            final_logit_soft_cap=final_logit_soft_cap,
-            use_sliding_window_attention=use_sliding_window_attention,
-            sliding_window_size=sliding_window_size,
-            layer_norm_epsilon=layer_norm_epsilon,
-            dropout=dropout,
-        )
-        super().__init__(arguments, dtype=dtype, **kwargs)
+        super().__init__(dtype=dtype, **kwargs)
 
     def cache_heads(self):
         return self.num_key_value_heads, self.head_dim

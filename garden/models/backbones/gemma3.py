@@ -7,7 +7,6 @@ import keras_hub
 
 from garden.errors import GardenError
 from garden.models.backbones.gemma import GemmaDecoder
-from garden.models.backbones.hub_decoder import HubDecoder
 from garden.registry import BACKBONES
 
 # the arguments of Gemma3Backbone's image-text and embedding variants, as its text decoder has them
@@ -25,7 +24,8 @@ TEXT_ONLY = dict(
 @BACKBONES.register("gemma3")
 class Gemma3Decoder(GemmaDecoder):
     """Defaults are Gemma 3 1B's shape; a checkpoint's config.json gives its own. Gemma's embedding,
-    cache and layer arguments, and its own KerasHub classes (so HubDecoder's constructor, not Gemma's)."""
+    cache and layer arguments; its own KerasHub classes and constructor arguments (those of this
+    signature: see Backbone)."""
 
     family = "gemma3"
     hub_backbone = keras_hub.models.Gemma3Backbone
@@ -58,28 +58,7 @@ class Gemma3Decoder(GemmaDecoder):
         dtype=None,
         **kwargs,
     ):
-        arguments = dict(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_query_heads=num_query_heads,
-            num_key_value_heads=num_key_value_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            head_dim=head_dim,
-            query_head_dim_normalize=query_head_dim_normalize,
-            use_query_key_norm=use_query_key_norm,
-            use_post_ffw_norm=use_post_ffw_norm,
-            use_post_attention_norm=use_post_attention_norm,
-            attention_logit_soft_cap=attention_logit_soft_cap,
-            final_logit_soft_cap=final_logit_soft_cap,
-            use_sliding_window_attention=use_sliding_window_attention,
-            sliding_window_size=sliding_window_size,
-            local_rope_scaling_factor=local_rope_scaling_factor,
-            global_rope_scaling_factor=global_rope_scaling_factor,
-            layer_norm_epsilon=layer_norm_epsilon,
-            dropout=dropout,
-        )
-        HubDecoder.__init__(self, arguments, dtype=dtype, **kwargs)
+        super().__init__(dtype=dtype, **kwargs)
 
     @classmethod
     def text_decoder_params(cls, params: dict) -> dict:

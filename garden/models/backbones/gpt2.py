@@ -32,16 +32,7 @@ class GPT2Decoder(HubDecoder):
         dtype=None,
         **kwargs,
     ):
-        arguments = dict(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_heads=num_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            dropout=dropout,
-            max_sequence_length=max_sequence_length,
-        )
-        super().__init__(arguments, dtype=dtype, **kwargs)
+        super().__init__(dtype=dtype, **kwargs)
 
     @property
     def max_positions(self) -> int:

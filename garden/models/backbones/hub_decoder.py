@@ -38,15 +38,14 @@ class HubDecoder(Backbone):
     hf_epsilon = ""  # the config.json key of the norms' epsilon, which KerasHub's converters leave at a default
     fixed_hub_arguments: dict = {}  # KerasHub constructor arguments that Garden's backbone does not vary
 
-    def __init__(self, arguments: dict, dtype=None, **kwargs):
-        hub = self.hub_backbone(**arguments, **self.fixed_hub_arguments, dtype=dtype, name="hub")
+    def __init__(self, dtype=None, **kwargs):
+        hub = self.hub_backbone(**self.constructor_arguments(), **self.fixed_hub_arguments, dtype=dtype, name="hub")
         inputs = self.text_input_layers()
         sequence, logits = self._run(hub, inputs["token_ids"], inputs["padding_mask"])
         super().__init__(
             inputs=inputs, outputs={"sequence_output": sequence, "token_logits": logits}, dtype=dtype, **kwargs
         )
         self.hub = hub
-        self.keep_arguments(**arguments)
 
     @classmethod
     def hf_params(cls, config: dict) -> dict:

@@ -87,13 +87,7 @@ class KerasHubImageBackbone(Backbone):
         features = hub(_normalized(image, normalization, dtype))
         pooled = _pooled(features, pooling, getattr(hub, "use_class_token", False), dtype)
         super().__init__(inputs={"image": image}, outputs={"pooled_output": pooled}, dtype=dtype, **kwargs)
-        self.keep_arguments(
-            class_name=class_name,
-            arguments=dict(arguments),
-            image_shape=image_shape,
-            pooling=pooling,
-            normalization=normalization,
-        )
+        self.keep_arguments(arguments=dict(arguments), image_shape=image_shape)  # a copy; a tuple
 
     @property
     def hub(self) -> keras.Model:

@@ -41,24 +41,7 @@ class LlamaDecoder(HubDecoder):
         dtype=None,
         **kwargs,
     ):
-        arguments = dict(
-            vocabulary_size=vocabulary_size,
-            num_layers=num_layers,
-            num_query_heads=num_query_heads,
-            hidden_dim=hidden_dim,
-            intermediate_dim=intermediate_dim,
-            num_key_value_heads=num_key_value_heads,
-            rope_max_wavelength=rope_max_wavelength,
-            rope_position_scaling_factor=rope_position_scaling_factor,
-            rope_frequency_adjustment_factor=rope_frequency_adjustment_factor,
-            rope_low_freq_factor=rope_low_freq_factor,
-            rope_high_freq_factor=rope_high_freq_factor,
-            rope_pretraining_sequence_length=rope_pretraining_sequence_length,
-            layer_norm_epsilon=layer_norm_epsilon,
-            dropout=dropout,
-            tie_word_embeddings=tie_word_embeddings,
-        )
-        super().__init__(arguments, dtype=dtype, **kwargs)
+        super().__init__(dtype=dtype, **kwargs)
 
     def cache_heads(self):
         return self.num_key_value_heads, self.hidden_dim // self.num_query_heads

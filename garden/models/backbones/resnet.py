@@ -50,11 +50,4 @@ class ResNetBackbone(Backbone):
                 x = _residual_block(x, width, strides, f"stage{stage}_block{block}", dtype, batch_norm_momentum)
         features = keras.layers.GlobalAveragePooling2D(name="pool", dtype=dtype)(x)
         super().__init__(inputs={"image": image}, outputs={"pooled_output": features}, dtype=dtype, **kwargs)
-        self.keep_arguments(
-            image_shape=tuple(image_shape),
-            stem_width=stem_width,
-            stem_strides=stem_strides,
-            stage_widths=tuple(stage_widths),
-            blocks_per_stage=blocks_per_stage,
-            batch_norm_momentum=batch_norm_momentum,
-        )
+        self.keep_arguments(image_shape=tuple(image_shape), stage_widths=tuple(stage_widths))

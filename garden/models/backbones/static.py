@@ -106,9 +106,4 @@ class StaticEmbedding(Backbone):
         super().__init__(
             inputs=inputs, outputs={"sequence_output": sequence, "pooled_output": pooled}, dtype=dtype, **kwargs
         )
-        self.keep_arguments(
-            distilled_path=distilled_path,
-            vocabulary_size=vocabulary_size,
-            hidden_dim=hidden_dim,
-            trainable_embeddings=trainable_embeddings,
-        )
+        self.keep_arguments(vocabulary_size=vocabulary_size, hidden_dim=hidden_dim)  # a table's own size

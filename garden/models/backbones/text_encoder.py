@@ -33,6 +33,7 @@ class TextEncoder(Backbone):
 
     family = ""  # the registered name, for messages
     hub_backbone: type = keras.Model  # the KerasHub backbone class it wraps
+    hub_names: dict[str, str] = {}  # constructor arguments that the KerasHub backbone names otherwise
     uses_pooler = False  # `pooling="cls"` reads the KerasHub backbone's `pooled_output`
     separator_tokens = 1  # end tokens between two segments: `[CLS] a [SEP] b [SEP]`; 2 for `<s> a </s></s> b </s>`
     hub_tokenizer = ""  # the KerasHub tokenizer class (keras_hub.models) that knows the family's ids
@@ -45,7 +46,19 @@ class TextEncoder(Backbone):
         False  # KerasHub converts its checkpoints (BERT, DistilBERT, ALBERT); else `hf_weights` maps them
     )
 
-    def __init__(self, encoder: keras.Model, pooling: str, arguments: dict, dtype=None, **kwargs):
+    def __init__(self, dtype=None, **kwargs):
+        """Builds the layer `encoder` from the family's constructor arguments, kept already (see Backbone):
+        all are the KerasHub backbone's (renamed by `hub_names`) but `pooling` and, where a family has
+        them, the feed-forward `activation` and BERT's `padding_free` (see `encoder_class`)."""
+        arguments = {
+            self.hub_names.get(key, key): value
+            for key, value in self.constructor_arguments().items()
+            if key not in ("pooling", "activation", "padding_free")
+        }
+        encoder = self.encoder_class()(**arguments, dtype=dtype, name="encoder")
+        if "activation" in self._argument_names:
+            set_feedforward_activation(encoder, self.activation, self.family)
+        pooling = self.pooling
         check_pooling(self.family, pooling)
         inputs = self.text_input_layers()
         outputs = encoder(inputs)
@@ -61,7 +74,10 @@ class TextEncoder(Backbone):
         super().__init__(
             inputs=inputs, outputs={"sequence_output": sequence, "pooled_output": pooled}, dtype=dtype, **kwargs
         )
-        self.keep_arguments(**arguments, pooling=pooling)
+
+    def encoder_class(self) -> type:
+        """The class of the layer `encoder`."""
+        return self.hub_backbone
 
     @property
     def encoder(self) -> keras.Model:
