@@ -36,20 +36,23 @@ def test_output_logits_are_the_reversible_embeddings_for_one_row_and_many(soft_c
     ],
 )
 def test_a_per_layer_cache_decodes_as_the_stacked_one(family, sizes):
+    """Both cache forms give, step by step, the logits of one full forward pass over the 8 tokens
+    (the reference: no cache at all), so a cache that both forms got wrong would fail too."""
     backbone = BACKBONES.get(family)(**sizes, dropout=0.0)
     rng = np.random.default_rng(1)
-    prompt = tf.constant(rng.integers(1, 40, (3, 5)), tf.int32)
+    token_ids = tf.constant(rng.integers(1, 40, (3, 8)), tf.int32)
     mask = tf.ones([3, 8], tf.int32)
+    full = backbone({"token_ids": token_ids, "padding_mask": mask})["token_logits"].numpy()
     stacked = backbone.empty_cache(3, 8)
     layers = kv_cache.empty_layers(backbone, 3, 5, 3)
     assert isinstance(layers, tuple) and len(layers) == 2
-    for index in range(4):  # the prompt, then three single tokens
-        tokens = prompt if index == 0 else tf.constant(rng.integers(1, 40, (3, 1)), tf.int32)
-        position = 0 if index == 0 else 4 + index
-        logits, stacked = backbone.decode(tokens, mask, stacked, position)
-        per_layer_logits, layers = backbone.decode(tokens, mask, layers, position)
+    for start, end in ((0, 5), (5, 6), (6, 7), (7, 8)):  # the prompt, then three single tokens
+        tokens = token_ids[:, start:end]
+        logits, stacked = backbone.decode(tokens, mask, stacked, start)
+        per_layer_logits, layers = backbone.decode(tokens, mask, layers, start)
         assert isinstance(layers, tuple) and not isinstance(stacked, tuple)
-        np.testing.assert_allclose(per_layer_logits, logits, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(logits, full[:, start:end], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(per_layer_logits, full[:, start:end], rtol=1e-5, atol=1e-5)
         np.testing.assert_array_equal(np.stack([c.numpy() for c in layers]), stacked.numpy())
     rows = tf.constant([2, 0])
     taken = kv_cache.take_rows(layers, rows)
