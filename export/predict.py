@@ -3,11 +3,20 @@ and print one JSON line per example with every output.
 
 Inputs: a `.jsonl` (one object per line, keyed by the signature's input names) or a `.tsv`/`.csv`
 with a header naming them, for any signature; for a signature of one input also a `.npy` array, an
-image, or a text file with one example per line."""
+image, or a text file with one example per line.
+
+An image file gets the answer that the same bytes get from the SavedModel's `serving_bytes` signature
+(and so from the REST API): predict feeds it its bytes, or, for a model without it (TFLite), decodes
+them with the function that builds that signature's decoding, sized as manifest.json says. A file the
+model's decoding would misread or fail on, or that declares more pixels than Pillow's decompression-bomb
+limit, is refused from its header in one line."""
 
 import csv
+import io
 import json
 import os
+import re
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -17,12 +26,17 @@ from garden.errors import GardenError
 from garden.export import manifest
 from garden.export.requests import RequestError, check_range
 from garden.export.tflite import interpreter
+from garden.tasks.image_classification import serving_image
 
 TABLES = {".tsv": "\t", ".csv": ","}
+IMAGE_BYTES = "image_bytes"  # the input of an image model's signature that decodes images in its graph
+DECODED = {"PNG", "JPEG", "MPO", "GIF", "BMP", "WEBP"}  # Pillow's names of what tf.io.decode_image reads
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit, about 89 million
 
 
 def _runner(artifact):
-    """(input name -> (shape, numpy dtype), fn(**arrays) -> outputs) of a SavedModel folder or .tflite file."""
+    """(input name -> (shape, numpy dtype), fn(**arrays) -> outputs, fn(encoded images) -> outputs of the
+    signature decoding them in the graph, or None) of a SavedModel folder or .tflite file."""
     if os.path.isdir(artifact):
         if not os.path.isfile(os.path.join(artifact, "saved_model.pb")):
             inside = [
@@ -32,11 +46,14 @@ def _runner(artifact):
             ]
             hint = f"; did you mean {os.path.join(artifact, inside[0])}?" if inside else "; see 'garden export'"
             raise GardenError(f"{artifact} is a folder but not a SavedModel (no saved_model.pb){hint}")
-        signature = tf.saved_model.load(artifact).signatures["serving_default"]
+        signatures = tf.saved_model.load(artifact).signatures
+        signature = signatures["serving_default"]
         specs = {
             n: (s.shape.as_list(), s.dtype.as_numpy_dtype) for n, s in signature.structured_input_signature[1].items()
         }
-        return specs, lambda **arrays: {k: v.numpy() for k, v in signature(**arrays).items()}
+        decoding = [f for f in signatures.values() if list(f.structured_input_signature[1]) == [IMAGE_BYTES]]
+        run_bytes = (lambda data: _numpy(decoding[0](**{IMAGE_BYTES: tf.constant(data)}))) if decoding else None
+        return specs, lambda **arrays: _numpy(signature(**arrays)), run_bytes
     if artifact.endswith(".tflite") and os.path.isfile(artifact):
         model = interpreter(path=artifact)
         if "serving_default" not in model.get_signature_list():
@@ -46,8 +63,12 @@ def _runner(artifact):
             )
         runner = model.get_signature_runner("serving_default")
         specs = {n: (list(d["shape_signature"]), d["dtype"]) for n, d in runner.get_input_details().items()}
-        return specs, lambda **arrays: runner(**{n: np.ascontiguousarray(a) for n, a in arrays.items()})
+        return specs, lambda **arrays: runner(**{n: np.ascontiguousarray(a) for n, a in arrays.items()}), None
     raise GardenError(f"{artifact} is neither a SavedModel folder nor a .tflite file; see 'garden export'")
+
+
+def _numpy(outputs):
+    return {k: v.numpy() for k, v in outputs.items()}
 
 
 def _is_text(dtype):
@@ -102,19 +123,98 @@ def _npy(path):
     return array
 
 
-def _single(path, shape, dtype):
+def _single(path, dtype):
     if _is_text(dtype):
         with open(path, encoding="utf-8") as f:
             return np.array([line.rstrip("\n") for line in f if line.strip()], dtype=object)
-    if path.endswith(".npy"):
-        return _npy(path)
+    return _npy(path)
+
+
+def _is_image_file(path, specs):
+    """Whether `path` is read as an image file: one numeric input, and neither a table nor .npy."""
+    if len(specs) != 1 or os.path.splitext(path)[1] in (".npy", ".jsonl", *TABLES):
+        return False
+    return not _is_text(next(iter(specs.values()))[1])
+
+
+def _check_header(path, data, channels):
+    """Refuses in one line an image that the model's decoding (tf.io.decode_image with `channels`) would
+    misread or fail on, or that declares more than MAX_PIXELS pixels (over all of a GIF's frames, which
+    giflib reads whole), before any decoding: Pillow reads the header only."""
+
+    def too_large(frames=1):
+        where = f" in its {frames} frames" if frames > 1 else ""
+        return GardenError(
+            f"{path} declares more than {MAX_PIXELS:,} pixels{where} (Pillow's decompression-bomb limit), which "
+            "predict does not decode; save it as a smaller image"
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a bomb is refused below; Pillow warns of odd headers too
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                kind, mode, pixels = image.format, image.mode, image.width * image.height
+                frames = image.n_frames if kind == "GIF" else 1
+        except Image.DecompressionBombError as error:
+            raise too_large() from error
+        except Exception as error:  # Pillow's format plugins raise many kinds of error on a malformed header
+            reason = "empty file" if not data else "not a PNG, JPEG, GIF, BMP or WebP image"
+            if not isinstance(error, Image.UnidentifiedImageError):
+                reason = " ".join(str(error).split())[:200] or type(error).__name__
+            raise GardenError(
+                f"cannot read {path} as an image or .npy array ({reason}); save it as PNG, JPEG, GIF, BMP or WebP"
+            ) from error
+    if pixels * frames > MAX_PIXELS:
+        raise too_large(frames)
+    if kind not in DECODED:
+        raise GardenError(f"{path} is a {kind} image, which the model's decoding does not read; save it as PNG")
+    if kind == "BMP" and mode not in ("L", "RGB", "RGBA"):
+        raise GardenError(
+            f"{path} is a {'1-bit' if mode == '1' else 'palette'} BMP, whose colors the model's decoding misreads; "
+            "save it as PNG"
+        )
+    if channels == 1 and kind in ("GIF", "BMP", "WEBP"):
+        raise GardenError(
+            f"{path} is a {kind} image, which the model's decoding reads only in color, and the model takes "
+            "grayscale; save it as PNG or JPEG"
+        )
+    if channels == 1 and mode == "CMYK":
+        raise GardenError(
+            f"{path} is a CMYK JPEG, which the model's decoding cannot turn into grayscale; save it as a "
+            "grayscale or RGB JPEG or PNG"
+        )
+
+
+def _reason(error):
+    """TensorFlow's words in an op's error, without node names and graph notes."""
+    notes = ("Graph execution error", "Detected at node", "<stack traces", " ", "\t")
+    lines = [line for line in error.message.splitlines() if line.strip() and not line.startswith(notes)]
+    return " ".join(re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]", "", lines[0] if lines else error.message).split())
+
+
+def _image_outputs(path, specs, run, run_bytes, preprocessing):
+    """The outputs for image file `path`: its bytes through the signature that decodes them in the
+    graph, or decoded with that signature's function as `preprocessing` (manifest.json) sizes them."""
+    ((name, (shape, dtype)),) = specs.items()
+    if len(shape) != 4 or shape[-1] not in (1, 3):
+        want = ", ".join(["N"] + [str(d) for d in shape[1:]])
+        raise GardenError(f"the model's input '{name}' takes ({want}) arrays, not images; pass a .npy array")
+    with open(path, "rb") as f:
+        data = f.read()
+    _check_header(path, data, shape[-1])
+    if run_bytes is None and not preprocessing:
+        raise GardenError(
+            f"no manifest.json beside the model says how its images are cropped and resized; predict it "
+            f"from its export folder, or pass a .npy array of {name} inputs"
+        )
     try:
-        image = Image.open(path).convert("L" if shape[-1] == 1 else "RGB")
-    except OSError as error:
-        raise GardenError(f"cannot read {path} as an image or .npy array ({error})") from error
-    if len(shape) == 4 and shape[1] > 0 and shape[2] > 0:  # any size, resized as the serving signature does
-        image = image.resize((shape[2], shape[1]), Image.BILINEAR)
-    return (np.asarray(image, np.float32) / 255.0).astype(dtype)
+        if run_bytes:
+            return run_bytes([data])
+        size = preprocessing["height"], preprocessing["width"], shape[-1], preprocessing["center_crop_fraction"]
+        image = serving_image(tf.constant(data), *size).numpy()
+    except tf.errors.InvalidArgumentError as error:
+        raise GardenError(f"cannot decode {path} ({_reason(error)}); save it again as PNG or JPEG") from error
+    return run(**{name: image[None].astype(dtype)})
 
 
 def _load_inputs(path, specs):
@@ -136,8 +236,8 @@ def _read_inputs(path, specs):
             f"the model takes {len(specs)} inputs ({', '.join(sorted(specs))}); pass a .jsonl file (one object per "
             "line with those keys) or a .tsv/.csv file with a header naming them"
         )
-    ((name, (shape, dtype)),) = specs.items()
-    return {name: _single(path, shape, dtype)}
+    ((name, (_, dtype)),) = specs.items()
+    return {name: _single(path, dtype)}
 
 
 def _matches(shape, expected):
@@ -182,11 +282,8 @@ def _in_range(name, array, bounds):
     return array
 
 
-def predict(artifact: str, input_path: str) -> list[dict]:
-    """One dict per example with every output of the artifact (and `label` for a class id when the
-    manifest beside it names the labels)."""
-    specs, run = _runner(artifact)
-    found = manifest.read(os.path.dirname(os.path.abspath(artifact)))
+def _arrays(input_path, specs, found):
+    """The model's inputs from a file of examples, checked and shaped."""
     arrays = {}
     for name, array in _load_inputs(input_path, specs).items():
         if array.ndim and len(array) == 0:
@@ -196,10 +293,22 @@ def predict(artifact: str, input_path: str) -> list[dict]:
         if name in found.get("input_ranges", {}):
             array = _in_range(name, array, found["input_ranges"][name])
         arrays[name] = _fit(array.astype(specs[name][1]) if array.dtype != object else array, specs[name][0], name)
-    outputs = run(**arrays)
+    return arrays
+
+
+def predict(artifact: str, input_path: str) -> list[dict]:
+    """One dict per example with every output of the artifact (and `label` for a class id when the
+    manifest beside it names the labels)."""
+    specs, run, run_bytes = _runner(artifact)
+    found = manifest.read(os.path.dirname(os.path.abspath(artifact)))
+    if os.path.isfile(input_path) and _is_image_file(input_path, specs):
+        preprocessing = found.get("preprocessing", {}).get(next(iter(specs)))
+        outputs = _image_outputs(input_path, specs, run, run_bytes, preprocessing)
+    else:
+        outputs = run(**_arrays(input_path, specs, found))
     labels = found.get("labels")
     rows = []
-    for i in range(len(next(iter(arrays.values())))):
+    for i in range(len(next(iter(outputs.values())))):
         row = {name: _json_value(value[i]) for name, value in sorted(outputs.items())}
         if labels and "class_id" in row and "label" not in row:
             row["label"] = labels[row["class_id"]]

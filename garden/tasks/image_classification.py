@@ -149,7 +149,7 @@ class ImageClassificationTask(ClassificationTask):
         fraction = self.config.validation_data.center_crop_fraction
 
         def decode(data):
-            return _scaled(_decoded_centrally(data, channels, fraction), height, width)  # as evaluation does
+            return serving_image(data, height, width, channels, fraction)
 
         def preprocess(raw):
             spec = tf.TensorSpec((height, width, channels), tf.float32)
@@ -184,6 +184,13 @@ class ImageMultiLabelClassificationTask(MultiLabelTask, ImageClassificationTask)
                 "set mixup_and_cutmix=false"
             )
         return None
+
+
+def serving_image(data: tf.Tensor, height: int, width: int, channels: int, center_crop_fraction: float) -> tf.Tensor:
+    """Encoded image bytes (PNG, JPEG, GIF, BMP or WebP, any size; 16-bit PNGs read as their high byte)
+    -> float32 [height, width, channels] in [0, 1], as evaluation and the `serving_bytes` signature decode
+    them; `garden predict` decodes image files for models without that signature (TFLite) with it."""
+    return _scaled(_decoded_centrally(data, channels, center_crop_fraction), height, width)
 
 
 def _decoded_centrally(data, channels, fraction):
