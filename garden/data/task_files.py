@@ -39,13 +39,41 @@ def tagged_examples(sentences, tags, label_names=None):
     return Examples({"text": np.array([" ".join(s) for s in sentences], object)}, labels, names)
 
 
-def _jsonl(path, fields):
-    with open(existing_file(path), encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    for field in fields:
-        if rows and field not in rows[0]:
-            raise GardenError(f"{path} has no field '{field}'{did_you_mean(field, rows[0])}")
-    return rows
+def json_lines(path, fields=()):
+    """(line number, object) of each line of a JSON-lines file that is not blank, read by Python's json,
+    one line at a time. A line that is not JSON, holds no JSON object or lacks one of `fields` is one
+    GardenError naming it. Lines end at \\n, as a streamed file's do; a UTF-8 byte order mark is skipped."""
+    with open(existing_file(path), encoding="utf-8-sig", newline="\n") as f:
+        try:
+            for number, line in enumerate(f, 1):
+                if not line.strip(" \t\r\n"):  # JSON's whitespace
+                    continue
+                try:
+                    row = json.loads(line)
+                except (ValueError, RecursionError) as error:
+                    raise GardenError(f"{path} line {number} is not JSON ({error})") from None
+                if not isinstance(row, dict):
+                    raise GardenError(f"{path} line {number} holds {json.dumps(row)[:40]}, not a JSON object")
+                missing = next((field for field in fields if field not in row), None)
+                if missing is not None:
+                    raise GardenError(f"{path} line {number} has no field '{missing}'{did_you_mean(missing, row)}")
+                yield number, row
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
+
+
+def not_utf8(path) -> GardenError:
+    """The error for a text file that is not UTF-8, naming its first line that is not."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return GardenError(
+                    f"{path} line {number} is not UTF-8 text ({error.reason} at byte {error.start + 1}); "
+                    "save the file as UTF-8"
+                )
+    return GardenError(f"{path} is not UTF-8 text; save it as UTF-8")
 
 
 def answer_words(context, answer_start, answer_text):
@@ -71,7 +99,7 @@ def read_squad(path):
     if path.endswith(".jsonl"):
         rows = [
             (r["question"], r["context"], r["answer_start"], r["answer_text"])
-            for r in _jsonl(path, ["question", "context", "answer_text", "answer_start"])
+            for _, r in json_lines(path, ["question", "context", "answer_text", "answer_start"])
         ]
     else:
         data = json.load(open(existing_file(path), encoding="utf-8"))["data"]
@@ -92,7 +120,7 @@ def read_squad(path):
 
 def read_choices(path, text_column, choices_column, label_column):
     """JSONL rows with a context, a list of choices (the same count in every row) and the right index."""
-    rows = _jsonl(path, [text_column, choices_column, label_column])
+    rows = [row for _, row in json_lines(path, [text_column, choices_column, label_column])]
     counts = {len(r[choices_column]) for r in rows}
     if len(counts) != 1:
         raise GardenError(f"{path}: every row needs the same number of choices, found {sorted(counts)}")

@@ -4,18 +4,23 @@ Each reader returns texts (and optional text pairs) with string labels; `to_exam
 maps labels to ids with the given label names, or with the labels it finds in `label_order`.
 Files may start with a UTF-8 byte order mark (Excel writes one). A TSV has no quoting (GLUE's hold
 quotes as text), so a tab cannot be inside a field; a CSV's quotes may hold commas and newlines.
+Tables read as Python's csv reads them, JSON lines as Python's json reads each line; a file that
+they cannot read, or whose values are no text, is refused in one line naming the file and line.
 """
 
 import csv
 import json
 import os
+import re
 
 import numpy as np
 
 from garden.data.catalog import existing_file
 from garden.data.examples import Examples
-from garden.data.task_files import read_tfrecord
+from garden.data.task_files import json_lines, not_utf8, read_tfrecord
 from garden.errors import GardenError, did_you_mean
+
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 
 
 def to_examples(texts, labels, label_names=None, pairs=None):
@@ -28,7 +33,7 @@ def to_examples(texts, labels, label_names=None, pairs=None):
 def label_order(found) -> list[str]:
     """Label names in id order: by number when every one is a whole number ('2' before '10'), else sorted."""
     found = sorted(found)
-    if found and all(name.lstrip("-").isdigit() for name in found):
+    if found and all(_WHOLE_NUMBER.fullmatch(name) for name in found):
         return sorted(found, key=int)
     return found
 
@@ -84,12 +89,26 @@ def csv_quoting(delimiter):
     return csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
 
 
+def table_rows(file, path, delimiter):
+    """The rows of `file` (opened with newline="") as csv reads them; text that is not UTF-8, or that
+    csv refuses, is one GardenError naming `path` and the line."""
+    reader = csv.reader(file, delimiter=delimiter, quoting=csv_quoting(delimiter))
+    try:
+        yield from reader
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+    except csv.Error as error:  # a field over csv's size limit: most often a quote that is never closed
+        raise GardenError(f"{path} line {reader.line_num}: {error}; check the quotes before it") from None
+
+
 def read_table(path, text_column, label_column, text_pair_column="", header=True):
     """Rows of a TSV (`.tsv`) or CSV file as (texts, pairs or None, labels or None without `label_column`)."""
     existing_file(path)
     delimiter = "\t" if path.endswith(".tsv") else ","
     with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [row for row in csv.reader(f, delimiter=delimiter, quoting=csv_quoting(delimiter)) if row]
+        rows = [row for row in table_rows(f, path, delimiter) if row]
+    if header and not rows:
+        raise GardenError(f"{path} is empty: a table starts with its header row")
     head = rows.pop(0) if header else None
     fields = len(head) if head else len(rows[0]) if rows else 0
     long = next((i for i, row in enumerate(rows) if len(row) > fields), None)
@@ -114,17 +133,35 @@ def read_table(path, text_column, label_column, text_pair_column="", header=True
     return [row[text] for row in rows], pairs, [row[label] for row in rows] if label is not None else None
 
 
+def json_text(value, key):
+    """A JSON text or label value as text: a string as it is, a number as Python writes it; ValueError
+    for null, true/false, lists and objects (never the text 'None', 'True' or a Python repr)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"field '{key}' holds {json.dumps(value)[:40]}, not text or a number")
+
+
 def read_jsonl(path, text_column, label_column, text_pair_column=""):
-    """Objects of a JSON-lines file as (texts, pairs or None, labels or None without `label_column`)."""
-    existing_file(path)
-    with open(path, encoding="utf-8-sig") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    for key in filter(None, (text_column, label_column, text_pair_column)):
-        if rows and key not in rows[0]:
-            raise GardenError(f"{path} has no field '{key}'{did_you_mean(key, rows[0])}")
-    pairs = [str(r[text_pair_column]) for r in rows] if text_pair_column else None
-    labels = [r[label_column] if isinstance(r[label_column], list) else str(r[label_column]) for r in rows]
-    return [str(r[text_column]) for r in rows], pairs, labels if label_column else None
+    """Objects of a JSON-lines file as (texts, pairs or None, labels or None without `label_column`);
+    a label may be a list of names (multi-label data)."""
+    texts, pairs, labels = [], [], []
+    for number, row in json_lines(path, list(filter(None, (text_column, label_column, text_pair_column)))):
+        try:
+            texts.append(json_text(row[text_column], text_column))
+            if text_pair_column:
+                pairs.append(json_text(row[text_pair_column], text_pair_column))
+            if label_column:
+                label = row[label_column]
+                labels.append(
+                    [json_text(v, label_column) for v in label]
+                    if isinstance(label, list)
+                    else json_text(label, label_column)
+                )
+        except ValueError as error:
+            raise GardenError(f"{path} line {number}: {error}") from None
+    return texts, pairs if text_pair_column else None, labels if label_column else None
 
 
 def read_orange_tab(path):

@@ -6,28 +6,48 @@ The columns are those of the in-memory readers (`text_column`, `label_column`, `
 (or from the training data, for validation data); a label the training data lacks stops the run
 with its file and record named. TSV and CSV lines are split by `tf.io.decode_csv` in the graph;
 JSON lines are parsed by Python's `json` in the pipeline (`tf.numpy_function`), TFRecords by
-`tf.io.parse_example`.
+`tf.io.parse_example`. Lines end at \\n (or \\r\\n): TensorFlow's line reader drops every other \\r,
+which csv would read as a line end, so a file holding one is refused.
 """
 
-import csv
 import json
+import mmap
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
 
 from garden.data.streams import Stream
-from garden.data.text_files import _column, csv_quoting, label_order
+from garden.data.task_files import json_lines
+from garden.data.text_files import _column, json_text, label_order, table_rows
 from garden.errors import GardenError, did_you_mean
 
 TABLES = (".tsv", ".csv")
 JSON_LINES = (".jsonl", ".json")
 RECORDS = (".tfrecord", ".tfrecords")
+_BLOCK = 1 << 24  # bytes of a file searched at a time for a line number
 
 
 def _header(path, delimiter):
     with open(path, newline="", encoding="utf-8-sig") as f:
-        return next(csv.reader(f, delimiter=delimiter, quoting=csv_quoting(delimiter)), [])
+        return next(table_rows(f, path, delimiter), [])
+
+
+def _check_line_ends(path):
+    """Refuses a file with a carriage return that ends no \\r\\n line: TensorFlow's line reader drops
+    it, where csv reads a line end (or a quoted \\r) and json refuses it inside a string."""
+    if not os.path.getsize(path):
+        return
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        found = re.search(rb"\r(?!\n)", data)
+        if found:
+            at = found.start()
+            line = 1 + sum(data[i : min(i + _BLOCK, at)].count(b"\n") for i in range(0, at, _BLOCK))
+            raise GardenError(
+                f"{path} line {line} holds a carriage return (\\r) that ends no line; streamed files end lines "
+                "with \\n or \\r\\n: remove it, or write the file with \\n line ends"
+            )
 
 
 def _table_columns(files, config, delimiter):
@@ -60,15 +80,19 @@ def _labels_in(files, config, delimiter, columns, record_spec):
         return label_order({label.decode() for batch in labels for label in batch.numpy()})
     found = set()
     for path in files:
+        if columns is None:
+            for number, row in json_lines(path, [config.label_column]):
+                try:
+                    found.add(json_text(row[config.label_column], config.label_column))
+                except ValueError as error:
+                    raise GardenError(f"{path} line {number}: {error}") from None
+            continue
         with open(path, newline="", encoding="utf-8-sig") as f:
-            if columns is not None:
-                rows = csv.reader(f, delimiter=delimiter, quoting=csv_quoting(delimiter))
-                if config.header:
-                    next(rows, None)
-                column = columns[1]
-                found.update(row[column] for row in rows if len(row) > column)
-            else:
-                found.update(str(json.loads(line)[config.label_column]) for line in f if line.strip())
+            rows = table_rows(f, path, delimiter)
+            if config.header:
+                next(rows, None)
+            column = columns[1]
+            found.update(row[column] for row in rows if len(row) > column)
     return label_order(found)
 
 
@@ -81,6 +105,9 @@ def text_stream(files: list[str], config, label_names=None) -> Stream:
             "convert the others, or keep the set under in_memory_limit"
         )
     (kind,) = kinds
+    if kind not in RECORDS:
+        for path in files:
+            _check_line_ends(path)
     delimiter = "\t" if kind == ".tsv" else ","
     columns = _table_columns(files, config, delimiter) if kind in TABLES else None
     record_spec = _record_spec(files, config) if kind in RECORDS else None
@@ -107,8 +134,6 @@ def text_stream(files: list[str], config, label_names=None) -> Stream:
         if columns is None:
             return _json_fields(line, config)
         text, label, pair, width = columns
-        if not config.header:  # a byte order mark would start the first row's first field
-            line = tf.strings.regex_replace(line, "^\ufeff", "")
         values = tf.io.decode_csv(line, [""] * width, field_delim=delimiter, use_quote_delim=delimiter == ",")
         return values[text], values[label], values[pair] if pair is not None else tf.zeros_like(line)
 
@@ -127,9 +152,25 @@ def text_stream(files: list[str], config, label_names=None) -> Stream:
     def read(path):  # a blank line is a bad record here (the in-memory readers skip it): a filter costs 10x
         if record_spec is not None:
             return tf.data.TFRecordDataset(path)
-        return tf.data.TextLineDataset(path).skip(1 if columns is not None and config.header else 0)
+        lines = tf.data.TextLineDataset(path)
+        if columns is None:
+            return lines  # json reads a byte order mark
+        if config.header:
+            return lines.skip(1)
+        # a byte order mark would start the first row's first field (only the first: a field may start with U+FEFF)
+        first = lines.take(1).map(lambda line: tf.strings.regex_replace(line, "^\ufeff", ""))
+        return first.concatenate(lines.skip(1))
 
     return Stream(files, read, parse, names, config, batch_parse=True)
+
+
+class BadLine(ValueError, tf.errors.InvalidArgumentError):
+    """A JSON line that holds no record. A ValueError, which a numpy_function in the pipeline's graph
+    raises as InvalidArgumentError; an InvalidArgumentError itself where the stream re-reads its
+    records eagerly to name the bad one (a numpy_function then raises what the function raised)."""
+
+    def __init__(self, message):
+        tf.errors.InvalidArgumentError.__init__(self, None, None, message)
 
 
 def _json_fields(lines, config):
@@ -139,12 +180,20 @@ def _json_fields(lines, config):
     def parse(data):
         columns = [[] for _ in keys]
         for line in np.asarray(data).reshape(-1):
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError) as error:
+                raise BadLine(f"the line is not JSON ({error})") from None
+            if not isinstance(row, dict):
+                raise BadLine(f"the line holds {json.dumps(row)[:40]}, not a JSON object")
             missing = [k for k in keys if k and k not in row]
             if missing:
-                raise ValueError(f"no field '{missing[0]}'{did_you_mean(missing[0], row)}")
-            for column, key in zip(columns, keys):
-                column.append(str(row[key]) if key else "")
+                raise BadLine(f"no field '{missing[0]}'{did_you_mean(missing[0], row)}")
+            try:
+                for column, key in zip(columns, keys):
+                    column.append(json_text(row[key], key) if key else "")
+            except ValueError as error:
+                raise BadLine(str(error)) from None
         return tuple(np.array(column, dtype=object).reshape(np.shape(data)) for column in columns)
 
     fields = tf.numpy_function(parse, [lines], [tf.string] * 3, stateful=False)
