@@ -1,5 +1,5 @@
 # make demo: set up, then train -> evaluate -> export -> verify the default experiment.
-# make chaos: more kill points of the fault-injection tests than make test tries.
+# make chaos: more kill points of the fault-injection tests, and more fuzzing examples, than make test tries.
 # make test: set up with test extras, lint and format checks (ruff), then the test suite (two processes, one test file each at a time).
 PYTHON ?= python3
 VENV := .venv
@@ -25,11 +25,12 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
-# make chaos: the fault-injection and single-writer tests at many kill points (tests/test_faults.py).
+# make chaos: the fault-injection and single-writer tests at many kill points (tests/test_faults.py), and the fuzzing tests at many examples.
 chaos: setup
-	GARDEN_CHAOS_POINTS=$${GARDEN_CHAOS_POINTS:-25} $(BIN)/python -m pytest -q tests/test_faults.py tests/test_single_writer.py
+	GARDEN_CHAOS_POINTS=$${GARDEN_CHAOS_POINTS:-25} $(BIN)/python -m pytest -q -n 2 \
+		tests/test_faults.py tests/test_single_writer.py tests/test_image_decoding.py
 
 clean:
 	rm -rf $(VENV) runs

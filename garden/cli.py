@@ -669,10 +669,15 @@ def _parser():
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the command is, so its `with` blocks and `finally`s clean up (staging
-    folders, locks) as for Ctrl-C; the trainer and a sweep handle SIGTERM themselves while they run."""
+    folders, locks) as for Ctrl-C; the trainer and a sweep handle SIGTERM themselves while they run.
+    `received` stays set: where TensorFlow ran the Python code the signal came in (a py_function),
+    it turns the exception into its own error, which then still reads as the stop it is."""
+
+    received = False
 
 
 def _terminate(signum, frame):
+    Terminated.received = True
     raise Terminated()
 
 
@@ -682,6 +687,7 @@ def main(argv=None):
         os.environ["GARDEN_VERBOSE"] = "1"
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    Terminated.received = False
     from garden.native_output import filtered_stderr
 
     try:
@@ -706,21 +712,30 @@ def _main(args):
     except Stopped as stopped:
         print(f"garden: {stopped}", file=sys.stderr)
         return stopped.exit_code
-    except GardenError as error:
+    except KeyboardInterrupt as interrupt:
+        return _interrupted(args, interrupt)
+    except Exception as error:
+        if Terminated.received:  # an error the signal caused, in whatever form it came
+            return _interrupted(args, Terminated())
+        if not isinstance(error, GardenError):
+            raise
         print(f"garden: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as interrupt:
-        hint = ""
-        if args.command == "train":
-            from garden.run_folder import RunFolder
-
-            folder = RunFolder(args.run_dir or os.path.join("runs", args.experiment or "EXPERIMENT"))
-            if folder.started():
-                hint = f"; resume from the newest checkpoint with '{folder.resume_command()}'"
-        stopped = "stopped by SIGTERM" if isinstance(interrupt, Terminated) else "interrupted"
-        print(f"garden: {stopped}{hint}", file=sys.stderr)
-        return 143 if isinstance(interrupt, Terminated) else 130
     return 0
+
+
+def _interrupted(args, interrupt: KeyboardInterrupt) -> int:
+    """One line for a command stopped by Ctrl-C or SIGTERM (with how to resume a run); its exit code."""
+    hint = ""
+    if args.command == "train":
+        from garden.run_folder import RunFolder
+
+        folder = RunFolder(args.run_dir or os.path.join("runs", args.experiment or "EXPERIMENT"))
+        if folder.started():
+            hint = f"; resume from the newest checkpoint with '{folder.resume_command()}'"
+    stopped = "stopped by SIGTERM" if isinstance(interrupt, Terminated) else "interrupted"
+    print(f"garden: {stopped}{hint}", file=sys.stderr)
+    return 143 if isinstance(interrupt, Terminated) else 130
 
 
 if __name__ == "__main__":

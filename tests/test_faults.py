@@ -77,7 +77,7 @@ def test_a_killed_data_convert_leaves_no_shard_and_its_rerun_converts_everything
             continue
         assert not list(out.glob("v-*")), "a shard was renamed in before every shard was whole"
         if number == signal.SIGTERM:
-            assert process.returncode == 143 and stderr.strip().splitlines()[-1] == "garden: stopped by SIGTERM"
+            assert process.returncode == 143 and stderr.strip().splitlines()[-1] == "garden: stopped by SIGTERM", stderr
             assert not os.path.exists(out) or os.listdir(out) == []  # staging and lock cleaned up on the signal
         garden(*convert, "--out", out / "v-*.tfrecord")
         assert sorted(os.listdir(out)) == ["v-00000-of-00002.tfrecord", "v-00001-of-00002.tfrecord"]
@@ -170,7 +170,7 @@ def test_a_killed_export_keeps_the_export_before_and_its_rerun_leaves_no_staging
             assert json.loads((out / "manifest.json").read_text())["step"] == steps[-1]
             continue
         if number == signal.SIGTERM:  # cleaned up on the signal: the export before is back, whole
-            assert process.returncode == 143 and stderr.strip().splitlines()[-1] == "garden: stopped by SIGTERM"
+            assert process.returncode == 143 and stderr.strip().splitlines()[-1] == "garden: stopped by SIGTERM", stderr
             assert sorted(os.listdir(out)) == ["manifest.json", "saved_model"]
             assert (out / "manifest.json").read_text() == before
         garden("export", tiny_run, "--out", out)
@@ -215,21 +215,30 @@ def test_a_killed_quantize_leaves_no_half_written_run_and_its_rerun_quantizes_as
         delay = rng.uniform(0.0, 2.0) if point else 0.0
         stderr = kill_once(process, lambda s=staging, o=out: s.exists() or o.exists(), number, delay)
         if number == signal.SIGTERM and process.returncode == 143:
-            assert stderr.strip().splitlines()[-1] == "garden: stopped by SIGTERM" and not staging.exists()
+            assert stderr.strip().splitlines()[-1] == "garden: stopped by SIGTERM" and not staging.exists(), stderr
         if not out.exists():  # renamed in whole or not at all; the rerun clears a SIGKILLed one's staging
             garden("quantize", trained_lm, "--mode", "int8", "--out", out)
         assert not staging.exists()
         assert_same_values(checkpoint_values(out / "model"), quantized_lm)
 
 
+TRAIN = ["train", "mnist_resnet", *sets(*SMALL, "trainer.train_steps=40"), "--run-dir"]
+
+
+@pytest.fixture(scope="module")
+def never_killed(tmp_path_factory):
+    """The weights of TRAIN's run, never killed."""
+    run = tmp_path_factory.mktemp("never_killed") / "run"
+    garden(*TRAIN, run)
+    return checkpoint_values(run / "checkpoints")
+
+
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_a_training_killed_again_and_again_resumes_to_the_uninterrupted_weights(number, tmp_path):
+def test_a_training_killed_again_and_again_resumes_to_the_uninterrupted_weights(number, never_killed, tmp_path):
     """Each start of one run is killed at a seeded point; after each kill the newest checkpoint
     loads and nothing half-written is left; the run then completes to the weights of a run never
     killed, bit for bit."""
-    train = ["train", "mnist_resnet", *sets(*SMALL, "trainer.train_steps=40"), "--run-dir"]
-    garden(*train, tmp_path / "reference")
-    rng, run = random.Random(number), tmp_path / "run"
+    train, rng, run = TRAIN, random.Random(number), tmp_path / "run"
     for _ in range(POINTS):
         process = start(*train, run)
         holds = lambda p=process: (run / LOCK).exists() and f'"pid": {p.pid}' in (run / LOCK).read_text()  # noqa: E731
@@ -242,5 +251,44 @@ def test_a_training_killed_again_and_again_resumes_to_the_uninterrupted_weights(
         if tf.train.latest_checkpoint(str(run / "checkpoints")):
             checkpoint_values(run / "checkpoints")  # reads whole
     garden(*train, run)
-    expected = checkpoint_values(tmp_path / "reference" / "checkpoints")
-    assert_same_values(checkpoint_values(run / "checkpoints"), expected)
+    assert_same_values(checkpoint_values(run / "checkpoints"), never_killed)
+
+
+STOPS_INSIDE = """
+import os
+import signal
+
+import numpy as np
+import tensorflow as tf
+
+from garden.data.examples import Examples
+from garden.registry import DATASETS
+
+
+@DATASETS.register("stops_inside")
+def stops_inside(config, label_names=None):
+    def stop(x):
+        os.kill(os.getpid(), signal.SIGTERM)  # comes while TensorFlow runs this function
+        return x
+
+    tf.py_function(stop, [tf.constant(0)], tf.int32)
+    return Examples({"image": np.zeros([64, 28, 28, 1], np.float32)}, np.zeros(64, np.int64), list("0123456789"))
+"""
+
+
+def test_sigterm_that_comes_inside_a_tensorflow_op_stops_the_command_as_sigterm(tmp_path):
+    """The fault (a data convert killed under load): SIGTERM that came while TensorFlow ran Python
+    code (a py_function) became TensorFlow's UnknownError: a traceback and exit 1, not 143."""
+    (tmp_path / "stops_inside.py").write_text(STOPS_INSIDE)
+    run_dir = tmp_path / "run"
+    stopped = subprocess.run(
+        [sys.executable, "-m", "garden.cli", "--import", "stops_inside", "train", "mnist_resnet"]
+        + ["--set", "task.train_data.dataset=stops_inside", "--run-dir", str(run_dir)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    assert stopped.stderr.strip().splitlines()[-1].startswith("garden: stopped by SIGTERM"), stopped.stderr[-2000:]
+    assert "Traceback" not in stopped.stderr and not (run_dir / LOCK).exists()
