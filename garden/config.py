@@ -7,7 +7,10 @@ head, loss) is a `ComponentConfig`: its `type` names the registry entry and its
 """
 
 import dataclasses
+import datetime
 import os
+import types
+import typing
 
 import yaml
 from official.core import config_definitions as mg
@@ -310,12 +313,19 @@ def register_experiment(name):
     return decorator
 
 
+def _shown(text):
+    """`text` for a one-line message: line breaks and other unprintable characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def parse_set(assignment):
     """'a.b=c' -> {'a': {'b': c}} with c parsed as YAML (numbers, lists, booleans)."""
     key, sep, value = assignment.partition("=")
     if not sep or not key:
-        raise GardenError(f"--set expects key=value, got '{assignment}'; for example --set trainer.train_steps=100")
-    nested = _yaml(value, f"--set {assignment}") if value else ""
+        raise GardenError(
+            f"--set expects key=value, got '{_shown(assignment)}'; for example --set trainer.train_steps=100"
+        )
+    nested = _yaml(value, f"--set {_shown(assignment)}") if value else ""
     if isinstance(nested, str):  # YAML 1.1 reads 2e-4 as a string
         try:
             nested = float(nested)
@@ -334,7 +344,11 @@ def _yaml(text, where):
         mark = getattr(error, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise GardenError(f"{where} is not valid YAML{at}: {problem}") from error
+        raise GardenError(f"{where} is not valid YAML{at}: {_shown(problem)}") from error
+    except ValueError as error:  # a tag that does not fit its value: !!int x
+        raise GardenError(f"{where} is not valid YAML: {_shown(error)}") from error
+    except RecursionError as error:
+        raise GardenError(f"{where} is nested too deeply") from error
 
 
 def changed_keys(saved: dict, config, shaping: bool) -> list[str]:
@@ -385,21 +399,68 @@ def _declared_type(config, key):
     return fields.get(key)
 
 
+_KINDS = {bool: "true or false", int: "a number", float: "a number", str: "text", list: "a list such as [a, b]"}
+
+
+def _check_kind(config, key, value, where):
+    """Refuses a value of another kind than field `key` declares, when it declares one of _KINDS (or
+    that or null; null stays where it is the default)."""
+    declared = _declared_type(config, key)
+    declared = {"int": int, "float": float, "str": str, "bool": bool}.get(declared, declared)
+    if typing.get_origin(declared) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(declared) if a is not type(None)]
+        optional = len(options) < len(typing.get_args(declared))
+    else:
+        options, optional = [declared], False
+    kind = (typing.get_origin(options[0]) or options[0]) if len(options) == 1 else None
+    if kind not in _KINDS or (value is None and (optional or getattr(config, key) is None)):
+        return
+    if kind in (int, float):
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, kind)
+    if not fits:
+        quote = f"; quote it for text: '{value}'" if kind is str and isinstance(value, (int, float)) else ""
+        raise GardenError(f"config key '{_shown(where)}' expects {_KINDS[kind]}, got {_shown(repr(value))}{quote}")
+
+
+def _refuse_other_types(value, where):
+    """Refuses what YAML reads beyond JSON's types (dates, bytes, sets): a config holds none of them."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_other_types(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_other_types(item, where)
+    elif value is not None and not isinstance(value, (str, int, float)):
+        kind = "a date" if isinstance(value, datetime.date) else "bytes" if isinstance(value, bytes) else None
+        kind = kind or f"a {type(value).__name__}"  # a set, or !!omap's pairs
+        raise GardenError(
+            f"config key '{_shown(where)}' holds {kind} ({_shown(value)}) as YAML reads it; quote it for text"
+        )
+
+
 def _check(config, overrides, path=""):
     """Raises GardenError for the first unknown key or mistyped value in `overrides`."""
     keys = [k for k in vars(config) if k not in base_config.params_dict.ParamsDict.RESERVED_ATTR]
     for key, value in overrides.items():
         where = f"{path}{key}"
         if key not in keys:
-            raise GardenError(f"unknown config key '{where}'{did_you_mean(key, keys, path)}")
+            raise GardenError(f"unknown config key '{_shown(where)}'{did_you_mean(key, keys, path)}")
         _refuse_unread(config, key, value, where)
         if key == "type" and isinstance(config, oneof.OneOfConfig) and value is not None:
             choices = [k for k in keys if k != "type"]
             if value not in choices:
-                raise GardenError(f"unknown {where} '{value}'{did_you_mean(str(value), choices)}")
+                raise GardenError(f"unknown {where} '{_shown(value)}'{did_you_mean(str(value), choices)}")
         current = getattr(config, key)
+        if isinstance(current, base_config.Config) and not isinstance(value, dict):
+            inside = sorted(k for k in vars(current) if k not in base_config.params_dict.ParamsDict.RESERVED_ATTR)
+            example = f"; set one of them, for example --set {where}.{inside[0]}=..." if inside else ""
+            raise GardenError(f"config key '{where}' is a group of keys, not {_shown(repr(value))}{example}")
         if isinstance(current, ComponentConfig) and isinstance(value, dict):
             new_type = value.get("type", current.type)
+            if not isinstance(new_type, str) or not new_type.isprintable():
+                raise GardenError(f"config key '{where}.type' names a registered {key}, got {_shown(repr(new_type))}")
             if new_type != current.type:  # a new part starts from its own defaults
                 current.params = None
                 current.params = _REGISTRIES[key].defaults(new_type)
@@ -418,6 +479,8 @@ def _check(config, overrides, path=""):
             if not value.is_integer():
                 raise GardenError(f"config key '{where}' expects a whole number, got {value!r}")
             overrides[key] = int(value)
+        elif current is None or isinstance(current, (str, list)):
+            _check_kind(config, key, value, where)
 
 
 def _positive(value, where):
@@ -522,7 +585,7 @@ def check_values(config):
                     _positive(getattr(data, key), f"{path}.{split}.{key}")
             if data.aug_type not in ("", "randaug", "autoaug"):
                 raise GardenError(
-                    f"{path}.{split}.aug_type '{data.aug_type}' is not randaug, autoaug or '' (none)"
+                    f"{path}.{split}.aug_type '{_shown(data.aug_type)}' is not randaug, autoaug or '' (none)"
                     f"{did_you_mean(data.aug_type, ['randaug', 'autoaug'])}"
                 )
             if not 0 <= data.random_erasing <= 1:
@@ -562,6 +625,7 @@ def apply_overrides(config, overrides):
         return config
     if getattr(config, "_locked", False):
         raise GardenError("this config is locked; apply overrides before the run starts")
+    _refuse_other_types(overrides, "")
     _check(config, overrides)
     config.override(overrides, is_strict=True)
     return config
@@ -571,13 +635,21 @@ def experiment_config(name=None, config_files=(), sets=(), overrides=()):
     """The resolved, locked config of experiment `name` (or of the files' task.name): the files, then
     the `--set` strings `sets`, then the nested dicts `overrides` applied in order."""
     file_overrides = [read_yaml(path) for path in config_files]
-    overrides = file_overrides + [parse_set(s) for s in sets] + list(overrides)
-    registry.import_modules(module for o in overrides for module in o.get("imports") or ())
+    given = [parse_set(s) for s in sets] + list(overrides)
+    overrides = file_overrides + given
+    registry.import_modules(module for o in overrides for module in _imports(o))
     if name is None:
         names = [f.get("task", {}).get("name") for f in file_overrides]
         name = next((n for n in reversed(names) if n), None)
     if name is None:
         raise GardenError("name an experiment (see 'garden list') or pass --config with task.name set")
+    for override in given:
+        task = override.get("task")
+        if isinstance(task, dict) and "name" in task and task["name"] != name:
+            raise GardenError(
+                f"task.name is the experiment's name ({name}), not {_shown(repr(task['name']))}; name "
+                "another experiment (see 'garden list') rather than setting it"
+            )
     config = registry.EXPERIMENTS.get(name)()
     for override in overrides:
         apply_overrides(config, override)
@@ -588,6 +660,14 @@ def experiment_config(name=None, config_files=(), sets=(), overrides=()):
     check_values(config)
     _lock(config)
     return config
+
+
+def _imports(override):
+    """The module names of an override's `imports`: a list of names."""
+    modules = override.get("imports") or []
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise GardenError(f"imports is a list of module names, such as [my_models]; got {_shown(repr(modules))}")
+    return modules
 
 
 def _infer_datasets(config):

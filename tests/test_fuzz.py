@@ -2,6 +2,7 @@
 
 - Text tables and JSON lines, in memory and streamed, against Python's csv and json on the same bytes.
 - REST request bodies, against the arrays they were made from and a tiny SavedModel called directly.
+- `--set` overrides, against the value YAML reads.
 
 Each is read as the reference reads it, or refused in one line (GardenError; HTTP 400 {"error": ...}),
 never another exception or a 5xx. A few examples each, the same on every run; GARDEN_CHAOS_POINTS=N
@@ -24,12 +25,13 @@ import urllib.request
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from garden.config import DataConfig
+from garden.config import DataConfig, experiment_config, to_yaml
 from garden.data import text_datasets
 from garden.data.streams import bad_records_named, raw_examples
 from garden.data.text_files import label_order, read_table
@@ -630,3 +632,124 @@ def test_classify_features_that_raised_or_went_through_are_refused_in_one_line(f
     body = json.dumps({"examples": [features]}).encode("utf-8", "surrogatepass")
     with pytest.raises(RequestError, match=re.escape(message)):
         parse_examples(body, dtypes)
+
+
+# --- --set overrides ------------------------------------------------------------------------------------
+
+
+def flat_keys(tree, prefix=""):
+    if not isinstance(tree, dict) or not tree:
+        return {prefix[:-1]: tree}
+    return {k: v for key, value in tree.items() for k, v in flat_keys(value, f"{prefix}{key}.").items()}
+
+
+BASE = flat_keys(yaml.safe_load(to_yaml(experiment_config("mnist_resnet"))))
+KEYS = sorted(BASE)
+GROUPS = sorted({key.rsplit(".", n)[0] for key in KEYS for n in (1, 2) if "." in key})
+YAML_VALUES = [
+    "1", "0", "-1", "1.5", "2e-4", "1e400", ".nan", "true", "no", "null", "~", "", "[]", "{}", "[16, 32]", "{a: 1}",
+    "'x'", "0x10", "1_000", "[", "{", "- 1", "a: b", "2025-01-01", "!!binary aGk=", "!!set {a}", "!!int x",
+    "!!python/name:os.system", '"a\\nb"', "'\t'", "*a", "&a 1", "123456789012345678901234567890", "[" * 200,
+    "resnet", "vit", "adamw", "cosine", "mnist", "randaug", "higher",
+]  # fmt: skip
+
+
+def held(config, key):
+    node = config
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node.as_dict() if hasattr(node, "as_dict") else node
+
+
+def same(got, expected):
+    """Whether a config value is the YAML value: numbers by value (NaN is NaN), lists and mappings in full."""
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and all(k in got and same(got[k], v) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(got, (list, tuple)) and len(got) == len(expected) and all(map(same, got, expected))
+    if isinstance(got, (int, float)) and isinstance(expected, (int, float)) and not isinstance(expected, bool):
+        return got == expected or (math.isnan(got) and math.isnan(expected))
+    return got == expected and type(got) is type(expected)
+
+
+def set_value(text):
+    """What a --set value means: YAML, where a number YAML 1.1 keeps as text ('2e-4') is the number."""
+    value = yaml.safe_load(text) if text else ""
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
+@fuzz(120)
+@given(
+    assignments=st.lists(
+        st.tuples(
+            st.one_of(
+                st.sampled_from(KEYS),
+                st.sampled_from(GROUPS),
+                st.text(max_size=12).filter(lambda k: "=" not in k),
+                st.sampled_from(["", ".", "a..b", "imports", "task.name"]),
+            ),
+            st.one_of(
+                st.sampled_from(YAML_VALUES),
+                st.sampled_from(KEYS).map(lambda k: json.dumps(BASE[k])),
+                st.text(max_size=8),
+            ),
+        ),
+        min_size=1,
+        max_size=2,
+    )
+)
+def test_set_overrides_hold_their_value_or_are_refused_in_one_line(assignments):
+    """Any key (leaves, groups, unknown, control characters) and any value (YAML of every kind, tags,
+    dates, bytes, text): experiment_config refuses in one line or holds the value YAML reads."""
+    sets = [f"{key}={value}" for key, value in assignments]
+    try:
+        config = experiment_config("mnist_resnet", sets=sets)
+    except GardenError as error:
+        one_line(error)
+        return
+    key, value = assignments[-1]
+    expected = set_value(value)
+    got = held(config, key.strip())
+    if key.strip() == "task.model.tokenizer.lowercase" and expected is None:  # unset: resolved from the model
+        return
+    assert same(got, expected), (sets, got, expected)
+
+
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("task.train_data=5", "config key 'task.train_data' is a group of keys, not 5; set one of them"),
+        ("trainer=", "config key 'trainer' is a group of keys, not ''"),
+        ("task.model.lora=no", "config key 'task.model.lora' is a group of keys, not False"),
+        ("task.model.head.type=1", "config key 'task.model.head.type' names a registered head, got 1"),
+        ("task.loss.type=null", "config key 'task.loss.type' names a registered loss, got None"),
+        ("task.model.backbone.type=[1, 2]", "names a registered backbone, got [1, 2]"),
+        ("task.train_data.input_path=2025-01-01", "'task.train_data.input_path' holds a date (2025-01-01)"),
+        ("task.train_data.dataset=!!binary aGk=", "'task.train_data.dataset' holds bytes (b'hi')"),
+        ("task.train_data.classes=!!set {a}", "'task.train_data.classes' holds a set ({'a'})"),
+        ("task.train_data.classes=!!omap [a: 1]", "'task.train_data.classes' holds a tuple (('a', 1))"),
+        ("trainer.train_steps=!!int x", "is not valid YAML: invalid literal for int() with base 10: 'x'"),
+        ("trainer.train_steps=" + "[" * 2000, "is nested too deeply"),
+        ("imports=1", "imports is a list of module names, such as [my_models]; got 1"),
+        ("imports=os", "imports is a list of module names, such as [my_models]; got 'os'"),
+        ("task.name=other", "task.name is the experiment's name (mnist_resnet), not 'other'"),
+        ("task.train_data.cycle_length=''", "config key 'task.train_data.cycle_length' expects a number, got ''"),
+        ("task.model.tokenizer.lowercase=1", "config key 'task.model.tokenizer.lowercase' expects true or false"),
+        ("runtime.distribution_strategy=5", "expects text, got 5; quote it for text: '5'"),
+        ("task.model.lora.targets=query", "config key 'task.model.lora.targets' expects a list such as [a, b]"),
+        ("a\nb=1", "unknown config key 'a\\nb'"),
+        ('task.train_data.aug_type="a\\nb"', "task.train_data.aug_type 'a\\nb' is not randaug"),
+    ],
+)
+def test_set_values_that_raised_or_were_lost_are_refused_in_one_line(assignment, message):
+    """The faults: AttributeError or TypeError from a value where a group of keys belongs, a registered
+    part's type that is no text, YAML's dates, bytes and sets and its ValueError and RecursionError,
+    an `imports` that is no list (a string imported each of its letters); a task.name that was
+    dropped without a word; text where a number or a list belongs (TypeError later); a key or value
+    with a line break made the message two lines."""
+    with pytest.raises(GardenError) as refused:
+        experiment_config("mnist_resnet", sets=[assignment])
+    assert message in one_line(refused.value)
