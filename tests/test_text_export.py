@@ -14,7 +14,6 @@ from garden.config import experiment_config
 from garden.data import text_datasets
 from garden.data.tokenizers import serving_tokenizer
 from garden.export import tflite
-from garden.export.reference import TFLITE_BOUNDS
 from garden.registry import TASKS
 from garden.run import Run
 
@@ -56,29 +55,59 @@ def test_serving_packer_matches_training_packer_on_single_texts_and_pairs(length
             np.testing.assert_array_equal(expected[name].numpy(), given[name].numpy(), err_msg=name)
 
 
+MODES = ("none", "dynamic", "float16", "int8")
+# max |probability - Keras's| over the held-out documents that each artifact, re-run here, may show
+# (measured when written: SavedModel and none 2e-7, float16 3e-4, dynamic 3e-3, int8 2e-2); int8 is
+# judged by the task instead: the same class as Keras on at least INT8_AGREEMENT of the documents
+# (measured: all 300)
+TOLERANCES = {
+    "saved_model": 1e-5,
+    "model_none.tflite": 1e-5,
+    "model_float16.tflite": 5e-3,
+    "model_dynamic.tflite": 2e-2,
+}
+INT8_AGREEMENT = 0.97
+
+
 @pytest.fixture(scope="module")
 def text_export(text_run, tmp_path_factory):
+    """The SavedModel and a .tflite of each of MODES, exported once; (folder, what export printed)."""
     out = tmp_path_factory.mktemp("export")
-    garden(
-        "export",
-        text_run,
-        "--format",
-        "saved_model",
-        "--format",
-        "tflite",
-        "--quantize",
-        "none",
-        "--quantize",
-        "dynamic",
-        "--quantize",
-        "float16",
-        "--out",
-        out,
-    )
-    return out
+    quantize = [a for mode in MODES for a in ("--quantize", mode)]
+    printed = garden("export", text_run, "--format", "saved_model", "--format", "tflite", *quantize, "--out", out)
+    return out, printed.stdout
+
+
+def keras_probabilities(run, texts):
+    """The Keras model's class probabilities for raw `texts`: its logits, softmaxed here in float64."""
+    logits = run.model(run.task.preprocess({"text": tf.constant(texts)}), training=False)["logits"]
+    logits = np.asarray(logits, np.float64)
+    exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def rerun(text_run, text_export):
+    """Every written artifact re-run here on the 300 held-out R8 test documents (then ODD_TEXT), not
+    through the exporter: each .tflite in LiteRT with tensorflow-text's ops, the SavedModel with
+    tf.saved_model.load. (labels, Keras's probabilities, {artifact: its served outputs})."""
+    folder, _ = text_export
+    run = Run(str(text_run))
+    held_out = run.task.load(run.config.task.test_data, run.label_names)
+    texts = np.asarray([*held_out.features["text"], *ODD_TEXT], dtype=object)
+    served = tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"](text=tf.constant(texts))
+    outputs = {"saved_model": {name: tensor.numpy() for name, tensor in served.items()}}
+    for mode in MODES:
+        interpreter = InterpreterWithCustomOps(
+            custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS,
+            model_path=str(folder / f"model_{mode}.tflite"),
+        )
+        outputs[f"model_{mode}.tflite"] = interpreter.get_signature_runner("serving_default")(text=texts)
+    return held_out.labels, keras_probabilities(run, texts), outputs
 
 
 def test_saved_model_takes_raw_strings_and_token_ids(text_export):
+    text_export, _ = text_export
     signatures = tf.saved_model.load(str(text_export / "saved_model")).signatures
     assert set(signatures) == {"serving_default", "serving_tokens", "serve_examples"}
     texts = r8_texts(6)
@@ -100,39 +129,50 @@ def test_saved_model_takes_raw_strings_and_token_ids(text_export):
     np.testing.assert_allclose(tokens["probabilities"], raw["probabilities"], atol=1e-6)
 
 
-def test_each_mode_rerun_on_its_own_matches_keras_on_the_held_out_documents(text_run, text_export):
-    """Each .tflite, loaded here in LiteRT with tensorflow-text's ops, classifies the 300 held-out
-    R8 test documents as raw strings: its probabilities are within the mode's bound of the Keras
-    model's (dynamic: judged by accuracy), its accuracy within a point, and the manifest records them."""
-    manifest = json.loads((text_export / "manifest.json").read_text())
+def test_each_artifact_rerun_on_its_own_matches_keras_within_its_modes_tolerance(rerun):
+    """Each artifact's probabilities, on the held-out documents and ODD_TEXT, are within its mode's
+    tolerance of the Keras model's, and the class it names is Keras's most likely one up to that
+    tolerance (int8: Keras's most likely class on at least INT8_AGREEMENT of the documents); its
+    accuracy is within a point of Keras's."""
+    labels, keras, outputs = rerun
+    keras_accuracy = np.mean(keras[: len(labels)].argmax(axis=-1) == labels)
+    assert keras_accuracy > 0.7
+    for name, served in outputs.items():
+        named = keras[np.arange(len(keras)), served["class_id"]]  # Keras's probability of the class served
+        if name in TOLERANCES:
+            error = np.max(np.abs(served["probabilities"] - keras))
+            assert error <= TOLERANCES[name], (name, error)
+            assert np.all(named >= keras.max(axis=-1) - 2 * TOLERANCES[name]), name
+        else:
+            agreement = np.mean(served["class_id"] == keras.argmax(axis=-1))
+            assert agreement >= INT8_AGREEMENT, (name, agreement)
+        accuracy = np.mean(served["class_id"][: len(labels)] == labels)
+        assert abs(accuracy - keras_accuracy) <= 0.01, (name, accuracy, keras_accuracy)
+
+
+def test_the_manifest_records_what_the_artifacts_measure_when_rerun(text_export, rerun):
+    """The accuracies the manifest reports are the ones measured here (the exporter's verdicts are
+    the tests above); each .tflite lists the text ops it needs and its file's size."""
+    folder, _ = text_export
+    labels, keras, outputs = rerun
+    manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["signatures"]["serving_default"]["inputs"] == {"text": {"dtype": "string", "shape": [None]}}
-    assert manifest["held_out"] == {"split": "test", "examples": 300}
-    run = Run(str(text_run))
-    held_out = run.task.load(run.config.task.test_data, run.label_names)
-    texts = np.asarray(held_out.features["text"], dtype=object)
-    keras = run.task.serving_outputs(run.model(run.task.preprocess({"text": tf.constant(texts)}), training=False))
-    keras_accuracy = np.mean(keras["class_id"].numpy() == held_out.labels)
-    assert keras_accuracy > 0.7 and manifest["keras_accuracy"] == pytest.approx(keras_accuracy)
-    for mode in ("none", "dynamic", "float16"):
-        name, entry = f"model_{mode}.tflite", manifest["artifacts"][f"model_{mode}.tflite"]
-        runner = InterpreterWithCustomOps(
-            custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS, model_path=str(text_export / name)
-        ).get_signature_runner("serving_default")
-        outputs = runner(text=texts)
-        if TFLITE_BOUNDS[mode] is not None:
-            np.testing.assert_allclose(
-                outputs["probabilities"], keras["probabilities"], atol=TFLITE_BOUNDS[mode], err_msg=name
-            )
-        accuracy = np.mean(outputs["class_id"] == held_out.labels)
-        assert keras_accuracy - accuracy <= 0.01 and entry["accuracy"] == pytest.approx(accuracy), name
-        assert entry["op_registerers"] == "tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS"
-        assert {"FastBertNormalize", "FastWordpieceTokenizeWithOffsets"} <= set(entry["custom_ops"])
-        assert entry["size_bytes"] == (text_export / name).stat().st_size
-    sizes = {m: (text_export / f"model_{m}.tflite").stat().st_size for m in ("none", "dynamic", "float16")}
-    assert sizes["dynamic"] < sizes["float16"] < sizes["none"]
+    assert manifest["held_out"] == {"split": "test", "examples": len(labels)}
+    assert manifest["keras_accuracy"] == pytest.approx(np.mean(keras[: len(labels)].argmax(axis=-1) == labels))
+    assert set(manifest["artifacts"]) == set(outputs)
+    for name, entry in manifest["artifacts"].items():
+        measured = np.mean(outputs[name]["class_id"][: len(labels)] == labels)
+        assert entry["accuracy"] == pytest.approx(measured, abs=1.5 / len(labels)), name  # a near tie may flip
+        if name.endswith(".tflite"):
+            assert entry["size_bytes"] == (folder / name).stat().st_size
+            assert entry["op_registerers"] == "tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS"
+            assert {"FastBertNormalize", "FastWordpieceTokenizeWithOffsets"} <= set(entry["custom_ops"])
+    sizes = {m: (folder / f"model_{m}.tflite").stat().st_size for m in MODES}
+    assert sizes["int8"] < 0.5 * sizes["none"] and sizes["dynamic"] < sizes["float16"] < sizes["none"]
 
 
 def test_tflite_runs_raw_strings_with_the_tensorflow_text_registrar(text_export):
+    text_export, _ = text_export
     texts = np.array(r8_texts(8), dtype=object)
     interpreter = InterpreterWithCustomOps(
         custom_op_registerers=tensorflow_text.tflite_registrar.SELECT_TFTEXT_OPS,
@@ -145,6 +185,7 @@ def test_tflite_runs_raw_strings_with_the_tensorflow_text_registrar(text_export)
 
 
 def test_predict_reads_a_text_file_one_example_per_line(text_export, tmp_path):
+    text_export, _ = text_export
     texts = r8_texts(3)
     (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     rows = [
@@ -181,6 +222,7 @@ def test_int8_keeps_the_masked_attention_scores_and_layer_norms_in_float(text_ex
     """On padded examples, all-int8 attention scores share one scale with the -1e9 padding mask (a step
     of ~4e6, so every real score rounds to the same value); FLOAT_OPS keeps them, and the LayerNorm
     statistics, in float32 while the matmuls stay int8."""
+    text_export, _ = text_export
     short = [" ".join(text.split()[:8]) for text in r8_texts(32)]  # padded, so the mask is in the scores
     packed = r8_task().preprocess({"text": tf.constant(short)})
     calibration = {name: tensor.numpy() for name, tensor in packed.items()}
@@ -192,16 +234,10 @@ def test_int8_keeps_the_masked_attention_scores_and_layer_norms_in_float(text_ex
     assert ("SOFTMAX", "int8") not in kept and ("FULLY_CONNECTED", "float32") not in kept
 
 
-def test_int8_takes_raw_strings_within_one_point_of_keras(text_run, text_export, tmp_path):
-    """int8 is judged, not assumed: written only within the default 1-point bound, with the op types it
-    kept in float32 and its measured drop in the manifest."""
-    out = tmp_path / "int8"
-    result = garden("export", text_run, "--format", "tflite", "--quantize", "int8", "--out", out)
-    assert "model_int8.tflite" in result.stdout and "drop (points)" in result.stdout
-    manifest = json.loads((out / "manifest.json").read_text())
-    entry = manifest["artifacts"]["model_int8.tflite"]
-    assert entry["accuracy_drop"] == pytest.approx(100 * (manifest["keras_accuracy"] - entry["accuracy"]))
-    assert entry["accuracy_drop"] <= 1.0 and entry["float_ops"] in ([], list(tflite.FLOAT_OPS))
-    assert "FastBertNormalize" in entry["custom_ops"]
-    float_size = json.loads((text_export / "manifest.json").read_text())["artifacts"]["model_none.tflite"]["size_bytes"]
-    assert entry["size_bytes"] < 0.5 * float_size
+def test_int8_is_written_with_the_op_types_it_kept_in_float(text_export):
+    """int8 is judged before it is written (its re-run is in the tests above): export prints its
+    accuracy drop, and the manifest lists the op types it kept in float32 (all or none of FLOAT_OPS)."""
+    folder, printed = text_export
+    assert "model_int8.tflite" in printed and "drop (points)" in printed
+    entry = json.loads((folder / "manifest.json").read_text())["artifacts"]["model_int8.tflite"]
+    assert entry["float_ops"] in ([], list(tflite.FLOAT_OPS)) and "FastBertNormalize" in entry["custom_ops"]
