@@ -30,7 +30,7 @@ test: setup
 # make chaos: the fault-injection and single-writer tests at many kill points (tests/test_faults.py), and the fuzzing tests at many examples.
 chaos: setup
 	GARDEN_CHAOS_POINTS=$${GARDEN_CHAOS_POINTS:-25} $(BIN)/python -m pytest -q -n 2 \
-		tests/test_faults.py tests/test_single_writer.py tests/test_image_decoding.py
+		tests/test_faults.py tests/test_single_writer.py tests/test_image_decoding.py tests/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) runs

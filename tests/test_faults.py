@@ -202,7 +202,11 @@ def quantized_lm(trained_lm, tmp_path_factory):
     return checkpoint_values(out / "model")
 
 
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+# make test tries SIGTERM, which left the staging (a quantize takes minutes on 2 cores); make chaos both
+QUANTIZE_SIGNALS = [signal.SIGTERM, signal.SIGKILL] if POINTS > 1 else [signal.SIGTERM]
+
+
+@pytest.mark.parametrize("number", QUANTIZE_SIGNALS, ids=[number.name for number in QUANTIZE_SIGNALS])
 def test_a_killed_quantize_leaves_no_half_written_run_and_its_rerun_quantizes_as_before(
     number, trained_lm, quantized_lm, tmp_path
 ):
