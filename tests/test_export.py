@@ -9,58 +9,91 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from conftest import ROOT, garden
 from PIL import Image
 
 from garden.data.mnist import mnist
-from garden.export.reference import TFLITE_BOUNDS as BOUNDS
-from garden.export.tflite import tflite_runner
 from garden.run import Run
+
+MODES = ("none", "dynamic", "float16", "int8", "16x8")
+# max |probability - Keras's| over the 1000 held-out test images that each artifact, re-run here,
+# may show (measured when written: SavedModel 2e-7, none 1.4e-6, float16 3.5e-3, dynamic 0.06)
+TOLERANCES = {
+    "saved_model": 1e-5,
+    "model_none.tflite": 1e-5,
+    "model_float16.tflite": 1e-2,
+    "model_dynamic.tflite": 0.2,
+}
+# the share of images on which a quantized artifact names Keras's most likely digit (measured when
+# written: dynamic 0.999, 16x8 0.998, int8 0.993)
+AGREEMENT = {"model_dynamic.tflite": 0.99, "model_int8.tflite": 0.98, "model_16x8.tflite": 0.98}
 
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    garden(
-        "export",
-        tiny_run,
-        "--format",
-        "saved_model",
-        "--format",
-        "tflite",
-        *[a for mode in BOUNDS for a in ("--quantize", mode)],
-        "--out",
-        out,
-    )
+    quantize = [a for mode in MODES for a in ("--quantize", mode)]
+    garden("export", tiny_run, "--format", "saved_model", "--format", "tflite", *quantize, "--out", out)
     return out
 
 
-def test_each_artifact_rerun_on_its_own_matches_the_keras_model(exported, tiny_run):
-    """Every written artifact, loaded here (the SavedModel with tf.saved_model, each .tflite in
-    LiteRT), against the Keras model of the run folder on the 1000 held-out test images."""
+def keras_probabilities(run_dir, images):
+    """The Keras model's digit probabilities: the run folder's model's logits, softmaxed here in float64."""
+    logits = np.asarray(Run(str(run_dir)).model({"image": images}, training=False)["logits"], np.float64)
+    exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def litert(path, **inputs):
+    """`path`'s serving_default signature run on `inputs` in LiteRT's own interpreter, 100 rows a call."""
+    runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+    count = len(next(iter(inputs.values())))
+    parts = [runner(**{n: a[i : i + 100] for n, a in inputs.items()}) for i in range(0, count, 100)]
+    return {key: np.concatenate([part[key] for part in parts]) for key in ("probabilities", "class_id")}
+
+
+@pytest.fixture(scope="module")
+def rerun(exported, tiny_run):
+    """Every written artifact re-run here, not through the exporter (the SavedModel with
+    tf.saved_model.load, each .tflite in LiteRT), on the 1000 held-out test images:
+    (labels, Keras's probabilities, {artifact: its outputs})."""
     test = mnist("test").take(1000)
-    images, labels = test.features["image"], test.labels
-    run = Run(str(tiny_run))
-    keras = run.task.serving_outputs(run.model(images, training=False))
-    keras_accuracy = np.mean(keras["class_id"].numpy() == labels)
+    images = test.features["image"]
     saved = tf.saved_model.load(str(exported / "saved_model")).signatures["serving_default"]
-    outputs = {"saved_model": saved(image=tf.constant(images))}
-    for mode in BOUNDS:
-        runner = tflite_runner(path=str(exported / f"model_{mode}.tflite"))
-        outputs[f"model_{mode}.tflite"] = {
-            key: np.concatenate([runner(image=images[i : i + 100])[key] for i in range(0, 1000, 100)])
-            for key in ("probabilities", "class_id")
-        }
-    bounds = {"saved_model": 1e-5, **{f"model_{m}.tflite": b for m, b in BOUNDS.items()}}
+    outputs = {"saved_model": {k: v.numpy() for k, v in saved(image=tf.constant(images)).items()}}
+    for mode in MODES:
+        outputs[f"model_{mode}.tflite"] = litert(exported / f"model_{mode}.tflite", image=images)
+    return test.labels, keras_probabilities(tiny_run, images), outputs
+
+
+def test_each_artifact_rerun_on_its_own_matches_the_keras_model(rerun):
+    """Each artifact's probabilities are within its mode's tolerance of the Keras model's and the
+    digit it names is Keras's most likely one up to that tolerance; a quantized one names Keras's
+    digit on at least its AGREEMENT share of the images. Each accuracy is within a point of Keras's."""
+    labels, keras, outputs = rerun
+    keras_accuracy = np.mean(keras.argmax(axis=-1) == labels)
+    assert set(outputs) == set(TOLERANCES) | set(AGREEMENT)
     for name, artifact in outputs.items():
-        if bounds[name] is not None:
-            np.testing.assert_allclose(
-                artifact["probabilities"], keras["probabilities"], atol=bounds[name], err_msg=name
+        if name in TOLERANCES:
+            error = np.max(np.abs(artifact["probabilities"] - keras))
+            named = keras[np.arange(len(keras)), artifact["class_id"]]  # Keras's probability of the digit named
+            assert error <= TOLERANCES[name] and np.all(named >= keras.max(axis=-1) - 2 * TOLERANCES[name]), (
+                name,
+                error,
             )
-        assert abs(np.mean(np.asarray(artifact["class_id"]) == labels) - keras_accuracy) <= 0.01, name
+        if name in AGREEMENT:
+            agreement = np.mean(artifact["class_id"] == keras.argmax(axis=-1))
+            assert agreement >= AGREEMENT[name], (name, agreement)
+        accuracy = np.mean(artifact["class_id"] == labels)
+        assert abs(accuracy - keras_accuracy) <= 0.01, (name, accuracy, keras_accuracy)
 
 
-def test_manifest_records_parity_and_accuracy_within_bounds(exported):
+def test_manifest_records_what_the_artifacts_measure_when_rerun(exported, rerun):
+    """The manifest's accuracies and max |Δ| are the ones measured here (the bounds they must meet
+    are the test above), its sizes the files', and int8's empty `float_ops` is what the flatbuffer
+    holds: every op of the CNN in int8."""
+    labels, keras, outputs = rerun
     manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["signatures"] == {
         "serving_default": {"inputs": {"image": {"dtype": "float32", "shape": [None, 28, 28, 1]}}},
@@ -72,21 +105,32 @@ def test_manifest_records_parity_and_accuracy_within_bounds(exported):
     }
     assert set(manifest["outputs"]) == {"probabilities", "class_id", "label"}
     assert manifest["labels"] == [str(d) for d in range(10)]
-    assert manifest["held_out"] == {"split": "test", "examples": 1000}
-    assert set(manifest["artifacts"]) == {"saved_model"} | {f"model_{m}.tflite" for m in BOUNDS}
+    assert manifest["held_out"] == {"split": "test", "examples": len(labels)}
+    assert manifest["keras_accuracy"] == pytest.approx(np.mean(keras.argmax(axis=-1) == labels))
+    assert set(manifest["artifacts"]) == set(outputs)
     for name, entry in manifest["artifacts"].items():
-        assert entry["max_abs_error"] <= (entry["error_bound"] or 0.5), name  # quantized: reported, judged by accuracy
-        assert abs(entry["accuracy"] - manifest["keras_accuracy"]) <= 0.01, name
-    assert manifest["artifacts"]["model_int8.tflite"]["float_ops"] == []  # a CNN keeps every op in int8
+        error = np.max(np.abs(outputs[name]["probabilities"] - keras))
+        assert entry["max_abs_error"] == pytest.approx(error, abs=1e-5), name
+        assert entry["accuracy"] == pytest.approx(np.mean(outputs[name]["class_id"] == labels), abs=1.5e-3), name
     assert manifest["artifacts"]["saved_model"]["error_bound"] == 1e-5
     assert set(manifest["artifacts"]["saved_model"]["signatures"]) == {
         "serving_default",
         "serving_bytes",
         "serve_examples",
     }
-    assert all(manifest["artifacts"][f"model_{m}.tflite"]["latency_ms"] > 0 for m in BOUNDS)
-    sizes = {m: manifest["artifacts"][f"model_{m}.tflite"]["size_bytes"] for m in BOUNDS}
+    assert all(manifest["artifacts"][f"model_{m}.tflite"]["latency_ms"] > 0 for m in MODES)
+    sizes = {m: (exported / f"model_{m}.tflite").stat().st_size for m in MODES}
+    assert all(manifest["artifacts"][f"model_{m}.tflite"]["size_bytes"] == sizes[m] for m in MODES)
     assert sizes["int8"] < sizes["none"] / 2 and sizes["float16"] < sizes["none"]
+    assert manifest["artifacts"]["model_int8.tflite"]["float_ops"] == []
+    int8 = Interpreter(
+        model_path=str(exported / "model_int8.tflite"),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,  # ops as written
+    )
+    int8.allocate_tensors()
+    dtypes = {t["index"]: t["dtype"] for t in int8.get_tensor_details()}
+    ops = {(op["op_name"], dtypes[op["outputs"][0]].__name__) for op in int8._get_ops_details()}
+    assert ("CONV_2D", "int8") in ops and {name for name, dtype in ops if dtype == "float32"} == {"DEQUANTIZE"}
 
 
 def test_saved_model_reloads_with_named_inputs_and_outputs(exported, tiny_run):
@@ -98,6 +142,11 @@ def test_saved_model_reloads_with_named_inputs_and_outputs(exported, tiny_run):
     np.testing.assert_allclose(outputs["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
 
 
+def tensors_of(exported, images):
+    """The exported SavedModel's serving_default outputs for float `images`."""
+    return tf.saved_model.load(str(exported / "saved_model")).signatures["serving_default"](image=tf.constant(images))
+
+
 def test_saved_model_takes_encoded_images(exported):
     signature = tf.saved_model.load(str(exported / "saved_model")).signatures["serving_bytes"]
     test = mnist("test")
@@ -105,11 +154,12 @@ def test_saved_model_takes_encoded_images(exported):
     pngs = [tf.io.encode_png(image) for image in pixels]
     large_jpeg = tf.io.encode_jpeg(tf.image.resize(pixels[0], (56, 56)).numpy().astype(np.uint8), quality=100)
     outputs = signature(image_bytes=tf.stack(pngs + [large_jpeg]))
-    tensors = tf.saved_model.load(str(exported / "saved_model")).signatures["serving_default"](
-        image=pixels / np.float32(255)
-    )
+    tensors = tensors_of(exported, pixels / np.float32(255))
     np.testing.assert_allclose(outputs["probabilities"][:8], tensors["probabilities"], atol=1e-6)
-    assert outputs["class_id"][8] == outputs["class_id"][0]  # resized to 28x28 before the model
+    resized = tf.image.resize(tf.cast(tf.io.decode_jpeg(large_jpeg), tf.float32) / 255, (28, 28))  # bilinear
+    np.testing.assert_allclose(
+        outputs["probabilities"][8], tensors_of(exported, resized[None])["probabilities"][0], atol=1e-5
+    )
     assert [x.decode() for x in outputs["label"].numpy()] == [str(c) for c in outputs["class_id"].numpy()]
 
 
@@ -125,23 +175,22 @@ def test_tflite_of_a_signature_needing_flex_is_refused_naming_the_op(tiny_run, t
     assert not out.exists()  # nothing written, not even the folder
 
 
-def test_predict_agrees_across_saved_model_and_tflite(exported, tmp_path):
-    test = mnist("test")
-    np.save(tmp_path / "images.npy", test.features["image"][:5, :, :, 0])  # no channel axis: predict adds it
-    rows = {}
-    for artifact in ("saved_model", "model_none.tflite", "model_int8.tflite"):
-        out = garden("predict", exported / artifact, tmp_path / "images.npy").stdout
-        rows[artifact] = [json.loads(line) for line in out.splitlines()]
-    keras_like = [r["class_id"] for r in rows["saved_model"]]
-    assert [r["class_id"] for r in rows["model_none.tflite"]] == keras_like
-    assert sum(a == b for a, b in zip((r["class_id"] for r in rows["model_int8.tflite"]), keras_like)) >= 4
-    np.testing.assert_allclose(
-        [r["probabilities"] for r in rows["model_int8.tflite"]],
-        [r["probabilities"] for r in rows["saved_model"]],
-        atol=0.1,
-    )
-    assert np.mean(np.array(keras_like) == test.labels[:5]) >= 0.8
-    assert rows["saved_model"][0]["label"] == str(keras_like[0])
+def test_predict_gives_what_each_artifact_gives_when_run_directly(exported, tiny_run, tmp_path):
+    """`garden predict` of each artifact prints the outputs of that artifact called here (through
+    tf.saved_model or LiteRT) on the same images; the SavedModel's digits are the Keras model's."""
+    images = mnist("test").features["image"][:5]
+    np.save(tmp_path / "images.npy", images[..., 0])  # no channel axis: predict adds it
+    direct = {"saved_model": {k: v.numpy() for k, v in tensors_of(exported, images).items()}}
+    direct |= {name: litert(exported / name, image=images) for name in ("model_none.tflite", "model_int8.tflite")}
+    for artifact, outputs in direct.items():
+        rows = [
+            json.loads(line)
+            for line in garden("predict", exported / artifact, tmp_path / "images.npy").stdout.splitlines()
+        ]
+        assert [r["class_id"] for r in rows] == outputs["class_id"].tolist(), artifact
+        np.testing.assert_allclose([r["probabilities"] for r in rows], outputs["probabilities"], atol=1e-6)
+        assert [r["label"] for r in rows] == [str(c) for c in outputs["class_id"]]
+    assert direct["saved_model"]["class_id"].tolist() == keras_probabilities(tiny_run, images).argmax(axis=-1).tolist()
 
 
 def test_predict_takes_uint8_pixels_and_refuses_unscaled_or_non_finite_floats(exported, tmp_path):
