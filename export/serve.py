@@ -44,6 +44,7 @@ ops), aiohttp, gRPC and TF Serving's protos, and of Garden only small modules; n
 Model Garden or the training side."""
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -78,7 +79,10 @@ def model_name(path: str) -> str:
 
 
 def _json(value) -> str:
-    return orjson.dumps(value).decode()
+    """orjson's JSON; where it wrote null for an infinite or NaN output, Python's json instead, which
+    writes Infinity, -Infinity and NaN as TF Serving does (and Garden's parser reads them)."""
+    text = orjson.dumps(value).decode()
+    return json.dumps(value) if "null" in text else text
 
 
 def _error(status, message):

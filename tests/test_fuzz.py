@@ -517,13 +517,9 @@ def test_the_served_model_answers_as_the_saved_model_or_400_in_one_line(case, se
         assert predictions == [{k: v[i] for k, v in expected.items()} for i in range(len(predictions))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="export/serve.py writes replies with orjson, which writes inf and NaN as null; TF Serving writes "
-    "Infinity, -Infinity and NaN (as Garden's parser reads them)",
-)
 def test_an_infinite_output_is_written_as_tf_serving_writes_it(served):
-    """Finite inputs whose sum is past float32's range: the model answers inf, the reply said null."""
+    """Finite inputs whose sum is past float32's range: the model answers inf, the reply said null
+    (orjson writes inf and NaN so); TF Serving writes Infinity, -Infinity and NaN."""
     status, reply = post(served + ":predict", b'{"signature_name": "single", "instances": [[3e38, 3e38, -1]]}')
     assert status == 200 and reply["predictions"] == [math.inf]
 
