@@ -318,6 +318,19 @@ def test_a_streamed_table_keeps_a_byte_order_mark_that_starts_a_later_row(tmp_pa
         assert texts == ["a", "\ufeffb"]
 
 
+def test_a_column_name_with_a_line_break_is_named_escaped(tmp_path):
+    """The fault: "did you mean" named a header's or JSON key's column as it is, and a line break in it
+    (U+2028 here) broke the message in two."""
+    table, lines = tmp_path / "data.csv", tmp_path / "data.jsonl"
+    table.write_text("\u2028sentence,label\nfine,1\n")
+    lines.write_text('{"\u2028sentence": "fine", "label": 1}\n')
+    for path, missing in ((table, "column"), (lines, "field")):
+        for streamed in (False, True):
+            with pytest.raises(GardenError) as refused:
+                read_as_garden(path, streamed)
+            assert f"no {missing} 'sentence'; did you mean '\\u2028sentence'?" in one_line(refused.value)
+
+
 # --- REST request bodies --------------------------------------------------------------------------------
 
 SIGNATURES = {  # name -> input -> (dtype, shape after the batch axis): the tiny served model's
