@@ -37,7 +37,11 @@ from garden.registry import TASKS
 
 BATCH = 64
 SHARDS = 16
-QUICK_MODEL = ["task.model.backbone.params.stage_widths=[16, 32]", "task.model.backbone.params.blocks_per_stage=1"]
+QUICK_MODEL = [  # --quick trains a small ResNet on the stream's images resized to 64x64
+    "task.model.backbone.params.stage_widths=[16, 32]",
+    "task.model.backbone.params.blocks_per_stage=1",
+    "task.model.backbone.params.image_shape=[64, 64, 3]",
+]
 
 
 def write_shards(folder, gigabytes, seed=0):
@@ -94,9 +98,9 @@ def model_garden_images(pattern, config):
     return reader.read()
 
 
-def images_per_second(dataset, batches):
+def images_per_second(dataset, batches, warmup=5):
     iterator = iter(dataset)
-    for _ in range(5):  # warm up: fill the shuffle buffer and the autotuner
+    for _ in range(warmup):  # warm up: fill the shuffle buffer and the autotuner
         next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
@@ -202,7 +206,9 @@ def main():
     parser.add_argument("--gigabytes", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=30)
-    parser.add_argument("--quick", action="store_true", help="a small set and few batches: proves the script runs")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small set, few batches, a small model at 64x64: proves the script runs"
+    )
     parser.add_argument("--rss", choices=["stream", "memory"], help=argparse.SUPPRESS)
     parser.add_argument("--pattern", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
@@ -222,9 +228,10 @@ def main():
         garden, config = garden_images(pattern)
         peer = model_garden_images(pattern, config)
         rates = {"garden": [], "model_garden": []}
+        warmup = 1 if args.quick else 5
         for _ in range(args.rounds):
-            rates["garden"].append(images_per_second(garden, args.batches))
-            rates["model_garden"].append(images_per_second(peer, args.batches))
+            rates["garden"].append(images_per_second(garden, args.batches, warmup))
+            rates["model_garden"].append(images_per_second(peer, args.batches, warmup))
         best = {name: max(values) for name, values in rates.items()}
         held = min(count, 1000 if not args.quick else 64)
         memory = {
@@ -232,7 +239,7 @@ def main():
             "in_memory_mb": measure_in_subprocess("memory", pattern, held),
         }
         text = text_examples_per_second(folder, 2000 if args.quick else 200_000, args.batches * 4, args.rounds)
-        steps = 8 if args.quick else 20
+        steps = 4 if args.quick else 20
         step = {k: training_seconds(pattern, steps, k == "held", args.quick) for k in ("stream", "held")}
         print(
             json.dumps(

@@ -66,7 +66,7 @@ from model_garden_peer import orbit_step_seconds
 from peers import LoopTimer
 from tensorflow.python.framework import op_def_registry
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
-from training import batches_fingerprint, matmul_peak, step_seconds
+from training import QUICK_PEAK_SIZE, batches_fingerprint, matmul_peak, step_seconds
 
 from garden import registry
 from garden.config import DataConfig, experiment_config
@@ -251,15 +251,20 @@ def report(name: str, seconds: float, batch: int, step_flops: float, peak: float
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=None, help="images a step (16; 4 with --quick)")
     parser.add_argument("--steps", type=int, default=10, help="training steps per system, in loops of 2")
     parser.add_argument("--loop", type=int, default=2, help="training steps per timed loop")
     parser.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--xla", action="store_true", help="jit-compile the training steps")
     parser.add_argument("--depth", type=int, choices=[18, 34, 50, 101, 152], default=50, help="ResNet depth")
-    parser.add_argument("--quick", action="store_true", help="64x64 images, 2 steps: proves the script works")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="64x64 images, batches of 4, 2 steps, a 1024^3 peak: proves the script works",
+    )
     args = parser.parse_args()
     size, steps, loop = (64, 2, 1) if args.quick else (224, args.steps, args.loop)
+    args.batch = args.batch or (4 if args.quick else 16)
     depth = args.depth
     if steps % loop or steps < 2 * loop:
         parser.error(f"--steps must be an even number of at least {2 * loop} (loops of {loop}, the first untimed)")
@@ -268,7 +273,7 @@ def main():
     sets = garden_sets(args.batch, size, steps, loop, args.precision, args.xla, depth)
     config = experiment_config("image_classifier", sets=sets)
     strategy = resolve_strategy(config.runtime)
-    peak = matmul_peak(seconds=1.0 if args.quick else 5.0, dtype=args.precision)
+    peak = matmul_peak(QUICK_PEAK_SIZE if args.quick else 4096, 1.0 if args.quick else 5.0, args.precision)
     dataset = peer_dataset(config)
     peers_read = batches_fingerprint(dataset, steps)
 
