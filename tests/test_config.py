@@ -159,12 +159,14 @@ def test_saved_yaml_round_trips_without_naming_the_experiment(tmp_path):
     assert yaml.safe_load(to_yaml(again))["task"]["name"] == "mnist_resnet"
 
 
-def test_changing_a_part_type_starts_from_its_defaults():
+def test_changing_a_part_type_starts_from_its_defaults(monkeypatch):
     from garden.registry import BACKBONES
 
-    @BACKBONES.register("test_only_net")
     def test_only_net(depth=3, **kwargs):
         return depth
+
+    # Registered for this test only: the registry is global and other tests list every backbone.
+    monkeypatch.setitem(BACKBONES._entries, "test_only_net", test_only_net)
 
     config = experiment_config("mnist_resnet", sets=["task.model.backbone.type=test_only_net"])
     assert config.task.model.backbone.params.as_dict() == {"depth": 3}
