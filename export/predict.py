@@ -9,13 +9,13 @@ An image file gets the answer that the same bytes get from the SavedModel's `ser
 (and so from the REST API): predict feeds it its bytes, or, for a model without it (TFLite), decodes
 them with the function that builds that signature's decoding, sized as manifest.json says. A file the
 model's decoding would misread or fail on, or that declares more pixels than Pillow's decompression-bomb
-limit, is refused from its header in one line."""
+limit (which that decoding refuses too), is refused from its header in one line."""
 
 import csv
+import functools
 import io
 import json
 import os
-import re
 import warnings
 
 import numpy as np
@@ -24,14 +24,13 @@ from PIL import Image
 
 from garden.errors import GardenError
 from garden.export import manifest
-from garden.export.requests import RequestError, check_range
+from garden.export.requests import RequestError, check_range, model_error
 from garden.export.tflite import interpreter
-from garden.tasks.image_classification import serving_image
+from garden.tasks.image_classification import MAX_PIXELS, serving_image
 
 TABLES = {".tsv": "\t", ".csv": ","}
 IMAGE_BYTES = "image_bytes"  # the input of an image model's signature that decodes images in its graph
 DECODED = {"PNG", "JPEG", "MPO", "GIF", "BMP", "WEBP"}  # Pillow's names of what tf.io.decode_image reads
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit, about 89 million
 
 
 def _runner(artifact):
@@ -137,10 +136,10 @@ def _is_image_file(path, specs):
     return not _is_text(next(iter(specs.values()))[1])
 
 
-def _check_header(path, data, channels):
-    """Refuses in one line an image that the model's decoding (tf.io.decode_image with `channels`) would
-    misread or fail on, or that declares more than MAX_PIXELS pixels (over all of a GIF's frames, which
-    giflib reads whole), before any decoding: Pillow reads the header only."""
+def _check_header(path, data):
+    """Refuses in one line an image that the model's decoding would misread or fail on, or that declares
+    more than MAX_PIXELS pixels (over all of a GIF's frames, which giflib reads whole), before any
+    decoding: Pillow reads the header only."""
 
     def too_large(frames=1):
         where = f" in its {frames} frames" if frames > 1 else ""
@@ -173,23 +172,12 @@ def _check_header(path, data, channels):
             f"{path} is a {'1-bit' if mode == '1' else 'palette'} BMP, whose colors the model's decoding misreads; "
             "save it as PNG"
         )
-    if channels == 1 and kind in ("GIF", "BMP", "WEBP"):
-        raise GardenError(
-            f"{path} is a {kind} image, which the model's decoding reads only in color, and the model takes "
-            "grayscale; save it as PNG or JPEG"
-        )
-    if channels == 1 and mode == "CMYK":
-        raise GardenError(
-            f"{path} is a CMYK JPEG, which the model's decoding cannot turn into grayscale; save it as a "
-            "grayscale or RGB JPEG or PNG"
-        )
 
 
-def _reason(error):
-    """TensorFlow's words in an op's error, without node names and graph notes."""
-    notes = ("Graph execution error", "Detected at node", "<stack traces", " ", "\t")
-    lines = [line for line in error.message.splitlines() if line.strip() and not line.startswith(notes)]
-    return " ".join(re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]", "", lines[0] if lines else error.message).split())
+@functools.cache
+def _decoding(height, width, channels, center_crop_fraction):
+    """`serving_image` for one size, traced once into a graph, as the signature runs it."""
+    return tf.function(lambda data: serving_image(data, height, width, channels, center_crop_fraction))
 
 
 def _image_outputs(path, specs, run, run_bytes, preprocessing):
@@ -201,7 +189,7 @@ def _image_outputs(path, specs, run, run_bytes, preprocessing):
         raise GardenError(f"the model's input '{name}' takes ({want}) arrays, not images; pass a .npy array")
     with open(path, "rb") as f:
         data = f.read()
-    _check_header(path, data, shape[-1])
+    _check_header(path, data)
     if run_bytes is None and not preprocessing:
         raise GardenError(
             f"no manifest.json beside the model says how its images are cropped and resized; predict it "
@@ -210,10 +198,10 @@ def _image_outputs(path, specs, run, run_bytes, preprocessing):
     try:
         if run_bytes:
             return run_bytes([data])
-        size = preprocessing["height"], preprocessing["width"], shape[-1], preprocessing["center_crop_fraction"]
-        image = serving_image(tf.constant(data), *size).numpy()
+        size = preprocessing["height"], preprocessing["width"], int(shape[-1]), preprocessing["center_crop_fraction"]
+        image = _decoding(*size)(tf.constant(data)).numpy()
     except tf.errors.InvalidArgumentError as error:
-        raise GardenError(f"cannot decode {path} ({_reason(error)}); save it again as PNG or JPEG") from error
+        raise GardenError(f"cannot decode {path} ({model_error(error)}); save it again as PNG or JPEG") from error
     return run(**{name: image[None].astype(dtype)})
 
 

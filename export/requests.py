@@ -3,6 +3,7 @@ arrays that fit the signature, a bounded number of instances, values in the trai
 within the server's beams, new tokens and memory; and the one line a model's error is answered with."""
 
 import dataclasses
+import re
 import threading
 
 import numpy as np
@@ -166,11 +167,14 @@ def check_range(name: str, array: np.ndarray, bounds: tuple[float, float]) -> No
 
 def model_error(error: BaseException) -> str:
     """The line of a model's error that says what went wrong, without TensorFlow's graph execution
-    preamble, stack and node locations ([[{{node ...}}]])."""
+    preamble, stack, function and node locations ([[{{node ...}}]], {{function_node ...}}) and the wrapper
+    of a failed assertion (assertion failed: [...])."""
     lines = [line.strip() for line in str(getattr(error, "message", None) or error).splitlines() if line.strip()]
     located = next((i for i, line in enumerate(lines) if "[[" in line), None)
     if located is not None:  # TensorFlow's message is the line at the node location, or the one before it
         said = lines[located].split("[[")[0].strip() or (lines[located - 1] if located else "")
     else:
         said = lines[0] if lines else ""
+    said = re.sub(r"\{\{function_node [^}]*\}\}|\[Op:[^\]]*\]", "", said).strip()
+    said = re.sub(r"^assertion failed: \[(.*)\]$", r"\1", said)
     return " ".join((said or type(error).__name__).split())[:300]

@@ -24,6 +24,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from test_serve import call, serving
 
+from garden.export.requests import model_error
+from garden.run import Run
+
 EXAMPLES = 12 * int(os.environ.get("GARDEN_CHAOS_POINTS", "1"))
 # |Δ probability| from the SavedModel's own decoding of the same bytes: predict prints 6 decimals;
 # a float TFLite model runs its graph to the export's parity bound (measured 1e-6)
@@ -39,10 +42,10 @@ def gray(tiny_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rgb(tmp_path_factory, mnist_files):
+def rgb_run(tmp_path_factory, mnist_files):
     """A tiny ResNet trained on 400 MNIST PNGs read as 28x28 RGB, evaluated (and served) on their central
-    87.5% (image_classifier's center_crop_fraction), exported as a SavedModel and a float TFLite model.
-    (The vision tests' MobileNet answers every image alike to 1e-5: it cannot tell decodings apart.)"""
+    87.5% (image_classifier's center_crop_fraction). (The vision tests' MobileNet answers every image
+    alike to 1e-5: it cannot tell decodings apart.)"""
     sets = [
         "task.model.backbone.params.image_shape=[28, 28, 3]",
         "task.model.backbone.params.stem_width=16",
@@ -61,11 +64,14 @@ def rgb(tmp_path_factory, mnist_files):
         "trainer.optimizer_config.warmup.linear.warmup_steps=10",
         "runtime.deterministic=true",
     ]
-    run = trained_once(tmp_path_factory, "tiny_rgb", "image_classifier", *[a for s in sets for a in ("--set", s)])
+    return trained_once(tmp_path_factory, "tiny_rgb", "image_classifier", *[a for s in sets for a in ("--set", s)])
+
+
+@pytest.fixture(scope="module")
+def rgb(rgb_run, tmp_path_factory):
+    """`rgb_run` exported as a SavedModel and a float TFLite model, under the default --max-quality-drop."""
     out = tmp_path_factory.mktemp("rgb")
-    # the export scores serving_bytes on held-out images that evaluation has already cropped, so it crops
-    # them twice and loses accuracy on these digits; its parity check still holds the SavedModel
-    garden("export", run, "--format", "saved_model", "--format", "tflite", "--max-quality-drop", "100", "--out", out)
+    garden("export", rgb_run, "--format", "saved_model", "--format", "tflite", "--out", out)
     return out
 
 
@@ -149,12 +155,9 @@ def files_of_every_kind():
     }
 
 
-# what predict refuses: a format the model's decoding does not read, a BMP whose palette it would read as
-# gray levels (the SavedModel answers on those), and what it cannot decode into grayscale
-REFUSED = {
-    "rgb": {"rgb.tiff", "palette.bmp"},
-    "gray": {"rgb.tiff", "palette.bmp", "cmyk.jpg", "rgb.gif", "rgb.webp", "rgb.bmp"},
-}
+# what predict refuses: a format the model's decoding does not read, and a BMP whose palette it would read
+# as gray levels (the SavedModel answers on those)
+REFUSED = {"rgb.tiff", "palette.bmp"}
 
 
 @pytest.mark.timeout(900)
@@ -165,14 +168,58 @@ def test_an_image_file_gets_the_answer_of_the_saved_models_own_decoding(model, n
     grayscale into the RGB model and RGB into the grayscale one, GIF, WebP and BMP."""
     export, data = request.getfixturevalue(model), files_of_every_kind()[name]
     (tmp_path / name).write_bytes(data)
-    if name in REFUSED[model]:
-        misread = model == "rgb" and name == "palette.bmp"  # the SavedModel answers on gray levels of indices
+    if name in REFUSED:
+        misread = name == "palette.bmp"  # the SavedModel answers on gray levels of indices
         assert (own_decoding(export, data) is None) != misread
         for artifact in TOLERANCE:
             refusal(predict(export / artifact, tmp_path / name))
     else:
         assert own_decoding(export, data) is not None
         predict_as_own_decoding(export, tmp_path / name, data)
+
+
+def luma(colors):
+    """8-bit gray levels of 8-bit RGB pixels, as tf.image.rgb_to_grayscale documents them: 0.2989 R +
+    0.5870 G + 0.1140 B of the [0, 1] values, times 255.5, truncated."""
+    gray = (colors.astype(np.float32) / 255) @ np.array([0.2989, 0.5870, 0.1140], np.float32)
+    return np.floor(gray * 255.5).astype(np.uint8)[..., None]
+
+
+@pytest.mark.timeout(300)
+def test_a_grayscale_model_reads_gif_bmp_webp_and_cmyk_jpeg_as_the_luma_of_their_colors(gray):
+    """TensorFlow decodes these only in color, and the grayscale model's decoding asked for one channel:
+    it refused them. Its answer now is `serving_default`'s on their colors' luma, computed here from
+    Pillow's decoding (the CMYK JPEG's from TensorFlow's RGB, as the RGB model reads it: Pillow converts
+    CMYK otherwise)."""
+    by_tensor = signatures(gray)["serving_default"]
+    for name in ("rgb.gif", "rgb.bmp", "rgb.webp", "cmyk.jpg"):
+        data = files_of_every_kind()[name]
+        if name == "cmyk.jpg":
+            colors = tf.io.decode_jpeg(data, channels=3).numpy()
+        else:
+            colors = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        image = tf.image.resize(luma(colors).astype(np.float32) / 255, (28, 28))
+        expected = by_tensor(image=image[None])["probabilities"].numpy()[0]
+        answer = own_decoding(gray, data)
+        assert answer is not None, f"{name} is refused"
+        np.testing.assert_allclose(answer, expected, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.timeout(300)
+def test_a_centre_cropped_model_exports_and_serves_whole_images_as_its_keras_model_reads_their_centre(
+    rgb, rgb_run, mnist_files
+):
+    """The `rgb` fixture exports its centre-cropped model under the default --max-quality-drop (the
+    export scored `serving_bytes` on held-out images that evaluation had already cropped, cropping them
+    twice, and refused it). The signature's answers for whole image files equal the Keras model's on
+    their central 26x26 pixels (TensorFlow's central_crop of 28 at 0.875 drops 28 // 16 rows and
+    columns at each side), cut here with numpy and resized to 28x28."""
+    files = sorted(mnist_files[0].rglob("*.png"))[::20]
+    pixels = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    centre = tf.image.resize(pixels[:, 1:27, 1:27].astype(np.float32) / 255, (28, 28))
+    expected = tf.nn.softmax(Run(str(rgb_run)).model({"image": centre})["logits"]).numpy()
+    answers = signatures(rgb)["serving_bytes"](image_bytes=tf.constant([f.read_bytes() for f in files]))
+    np.testing.assert_allclose(answers["probabilities"].numpy(), expected, atol=1e-5)
 
 
 @pytest.mark.timeout(900)
@@ -250,39 +297,117 @@ def gif_of_frames(count, width, height):
     return data[:start] + data[start:-1] * count + data[-1:]
 
 
-def peak_megabytes_since(reset):
-    """The peak resident memory of this process (Linux), in MiB, since the last call with reset=True."""
+LIMIT = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit: the models' decoding takes no more pixels
+
+
+def webp_declaring(width, height):
+    """A small lossless WebP whose VP8L header declares width x height (up to 16384 a side)."""
+    data = bytearray(encoded(Image.new("RGB", (8, 8)), "WEBP", lossless=True))
+    assert data[12:16] == b"VP8L" and data[20] == 0x2F
+    (bits,) = struct.unpack("<I", data[21:25])
+    data[21:25] = struct.pack("<I", bits & ~0xFFFFFFF | (width - 1) | (height - 1) << 14)
+    return bytes(data)
+
+
+def bmp_declaring(width, height):
+    """A 2x2 RGB BMP whose header declares width x height."""
+    data = bytearray(encoded(Image.new("RGB", (2, 2)), "BMP"))
+    data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+@functools.cache
+def bombs():
+    """name -> (bytes declaring more pixels than Pillow's limit, the pixels and size they declare): 100 kB of
+    PNG that inflates to 10000x10000, headers declaring more over garbage, and 91 GIF frames of 1000x1000,
+    all of which TensorFlow decodes (giflib every frame)."""
+    return {
+        "zeros.png": (png(10000, 10000), 10**8, "10000x10000"),
+        "declared.png": (png(60000, 60000, rows=os.urandom(1000)), 36 * 10**8, "60000x60000"),
+        "declared.jpg": (jpeg_declaring(60000, 60000), 36 * 10**8, "60000x60000"),
+        "frames.gif": (gif_of_frames(91, 1000, 1000), 91 * 10**6, "1000x1000, 91 frames"),
+        "declared.webp": (webp_declaring(16384, 16384), 16384**2, "16384x16384"),
+        "declared.bmp": (bmp_declaring(20000, -20000), 4 * 10**8, "20000x20000"),  # rows stored top-down
+    }
+
+
+def peak_megabytes_since(reset, pid="self"):
+    """The peak resident memory of process `pid` (Linux), in MiB, since the last call with reset=True."""
     if reset:
-        with open("/proc/self/clear_refs", "w") as f:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
             f.write("5")
-    with open("/proc/self/status") as f:
+    with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) // 1024
 
 
 @pytest.mark.timeout(300)
 def test_a_decompression_bomb_is_refused_before_it_is_decoded(gray, tmp_path):
-    """Each declares more pixels than Pillow's limit (89 million): 100 kB of PNG that inflates to
-    10000x10000, headers declaring 60000x60000 over garbage, and 91 GIF frames of 1000x1000, all of
-    which TensorFlow decodes (giflib every frame). Refused by reading the header, in well under the
-    memory (100 MB of pixels, 400 MB as floats) that decoding takes."""
-    bombs = {
-        "zeros.png": png(10000, 10000),
-        "declared.png": png(60000, 60000, rows=os.urandom(1000)),
-        "declared.jpg": jpeg_declaring(60000, 60000),
-        "frames.gif": gif_of_frames(91, 1000, 1000),
-    }
+    """Each declares more pixels than Pillow's limit (89 million). Refused by reading the header, in well
+    under the memory (100 MB of pixels, 400 MB as floats) that decoding takes."""
     try:
         peak_megabytes_since(reset=True)
     except OSError:
         pytest.skip("needs Linux's /proc/self/clear_refs to measure peak memory")
-    for name, data in bombs.items():
-        (tmp_path / name).write_bytes(data)
+    for name in ("zeros.png", "declared.png", "declared.jpg", "frames.gif"):
+        (tmp_path / name).write_bytes(bombs()[name][0])
         before = peak_megabytes_since(reset=True)
         line = refusal(predict(gray / "saved_model", tmp_path / name))
         assert "pixels" in line and peak_megabytes_since(reset=False) - before < 200, (name, line)
 
 
-LIMIT = Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit: predict decodes no more pixels
+def server_pid():
+    """The process id of the `garden serve` that this test process started."""
+    children = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            children += [int(p) for p in f.read().split()]
+    (pid,) = [p for p in children if b"serve" in open(f"/proc/{p}/cmdline", "rb").read()]
+    return pid
+
+
+@pytest.mark.timeout(300)
+def test_the_saved_models_decoding_refuses_a_bomb_from_its_header_called_directly_and_over_rest(gray):
+    """The `serving_bytes` signature (which REST, gRPC and TF Serving call) reads the size a PNG, JPEG,
+    GIF, BMP or WebP header declares (a GIF's: every frame's) and refuses more than Pillow's limit in one
+    line, before decoding: 400 over REST, and the process grows by well under the 477 MB that the PNG of
+    10000x10000 took (1.9 GB at 20000x20000)."""
+    try:
+        peak_megabytes_since(reset=True)
+    except OSError:
+        pytest.skip("needs Linux's /proc/self/clear_refs to measure peak memory")
+
+    def said(pixels, size):
+        return (
+            f"the image declares {pixels} pixels ({size}), more than the {LIMIT} this model decodes (the "
+            "decompression-bomb limit of Pillow); send a smaller image"
+        )
+
+    def body(data):
+        return {"signature_name": "serving_bytes", "instances": [{"b64": base64.b64encode(data).decode()}]}
+
+    decode = signatures(gray)["serving_bytes"]
+    decode(image_bytes=tf.constant([files_of_every_kind()["gray.png"]]))  # warmed up before memory is measured
+    for name, (data, pixels, size) in bombs().items():
+        before = peak_megabytes_since(reset=True)
+        with pytest.raises(tf.errors.InvalidArgumentError) as refused:
+            decode(image_bytes=tf.constant([data]))
+        assert model_error(refused.value) == said(pixels, size), name
+        assert peak_megabytes_since(reset=False) - before < 300, name
+    comments = b"GIF89a\x01\x00\x01\x00\x00\x00\x00" + b"\x21\xfe\x00" * 5000 + b"\x3b"  # 5000 empty extensions
+    with pytest.raises(tf.errors.InvalidArgumentError) as refused:  # its frames are counted in at most 4096 steps
+        decode(image_bytes=tf.constant([comments]))
+    assert model_error(refused.value) == (
+        "the GIF has more blocks than this model reads in 4096 steps; send one of fewer frames"
+    )
+    good = body(files_of_every_kind()["gray.png"])
+    with serving(f"digits={gray / 'saved_model'}") as url:
+        pid = server_pid()
+        assert call(url, "/v1/models/digits:predict", good)[0] == 200
+        for name, (data, pixels, size) in bombs().items():
+            before = peak_megabytes_since(reset=True, pid=pid)
+            assert call(url, "/v1/models/digits:predict", body(data)) == (400, {"error": said(pixels, size)}), name
+            assert peak_megabytes_since(reset=False, pid=pid) - before < 300, name
+        assert call(url, "/v1/models/digits:predict", good)[0] == 200
 
 
 FORMATS = {  # Pillow's modes each can write; TIFF is a format the model's decoding does not read

@@ -168,14 +168,25 @@ def backbone_after_warm_start(run_dir, init_checkpoint):
     return trainer.model.get_layer("backbone"), trainer.model
 
 
+def head_weights(model):
+    """The weights of `model` outside its backbone, in order."""
+    backbone = {id(w) for w in model.get_layer("backbone").weights}
+    return [w.numpy() for w in model.weights if id(w) not in backbone]
+
+
 def test_warm_starts_from_a_run_a_preset_and_a_weights_file(vision_run, tmp_path):
+    """The backbone comes from the source; the head stays exactly as a run without a warm start
+    (the same seed) initializes it, not the source run's trained head."""
     trained = Run(str(vision_run)).model
     source = trained.get_layer("backbone")
     backbone, model = backbone_after_warm_start(tmp_path / "from_run", str(vision_run))
     for ours, theirs in zip(backbone.weights, source.weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
-    head = [w for w in model.weights if "logits" in w.path]
-    assert not np.array_equal(head[0].numpy(), [w for w in trained.weights if "logits" in w.path][0].numpy())
+    config = vision_config("mobilenet_v3", ["variant=small_050"], "task.validation_data.input_path=''")
+    fresh = Trainer(config, str(tmp_path / "fresh"), resolve_strategy(config.runtime)).model
+    for ours, initialized, theirs in zip(head_weights(model), head_weights(fresh), head_weights(trained), strict=True):
+        np.testing.assert_array_equal(ours, initialized)
+        assert not np.array_equal(ours, theirs)  # the trained head is not taken
 
     other = build_task_model(vision_config().task.model, "other").get_layer("backbone")  # other random weights
     other.hub.save_to_preset(str(tmp_path / "preset"))
@@ -225,7 +236,11 @@ def test_frozen_blocks_stay_bit_identical_while_the_rest_trains(mnist_files, tmp
     before = {id(w): w.numpy().copy() for w in backbone.weights}
     trainer.train()
     assert frozen and all(np.array_equal(before[id(w)], w.numpy()) for w in frozen)  # moving statistics too
-    assert trained and all(not np.array_equal(before[id(w)], w.numpy()) for w in trained)
+    # AdamW moves each element that has a gradient by about the learning rate: every element of the
+    # trained blocks but a few of their squeeze-excite kernels, whose ReLU units can be dead on every
+    # image (at least 99.86% of each weight's elements moved when written)
+    moved = {w.path: np.mean(before[id(w)] != w.numpy()) for w in trained}
+    assert trained and min(moved.values()) > 0.95, moved
     assert {id(w) for w in trainer.variables}.isdisjoint(id(w) for w in frozen)
 
 
@@ -289,11 +304,13 @@ def test_rgb_export_takes_png_and_jpeg_of_any_size_like_decoded_tensors(vision_r
             expected = by_tensor(image=tf.constant(tensors))["probabilities"].numpy()
             np.testing.assert_allclose(by_bytes(image_bytes=tf.stack(encoded))["probabilities"], expected, atol=1e-5)
     gray = tmp_path / "digit.png"
-    Image.fromarray(pixels[0], mode="L").save(gray)  # grayscale, 28x28: predict converts and resizes it
+    Image.fromarray(pixels[0], mode="L").save(gray)  # grayscale, 28x28: read as equal R, G and B, resized
     (row,) = [json.loads(line) for line in garden("predict", out / "saved_model", gray).stdout.splitlines()]
     expected = by_bytes(image_bytes=tf.stack([tf.io.encode_png(rgb[0])]))["probabilities"].numpy()[0]
     assert row["class_id"] == int(np.argmax(expected))
-    np.testing.assert_allclose(row["probabilities"], expected, atol=0.02)  # PIL's resize, not TensorFlow's
+    # predict sends the file's bytes through serving_bytes, which decodes them as the RGB PNG's: equal to the
+    # 6 decimals it prints
+    np.testing.assert_allclose(row["probabilities"], expected, atol=1e-6)
 
     (tmp_path / "notes.txt").write_text("not an image")
     failed = garden("predict", out / "saved_model", tmp_path / "notes.txt", check=False)
