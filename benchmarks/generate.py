@@ -23,7 +23,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a trained causal_lm run")
     parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--quick", action="store_true", help="16 tokens, one round, to prove the script works")
+    parser.add_argument(
+        "--quick", action="store_true", help="16 tokens, one round, then 50 and 200: proves the script works"
+    )
     args = parser.parse_args()
     registry.load_all()
     run = Run(args.run_dir)
@@ -46,7 +48,7 @@ def main():
     print(f"recompute the prefix: {generated / seconds[False]:10.1f} tokens/s")
     print(f"key/value cache:      {generated / seconds[True]:10.1f} tokens/s")
     print(f"ratio cache / recompute: {seconds[False] / seconds[True]:7.1f}x")
-    for length in (100, 400) if args.quick else (1000, 4000):
+    for length in (50, 200) if args.quick else (1000, 4000):
         generator.generate(PROMPTS[:1], length, greedy)  # compiles the decode step for this cache's shape
         start = time.perf_counter()
         generator.generate(PROMPTS[:1], length, greedy)

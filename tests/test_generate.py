@@ -2,7 +2,6 @@
 Shakespeare corpus and its tokenizers, a trained model that beats the unigram baseline, and its
 exports (a SavedModel that generates in the graph, a TFLite decode step) generating as Keras does."""
 
-import collections
 import json
 import os
 import re
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import ROOT, garden
+from test_benchmarks import Printed
 
 from garden.config import DataConfig, TokenizerConfig
 from garden.data.shakespeare import shakespeare
@@ -54,7 +54,10 @@ def test_temperature_zero_is_greedy_and_a_seed_fixes_the_draws():
         next_token(logits, tf.zeros([64, 50], tf.bool), tf.constant(0), greedy), np.argmax(logits, -1)
     )
     np.testing.assert_array_equal(draws(Sampling(), seed=7), draws(Sampling(), seed=7))
-    assert (draws(Sampling(), seed=7) != draws(Sampling(), seed=8)).any()
+    # another seed draws anew: two independent draws agree with probability sum(p^2) = 0.365, and the
+    # share of 4000 pairs that agree is within 0.03 (4 standard deviations) of it
+    agreeing = np.mean(draws(Sampling(), seed=7) == draws(Sampling(), seed=8))
+    assert abs(agreeing - np.sum(PROBABILITIES**2)) < 0.03, agreeing
     with pytest.raises(GardenError, match="top_p"):
         Sampling(top_p=0.0)
 
@@ -248,15 +251,47 @@ def test_a_saved_model_generates_in_graph_with_a_sentencepiece_tokenizer(tmp_pat
         generate(**{**given, "top_p": tf.constant([0.95, 1.5, 0.9])})
 
 
-def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly(trained_lm):
+def held_out_loss(run):
+    """The run's model's mean next-token cross-entropy (nats) on its validation windows, computed
+    here from its logits, and the windows."""
+    windows = run.task.load(run.config.task.validation_data).features["token_ids"]
+    losses = []
+    for rows in np.array_split(windows, len(windows) // 100 + 1):
+        inputs = {"token_ids": rows[:, :-1], "padding_mask": np.ones_like(rows[:, :-1])}
+        logits = np.asarray(run.model(inputs, training=False)["logits"], np.float64)
+        top = logits.max(axis=-1, keepdims=True)
+        log_probabilities = logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
+        losses.append(-np.take_along_axis(log_probabilities, rows[:, 1:, None], axis=-1).ravel())
+    return float(np.mean(np.concatenate(losses))), windows
+
+
+def baselines(tokenizer, windows):
+    """Nats a token, on the windows' next tokens, of a unigram and a bigram model of the training
+    texts' tokens (counts, add-one smoothed)."""
+    train = np.concatenate([np.asarray(tokenizer(t)) for t in shakespeare(DataConfig(split="train")).features["text"]])
+    size = tokenizer.vocabulary_size()
+    unigram = np.bincount(train, minlength=size) + 1.0
+    bigram = np.ones((size, size))
+    np.add.at(bigram, (train[:-1], train[1:]), 1)
+    previous, following = windows[:, :-1].ravel(), windows[:, 1:].ravel()
+    return (
+        -np.mean(np.log(unigram[following] / unigram.sum())),
+        -np.mean(np.log(bigram[previous, following] / bigram[previous].sum(axis=-1))),
+    )
+
+
+def test_a_trained_decoder_beats_a_bigram_model_and_generates_reproducibly(trained_lm):
+    """The model's cross-entropy on the held-out validation windows, recomputed here from its logits,
+    is the loss the trainer logged, and under that of a bigram model of the training texts: 200 steps
+    learn more than the previous character tells. Measured at trained_lm's settings with runtime seeds
+    0, 1 and 2: the model 2.077, 2.090 and 2.100 nats a character, the bigram 2.533, the unigram 3.300."""
     run_dir = trained_lm
-    # a model that knows only character frequencies (from the training texts) scores this many nats a character;
-    # 200 steps must already have learned more than that
-    counts = collections.Counter("".join(shakespeare(DataConfig(split="train")).features["text"]))
-    held_out = "".join(shakespeare(DataConfig(split="validation")).features["text"])
-    unigram = -np.mean([np.log(counts[c] / sum(counts.values())) for c in held_out[:200000]])
+    run = Run(str(run_dir))
+    loss, windows = held_out_loss(run)
     validation = [json.loads(line) for line in open(run_dir / "metrics.jsonl") if '"validation"' in line]
-    assert validation[-1]["loss"] < unigram - 1.0, (validation[-1]["loss"], unigram)  # 2.08 vs 3.32 when written
+    assert validation[-1]["loss"] == pytest.approx(loss, rel=1e-4)
+    unigram, bigram = baselines(run.task.tokenizer, windows)
+    assert loss < bigram < unigram, (loss, bigram, unigram)
 
     command = [
         "generate",
@@ -281,7 +316,6 @@ def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly
     romeo, blank, enter = first.rstrip("\n").split("\n")  # each continuation ends before its first newline
     assert romeo.startswith("ROMEO:") and blank == "" and enter.startswith("Enter")
     streamed = garden("generate", run_dir, "--prompt", "ROMEO:", "--max-new-tokens", "120", "--seed", "1").stdout
-    run = Run(str(run_dir))
     generator = Generator(run.model.get_layer("backbone"), run.task.tokenizer)
     text = generator.generate(["ROMEO:"], 120, Sampling(), seed=1)[0]
     assert streamed == f"ROMEO:{text}\n" and text.count("\n") >= 2  # lines restart the streamed detokenizing
@@ -293,9 +327,10 @@ def test_a_trained_decoder_beats_the_unigram_baseline_and_generates_reproducibly
         timeout=300,
     )
     assert benchmark.returncode == 0, benchmark.stderr[-2000:]
-    assert "identical tokens both ways" in benchmark.stdout and re.search(
-        r"ratio cache / recompute: +[\d.]+x", benchmark.stdout
-    )
+    assert "identical tokens both ways" in benchmark.stdout, benchmark.stdout
+    rates = dict(re.findall(r"^(recompute the prefix|key/value cache): +([\d.]+) tokens/s$", benchmark.stdout, re.M))
+    ratio = Printed(re.search(r"^ratio cache / recompute: +([\d.]+)x$", benchmark.stdout, re.M).group(1))
+    assert ratio.agrees(Printed(rates["key/value cache"]) / Printed(rates["recompute the prefix"])), benchmark.stdout
     assert len(re.findall(r"^key/value cache, \d+ new tokens: +[\d.]+ ms/token$", benchmark.stdout, re.M)) == 2
 
 

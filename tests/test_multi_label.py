@@ -100,15 +100,26 @@ def test_a_multi_label_model_learns_sets_its_thresholds_on_validation_and_export
         chosen = sklearn.metrics.f1_score(truth[:, c], scores >= thresholds[c])
         assert chosen == pytest.approx(max(sklearn.metrics.f1_score(truth[:, c], scores >= t) for t in scores))
 
+    # eval's figures on the test split are scikit-learn's of the Keras model's outputs
     test = json.loads(garden("eval", multi_label_run, "--split", "test").stdout)
-    prevalence = np.mean(split_examples(run, "test").labels, axis=0)
+    examples = split_examples(run, "test")
+    keras_outputs = run.model.predict(run.task.preprocess(examples.features), verbose=0)
+    truth, decided = examples.labels.astype(bool), keras_outputs["decisions"].astype(bool)
+    shown = np.flatnonzero(truth.any(axis=0))
+    average_precision = [
+        sklearn.metrics.average_precision_score(truth[:, c], keras_outputs["logits"][:, c]) for c in shown
+    ]
+    assert test["f1_micro"] == pytest.approx(sklearn.metrics.f1_score(truth, decided, average="micro"), abs=1e-6)
+    assert test["map"] == pytest.approx(np.mean(average_precision), abs=1e-6)
+    prevalence = np.mean(truth, axis=0)
+    print(f"text multi-label: micro F1 {test['f1_micro']:.4f}, mAP {test['map']:.4f}, chance {np.mean(prevalence):.4f}")
     assert test["map"] > np.mean(prevalence) + 0.4 and test["f1_micro"] > 0.7  # chance: the prevalence
 
     garden("export", multi_label_run)  # checked against the Keras model before it is written
     served = tf.saved_model.load(str(multi_label_run / "export" / "saved_model")).signatures["serving_default"]
-    texts = split_examples(run, "test").features["text"][:64]
+    texts = examples.features["text"][:64]
     outputs = served(text=tf.constant(list(texts)))
-    keras_outputs = run.model.predict(run.task.preprocess({"text": texts}), verbose=0)
+    keras_outputs = {name: value[:64] for name, value in keras_outputs.items()}
     np.testing.assert_allclose(outputs["probabilities"], tf.sigmoid(keras_outputs["logits"]), atol=1e-5)
     np.testing.assert_array_equal(outputs["labels"], keras_outputs["decisions"])
     np.testing.assert_array_equal(outputs["labels"], (outputs["probabilities"].numpy() >= thresholds).astype(int))
@@ -169,7 +180,9 @@ def write_digit_pairs(path, split, count, seed):
 def test_a_multi_label_image_model_learns_digit_pairs_and_serves_what_sklearn_scores(tmp_path):
     """image_multi_label on real MNIST digits, two per image: multi-hot labels from the records' id
     lists, micro F1 well above chance, and the exported SavedModel, fed the PNG bytes, decides as
-    the run's evaluation reports (its F1 recomputed by scikit-learn)."""
+    the run's evaluation reports (its F1 recomputed by scikit-learn). The bound 0.9 rests on five
+    trainings, the data drawn and runtime.seed set anew each time (seeds 0-4): micro F1 0.957, 0.953,
+    0.933, 0.957 and 0.949 (mean 0.950, standard deviation 0.010), chance 0.25-0.26."""
     truth = {
         split: write_digit_pairs(tmp_path / f"{split}.tfrecord", source, count, seed)
         for split, source, count, seed in (("train", "train", 4096, 0), ("validation", "validation", 500, 1))
@@ -197,7 +210,7 @@ def test_a_multi_label_image_model_learns_digit_pairs_and_serves_what_sklearn_sc
     result = json.loads(garden("eval", run).stdout)
     chance = sklearn.metrics.f1_score(truth["validation"], np.ones_like(truth["validation"]), average="micro")
     print(f"image multi-label: micro F1 {result['f1_micro']:.4f}, mAP {result['map']:.4f}, chance F1 {chance:.4f}")
-    assert result["f1_micro"] > 0.9 > chance + 0.6, result  # 0.957 when written
+    assert result["f1_micro"] > 0.9 > chance + 0.6, result  # 5 standard deviations under the seeds' mean
 
     garden("export", run, "--format", "saved_model")  # judged against Keras before it is written
     served = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["serving_bytes"]
