@@ -40,9 +40,9 @@ from model_garden_peer import model_garden_step_seconds
 from training import BERT_SMALL, batches_fingerprint, benchmark_sets, step_seconds
 
 from garden import registry
-from garden.config import experiment_config
 from garden.data.pipeline import train_dataset
 from garden.registry import TASKS
+from garden.resolve import experiment_config
 from garden.train import precision as mixed_precision
 from garden.train.strategy import resolve_strategy
 

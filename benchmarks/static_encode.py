@@ -13,10 +13,10 @@ import time
 import tensorflow as tf
 
 from garden import registry
-from garden.config import experiment_config
 from garden.data import text_datasets
 from garden.distill.static import StaticEncoder, teacher_encoder
 from garden.registry import TASKS
+from garden.resolve import experiment_config
 
 
 def teacher_encoder_fn(config):

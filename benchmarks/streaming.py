@@ -29,11 +29,11 @@ import numpy as np
 import tensorflow as tf
 
 from garden import registry
-from garden.config import experiment_config
 from garden.data.convert import shard_paths
 from garden.data.examples import Examples
 from garden.data.pipeline import train_dataset
 from garden.registry import TASKS
+from garden.resolve import experiment_config
 
 BATCH = 64
 SHARDS = 16

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden import optimizers, registry
-from garden.config import experiment_config
+from garden.resolve import experiment_config
 from garden.train import trainer as trainer_module
 from garden.train.strategy import resolve_strategy
 

@@ -69,10 +69,11 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 from training import QUICK_PEAK_SIZE, batches_fingerprint, matmul_peak, step_seconds
 
 from garden import registry
-from garden.config import DataConfig, experiment_config
+from garden.config import DataConfig
 from garden.data.examples import Examples, as_int_labels
 from garden.data.pipeline import train_dataset
 from garden.registry import DATASETS, TASKS
+from garden.resolve import experiment_config
 from garden.train import precision as mixed_precision
 from garden.train.strategy import resolve_strategy
 

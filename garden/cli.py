@@ -26,7 +26,7 @@ def _table(header, rows):
 
 
 def _config(args):
-    from garden.config import experiment_config
+    from garden.resolve import experiment_config
 
     imports = [{"imports": list(args.imports)}] if args.imports else []  # kept with the run, for eval and export
     return experiment_config(args.experiment, args.config, args.set, overrides=imports)
@@ -38,7 +38,8 @@ def cmd_list(args):
 
 def _experiment_table():
     from garden import registry
-    from garden.config import experiment_config, subtask_configs
+    from garden.config import subtask_configs
+    from garden.resolve import experiment_config
 
     rows = []
     for name in registry.EXPERIMENTS.names():
@@ -63,7 +64,8 @@ def _cached_answer(args):
 
 def _every_answer():
     from garden import registry
-    from garden.config import experiment_config, to_yaml
+    from garden.resolve import experiment_config
+    from garden.yaml_files import to_yaml
 
     registry.load_all()
     shown = {f"show {name}": to_yaml(experiment_config(name)) for name in registry.EXPERIMENTS.names()}
@@ -77,7 +79,7 @@ def _first_sentence(docstring):
 
 
 def cmd_show(args):
-    from garden.config import to_yaml
+    from garden.yaml_files import to_yaml
 
     print(to_yaml(_config(args)), end="")
 

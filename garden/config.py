@@ -8,7 +8,6 @@ head, loss) is a `ComponentConfig`: its `type` names the registry entry and its
 
 import dataclasses
 import datetime
-import os
 import types
 import typing
 
@@ -18,9 +17,9 @@ from official.core import exp_factory
 from official.modeling.hyperparams import base_config, oneof
 
 from garden import registry
-from garden.errors import GardenError, did_you_mean
-from garden.models.quantization import check_mode
+from garden.errors import GardenError, did_you_mean, shown
 from garden.run_folder import RESERVED
+from garden.yaml_files import parse_yaml, read_yaml, to_yaml
 
 
 @dataclasses.dataclass
@@ -77,6 +76,32 @@ class DataConfig(mg.DataConfig):
     mixup_and_cutmix: bool = False
 
 
+def check_data(data, where: str) -> None:
+    """Refuses in one line values that data (a DataConfig, or a multitask's sub-task's data, which Model
+    Garden holds as a ParamsDict) cannot be read with; `where` is its key."""
+    if not (data.examples_per_class > 0 or data.examples_per_class == -1):
+        raise GardenError(
+            f"{where}.examples_per_class must be positive, or -1 for every example (got {data.examples_per_class})"
+        )
+    if not (data.num_examples > 0 or data.num_examples == -1):
+        raise GardenError(f"{where}.num_examples must be positive, or -1 for every example (got {data.num_examples})")
+    _positive(data.shuffle_buffer_size, f"{where}.shuffle_buffer_size")
+    _not_negative(data.in_memory_limit, f"{where}.in_memory_limit")
+    _positive(data.block_length, f"{where}.block_length")
+    for key in ("cycle_length", "prefetch_buffer_size"):
+        if getattr(data, key) is not None:
+            _positive(getattr(data, key), f"{where}.{key}")
+    if data.aug_type not in ("", "randaug", "autoaug"):
+        raise GardenError(
+            f"{where}.aug_type '{shown(data.aug_type)}' is not randaug, autoaug or '' (none)"
+            f"{did_you_mean(data.aug_type, ['randaug', 'autoaug'])}"
+        )
+    if not 0 <= data.random_erasing <= 1:
+        raise GardenError(f"{where}.random_erasing is a probability in [0, 1], got {data.random_erasing}")
+    if not 0 < data.center_crop_fraction <= 1:
+        raise GardenError(f"{where}.center_crop_fraction must be in (0, 1], got {data.center_crop_fraction}")
+
+
 @dataclasses.dataclass
 class TokenizerConfig(base_config.Config):
     """For text: `type` is resolved from the backbone when empty, `vocabulary` is a file or checkpoint
@@ -106,6 +131,14 @@ class LoraConfig(base_config.Config):
     alpha: float = 0.0
     dropout: float = 0.0
     targets: list = dataclasses.field(default_factory=lambda: ["query", "value", "key_value"])
+
+
+QUANTIZATION_MODES = ("int8", "int4")
+
+
+def check_quantization(mode: str, where: str = "task.model.quantization") -> None:
+    if mode and mode not in QUANTIZATION_MODES:
+        raise GardenError(f"{where} '{mode}' is not one of {', '.join(QUANTIZATION_MODES)} (or '' for float weights)")
 
 
 @dataclasses.dataclass
@@ -313,19 +346,14 @@ def register_experiment(name):
     return decorator
 
 
-def _shown(text):
-    """`text` for a one-line message: line breaks and other unprintable characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-
-
 def parse_set(assignment):
     """'a.b=c' -> {'a': {'b': c}} with c parsed as YAML (numbers, lists, booleans)."""
     key, sep, value = assignment.partition("=")
     if not sep or not key:
         raise GardenError(
-            f"--set expects key=value, got '{_shown(assignment)}'; for example --set trainer.train_steps=100"
+            f"--set expects key=value, got '{shown(assignment)}'; for example --set trainer.train_steps=100"
         )
-    nested = _yaml(value, f"--set {_shown(assignment)}") if value else ""
+    nested = parse_yaml(value, f"--set {shown(assignment)}") if value else ""
     if isinstance(nested, str):  # YAML 1.1 reads 2e-4 as a string
         try:
             nested = float(nested)
@@ -334,21 +362,6 @@ def parse_set(assignment):
     for part in reversed(key.strip().split(".")):
         nested = {part: nested}
     return nested
-
-
-def _yaml(text, where):
-    """`text` parsed as YAML, or one line naming `where` and the parser's complaint."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise GardenError(f"{where} is not valid YAML{at}: {_shown(problem)}") from error
-    except ValueError as error:  # a tag that does not fit its value: !!int x
-        raise GardenError(f"{where} is not valid YAML: {_shown(error)}") from error
-    except RecursionError as error:
-        raise GardenError(f"{where} is nested too deeply") from error
 
 
 def changed_keys(saved: dict, config, shaping: bool) -> list[str]:
@@ -381,18 +394,6 @@ def _flatten(tree, prefix=""):
     return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
 
 
-def read_yaml(path):
-    if not os.path.isfile(path):
-        raise GardenError(
-            f"config file not found: {path}; pass a YAML file written by 'garden show' or a run folder's config.yaml"
-        )
-    with open(path) as f:
-        content = _yaml(f.read(), f"config file {path}") or {}
-    if not isinstance(content, dict):
-        raise GardenError(f"config file {path} must hold a YAML mapping, not {type(content).__name__}")
-    return content
-
-
 def _declared_type(config, key):
     """The annotation of field `key` of a dataclass config (None for a params dict)."""
     fields = {f.name: f.type for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else {}
@@ -421,7 +422,7 @@ def _check_kind(config, key, value, where):
         fits = isinstance(value, kind)
     if not fits:
         quote = f"; quote it for text: '{value}'" if kind is str and isinstance(value, (int, float)) else ""
-        raise GardenError(f"config key '{_shown(where)}' expects {_KINDS[kind]}, got {_shown(repr(value))}{quote}")
+        raise GardenError(f"config key '{shown(where)}' expects {_KINDS[kind]}, got {shown(repr(value))}{quote}")
 
 
 def _refuse_other_types(value, where):
@@ -436,7 +437,7 @@ def _refuse_other_types(value, where):
         kind = "a date" if isinstance(value, datetime.date) else "bytes" if isinstance(value, bytes) else None
         kind = kind or f"a {type(value).__name__}"  # a set, or !!omap's pairs
         raise GardenError(
-            f"config key '{_shown(where)}' holds {kind} ({_shown(value)}) as YAML reads it; quote it for text"
+            f"config key '{shown(where)}' holds {kind} ({shown(value)}) as YAML reads it; quote it for text"
         )
 
 
@@ -446,21 +447,21 @@ def _check(config, overrides, path=""):
     for key, value in overrides.items():
         where = f"{path}{key}"
         if key not in keys:
-            raise GardenError(f"unknown config key '{_shown(where)}'{did_you_mean(key, keys, path)}")
+            raise GardenError(f"unknown config key '{shown(where)}'{did_you_mean(key, keys, path)}")
         _refuse_unread(config, key, value, where)
         if key == "type" and isinstance(config, oneof.OneOfConfig) and value is not None:
             choices = [k for k in keys if k != "type"]
             if value not in choices:
-                raise GardenError(f"unknown {where} '{_shown(value)}'{did_you_mean(str(value), choices)}")
+                raise GardenError(f"unknown {where} '{shown(value)}'{did_you_mean(str(value), choices)}")
         current = getattr(config, key)
         if isinstance(current, base_config.Config) and not isinstance(value, dict):
             inside = sorted(k for k in vars(current) if k not in base_config.params_dict.ParamsDict.RESERVED_ATTR)
             example = f"; set one of them, for example --set {where}.{inside[0]}=..." if inside else ""
-            raise GardenError(f"config key '{where}' is a group of keys, not {_shown(repr(value))}{example}")
+            raise GardenError(f"config key '{where}' is a group of keys, not {shown(repr(value))}{example}")
         if isinstance(current, ComponentConfig) and isinstance(value, dict):
             new_type = value.get("type", current.type)
             if not isinstance(new_type, str) or not new_type.isprintable():
-                raise GardenError(f"config key '{where}.type' names a registered {key}, got {_shown(repr(new_type))}")
+                raise GardenError(f"config key '{where}.type' names a registered {key}, got {shown(repr(new_type))}")
             if new_type != current.type:  # a new part starts from its own defaults
                 current.params = None
                 current.params = _REGISTRIES[key].defaults(new_type)
@@ -524,7 +525,7 @@ def _check_lora(model):
     _not_negative(lora.alpha, "task.model.lora.alpha")
     if not 0 <= lora.dropout < 1:
         raise GardenError(f"task.model.lora.dropout is a rate in [0, 1); got {lora.dropout}")
-    check_mode(model.quantization)
+    check_quantization(model.quantization)
     if lora.rank and model.trainable_backbone_blocks != -1:
         raise GardenError(
             "task.model.lora freezes the whole backbone and trains adapters; leave "
@@ -568,34 +569,7 @@ def check_values(config):
             data = getattr(task, split, None)
             if data is None or not data.dataset:
                 continue
-            if not (data.examples_per_class > 0 or data.examples_per_class == -1):
-                raise GardenError(
-                    f"{path}.{split}.examples_per_class must be positive, or -1 for every example "
-                    f"(got {data.examples_per_class})"
-                )
-            if not (data.num_examples > 0 or data.num_examples == -1):
-                raise GardenError(
-                    f"{path}.{split}.num_examples must be positive, or -1 for every example (got {data.num_examples})"
-                )
-            _positive(data.shuffle_buffer_size, f"{path}.{split}.shuffle_buffer_size")
-            _not_negative(data.in_memory_limit, f"{path}.{split}.in_memory_limit")
-            _positive(data.block_length, f"{path}.{split}.block_length")
-            for key in ("cycle_length", "prefetch_buffer_size"):
-                if getattr(data, key) is not None:
-                    _positive(getattr(data, key), f"{path}.{split}.{key}")
-            if data.aug_type not in ("", "randaug", "autoaug"):
-                raise GardenError(
-                    f"{path}.{split}.aug_type '{_shown(data.aug_type)}' is not randaug, autoaug or '' (none)"
-                    f"{did_you_mean(data.aug_type, ['randaug', 'autoaug'])}"
-                )
-            if not 0 <= data.random_erasing <= 1:
-                raise GardenError(
-                    f"{path}.{split}.random_erasing is a probability in [0, 1], got {data.random_erasing}"
-                )
-            if not 0 < data.center_crop_fraction <= 1:
-                raise GardenError(
-                    f"{path}.{split}.center_crop_fraction must be in (0, 1], got {data.center_crop_fraction}"
-                )
+            check_data(data, f"{path}.{split}")
     optimization = trainer.optimizer_config
     if optimization.optimizer.type:
         where = f"trainer.optimizer_config.optimizer.{optimization.optimizer.type}"
@@ -631,9 +605,10 @@ def apply_overrides(config, overrides):
     return config
 
 
-def experiment_config(name=None, config_files=(), sets=(), overrides=()):
-    """The resolved, locked config of experiment `name` (or of the files' task.name): the files, then
-    the `--set` strings `sets`, then the nested dicts `overrides` applied in order."""
+def configured(name=None, config_files=(), sets=(), overrides=()) -> tuple["ExperimentConfig", list[dict]]:
+    """Experiment `name`'s config (or the files' task.name's) with the files, then the `--set` strings
+    `sets`, then the nested dicts `overrides` applied in order, not yet resolved against the files it
+    names (garden.resolve.experiment_config does that); and the overrides, in that order."""
     file_overrides = [read_yaml(path) for path in config_files]
     given = [parse_set(s) for s in sets] + list(overrides)
     overrides = file_overrides + given
@@ -647,15 +622,18 @@ def experiment_config(name=None, config_files=(), sets=(), overrides=()):
         task = override.get("task")
         if isinstance(task, dict) and "name" in task and task["name"] != name:
             raise GardenError(
-                f"task.name is the experiment's name ({name}), not {_shown(repr(task['name']))}; name "
+                f"task.name is the experiment's name ({name}), not {shown(repr(task['name']))}; name "
                 "another experiment (see 'garden list') rather than setting it"
             )
     config = registry.EXPERIMENTS.get(name)()
     for override in overrides:
         apply_overrides(config, override)
     config.task.name = name
-    _infer_datasets(config)
-    _sizes_from_checkpoint(config, overrides)
+    return config, overrides
+
+
+def checked_and_locked(config):
+    """`config` once its values are checked (Model Garden's `validate`, then `check_values`), locked."""
     config.validate()
     check_values(config)
     _lock(config)
@@ -666,62 +644,8 @@ def _imports(override):
     """The module names of an override's `imports`: a list of names."""
     modules = override.get("imports") or []
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
-        raise GardenError(f"imports is a list of module names, such as [my_models]; got {_shown(repr(modules))}")
+        raise GardenError(f"imports is a list of module names, such as [my_models]; got {shown(repr(modules))}")
     return modules
-
-
-def _infer_datasets(config):
-    """A data config with a `tfds_name` or an `input_path` and no `dataset` streams it: a TFDS dataset
-    as `tfds`, a folder as an `image_folder`, files and globs as `tfrecord` shards."""
-    for path, task in [
-        ("task", config.task),
-        *((f"task.tasks.{n}", t) for n, t in subtask_configs(config.task).items()),
-    ]:
-        for split in ("train_data", "validation_data", "test_data"):
-            data = getattr(task, split)
-            if data.tfds_name and data.input_path:
-                raise GardenError(
-                    f"{path}.{split} sets both input_path and tfds_name; keep the one the data comes from"
-                )
-            if data.tfds_name and not data.dataset:
-                data.dataset = "tfds"
-            elif data.input_path and not data.dataset:
-                data.dataset = "image_folder" if os.path.isdir(data.input_path) else "tfrecord"
-
-
-def _sizes_from_checkpoint(config, overrides):
-    """The backbone's sizes from the checkpoint folder in task.init_checkpoint (Hugging Face's
-    config.json or a KerasHub preset's), where no override sets them: a 24-layer GPT-2 folder trains
-    as one without listing its sizes. An override that disagrees stays, and loading refuses it. The
-    tokenizer kind too, where the folder's files call for another than the backbone's default (Llama
-    3's tokenizer.json), and whether a WordPiece tokenizer lowercases (a cased BERT's folder says no;
-    for a static table, the folder it was distilled into)."""
-    folder, model = getattr(config.task, "init_checkpoint", ""), getattr(config.task, "model", None)
-    backbone = getattr(getattr(model, "backbone", None), "type", "")
-    if backbone not in registry.BACKBONES.names():
-        return
-    from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, tokenizer_family
-    from garden.models import hf_import
-
-    family, tokenizer_folder = tokenizer_family(model.backbone)
-    if model.tokenizer.lowercase is None:
-        model.tokenizer.lowercase = folder_lowercase(family, tokenizer_folder or folder, model.tokenizer.type)
-    if not folder or not os.path.isdir(folder):
-        return
-
-    def set_here(*keys):
-        found = set()
-        for node in overrides:
-            for key in keys:
-                node = node.get(key) if isinstance(node, dict) else None
-            found.update(node if isinstance(node, dict) else ())
-        return found
-
-    sizes = hf_import.checkpoint_sizes(model.backbone.type, folder)
-    given = set_here("task", "model", "backbone", "params")
-    model.backbone.params.override({k: v for k, v in sizes.items() if k not in given}, is_strict=True)
-    if "type" not in set_here("task", "model", "tokenizer"):
-        model.tokenizer.type = folder_tokenizer_type(model.backbone.type, folder) or model.tokenizer.type
 
 
 def _lock(config):
@@ -730,12 +654,3 @@ def _lock(config):
     for value in vars(config).values():
         if isinstance(value, base_config.params_dict.ParamsDict):
             _lock(value)
-
-
-def to_yaml(config):
-    return yaml.safe_dump(config.as_dict(), sort_keys=False, default_flow_style=None)
-
-
-def save_yaml(config, path):
-    with open(path, "w") as f:
-        f.write(to_yaml(config))

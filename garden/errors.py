@@ -22,6 +22,11 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def shown(text) -> str:
+    """`text` for a one-line message: line breaks and other unprintable characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def did_you_mean(name, choices, prefix=""):
     """Returns "; did you mean 'x'?" for the closest choice (with `prefix`), or a list of choices."""
     choices = sorted(choices)

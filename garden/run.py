@@ -8,11 +8,12 @@ import shutil
 import keras
 import tensorflow as tf
 
-from garden.config import experiment_config
+from garden.config import check_quantization
 from garden.errors import GardenError, did_you_mean
 from garden.models.lora import merged_values, set_base_weights
-from garden.models.quantization import check_mode, quantize_backbones, weight_bytes
+from garden.models.quantization import quantize_backbones, weight_bytes
 from garden.registry import TASKS
+from garden.resolve import experiment_config
 from garden.run_folder import WEIGHTS, RunFolder, read_best_info, restore
 
 
@@ -83,7 +84,7 @@ class Run:
 
     def check_quantizable(self, mode: str, out_dir: str) -> None:
         """Refuses in one line a `quantize` that cannot be done."""
-        check_mode(mode, "--mode")
+        check_quantization(mode, "--mode")
         if self.config.task.model.quantization:
             raise GardenError(f"{self.run_dir} is quantized already ({self.config.task.model.quantization})")
         if os.path.exists(out_dir):

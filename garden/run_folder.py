@@ -101,14 +101,14 @@ class RunFolder:
     # ---- files --------------------------------------------------------------------------------------
 
     def write_config(self, config) -> None:
-        from garden.config import save_yaml
+        from garden.yaml_files import save_yaml
 
         _replace(self.config_path, lambda path: save_yaml(config, path))
 
     def config_at(self, step: int) -> tuple[str, dict] | None:
         """(path, config as its YAML reads) of the config revision that trained `step`: the newest
         from `step` or before; None for a run that recorded none (trained before Garden kept them)."""
-        from garden.config import read_yaml
+        from garden.yaml_files import read_yaml
 
         steps = [s for s in self._revisions() if s <= step]
         if not steps:
@@ -119,7 +119,7 @@ class RunFolder:
     def record_config(self, config, step: int) -> str:
         """Records `config` as the one the run trains with from `step` on (revisions after `step`
         trained steps that are gone, and go too); returns its path."""
-        from garden.config import save_yaml
+        from garden.yaml_files import save_yaml
 
         os.makedirs(self.join(CONFIGS), exist_ok=True)
         for later in (s for s in self._revisions() if s > step):

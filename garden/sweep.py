@@ -33,9 +33,10 @@ import numpy as np
 import optuna
 import yaml
 
-from garden.config import experiment_config, read_yaml
 from garden.errors import GardenError, Stopped, did_you_mean
+from garden.resolve import experiment_config
 from garden.run_folder import METRICS, RunFolder, read_best_info
+from garden.yaml_files import read_yaml
 
 SAMPLERS = ("tpe", "random", "grid")
 

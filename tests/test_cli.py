@@ -27,7 +27,8 @@ def test_list_and_show_answer_from_a_cache_without_importing_tensorflow(tmp_path
     """The first `list` caches every plain answer; a new process then answers `list` and `show NAME`
     as the registry does, without TensorFlow. A changed source file makes the cache stale."""
     from garden import answers
-    from garden.config import experiment_config, to_yaml
+    from garden.resolve import experiment_config
+    from garden.yaml_files import to_yaml
 
     monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
     listed = garden("list").stdout

@@ -3,9 +3,11 @@ import re
 import pytest
 import yaml
 
-from garden.config import experiment_config, parse_set, save_yaml, to_yaml
+from garden.config import parse_set
 from garden.errors import GardenError
 from garden.registry import TASKS
+from garden.resolve import experiment_config
+from garden.yaml_files import save_yaml, to_yaml
 
 
 def test_set_overrides_parse_values_as_yaml():

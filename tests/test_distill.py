@@ -15,15 +15,16 @@ from conftest import ROOT, garden
 from test_text_families import _hf_model as hf_model
 from test_text_families import _write_checkpoint as write_checkpoint
 
-from garden.config import TokenizerConfig, experiment_config
+from garden.config import TokenizerConfig
+from garden.data.checkpoints import checkpoint_dir
 from garden.data.tokenizers import build_tokenizer
 from garden.distill.static import StaticEncoder, pca, sif_weights
 from garden.errors import GardenError
 from garden.export.tflite import interpreter
 from garden.metrics import retrieval_metrics
 from garden.models.backbones.static import StaticEmbedding, load_table, save_table
-from garden.models.pretrained import checkpoint_dir
 from garden.registry import TASKS
+from garden.resolve import experiment_config
 from garden.run import Run
 
 PARAPHRASES = [

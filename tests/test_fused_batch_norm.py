@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from garden.config import experiment_config
 from garden.models.fused_batch_norm import fuse_batch_norms
 from garden.models.task_model import build_backbone
+from garden.resolve import experiment_config
 from garden.train import precision
 
 

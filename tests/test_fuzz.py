@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from garden.config import DataConfig, experiment_config, to_yaml
+from garden.config import DataConfig
 from garden.data import text_datasets
 from garden.data.streams import bad_records_named, raw_examples
 from garden.data.text_files import label_order, read_table
@@ -39,6 +39,8 @@ from garden.errors import GardenError
 from garden.export.requests import Limits, RequestError
 from garden.export.rest_api import parse, parse_examples
 from garden.export.serve import build_app
+from garden.resolve import experiment_config
+from garden.yaml_files import to_yaml
 
 POINTS = int(os.environ.get("GARDEN_CHAOS_POINTS", "1"))
 set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "garden-hypothesis"))  # its caches: none in the repo

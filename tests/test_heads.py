@@ -11,9 +11,9 @@ import sklearn.utils.class_weight
 import tensorflow as tf
 
 from garden import metrics
-from garden.config import experiment_config
 from garden.errors import GardenError
 from garden.registry import HEADS, LOSSES, TASKS
+from garden.resolve import experiment_config
 
 FEATURES = np.random.default_rng(0).normal(size=(6, 5, 16)).astype("float32")
 

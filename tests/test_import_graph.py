@@ -12,10 +12,10 @@ import os
 from conftest import ROOT
 
 LAYERS = [
-    {"errors", "signature_names", "native_output", "cache", "answers"},
+    {"errors", "signature_names", "native_output", "cache", "answers", "yaml_files"},
     {"registry", "config", "run_folder", "losses", "metrics", "optimizers"},
     {"data", "models"},
-    {"tasks", "generate"},
+    {"tasks", "generate", "resolve"},  # resolve: configs completed from the files they name
     {"train", "run"},
     {"distill", "sweep"},  # commands built on the trainer
     {"experiments", "export"},  # loaded like plugins (registry.load_all)
@@ -23,11 +23,6 @@ LAYERS = [
 ]
 PACKAGES = {"garden": "garden", "garden.experiments": "experiments", "garden.export": "export"}
 KNOWN = {  # (importer, imported): what removes it
-    ("garden.config", "garden.data.tokenizers"): "part 4: a resolver above data/ and models/",
-    ("garden.config", "garden.models.hf_import"): "part 4",
-    ("garden.config", "garden.models.quantization"): "part 4",
-    ("garden.data.tokenizers", "garden.models.pretrained"): "part 4: the arrow data/ -> models/pretrained.py",
-    ("garden.run_folder", "garden.config"): "part 4: config.py as the schema, YAML reading beside the run folder",
     ("garden.tasks.warm_start", "garden.run"): "part 1: warm starts read a run through the run folder",
 }
 

@@ -15,10 +15,10 @@ import yaml
 from conftest import ROOT, SMALL, garden, validations
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from garden.config import experiment_config
 from garden.data.catalog import fetch
 from garden.data.mnist import SOURCE
 from garden.errors import GardenError
+from garden.resolve import experiment_config
 from garden.train.continuous_eval import watch
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer

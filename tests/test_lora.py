@@ -13,10 +13,10 @@ from safetensors.numpy import load_file
 from test_pretrained_decoders import _write_gpt2
 
 from garden.config import LoraConfig
+from garden.data.checkpoints import checkpoint_dir
 from garden.errors import GardenError
 from garden.models import hf_import, lora
 from garden.models.backbones.bert import BertEncoder
-from garden.models.pretrained import checkpoint_dir
 from garden.models.quantization import quantize
 from garden.registry import TASKS
 from garden.run import Run, run_config

@@ -11,10 +11,11 @@ import tensorflow as tf
 from conftest import TINY_TEXT, garden
 
 from garden import metrics
-from garden.config import DataConfig, experiment_config
+from garden.config import DataConfig
 from garden.data.mnist import mnist
 from garden.errors import GardenError
 from garden.registry import DATASETS
+from garden.resolve import experiment_config
 from garden.run import Run
 from garden.train.evaluate import split_examples
 from garden.train.strategy import resolve_strategy

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 from conftest import garden
 
-from garden.config import experiment_config
 from garden.errors import GardenError
 from garden.registry import TASKS
+from garden.resolve import experiment_config
 from garden.run import Run
 
 SIZES = [100, 400]

@@ -4,10 +4,10 @@ import pytest
 import tensorflow as tf
 
 from garden import optimizers
-from garden.config import experiment_config
 from garden.errors import GardenError
 from garden.optimizers import build_learning_rate, build_optimizer
 from garden.registry import LOSSES
+from garden.resolve import experiment_config
 
 
 def optimization(**overrides):

@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 from conftest import TINY_TEXT
 
-from garden.config import experiment_config
 from garden.errors import GardenError
 from garden.models import lora as lora_module
 from garden.models.backbones.bert import BertEncoder
@@ -15,6 +14,7 @@ from garden.models.heads.span_qa import PAD_LOGIT
 from garden.models.quantization import quantize_backbones
 from garden.models.task_model import build_task_model
 from garden.registry import LOSSES
+from garden.resolve import experiment_config
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
 

@@ -13,7 +13,8 @@ import tensorflow as tf
 from conftest import garden, saved_model_greedy, write_byte_bpe, write_sentencepiece
 from safetensors.numpy import load_file, save_file
 
-from garden.config import TokenizerConfig, experiment_config
+from garden.config import TokenizerConfig
+from garden.data.checkpoints import checkpoint_dir
 from garden.data.tokenizers import build_tokenizer
 from garden.errors import GardenError
 from garden.export.decoder import MAX_LENGTH, decode_length, decode_step_function
@@ -21,8 +22,8 @@ from garden.generate.chat import chat_prompt, read_chat_template
 from garden.generate.generator import Generator, generate_inputs
 from garden.generate.sampler import Rules, Sampling
 from garden.models import hf_import
-from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
+from garden.resolve import experiment_config
 from garden.run import Run
 
 TEXTS = [

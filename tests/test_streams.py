@@ -13,12 +13,13 @@ from conftest import MNIST_FILES_COUNT as COUNT
 from conftest import garden, mnist_pixels, sets, train_killed_after
 from PIL import Image
 
-from garden.config import DataConfig, experiment_config
+from garden.config import DataConfig
 from garden.data.pipeline import eval_dataset, train_dataset
 from garden.data.streams import Stream, bad_records_named
 from garden.data.tfrecords import tfrecord
 from garden.errors import GardenError
 from garden.registry import TASKS
+from garden.resolve import experiment_config
 
 
 def image_task(*overrides):

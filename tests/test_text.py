@@ -8,16 +8,17 @@ import pytest
 import tensorflow as tf
 from conftest import TINY_TEXT, garden
 
-from garden.config import DataConfig, TokenizerConfig, experiment_config
+from garden.config import DataConfig, TokenizerConfig
 from garden.data import text_datasets
+from garden.data.checkpoints import checkpoint_dir
 from garden.data.streams import raw_examples
 from garden.data.text_files import read_table
 from garden.data.tokenizers import build_tokenizer, tokenizer_type
 from garden.errors import GardenError
 from garden.models import hf_import
 from garden.models.backbones.bert import BertEncoder
-from garden.models.pretrained import checkpoint_dir
 from garden.registry import TASKS
+from garden.resolve import experiment_config
 
 
 def test_resolver_picks_wordpiece_for_bert_and_refuses_misfits():

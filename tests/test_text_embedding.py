@@ -12,13 +12,13 @@ import sklearn.metrics
 import tensorflow as tf
 from conftest import TINY_TEXT, garden
 
-from garden.config import experiment_config
 from garden.data.pipeline import eval_dataset
 from garden.data.text_datasets import read_orange_tab
 from garden.errors import GardenError
 from garden.export.tflite import interpreter
 from garden.metrics import pair_similarity_metrics, retrieval_metrics
 from garden.registry import LOSSES, TASKS
+from garden.resolve import experiment_config
 from garden.run import Run
 from garden.train.evaluate import evaluate
 

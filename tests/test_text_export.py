@@ -10,11 +10,11 @@ import tensorflow_text
 from ai_edge_litert.interpreter import InterpreterWithCustomOps
 from conftest import SHARED_DATA, TINY_TEXT, garden
 
-from garden.config import experiment_config
 from garden.data import text_datasets
 from garden.data.tokenizers import serving_tokenizer
 from garden.export import tflite
 from garden.registry import TASKS
+from garden.resolve import experiment_config
 from garden.run import Run
 
 AG_NEWS = SHARED_DATA / "agnews" / "train.tsv"

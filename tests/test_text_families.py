@@ -13,13 +13,14 @@ import tensorflow as tf
 from conftest import garden, write_byte_bpe, write_sentencepiece
 from safetensors.numpy import load_file, save_file
 
-from garden.config import TokenizerConfig, experiment_config
+from garden.config import TokenizerConfig
 from garden.data.tokenizers import serving_tokenizer, tokenizer_files
 from garden.errors import GardenError
 from garden.export import tflite
 from garden.models import hf_import
 from garden.models.freezing import backbone_blocks, freeze
 from garden.registry import BACKBONES, TASKS
+from garden.resolve import experiment_config
 from garden.run import Run
 
 TEXTS = [

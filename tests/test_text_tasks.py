@@ -8,12 +8,13 @@ import pytest
 import tensorflow as tf
 from conftest import garden
 
-from garden.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig, component, experiment_config
+from garden.config import DataConfig, ModelConfig, TaskConfig, TokenizerConfig, component
 from garden.data.pipeline import eval_dataset
 from garden.data.task_files import answer_words, read_conll
 from garden.errors import GardenError
 from garden.export.tflite import tflite_runner
 from garden.registry import DATASETS, TASKS
+from garden.resolve import experiment_config
 from garden.train.evaluate import evaluate
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer

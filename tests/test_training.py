@@ -17,8 +17,8 @@ import yaml
 from conftest import ROOT, TINY, garden, sets, train_killed_after
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from garden.config import experiment_config
 from garden.errors import GardenError
+from garden.resolve import experiment_config
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
 

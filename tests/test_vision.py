@@ -11,16 +11,17 @@ import tensorflow as tf
 from conftest import garden, mnist_pixels, trained_once
 from PIL import Image
 
-from garden.config import experiment_config, save_yaml
 from garden.data.mnist import mnist
 from garden.errors import GardenError
 from garden.models.backbones.keras_hub import _depthwise_op
 from garden.models.freezing import backbone_blocks
 from garden.models.task_model import build_task_model
 from garden.optimizers import scale_learning_rate
+from garden.resolve import experiment_config
 from garden.run import Run
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
+from garden.yaml_files import save_yaml
 
 FAMILIES = [
     ("resnet_v1", ["depth=18"]),

@@ -3,10 +3,10 @@ resumed run from its own checkpoint."""
 
 import numpy as np
 
-from garden.config import experiment_config
+from garden.data.checkpoints import checkpoint_dir
 from garden.models import hf_import
 from garden.models.backbones.bert import BertEncoder
-from garden.models.pretrained import checkpoint_dir
+from garden.resolve import experiment_config
 from garden.train.strategy import resolve_strategy
 from garden.train.trainer import Trainer
 

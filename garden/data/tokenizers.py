@@ -27,9 +27,9 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from garden.data import catalog
+from garden.data.checkpoints import checkpoint_dir
 from garden.data.sentencepiece_case import lowercased_model
 from garden.errors import GardenError
-from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
 
 FILE_NAMES = {"wordpiece": "vocab.txt", "byte_bpe": "vocab.json", "sentencepiece": "tokenizer.model"}

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.config import TokenizerConfig
+from garden.data.checkpoints import checkpoint_dir
 from garden.data.tokenizers import (
     MERGES,
     family_file_name,
@@ -38,7 +39,6 @@ from garden.errors import GardenError
 from garden.models import hf_import
 from garden.models.backbones.static import SUMMARY, TABLE_DTYPES, load_table, save_table, teacher_family
 from garden.models.backbones.text_encoder import TextEncoder
-from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
 
 TEACHERS = {"minilm": "all_minilm_l6_v2"}

@@ -14,15 +14,6 @@ import warnings
 import keras
 from keras.quantizers import Int4QuantizationConfig, Int8QuantizationConfig
 
-from garden.errors import GardenError
-
-MODES = ("int8", "int4")
-
-
-def check_mode(mode: str, where: str = "task.model.quantization") -> None:
-    if mode and mode not in MODES:
-        raise GardenError(f"{where} '{mode}' is not one of {', '.join(MODES)} (or '' for float weights)")
-
 
 def quantize_backbones(models: dict, mode: str) -> None:
     """Quantizes the weights of the `models`' backbones (each once) in place; '' leaves them float."""

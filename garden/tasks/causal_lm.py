@@ -5,11 +5,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from garden.data.checkpoints import checkpoint_dir
 from garden.data.examples import Examples
 from garden.data.tokenizers import build_tokenizer, tokenizer_files, tokenizer_type, train_sentencepiece
 from garden.errors import GardenError
 from garden.models import hf_import
-from garden.models.pretrained import checkpoint_dir
 from garden.registry import TASKS
 from garden.tasks.task import Task
 

@@ -5,6 +5,7 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from garden.data.checkpoints import checkpoint_dir
 from garden.data.tokenizers import (
     TFLITE_TWINNED,
     build_tokenizer,
@@ -15,7 +16,6 @@ from garden.data.tokenizers import (
 )
 from garden.errors import GardenError
 from garden.models import hf_import
-from garden.models.pretrained import checkpoint_dir
 from garden.registry import BACKBONES
 from garden.tasks.task import Task
 

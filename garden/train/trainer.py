@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from garden.config import changed_keys, read_yaml
+from garden.config import changed_keys
 from garden.data.pipeline import train_dataset
 from garden.data.streams import Stream, bad_records_named
 from garden.errors import GardenError, Stopped
@@ -38,6 +38,7 @@ from garden.train.recovery import Recovery
 from garden.train.strategy import input_pipelines, is_chief
 from garden.train.summaries import Reporter
 from garden.train.watch import BEST_CHECKPOINT, EARLY_STOPPING, Watch
+from garden.yaml_files import read_yaml
 
 
 @contextlib.contextmanager

@@ -1,0 +1,71 @@
+"""The resolver: an experiment's config (garden.config, the schema) completed from the files it names,
+above data/ and models/, which read them: the dataset kind an input path calls for, and the backbone
+sizes and tokenizer settings a checkpoint folder declares."""
+
+import os
+
+from garden import registry
+from garden.config import checked_and_locked, configured, subtask_configs
+from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, tokenizer_family
+from garden.errors import GardenError
+from garden.models import hf_import
+
+
+def experiment_config(name=None, config_files=(), sets=(), overrides=()):
+    """The resolved, locked config of experiment `name` (or of the files' task.name): the files, then
+    the `--set` strings `sets`, then the nested dicts `overrides` applied in order."""
+    config, overrides = configured(name, config_files, sets, overrides)
+    _infer_datasets(config)
+    _sizes_from_checkpoint(config, overrides)
+    return checked_and_locked(config)
+
+
+def _infer_datasets(config):
+    """A data config with a `tfds_name` or an `input_path` and no `dataset` streams it: a TFDS dataset
+    as `tfds`, a folder as an `image_folder`, files and globs as `tfrecord` shards."""
+    for path, task in [
+        ("task", config.task),
+        *((f"task.tasks.{n}", t) for n, t in subtask_configs(config.task).items()),
+    ]:
+        for split in ("train_data", "validation_data", "test_data"):
+            data = getattr(task, split)
+            if data.tfds_name and data.input_path:
+                raise GardenError(
+                    f"{path}.{split} sets both input_path and tfds_name; keep the one the data comes from"
+                )
+            if data.tfds_name and not data.dataset:
+                data.dataset = "tfds"
+            elif data.input_path and not data.dataset:
+                data.dataset = "image_folder" if os.path.isdir(data.input_path) else "tfrecord"
+
+
+def _sizes_from_checkpoint(config, overrides):
+    """The backbone's sizes from the checkpoint folder in task.init_checkpoint (Hugging Face's
+    config.json or a KerasHub preset's), where no override sets them: a 24-layer GPT-2 folder trains
+    as one without listing its sizes. An override that disagrees stays, and loading refuses it. The
+    tokenizer kind too, where the folder's files call for another than the backbone's default (Llama
+    3's tokenizer.json), and whether a WordPiece tokenizer lowercases (a cased BERT's folder says no;
+    for a static table, the folder it was distilled into)."""
+    folder, model = getattr(config.task, "init_checkpoint", ""), getattr(config.task, "model", None)
+    backbone = getattr(getattr(model, "backbone", None), "type", "")
+    if backbone not in registry.BACKBONES.names():
+        return
+    family, tokenizer_folder = tokenizer_family(model.backbone)
+    if model.tokenizer.lowercase is None:
+        model.tokenizer.lowercase = folder_lowercase(family, tokenizer_folder or folder, model.tokenizer.type)
+    if not folder or not os.path.isdir(folder):
+        return
+
+    def set_here(*keys):
+        found = set()
+        for node in overrides:
+            for key in keys:
+                node = node.get(key) if isinstance(node, dict) else None
+            found.update(node if isinstance(node, dict) else ())
+        return found
+
+    sizes = hf_import.checkpoint_sizes(model.backbone.type, folder)
+    given = set_here("task", "model", "backbone", "params")
+    model.backbone.params.override({k: v for k, v in sizes.items() if k not in given}, is_strict=True)
+    if "type" not in set_here("task", "model", "tokenizer"):
+        model.tokenizer.type = folder_tokenizer_type(model.backbone.type, folder) or model.tokenizer.type
