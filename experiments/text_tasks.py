@@ -3,7 +3,8 @@ multiple choice (SWAG-style JSONL) and masked LM. Files come from `input_path`; 
 Reuters R8 text from the catalog."""
 
 from garden.config import ExperimentConfig, ModelConfig, TaskConfig, TokenizerConfig, component, register_experiment
-from garden.experiments.text_classification import MINILM, text_data, text_trainer
+from garden.experiments.text_classification import MINILM, TINY_BERT, TINY_DATA, text_data, text_trainer
+from garden.experiments.tiny import tiny_trainer
 
 SMALL_BERT = dict(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024)
 
@@ -31,7 +32,18 @@ def text_experiment(
     )
 
 
-@register_experiment("conll_bert_small")
+def tiny(*data):
+    """A tiny variant: the 2-layer BERT of the text tiny variants, from scratch, 60 steps."""
+    return [
+        *TINY_BERT,
+        *data,
+        *tiny_trainer(60, "polynomial", warmup=6, steps_per_loop=20),
+        "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.002",
+        "runtime.deterministic=true",
+    ]
+
+
+@register_experiment("conll_bert_small", tiny=tiny())
 def conll_bert_small():
     """Token tagging (NER) with a 4-layer BERT from scratch on CoNLL files; not measured yet.
 
@@ -44,7 +56,7 @@ def conll_bert_small():
     )
 
 
-@register_experiment("multi_label_minilm")
+@register_experiment("multi_label_minilm", tiny=tiny())
 def multi_label_minilm():
     """Multi-label text classification with MiniLM on TSV/CSV/JSONL files whose label column holds
     each text's labels (a JSON list, or names joined by label_separator); per-class thresholds set on
@@ -62,7 +74,7 @@ def multi_label_minilm():
     return config
 
 
-@register_experiment("squad_minilm")
+@register_experiment("squad_minilm", tiny=tiny())
 def squad_minilm():
     """Extractive QA with MiniLM on SQuAD v1.1 JSON files; not measured yet (no SQuAD data offline).
 
@@ -74,7 +86,7 @@ def squad_minilm():
     )
 
 
-@register_experiment("stsb_minilm")
+@register_experiment("stsb_minilm", tiny=tiny())
 def stsb_minilm():
     """Sentence-pair similarity regression with MiniLM on GLUE STS-B TSV files; not measured yet.
 
@@ -86,7 +98,7 @@ def stsb_minilm():
     return text_experiment("text_regression", head, "mean_squared_error", "scored_text_file", 1000, **columns)
 
 
-@register_experiment("swag_minilm")
+@register_experiment("swag_minilm", tiny=tiny())
 def swag_minilm():
     """Multiple choice with MiniLM on JSONL rows {"text", "choices": [4], "label"}; not measured yet.
 
@@ -99,7 +111,7 @@ def swag_minilm():
     )
 
 
-@register_experiment("r8_mlm_small")
+@register_experiment("r8_mlm_small", tiny=tiny(*TINY_DATA))
 def r8_mlm_small():
     """Masked-LM pretraining of a 4-layer BERT from scratch on Reuters R8 text (labels unused).
 

@@ -29,7 +29,7 @@ def _config(args):
     from garden.resolve import experiment_config
 
     imports = [{"imports": list(args.imports)}] if args.imports else []  # kept with the run, for eval and export
-    return experiment_config(args.experiment, args.config, args.set, overrides=imports)
+    return experiment_config(args.experiment, args.config, args.set, overrides=imports, tiny=args.tiny)
 
 
 def cmd_list(args):
@@ -54,7 +54,7 @@ def _experiment_table():
 def _cached_answer(args):
     """What `list` or a plain `show NAME` prints, from garden/answers.py's cache (no TensorFlow
     import when it is fresh); None for any other command or option."""
-    plain_show = args.command == "show" and args.experiment and not (args.config or args.set)
+    plain_show = args.command == "show" and args.experiment and not (args.config or args.set or args.tiny)
     if args.imports or not (args.command == "list" or plain_show):
         return None
     from garden import answers
@@ -437,6 +437,9 @@ def _parser():
         sub.add_argument("experiment", nargs="?", help="experiment name (see 'garden list')")
         sub.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML overrides, repeatable")
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, repeatable")
+        sub.add_argument(
+            "--tiny", action="store_true", help="the experiment's tiny variant: trains in seconds on a CPU (smoke runs)"
+        )
         sub.set_defaults(run=function)
         if name == "train":
             sub.add_argument("--run-dir", help="run folder (default runs/EXPERIMENT)")

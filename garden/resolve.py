@@ -11,10 +11,11 @@ from garden.errors import GardenError
 from garden.models import hf_import
 
 
-def experiment_config(name=None, config_files=(), sets=(), overrides=()):
-    """The resolved, locked config of experiment `name` (or of the files' task.name): the files, then
-    the `--set` strings `sets`, then the nested dicts `overrides` applied in order."""
-    config, overrides = configured(name, config_files, sets, overrides)
+def experiment_config(name=None, config_files=(), sets=(), overrides=(), tiny=False):
+    """The resolved, locked config of experiment `name` (or of the files' task.name), or of its tiny
+    variant where `tiny`: the files, then the `--set` strings `sets`, then the nested dicts
+    `overrides` applied in order."""
+    config, overrides = configured(name, config_files, sets, overrides, tiny)
     _infer_datasets(config)
     _sizes_from_checkpoint(config, overrides)
     return checked_and_locked(config)
