@@ -4,13 +4,16 @@ config and, given the same weights, the same outputs."""
 
 import inspect
 
+import keras_hub
 import numpy as np
 import pytest
 
 from garden.models.backbones.decoder import DecoderBackbone
 from garden.models.backbones.resnet import ResNetBackbone
 from garden.models.backbones.static import StaticEmbedding, save_table
+from garden.models.backbones.text_encoder import TextEncoder
 from garden.registry import BACKBONES
+from garden.text_family import text_family
 
 TEXT = dict(
     vocabulary_size=60,
@@ -192,3 +195,31 @@ def test_get_config_keeps_the_values_the_constructor_settled(tmp_path):
 
     resnet = ResNetBackbone(image_shape=[12, 12, 1], stem_width=4, stage_widths=[4, 8])
     assert (resnet.get_config()["image_shape"], resnet.get_config()["stage_widths"]) == ((12, 12, 1), (4, 8))
+
+
+@pytest.mark.parametrize("name", [n for n in BACKBONES.names() if text_family(n).tokenizers])
+def test_every_text_family_declares_what_its_readers_look_up(name):
+    """A family's declaration (garden/text_family.py) is read by the tokenizers, the text tasks, the
+    generator and the checkpoint importer without defaults to fall back on: every name in it must
+    resolve. Its tokenizer kinds are ones Garden builds; its KerasHub tokenizer classes exist and take
+    its arguments; an encoder's special tokens name start, end and pad (pairs are packed with them);
+    a family that imports Hugging Face checkpoints names its vocabulary file, and its size keys are
+    constructor arguments of its backbone, each read from one config.json key."""
+    family, backbone = text_family(name), BACKBONES.get(name)
+    assert set(family.tokenizers) <= {"wordpiece", "byte_bpe", "sentencepiece", "character"}
+    for kind, hub in [(family.tokenizers[0], family.hub_tokenizer), *family.other_hub_tokenizers.items()]:
+        assert kind in family.tokenizers
+        assert not hub or hasattr(keras_hub.models, hub), hub
+    if family.hub_tokenizer_arguments:
+        parameters = inspect.signature(getattr(keras_hub.models, family.hub_tokenizer).__init__).parameters
+        assert set(family.hub_tokenizer_arguments) <= set(parameters)
+    assert set(family.lowercase_kinds) - {"wordpiece"} <= set(family.tokenizers)
+    if issubclass(backbone, TextEncoder):
+        assert {"start", "end", "pad"} <= set(family.special_tokens) and family.separator_tokens in (1, 2)
+    if family.hf_model_types:
+        assert family.vocabulary_file
+        arguments = set(inspect.signature(backbone.__init__).parameters)
+        assert set(family.hf_sizes) <= arguments, set(family.hf_sizes) - arguments
+        assert len(set(family.hf_sizes.values())) == len(family.hf_sizes)
+        if issubclass(backbone, TextEncoder):  # decoders' sizes come from KerasHub's converters
+            assert {"vocabulary_size", "num_layers", "num_heads", "hidden_dim"} <= set(family.hf_sizes)

@@ -13,7 +13,7 @@ from conftest import ROOT
 
 LAYERS = [
     {"errors", "signature_names", "native_output", "cache", "answers", "yaml_files"},
-    {"registry", "config", "run_folder", "losses", "metrics", "optimizers"},
+    {"registry", "config", "run_folder", "losses", "metrics", "optimizers", "text_family"},
     {"data", "models"},
     {"tasks", "generate", "resolve"},  # resolve: configs completed from the files they name
     {"train", "run"},

@@ -1,7 +1,7 @@
-"""The tokenizer resolver: a backbone declares the tokenizer kinds whose ids it reads
-(`Backbone.tokenizers`, the first its default); naming one that does not fit is an error. A text
-encoder family reads its default kind through its own KerasHub tokenizer (`hub_tokenizer`: special
-tokens and id layout, such as XLM-R's fairseq ids).
+"""The tokenizer resolver: a backbone family declares the tokenizer kinds whose ids it reads
+(`TextFamily.tokenizers`, the first its default; garden/text_family.py); naming one that does not fit
+is an error. A text encoder family reads its default kind through its own KerasHub tokenizer
+(`hub_tokenizer`: special tokens and id layout, such as XLM-R's fairseq ids).
 
 - `wordpiece` (BERT, DistilBERT, ELECTRA, and `static`, distilled from one): a `vocab.txt`.
 - `byte_bpe` (RoBERTa): GPT-2's byte-level BPE, a `vocab.json` and its `merges.txt`
@@ -31,6 +31,7 @@ from garden.data.checkpoints import checkpoint_dir
 from garden.data.sentencepiece_case import lowercased_model
 from garden.errors import GardenError
 from garden.registry import BACKBONES
+from garden.text_family import text_family
 
 FILE_NAMES = {"wordpiece": "vocab.txt", "byte_bpe": "vocab.json", "sentencepiece": "tokenizer.model"}
 MERGES = "merges.txt"  # a byte-level BPE's merges beside its vocab.json
@@ -49,15 +50,10 @@ GENERIC = {  # the KerasHub tokenizer of a kind, for backbones that name none
 }
 
 
-def _tokenizers(backbone_type):
-    """The tokenizer kinds a backbone reads (none for a backbone built by a plain function)."""
-    return getattr(BACKBONES.get(backbone_type), "tokenizers", ())
-
-
 def _kind(backbone_type, requested="") -> str:
     """The tokenizer kind a `backbone_type` backbone reads `requested` text as ('' for one that is not
     registered or reads no text)."""
-    kinds = _tokenizers(backbone_type) if backbone_type in BACKBONES.names() else ()
+    kinds = text_family(backbone_type).tokenizers if backbone_type in BACKBONES.names() else ()
     return (requested or kinds[0]) if kinds else ""
 
 
@@ -70,13 +66,13 @@ def lowercases(backbone_type, requested="") -> bool:
     """Whether `task.model.tokenizer.lowercase` applies to a `backbone_type` backbone's `requested`
     tokenizer kind: WordPiece, and the kinds a family names in `lowercase_kinds` (ALBERT's
     SentencePiece, lowercased as transformers' AlbertTokenizer lowercases)."""
-    return _kind(backbone_type, requested) in getattr(BACKBONES.get(backbone_type), "lowercase_kinds", ())
+    return _kind(backbone_type, requested) in text_family(backbone_type).lowercase_kinds
 
 
 def tokenizer_type(backbone_type, requested=""):
-    fitting = _tokenizers(backbone_type)
+    fitting = text_family(backbone_type).tokenizers
     if not fitting:
-        readers = [name for name in BACKBONES.names() if _tokenizers(name)]
+        readers = [name for name in BACKBONES.names() if text_family(name).tokenizers]
         raise GardenError(f"backbone '{backbone_type}' reads no text; text tasks take one of: {', '.join(readers)}")
     if requested and requested not in fitting:
         raise GardenError(
@@ -88,15 +84,19 @@ def tokenizer_type(backbone_type, requested=""):
 
 def _family_file(backbone_type, kind):
     """The file name the backbone's tokenizer of `kind` has in a checkpoint folder."""
-    backbone = BACKBONES.get(backbone_type)
-    own = getattr(backbone, "vocabulary_file", "")
-    return own if own and kind == backbone.tokenizers[0] else FILE_NAMES[kind]
+    family = text_family(backbone_type)
+    own = family.vocabulary_file
+    return own if own and kind == family.tokenizers[0] else FILE_NAMES[kind]
 
 
 def family_file_name(backbone_type, path) -> str:
     """The name under which a checkpoint folder holds `path`, the vocabulary file of `backbone_type`'s
     default tokenizer, for `tokenizer_files` to find it there (a KerasHub preset's included)."""
-    return HF_TOKENIZER if _is_hf_tokenizer(path) else _family_file(backbone_type, _tokenizers(backbone_type)[0])
+    return (
+        HF_TOKENIZER
+        if _is_hf_tokenizer(path)
+        else _family_file(backbone_type, text_family(backbone_type).tokenizers[0])
+    )
 
 
 def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="", chat=False) -> dict[str, str]:
@@ -179,7 +179,7 @@ def special_id(tokenizer, backbone_type, role) -> int:
     tokenizer knows it (XLM-R's maps specials outside SentencePiece's ids, and its `token_to_id`
     fails in KerasHub 0.29), else the vocabulary does."""
     known = getattr(tokenizer, f"{role}_token_id", None)
-    return known if known is not None else tokenizer.token_to_id(BACKBONES.get(backbone_type).special_tokens[role])
+    return known if known is not None else tokenizer.token_to_id(text_family(backbone_type).special_tokens[role])
 
 
 def folder_tokenizer(backbone_type, folder):
@@ -194,7 +194,7 @@ def folder_tokenizer(backbone_type, folder):
 def folder_tokenizer_type(backbone_type, folder) -> str:
     """The tokenizer kind a checkpoint folder's files call for when it is not the backbone's default:
     byte_bpe for a folder with Hugging Face's tokenizer.json and no default vocabulary (Llama 3's)."""
-    kinds = _tokenizers(backbone_type)
+    kinds = text_family(backbone_type).tokenizers
     if not kinds or "byte_bpe" not in kinds[1:] or not os.path.isfile(os.path.join(folder, HF_TOKENIZER)):
         return ""
     return "" if os.path.isfile(os.path.join(folder, _family_file(backbone_type, kinds[0]))) else "byte_bpe"
@@ -242,9 +242,9 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
     if kind == "character":
         return keras_hub.tokenizers.ByteTokenizer(lowercase=False, dtype="int32")
     files = tokenizer_files(backbone_type, tokenizer_config, init_checkpoint)
-    backbone = BACKBONES.get(backbone_type)
-    own = getattr(backbone, "hub_tokenizer", "") if kind == backbone.tokenizers[0] else ""
-    own = getattr(backbone, "other_hub_tokenizers", {}).get(kind, own)
+    family = text_family(backbone_type)
+    own = family.hub_tokenizer if kind == family.tokenizers[0] else ""
+    own = family.other_hub_tokenizers.get(kind, own)
     tokenizer_class = getattr(keras_hub.models, own) if own else GENERIC[kind]
     if kind == "wordpiece":
         lowercase = tokenizer_config.lowercase is not False  # unset: uncased, as most BERT vocabularies
@@ -258,9 +258,7 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
         return tokenizer_class(**_hf_tokenizer_arguments(files["vocabulary"]), dtype="int32")
     if kind == "byte_bpe":
         return tokenizer_class(vocabulary=files["vocabulary"], merges=files["merges"], dtype="int32")
-    own_arguments = (
-        getattr(backbone, "hub_tokenizer_arguments", {}) if own == getattr(backbone, "hub_tokenizer", "") else {}
-    )
+    own_arguments = family.hub_tokenizer_arguments if own == family.hub_tokenizer else {}
     proto = files["vocabulary"]
     if lowercases(backbone_type, kind) and tokenizer_config.lowercase is not False:  # unset: as transformers' default
         proto = lowercased_model(proto)

@@ -40,6 +40,7 @@ from garden.models import hf_import
 from garden.models.backbones.static import SUMMARY, TABLE_DTYPES, load_table, save_table, teacher_family
 from garden.models.backbones.text_encoder import TextEncoder
 from garden.registry import BACKBONES
+from garden.text_family import text_family
 
 TEACHERS = {"minilm": "all_minilm_l6_v2"}
 POOLINGS = ("mean", "first", "last")
@@ -185,7 +186,7 @@ def distill_static(
     if vocabulary and not reads_wordpiece(family):
         raise GardenError(
             f"--vocabulary adds words to a WordPiece vocabulary, and --teacher {teacher} is a {family} model that "
-            f"reads {BACKBONES.get(family).tokenizers[0]}; distill it without --vocabulary"
+            f"reads {text_family(family).tokenizers[0]}; distill it without --vocabulary"
         )
     tokenizer = folder_tokenizer(family, directory)
     start, end = (special_id(tokenizer, family, role) for role in ("start", "end"))

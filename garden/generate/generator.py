@@ -89,11 +89,11 @@ class Generator:
         # a pretrained family reads prompts after its start token (`<bos>`, GPT-2's `<|endoftext|>`)
         # and ends a continuation at its end token, besides the `stop` strings
         self.max_positions = getattr(backbone, "max_positions", None)  # None: positions without an end (rotary)
-        self.start_id = tokenizer.start_token_id if getattr(backbone, "starts_with_token", False) else None
+        family = backbone.text_family
+        self.start_id = tokenizer.start_token_id if family.starts_with_token else None
         # (Llama 3's tokenizer has two: <|end_of_text|>, and <|eot_id|> that ends a chat turn)
         ends = [getattr(tokenizer, name, None) for name in ("end_token_id", "end_token2_id")]
-        stops = getattr(backbone, "stops_at_end_token", False)
-        self.end_ids = [end for end in ends if end is not None] if stops else []
+        self.end_ids = [end for end in ends if end is not None] if family.stops_at_end_token else []
         self.generate_text = tf.function(self._generate_text, input_signature=list(SIGNATURE.values()))
         self.beam_text = tf.function(self._beam_text, input_signature=list(BEAM_SIGNATURE.values()))
         spec = tf.TensorSpec([None, None], tf.int32)

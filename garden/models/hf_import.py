@@ -83,7 +83,9 @@ def _family(config: dict, directory: str) -> str:
         found = {cls.hub_backbone.__name__: name for name, cls in _importers().items()}
         kind, key = config["class_name"], "KerasHub"
     else:
-        found = {model_type: name for name, cls in _importers().items() for model_type in cls.hf_model_types}
+        found = {
+            model_type: name for name, cls in _importers().items() for model_type in cls.text_family.hf_model_types
+        }
         kind, key = config.get("model_type", ""), "Hugging Face"
     if kind not in found:
         raise GardenError(

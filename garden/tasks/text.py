@@ -18,6 +18,7 @@ from garden.errors import GardenError
 from garden.models import hf_import
 from garden.registry import BACKBONES
 from garden.tasks.task import Task
+from garden.text_family import text_family
 
 
 class TextTask(Task):
@@ -43,8 +44,8 @@ class TextTask(Task):
         self.tokenizer_files = tokenizer_files(self.family, tokenizer, folder or config.init_checkpoint)
         params = config.model.backbone.params.as_dict()
         BACKBONES.get(backbone).check_vocabulary(params, self.tokenizer.vocabulary_size())
-        self.separator_tokens = getattr(BACKBONES.get(backbone), "separator_tokens", 1)
-        self.packs_special_tokens = getattr(BACKBONES.get(backbone), "packs_special_tokens", True)
+        family = text_family(backbone)
+        self.separator_tokens, self.packs_special_tokens = family.separator_tokens, family.packs_special_tokens
         self.pad_id, self.start_id, self.end_id = (self.special_id(role) for role in ("pad", "start", "end"))
         self.sequence_length = tokenizer.sequence_length
         self.input_names = BACKBONES.get(backbone).text_inputs

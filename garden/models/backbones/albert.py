@@ -6,6 +6,7 @@ import keras_hub
 
 from garden.models.backbones.text_encoder import TextEncoder, hf_activation, require
 from garden.registry import BACKBONES
+from garden.text_family import HF_SIZES, TextFamily
 
 
 @BACKBONES.register("albert")
@@ -16,12 +17,22 @@ class AlbertEncoder(TextEncoder):
 
     family = "albert"
     uses_pooler = True
-    tokenizers = ("sentencepiece",)
-    hub_tokenizer = "AlbertTokenizer"
-    vocabulary_file = "spiece.model"
-    lowercase_kinds = ("sentencepiece",)  # as transformers' AlbertTokenizer: lowercased, accents stripped
-    special_tokens = {"start": "[CLS]", "end": "[SEP]", "pad": "<pad>", "mask": "[MASK]"}
-    hf_model_types = ("albert",)
+    text_family = TextFamily(
+        tokenizers=("sentencepiece",),
+        hub_tokenizer="AlbertTokenizer",
+        vocabulary_file="spiece.model",
+        lowercase_kinds=("sentencepiece",),  # as transformers' AlbertTokenizer: lowercased, accents stripped
+        special_tokens={"start": "[CLS]", "end": "[SEP]", "pad": "<pad>", "mask": "[MASK]"},
+        hf_model_types=("albert",),
+        hf_sizes={
+            **HF_SIZES,
+            "embedding_dim": "embedding_size",
+            "num_groups": "num_hidden_groups",
+            "num_inner_repetitions": "inner_group_num",
+            "max_sequence_length": "max_position_embeddings",
+            "num_segments": "type_vocab_size",
+        },
+    )
     hf_prefix = "albert."
     keras_hub_converts = True
     hub_backbone = keras_hub.models.AlbertBackbone
@@ -47,18 +58,6 @@ class AlbertEncoder(TextEncoder):
         super().__init__(dtype=dtype, **kwargs)
 
     @classmethod
-    def hf_params(cls, config):
+    def hf_settings(cls, config):
         require(config, "layer_norm_eps", 1e-12, cls.family)
-        return {
-            "vocabulary_size": config["vocab_size"],
-            "num_layers": config["num_hidden_layers"],
-            "num_heads": config["num_attention_heads"],
-            "embedding_dim": config["embedding_size"],
-            "hidden_dim": config["hidden_size"],
-            "intermediate_dim": config["intermediate_size"],
-            "num_groups": config["num_hidden_groups"],
-            "num_inner_repetitions": config["inner_group_num"],
-            "max_sequence_length": config["max_position_embeddings"],
-            "num_segments": config["type_vocab_size"],
-            "activation": hf_activation(config, cls.family),
-        }
+        return {"activation": hf_activation(config, cls.family)}

@@ -5,8 +5,7 @@ import inspect
 import keras
 
 from garden.errors import GardenError
-
-WORDPIECE_SPECIAL_TOKENS = {"start": "[CLS]", "end": "[SEP]", "pad": "[PAD]", "mask": "[MASK]"}  # BERT's vocab.txt
+from garden.text_family import NO_TEXT, TextFamily
 
 
 class Backbone(keras.Model):
@@ -16,15 +15,12 @@ class Backbone(keras.Model):
     once, when it is called, and kept as attributes before its `__init__` runs, so that `get_config()`
     rebuilds it; a constructor that settles a value otherwise (a size read from a file, a list as a
     tuple) keeps that with `keep_arguments(...)`. A text backbone names the inputs it reads in
-    `text_inputs`, the tokenizer kinds whose ids it reads in `tokenizers` (the first is the default;
-    see garden/data/tokenizers.py) and its `special_tokens` by role. `asset_params` names the
+    `text_inputs` and declares how its family reads text in `text_family` (tokenizer kinds, special
+    tokens, pair packing; see garden/text_family.py). `asset_params` names the
     constructor arguments that are paths of files or folders it reads: a run folder keeps copies."""
 
     text_inputs = ("token_ids", "segment_ids", "padding_mask")
-    tokenizers: tuple[str, ...] = ()  # empty: reads no text
-    special_tokens: dict[str, str] = {}
-    packs_special_tokens = True  # its texts are packed between the start and end tokens
-    lowercase_kinds: tuple[str, ...] = ("wordpiece",)  # the tokenizer kinds task.model.tokenizer.lowercase applies to
+    text_family: TextFamily = NO_TEXT
     asset_params: tuple[str, ...] = ()
 
     @classmethod

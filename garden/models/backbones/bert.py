@@ -4,21 +4,10 @@
 import keras_hub
 
 from garden.errors import GardenError
-from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS
 from garden.models.backbones.padding_free import PaddingFreeBertBackbone
 from garden.models.backbones.text_encoder import TextEncoder
 from garden.registry import BACKBONES
-
-# Garden BertEncoder parameter -> Hugging Face config.json key
-SIZES = {
-    "vocabulary_size": "vocab_size",
-    "num_layers": "num_hidden_layers",
-    "num_heads": "num_attention_heads",
-    "hidden_dim": "hidden_size",
-    "intermediate_dim": "intermediate_size",
-    "max_sequence_length": "max_position_embeddings",
-    "num_segments": "type_vocab_size",
-}
+from garden.text_family import HF_SIZES, WORDPIECE_SPECIAL_TOKENS, TextFamily
 
 
 @BACKBONES.register("bert")
@@ -36,10 +25,13 @@ class BertEncoder(TextEncoder):
 
     family = "bert"
     uses_pooler = True
-    tokenizers = ("wordpiece",)
-    special_tokens = WORDPIECE_SPECIAL_TOKENS
-    vocabulary_file = "vocab.txt"
-    hf_model_types = ("bert",)
+    text_family = TextFamily(
+        tokenizers=("wordpiece",),
+        special_tokens=WORDPIECE_SPECIAL_TOKENS,
+        vocabulary_file="vocab.txt",
+        hf_model_types=("bert",),
+        hf_sizes={**HF_SIZES, "max_sequence_length": "max_position_embeddings", "num_segments": "type_vocab_size"},
+    )
     hf_prefix = "bert."
     keras_hub_converts = True
     hub_backbone = keras_hub.models.BertBackbone
@@ -64,10 +56,6 @@ class BertEncoder(TextEncoder):
     def encoder_class(self):
         """KerasHub's padded `BertBackbone` with `padding_free=false`, else the padding-free one."""
         return self.hub_backbone if self.padding_free is False else PaddingFreeBertBackbone
-
-    @classmethod
-    def hf_params(cls, config):
-        return {ours: config[theirs] for ours, theirs in SIZES.items()}
 
     @staticmethod
     def keras_hub_key(key):

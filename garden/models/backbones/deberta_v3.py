@@ -6,6 +6,7 @@ import keras_hub
 
 from garden.models.backbones.text_encoder import TextEncoder, layer_norm, require, transformer_layer
 from garden.registry import BACKBONES
+from garden.text_family import HF_SIZES, TextFamily
 
 # The settings of Hugging Face's deberta-v2 model type that DeBERTa-v3 uses and KerasHub computes
 V3_SETTINGS = {
@@ -26,12 +27,15 @@ class DebertaV3Encoder(TextEncoder):
     hidden_dim] and `pooled_output` [batch, hidden_dim] (`cls`: the [CLS] vector; `mean`)."""
 
     family = "deberta_v3"
-    tokenizers = ("sentencepiece",)
-    hub_tokenizer = "DebertaV3Tokenizer"
-    vocabulary_file = "spm.model"
-    special_tokens = {"start": "[CLS]", "end": "[SEP]", "pad": "[PAD]", "mask": "[MASK]"}
+    text_family = TextFamily(
+        tokenizers=("sentencepiece",),
+        hub_tokenizer="DebertaV3Tokenizer",
+        vocabulary_file="spm.model",
+        special_tokens={"start": "[CLS]", "end": "[SEP]", "pad": "[PAD]", "mask": "[MASK]"},
+        hf_model_types=("deberta-v2",),
+        hf_sizes={**HF_SIZES, "max_sequence_length": "max_position_embeddings", "bucket_size": "position_buckets"},
+    )
     text_inputs = ("token_ids", "padding_mask")
-    hf_model_types = ("deberta-v2",)
     hf_prefix = "deberta."
     hub_backbone = keras_hub.models.DebertaV3Backbone
 
@@ -52,22 +56,14 @@ class DebertaV3Encoder(TextEncoder):
         super().__init__(dtype=dtype, **kwargs)
 
     @classmethod
-    def hf_params(cls, config):
+    def hf_settings(cls, config):
         for key, value in V3_SETTINGS.items():
             require(config, key, value, cls.family)
         attention = config.get("pos_att_type", [])
         attention = attention.split("|") if isinstance(attention, str) else attention
         require({"pos_att_type": sorted(attention)}, "pos_att_type", ["c2p", "p2c"], cls.family)
         require(config, "embedding_size", config["hidden_size"], cls.family)
-        return {
-            "vocabulary_size": config["vocab_size"],
-            "num_layers": config["num_hidden_layers"],
-            "num_heads": config["num_attention_heads"],
-            "hidden_dim": config["hidden_size"],
-            "intermediate_dim": config["intermediate_size"],
-            "max_sequence_length": config["max_position_embeddings"],
-            "bucket_size": config["position_buckets"],
-        }
+        return {}
 
     def hf_weights(self, tensor, config):
         weights = {

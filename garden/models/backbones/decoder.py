@@ -12,6 +12,7 @@ from garden.models.backbones.backbone import Backbone
 from garden.models.decoder_block import DecoderBlock
 from garden.models.output_logits import output_logits
 from garden.registry import BACKBONES
+from garden.text_family import TextFamily
 
 
 @BACKBONES.register("decoder")
@@ -22,7 +23,9 @@ class DecoderBackbone(Backbone):
     2's) lets each token attend to that many tokens at most: set it to the training length, and a
     text longer than any seen in training is read the way training read it."""
 
-    tokenizers = ("character", "sentencepiece")
+    text_family = TextFamily(
+        tokenizers=("character", "sentencepiece"),
+    )
 
     text_inputs = ("token_ids", "padding_mask")
 

@@ -3,18 +3,9 @@
 
 import keras_hub
 
-from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS
 from garden.models.backbones.text_encoder import TextEncoder
 from garden.registry import BACKBONES
-
-SIZES = {  # Garden parameter -> Hugging Face config.json key
-    "vocabulary_size": "vocab_size",
-    "num_layers": "n_layers",
-    "num_heads": "n_heads",
-    "hidden_dim": "dim",
-    "intermediate_dim": "hidden_dim",
-    "max_sequence_length": "max_position_embeddings",
-}
+from garden.text_family import WORDPIECE_SPECIAL_TOKENS, TextFamily
 
 
 @BACKBONES.register("distil_bert")
@@ -23,11 +14,21 @@ class DistilBertEncoder(TextEncoder):
     hidden_dim] and `pooled_output` [batch, hidden_dim]."""
 
     family = "distil_bert"
-    tokenizers = ("wordpiece",)
-    special_tokens = WORDPIECE_SPECIAL_TOKENS
+    text_family = TextFamily(
+        tokenizers=("wordpiece",),
+        special_tokens=WORDPIECE_SPECIAL_TOKENS,
+        vocabulary_file="vocab.txt",
+        hf_model_types=("distilbert",),
+        hf_sizes={  # DistilBERT's config.json names its sizes its own way
+            "vocabulary_size": "vocab_size",
+            "num_layers": "n_layers",
+            "num_heads": "n_heads",
+            "hidden_dim": "dim",
+            "intermediate_dim": "hidden_dim",
+            "max_sequence_length": "max_position_embeddings",
+        },
+    )
     text_inputs = ("token_ids", "padding_mask")
-    vocabulary_file = "vocab.txt"
-    hf_model_types = ("distilbert",)
     hf_prefix = "distilbert."
     keras_hub_converts = True
     hub_backbone = keras_hub.models.DistilBertBackbone
@@ -46,7 +47,3 @@ class DistilBertEncoder(TextEncoder):
         **kwargs,
     ):
         super().__init__(dtype=dtype, **kwargs)
-
-    @classmethod
-    def hf_params(cls, config):
-        return {ours: config[theirs] for ours, theirs in SIZES.items()}

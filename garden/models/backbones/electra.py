@@ -4,7 +4,6 @@ trained pooler, so `cls` pooling reads the [CLS] vector as Hugging Face's ELECTR
 
 import keras_hub
 
-from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS
 from garden.models.backbones.text_encoder import (
     TextEncoder,
     dense,
@@ -14,6 +13,7 @@ from garden.models.backbones.text_encoder import (
     transformer_layer,
 )
 from garden.registry import BACKBONES
+from garden.text_family import HF_SIZES, WORDPIECE_SPECIAL_TOKENS, TextFamily
 
 
 @BACKBONES.register("electra")
@@ -23,10 +23,18 @@ class ElectraEncoder(TextEncoder):
     feed-forward GELU: `gelu` (Hugging Face's ELECTRA configs) or `gelu_approximate` (KerasHub's presets)."""
 
     family = "electra"
-    tokenizers = ("wordpiece",)
-    special_tokens = WORDPIECE_SPECIAL_TOKENS
-    vocabulary_file = "vocab.txt"
-    hf_model_types = ("electra",)
+    text_family = TextFamily(
+        tokenizers=("wordpiece",),
+        special_tokens=WORDPIECE_SPECIAL_TOKENS,
+        vocabulary_file="vocab.txt",
+        hf_model_types=("electra",),
+        hf_sizes={
+            **HF_SIZES,
+            "embedding_dim": "embedding_size",
+            "max_sequence_length": "max_position_embeddings",
+            "num_segments": "type_vocab_size",
+        },
+    )
     hf_prefix = "electra."
     hub_backbone = keras_hub.models.ElectraBackbone
     hub_names = {"vocabulary_size": "vocab_size"}
@@ -50,20 +58,10 @@ class ElectraEncoder(TextEncoder):
         super().__init__(dtype=dtype, **kwargs)
 
     @classmethod
-    def hf_params(cls, config):
+    def hf_settings(cls, config):
         require(config, "layer_norm_eps", 1e-12, cls.family)
         require(config, "position_embedding_type", "absolute", cls.family)
-        return {
-            "vocabulary_size": config["vocab_size"],
-            "num_layers": config["num_hidden_layers"],
-            "num_heads": config["num_attention_heads"],
-            "hidden_dim": config["hidden_size"],
-            "embedding_dim": config["embedding_size"],
-            "intermediate_dim": config["intermediate_size"],
-            "max_sequence_length": config["max_position_embeddings"],
-            "num_segments": config["type_vocab_size"],
-            "activation": hf_activation(config, cls.family),
-        }
+        return {"activation": hf_activation(config, cls.family)}
 
     def hf_weights(self, tensor, config):
         weights = {

@@ -7,6 +7,7 @@ from keras import ops
 
 from garden.models.backbones.hub_decoder import HubDecoder
 from garden.registry import BACKBONES
+from garden.text_family import TextFamily
 
 
 @BACKBONES.register("gemma")
@@ -15,11 +16,15 @@ class GemmaDecoder(HubDecoder):
 
     family = "gemma"
     hub_backbone = keras_hub.models.GemmaBackbone
-    hub_tokenizer = "GemmaTokenizer"
-    tokenizers = ("sentencepiece",)
-    vocabulary_file = "tokenizer.model"
+    text_family = TextFamily(
+        hub_tokenizer="GemmaTokenizer",
+        tokenizers=("sentencepiece",),
+        vocabulary_file="tokenizer.model",
+        hf_model_types=("gemma", "gemma2"),
+        starts_with_token=True,
+        stops_at_end_token=True,
+    )
     hf_epsilon = "rms_norm_eps"
-    hf_model_types = ("gemma", "gemma2")
 
     def __init__(
         self,

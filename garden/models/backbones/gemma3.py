@@ -3,6 +3,8 @@ with query and key RMSNorm, and local (sliding-window) and global attention laye
 rotary scales; a SentencePiece vocabulary (`tokenizer.model`). Hugging Face's `gemma3_text`
 folders (Gemma 3 1B's kind) load; the image-text models and the embedding variant are refused."""
 
+import dataclasses
+
 import keras_hub
 
 from garden.errors import GardenError
@@ -29,10 +31,13 @@ class Gemma3Decoder(GemmaDecoder):
 
     family = "gemma3"
     hub_backbone = keras_hub.models.Gemma3Backbone
-    hub_tokenizer = "Gemma3Tokenizer"
-    hub_tokenizer_arguments = {"has_vision_tokens": False}  # text only: no image placeholder pieces
+    text_family = dataclasses.replace(
+        GemmaDecoder.text_family,
+        hub_tokenizer="Gemma3Tokenizer",
+        hub_tokenizer_arguments={"has_vision_tokens": False},  # text only: no image placeholder pieces
+        hf_model_types=("gemma3_text",),
+    )
     fixed_hub_arguments = {"image_size": None}
-    hf_model_types = ("gemma3_text",)
 
     def __init__(
         self,

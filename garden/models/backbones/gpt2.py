@@ -6,6 +6,7 @@ from keras import ops
 
 from garden.models.backbones.hub_decoder import HubDecoder
 from garden.registry import BACKBONES
+from garden.text_family import TextFamily
 
 
 @BACKBONES.register("gpt2")
@@ -15,10 +16,14 @@ class GPT2Decoder(HubDecoder):
 
     family = "gpt2"
     hub_backbone = keras_hub.models.GPT2Backbone
-    hub_tokenizer = "GPT2Tokenizer"
-    tokenizers = ("byte_bpe",)
-    vocabulary_file = "vocab.json"
-    hf_model_types = ("gpt2",)
+    text_family = TextFamily(
+        hub_tokenizer="GPT2Tokenizer",
+        tokenizers=("byte_bpe",),
+        vocabulary_file="vocab.json",
+        hf_model_types=("gpt2",),
+        starts_with_token=True,
+        stops_at_end_token=True,
+    )
 
     def __init__(
         self,

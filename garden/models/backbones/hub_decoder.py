@@ -29,12 +29,7 @@ class HubDecoder(Backbone):
 
     family = ""
     hub_backbone: type = keras.Model
-    hub_tokenizer = ""  # the KerasHub tokenizer class (keras_hub.models) that knows the family's ids
-    vocabulary_file = ""
-    hf_model_types: tuple[str, ...] = ()
     text_inputs = ("token_ids", "padding_mask")
-    starts_with_token = True  # prompts begin with the tokenizer's start token, as the family was trained
-    stops_at_end_token = True  # and a continuation ends at its end token (`<eos>`, `</s>`, `<|endoftext|>`)
     hf_epsilon = ""  # the config.json key of the norms' epsilon, which KerasHub's converters leave at a default
     fixed_hub_arguments: dict = {}  # KerasHub constructor arguments that Garden's backbone does not vary
 

@@ -6,6 +6,7 @@ import keras_hub
 
 from garden.models.backbones.hub_decoder import HubDecoder
 from garden.registry import BACKBONES
+from garden.text_family import TextFamily
 
 
 @BACKBONES.register("llama")
@@ -14,12 +15,16 @@ class LlamaDecoder(HubDecoder):
 
     family = "llama"
     hub_backbone = keras_hub.models.LlamaBackbone
-    hub_tokenizer = "LlamaTokenizer"
-    tokenizers = ("sentencepiece", "byte_bpe")
-    other_hub_tokenizers = {"byte_bpe": "Llama3Tokenizer"}
-    vocabulary_file = "tokenizer.model"
+    text_family = TextFamily(
+        hub_tokenizer="LlamaTokenizer",
+        tokenizers=("sentencepiece", "byte_bpe"),
+        other_hub_tokenizers={"byte_bpe": "Llama3Tokenizer"},
+        vocabulary_file="tokenizer.model",
+        hf_model_types=("llama",),
+        starts_with_token=True,
+        stops_at_end_token=True,
+    )
     hf_epsilon = "rms_norm_eps"
-    hf_model_types = ("llama",)
 
     def __init__(
         self,

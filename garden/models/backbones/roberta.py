@@ -6,6 +6,7 @@ import numpy as np
 
 from garden.models.backbones.text_encoder import TextEncoder, layer_norm, require, transformer_layer
 from garden.registry import BACKBONES
+from garden.text_family import HF_SIZES, TextFamily
 
 ROBERTA_SPECIAL_TOKENS = {"start": "<s>", "end": "</s>", "pad": "<pad>", "mask": "<mask>"}
 
@@ -16,13 +17,16 @@ class RobertaEncoder(TextEncoder):
     hidden_dim] and `pooled_output` [batch, hidden_dim] (`cls`: the `<s>` vector; `mean`)."""
 
     family = "roberta"
-    tokenizers = ("byte_bpe",)
-    hub_tokenizer = "RobertaTokenizer"
-    vocabulary_file = "vocab.json"
-    special_tokens = ROBERTA_SPECIAL_TOKENS
-    separator_tokens = 2
+    text_family = TextFamily(
+        tokenizers=("byte_bpe",),
+        hub_tokenizer="RobertaTokenizer",
+        vocabulary_file="vocab.json",
+        special_tokens=ROBERTA_SPECIAL_TOKENS,
+        separator_tokens=2,
+        hf_model_types=("roberta",),
+        hf_sizes=HF_SIZES,
+    )
     text_inputs = ("token_ids", "padding_mask")
-    hf_model_types = ("roberta",)
     hf_prefix = "roberta."
     hub_backbone = keras_hub.models.RobertaBackbone
 
@@ -42,18 +46,11 @@ class RobertaEncoder(TextEncoder):
         super().__init__(dtype=dtype, **kwargs)
 
     @classmethod
-    def hf_params(cls, config):
+    def hf_settings(cls, config):
         for key, value in (("hidden_act", "gelu"), ("layer_norm_eps", 1e-5), ("position_embedding_type", "absolute")):
             require(config, key, value, cls.family)
-        return {
-            "vocabulary_size": config["vocab_size"],
-            "num_layers": config["num_hidden_layers"],
-            "num_heads": config["num_attention_heads"],
-            "hidden_dim": config["hidden_size"],
-            "intermediate_dim": config["intermediate_size"],
-            # positions start after the padding id: a real token at j reads row pad_token_id + 1 + j
-            "max_sequence_length": config["max_position_embeddings"] - config.get("pad_token_id", 1) - 1,
-        }
+        # positions start after the padding id: a real token at j reads row pad_token_id + 1 + j
+        return {"max_sequence_length": config["max_position_embeddings"] - config.get("pad_token_id", 1) - 1}
 
     def hf_weights(self, tensor, config):
         first = config.get("pad_token_id", 1) + 1

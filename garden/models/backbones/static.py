@@ -7,9 +7,10 @@ import keras
 import numpy as np
 
 from garden.errors import GardenError
-from garden.models.backbones.backbone import WORDPIECE_SPECIAL_TOKENS, Backbone
+from garden.models.backbones.backbone import Backbone
 from garden.models.pooling import MaskedMeanPooling
 from garden.registry import BACKBONES
+from garden.text_family import WORDPIECE_SPECIAL_TOKENS, TextFamily
 
 TABLE_DTYPES = ("float32", "float16", "int8")
 SUMMARY = "static.json"  # what `garden distill static` wrote, the teacher's family among it
@@ -62,12 +63,14 @@ class StaticEmbedding(Backbone):
     whose table initializes the embeddings (and sets their size), and whose teacher's tokenizer, kept in
     the folder, reads the text (`tokenizer_source`); without it the table starts random and reads WordPiece."""
 
-    tokenizers = ("wordpiece",)
-    special_tokens = WORDPIECE_SPECIAL_TOKENS
+    text_family = TextFamily(
+        tokenizers=("wordpiece",),
+        special_tokens=WORDPIECE_SPECIAL_TOKENS,
+        packs_special_tokens=False,  # a text is the mean of its word pieces' rows, as model2vec encodes it
+    )
     asset_params = ("distilled_path",)  # its table sets the embeddings' shape, so inference needs it too
 
     text_inputs = ("token_ids", "padding_mask")
-    packs_special_tokens = False  # a text is the mean of its word pieces' rows, as model2vec encodes it
 
     @classmethod
     def tokenizer_source(cls, params):

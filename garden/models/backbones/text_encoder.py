@@ -1,7 +1,8 @@
 """Base of the transformer text encoders: a KerasHub text backbone (the layer `encoder`) on Garden's
 text inputs, its sequence pooled into one vector. A family (one file each: bert.py, roberta.py, ...)
-names its tokenizer, special tokens and pair packing, and how a Hugging Face checkpoint's tensors
-map onto its weights (`hf_params`, `hf_weights`; see garden/models/hf_import.py)."""
+declares its tokenizer, special tokens, pair packing and Hugging Face size keys (`text_family`; see
+garden/text_family.py), and maps a Hugging Face checkpoint's tensors onto its weights (`hf_weights`;
+see garden/models/hf_import.py)."""
 
 from collections.abc import Callable
 
@@ -35,10 +36,6 @@ class TextEncoder(Backbone):
     hub_backbone: type = keras.Model  # the KerasHub backbone class it wraps
     hub_names: dict[str, str] = {}  # constructor arguments that the KerasHub backbone names otherwise
     uses_pooler = False  # `pooling="cls"` reads the KerasHub backbone's `pooled_output`
-    separator_tokens = 1  # end tokens between two segments: `[CLS] a [SEP] b [SEP]`; 2 for `<s> a </s></s> b </s>`
-    hub_tokenizer = ""  # the KerasHub tokenizer class (keras_hub.models) that knows the family's ids
-    vocabulary_file = ""  # the file its tokenizer reads in a Hugging Face checkpoint folder
-    hf_model_types: tuple[str, ...] = ()  # config.json `model_type`s it imports
     hf_prefix = (
         ""  # the prefix of its tensors in a task model's checkpoint ("roberta."), which KerasHub's converters read
     )
@@ -85,9 +82,16 @@ class TextEncoder(Backbone):
 
     @classmethod
     def hf_params(cls, config: dict) -> dict:
-        """The constructor arguments that match a Hugging Face `config.json`; GardenError for a setting
-        the family cannot express."""
-        raise NotImplementedError
+        """The constructor arguments that match a Hugging Face `config.json`: those its family's
+        `hf_sizes` name, and those of `hf_settings` (which refuses what the family cannot express first)."""
+        settings = cls.hf_settings(config)
+        return {**{ours: config[theirs] for ours, theirs in cls.text_family.hf_sizes.items()}, **settings}
+
+    @classmethod
+    def hf_settings(cls, config: dict) -> dict:
+        """The constructor arguments a `config.json` sets otherwise than by one size key; GardenError for
+        a setting the family cannot express."""
+        return {}
 
     def hf_weights(self, tensor: Tensors, config: dict) -> dict[str, np.ndarray]:
         """The KerasHub encoder's weights, by path, from the checkpoint's tensors."""

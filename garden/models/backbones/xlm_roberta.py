@@ -2,6 +2,7 @@
 a SentencePiece model (`sentencepiece.bpe.model`) with fairseq's ids (`<s>`=0, `<pad>`=1, `</s>`=2,
 `<unk>`=3, then the pieces), as KerasHub's `XLMRobertaTokenizer` maps them."""
 
+import dataclasses
 import functools
 
 import keras_hub
@@ -16,10 +17,13 @@ class XLMRobertaEncoder(RobertaEncoder):
     as RoBERTa's."""
 
     family = "xlm_roberta"
-    tokenizers = ("sentencepiece",)
-    hub_tokenizer = "XLMRobertaTokenizer"
-    vocabulary_file = "sentencepiece.bpe.model"
-    hf_model_types = ("xlm-roberta",)
+    text_family = dataclasses.replace(
+        RobertaEncoder.text_family,
+        tokenizers=("sentencepiece",),
+        hub_tokenizer="XLMRobertaTokenizer",
+        vocabulary_file="sentencepiece.bpe.model",
+        hf_model_types=("xlm-roberta",),
+    )
     hub_backbone = keras_hub.models.XLMRobertaBackbone
 
     __init__ = functools.partialmethod(RobertaEncoder.__init__, vocabulary_size=250002)
