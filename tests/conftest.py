@@ -1,4 +1,4 @@
-"""Shared test helpers: the CLI runner, a tiny MNIST configuration, and the trained runs that tests share."""
+"""Shared test helpers: the CLI runner, the tiny variants as --set strings, and the trained runs that tests share."""
 
 import contextlib
 import fcntl
@@ -21,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from garden import cli, registry  # noqa: E402
+from garden.config import tiny_sets  # noqa: E402
 from garden.generate.generator import generate_inputs  # noqa: E402
 from garden.generate.sampler import Sampling  # noqa: E402
 
@@ -29,22 +30,10 @@ registry.load_all()
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-# A small slice and a small ResNet: trains in seconds on 2 CPU cores.
-TINY = [
-    "task.train_data.num_examples=4096",
-    "task.train_data.global_batch_size=64",
-    "task.validation_data.num_examples=1000",
-    "task.test_data.num_examples=1000",
-    "task.model.backbone.params.stem_width=16",
-    "task.model.backbone.params.stage_widths=[16, 32]",
-    "trainer.train_steps=300",
-    "trainer.steps_per_loop=50",
-    "trainer.checkpoint_interval=100",
-    "trainer.validation_interval=300",
-    "trainer.optimizer_config.learning_rate.cosine.decay_steps=300",
-    "trainer.optimizer_config.warmup.linear.warmup_steps=30",
-    "runtime.deterministic=true",
-]
+# mnist_resnet's and r8_minilm's tiny variants as --set strings, for the commands that take no
+# --tiny (sweep) and the tests that apply one to another experiment.
+TINY = list(tiny_sets("mnist_resnet"))  # a 4096-example slice and a small ResNet: 300 steps in seconds
+TINY_TEXT = list(tiny_sets("r8_minilm"))  # a 2-layer BERT on 1024 R8 documents: about half a minute
 
 
 def sets(*overrides):
@@ -159,36 +148,14 @@ def validations(run_dir):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """A tiny MNIST run, as the CLI trains it."""
-    return trained_once(tmp_path_factory, "tiny", "mnist_resnet", *sets())
-
-
-# A 2-layer BERT with MiniLM's vocabulary on 1024 R8 documents: trains in about half a minute.
-TINY_TEXT = [
-    "task.init_checkpoint=''",
-    "task.model.tokenizer.vocabulary=all_minilm_l6_v2",
-    "task.model.tokenizer.sequence_length=64",
-    "task.model.backbone.params.num_layers=2",
-    "task.model.backbone.params.num_heads=2",
-    "task.model.backbone.params.hidden_dim=64",
-    "task.model.backbone.params.intermediate_dim=128",
-    "task.train_data.num_examples=1024",
-    "task.validation_data.num_examples=300",
-    "task.test_data.num_examples=300",
-    "trainer.train_steps=120",
-    "trainer.steps_per_loop=40",
-    "trainer.checkpoint_interval=120",
-    "trainer.validation_interval=120",
-    "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=0.002",
-    "trainer.optimizer_config.learning_rate.polynomial.decay_steps=120",
-    "runtime.deterministic=true",
-]
+    """mnist_resnet's tiny variant, as `garden train mnist_resnet --tiny` trains it."""
+    return trained_once(tmp_path_factory, "tiny", "mnist_resnet", "--tiny")
 
 
 @pytest.fixture(scope="session")
 def text_run(tmp_path_factory):
-    """A tiny R8 text classifier, as the CLI trains it."""
-    return trained_once(tmp_path_factory, "r8_tiny", "r8_minilm", *[a for s in TINY_TEXT for a in ("--set", s)])
+    """r8_minilm's tiny variant (a 2-layer BERT from scratch), as `garden train r8_minilm --tiny` trains it."""
+    return trained_once(tmp_path_factory, "r8_tiny", "r8_minilm", "--tiny")
 
 
 @pytest.fixture(scope="session")
