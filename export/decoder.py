@@ -171,7 +171,7 @@ class DecoderReference(ExportReference):
             raise GardenError(f"--decode-batch is a number of rows, 1 or more (got {self.batch})")
         # the padding_mask input of a step of several rows, for rows with no padding (a step of one has none)
         self.unpadded = {} if self.batch == 1 else {"padding_mask": np.ones([self.batch, max_length], np.int32)}
-        windows = run.task.load(run.task.held_out()).features["token_ids"]
+        windows = run.task.load(self.serving.held_out()).features["token_ids"]
         if len(windows) < PARITY_WINDOWS:
             raise GardenError(f"the held-out split has {len(windows)} windows; export checks {PARITY_WINDOWS}")
         windows = windows[np.linspace(0, len(windows) - 1, PARITY_WINDOWS).astype(int), : max_length + 1]
@@ -352,7 +352,7 @@ class DecoderReference(ExportReference):
             "decode_batch": self.batch,
             "tokenizer": type(self.tokenizer).__name__,
             "held_out": {
-                "split": self.run.task.held_out().split,
+                "split": self.serving.held_out().split,
                 "windows": len(self.inputs),
                 "tokens": int(self.inputs.size),
             },

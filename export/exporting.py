@@ -1,9 +1,9 @@
 """`garden export`: a run's artifacts in each asked-for format, each verified before it is written.
 
-The run's task names its reference (`Task.export_kind`, looked up in `REFERENCES`): what judges an
-artifact against the Keras model (a task's serving outputs on held-out examples, or a decoder's
-decode step and generation). Each format in `EXPORTERS` turns the one SavedModel written per export
-into its artifacts. A new format is one file with one registered function:
+The serving companion of the run's task names its reference (`Serving.export_kind`, looked up in
+`REFERENCES`): what judges an artifact against the Keras model (a task's serving outputs on held-out
+examples, or a decoder's decode step and generation). Each format in `EXPORTERS` turns the one
+SavedModel written per export into its artifacts. A new format is one file with one registered function:
 
     @EXPORTERS.register("my_format")
     def my_format(reference: ExportReference, export_dir: str, workdir: str) -> list[Job]:
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from garden.errors import GardenError
 from garden.export import manifest
 from garden.export.reference import TFLITE_BOUNDS
+from garden.export.serving import serving_for
 from garden.export.verify import Refused
 from garden.registry import EXPORTERS, REFERENCES
 from garden.run_folder import disk_full
@@ -62,7 +63,8 @@ class Export:
             "--max-length": options.max_length is not None,
             "--decode-batch": options.decode_batch != default.decode_batch,
         }
-        if run.task.export_kind != "decoder" and any(decoder_options.values()):
+        kind = serving_for(run.task).export_kind
+        if kind != "decoder" and any(decoder_options.values()):
             given = " and ".join(flag for flag, set_ in decoder_options.items() if set_)
             raise GardenError(
                 f"{given} shape a language model's decode step; leave them out for a {run.config.task.type} run"
@@ -80,7 +82,7 @@ class Export:
         self.export_dir, self.options = export_dir, options
         self._clear_staging()
         try:
-            self.reference = REFERENCES.get(run.task.export_kind)(run, options)
+            self.reference = REFERENCES.get(kind)(run, options)
         except BaseException:
             self._remove_if_empty()
             raise

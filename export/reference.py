@@ -2,7 +2,8 @@
 
 `ExportReference` is what the formats call; `OutputsReference` judges any task by its serving
 outputs (classification, regression, tagging, span QA, multiple choice, masked LM): max |Δ| of the
-task's `parity_outputs`, and the task's `serving_quality` against the held-out labels."""
+`parity_outputs` of the task's serving companion (garden.export.serving), and its `serving_quality`
+against the held-out labels."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from garden.data.pipeline import eval_dataset
 from garden.errors import GardenError
 from garden.export import manifest
+from garden.export.serving import serving_for
 from garden.export.signature import serialized_examples, signatures
 from garden.export.verify import (
     BATCH,
@@ -52,6 +54,7 @@ class ExportReference:
 
     def __init__(self, run: Run, options: ExportOptions):
         self.run, self.task, self.options = run, run.task, options
+        self.serving = serving_for(run.task)
         self._saved_model = None
 
     def saved_model(self, workdir: str) -> str:
@@ -125,12 +128,12 @@ class OutputsReference(ExportReference):
 
     def __init__(self, run, options):
         super().__init__(run, options)
-        if not self.task.quality:
-            self.task.serving_quality(None, None)  # says what the task lacks
-        self.quality = self.task.quality
-        self.examples = self.task.load_examples(self.task.held_out(), run.label_names)
-        self.signatures = signatures(self.task, run.model, self.examples.label_names, list(self.examples.features))
-        tensors = self.task.tensor_signature
+        if not self.serving.quality:
+            self.serving.serving_quality(None, None)  # says what the task lacks
+        self.quality = self.serving.quality
+        self.examples = self.serving.load_examples(self.serving.held_out(), run.label_names)
+        self.signatures = signatures(self.serving, run.model, self.examples.label_names, list(self.examples.features))
+        tensors = self.serving.tensor_signature
         features, self.labels = self._prepared(self.examples)  # one pass: a masked LM masks at random
         self.inputs = {tensors: [features[n] for n in self.signatures[tensors].specs]}
         self.expected = {tensors: self._keras_run(self.inputs[tensors])}
@@ -142,19 +145,19 @@ class OutputsReference(ExportReference):
                 self.expected[name] = (
                     self.expected[tensors] if same else self._keras_run(self.signature_inputs(tensors, held)[0])
                 )
-        self.keras_quality = self.task.serving_quality(self.labels, self.expected[tensors])
+        self.keras_quality = self.serving.serving_quality(self.labels, self.expected[tensors])
 
     def signature_inputs(self, name: str, examples: Examples) -> tuple[list, Examples]:
         """(arrays of `examples` in the input order of signature `name`, the Examples they hold): the
         prepared tensors for the tensor signature, what a client sends (strings, encoded images) otherwise."""
         names = list(self.signatures[name].specs)
-        if name == self.task.examples_signature:
-            wrapped = self.task.raw_signature if self.task.raw_signature in self.signatures else None
-            wrapped = wrapped or self.task.tensor_signature
+        if name == self.serving.examples_signature:
+            wrapped = self.serving.raw_signature if self.serving.raw_signature in self.signatures else None
+            wrapped = wrapped or self.serving.tensor_signature
             arrays, held = self.signature_inputs(wrapped, examples)
             return [serialized_examples(dict(zip(self.signatures[wrapped].specs, arrays)))], held
-        if name != self.task.tensor_signature:
-            return self.task.raw_features(examples, names)
+        if name != self.serving.tensor_signature:
+            return self.serving.raw_features(examples, names)
         features, _ = self._prepared(examples)
         return [features[n] for n in names], examples
 
@@ -166,19 +169,19 @@ class OutputsReference(ExportReference):
 
     def _keras_run(self, tensors):
         """The Keras model's serving outputs on prepared `tensors` (from the training input pipeline)."""
-        return batched(numpy_outputs(self.signatures[self.task.tensor_signature].function), tensors)
+        return batched(numpy_outputs(self.signatures[self.serving.tensor_signature].function), tensors)
 
     def judge(self, name: str, outputs: dict) -> tuple[float, float, float]:
         """(max abs error of the parity outputs, quality, its drop in points: all on the held-out examples)
         of an artifact's outputs for signature `name`, against the Keras model on the same examples."""
         expected = self.expected[name]
-        error = max(max_abs_error(expected[key], outputs[key]) for key in self.task.parity_outputs)
+        error = max(max_abs_error(expected[key], outputs[key]) for key in self.serving.parity_outputs)
         if "label" in outputs:
             names = np.asarray(self.examples.label_names, dtype=object)[np.asarray(outputs["class_id"]).reshape(-1)]
             given = [x.decode() if isinstance(x, bytes) else str(x) for x in np.asarray(outputs["label"]).reshape(-1)]
             if list(names) != given:
                 raise GardenError("the artifact's `label` output disagrees with its `class_id`; nothing was written")
-        quality = self.task.serving_quality(self.labels, outputs)
+        quality = self.serving.serving_quality(self.labels, outputs)
         return error, quality, 100.0 * (self.keras_quality - quality)
 
     def _measured(self, kind, name, run, bound):
@@ -192,7 +195,7 @@ class OutputsReference(ExportReference):
 
     def write_saved_model(self, directory: str, names=None) -> None:
         """Writes the signatures `names` (default: all), with the layers that the raw one calls
-        (`Task.serving_resources`) where it is among them."""
+        (`serving_resources`) where it is among them."""
         import keras
 
         names = names or list(self.signatures)
@@ -200,8 +203,8 @@ class OutputsReference(ExportReference):
         # weight twice (Keras keeps its Variables beside the tf.Variables they wrap, so a SavedModel
         # weighed twice its weights). Layers holding lookup tables are tracked (`serving_resources`).
         archive = keras.export.ExportArchive()
-        if self.task.raw_signature in names:
-            for resource in self.task.serving_resources():
+        if self.serving.raw_signature in names:
+            for resource in self.serving.serving_resources():
                 archive.track(resource)
         for name in names:
             archive.add_endpoint(name, self.signatures[name].function)
@@ -210,7 +213,7 @@ class OutputsReference(ExportReference):
     def tflite_source(self, workdir: str, signature: str) -> str:
         """A tensor signature of a task whose raw one keeps lookup tables converts from a SavedModel
         of its own: TFLite's converter keeps every table's initializer, which it cannot convert."""
-        if signature == self.task.raw_signature or not self.task.serving_resources():
+        if signature == self.serving.raw_signature or not self.serving.serving_resources():
             return self.saved_model(workdir)
         directory = os.path.join(workdir, f"saved_model_{signature}")
         if not os.path.isdir(directory):
@@ -238,7 +241,7 @@ class OutputsReference(ExportReference):
 
     def calibration(self, signature: str, examples: int = 256) -> dict[str, np.ndarray]:
         """Input name -> arrays of `examples` training examples, for int8 and 16x8 calibration."""
-        train = self.task.load_examples(self.task.config.train_data, self.examples.label_names, limit=examples)
+        train = self.serving.load_examples(self.task.config.train_data, self.examples.label_names, limit=examples)
         arrays, _ = self.signature_inputs(signature, train.take(examples))
         return dict(zip(self.signatures[signature].specs, arrays))
 
@@ -249,9 +252,9 @@ class OutputsReference(ExportReference):
         return {**measured, "signature": signature, "latency_ms": median_latency_ms(run, self.inputs[signature])}
 
     def legend(self) -> str:
-        held_out = f"{len(self.examples)} {self.task.held_out().split}"
+        held_out = f"{len(self.examples)} {self.serving.held_out().split}"
         return (
-            f"{self.quality} and parity (max |Δ {', '.join(self.task.parity_outputs)}| vs Keras) on {held_out} "
+            f"{self.quality} and parity (max |Δ {', '.join(self.serving.parity_outputs)}| vs Keras) on {held_out} "
             f"examples; latency = median of one example on {os.cpu_count()} CPU threads"
         )
 
@@ -287,11 +290,11 @@ class OutputsReference(ExportReference):
                 }
                 for name, signature in self.signatures.items()
             },
-            "outputs": list(self.expected[self.task.tensor_signature]),
+            "outputs": list(self.expected[self.serving.tensor_signature]),
             "labels": self.examples.label_names,
-            "input_ranges": {name: list(bounds) for name, bounds in self.task.input_ranges.items()},
-            "preprocessing": self.task.preprocessing(),
-            "held_out": {"split": self.task.held_out().split, "examples": len(self.examples)},
+            "input_ranges": {name: list(bounds) for name, bounds in self.serving.input_ranges.items()},
+            "preprocessing": self.serving.preprocessing(),
+            "held_out": {"split": self.serving.held_out().split, "examples": len(self.examples)},
             "quality": self.quality,
             f"keras_{self.quality}": self.keras_quality,
         }

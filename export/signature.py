@@ -18,18 +18,18 @@ class Signature:
     features: dict | None = None  # serve_examples: tf.train.Example feature name -> the spec it is parsed to
 
 
-def _outputs(task, model, inputs, label_names):
-    outputs = task.serving_outputs(model(inputs, training=False))
+def _outputs(serving, model, inputs, label_names):
+    outputs = serving.serving_outputs(model(inputs, training=False))
     if label_names and "class_id" in outputs:
         outputs["label"] = tf.gather(tf.constant(label_names), outputs["class_id"])
     return outputs
 
 
-def _signature(specs, to_model_inputs, task, model, label_names):
+def _signature(specs, to_model_inputs, serving, model, label_names):
     names = list(specs)
 
     def serve(*tensors):
-        return _outputs(task, model, to_model_inputs(dict(zip(names, tensors))), label_names)
+        return _outputs(serving, model, to_model_inputs(dict(zip(names, tensors))), label_names)
 
     return Signature(tf.function(serve, input_signature=[specs[n] for n in names]), specs)
 
@@ -79,20 +79,20 @@ def serialized_examples(arrays: dict[str, np.ndarray]) -> np.ndarray:
     return np.array(rows, dtype=object)
 
 
-def signatures(task, model, label_names, feature_names):
-    """name -> Signature: the model's tensors, raw inputs where the task serves them, and serialized
-    tf.train.Examples of the raw inputs (else the tensors) where the task names an examples signature."""
-    found = {
-        task.tensor_signature: _signature(task.serving_inputs(model), lambda inputs: inputs, task, model, label_names)
-    }
-    raw = task.raw_serving(model, feature_names)
+def signatures(serving, model, label_names, feature_names):
+    """name -> Signature of a task's serving companion `serving`: the model's tensors, raw inputs where
+    the task serves them, and serialized tf.train.Examples of the raw inputs (else the tensors) where
+    it names an examples signature."""
+    tensors = serving.tensor_signature
+    found = {tensors: _signature(serving.serving_inputs(model), lambda inputs: inputs, serving, model, label_names)}
+    raw = serving.raw_serving(model, feature_names)
     if raw:
-        found[task.raw_signature] = _signature(*raw, task, model, label_names)
-    for alias, name in task.signature_aliases.items():
+        found[serving.raw_signature] = _signature(*raw, serving, model, label_names)
+    for alias, name in serving.signature_aliases.items():
         if name in found:
             found[alias] = found[name]
-    if task.examples_signature:
-        examples = _examples_signature(found[task.raw_signature if raw else task.tensor_signature])
+    if serving.examples_signature:
+        examples = _examples_signature(found[serving.raw_signature if raw else tensors])
         if examples:
-            found[task.examples_signature] = examples
+            found[serving.examples_signature] = examples
     return found

@@ -100,6 +100,7 @@ OPTIMIZERS = Registry("optimizer")
 SCHEDULES = Registry("learning-rate schedule")
 DATASETS = Registry("dataset")
 TASKS = Registry("task")
+SERVINGS = Registry("serving companion")  # task type -> what its exports serve and are judged by
 EXPORTERS = Registry("export format")
 REFERENCES = Registry("export reference")
 EXPERIMENTS = Registry("experiment")

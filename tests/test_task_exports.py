@@ -15,6 +15,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc, regression_pb2
 from tensorflow_text import tflite_registrar
 from test_serve import call, free_port, serving
 
+from garden.export.serving import serving_for
 from garden.run import Run
 
 WORDS = "wheat corn oil gold rates trade ship port bank loan market price steel coal rice sugar".split()
@@ -90,7 +91,7 @@ def keras_outputs(run_dir, first, second):
     """The Keras model's serving outputs, computed here from the run folder and its task."""
     run = Run(str(run_dir))
     inputs = run.task.preprocess({"text": tf.constant(first), "text_pair": tf.constant(second)})
-    return run.task.serving_outputs(run.model(inputs, training=False))
+    return serving_for(run.task).serving_outputs(run.model(inputs, training=False))
 
 
 def tflite_outputs(path, first, second):

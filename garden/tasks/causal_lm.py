@@ -22,8 +22,6 @@ class CausalLMTask(Task):
     pretrained decoder's folder (gpt2, gemma, llama: Hugging Face's layout or a KerasHub preset),
     whose tokenizer files the run reads unless `model.tokenizer.vocabulary` names others."""
 
-    export_kind = "decoder"
-
     def __init__(self, config):
         super().__init__(config)
         tokenizer, backbone = config.model.tokenizer, config.model.backbone
@@ -80,6 +78,3 @@ class CausalLMTask(Task):
     def metrics(self, labels, outputs):
         loss = float(outputs["loss_sum"].sum() / labels.size)
         return {"loss": loss, "perplexity": float(np.exp(loss)), "bits_per_token": loss / np.log(2)}
-
-    def serving_outputs(self, outputs):
-        return {"logits": tf.cast(outputs["logits"], tf.float32)}

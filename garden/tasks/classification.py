@@ -1,21 +1,14 @@
-"""Classification: integer labels, cross-entropy, accuracy; serves probabilities and a class id."""
-
-import numpy as np
-import tensorflow as tf
+"""Classification: integer labels, cross-entropy, accuracy (served by garden.export.serving.classification)."""
 
 from garden import metrics
 from garden.data.streams import Stream
 from garden.errors import GardenError
-from garden.signature_names import EXAMPLES_SIGNATURE
 from garden.tasks.task import Task
 
 
 class ClassificationTask(Task):
-    """Inputs named as the backbone's inputs; outputs `probabilities` [batch, classes] and `class_id` [batch]."""
+    """Inputs named as the backbone's inputs; the head's `logits` [batch, classes]."""
 
-    parity_outputs = ("probabilities",)
-    quality = "accuracy"
-    examples_signature = EXAMPLES_SIGNATURE
     multi_label = False  # whether an example holds any number of the classes
 
     def load(self, data_config, label_names=None):
@@ -37,10 +30,3 @@ class ClassificationTask(Task):
 
     def metrics(self, labels, outputs):
         return metrics.classification_metrics(labels, outputs["logits"])
-
-    def serving_outputs(self, outputs):
-        logits = tf.cast(outputs["logits"], tf.float32)
-        return {"probabilities": tf.nn.softmax(logits), "class_id": tf.argmax(logits, axis=-1, output_type=tf.int32)}
-
-    def serving_quality(self, labels, outputs):
-        return float(np.mean(np.asarray(outputs["class_id"]).reshape(-1) == labels))

@@ -2,15 +2,11 @@
 number of classes (`image_multi_label_classification`, with the `multi_label` head, on
 multi_label_tfrecord data)."""
 
-import dataclasses
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from garden.data.examples import Examples
 from garden.data.seeded_random import seeded_random
-from garden.data.streams import Stream
 from garden.errors import GardenError
 from garden.registry import TASKS
 from garden.tasks.classification import ClassificationTask
@@ -25,12 +21,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @TASKS.register("image_classification")
 class ImageClassificationTask(ClassificationTask):
-    """Serves image tensors as `serving_default` and encoded images (PNG, JPEG, GIF, BMP or WebP bytes,
-    any size up to MAX_PIXELS, resized to the model's) as `serving_bytes`, whose `image_bytes` input TF
-    Serving's REST API fills from `{"b64": ...}`."""
-
-    raw_signature = "serving_bytes"
-    input_ranges = {"image": (0.0, 1.0)}  # pixels / 255
+    """Feature `image` [height, width, channels] in [0, 1]; streamed records decode theirs from
+    `image_bytes` (PNG, JPEG, GIF, BMP or WebP, any size up to MAX_PIXELS)."""
 
     def load(self, data_config, label_names=None):
         """The examples of `data_config`; an image folder read for training names the classes, and the
@@ -52,7 +44,7 @@ class ImageClassificationTask(ClassificationTask):
         [0, 1], resize to the model's size and, for training, flip (`aug_rand_hflip`), RandAugment or
         AutoAugment (`aug_type`) and random erasing (`random_erasing`) as Model Garden's parser does.
         Every random draw is stateless, seeded by the example's position, so a resumed run repeats it."""
-        height, width, channels = self._image_shape()
+        height, width, channels = self.image_shape()
         num_classes = self.config.model.head.params.num_classes
         _augmenters(data_config, channels)  # refuses what cannot apply before any tracing
 
@@ -125,7 +117,8 @@ class ImageClassificationTask(ClassificationTask):
     def default_label_names(self, data_config):
         return [str(i) for i in range(self.config.model.head.params.num_classes)]
 
-    def _image_shape(self):
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the backbone's images."""
         shape = getattr(self.config.model.backbone.params, "image_shape", None)
         if shape is None:
             raise GardenError(
@@ -133,72 +126,11 @@ class ImageClassificationTask(ClassificationTask):
             )
         return tuple(shape)
 
-    def preprocessing(self) -> dict:
-        """What a device does to a photo before the `image` input, as evaluation does it."""
-        height, width, channels = self._image_shape()
-        fraction = self.config.validation_data.center_crop_fraction
-        return {
-            "image": {
-                "height": height,
-                "width": width,
-                "channels": channels,
-                "color": "grayscale" if channels == 1 else "RGB",
-                "center_crop_fraction": fraction,
-                "resize": "bilinear (tf.image.resize) of the whole"
-                + (" central crop" if fraction < 1 else " image")
-                + ", aspect ratio not kept",
-                "values": "pixel / 255, float32 in [0, 1]; any normalization is inside the model",
-            }
-        }
-
-    def raw_serving(self, model, feature_names):
-        (image,) = model.inputs
-        height, width, channels = image.shape[1:]
-        fraction = self.config.validation_data.center_crop_fraction
-
-        def decode(data):
-            return serving_image(data, height, width, channels, fraction)
-
-        def preprocess(raw):
-            spec = tf.TensorSpec((height, width, channels), tf.float32)
-            return {image.name: tf.map_fn(decode, raw[IMAGE_BYTES], fn_output_signature=spec)}
-
-        return {IMAGE_BYTES: tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)}, preprocess
-
-    def load_examples(self, data_config, label_names=None, limit: int = 10_000) -> Examples:
-        """As a Task loads them; a stream's examples keep their encoded images (`image_bytes`) beside their
-        decoding, for `raw_features` to send whole, as a client does."""
-        data = self.load(data_config, label_names)
-        if not isinstance(data, Stream):
-            return data
-        decode = data.decode
-
-        def keeping_bytes(features, label, seed, training):
-            return {**decode(features, label, seed, training), IMAGE_BYTES: features[IMAGE_BYTES]}
-
-        return dataclasses.replace(data, decode=keeping_bytes).to_examples(limit)
-
-    def raw_features(self, examples, names):
-        """The encoded images a client sends (a stream's own files, whole; images held in memory as 8-bit
-        PNGs) and what `serving_bytes` makes of them (decoded, cropped and resized as evaluation does)."""
-        name = next(n for n in examples.features if n != IMAGE_BYTES)
-        height, width, channels = np.shape(examples.features[name])[1:]
-        encoded = examples.features.get(IMAGE_BYTES)
-        if encoded is None:
-            pixels = np.round(np.asarray(examples.features[name]) * 255).astype(np.uint8)
-            encoded = np.array([tf.io.encode_png(image).numpy() for image in pixels], dtype=object)
-        fraction = self.config.validation_data.center_crop_fraction
-        images = tf.data.Dataset.from_tensor_slices(encoded).map(
-            lambda data: serving_image(data, height, width, channels, fraction), num_parallel_calls=tf.data.AUTOTUNE
-        )
-        decoded = np.concatenate(list(images.batch(256).as_numpy_iterator()))
-        return [encoded], Examples({name: decoded}, examples.labels, examples.label_names)
-
 
 @TASKS.register("image_multi_label_classification")
 class ImageMultiLabelClassificationTask(MultiLabelTask, ImageClassificationTask):
     """Multi-label classification of images (garden/tasks/multi_label.py) from multi_label_tfrecord
-    data, served as image classification is."""
+    data."""
 
     def batch_augmenter(self, data_config):
         if data_config.mixup_and_cutmix:

@@ -46,18 +46,3 @@ class MaskedLMTask(TextTask):
         scored = labels != -1
         loss = float(-np.mean(outputs["label_log_prob"][scored]))
         return {"accuracy": float(np.mean(outputs["correct"][scored])), "loss": loss, "perplexity": float(np.exp(loss))}
-
-    parity_outputs = ("token_probability",)
-    quality = "masked_accuracy"
-
-    def serving_outputs(self, outputs):
-        """The likeliest token at each position and its probability."""
-        probabilities = tf.nn.softmax(tf.cast(outputs["logits"], tf.float32))
-        return {
-            "token_ids": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
-            "token_probability": tf.reduce_max(probabilities, axis=-1),
-        }
-
-    def serving_quality(self, labels, outputs):
-        scored = labels != -1
-        return float(np.mean(outputs["token_ids"][scored] == labels[scored]))

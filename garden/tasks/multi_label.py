@@ -11,13 +11,11 @@ from garden.tasks.classification import ClassificationTask
 
 
 class MultiLabelTask(ClassificationTask):
-    """Outputs `probabilities` [batch, classes] (a sigmoid each) and `labels` [batch, classes], 1
-    where a probability reaches its class's threshold. The `multi_label` head holds the thresholds;
-    after each validation the trainer sets each to the one that maximizes its class's F1 on the
-    validation data (0.5 before the first, and for a class validation never shows)."""
+    """The `multi_label` head's `logits` and `decisions` (1 where a class's sigmoid reaches its
+    threshold). The head holds the thresholds; after each validation the trainer sets each to the one
+    that maximizes its class's F1 on the validation data (0.5 before the first, and for a class
+    validation never shows)."""
 
-    parity_outputs = ("probabilities",)
-    quality = "f1_micro"
     multi_label = True
 
     def load(self, data_config, label_names=None):
@@ -50,10 +48,3 @@ class MultiLabelTask(ClassificationTask):
         head = model.get_layer("head")
         probabilities = 1 / (1 + np.exp(-outputs["logits"].astype(np.float64)))
         head.thresholds.assign(metrics.best_thresholds(labels, probabilities, head.thresholds.numpy()))
-
-    def serving_outputs(self, outputs):
-        logits = tf.cast(outputs["logits"], tf.float32)
-        return {"probabilities": tf.sigmoid(logits), "labels": tf.cast(outputs["decisions"], tf.int32)}
-
-    def serving_quality(self, labels, outputs):
-        return metrics.micro_f1(labels, np.asarray(outputs["labels"]))

@@ -2,7 +2,6 @@
 the context. Answers come as word spans of the whitespace-split context and are mapped to token
 positions inside tf.data; an answer cut off by `sequence_length` points at [CLS] (position 0)."""
 
-import numpy as np
 import tensorflow as tf
 
 from garden import metrics
@@ -36,20 +35,3 @@ class SpanQATask(TextTask):
 
     def metrics(self, labels, outputs):
         return metrics.span_metrics(labels, outputs["logits"])
-
-    parity_outputs = ("start_logits", "end_logits")
-    quality = "exact_match"
-
-    def serving_outputs(self, outputs):
-        logits = tf.cast(outputs["logits"], tf.float32)
-        return {
-            "start_logits": logits[..., 0],
-            "end_logits": logits[..., 1],
-            "start": tf.argmax(logits[..., 0], axis=-1, output_type=tf.int32),
-            "end": tf.argmax(logits[..., 1], axis=-1, output_type=tf.int32),
-        }
-
-    def serving_quality(self, labels, outputs):
-        """SQuAD's exact match (as a fraction) of the best spans of the served logits."""
-        logits = np.stack([outputs["start_logits"], outputs["end_logits"]], axis=-1)
-        return metrics.span_metrics(labels, logits)["exact_match"] / 100

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from garden.config import STREAM_KEYS
 from garden.data import soft_targets
@@ -19,19 +18,9 @@ from garden.registry import BACKBONES, DATASETS, LOSSES
 
 
 class Task:
-    """Model Garden's Task, reduced to what Garden's trainer and exporters call.
-
-    Exports serve the model's tensors as `tensor_signature`; a task that can also take raw
-    inputs (text, encoded images) in the graph serves them as `raw_signature`."""
-
-    tensor_signature = "serving_default"
-    raw_signature = None
-    examples_signature = None  # serialized tf.train.Examples of the raw inputs, for TF Serving's Classify/Regress
-    export_kind = "outputs"  # which export reference judges its artifacts (a decoder LM: "decoder")
-    parity_outputs: tuple[str, ...] = ()  # float serving outputs whose max |Δ| bounds an artifact
-    quality = ""  # the serving quality's name, as the export manifest and table show it
-    signature_aliases: dict[str, str] = {}  # another name -> a signature it serves under too
-    input_ranges: dict[str, tuple[float, float]] = {}  # float inputs' value ranges, which predict and serve check
+    """Model Garden's Task, reduced to what Garden's trainer calls: it trains (model, inputs, losses,
+    metrics). What its exports serve is its serving companion's (garden.export.serving), as Model
+    Garden's export_base stands beside base_task."""
 
     def __init__(self, config):
         self.config = config
@@ -119,12 +108,6 @@ class Task:
         examples = examples.of_classes(data_config.classes, data_config.examples_per_class)
         return examples.take(data_config.num_examples).fold(data_config.fold)
 
-    def load_examples(self, data_config, label_names=None, limit: int = 10_000) -> Examples:
-        """The data in memory (what exports are judged and calibrated on): of a stream, at most `limit`
-        examples spread evenly through it, decoded for evaluation."""
-        data = self.load(data_config, label_names)
-        return data.to_examples(limit) if isinstance(data, Stream) else data
-
     def _stream(self, stream, data_config):
         """The stream with this task's decoding (and its label names), without bad records when asked."""
         if (
@@ -204,49 +187,12 @@ class Task:
         if self.config.init_checkpoint:
             raise GardenError(f"task type '{self.config.type}' cannot load init_checkpoint; leave it empty")
 
-    def held_out(self):
-        """The data config used to judge exports: test data when set, else validation data."""
-        return self.config.test_data if self.config.test_data.dataset else self.config.validation_data
-
     def metrics(self, labels, outputs):
         raise NotImplementedError
 
     def calibrate(self, model, labels, outputs) -> None:
         """Fits what the model sets on validation data (its `outputs` and `labels` there) after each
         validation in training: nothing here."""
-
-    def serving_inputs(self, model):
-        """Named, typed input specs of the serving signature, from the model's inputs."""
-        return {t.name: tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype, name=t.name) for t in model.inputs}
-
-    def serving_outputs(self, outputs):
-        raise NotImplementedError
-
-    def serving_quality(self, labels: np.ndarray, outputs: dict[str, np.ndarray]) -> float:
-        """The number an export judges an artifact by (accuracy, say), from its serving `outputs` on
-        held-out examples and their `labels` as `prepare` gives them; higher is better."""
-        raise GardenError(
-            f"task type '{self.config.type}' does not say how its exports are judged; give it `quality`, "
-            "`parity_outputs` and `serving_quality`"
-        )
-
-    def preprocessing(self) -> dict:
-        """Input name -> how a client prepares it (recorded in the export manifest; empty: as served)."""
-        return {}
-
-    def raw_serving(self, model, feature_names):
-        """(named input specs, fn(raw inputs) -> model inputs in the graph) of the raw signature, for
-        data with `feature_names`; None when the task serves tensors only."""
-        return None
-
-    def serving_resources(self) -> list:
-        """Layers that the raw signature calls and the SavedModel must keep (their lookup tables)."""
-        return []
-
-    def raw_features(self, examples, names):
-        """(arrays of the raw inputs `names` of `examples`, as a client sends them; the Examples those
-        arrays hold, which differ from `examples` where the raw format is lossy)."""
-        return [examples.features[name] for name in names], examples
 
 
 def _refuse_stream_options(data_config):

@@ -7,7 +7,6 @@ import tensorflow_text as tf_text
 
 from garden.data.checkpoints import checkpoint_dir
 from garden.data.tokenizers import (
-    TFLITE_TWINNED,
     build_tokenizer,
     serving_tokenizer,
     special_id,
@@ -107,10 +106,6 @@ class TextTask(Task):
         """Token-id segments [batch, None] of string tensors, by the tokenizer that serving graphs carry."""
         tokenize = serving_tokenizer(self.tokenizer)
         return [tokenize(text) for text in texts]
-
-    def serving_resources(self):
-        """The training tokenizer where it serves itself (byte-level BPE), with its lookup tables."""
-        return [] if isinstance(self.tokenizer, TFLITE_TWINNED) else [self.tokenizer]
 
     def word_pieces(self, texts):
         """Whitespace words of `texts` [batch] split into word pieces: ragged [batch, words, pieces]."""

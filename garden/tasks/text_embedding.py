@@ -20,13 +20,7 @@ from garden.tasks.text import TextTask
 
 @TASKS.register("text_embedding")
 class TextEmbeddingTask(TextTask):
-    """Serves raw strings (`text`) as `serving_default` and `embed` (the same signature under the name a
-    client of an embedding model looks for), and token ids as `serving_tokens`; outputs `embedding`."""
-
-    raw_signature = "serving_default"
-    tensor_signature = "serving_tokens"
-    signature_aliases = {"embed": "serving_default"}
-    parity_outputs = ("embedding",)
+    """Features `text` (and `text_pair` for pairs); the `embedding` head's unit vectors `embedding`."""
 
     def __init__(self, config):
         super().__init__(config)
@@ -35,10 +29,6 @@ class TextEmbeddingTask(TextTask):
                 f"task type 'text_embedding' needs the embedding head (got '{config.model.head.type}'); set "
                 f"{self.config_path}.model.head.type=embedding"
             )
-
-    @property
-    def quality(self) -> str:
-        return "spearman" if self.held_out().dataset == "scored_text_file" else "map"
 
     def prepare(self, features, labels):
         texts = features["text"]
@@ -66,19 +56,3 @@ class TextEmbeddingTask(TextTask):
         if np.asarray(labels).dtype.kind == "f":
             return metrics.pair_similarity_metrics(labels, embeddings)
         return metrics.retrieval_metrics(labels, embeddings, views=len(embeddings) // len(labels))
-
-    def serving_outputs(self, outputs):
-        return {"embedding": tf.cast(outputs["embedding"], tf.float32)}
-
-    def serving_quality(self, labels, outputs):
-        return self.metrics(labels, outputs)[self.quality]
-
-    def raw_serving(self, model, feature_names):
-        specs = {"text": tf.TensorSpec([None], tf.string, name="text")}
-        return specs, lambda raw: self.pack_in_serving(*self.serving_segments([raw["text"]]))
-
-    def raw_features(self, examples, names):
-        texts = examples.features["text"]
-        if "text_pair" in examples.features:
-            texts = np.stack([texts, examples.features["text_pair"]], axis=1).reshape(-1)
-        return [texts], examples

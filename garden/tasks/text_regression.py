@@ -1,7 +1,5 @@
 """Text regression (STS-B): a sentence or pair -> a float score; Pearson and Spearman correlations."""
 
-import tensorflow as tf
-
 from garden import metrics
 from garden.registry import TASKS
 from garden.tasks.text_classification import TextClassificationTask
@@ -11,14 +9,5 @@ from garden.tasks.text_classification import TextClassificationTask
 class TextRegressionTask(TextClassificationTask):
     """Inputs as text classification; the `regression` head's `logits` are the scores [batch]."""
 
-    parity_outputs = ("score",)
-    quality = "pearson"
-
     def metrics(self, labels, outputs):
         return metrics.regression_metrics(labels, outputs["logits"])
-
-    def serving_outputs(self, outputs):
-        return {"score": tf.cast(outputs["logits"], tf.float32)}
-
-    def serving_quality(self, labels, outputs):
-        return metrics.pearson(labels, outputs["score"])

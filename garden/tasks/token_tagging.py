@@ -1,7 +1,6 @@
 """Token tagging (NER, POS): whitespace words with one tag each; the tag is predicted at each word's
 first word piece. Word labels are aligned to pieces inside tf.data (-1 marks pieces not scored)."""
 
-import numpy as np
 import tensorflow as tf
 
 from garden import metrics
@@ -29,15 +28,3 @@ class TokenTaggingTask(TextTask):
 
     def metrics(self, labels, outputs):
         return metrics.tagging_metrics(labels, outputs["logits"])
-
-    parity_outputs = ("probabilities",)
-    quality = "tag_accuracy"
-
-    def serving_outputs(self, outputs):
-        logits = tf.cast(outputs["logits"], tf.float32)
-        return {"probabilities": tf.nn.softmax(logits), "tag_ids": tf.argmax(logits, axis=-1, output_type=tf.int32)}
-
-    def serving_quality(self, labels, outputs):
-        """Accuracy of the tags at the scored pieces (each word's first)."""
-        scored = labels != metrics.IGNORE
-        return float(np.mean(outputs["tag_ids"][scored] == labels[scored]))
