@@ -17,6 +17,7 @@ from garden.config import TokenizerConfig
 from garden.data.tokenizers import serving_tokenizer, tokenizer_files
 from garden.errors import GardenError
 from garden.export import tflite
+from garden.export.serving import serving_for
 from garden.models import hf_import
 from garden.models.freezing import backbone_blocks, freeze
 from garden.registry import BACKBONES, TASKS
@@ -390,7 +391,7 @@ def test_a_fine_tuned_family_serves_raw_strings_and_tflite_where_its_tokenizer_c
     trained = Run(str(run))
     texts = tf.constant(ODD_TEXT + PAIRS[0] + PAIRS[1])
     tokens = trained.task.preprocess({"text": texts})
-    keras = trained.task.serving_outputs(trained.model(tokens, training=False))["probabilities"].numpy()
+    keras = serving_for(trained.task).serving_outputs(trained.model(tokens, training=False))["probabilities"].numpy()
     served = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"](text=texts)
     np.testing.assert_allclose(served["probabilities"].numpy(), keras, atol=1e-5)
     runner = tflite.tflite_runner(path=str(out / "model_none.tflite"), signature=signature)
