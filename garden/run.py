@@ -14,7 +14,7 @@ from garden.models.lora import merged_values, set_base_weights
 from garden.models.quantization import quantize_backbones, weight_bytes
 from garden.registry import TASKS
 from garden.resolve import experiment_config
-from garden.run_folder import WEIGHTS, RunFolder, read_best_info, restore
+from garden.run_folder import WEIGHTS, FolderLock, RunFolder, read_best_info, restore
 
 
 def run_config(run_dir):
@@ -93,7 +93,18 @@ class Run:
     def quantize(self, mode: str, out_dir: str) -> tuple[int, int]:
         """Quantizes the loaded weights to `mode` in place and writes them as the run folder `out_dir`
         (config, labels, assets, model/ckpt-STEP; whole or not at all); returns the bytes of the
-        model's weights before and after. The Run is spent: load `out_dir` to use it."""
+        model's weights before and after. The Run is spent: load `out_dir` to use it. It is written in
+        OUT.partial/run and renamed into place, under a lock on OUT.partial: a second quantize into the
+        same `out_dir` is refused meanwhile, naming the first, instead of clearing its staging."""
+        staging = out_dir.rstrip("/") + ".partial"
+        try:
+            with FolderLock(staging, "quantize", flag="--out"):
+                return self._quantize(mode, out_dir, os.path.join(staging, "run"))
+        finally:
+            with contextlib.suppress(OSError):  # left by a SIGKILLed quantize, now empty
+                os.rmdir(staging)
+
+    def _quantize(self, mode, out_dir, written):
         self.check_quantizable(mode, out_dir)
         before = weight_bytes(self.model)
         quantize_backbones(self._models, mode)
@@ -103,11 +114,10 @@ class Run:
                 "quantizes; nothing was written"
             )
         config = self.config.replace(task={"model": {"quantization": mode, "lora": {"rank": 0}}})
-        staging = out_dir.rstrip("/") + ".partial"  # a SIGKILLed quantize's is cleared by the next
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(written, ignore_errors=True)  # a SIGKILLed quantize's
         try:
-            os.makedirs(staging)
-            staged = RunFolder(staging)
+            os.makedirs(written)
+            staged = RunFolder(written)
             staged.write_config(config)
             labels = self.folder.read_labels()
             if labels is not None:
@@ -115,9 +125,14 @@ class Run:
             staged.write_assets(self._trained.assets())
             checkpoint = tf.train.Checkpoint(model=self._trained.checkpointed(self._models))
             tf.train.CheckpointManager(checkpoint, staged.weights_dir, max_to_keep=1).save(checkpoint_number=self.step)
-            os.rename(staging, out_dir)
+            os.rename(written, out_dir)
+        except OSError:
+            shutil.rmtree(written, ignore_errors=True)
+            if os.path.exists(out_dir):  # made while this one quantized
+                raise GardenError(f"--out {out_dir} exists; name a new folder") from None
+            raise
         except BaseException:  # a failure, a full disk, SIGTERM: nothing half-written stays
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(written, ignore_errors=True)
             raise
         return before, weight_bytes(self.model)
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 from conftest import ROOT, SMALL, garden, sets
 
 from garden.export.manifest import size_bytes
-from garden.run_folder import LOCK, RunFolder
+from garden.run_folder import LOCK, FolderLock, RunFolder
 
 POINTS = int(os.environ.get("GARDEN_CHAOS_POINTS", "1"))
 
@@ -224,6 +224,41 @@ def test_a_killed_quantize_leaves_no_half_written_run_and_its_rerun_quantizes_as
             garden("quantize", trained_lm, "--mode", "int8", "--out", out)
         assert not staging.exists()
         assert_same_values(checkpoint_values(out / "model"), quantized_lm)
+
+
+def test_a_second_quantize_into_the_same_out_is_refused_and_leaves_the_first_ones_staging(
+    trained_lm, quantized_lm, tmp_path
+):
+    """The fault: a second quantize into the --out of one running cleared its OUT.partial staging (each
+    clears a killed one's) and wrote its own there. A running quantize holds a lock on OUT.partial (its
+    holder named in it); another is refused in one line naming it, and touches nothing; once it ends,
+    a quantize into that --out writes the weights a lone one writes, and no staging stays."""
+    out = tmp_path / "int8"
+    staging = out.with_name("int8.partial")
+    lock = staging / LOCK
+    first = start("quantize", trained_lm, "--mode", "int8", "--out", out)
+    holder = {}
+    while not holder:  # a running quantize holds the staging's lock, its name in it
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        with contextlib.suppress(OSError, ValueError):
+            holder = json.loads(lock.read_text())
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert holder["pid"] == first.pid and holder["command"] == "quantize"
+
+    with FolderLock(staging, "quantize", flag="--out"):  # as the first would hold it, running
+        (staging / "run").mkdir(exist_ok=True)
+        (staging / "run" / "work").write_text("the first quantize's")
+        refused = garden("quantize", trained_lm, "--mode", "int8", "--out", out, check=False)
+        line = refused.stderr.strip()
+        assert refused.returncode == 2 and "\n" not in line, refused.stderr
+        assert line.startswith(f"garden: error: {staging} is in use by 'garden quantize' (PID {os.getpid()}"), line
+        assert line.endswith("or pass --out another folder"), line
+        assert (staging / "run" / "work").read_text() == "the first quantize's" and not out.exists()
+    garden("quantize", trained_lm, "--mode", "int8", "--out", out)
+    assert not staging.exists()
+    assert_same_values(checkpoint_values(out / "model"), quantized_lm)
 
 
 TRAIN = ["train", "mnist_resnet", *sets(*SMALL, "trainer.train_steps=40"), "--run-dir"]
