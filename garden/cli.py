@@ -186,12 +186,35 @@ def _export(args, export_dir):
     if export.replaced:
         print(export.replaced)
     print(export.reference.legend())
-    rows, refused, manifest = export.run(progress=lambda line: print(line, flush=True))
-    print(_table(export.reference.columns, rows))
+    entries, refused, manifest = export.run(progress=lambda line: print(line, flush=True))
+    print(_export_table(export.reference.quality, entries))
     if manifest:
         print(f"manifest: {manifest}")
     if refused:
         raise GardenError("; ".join(refused))
+
+
+def _export_table(quality, entries):
+    """The export's table: a row per artifact (the Keras model first; refused ones too) of what it measured:
+    size, latency, a task's `quality` (a fraction) and its drop in points, or a language model's loss (nats
+    per token) and its increase and whether its decode step's greedy loop gives the Keras model's text,
+    and parity (max |Δ| and its bound)."""
+    from garden.export.verify import table_cells
+
+    rows = []
+    for name, entry in entries:
+        size, latency, parity = table_cells(entry)
+        if quality == "loss":
+            loss = f"{entry['loss']:.4f}" if "loss" in entry else ""
+            loss += f" ({entry['loss_increase']:+.4f})" if "loss_increase" in entry else ""
+            greedy = {True: "same", False: "differs"}.get(entry.get("greedy_matches"), "")
+            rows.append([name, size, latency, loss, parity, greedy, entry["path"]])
+        else:
+            figure = f"{100 * entry[quality]:.2f}%" if quality in entry else ""
+            drop = f"{entry[f'{quality}_drop']:+.2f}" if f"{quality}_drop" in entry else ""
+            rows.append([name, size, latency, figure, drop, parity, entry["path"]])
+    figures = ["loss", "parity", "greedy"] if quality == "loss" else [quality, "drop (points)", "parity"]
+    return _table(["artifact", "size", "latency", *figures, "written to"], rows)
 
 
 def cmd_distill_static(args):
