@@ -28,7 +28,7 @@ import tensorflow as tf
 from garden.errors import GardenError
 from garden.export.reference import ExportReference, spec_entry
 from garden.export.stream import SavedModelStream
-from garden.export.verify import Refused, median_latency_ms, refusal, table_cells
+from garden.export.verify import Refused, median_latency_ms, refusal
 from garden.generate.generator import SIGNATURE, Generator, beam_inputs, generate_inputs
 from garden.generate.sampler import Rules, Sampling
 from garden.registry import REFERENCES
@@ -155,8 +155,8 @@ def _groups(items, size):
 class DecoderReference(ExportReference):
     """Held-out windows and prompts of a causal_lm run, and what the Keras model makes of them."""
 
-    tflite_bounds = BOUNDS
-    columns = ["artifact", "size", "latency", "loss", "parity", "greedy", "written to"]
+    bounds = {"saved_model": BOUNDS["none"], **{f"TFLite {mode}": bound for mode, bound in BOUNDS.items()}}
+    quality = "loss"  # nats per token on the held-out windows, read one decode step at a time
 
     def __init__(self, run, options):
         super().__init__(run, options)
@@ -232,15 +232,16 @@ class DecoderReference(ExportReference):
     def write_saved_model(self, directory):
         write_saved_model(self.backbone, self.tokenizer, directory, self.max_length, self.batch)
 
-    def judge_saved_model(self, loaded):
-        bound = BOUNDS["none"] if self.options.max_error is None else self.options.max_error
-        measured = self.judged("saved_model", loaded.signatures[DECODE_STEP_SIGNATURE], bound)
+    def judge(self, kind, runner, signature=None):
+        """A decode step (`signature`, a TFLite model's) by its logits, loss and greedy text; a SavedModel
+        also by the texts its generate, beam_search and streamed decode step give."""
+        if signature is not None:  # judged by its loss where its parity is not bounded (quantized)
+            loss_bound = None if self.bounds.get(kind) is not None else MAX_LOSS_INCREASE
+            return self.judged(kind, runner(signature), self.bound(kind), loss_bound)
+        measured = self.judged(kind, runner(DECODE_STEP_SIGNATURE), self.bound(kind))
         for sampling, expected in zip(CHECKED_SAMPLINGS, self.texts):
             given = generate_inputs(self.prompts, NEW_TOKENS, sampling, SEEDS)
-            texts = [
-                t.decode("utf-8", errors="replace")
-                for t in loaded.signatures[GENERATE_SIGNATURE](**given)["text"].numpy()
-            ]
+            texts = [t.decode("utf-8", errors="replace") for t in runner(GENERATE_SIGNATURE)(**given)["text"].numpy()]
             if texts != expected:
                 row = next(i for i, (ours, theirs) in enumerate(zip(texts, expected)) if ours != theirs)
                 raise Refused(
@@ -252,7 +253,8 @@ class DecoderReference(ExportReference):
         for row in range(2):  # a greedy and a sampled row, streamed through the decode step
             sampling, seed, expected = CHECKED_SAMPLINGS[1][row], SEEDS[row], self.texts[1][row]
             rules = Rules.of([sampling], [seed])
-            streamed = "".join(SavedModelStream(loaded.signatures, self.prompts[row], NEW_TOKENS, rules, []).pieces())
+            steps = {name: runner(name) for name in (TOKENIZE_SIGNATURE, DETOKENIZE_SIGNATURE, DECODE_STEP_SIGNATURE)}
+            streamed = "".join(SavedModelStream(steps, self.prompts[row], NEW_TOKENS, rules, []).pieces())
             if streamed != expected:
                 raise Refused(
                     f"saved_model refused: streaming with {sampling} gave {streamed!r} where Keras gave {expected!r}; "
@@ -261,10 +263,7 @@ class DecoderReference(ExportReference):
                     measured,
                 )
         given = beam_inputs(self.prompts, NEW_TOKENS, BEAMS)
-        texts = [
-            t.decode("utf-8", errors="replace")
-            for t in loaded.signatures[BEAM_SEARCH_SIGNATURE](**given)["text"].numpy()
-        ]
+        texts = [t.decode("utf-8", errors="replace") for t in runner(BEAM_SEARCH_SIGNATURE)(**given)["text"].numpy()]
         if texts != self.beam_texts:
             raise Refused(
                 f"saved_model refused: beam_search gave {texts[:1]} where Keras gave {self.beam_texts[:1]}; nothing "
@@ -274,10 +273,10 @@ class DecoderReference(ExportReference):
             )
         return {**measured, "generate_matches": True, "stream_matches": True, "beam_search_matches": True}
 
-    def tflite_signature(self):
+    def signature_to_convert(self):
         return DECODE_STEP_SIGNATURE
 
-    def tflite_source(self, workdir, signature):
+    def saved_model_to_convert(self, workdir, signature):
         """The decode step converts from a SavedModel of its own, without the tokenizer: TFLite's
         converter keeps every lookup table's initializer (a byte-level BPE has tables), and cannot
         convert them."""
@@ -286,9 +285,6 @@ class DecoderReference(ExportReference):
             write_saved_model(self.backbone, None, directory, self.max_length, self.batch)
         return directory
 
-    def judge_tflite(self, name, mode, runner, signature):
-        return self.judged(name, runner, self.tflite_bound(mode), None if mode == "none" else MAX_LOSS_INCREASE)
-
     def legend(self):
         return (
             f"loss = nats per token on {self.inputs.size} held-out tokens, read one decode step at a time; latency = "
@@ -296,14 +292,8 @@ class DecoderReference(ExportReference):
             "the decode step's greedy loop gives the Keras model's text"
         )
 
-    def keras_row(self):
-        return ["keras model", "", "", f"{self.loss:.4f}", "", "", self.run.run_dir]
-
-    def row(self, name, entry):
-        size, latency, parity = table_cells(entry)
-        loss = f"{entry['loss']:.4f} ({entry['loss_increase']:+.4f})" if "loss" in entry else ""
-        greedy = {True: "same", False: "differs"}.get(entry.get("greedy_matches"), "")
-        return [name, size, latency, loss, parity, greedy, entry["path"]]
+    def keras_entry(self):
+        return {"loss": self.loss, "path": self.run.run_dir}
 
     def judged(self, kind, decode_step, bound, max_loss_increase=None):
         """What `decode_step` measures against the Keras model; raises Refused if it misses a bound."""

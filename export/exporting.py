@@ -3,13 +3,21 @@
 The serving companion of the run's task names its reference (`Serving.export_kind`, looked up in
 `REFERENCES`): what judges an artifact against the Keras model (a task's serving outputs on held-out
 examples, or a decoder's decode step and generation). Each format in `EXPORTERS` turns the one
-SavedModel written per export into its artifacts. A new format is one file with one registered function:
+SavedModel written per export into its artifacts, and judges each through the reference's one call,
+`judge(kind, runner, signature)`. A new format is one file with one registered function:
 
     @EXPORTERS.register("my_format")
     def my_format(reference: ExportReference, export_dir: str, workdir: str) -> list[Job]:
-        return [("model.my", lambda: reference.record(export_dir, "model.my", path, measured))]
+        def export():
+            signature = reference.signature_to_convert()
+            path = my_convert(reference.saved_model_to_convert(workdir, signature), export_dir)
+            measured = reference.judge("my_format", my_runner(path), signature)  # raises Refused past a bound
+            return reference.record(export_dir, "model.my", path, measured)
 
-plus its import line in `export/formats.py`.
+        return [("model.my", export)]
+
+plus its import line in `export/formats.py`. `my_runner(path)(signature)` runs the artifact's
+signature: fn(**named arrays) -> named outputs. The CLI prints the measured figures as a table.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from garden.registry import EXPORTERS, REFERENCES
 from garden.run_folder import disk_full
 
 Job = tuple[str, Callable[[], dict]]  # (artifact name, fn() -> the manifest after writing it)
+Entry = tuple[str, dict]  # (artifact name, what it measured: its manifest entry, or a refused one's figures)
 PREVIOUS = ".previous"  # another checkpoint's export, set aside until this one is written
 STAGING = (".export-*", ".saved_model-*", "*.tmp")  # what an export writes before it renames it in
 
@@ -128,10 +137,12 @@ class Export:
             os.replace(os.path.join(previous, name), os.path.join(self.export_dir, name))
         os.rmdir(previous)
 
-    def run(self, progress: Callable[[str], None] = lambda line: None) -> tuple[list[list[str]], list[str], str | None]:
-        """(one table row per artifact, refused ones too; the refusals; the manifest's path or None).
-        `progress` is told of each artifact before its (tens of seconds of) work."""
-        rows, refused, manifest, artifact = [self.reference.keras_row()], [], None, "the SavedModel"
+    def run(self, progress: Callable[[str], None] = lambda line: None) -> tuple[list[Entry], list[str], str | None]:
+        """((name, what it measured) of the Keras model, then of each artifact, refused ones too; the
+        refusals; the manifest's path or None). `progress` is told of each artifact before its (tens of
+        seconds of) work."""
+        entries, refused, manifest = [("keras model", self.reference.keras_entry())], [], None
+        artifact = "the SavedModel"
         try:
             with tempfile.TemporaryDirectory(dir=self.export_dir, prefix=".export-") as workdir:
                 for name in self.options.formats:
@@ -143,7 +154,7 @@ class Export:
                         except Refused as error:
                             entry = {**error.measured, "path": "refused"}
                             refused.append(str(error))
-                        rows.append(self.reference.row(artifact, entry))
+                        entries.append((artifact, entry))
         except BaseException as error:
             self._clear_staging()  # nothing of the export set aside is lost to one that did not finish
             if disk_full(error):
@@ -159,7 +170,7 @@ class Export:
             shutil.rmtree(os.path.join(self.export_dir, PREVIOUS), ignore_errors=True)
         finally:
             self._remove_if_empty()
-        return rows, refused, manifest
+        return entries, refused, manifest
 
 
 def _artifact_paths(export_dir: str, found: dict) -> list[str]:

@@ -26,7 +26,6 @@ from garden.export.verify import (
     median_latency_ms,
     numpy_outputs,
     refusal,
-    table_cells,
 )
 from garden.registry import REFERENCES
 from garden.train.checkpoints import fingerprint
@@ -47,10 +46,19 @@ def spec_entry(spec: tf.TensorSpec) -> dict:
     return {"dtype": spec.dtype.name, "shape": list(spec.shape)}
 
 
-class ExportReference:
-    """The interface the formats call. A subclass writes the SavedModel and judges artifacts."""
+Runner = Callable[[str], Callable[..., dict]]  # signature name -> fn(**named arrays) -> named outputs
 
-    tflite_bounds: dict[str, float | None] = TFLITE_BOUNDS  # TFLite modes it takes -> max |Δ| (None: by quality)
+
+class ExportReference:
+    """The interface the formats call: the SavedModel every format reads, and `judge`, which measures
+    any artifact against the Keras model. A subclass writes the SavedModel and judges artifacts.
+
+    An artifact's kind names its format and mode as a refusal names it: "saved_model", "TFLite none",
+    "TFLite int8". `bounds` gives each kind's max |Δ| from the Keras model (None: judged by `quality`
+    alone; a kind it does not list, a new format's, too); `--max-error` replaces them all."""
+
+    bounds: dict[str, float | None]
+    quality: str  # what an artifact is judged by, as the manifest and the export table name it
 
     def __init__(self, run: Run, options: ExportOptions):
         self.run, self.task, self.options = run, run.task, options
@@ -64,41 +72,42 @@ class ExportReference:
             self.write_saved_model(self._saved_model)
         return self._saved_model
 
-    def tflite_source(self, workdir: str, signature: str) -> str:
-        """The SavedModel TFLite converts `signature` from."""
+    def saved_model_to_convert(self, workdir: str, signature: str) -> str:
+        """The SavedModel a converter (TFLite's) converts `signature` from."""
         return self.saved_model(workdir)
 
     def check_mode(self, mode: str) -> None:
-        if mode not in self.tflite_bounds:
-            raise GardenError(f"this model exports with --quantize {', '.join(self.tflite_bounds)} (got '{mode}')")
+        """Refuses a quantization mode this reference cannot judge, before any conversion."""
+        modes = [kind.split()[1] for kind in self.bounds if kind.startswith("TFLite ")]
+        if mode not in modes:
+            raise GardenError(f"this model exports with --quantize {', '.join(modes)} (got '{mode}')")
 
-    def tflite_bound(self, mode: str) -> float | None:
-        return self.tflite_bounds[mode] if self.options.max_error is None else self.options.max_error
+    def bound(self, kind: str) -> float | None:
+        """The max |Δ| from the Keras model that an artifact of `kind` may show (None: none)."""
+        return self.bounds.get(kind) if self.options.max_error is None else self.options.max_error
 
     def write_saved_model(self, directory: str) -> None:
         raise NotImplementedError
 
-    def judge_saved_model(self, loaded) -> dict:
-        """What a reloaded SavedModel measures; raises Refused when it misses a bound."""
+    def judge(self, kind: str, runner: Runner, signature: str | None = None) -> dict:
+        """What an artifact of `kind` measures against the Keras model on the held-out examples: the
+        artifact's `signature` run by `runner(signature)(**arrays)`; with no `signature`, a SavedModel's
+        every signature. Raises Refused when it misses a bound (nothing is written then)."""
         raise NotImplementedError
 
-    def tflite_signature(self) -> str:
+    def signature_to_convert(self) -> str:
+        """The signature a converter (TFLite's) turns into a model of one signature."""
         raise NotImplementedError
 
     def calibration(self, signature: str) -> dict[str, np.ndarray]:
         raise GardenError(f"this model exports no calibrated TFLite mode; use --quantize {', '.join(TFLITE_BOUNDS)}")
 
-    def judge_tflite(self, name: str, mode: str, runner, signature: str) -> dict:
-        """What a TFLite model (`runner(**arrays)` of `signature`) measures; raises Refused."""
-        raise NotImplementedError
-
     def legend(self) -> str:
+        """A line saying what the figures of the export table are, and what they were measured on."""
         raise NotImplementedError
 
-    def keras_row(self) -> list[str]:
-        raise NotImplementedError
-
-    def row(self, name: str, entry: dict) -> list[str]:
+    def keras_entry(self) -> dict:
+        """The Keras model's own figures (its `quality`, latency, run folder): the export table's first row."""
         raise NotImplementedError
 
     def header(self) -> dict:
@@ -125,6 +134,8 @@ class OutputsReference(ExportReference):
     """The held-out split, each serving signature's inputs for it, and the Keras model's outputs
     (through the tensor signature, fed by the training input pipeline), with the labels that
     pipeline gives (aligned to tokens for tagging and span QA)."""
+
+    bounds = {"saved_model": SAVED_MODEL_BOUND, **{f"TFLite {mode}": bound for mode, bound in TFLITE_BOUNDS.items()}}
 
     def __init__(self, run, options):
         super().__init__(run, options)
@@ -171,7 +182,7 @@ class OutputsReference(ExportReference):
         """The Keras model's serving outputs on prepared `tensors` (from the training input pipeline)."""
         return batched(numpy_outputs(self.signatures[self.serving.tensor_signature].function), tensors)
 
-    def judge(self, name: str, outputs: dict) -> tuple[float, float, float]:
+    def _judged(self, name: str, outputs: dict) -> tuple[float, float, float]:
         """(max abs error of the parity outputs, quality, its drop in points: all on the held-out examples)
         of an artifact's outputs for signature `name`, against the Keras model on the same examples."""
         expected = self.expected[name]
@@ -186,7 +197,7 @@ class OutputsReference(ExportReference):
 
     def _measured(self, kind, name, run, bound):
         """Runs `run(*arrays)` over signature `name`'s held-out inputs; raises Refused past a bound."""
-        error, quality, drop = self.judge(name, batched(run, self.inputs[name]))
+        error, quality, drop = self._judged(name, batched(run, self.inputs[name]))
         measured = {"max_abs_error": error, "error_bound": bound, self.quality: quality, f"{self.quality}_drop": drop}
         reason = refusal(kind, error, bound, drop, self.options.max_quality_drop, self.quality)
         if reason:
@@ -210,7 +221,7 @@ class OutputsReference(ExportReference):
             archive.add_endpoint(name, self.signatures[name].function)
         archive.write_out(directory, verbose=False)
 
-    def tflite_source(self, workdir: str, signature: str) -> str:
+    def saved_model_to_convert(self, workdir: str, signature: str) -> str:
         """A tensor signature of a task whose raw one keeps lookup tables converts from a SavedModel
         of its own: TFLite's converter keeps every table's initializer, which it cannot convert."""
         if signature == self.serving.raw_signature or not self.serving.serving_resources():
@@ -220,19 +231,26 @@ class OutputsReference(ExportReference):
             self.write_saved_model(directory, [signature])
         return directory
 
-    def judge_saved_model(self, loaded) -> dict:
-        bound = SAVED_MODEL_BOUND if self.options.max_error is None else self.options.max_error
-        judged = {}
-        for name, signature in self.signatures.items():
-            served = loaded.signatures[name]
-            names = list(signature.specs)
-            run = numpy_outputs(lambda *arrays, served=served, names=names: served(**dict(zip(names, arrays))))
-            judged[name] = self._measured(f"saved_model signature {name}", name, run, bound)
+    def judge(self, kind, runner, signature=None):
+        bound = self.bound(kind)
+        if signature is not None:
+            run = self._named(runner(signature), signature)
+            measured = self._measured(kind, signature, run, bound)
+            return {**measured, "signature": signature, "latency_ms": median_latency_ms(run, self.inputs[signature])}
+        judged = {
+            name: self._measured(f"{kind} signature {name}", name, self._named(runner(name), name), bound)
+            for name in self.signatures
+        }
         worst = max(judged.values(), key=lambda entry: entry["max_abs_error"])
         lowest = min(entry[self.quality] for entry in judged.values())
         return {**worst, self.quality: lowest, "signatures": judged}
 
-    def tflite_signature(self) -> str:
+    def _named(self, function, signature):
+        """fn(*arrays in the input order of `signature`) of `function(**named arrays)`."""
+        names = list(self.signatures[signature].specs)
+        return lambda *arrays: function(**dict(zip(names, arrays)))
+
+    def signature_to_convert(self) -> str:
         if self.options.signature not in self.signatures:
             raise GardenError(
                 f"this model has no signature '{self.options.signature}'; choose from: {', '.join(self.signatures)}"
@@ -245,12 +263,6 @@ class OutputsReference(ExportReference):
         arrays, _ = self.signature_inputs(signature, train.take(examples))
         return dict(zip(self.signatures[signature].specs, arrays))
 
-    def judge_tflite(self, name: str, mode: str, runner: Callable, signature: str) -> dict:
-        names = list(self.signatures[signature].specs)
-        run = lambda *arrays: runner(**dict(zip(names, arrays)))  # noqa: E731
-        measured = self._measured(f"TFLite {mode}", signature, run, self.tflite_bound(mode))
-        return {**measured, "signature": signature, "latency_ms": median_latency_ms(run, self.inputs[signature])}
-
     def legend(self) -> str:
         held_out = f"{len(self.examples)} {self.serving.held_out().split}"
         return (
@@ -258,21 +270,9 @@ class OutputsReference(ExportReference):
             f"examples; latency = median of one example on {os.cpu_count()} CPU threads"
         )
 
-    @property
-    def columns(self) -> list[str]:
-        return ["artifact", "size", "latency", self.quality, "drop (points)", "parity", "written to"]
-
-    def keras_row(self) -> list[str]:
+    def keras_entry(self) -> dict:
         latency = median_latency_ms(self.signatures[DEFAULT].function, self.inputs[DEFAULT])
-        return self.row(
-            "keras model", {self.quality: self.keras_quality, "latency_ms": latency, "path": self.run.run_dir}
-        )
-
-    def row(self, name: str, entry: dict) -> list[str]:
-        size, latency, parity = table_cells(entry)
-        quality = f"{100 * entry[self.quality]:.2f}%" if self.quality in entry else ""
-        drop = f"{entry[f'{self.quality}_drop']:+.2f}" if f"{self.quality}_drop" in entry else ""
-        return [name, size, latency, quality, drop, parity, entry["path"]]
+        return {self.quality: self.keras_quality, "latency_ms": latency, "path": self.run.run_dir}
 
     def header(self) -> dict:
         return {

@@ -36,7 +36,8 @@ def export_saved_model(reference: ExportReference, export_dir: str, workdir: str
     """Writes `export_dir/saved_model` if the reloaded copy passes the reference; returns the manifest."""
     with staged(export_dir) as staging:
         shutil.copytree(reference.saved_model(workdir), staging, dirs_exist_ok=True)
-        measured = reference.judge_saved_model(tf.saved_model.load(staging))
+        loaded = tf.saved_model.load(staging)
+        measured = reference.judge(NAME, lambda signature: loaded.signatures[signature])
     return reference.record(export_dir, NAME, os.path.join(export_dir, NAME), measured)
 
 

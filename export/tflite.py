@@ -189,11 +189,11 @@ def export_mode(reference: ExportReference, export_dir: str, workdir: str, mode:
     """Writes `export_dir/model_<mode>.tflite`, converted from the export's SavedModel, if it passes
     the reference's parity and quality bounds; returns the manifest."""
     reference.check_mode(mode)
-    name, signature = filename(mode), reference.tflite_signature()
+    name, signature = filename(mode), reference.signature_to_convert()
     calibration = None
     if mode in ("int8", "16x8"):
         calibration = {n: _calibration_array(a) for n, a in reference.calibration(signature).items()}
-    content = convert(reference.tflite_source(workdir, signature), signature, mode, calibration)
+    content = convert(reference.saved_model_to_convert(workdir, signature), signature, mode, calibration)
     attempts = ((), FLOAT_OPS) if mode == "int8" else (None,)  # int8: all ops, then sensitive ones in float32
     signatures = getattr(reference, "signatures", {})  # a tensor input serves where raw strings cannot
     others = [name for name, served in signatures.items() if name != signature and served.features is None]
@@ -211,7 +211,8 @@ def export_mode(reference: ExportReference, export_dir: str, workdir: str, mode:
             found["op_registerers"] = REGISTRAR
         try:
             with builtins_and_text_ops_only(mode, signature, others):
-                measured = reference.judge_tflite(name, mode, tflite_runner(candidate, signature=signature), signature)
+                runner = lambda name, model=candidate: tflite_runner(model, signature=name)  # noqa: E731
+                measured = reference.judge(f"TFLite {mode}", runner, signature)
             break
         except Refused as refused:
             refused.measured.update(found)
