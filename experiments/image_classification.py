@@ -88,10 +88,8 @@ def image_multi_label():
 @register_experiment(
     "mnist_mobilenet_v3",
     tiny=[
-        "task.train_data.num_examples=1280",
-        "task.train_data.global_batch_size=64",
-        "task.validation_data.num_examples=500",
-        "task.test_data.num_examples=500",
+        "task.train_data.global_batch_size=64",  # streamed: no num_examples, and 10k validation images
+        "task.train_data.shuffle_buffer_size=1000",
         *tiny_trainer(20, "cosine", warmup=2, steps_per_loop=10),
         "runtime.deterministic=true",
     ],
