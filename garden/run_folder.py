@@ -98,6 +98,18 @@ class RunFolder:
     def resume_command(self) -> str:
         return f"garden train --config {self.config_path} --run-dir {self.path}"
 
+    def inference_checkpoint(self, best_subdir: str | None = None) -> str:
+        """The inference weights a reader takes when it names none: the best validation's when the run
+        keeps them (in `best_subdir`), else the newest of RUN/model/; one line when it has neither."""
+        best_dir = self.best_dir(best_subdir)
+        best = read_best_info(best_dir)
+        if best:
+            return os.path.join(best_dir, f"ckpt-{best['best_ckpt_global_step']}")
+        latest = tf.train.latest_checkpoint(self.weights_dir)
+        if not latest:
+            raise GardenError(f"{self.path} has no inference weights ({WEIGHTS}/) yet; run '{self.resume_command()}'")
+        return latest
+
     # ---- files --------------------------------------------------------------------------------------
 
     def write_config(self, config) -> None:
