@@ -1,12 +1,22 @@
 """A Task trains; its serving companion serves (issue 38 part 1): every task type that exports has a
-companion registered under its name, and no Task keeps an export or serving method or attribute."""
+companion registered under its name, and no Task keeps an export or serving method or attribute. An
+export reference judges every format through one call, so a new format is one exporter function and
+its registration."""
 
+import json
+import os
+import shutil
+
+import numpy as np
 import pytest
+import tensorflow as tf
+from conftest import garden
 
 from garden import registry
+from garden.data.mnist import mnist
 from garden.errors import GardenError
 from garden.export.serving import Serving, serving_for
-from garden.registry import SERVINGS, TASKS
+from garden.registry import EXPORTERS, REFERENCES, SERVINGS, TASKS
 from garden.tasks.task import Task
 
 SERVING_NAMES = (
@@ -73,3 +83,41 @@ def test_companions_mirror_their_tasks_hierarchy():
         for other in SERVINGS.names():
             if other != name and issubclass(task, TASKS.get(other)):
                 assert issubclass(SERVINGS.get(name), SERVINGS.get(other)), (name, other)
+
+
+def test_references_judge_every_format_through_one_call():
+    registry.load_all()
+    for name in REFERENCES.names():
+        reference = REFERENCES.get(name)
+        per_format = [m for m in dir(reference) if m.startswith("judge_") or "tflite" in m]
+        presenting = [m for m in ("row", "keras_row", "columns") if hasattr(reference, m)]  # the CLI renders the table
+        assert not per_format + presenting, (name, per_format + presenting)
+
+
+def copy_jobs(reference, export_dir, workdir):
+    """A new format: the export's SavedModel copied to `model.copy` and judged as its own kind ('copy',
+    which no reference bounds: judged by its quality alone)."""
+
+    def export():
+        target = os.path.join(export_dir, "model.copy")
+        shutil.copytree(reference.saved_model(workdir), target)
+        loaded = tf.saved_model.load(target)
+        measured = reference.judge("copy", lambda name: loaded.signatures[name], reference.signature_to_convert())
+        return reference.record(export_dir, "model.copy", target, measured)
+
+    return [("model.copy", export)]
+
+
+def test_a_new_format_is_one_exporter_function_and_its_registration(tiny_run, tmp_path, monkeypatch):
+    """What the reference records for the new artifact is what the artifact, re-run here on the 1000
+    held-out test images, does; the export table shows its row."""
+    monkeypatch.setitem(EXPORTERS._entries, "copy", copy_jobs)
+    printed = garden("export", tiny_run, "--format", "copy", "--out", tmp_path / "out").stdout
+    entry = json.loads((tmp_path / "out" / "manifest.json").read_text())["artifacts"]["model.copy"]
+    test = mnist("test").take(1000)
+    served = tf.saved_model.load(str(tmp_path / "out" / "model.copy")).signatures["serving_default"]
+    accuracy = np.mean(served(image=tf.constant(test.features["image"]))["class_id"].numpy() == test.labels)
+    assert entry["accuracy"] == pytest.approx(accuracy, abs=1e-12) and entry["error_bound"] is None
+    assert entry["signature"] == "serving_default" and entry["latency_ms"] > 0
+    row = next(line for line in printed.splitlines() if line.split()[0] == "model.copy")
+    assert f"{100 * accuracy:.2f}%" in row and row.rstrip().endswith("model.copy")
