@@ -33,7 +33,7 @@ class Serving:
 
     tensor_signature = "serving_default"
     raw_signature: str | None = None
-    examples_signature: str | None = None  # serialized tf.train.Examples of the raw inputs (TF Serving's Classify)
+    examples_signature: str | None = None  # serialized tf.train.Examples of raw inputs (TF Serving's Classify/Regress)
     export_kind = "outputs"  # which export reference judges its artifacts (a decoder LM: "decoder")
     parity_outputs: tuple[str, ...] = ()  # float serving outputs whose max |Δ| bounds an artifact
     quality = ""  # the serving quality's name, as the export manifest and table show it
