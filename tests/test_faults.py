@@ -23,6 +23,8 @@ from garden.export.manifest import size_bytes
 from garden.run_folder import LOCK, FolderLock, RunFolder
 
 POINTS = int(os.environ.get("GARDEN_CHAOS_POINTS", "1"))
+# a kill point (a command's start, its kill, the checks and its rerun) took up to a minute on 2 loaded cores
+pytestmark = pytest.mark.timeout(900 + 150 * (POINTS - 1))
 
 
 def start(*args) -> subprocess.Popen:
