@@ -14,7 +14,7 @@ from garden.models.lora import merged_values, set_base_weights
 from garden.models.quantization import quantize_backbones, weight_bytes
 from garden.registry import TASKS
 from garden.resolve import experiment_config
-from garden.run_folder import WEIGHTS, FolderLock, RunFolder, read_best_info, restore
+from garden.run_folder import WEIGHTS, FolderLock, RunFolder, disk_full, read_best_info, restore
 
 
 def run_config(run_dir):
@@ -126,13 +126,15 @@ class Run:
             checkpoint = tf.train.Checkpoint(model=self._trained.checkpointed(self._models))
             tf.train.CheckpointManager(checkpoint, staged.weights_dir, max_to_keep=1).save(checkpoint_number=self.step)
             os.rename(written, out_dir)
-        except OSError:
+        except BaseException as error:  # a failure, a full disk, SIGTERM: nothing half-written stays
             shutil.rmtree(written, ignore_errors=True)
-            if os.path.exists(out_dir):  # made while this one quantized
+            if isinstance(error, OSError) and os.path.exists(out_dir):  # made while this one quantized
                 raise GardenError(f"--out {out_dir} exists; name a new folder") from None
-            raise
-        except BaseException:  # a failure, a full disk, SIGTERM: nothing half-written stays
-            shutil.rmtree(written, ignore_errors=True)
+            if disk_full(error):
+                raise GardenError(
+                    f"no space left on the disk of {out_dir}: the quantized run needs about "
+                    f"{weight_bytes(self.model) / 2**20:.1f} MiB; free space there, or pass --out on another disk"
+                ) from None
             raise
         return before, weight_bytes(self.model)
 

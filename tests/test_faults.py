@@ -228,6 +228,17 @@ def test_a_killed_quantize_leaves_no_half_written_run_and_its_rerun_quantizes_as
         assert_same_values(checkpoint_values(out / "model"), quantized_lm)
 
 
+def test_a_quantize_into_a_full_disk_is_one_line_and_leaves_nothing(trained_lm, small_disk):
+    """The fault: the checkpoint write into a full --out disk ended in a SaveV2 traceback."""
+    out = small_disk / "int8"
+    full = garden("quantize", trained_lm, "--mode", "int8", "--out", out, check=False)
+    line = full.stderr.strip()
+    assert full.returncode == 2 and "\n" not in line, full.stderr[-2000:]
+    assert line.startswith(f"garden: error: no space left on the disk of {out}: the quantized run needs about ")
+    assert line.endswith("MiB; free space there, or pass --out on another disk")
+    assert os.listdir(small_disk) == []  # no staging, no half-written run
+
+
 def test_a_second_quantize_into_the_same_out_is_refused_and_leaves_the_first_ones_staging(
     trained_lm, quantized_lm, tmp_path
 ):
