@@ -30,6 +30,7 @@ import sys
 import tensorflow as tf
 
 from garden.errors import GardenError, first_line
+from garden.yaml_files import read_yaml, save_yaml
 
 CONFIG = "config.yaml"
 CONFIGS = "configs"
@@ -113,15 +114,11 @@ class RunFolder:
     # ---- files --------------------------------------------------------------------------------------
 
     def write_config(self, config) -> None:
-        from garden.yaml_files import save_yaml
-
         _replace(self.config_path, lambda path: save_yaml(config, path))
 
     def config_at(self, step: int) -> tuple[str, dict] | None:
         """(path, config as its YAML reads) of the config revision that trained `step`: the newest
         from `step` or before; None for a run that recorded none (trained before Garden kept them)."""
-        from garden.yaml_files import read_yaml
-
         steps = [s for s in self._revisions() if s <= step]
         if not steps:
             return None
@@ -131,8 +128,6 @@ class RunFolder:
     def record_config(self, config, step: int) -> str:
         """Records `config` as the one the run trains with from `step` on (revisions after `step`
         trained steps that are gone, and go too); returns its path."""
-        from garden.yaml_files import save_yaml
-
         os.makedirs(self.join(CONFIGS), exist_ok=True)
         for later in (s for s in self._revisions() if s > step):
             os.remove(self.join(CONFIGS, f"step-{later}.yaml"))
