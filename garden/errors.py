@@ -28,8 +28,9 @@ def shown(text) -> str:
 
 
 def did_you_mean(name, choices, prefix=""):
-    """Returns "; did you mean 'x'?" for the closest choice (with `prefix`), or a list of choices."""
-    choices = sorted(choices)
+    """Returns "; did you mean 'x'?" for the closest choice (with `prefix`), or a list of choices, each
+    as `shown` writes it (a file's column names may hold line breaks)."""
+    choices = sorted(map(shown, choices))
     close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
     if close:
         return f"; did you mean '{prefix}{close[0]}'?"

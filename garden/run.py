@@ -14,7 +14,7 @@ from garden.models.lora import merged_values, set_base_weights
 from garden.models.quantization import quantize_backbones, weight_bytes
 from garden.registry import TASKS
 from garden.resolve import experiment_config
-from garden.run_folder import WEIGHTS, FolderLock, RunFolder, disk_full, read_best_info, restore
+from garden.run_folder import FolderLock, RunFolder, disk_full, restore
 
 
 def run_config(run_dir):
@@ -139,47 +139,16 @@ class Run:
         return before, weight_bytes(self.model)
 
     def _pick_weights(self, checkpoint):
-        """(the checkpoint path of the weights `checkpoint` names, a line saying which they are)."""
         trainer = self.config.trainer
-        best_dir = self.folder.best_dir(trainer.best_checkpoint_export_subdir)
-        best = read_best_info(best_dir)
-        if checkpoint in (None, "best") and best:
-            step = best["best_ckpt_global_step"]
-            metric = trainer.best_checkpoint_eval_metric
-            value = f", validation {metric} {best[metric]:.6g}" if metric in best else ""
-            return os.path.join(best_dir, f"ckpt-{step}"), f"best checkpoint (step {step}{value})"
-        if checkpoint == "best":
-            raise GardenError(
-                f"{self.run_dir} kept no best checkpoint; train it with --set trainer.best_checkpoint_eval_metric="
-                "METRIC to keep one, or pass --checkpoint latest"
-            )
-        latest = tf.train.latest_checkpoint(self.folder.weights_dir)
-        if not latest:
-            raise GardenError(self._no_weights())
-        if checkpoint in (None, "latest"):
-            return latest, f"latest checkpoint (step {latest.rsplit('-', 1)[-1]})"
-        folder, steps = self.folder.weights_dir, self.folder.kept_steps()
-        if not (str(checkpoint).isdigit() and int(checkpoint) in steps):
-            raise GardenError(
-                f"--checkpoint {checkpoint}: {folder}/ holds the weights of steps {', '.join(map(str, steps))}; "
-                "pass one of them, best or latest"
-            )
-        return os.path.join(folder, f"ckpt-{int(checkpoint)}"), f"checkpoint of step {int(checkpoint)}"
+        return self.folder.pick_weights(
+            checkpoint, trainer.best_checkpoint_export_subdir, trainer.best_checkpoint_eval_metric
+        )
 
     @staticmethod
     def heads(run_dir: str) -> list[str]:
         """The sub-task names of a multi-task run folder; empty for a run of one task."""
         labels = RunFolder(run_dir).read_labels()
         return list(labels) if isinstance(labels, dict) else []
-
-    def _no_weights(self):
-        command = self.folder.resume_command()
-        if tf.train.latest_checkpoint(self.folder.checkpoints_dir):
-            return (
-                f"{self.run_dir} has training checkpoints but no inference weights (RUN/{WEIGHTS}/, written by "
-                f"Garden since 0.2); run '{command}' once to write them from its newest checkpoint"
-            )
-        return f"{self.run_dir} has no checkpoint yet; run '{command}'"
 
     @staticmethod
     def _pick(head, names):

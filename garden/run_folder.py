@@ -99,17 +99,42 @@ class RunFolder:
     def resume_command(self) -> str:
         return f"garden train --config {self.config_path} --run-dir {self.path}"
 
-    def inference_checkpoint(self, best_subdir: str | None = None) -> str:
-        """The inference weights a reader takes when it names none: the best validation's when the run
-        keeps them (in `best_subdir`), else the newest of RUN/model/; one line when it has neither."""
+    def pick_weights(self, checkpoint=None, best_subdir: str | None = None, metric: str = "") -> tuple[str, str]:
+        """(path, a line saying which they are) of the inference weights `checkpoint` names: 'best'
+        (the best validation's, kept in `best_subdir` with its `metric`), 'latest', a kept step, or
+        None for the best where the run keeps it and else the newest; one line when there are none."""
         best_dir = self.best_dir(best_subdir)
         best = read_best_info(best_dir)
-        if best:
-            return os.path.join(best_dir, f"ckpt-{best['best_ckpt_global_step']}")
+        if checkpoint in (None, "best") and best:
+            step = best["best_ckpt_global_step"]
+            value = f", validation {metric} {best[metric]:.6g}" if metric in best else ""
+            return os.path.join(best_dir, f"ckpt-{step}"), f"best checkpoint (step {step}{value})"
+        if checkpoint == "best":
+            raise GardenError(
+                f"{self.path} kept no best checkpoint; train it with --set trainer.best_checkpoint_eval_metric="
+                "METRIC to keep one, or pass --checkpoint latest"
+            )
         latest = tf.train.latest_checkpoint(self.weights_dir)
         if not latest:
-            raise GardenError(f"{self.path} has no inference weights ({WEIGHTS}/) yet; run '{self.resume_command()}'")
-        return latest
+            raise GardenError(self._no_weights())
+        if checkpoint in (None, "latest"):
+            return latest, f"latest checkpoint (step {latest.rsplit('-', 1)[-1]})"
+        steps = self.kept_steps()
+        if not (str(checkpoint).isdigit() and int(checkpoint) in steps):
+            raise GardenError(
+                f"--checkpoint {checkpoint}: {self.weights_dir}/ holds the weights of steps "
+                f"{', '.join(map(str, steps))}; pass one of them, best or latest"
+            )
+        return os.path.join(self.weights_dir, f"ckpt-{int(checkpoint)}"), f"checkpoint of step {int(checkpoint)}"
+
+    def _no_weights(self) -> str:
+        command = self.resume_command()
+        if tf.train.latest_checkpoint(self.checkpoints_dir):
+            return (
+                f"{self.path} has training checkpoints but no inference weights (RUN/{WEIGHTS}/, written by "
+                f"Garden since 0.2); run '{command}' once to write them from its newest checkpoint"
+            )
+        return f"{self.path} has no checkpoint yet; run '{command}'"
 
     # ---- files --------------------------------------------------------------------------------------
 

@@ -39,11 +39,6 @@ def tagged_examples(sentences, tags, label_names=None):
     return Examples({"text": np.array([" ".join(s) for s in sentences], object)}, labels, names)
 
 
-def shown(names):
-    """`names` as a one-line message shows them: line breaks and other unprintable characters escaped."""
-    return [repr(str(name))[1:-1] for name in names]
-
-
 def json_lines(path, fields=()):
     """(line number, object) of each line of a JSON-lines file that is not blank, read by Python's json,
     one line at a time. A line that is not JSON, holds no JSON object or lacks one of `fields` is one
@@ -61,7 +56,7 @@ def json_lines(path, fields=()):
                     raise GardenError(f"{path} line {number} holds {json.dumps(row)[:40]}, not a JSON object")
                 missing = next((field for field in fields if field not in row), None)
                 if missing is not None:
-                    close = did_you_mean(missing, shown(row))
+                    close = did_you_mean(missing, row)
                     raise GardenError(f"{path} line {number} has no field '{missing}'{close}")
                 yield number, row
         except UnicodeDecodeError:

@@ -17,7 +17,7 @@ import numpy as np
 
 from garden.data.catalog import existing_file
 from garden.data.examples import Examples
-from garden.data.task_files import json_lines, not_utf8, read_tfrecord, shown
+from garden.data.task_files import json_lines, not_utf8, read_tfrecord
 from garden.errors import GardenError, did_you_mean
 
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
@@ -80,7 +80,7 @@ def _column(header, column, path):
             raise GardenError(f"{path} has no header, so columns are numbers; got '{column}'")
         return int(column)
     if column not in header:
-        raise GardenError(f"{path} has no column '{column}'{did_you_mean(column, shown(header))}")
+        raise GardenError(f"{path} has no column '{column}'{did_you_mean(column, header)}")
     return header.index(column)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.data.streams import Stream
-from garden.data.task_files import json_lines, shown
+from garden.data.task_files import json_lines
 from garden.data.text_files import _column, json_text, label_order, table_rows
 from garden.errors import GardenError, did_you_mean
 
@@ -188,7 +188,7 @@ def _json_fields(lines, config):
                 raise BadLine(f"the line holds {json.dumps(row)[:40]}, not a JSON object")
             missing = [k for k in keys if k and k not in row]
             if missing:
-                raise BadLine(f"no field '{missing[0]}'{did_you_mean(missing[0], shown(row))}")
+                raise BadLine(f"no field '{missing[0]}'{did_you_mean(missing[0], row)}")
             try:
                 for column, key in zip(columns, keys):
                     column.append(json_text(row[key], key) if key else "")

@@ -43,7 +43,7 @@ def _run_backbone(source: str) -> tuple[list[tuple[keras.Variable, np.ndarray]],
             f"task.init_checkpoint {source} is a quantized run ({config.task.model.quantization}); warm start from "
             "the run it was quantized from"
         )
-    path = folder.inference_checkpoint(config.trainer.best_checkpoint_export_subdir)
+    path, _ = folder.pick_weights(best_subdir=config.trainer.best_checkpoint_export_subdir)
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
