@@ -181,12 +181,13 @@ def write_digit_pairs(path, split, count, seed):
 def test_a_multi_label_image_model_learns_digit_pairs_and_serves_what_sklearn_scores(tmp_path):
     """image_multi_label on real MNIST digits, two per image: multi-hot labels from the records' id
     lists, micro F1 well above chance, and the exported SavedModel, fed the PNG bytes, decides as
-    the run's evaluation reports (its F1 recomputed by scikit-learn). The bound 0.9 rests on five
-    trainings, the data drawn and runtime.seed set anew each time (seeds 0-4): micro F1 0.957, 0.953,
-    0.933, 0.957 and 0.949 (mean 0.950, standard deviation 0.010), chance 0.25-0.26."""
+    the run's evaluation reports (its F1 recomputed by scikit-learn). The bound 0.75 rests on three
+    trainings of 500 steps on 2048 images, the data drawn and runtime.seed set anew each time (seeds
+    0-2): micro F1 0.908, 0.887 and 0.848 (mean 0.881, standard deviation 0.030), chance 0.25-0.26.
+    (800 steps on 4096 images gave 0.950 +- 0.010 over five seeds, in twice the time.)"""
     truth = {
         split: write_digit_pairs(tmp_path / f"{split}.tfrecord", source, count, seed)
-        for split, source, count, seed in (("train", "train", 4096, 0), ("validation", "validation", 500, 1))
+        for split, source, count, seed in (("train", "train", 2048, 0), ("validation", "validation", 500, 1))
     }
     sets = [
         f"task.train_data.input_path={tmp_path / 'train.tfrecord'}",
@@ -199,11 +200,11 @@ def test_a_multi_label_image_model_learns_digit_pairs_and_serves_what_sklearn_sc
         "task.train_data.aug_rand_hflip=false",
         "task.validation_data.center_crop_fraction=1.0",
         "task.validation_data.global_batch_size=250",
-        "trainer.train_steps=800",
+        "trainer.train_steps=500",
         "trainer.steps_per_loop=100",
-        "trainer.checkpoint_interval=800",
-        "trainer.validation_interval=800",
-        "trainer.optimizer_config.learning_rate.cosine.decay_steps=800",
+        "trainer.checkpoint_interval=500",
+        "trainer.validation_interval=500",
+        "trainer.optimizer_config.learning_rate.cosine.decay_steps=500",
         "trainer.optimizer_config.warmup.linear.warmup_steps=30",
     ]
     run = tmp_path / "run"
@@ -211,7 +212,7 @@ def test_a_multi_label_image_model_learns_digit_pairs_and_serves_what_sklearn_sc
     result = json.loads(garden("eval", run).stdout)
     chance = sklearn.metrics.f1_score(truth["validation"], np.ones_like(truth["validation"]), average="micro")
     print(f"image multi-label: micro F1 {result['f1_micro']:.4f}, mAP {result['map']:.4f}, chance F1 {chance:.4f}")
-    assert result["f1_micro"] > 0.9 > chance + 0.6, result  # 5 standard deviations under the seeds' mean
+    assert result["f1_micro"] > 0.75 > chance + 0.45, result  # 4 standard deviations under the seeds' mean
 
     garden("export", run, "--format", "saved_model")  # judged against Keras before it is written
     served = tf.saved_model.load(str(run / "export" / "saved_model")).signatures["serving_bytes"]
