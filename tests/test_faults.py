@@ -35,7 +35,7 @@ def start(*args) -> subprocess.Popen:
 def kill_once(process, writing, number, delay, seconds=300) -> str:
     """Sends `number` to `process` `delay` s after `writing()` first holds; returns its stderr (its stdout
     is `process.stdout_text`). A signal that comes after the command is done may end the process as it
-    exits: the caller checks for the command's last line."""
+    exits: the caller checks for the command's last line (done_before)."""
     deadline = time.time() + seconds
     while not writing():
         assert process.poll() is None, f"the command ended before it was killed: {process.communicate()[1][-2000:]}"
@@ -45,6 +45,12 @@ def kill_once(process, writing, number, delay, seconds=300) -> str:
     process.send_signal(number)
     process.stdout_text, stderr = process.communicate(timeout=seconds)
     return stderr
+
+
+def done_before(process, number, printed: str) -> bool:
+    """Whether the command had finished (its last line holds `printed`) when `number` came: a signal
+    after main returned, as the interpreter exits, ends it with the signal's default action."""
+    return process.returncode in (0, -number) and printed in process.stdout_text
 
 
 def staged_bytes(folder, pattern) -> int:
@@ -74,7 +80,7 @@ def test_a_killed_data_convert_leaves_no_shard_and_its_rerun_converts_everything
         stderr = kill_once(
             process, lambda out=out: staged_bytes(out, ".convert-*/*"), number, rng.uniform(0.0, 2.0) if point else 0.0
         )
-        if process.returncode in (0, -number) and '"examples": 10000' in process.stdout_text:  # done before it
+        if done_before(process, number, '"examples": 10000'):
             assert records(out) == expected
             continue
         assert not list(out.glob("v-*")), "a shard was renamed in before every shard was whole"
@@ -168,7 +174,7 @@ def test_a_killed_export_keeps_the_export_before_and_its_rerun_leaves_no_staging
             number,
             rng.uniform(0.0, 3.0) if point else 0.0,
         )
-        if process.returncode in (0, -number) and "manifest: " in process.stdout_text:  # done before the signal
+        if done_before(process, number, "manifest: "):
             assert json.loads((out / "manifest.json").read_text())["step"] == steps[-1]
             continue
         if number == signal.SIGTERM:  # cleaned up on the signal: the export before is back, whole
@@ -295,8 +301,8 @@ def test_a_training_killed_again_and_again_resumes_to_the_uninterrupted_weights(
         process = start(*train, run)
         holds = lambda p=process: (run / LOCK).exists() and f'"pid": {p.pid}' in (run / LOCK).read_text()  # noqa: E731
         stderr = kill_once(process, holds, number, rng.uniform(0.0, 12.0))
-        if process.returncode in (0, -number) and '"run_dir"' in process.stdout_text:  # done before the signal
-            break  # (a signal after main returned, as the interpreter exits, ends it with the default action)
+        if done_before(process, number, '"run_dir"'):
+            break
         if number == signal.SIGTERM:
             assert process.returncode == 143 and not (run / LOCK).exists(), stderr
         assert not list(run.glob("**/*_temp")) and not list(run.glob("**/*.tmp"))
