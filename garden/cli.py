@@ -1,4 +1,4 @@
-"""`garden`: list, show, train, sweep, eval, export, predict and serve experiments.
+"""`garden`: list, show, train, sweep, eval, export, predict and serve experiments; pull checkpoints.
 
 The composition root: the only module that imports `experiments` and `export`, so every
 registered name exists before a command looks one up.
@@ -251,6 +251,13 @@ def cmd_data_convert(args):
     start = time.perf_counter()
     summary = convert(args.source, args.out, args.shards, split=args.split, labels_from=args.labels_from)
     print(json.dumps({**summary, "seconds": round(time.perf_counter() - start, 1)}))
+
+
+def cmd_pull(args):
+    from garden.data.checkpoints import pull
+
+    name, folder = pull(args.name, args.to)
+    print(json.dumps({"init_checkpoint": name, "folder": folder}))
 
 
 def cmd_quantize(args):
@@ -536,7 +543,9 @@ def _parser():
     ).add_subparsers(dest="method", required=True)
     sub = methods.add_parser("static", help="a teacher encoder's static token embeddings (model2vec)")
     sub.add_argument(
-        "--teacher", default="minilm", help="minilm, a named checkpoint, or any text encoder's checkpoint folder"
+        "--teacher",
+        default="minilm",
+        help="minilm, or any text encoder's checkpoint: a folder, hf://ORG/NAME, kaggle://..., a KerasHub preset name",
     )
     sub.add_argument("--pca-dims", type=int, default=256)
     sub.add_argument("--sif-coefficient", type=float, default=1e-4)
@@ -588,6 +597,10 @@ def _parser():
         "shifts no id",
     )
     sub.set_defaults(run=cmd_data_convert)
+    sub = commands.add_parser("pull", help="fetch a hub checkpoint into its cache (or a folder) ahead of training")
+    sub.add_argument("name", help="hf://ORG/NAME[@REV], kaggle://OWNER/MODEL/FRAMEWORK/VARIATION[/VERSION], a preset")
+    sub.add_argument("--to", default="", help="a new folder to copy it into, for a machine with no network")
+    sub.set_defaults(run=cmd_pull)
     sub = commands.add_parser(
         "quantize", help="write a run's weights quantized (weight-only int8 or int4) as a new run folder"
     )

@@ -177,9 +177,13 @@ class TaskConfig(mg.TaskConfig):
     A `multitask` holds its sub-tasks in `tasks` (name -> TaskConfig); they share `model.backbone`,
     `model.tokenizer` and `init_checkpoint`, and each has its own head, loss and data.
     `l2_weight_decay` adds Model Garden's L2 penalty, l2_weight_decay / 2 x the sum of squared kernels
-    (convolution and dense weights; not biases, norms or embeddings), to the training loss."""
+    (convolution and dense weights; not biases, norms or embeddings), to the training loss.
+    `init_checkpoint` takes a folder or file, or a hub name (garden/data/checkpoints.py); a hub name
+    resolves to the exact commit or version it loads, and `init_checkpoint_sha256` records its weights'
+    bytes (FILE=SHA256,...), which loading it again checks."""
 
     type: str = ""
+    init_checkpoint_sha256: str = ""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     loss: ComponentConfig = dataclasses.field(default_factory=ComponentConfig)
     l2_weight_decay: float = 0.0

@@ -6,6 +6,7 @@ import os
 
 from garden import registry
 from garden.config import checked_and_locked, configured, subtask_configs
+from garden.data import checkpoints
 from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, tokenizer_family
 from garden.errors import GardenError
 from garden.models import hf_import
@@ -17,6 +18,7 @@ def experiment_config(name=None, config_files=(), sets=(), overrides=(), tiny=Fa
     `overrides` applied in order."""
     config, overrides = configured(name, config_files, sets, overrides, tiny)
     _infer_datasets(config)
+    _pin_hub_checkpoint(config.task)
     _sizes_from_checkpoint(config, overrides)
     return checked_and_locked(config)
 
@@ -40,6 +42,21 @@ def _infer_datasets(config):
                 data.dataset = "image_folder" if os.path.isdir(data.input_path) else "tfrecord"
 
 
+def _pin_hub_checkpoint(task):
+    """A hub name in task.init_checkpoint fetched (once: the hub's library caches it) and replaced by the
+    exact commit or version it names now, with its weights' sha256 recorded beside it. A name already
+    pinned and recorded (a run's config) is left as it is: loading it fetches it where needed and checks
+    its bytes; eval and export of the run need neither."""
+    reference, recorded = getattr(task, "init_checkpoint", ""), getattr(task, "init_checkpoint_sha256", "")
+    if recorded and not reference:
+        raise GardenError("task.init_checkpoint_sha256 is set and task.init_checkpoint is empty; clear it")
+    if not checkpoints.is_hub_name(reference) or (recorded and checkpoints.is_pinned(reference)):
+        return
+    folder = checkpoints.checkpoint_dir(reference, recorded)
+    task.init_checkpoint = checkpoints.pinned(reference, folder)
+    task.init_checkpoint_sha256 = recorded or checkpoints.weights_sha256(folder)
+
+
 def _sizes_from_checkpoint(config, overrides):
     """The backbone's sizes from the checkpoint folder in task.init_checkpoint (Hugging Face's
     config.json or a KerasHub preset's), where no override sets them: a 24-layer GPT-2 folder trains
@@ -47,14 +64,15 @@ def _sizes_from_checkpoint(config, overrides):
     tokenizer kind too, where the folder's files call for another than the backbone's default (Llama
     3's tokenizer.json), and whether a WordPiece tokenizer lowercases (a cased BERT's folder says no;
     for a static table, the folder it was distilled into)."""
-    folder, model = getattr(config.task, "init_checkpoint", ""), getattr(config.task, "model", None)
+    folder = checkpoints.cached_dir(getattr(config.task, "init_checkpoint", ""))
+    model = getattr(config.task, "model", None)
     backbone = getattr(getattr(model, "backbone", None), "type", "")
     if backbone not in registry.BACKBONES.names():
         return
     family, tokenizer_folder = tokenizer_family(model.backbone)
     if model.tokenizer.lowercase is None:
         model.tokenizer.lowercase = folder_lowercase(family, tokenizer_folder or folder, model.tokenizer.type)
-    if not folder or not os.path.isdir(folder):
+    if not os.path.isdir(folder):
         return
 
     def set_here(*keys):

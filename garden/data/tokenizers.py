@@ -27,7 +27,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from garden.data import catalog
-from garden.data.checkpoints import checkpoint_dir
+from garden.data.checkpoints import cached_dir, checkpoint_dir, is_hub_name
 from garden.data.sentencepiece_case import lowercased_model
 from garden.errors import GardenError
 from garden.registry import BACKBONES
@@ -113,6 +113,8 @@ def tokenizer_files(backbone_type, tokenizer_config, init_checkpoint="", chat=Fa
         return {}
     name = _family_file(backbone_type, kind)
     source = tokenizer_config.vocabulary or init_checkpoint
+    if is_hub_name(source):
+        source = checkpoint_dir(source)
     if not source and kind != "sentencepiece":
         raise GardenError(
             f"no vocabulary: set task.model.tokenizer.vocabulary (a {name} or checkpoint folder) "
@@ -220,7 +222,8 @@ def folder_lowercase(backbone_type, folder, requested="") -> bool | None:
 
 def _chat_template_file(init_checkpoint):
     """The checkpoint folder's chat template file: chat_template.jinja, or a tokenizer_config.json holding one."""
-    if not init_checkpoint or not os.path.isdir(init_checkpoint):
+    init_checkpoint = cached_dir(init_checkpoint)  # a run's hub checkpoint, where it is at hand
+    if not os.path.isdir(init_checkpoint):
         return ""
     jinja, config = (os.path.join(init_checkpoint, n) for n in ("chat_template.jinja", "tokenizer_config.json"))
     if os.path.isfile(jinja):

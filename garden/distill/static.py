@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.config import TokenizerConfig
-from garden.data.checkpoints import checkpoint_dir
+from garden.data.checkpoints import checkpoint_dir, is_hub_name, pinned
 from garden.data.tokenizers import (
     MERGES,
     family_file_name,
@@ -201,7 +201,7 @@ def distill_static(
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
     summary = {
-        "teacher": teacher,
+        "teacher": pinned(teacher, directory) if is_hub_name(teacher) else teacher,  # the commit or version read
         "family": family,
         "pca_dims": pca_dims,
         "sif_coefficient": sif_coefficient,

@@ -5,7 +5,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from garden.data.checkpoints import checkpoint_dir
 from garden.data.examples import Examples
 from garden.data.tokenizers import build_tokenizer, tokenizer_files, tokenizer_type, train_sentencepiece
 from garden.errors import GardenError
@@ -49,7 +48,7 @@ class CausalLMTask(Task):
 
     def initialize(self, model):
         if self.config.init_checkpoint:
-            hf_import.load_into(model.get_layer("backbone"), checkpoint_dir(self.config.init_checkpoint))
+            hf_import.load_into(model.get_layer("backbone"), self.init_checkpoint_path())
 
     def texts(self, data_config):
         return super().load(data_config.replace(num_examples=-1)).features["text"]

@@ -88,10 +88,10 @@ class ImageClassificationTask(ClassificationTask):
         return mix
 
     def initialize(self, model):
-        """Backbone weights from `init_checkpoint`: a Garden run folder, a KerasHub preset folder or a
-        .weights.h5 file (garden/tasks/warm_start.py)."""
+        """Backbone weights from `init_checkpoint`: a Garden run folder, a KerasHub preset (a folder or
+        a hub name) or a .weights.h5 file (garden/tasks/warm_start.py)."""
         if self.config.init_checkpoint:
-            return load_backbone(model.get_layer("backbone"), self.config.init_checkpoint)
+            return load_backbone(model.get_layer("backbone"), self.init_checkpoint_path())
         return None
 
     def build_loss(self, train=None):

@@ -38,7 +38,11 @@ class MultiTask(Task):
         merged["model"].update(
             backbone=self.config.model.backbone.as_dict(), tokenizer=self.config.model.tokenizer.as_dict()
         )
-        merged.update(name=name, init_checkpoint=self.config.init_checkpoint)
+        merged.update(
+            name=name,
+            init_checkpoint=self.config.init_checkpoint,
+            init_checkpoint_sha256=self.config.init_checkpoint_sha256,
+        )
         config = TaskConfig()
         config.override(merged, is_strict=False)
         return config

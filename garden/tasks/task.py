@@ -10,6 +10,7 @@ import numpy as np
 
 from garden.config import STREAM_KEYS
 from garden.data import soft_targets
+from garden.data.checkpoints import checkpoint_dir
 from garden.data.examples import Examples
 from garden.data.streams import Decode, Stream
 from garden.errors import GardenError
@@ -186,6 +187,11 @@ class Task:
         """Loads `init_checkpoint` into the backbone of a new (not resumed) model."""
         if self.config.init_checkpoint:
             raise GardenError(f"task type '{self.config.type}' cannot load init_checkpoint; leave it empty")
+
+    def init_checkpoint_path(self) -> str:
+        """The local folder (or file) of `init_checkpoint`, fetched where it is a hub name not cached, and
+        refused unless its weights are the bytes `init_checkpoint_sha256` records."""
+        return checkpoint_dir(self.config.init_checkpoint, self.config.init_checkpoint_sha256)
 
     def metrics(self, labels, outputs):
         raise NotImplementedError

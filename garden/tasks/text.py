@@ -5,7 +5,6 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from garden.data.checkpoints import checkpoint_dir
 from garden.data.tokenizers import (
     build_tokenizer,
     serving_tokenizer,
@@ -117,4 +116,4 @@ class TextTask(Task):
 
     def initialize(self, model):
         if self.config.init_checkpoint:
-            hf_import.load_into(model.get_layer("backbone"), checkpoint_dir(self.config.init_checkpoint))
+            hf_import.load_into(model.get_layer("backbone"), self.init_checkpoint_path())
