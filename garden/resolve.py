@@ -50,6 +50,7 @@ def _pin_hub_checkpoint(task):
     reference, recorded = getattr(task, "init_checkpoint", ""), getattr(task, "init_checkpoint_sha256", "")
     if recorded and not reference:
         raise GardenError("task.init_checkpoint_sha256 is set and task.init_checkpoint is empty; clear it")
+    checkpoints.check_record(recorded)
     if not checkpoints.is_hub_name(reference) or (recorded and checkpoints.is_pinned(reference)):
         return
     folder = checkpoints.checkpoint_dir(reference, recorded)

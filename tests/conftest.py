@@ -66,6 +66,19 @@ def garden(*args, check=True):
     return result
 
 
+@contextlib.contextmanager
+def tmpfs(folder, kib: int):
+    """A tmpfs of `kib` KiB mounted at `folder` (CI runs as root and may mount one)."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); CI runs this as root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)  # files the process may still hold open
+
+
 def saved_model_greedy(saved_model, prompt: str, max_new_tokens: int) -> str:
     """`prompt` and its greedy continuation from a SavedModel's `generate` signature, loaded from disk."""
     generate = tf.saved_model.load(str(saved_model)).signatures["generate"]

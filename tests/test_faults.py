@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, SMALL, garden, sets
+from conftest import ROOT, SMALL, garden, sets, tmpfs
 
 from garden.export.manifest import size_bytes
 from garden.run_folder import LOCK, FolderLock, RunFolder
@@ -90,19 +90,6 @@ def test_a_killed_data_convert_leaves_no_shard_and_its_rerun_converts_everything
         garden(*convert, "--out", out / "v-*.tfrecord")
         assert sorted(os.listdir(out)) == ["v-00000-of-00002.tfrecord", "v-00001-of-00002.tfrecord"]
         assert records(out) == expected
-
-
-@contextlib.contextmanager
-def tmpfs(folder, kib: int):
-    """A tmpfs of `kib` KiB mounted at `folder` (CI runs as root and may mount one)."""
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); CI runs this as root")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "--lazy", str(folder)], check=True)  # files the process may still hold open
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ import huggingface_hub.constants
 import keras_hub
 import numpy as np
 import pytest
-from conftest import ROOT, garden
+from conftest import ROOT, garden, tmpfs
 from test_pretrained_decoders import _write_llama
 
-from garden.data.checkpoints import checkpoint_dir
+from garden.data.checkpoints import checkpoint_dir, pull
 from garden.distill.static import distill_static
 from garden.errors import GardenError
 from garden.models import hf_import
@@ -198,3 +198,23 @@ def test_garden_pull_honours_the_hubs_environment_and_a_failed_train_leaves_no_r
         "show", "shakespeare_gpt2", "--set", "task.model.backbone.type=llama", "--set", f"task.init_checkpoint={target}"
     ).stdout  # a folder is taken as it is
     assert f"init_checkpoint: {target}" in copied and "init_checkpoint_sha256: ''" in copied
+
+
+def test_names_outside_the_hubs_rules_a_bad_record_and_a_full_disk_are_one_line_and_leave_nothing(
+    caches, llama, tmp_path
+):
+    for name in ["hf://tiny-org/..", "hf://../etc", "hf://a/b/c", "kaggle://o/../../..", "kaggle://o/m/f/v/latest"]:
+        with pytest.raises(GardenError) as refused:
+            checkpoint_dir(name)  # never a path outside the caches
+        assert "\n" not in str(refused.value) and str(refused.value).startswith(name)
+    record = "task.init_checkpoint_sha256=model.safetensors"
+    with pytest.raises(GardenError, match="FILE=SHA256"):
+        experiment_config("r8_minilm", sets=[f"task.init_checkpoint={LLAMA}", record])
+
+    lay_hf(caches[0], "tiny-org/tiny-llama", llama)
+    size = sum(p.stat().st_size for p in llama.iterdir())
+    with tmpfs(tmp_path / "disk", size // 2048) as disk:  # half the checkpoint
+        with pytest.raises(GardenError) as refused:
+            pull(LLAMA, str(disk / "copy"))
+        assert str(refused.value).startswith(f"cannot copy {LLAMA} into {disk / 'copy'}: ")
+        assert os.listdir(disk) == []

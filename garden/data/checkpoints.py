@@ -27,6 +27,8 @@ CHECKPOINTS = {
 }
 HF, KAGGLE = "hf://", "kaggle://"
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
+NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # an owner, model, variation...: no '..', no '/'
+RECORD = re.compile(r"^[^=,]+=[0-9a-f]{64}(,[^=,]+=[0-9a-f]{64})*$")
 # What Garden reads of a Hugging Face repository: configs, safetensors weights, tokenizer files, and a
 # KerasHub preset's files (model.weights.h5, assets/); not PyTorch .bin, TensorFlow .h5 or ONNX copies.
 HF_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "model.weights.h5", "assets/*"]
@@ -114,6 +116,15 @@ def weights_sha256(path: str) -> str:
     return ",".join(f"{name}={_sha256(os.path.join(path, name))}" for name in files)
 
 
+def check_record(record: str) -> None:
+    """Refuses a task.init_checkpoint_sha256 not written as `weights_sha256` writes it."""
+    if record and not RECORD.match(record):
+        raise GardenError(
+            "task.init_checkpoint_sha256 is FILE=SHA256 (64 hex digits) per weights file, comma-separated, as a run "
+            "records it; clear it to record the checkpoint's own"
+        )
+
+
 def _check_weights(path, expected, reference):
     found = dict(item.split("=", 1) for item in weights_sha256(path).split(",") if item)
     for name, sha in dict(item.split("=", 1) for item in expected.split(",")).items():
@@ -146,14 +157,16 @@ def _presets() -> dict[str, str]:
 def _hf_name(reference):
     """(ORG/NAME, revision) of hf://ORG/NAME[@REVISION], refused unless it has that shape."""
     repository, _, revision = reference[len(HF) :].partition("@")
-    if repository.count("/") != 1 or not all(repository.split("/")):
+    parts = repository.split("/")
+    if len(parts) != 2 or not all(NAME_PART.match(p) and ".." not in p for p in parts):
         raise GardenError(f"{reference} is not a Hugging Face name: write hf://ORG/NAME or hf://ORG/NAME@REVISION")
     return repository, revision or "main"
 
 
 def _kaggle_parts(reference):
     parts = reference[len(KAGGLE) :].split("/")
-    if len(parts) not in (4, 5) or not all(parts) or (len(parts) == 5 and not parts[4].isdigit()):
+    named = all(NAME_PART.match(p) and ".." not in p for p in parts)
+    if len(parts) not in (4, 5) or not named or (len(parts) == 5 and not parts[4].isdigit()):
         raise GardenError(
             f"{reference} is not a Kaggle model name: write kaggle://OWNER/MODEL/FRAMEWORK/VARIATION[/VERSION]"
         )
@@ -180,7 +193,7 @@ def _hf_download(reference):
             f"is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {how}; fill the cache where there is a "
             f"network with `garden pull {reference}` (HF_HOME names the cache to share)"
         )
-    except (errors.HfHubHTTPError, OSError) as error:
+    except (errors.HfHubHTTPError, OSError, ValueError) as error:  # ValueError: a name the Hub's rules refuse
         reason = f"could not be fetched: {first_line(error)}"
     raise GardenError(f"{reference} {reason}")
 
@@ -221,6 +234,10 @@ def pull(reference: str, to: str = "") -> tuple[str, str]:
         if os.path.exists(to):
             raise GardenError(f"--to {to} exists; name a new folder")
         shutil.rmtree(to + ".partial", ignore_errors=True)  # an earlier pull's, cut short
-        shutil.copytree(folder, to + ".partial")  # the cache's links followed: the files themselves
+        try:
+            shutil.copytree(folder, to + ".partial")  # the cache's links followed: the files themselves
+        except OSError as error:  # a full disk, a folder not writable
+            shutil.rmtree(to + ".partial", ignore_errors=True)
+            raise GardenError(f"cannot copy {reference} into {to}: {first_line(error)}") from None
         os.rename(to + ".partial", to)
     return pinned(reference, folder), to or folder
