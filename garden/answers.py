@@ -1,4 +1,4 @@
-"""`garden list` and `garden show NAME` without importing TensorFlow.
+"""`garden list`, `garden models` and `garden show NAME` without importing TensorFlow.
 
 Their output depends only on the registered experiments, so it is kept in Garden's cache folder
 under a fingerprint of everything that could change it: the files of Garden's packages and of each

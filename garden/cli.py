@@ -1,4 +1,4 @@
-"""`garden`: list, show, train, sweep, eval, export, predict and serve experiments; pull checkpoints.
+"""`garden`: list, show, train, sweep, eval, export, predict and serve experiments; list and pull checkpoints.
 
 The composition root: the only module that imports `experiments` and `export`, so every
 registered name exists before a command looks one up.
@@ -51,25 +51,50 @@ def _experiment_table():
     return _table(["experiment", "task", "backbone", "dataset", "description"], rows)
 
 
+def cmd_models(args):
+    print(_models_table(args.family))
+
+
+def _models_table(family=""):
+    """The presets of every Garden backbone family (or of `family`) as a table."""
+    from garden.errors import did_you_mean
+    from garden.models.presets import family_presets, parameter_count
+
+    presets = family_presets()
+    if family and family not in presets:
+        raise GardenError(f"no KerasHub presets for backbone '{family}'{did_you_mean(family, presets)}")
+    rows = [
+        [name, p["preset"], parameter_count(p["parameters"]), p["page"], _first_sentence(p["description"])]
+        for name, found in presets.items()
+        if name == family or not family
+        for p in found
+    ]
+    return _table(["backbone", "preset", "parameters", "terms", "description"], rows)
+
+
 def _cached_answer(args):
-    """What `list` or a plain `show NAME` prints, from garden/answers.py's cache (no TensorFlow
-    import when it is fresh); None for any other command or option."""
+    """What `list`, `models` or a plain `show NAME` prints, from garden/answers.py's cache (no
+    TensorFlow import when it is fresh); None for any other command or option."""
     plain_show = args.command == "show" and args.experiment and not (args.config or args.set or args.tiny)
-    if args.imports or not (args.command == "list" or plain_show):
+    if args.imports or not (args.command in ("list", "models") or plain_show):
         return None
     from garden import answers
 
-    return answers.answer("list" if args.command == "list" else f"show {args.experiment}", _every_answer)
+    if args.command == "show":
+        return answers.answer(f"show {args.experiment}", _every_answer)
+    return answers.answer(f"models {args.family}".strip() if args.command == "models" else "list", _every_answer)
 
 
 def _every_answer():
     from garden import registry
+    from garden.models.presets import family_presets
     from garden.resolve import experiment_config
     from garden.yaml_files import to_yaml
 
     registry.load_all()
     shown = {f"show {name}": to_yaml(experiment_config(name)) for name in registry.EXPERIMENTS.names()}
-    return {"list": _experiment_table() + "\n", **shown}
+    models = {f"models {family}": _models_table(family) + "\n" for family in family_presets()}
+    return {"list": _experiment_table() + "\n", "models": _models_table() + "\n", **models, **shown}
 
 
 def _first_sentence(docstring):
@@ -597,6 +622,9 @@ def _parser():
         "shifts no id",
     )
     sub.set_defaults(run=cmd_data_convert)
+    sub = commands.add_parser("models", help="the KerasHub presets each backbone family can start from")
+    sub.add_argument("family", nargs="?", default="", help="one backbone family (bert, llama, resnet_v1, ...)")
+    sub.set_defaults(run=cmd_models)
     sub = commands.add_parser("pull", help="fetch a hub checkpoint into its cache (or a folder) ahead of training")
     sub.add_argument("name", help="hf://ORG/NAME[@REV], kaggle://OWNER/MODEL/FRAMEWORK/VARIATION[/VERSION], a preset")
     sub.add_argument("--to", default="", help="a new folder to copy it into, for a machine with no network")

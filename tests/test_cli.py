@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import keras_hub
 import numpy as np
 import yaml
 from conftest import ROOT, garden
@@ -24,8 +25,8 @@ def test_show_prints_the_resolved_config_as_yaml():
 
 
 def test_list_and_show_answer_from_a_cache_without_importing_tensorflow(tmp_path, monkeypatch):
-    """The first `list` caches every plain answer; a new process then answers `list` and `show NAME`
-    as the registry does, without TensorFlow. A changed source file makes the cache stale."""
+    """The first `list` caches every plain answer; a new process then answers `list`, `show NAME` and
+    `models FAMILY` as the registry does, without TensorFlow. A changed source file makes the cache stale."""
     from garden import answers
     from garden.resolve import experiment_config
     from garden.yaml_files import to_yaml
@@ -33,12 +34,13 @@ def test_list_and_show_answer_from_a_cache_without_importing_tensorflow(tmp_path
     monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
     listed = garden("list").stdout
     assert list((tmp_path / "answers").glob("*.json"))
+    models = garden("models", "bert").stdout
     probe = (
         "import sys; from garden import cli; cli.main(['list']); cli.main(['show', 'mnist_resnet']); "
-        "print('tensorflow imported' if 'tensorflow' in sys.modules else '')"
+        "cli.main(['models', 'bert']); print('tensorflow imported' if 'tensorflow' in sys.modules else '')"
     )
     fresh = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ}, cwd=ROOT)
-    assert fresh.stdout == listed + to_yaml(experiment_config("mnist_resnet")) + "\n", fresh.stderr
+    assert fresh.stdout == listed + to_yaml(experiment_config("mnist_resnet")) + models + "\n", fresh.stderr
     source = ROOT / "experiments" / "__init__.py"
     before, stat = answers.fingerprint(), source.stat()
     try:
@@ -47,6 +49,21 @@ def test_list_and_show_answer_from_a_cache_without_importing_tensorflow(tmp_path
     finally:
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert answers.fingerprint() == before
+
+
+FAMILIES = [("bert", keras_hub.models.BertBackbone), ("mobilenet_v3", keras_hub.models.MobileNetBackbone)]
+
+
+def test_models_lists_each_familys_keras_hub_presets_with_their_sizes():
+    """`garden models` against KerasHub's own classes: every BERT preset, the MobileNetV3 family's
+    (KerasHub's MobileNetBackbone), each with its parameter count."""
+    for family, hub_class in FAMILIES:
+        rows = [line.split() for line in garden("models", family).stdout.splitlines()[2:]]
+        assert [row[1] for row in rows] == sorted(hub_class.presets) and {row[0] for row in rows} == {family}
+        for row in rows:
+            count = hub_class.presets[row[1]]["metadata"]["params"]
+            assert abs(float(row[2][:-1]) * {"K": 1e3, "M": 1e6, "B": 1e9}[row[2][-1]] - count) <= 0.05 * count
+    assert "did you mean 'llama'" in one_line_error("models", "lama")
 
 
 def one_line_error(*args):

@@ -25,6 +25,14 @@ VIT_SIZES = {  # layers, heads, width, MLP width
     "huge": (32, 16, 1280, 5120),
 }
 CSPNET_VARIANTS = ("darknet53", "resnet50", "resnext50")
+KERAS_HUB_CLASSES = {  # each family's KerasHub backbone class, whose presets it starts from (`garden models`)
+    "resnet_v1": "ResNetBackbone",
+    "resnet_v2": "ResNetBackbone",
+    "mobilenet_v3": "MobileNetBackbone",
+    "efficientnet": "EfficientNetBackbone",
+    "vit": "ViTBackbone",
+    "cspnet": "CSPNetBackbone",
+}
 
 
 def _choice(value, choices, what):
@@ -41,7 +49,10 @@ def _timm_arguments(converter, architecture):
 def _resnet(depth, pre_activation, image_shape, pooling, normalization, dtype, name):
     _choice(depth, RESNET_DEPTHS, "depth")
     arguments = {**_timm_arguments("resnet", f"resnet{depth}"), "use_pre_activation": pre_activation}
-    return KerasHubImageBackbone("ResNetBackbone", arguments, image_shape, pooling, normalization, dtype, name=name)
+    family = "resnet_v2" if pre_activation else "resnet_v1"
+    return KerasHubImageBackbone(
+        KERAS_HUB_CLASSES[family], arguments, image_shape, pooling, normalization, dtype, name=name
+    )
 
 
 @BACKBONES.register("resnet_v1")
@@ -63,7 +74,9 @@ def mobilenet_v3(
     """KerasHub's MobileNetV3 (Howard et al., 2019): `small_050`, `small_100` or `large_100`."""
     _choice(variant, MOBILENET_V3_VARIANTS, "variant")
     arguments = _timm_arguments("mobilenet", f"mobilenetv3_{variant}")
-    return KerasHubImageBackbone("MobileNetBackbone", arguments, image_shape, pooling, normalization, dtype, name=name)
+    return KerasHubImageBackbone(
+        KERAS_HUB_CLASSES["mobilenet_v3"], arguments, image_shape, pooling, normalization, dtype, name=name
+    )
 
 
 @BACKBONES.register("efficientnet")
@@ -87,7 +100,7 @@ def efficientnet(
         arguments.update(stackwise_width_coefficients=[width] * blocks, stackwise_depth_coefficients=[depth] * blocks)
     arguments["dropout"] = dropout
     return KerasHubImageBackbone(
-        "EfficientNetBackbone", arguments, image_shape, pooling, normalization, dtype, name=name
+        KERAS_HUB_CLASSES["efficientnet"], arguments, image_shape, pooling, normalization, dtype, name=name
     )
 
 
@@ -114,7 +127,9 @@ def vit(
         "mlp_dim": mlp_width,
         "dropout_rate": dropout,
     }
-    return KerasHubImageBackbone("ViTBackbone", arguments, image_shape, pooling, normalization, dtype, name=name)
+    return KerasHubImageBackbone(
+        KERAS_HUB_CLASSES["vit"], arguments, image_shape, pooling, normalization, dtype, name=name
+    )
 
 
 @BACKBONES.register("cspnet")
@@ -122,4 +137,6 @@ def cspnet(variant="darknet53", image_shape=(224, 224, 3), pooling="avg", normal
     """KerasHub's cross-stage-partial networks (Wang et al., 2020): CSP `darknet53`, `resnet50` or `resnext50`."""
     _choice(variant, CSPNET_VARIANTS, "variant")
     arguments = _timm_arguments("cspnet", f"csp{variant}")
-    return KerasHubImageBackbone("CSPNetBackbone", arguments, image_shape, pooling, normalization, dtype, name=name)
+    return KerasHubImageBackbone(
+        KERAS_HUB_CLASSES["cspnet"], arguments, image_shape, pooling, normalization, dtype, name=name
+    )
