@@ -5,6 +5,7 @@ exported, and one of MiniLM on Reuters R8, evaluated merged into a plain model."
 import json
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -160,6 +161,7 @@ def test_a_lora_classifier_on_minilm_learns_reuters_and_evaluates_merged_as_trai
         "task.model.tokenizer.sequence_length=48",
         "task.train_data.num_examples=1280",
         "task.validation_data.num_examples=200",
+        "task.test_data.num_examples=200",  # what the export is judged on
         "task.train_data.global_batch_size=8",
         "trainer.train_steps=40",
         "trainer.steps_per_loop=20",
@@ -187,4 +189,24 @@ def test_a_lora_classifier_on_minilm_learns_reuters_and_evaluates_merged_as_trai
     assert len(base) == len(published.weights)
     assert all(np.array_equal(ours.numpy(), theirs.numpy()) for ours, theirs in zip(base, published.weights))
     assert all(np.abs(v.numpy()).max() > 0 for v in lora.adapter_variables(model))  # B trained away from zero
+
+    # --format keras_hub: a plain KerasHub BERT with the adapters merged, and the run's tokenizer
+    garden("export", run, "--format", "keras_hub", "--out", tmp_path / "export")
+    preset = str(tmp_path / "export" / "keras_hub")
+    reloaded = keras_hub.models.Backbone.from_preset(preset)
+    assert type(reloaded) is keras_hub.models.BertBackbone and not lora.adapted(reloaded)
+    trained_run = Run(str(run))
+    texts = tf.constant(["oil prices rose", "the bank cut its rates"])
+    inputs = {
+        k: v
+        for k, v in trained_run.task.preprocess({"text": texts}).items()
+        if k in ("token_ids", "padding_mask", "segment_ids")
+    }
+    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
+    for text in ("oil prices rose", "the bank cut its rates"):
+        np.testing.assert_array_equal(tokenizer(text), trained_run.task.tokenizer(text))
+    ours = trained_run.model.get_layer("backbone").encoder(inputs)["sequence_output"].numpy()
+    theirs = reloaded(inputs)["sequence_output"].numpy()
+    real = inputs["padding_mask"].numpy().astype(bool)
+    np.testing.assert_allclose(theirs[real], ours[real], atol=1e-4)
     keras.backend.clear_session()

@@ -13,6 +13,7 @@ from PIL import Image
 
 from garden.data.mnist import mnist
 from garden.errors import GardenError
+from garden.export.keras_hub_preset import keras_hub_model
 from garden.models.backbones.keras_hub import _depthwise_op
 from garden.models.freezing import backbone_blocks
 from garden.models.task_model import build_task_model
@@ -197,6 +198,22 @@ def test_warm_starts_from_a_run_a_preset_and_a_weights_file(vision_run, tmp_path
         backbone, _ = backbone_after_warm_start(tmp_path / source_path.split(".")[0], str(tmp_path / source_path))
         for ours, theirs in zip(backbone.weights, other.weights, strict=True):
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_keras_hub_export_reloads_through_from_preset_as_the_runs_backbone(vision_run, tmp_path):
+    """`--format keras_hub`: KerasHub's own MobileNet, reloaded by `Backbone.from_preset`, gives the
+    run's backbone features; a backbone of Garden's own is refused in one line."""
+    garden("export", vision_run, "--format", "keras_hub", "--out", tmp_path)
+    reloaded = keras_hub.models.Backbone.from_preset(str(tmp_path / "keras_hub"))
+    hub = Run(str(vision_run)).model.get_layer("backbone").hub
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    assert type(reloaded) is type(hub) is keras_hub.models.MobileNetBackbone
+    np.testing.assert_allclose(reloaded(images).numpy(), hub(images).numpy(), atol=1e-4)
+    entry = json.loads((tmp_path / "manifest.json").read_text())["artifacts"]["keras_hub"]
+    assert entry["max_abs_error"] <= 1e-4 and entry["class"] == "MobileNetBackbone"
+    own = build_task_model(experiment_config("mnist_resnet").task.model, "own").get_layer("backbone")
+    with pytest.raises(GardenError, match="is Garden's own, not a KerasHub model"):
+        keras_hub_model(own)
 
 
 def test_warm_start_of_another_architecture_names_the_weight(vision_run, tmp_path):
