@@ -42,6 +42,18 @@ def keras_hub_model(backbone: keras.Model) -> tuple[keras.Model, type]:
     )
 
 
+def merged_keras_hub_model(backbone: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """(the KerasHub model inside `backbone`, a new model of its KerasHub class holding its weights
+    with LoRA adapters merged: KerasHub's own layers, no adapters)."""
+    trained, hub_class = keras_hub_model(backbone)
+    arguments = inspect.signature(hub_class.__init__).parameters
+    config = {k: v for k, v in trained.get_config().items() if k in arguments or k in ("name", "dtype", "trainable")}
+    plain = hub_class.from_config(config)
+    for weight, value in zip(plain.weights, merged_values(trained), strict=True):
+        weight.assign(value)
+    return trained, plain
+
+
 def checked_inputs(model: keras.Model, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs for each of `model`'s inputs: token ids below its vocabulary, a padding mask of ones
     after a padded start, segment ids of zeros, images of normal noise at its input size."""
@@ -76,12 +88,7 @@ def write_preset(reference: ExportReference, export_dir: str) -> dict:
             f"--format {NAME} writes float weights; export the run this {reference.run.config.task.model.quantization} "
             "run was quantized from"
         )
-    trained, hub_class = keras_hub_model(reference.run.model.get_layer("backbone"))
-    arguments = inspect.signature(hub_class.__init__).parameters
-    config = {k: v for k, v in trained.get_config().items() if k in arguments or k in ("name", "dtype", "trainable")}
-    plain = hub_class.from_config(config)  # no adapters: KerasHub's own class and layers
-    for weight, value in zip(plain.weights, merged_values(trained), strict=True):
-        weight.assign(value)
+    trained, plain = merged_keras_hub_model(reference.run.model.get_layer("backbone"))
     target = os.path.join(export_dir, NAME)
     staging = tempfile.mkdtemp(dir=export_dir, prefix=f".{NAME}-")
     try:

@@ -330,20 +330,26 @@ def test_gpt2_generates_within_its_positions_and_refuses_past_them(folders):
         generator.generate_text(**generate_inputs([prompt], room + 1, GREEDY))  # the SavedModel's signature
 
 
-def test_gpt2_exports_a_decode_step_within_its_positions(folders, tmp_path):
+def test_gpt2_exports_a_decode_step_within_its_positions_and_a_hugging_face_folder_with_lora_merged(folders, tmp_path):
     """The fault: `garden export` wrote a 256-token decode step for a 128-position GPT-2. The default
-    cache now holds the model's positions; a --max-length past them is refused before any work."""
+    cache now holds the model's positions; a --max-length past them is refused before any work.
+    `--format hf` of the run (two steps of rank-4 LoRA, alpha 64, at 0.01) gives a folder whose weights hold
+    the adapters merged and that transformers' own GPT-2 reads into the run's logits and tokens."""
     run = tmp_path / "run"
     overrides = [
         "task.model.backbone.type=gpt2",
         f"task.init_checkpoint={folders['gpt2']}",
+        "task.model.lora.rank=4",
+        "task.model.lora.alpha=64",
+        "trainer.optimizer_config.learning_rate.cosine.initial_learning_rate=0.01",  # adapters far from zero
+        "trainer.optimizer_config.warmup.type=null",
         "task.model.tokenizer.sequence_length=32",
         "task.train_data.num_examples=32",
         "task.validation_data.num_examples=16",
-        "trainer.train_steps=1",
+        "trainer.train_steps=2",
         "trainer.steps_per_loop=1",
-        "trainer.validation_interval=1",
-        "trainer.checkpoint_interval=1",
+        "trainer.validation_interval=2",
+        "trainer.checkpoint_interval=2",
     ]
     garden("train", "shakespeare_gpt2", *[a for s in overrides for a in ("--set", s)], "--run-dir", run)
     positions = json.loads((folders["gpt2"] / "config.json").read_text())["n_positions"]
@@ -356,6 +362,28 @@ def test_gpt2_exports_a_decode_step_within_its_positions(folders, tmp_path):
     assert decode_length(backbone, None) == positions < MAX_LENGTH  # the default: not the 256 of a rotary model
     cache = decode_step_function(backbone, decode_length(backbone, None)).input_signature[2]
     assert cache.shape[3] == positions  # [layers, rows, 2, length, heads, head_dim]
+
+    import transformers
+    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
+
+    garden("export", run, "--format", "hf", "--out", tmp_path / "export")
+    folder = tmp_path / "export" / "hf"
+    exported, published = (
+        load_file(str(folder / "model.safetensors")),
+        load_file(str(folders["gpt2"] / "model.safetensors")),
+    )
+    name = "h.0.attn.c_attn.weight"
+    assert np.abs(exported.get(name, exported.get(f"transformer.{name}")) - published[name]).max() > 1e-3  # merged
+    reference = transformers.TFGPT2LMHeadModel(transformers.GPT2Config.from_pretrained(str(folder)))
+    reference(reference.dummy_inputs)
+    state = {k if k.startswith("transformer.") else f"transformer.{k}": v for k, v in exported.items()}
+    load_pytorch_state_dict_in_tf2_model(reference, state, tf_inputs=False, allow_missing_keys=True)
+    tokens = transformers.GPT2Tokenizer.from_pretrained(str(folder))("oil prices rose")["input_ids"]
+    assert tokens == np.asarray(Run(str(run)).task.tokenizer("oil prices rose")).tolist()
+    token_ids = np.array([tokens * 3], np.int32)
+    ours = backbone({"token_ids": token_ids, "padding_mask": np.ones_like(token_ids)})["token_logits"].numpy()
+    np.testing.assert_allclose(reference(token_ids).logits.numpy(), ours, atol=1e-4)
+    assert json.loads((tmp_path / "export" / "manifest.json").read_text())["artifacts"]["hf"]["max_abs_error"] <= 1e-4
 
 
 @pytest.mark.parametrize("family", WRITERS)
