@@ -15,7 +15,7 @@ import keras_hub
 import numpy as np
 import pytest
 from conftest import ROOT, garden, tmpfs
-from test_pretrained_decoders import _write_llama
+from test_pretrained_decoders import _write_llama, _write_qwen3
 
 from garden.data.checkpoints import checkpoint_dir, pull
 from garden.distill.static import distill_static
@@ -97,15 +97,23 @@ def assert_same_weights(ours, theirs):
         np.testing.assert_array_equal(np.asarray(mine), np.asarray(reference))
 
 
-def test_a_hugging_face_name_loads_the_cached_commit_bit_for_bit_and_records_what_it_loaded(caches, llama):
-    lay_hf(caches[0], "tiny-org/tiny-llama", llama)
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_a_hugging_face_name_loads_the_cached_commit_bit_for_bit_and_records_what_it_loaded(
+    family, caches, llama, tmp_path
+):
+    folder = llama if family == "llama" else tmp_path / "qwen3"
+    if family == "qwen3":
+        folder.mkdir()
+        _write_qwen3(folder)
+    lay_hf(caches[0], f"tiny-org/tiny-{family}", folder)
+    name = f"hf://tiny-org/tiny-{family}"
     backbone, config = initialized_backbone(
-        "shakespeare_gpt2", "task.model.backbone.type=llama", f"task.init_checkpoint={LLAMA}"
+        "shakespeare_gpt2", f"task.model.backbone.type={family}", f"task.init_checkpoint={name}"
     )
-    assert config.task.init_checkpoint == f"{LLAMA}@{COMMIT}"
-    assert config.task.init_checkpoint_sha256 == f"model.safetensors={sha256(llama / 'model.safetensors')}"
-    assert config.task.model.backbone.params.num_layers == hf_import.encoder_params(str(llama))["num_layers"]
-    assert_same_weights(backbone.hub, hf_import.encoder(str(llama)).hub)
+    assert config.task.init_checkpoint == f"{name}@{COMMIT}"
+    assert config.task.init_checkpoint_sha256 == f"model.safetensors={sha256(folder / 'model.safetensors')}"
+    assert config.task.model.backbone.params.num_layers == hf_import.encoder_params(str(folder))["num_layers"]
+    assert_same_weights(backbone.hub, hf_import.encoder(str(folder)).hub)
 
 
 def test_a_kaggle_name_and_a_preset_name_load_their_cached_versions_bit_for_bit(caches, tmp_path):

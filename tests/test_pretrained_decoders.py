@@ -140,6 +140,44 @@ def _write_llama3(folder):
     (folder / "tokenizer_config.json").write_text(json.dumps(special))
 
 
+QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def _write_qwen3(folder):
+    """Qwen 3: Llama's tensors without lm_head (tied), an RMSNorm on each head's queries and keys, an
+    explicit head_dim, and a byte-level BPE in tokenizer.json whose special tokens are added tokens."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(TEXTS, vocab_size=320, min_frequency=1)
+    tokenizer.add_special_tokens(QWEN_SPECIAL)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    rng = np.random.default_rng(4)
+    tensors = _llama_like_tensors(tokenizer.get_vocab_size(), rng, lm_head=False)
+    for i in range(LAYERS):
+        for norm in ("q_norm", "k_norm"):
+            tensors[f"model.layers.{i}.self_attn.{norm}.weight"] = 1 + rng.normal(0.0, 0.2, HEAD_DIM).astype(np.float32)
+    save_file(tensors, str(folder / "model.safetensors"))
+    config = dict(
+        model_type="qwen3",
+        architectures=["Qwen3ForCausalLM"],
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=WIDTH,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        head_dim=HEAD_DIM,
+        intermediate_size=INTERMEDIATE,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        use_sliding_window=False,
+        sliding_window=None,
+        max_position_embeddings=128,
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+
+
 def _write_gemma(folder, version=1):
     """Gemma 1, or Gemma 2 (logit soft caps, four norms a layer, every other layer's attention in a
     sliding window: of 8 tokens here, so that the prompts and 32 new tokens cross it), or Gemma 3's
@@ -225,6 +263,7 @@ WRITERS = {
     "gemma3": lambda folder: _write_gemma(folder, version=3),
     "llama": _write_llama,
     "llama3": _write_llama3,
+    "qwen3": _write_qwen3,
 }
 HUB_TASKS = {
     "gpt2": "GPT2CausalLM",
@@ -233,6 +272,7 @@ HUB_TASKS = {
     "gemma3": "Gemma3CausalLM",
     "llama": "LlamaCausalLM",
     "llama3": "Llama3CausalLM",
+    "qwen3": "Qwen3CausalLM",
 }
 BACKBONE_TYPES = {"gemma2": "gemma", "llama3": "llama"}  # Garden's backbones read both versions' folders
 
@@ -270,14 +310,15 @@ def test_imported_decoder_matches_keras_hub_logits_and_greedy_tokens(family, fol
     hub_tokenizer = getattr(keras_hub.models, HUB_TASKS[family]).preprocessor_cls.tokenizer_cls
     if family == "gpt2":
         hub_tokenizer = hub_tokenizer(str(folders[family] / "vocab.json"), str(folders[family] / "merges.txt"))
-    elif family in ("llama3", "gemma3"):  # KerasHub's converters read tokenizer.json, or see no image pieces
+    elif family in ("llama3", "gemma3", "qwen3"):  # KerasHub's converters read tokenizer.json, or see no image pieces
         hub_tokenizer = hub_tokenizer.from_preset(str(folders[family]))
     else:
         hub_tokenizer = hub_tokenizer(proto=str(folders[family] / "tokenizer.model"))
     generator = Generator(backbone, tokenizer)
     for prompt in PROMPTS:
         ids = generator.prompt_ids(prompt)
-        assert ids == [hub_tokenizer.start_token_id, *np.asarray(hub_tokenizer(prompt)).tolist()]
+        start = [] if hub_tokenizer.start_token_id is None else [hub_tokenizer.start_token_id]  # Qwen 3 has none
+        assert ids == [*start, *np.asarray(hub_tokenizer(prompt)).tolist()]
         inputs = {"token_ids": np.array([ids], np.int32), "padding_mask": np.ones((1, len(ids)), np.int32)}
         ours, theirs = backbone(inputs)["token_logits"].numpy(), hub_lm(inputs).numpy()
         print(f"{family} {prompt!r}: max |Δ logits| vs KerasHub {np.abs(ours - theirs).max():.1e}")

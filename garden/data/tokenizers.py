@@ -17,6 +17,7 @@ keeps it (`assets/tokenizer/`); empty, the `task.init_checkpoint` folder.
 """
 
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -258,7 +259,10 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
             dtype="int32",
         )
     if kind == "byte_bpe" and _is_hf_tokenizer(files["vocabulary"]):
-        return tokenizer_class(**_hf_tokenizer_arguments(files["vocabulary"]), dtype="int32")
+        arguments = _hf_tokenizer_arguments(files["vocabulary"])
+        if "misc_special_tokens" not in inspect.signature(tokenizer_class.__init__).parameters:  # Qwen 3's
+            arguments["unsplittable_tokens"] = sorted(arguments.pop("misc_special_tokens"))
+        return tokenizer_class(**arguments, dtype="int32")
     if kind == "byte_bpe":
         return tokenizer_class(vocabulary=files["vocabulary"], merges=files["merges"], dtype="int32")
     own_arguments = family.hub_tokenizer_arguments if own == family.hub_tokenizer else {}
