@@ -40,6 +40,8 @@ def checkpoint_dir(reference: str, sha256: str = "") -> str:
     with `sha256` (as `weights_sha256` wrote it), refused unless its weights are those bytes."""
     if os.path.exists(reference):
         path = reference
+    elif cached := is_hub_name(reference) and cached_dir(reference):  # a pinned name already here: no network
+        path = cached
     elif reference in CHECKPOINTS:
         path = str(catalog.fetch(CHECKPOINTS[reference]))
     elif reference.startswith(HF):
