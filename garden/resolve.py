@@ -10,6 +10,7 @@ from garden.data import checkpoints
 from garden.data.tokenizers import folder_lowercase, folder_tokenizer_type, tokenizer_family
 from garden.errors import GardenError
 from garden.models import hf_import
+from garden.run_folder import RunFolder
 
 
 def experiment_config(name=None, config_files=(), sets=(), overrides=(), tiny=False):
@@ -73,7 +74,7 @@ def _sizes_from_checkpoint(config, overrides):
     family, tokenizer_folder = tokenizer_family(model.backbone)
     if model.tokenizer.lowercase is None:
         model.tokenizer.lowercase = folder_lowercase(family, tokenizer_folder or folder, model.tokenizer.type)
-    if not os.path.isdir(folder):
+    if not os.path.isdir(folder) or RunFolder(folder).started():  # a Garden run's backbone is this config's to size
         return
 
     def set_here(*keys):

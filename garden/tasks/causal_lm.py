@@ -8,9 +8,9 @@ import tensorflow as tf
 from garden.data.examples import Examples
 from garden.data.tokenizers import build_tokenizer, tokenizer_files, tokenizer_type, train_sentencepiece
 from garden.errors import GardenError
-from garden.models import hf_import
 from garden.registry import TASKS
 from garden.tasks.task import Task
+from garden.tasks.warm_start import load_backbone
 
 
 @TASKS.register("causal_lm")
@@ -48,7 +48,8 @@ class CausalLMTask(Task):
 
     def initialize(self, model):
         if self.config.init_checkpoint:
-            hf_import.load_into(model.get_layer("backbone"), self.init_checkpoint_path())
+            return load_backbone(model.get_layer("backbone"), self.init_checkpoint_path())
+        return None
 
     def texts(self, data_config):
         return super().load(data_config.replace(num_examples=-1)).features["text"]

@@ -13,9 +13,9 @@ from garden.data.tokenizers import (
     tokenizer_files,
 )
 from garden.errors import GardenError
-from garden.models import hf_import
 from garden.registry import BACKBONES
 from garden.tasks.task import Task
+from garden.tasks.warm_start import load_backbone
 from garden.text_family import text_family
 
 
@@ -116,4 +116,5 @@ class TextTask(Task):
 
     def initialize(self, model):
         if self.config.init_checkpoint:
-            hf_import.load_into(model.get_layer("backbone"), self.init_checkpoint_path())
+            return load_backbone(model.get_layer("backbone"), self.init_checkpoint_path())
+        return None

@@ -1,5 +1,8 @@
-"""Warm starts of an image backbone from weights on disk: a Garden run folder, a KerasHub preset
-folder or a Keras `.weights.h5` file (`task.init_checkpoint`). The head starts fresh."""
+"""Warm starts of a backbone from a checkpoint on disk (`task.init_checkpoint`, a hub name already
+fetched by garden/data/checkpoints.py): a Garden run folder, a Keras `.weights.h5` file, or a folder
+with a config.json: a KerasHub preset, or a Hugging Face checkpoint, which a text encoder or decoder
+imports (garden/models/hf_import.py). The one route of every task that loads a checkpoint; the head
+starts fresh."""
 
 import os
 
@@ -8,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from garden.errors import GardenError, first_line
+from garden.models import hf_import
 from garden.models.lora import base_weights, merged_values
 from garden.registry import TASKS
 from garden.resolve import experiment_config
@@ -20,6 +24,9 @@ def load_backbone(backbone: keras.Model, source: str) -> str:
         weights, step = _run_backbone(source)
         _copy_values(weights, backbone, source)
         return f"the backbone of {source} at step {step}"
+    if os.path.isfile(os.path.join(source, "config.json")) and isinstance(backbone, hf_import.IMPORTED):
+        hf_import.load_into(backbone, source)
+        return f"checkpoint {source}"
     if os.path.isfile(os.path.join(source, "config.json")):
         _copy(_preset(source), _hub(backbone, source), source)
         return f"KerasHub preset {source}"
@@ -27,8 +34,8 @@ def load_backbone(backbone: keras.Model, source: str) -> str:
         _copy(*_weights_file(backbone, source), source)
         return f"weights file {source}"
     raise GardenError(
-        f"task.init_checkpoint {source} is not a Garden run folder (config.yaml), a KerasHub preset folder "
-        "(config.json, as save_to_preset writes it) or a .weights.h5 file"
+        f"task.init_checkpoint {source} is not a Garden run folder (config.yaml), a checkpoint folder (config.json: "
+        "a KerasHub preset or a Hugging Face checkpoint) or a .weights.h5 file"
     )
 
 
