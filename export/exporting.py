@@ -78,6 +78,8 @@ class Export:
             raise GardenError(
                 f"{given} shape a language model's decode step; leave them out for a {run.config.task.type} run"
             )
+        if all(getattr(EXPORTERS.get(name), "backbone_only", False) for name in options.formats):
+            kind = "backbone"  # formats that judge the backbone themselves: no held-out outputs to compute
         if options.max_error is not None and not options.max_error >= 0:  # NaN too
             raise GardenError(f"--max-error must be a number of 0 or more (got {options.max_error})")
         self.created = not os.path.exists(export_dir)

@@ -73,3 +73,6 @@ def write_folder(reference: ExportReference, export_dir: str) -> dict:
 @EXPORTERS.register(NAME)
 def hugging_face_jobs(reference: ExportReference, export_dir: str, workdir: str) -> list[Job]:
     return [(NAME, lambda: write_folder(reference, export_dir))]
+
+
+hugging_face_jobs.backbone_only = True  # judged against the run's backbone: export.py needs no held-out outputs

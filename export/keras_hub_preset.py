@@ -114,3 +114,6 @@ def write_preset(reference: ExportReference, export_dir: str) -> dict:
 @EXPORTERS.register(NAME)
 def keras_hub_jobs(reference: ExportReference, export_dir: str, workdir: str) -> list[Job]:
     return [(NAME, lambda: write_preset(reference, export_dir))]
+
+
+keras_hub_jobs.backbone_only = True  # judged against the run's backbone: export.py needs no held-out outputs

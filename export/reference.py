@@ -58,7 +58,7 @@ class ExportReference:
     alone; a kind it does not list, a new format's, too); `--max-error` replaces them all."""
 
     bounds: dict[str, float | None]
-    quality: str  # what an artifact is judged by, as the manifest and the export table name it
+    quality: str | None  # what an artifact is judged by, as the manifest and the export table name it (None: parity)
 
     def __init__(self, run: Run, options: ExportOptions):
         self.run, self.task, self.options = run, run.task, options
@@ -127,6 +127,26 @@ class ExportReference:
     def record(self, export_dir: str, name: str, target: str, measured: dict) -> dict:
         entry = {"path": target, "size_bytes": manifest.size_bytes(target), **measured, **self.source()}
         return manifest.record(export_dir, {**self.header(), **self.source()}, name, entry)
+
+
+@REFERENCES.register("backbone")
+class BackboneReference(ExportReference):
+    """The reference of an export whose every format writes the backbone alone (`--format keras_hub`,
+    `hf`): each judges its artifact against the run's backbone itself, so no held-out outputs are
+    computed; the export table shows parity alone."""
+
+    bounds = {}
+    quality = None
+
+    def legend(self):
+        return "parity = max |Δ outputs| of the artifact, reloaded, vs the run's backbone"
+
+    def keras_entry(self):
+        return {"path": self.run.run_dir}
+
+    def header(self):
+        run = self.run
+        return {"experiment": run.config.task.name, "run_dir": run.run_dir, "checkpoint": run.checkpoint_path}
 
 
 @REFERENCES.register("outputs")

@@ -229,7 +229,9 @@ def _export_table(quality, entries):
     rows = []
     for name, entry in entries:
         size, latency, parity = table_cells(entry)
-        if quality == "loss":
+        if quality is None:  # a backbone's artifacts: parity alone
+            rows.append([name, size, latency, parity, entry["path"]])
+        elif quality == "loss":
             loss = f"{entry['loss']:.4f}" if "loss" in entry else ""
             loss += f" ({entry['loss_increase']:+.4f})" if "loss_increase" in entry else ""
             greedy = {True: "same", False: "differs"}.get(entry.get("greedy_matches"), "")
@@ -238,7 +240,8 @@ def _export_table(quality, entries):
             figure = f"{100 * entry[quality]:.2f}%" if quality in entry else ""
             drop = f"{entry[f'{quality}_drop']:+.2f}" if f"{quality}_drop" in entry else ""
             rows.append([name, size, latency, figure, drop, parity, entry["path"]])
-    figures = ["loss", "parity", "greedy"] if quality == "loss" else [quality, "drop (points)", "parity"]
+    figures = {None: ["parity"], "loss": ["loss", "parity", "greedy"]}.get(quality)
+    figures = figures or [quality, "drop (points)", "parity"]
     return _table(["artifact", "size", "latency", *figures, "written to"], rows)
 
 
