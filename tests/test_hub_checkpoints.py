@@ -220,6 +220,16 @@ def test_names_outside_the_hubs_rules_a_bad_record_and_a_full_disk_are_one_line_
         experiment_config("r8_minilm", sets=[f"task.init_checkpoint={LLAMA}", record])
 
     lay_hf(caches[0], "tiny-org/tiny-llama", llama)
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its PID is no process's now
+    killed, running = tmp_path / f"copy.partial-{finished.pid}", tmp_path / f"copy.partial-{os.getppid()}"
+    killed.mkdir(), running.mkdir()
+    pull(LLAMA, str(tmp_path / "copy"))  # a killed pull's staging is removed, a running one's kept
+    assert (
+        not killed.exists() and running.exists() and sorted(os.listdir(tmp_path / "copy")) == sorted(os.listdir(llama))
+    )
+    with pytest.raises(GardenError, match="exists; name a new folder"):
+        pull(LLAMA, str(tmp_path / "copy"))
     size = sum(p.stat().st_size for p in llama.iterdir())
     with tmpfs(tmp_path / "disk", size // 2048) as disk:  # half the checkpoint
         with pytest.raises(GardenError) as refused:

@@ -8,6 +8,7 @@ KAGGLE_KEY). `pinned` names exactly what was loaded (the commit, the version) an
 bytes: a run records both in its config, and loading them again checks the bytes."""
 
 import functools
+import glob
 import hashlib
 import os
 import re
@@ -228,18 +229,38 @@ def _kaggle_download(reference):
 
 def pull(reference: str, to: str = "") -> tuple[str, str]:
     """Fetches hub checkpoint `reference` into its library's cache, and copies it into the new folder `to`
-    where one is given (for a machine without a network); returns (its pinned name, its local folder)."""
+    where one is given (for a machine without a network); returns (its pinned name, its local folder).
+    The copy is staged as TO.partial-PID and renamed in whole: a killed pull's staging is removed by the
+    next, and of two pulls at once into one folder, the second to finish is refused."""
     if not is_hub_name(reference):
         raise GardenError(f"{reference} is not a hub name: pull takes hf://ORG/NAME, kaggle://... or a KerasHub preset")
     folder = checkpoint_dir(reference)
     if to:
-        if os.path.exists(to):
-            raise GardenError(f"--to {to} exists; name a new folder")
-        shutil.rmtree(to + ".partial", ignore_errors=True)  # an earlier pull's, cut short
-        try:
-            shutil.copytree(folder, to + ".partial")  # the cache's links followed: the files themselves
-        except OSError as error:  # a full disk, a folder not writable
-            shutil.rmtree(to + ".partial", ignore_errors=True)
-            raise GardenError(f"cannot copy {reference} into {to}: {first_line(error)}") from None
-        os.rename(to + ".partial", to)
+        _copy_into(folder, to.rstrip("/"), reference)
     return pinned(reference, folder), to or folder
+
+
+def _copy_into(folder, to, reference):
+    if os.path.exists(to):
+        raise GardenError(f"--to {to} exists; name a new folder")
+    for stale in glob.glob(glob.escape(to) + ".partial-*"):  # a killed pull's
+        pid = stale.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = f"{to}.partial-{os.getpid()}"
+    try:
+        shutil.copytree(folder, staging)  # the cache's links followed: the files themselves
+        os.rename(staging, to)  # refused where another pull renamed its copy in first
+    except OSError as error:  # a full disk, a folder not writable, another pull's folder in place
+        shutil.rmtree(staging, ignore_errors=True)
+        raise GardenError(f"cannot copy {reference} into {to}: {first_line(error)}") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
