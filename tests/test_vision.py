@@ -225,9 +225,7 @@ def test_warm_start_of_another_architecture_names_the_weight(vision_run, tmp_pat
     (tmp_path / "junk.weights.h5").write_bytes(b"not hdf5")
     config = vision_config("mobilenet_v3", ["variant=small_050"], f"task.init_checkpoint={tmp_path}")
     trainer = Trainer(config, str(tmp_path / "run2"), resolve_strategy(config.runtime))
-    with pytest.raises(
-        GardenError, match="is not a Garden run folder .*, a checkpoint folder .* or a .weights.h5"
-    ):
+    with pytest.raises(GardenError, match="is not a Garden run folder .*, a checkpoint folder .* or a .weights.h5"):
         trainer.task.warm_start(trainer.models)
 
 
