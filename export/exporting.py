@@ -22,6 +22,7 @@ signature: fn(**named arrays) -> named outputs. The CLI prints the measured figu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import os
@@ -37,10 +38,29 @@ from garden.export.verify import Refused
 from garden.registry import EXPORTERS, REFERENCES
 from garden.run_folder import disk_full
 
+
+@contextlib.contextmanager
+def staged(export_dir: str, name: str):
+    """A staging folder in `export_dir` (`.NAME-*`, which the next export clears if this one is killed)
+    that becomes `export_dir/NAME` if the block ends without an error; removed either way, so a refused
+    artifact leaves nothing behind."""
+    target = os.path.join(export_dir, name)
+    staging = tempfile.mkdtemp(dir=export_dir, prefix=f".{name}-")
+    try:
+        yield staging
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide the artifact from a server's user
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 Job = tuple[str, Callable[[], dict]]  # (artifact name, fn() -> the manifest after writing it)
 Entry = tuple[str, dict]  # (artifact name, what it measured: its manifest entry, or a refused one's figures)
 PREVIOUS = ".previous"  # another checkpoint's export, set aside until this one is written
-STAGING = (".export-*", ".saved_model-*", "*.tmp")  # what an export writes before it renames it in
+STAGING = (".export-*", "*.tmp")  # what an export writes before it renames it in, beside each format's staged()
 
 
 @dataclasses.dataclass
@@ -106,7 +126,7 @@ class Export:
 
     def _clear_staging(self) -> None:
         """Removes what a killed export left in the folder, and restores the export it had set aside."""
-        for pattern in STAGING:
+        for pattern in (*STAGING, *(f".{name}-*" for name in EXPORTERS.names())):  # staged()'s folders too
             for path in glob.glob(os.path.join(glob.escape(self.export_dir), pattern)):
                 _remove(path)
         self._restore_set_aside()

@@ -10,15 +10,13 @@ converter (the other direction's code), gives the run's logits within 1e-4.
 
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
 from garden.errors import GardenError
-from garden.export.exporting import Job
-from garden.export.keras_hub_preset import checked_inputs, merged_keras_hub_model
+from garden.export.exporting import Job, staged
+from garden.export.keras_hub_preset import checked_inputs, float_keras_hub_model, judged
 from garden.export.reference import ExportReference
-from garden.export.verify import Refused, refusal
 from garden.models import hf_import
 from garden.registry import EXPORTERS
 
@@ -33,41 +31,29 @@ def _logits(backbone, inputs):
 
 def write_folder(reference: ExportReference, export_dir: str) -> dict:
     """Writes `export_dir/hf` if the folder imported back gives the run's logits; returns the manifest."""
-    config = reference.run.config.task.model
-    backbone = reference.run.model.get_layer("backbone")
-    if reference.run.config.task.type != "causal_lm":
+    task = reference.run.config.task
+    if task.type != "causal_lm":
         raise GardenError(
             f"--format {NAME} writes decoder language models (KerasHub exports {', '.join(EXPORTED)}); export a "
-            f"{reference.run.config.task.type} run's backbone with --format keras_hub"
+            f"{task.type} run's backbone with --format keras_hub"
         )
-    if config.quantization:
-        raise GardenError(f"--format {NAME} writes float weights; export the run this one was quantized from")
-    trained, plain = merged_keras_hub_model(backbone)
+    trained, plain = float_keras_hub_model(reference, NAME)
     if type(plain).__name__ not in EXPORTED:
         raise GardenError(
             f"KerasHub writes no Hugging Face folder of a {type(plain).__name__} (it exports {', '.join(EXPORTED)}); "
             "export it with --format keras_hub"
         )
-    target = os.path.join(export_dir, NAME)
-    staging = tempfile.mkdtemp(dir=export_dir, prefix=f".{NAME}-")
-    try:
+    with staged(export_dir, NAME) as staging:
         plain.export_to_transformers(staging)
         reference.task.tokenizer.export_to_transformers(staging)
-        template = reference.run.config.task.model.tokenizer.chat_template
-        if template:
-            shutil.copy(template, os.path.join(staging, "chat_template.jinja"))
+        if task.model.tokenizer.chat_template:
+            shutil.copy(task.model.tokenizer.chat_template, os.path.join(staging, "chat_template.jinja"))
         imported = hf_import.encoder(staging)
         inputs = {k: v for k, v in checked_inputs(trained).items() if k in ("token_ids", "padding_mask")}
+        backbone = reference.run.model.get_layer("backbone")
         error = float(np.max(np.abs(_logits(backbone, inputs) - _logits(imported, inputs))))
-        measured = {"max_abs_error": error, "error_bound": BOUND, "class": type(plain).__name__}
-        reason = refusal(NAME, error, BOUND)
-        if reason:
-            raise Refused(reason, NAME, measured)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return reference.record(export_dir, NAME, target, measured)
+        measured = judged(NAME, error, BOUND, plain)
+    return reference.record(export_dir, NAME, os.path.join(export_dir, NAME), measured)
 
 
 @EXPORTERS.register(NAME)

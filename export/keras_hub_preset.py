@@ -9,14 +9,12 @@ backbone outputs (adapters applied, not merged) within 1e-4 on inputs drawn for 
 
 import inspect
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 
 from garden.errors import GardenError
-from garden.export.exporting import Job
+from garden.export.exporting import Job, staged
 from garden.export.reference import ExportReference
 from garden.export.verify import Refused, refusal
 from garden.models.lora import merged_values
@@ -79,19 +77,32 @@ def _outputs(model, inputs):
     return {name: keras.ops.convert_to_numpy(value).astype(np.float64) for name, value in found.items()}
 
 
+def float_keras_hub_model(reference: ExportReference, name: str) -> tuple[keras.Model, keras.Model]:
+    """`merged_keras_hub_model` of the run's backbone, refused for a quantized run (format `name` writes floats)."""
+    quantization = reference.run.config.task.model.quantization
+    if quantization:
+        raise GardenError(
+            f"--format {name} writes float weights; export the run this {quantization} run was quantized from"
+        )
+    return merged_keras_hub_model(reference.run.model.get_layer("backbone"))
+
+
+def judged(name: str, error: float, bound: float, written: keras.Model) -> dict:
+    """What an artifact of the backbone measured (its max |Δ| from the run's, KerasHub's class written);
+    raises Refused past `bound`."""
+    measured = {"max_abs_error": error, "error_bound": bound, "class": type(written).__name__}
+    reason = refusal(name, error, bound)
+    if reason:
+        raise Refused(reason, name, measured)
+    return measured
+
+
 def write_preset(reference: ExportReference, export_dir: str) -> dict:
     """Writes `export_dir/keras_hub` if the reloaded preset passes; returns the manifest."""
     import keras_hub
 
-    if reference.run.config.task.model.quantization:
-        raise GardenError(
-            f"--format {NAME} writes float weights; export the run this {reference.run.config.task.model.quantization} "
-            "run was quantized from"
-        )
-    trained, plain = merged_keras_hub_model(reference.run.model.get_layer("backbone"))
-    target = os.path.join(export_dir, NAME)
-    staging = tempfile.mkdtemp(dir=export_dir, prefix=f".{NAME}-")
-    try:
+    trained, plain = float_keras_hub_model(reference, NAME)
+    with staged(export_dir, NAME) as staging:
         plain.save_to_preset(staging)
         tokenizer = getattr(reference.task, "tokenizer", None)
         if isinstance(tokenizer, keras_hub.tokenizers.Tokenizer):
@@ -99,16 +110,8 @@ def write_preset(reference: ExportReference, export_dir: str) -> dict:
         reloaded = keras_hub.models.Backbone.from_preset(staging)
         inputs = checked_inputs(trained)
         ours, theirs = _outputs(trained, inputs), _outputs(reloaded, inputs)
-        error = max(float(np.max(np.abs(ours[name] - theirs[name]))) for name in ours)
-        measured = {"max_abs_error": error, "error_bound": BOUND, "class": type(plain).__name__}
-        reason = refusal(NAME, error, BOUND)
-        if reason:
-            raise Refused(reason, NAME, measured)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return reference.record(export_dir, NAME, target, measured)
+        measured = judged(NAME, max(float(np.max(np.abs(ours[k] - theirs[k]))) for k in ours), BOUND, plain)
+    return reference.record(export_dir, NAME, os.path.join(export_dir, NAME), measured)
 
 
 @EXPORTERS.register(NAME)

@@ -2,6 +2,7 @@
 warm starts, freezing, the backbone's learning-rate multiplier, class subsets and RGB image exports."""
 
 import json
+import os
 
 import keras
 import keras_hub
@@ -203,8 +204,15 @@ def test_warm_starts_from_a_run_a_preset_and_a_weights_file(vision_run, tmp_path
 def test_keras_hub_export_reloads_through_from_preset_as_the_runs_backbone(vision_run, tmp_path):
     """`--format keras_hub`: KerasHub's own MobileNet, reloaded by `Backbone.from_preset`, gives the
     run's backbone features; a backbone of Garden's own is refused in one line."""
+    killed = tmp_path / ".keras_hub-killed"  # what a keras_hub export killed midway leaves: the next clears it
+    killed.mkdir()
+    (killed / "model.weights.h5").write_bytes(b"half")
     printed = garden("export", vision_run, "--format", "keras_hub", "--out", tmp_path).stdout
     assert "vs the run's backbone" in printed  # judged by the backbone alone: no held-out outputs computed
+    assert not killed.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["keras_hub", "manifest.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "keras_hub").stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700: others read it
     reloaded = keras_hub.models.Backbone.from_preset(str(tmp_path / "keras_hub"))
     hub = Run(str(vision_run)).model.get_layer("backbone").hub
     images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)

@@ -9,7 +9,6 @@ bytes: a run records both in its config, and loading them again checks the bytes
 
 import functools
 import glob
-import hashlib
 import os
 import re
 import shutil
@@ -109,14 +108,14 @@ def weights_sha256(path: str) -> str:
     """`FILE=SHA256` of each weights file under `path` (safetensors, a KerasHub preset's
     model.weights.h5, or the file `path`), comma-separated in name order."""
     if os.path.isfile(path):
-        return f"{os.path.basename(path)}={_sha256(path)}"
+        return f"{os.path.basename(path)}={catalog.sha256(path)}"
     files = sorted(
         os.path.relpath(os.path.join(root, name), path)
         for root, _, names in os.walk(path)
         for name in names
         if name.endswith(WEIGHTS)
     )
-    return ",".join(f"{name}={_sha256(os.path.join(path, name))}" for name in files)
+    return ",".join(f"{name}={catalog.sha256(os.path.join(path, name))}" for name in files)
 
 
 def check_record(record: str) -> None:
@@ -138,14 +137,6 @@ def _check_weights(path, expected, reference):
                 f"{now} in {path}; delete that copy and fetch it again (garden pull {reference}), or clear "
                 "task.init_checkpoint_sha256 to train from what is there"
             )
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @functools.cache
