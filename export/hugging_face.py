@@ -1,8 +1,9 @@
 """`--format hf`: a decoder run as a Hugging Face folder (`hf/`: config.json, model.safetensors, the
 tokenizer's files and the run's chat template) that transformers and vLLM load, written by KerasHub's
 own exporters (`Backbone.export_to_transformers`, `Tokenizer.export_to_transformers`) from the
-backbone with LoRA adapters merged. KerasHub 0.29 exports GPT-2, Gemma and Gemma 3 (and Qwen, which
-Garden does not build yet); other backbones are refused in one line.
+backbone with LoRA adapters merged. KerasHub 0.32 exports GPT-2, Gemma and Gemma 3 of the backbones
+Garden builds (and Gemma 4, Llama 3, Mistral, Qwen 2 and Qwen 3.5, which it does not: Garden's Llama
+is KerasHub's `LlamaBackbone`, not `Llama3Backbone`); other backbones are refused in one line.
 
 Judged before it is moved into place: the folder, imported back through KerasHub's Hugging Face
 converter (the other direction's code), gives the run's logits within 1e-4.
@@ -22,7 +23,7 @@ from garden.registry import EXPORTERS
 
 NAME = "hf"
 BOUND = 1e-4  # max |Δ logits| of the folder imported back from the run's
-EXPORTED = ("GPT2Backbone", "GemmaBackbone", "Gemma3Backbone")  # KerasHub 0.29's exporters Garden builds
+EXPORTED = ("GPT2Backbone", "GemmaBackbone", "Gemma3Backbone")  # KerasHub 0.32's exporters Garden builds
 
 
 def _logits(backbone, inputs):

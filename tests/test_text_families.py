@@ -218,7 +218,7 @@ def test_pairs_pack_as_keras_hub_packs_them_in_training_and_in_serving(family, c
         tokenizer=task.tokenizer, sequence_length=12
     )
     first, second = tf.constant(PAIRS[0]), tf.constant(PAIRS[1])
-    expected = preprocessor((first, second))
+    expected = preprocessor(x=(first, second))  # a positional 2-tuple is (x, y) to KerasHub 0.32
     serving = tf.function(lambda a, b: task.pack_in_serving(*task.serving_segments([a, b])))  # as exports trace it
     for packed in (task.preprocess({"text": first, "text_pair": second}), serving(first, second)):
         assert sorted(packed) == sorted(name for name in expected if name in task.input_names)

@@ -5,8 +5,9 @@ a KerasHub preset folder (config.json naming its backbone class, model.weights.h
 xlm-roberta, electra, deberta-v2; gpt2, gemma, gemma2, llama) or KerasHub's `class_name`.
 
 Families that KerasHub converts itself (BERT, DistilBERT, ALBERT: `TextEncoder.keras_hub_converts`)
-go through its converter, the folder staged with the key names it reads. KerasHub 0.29 converts no
-RoBERTa, XLM-R, ELECTRA or DeBERTa checkpoint, so those map tensors by the family's `hf_weights`.
+go through its converter, the folder staged with the key names it reads. RoBERTa, XLM-R, ELECTRA and
+DeBERTa map tensors by the family's `hf_weights` (KerasHub 0.29 converted none of them; 0.32
+converts RoBERTa and XLM-R, whose mapping here is checked against transformers in the tests).
 Decoders (garden/models/backbones/hub_decoder.py) load through KerasHub's converters as they are.
 """
 

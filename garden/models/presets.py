@@ -1,5 +1,5 @@
 """The KerasHub presets each Garden backbone family can start from (`garden models`), read from
-KerasHub's own preset registry, offline. KerasHub 0.29's registry holds no license field: a
+KerasHub's own preset registry, offline. KerasHub's registry (0.32) holds no license field: a
 preset's terms are on its Kaggle page, which the table names."""
 
 import keras_hub

@@ -65,6 +65,12 @@ class Gemma3Decoder(GemmaDecoder):
     ):
         super().__init__(dtype=dtype, **kwargs)
 
+    def layer_kwargs(self, padding_mask, cache=None, cache_index=0):
+        kwargs = super().layer_kwargs(padding_mask, cache, cache_index)
+        if cache is not None:  # KerasHub 0.32's Gemma 3 layers take (and give back) keys and values apart
+            kwargs["cache"] = (cache[:, 0], cache[:, 1])
+        return kwargs
+
     @classmethod
     def text_decoder_params(cls, params: dict) -> dict:
         if any(params.pop(name, value) != value for name, value in TEXT_ONLY.items()):

@@ -3,7 +3,8 @@ run by Garden, so that `causal_lm`, the sampler, the exporters and `garden serve
 treat Garden's own `decoder`.
 
 Garden runs KerasHub's layers with its own key/value cache rather than KerasHub's `call_with_cache`:
-the cache tensor is the same ([batch, 2, length, key/value heads, head_dim] per layer), but KerasHub's
+the cache tensor is the same ([batch, 2, length, key/value heads, head_dim] per layer; Gemma 3's layers
+take it as a (keys, values) pair), but KerasHub's
 generation right-pads a batch of prompts and has no padding mask in cached steps, while Garden
 left-pads them and masks the padding in every step, so each prompt of a batch continues exactly as
 it would alone and the whole loop runs in one graph (SavedModel `generate`, TFLite decode step).
@@ -94,7 +95,7 @@ class HubDecoder(Backbone):
             x = layer(x, **self.layer_kwargs(padding_mask, layer_cache, cache_index))
             if layer_cache is not None:
                 x, layer_cache = x
-                layers.append(layer_cache)
+                layers.append(ops.stack(layer_cache, axis=1) if isinstance(layer_cache, tuple) else layer_cache)
         sequence = hub.layer_norm(x)
         if cache is None:  # the model's graph
             return sequence, ops.cast(hub.token_embedding(sequence, reverse=True), "float32")
