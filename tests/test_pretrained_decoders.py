@@ -178,6 +178,42 @@ def _write_qwen3(folder):
     (folder / "config.json").write_text(json.dumps(config))
 
 
+def _write_qwen2(folder):
+    """Qwen 2.5: Llama's tensors with biases on the query, key and value projections, an untied lm_head,
+    and a byte-level BPE in tokenizer.json whose special tokens are added tokens."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(TEXTS, vocab_size=320, min_frequency=1)
+    tokenizer.add_special_tokens(QWEN_SPECIAL)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    rng = np.random.default_rng(5)
+    tensors = _llama_like_tensors(tokenizer.get_vocab_size(), rng, lm_head=True)
+    for i in range(LAYERS):
+        for name, heads in (("q", HEADS), ("k", KV_HEADS), ("v", KV_HEADS)):
+            tensors[f"model.layers.{i}.self_attn.{name}_proj.bias"] = rng.normal(0.0, 0.2, heads * HEAD_DIM).astype(
+                np.float32
+            )
+    save_file(tensors, str(folder / "model.safetensors"))
+    config = dict(
+        model_type="qwen2",
+        architectures=["Qwen2ForCausalLM"],
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=WIDTH,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        intermediate_size=INTERMEDIATE,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        use_sliding_window=False,
+        sliding_window=32768,
+        max_position_embeddings=128,
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+
+
 def _write_gemma(folder, version=1):
     """Gemma 1, or Gemma 2 (logit soft caps, four norms a layer, every other layer's attention in a
     sliding window: of 8 tokens here, so that the prompts and 32 new tokens cross it), or Gemma 3's
@@ -263,6 +299,7 @@ WRITERS = {
     "gemma3": lambda folder: _write_gemma(folder, version=3),
     "llama": _write_llama,
     "llama3": _write_llama3,
+    "qwen2": _write_qwen2,
     "qwen3": _write_qwen3,
 }
 HUB_TASKS = {
@@ -272,6 +309,7 @@ HUB_TASKS = {
     "gemma3": "Gemma3CausalLM",
     "llama": "LlamaCausalLM",
     "llama3": "Llama3CausalLM",
+    "qwen2": "QwenCausalLM",
     "qwen3": "Qwen3CausalLM",
 }
 BACKBONE_TYPES = {"gemma2": "gemma", "llama3": "llama"}  # Garden's backbones read both versions' folders
@@ -294,11 +332,29 @@ def _garden(family, folder):
     return hf_import.encoder(str(folder)), build_tokenizer(backbone_type, resolved, str(folder))
 
 
+def _hub_backbone(backbone_class, family, folder):
+    """KerasHub's backbone of the folder. Its Qwen 2 converter names QwenBackbone's
+    `use_sliding_window_attention` as the config does (`use_sliding_window`), so `from_preset` fails:
+    the backbone is built with the name fixed and loaded by KerasHub's own weight converter."""
+    if family != "qwen2":
+        return backbone_class.from_preset(str(folder))
+    from keras_hub.src.utils.transformers import convert_qwen
+    from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader
+
+    config = json.loads((folder / "config.json").read_text())
+    params = convert_qwen.convert_backbone_config(config)
+    params["use_sliding_window_attention"] = params.pop("use_sliding_window")
+    backbone = backbone_class(**params)
+    with SafetensorLoader(str(folder)) as loader:
+        convert_qwen.convert_weights(backbone, loader, config)
+    return backbone
+
+
 def _hub_lm(family, folder):
     """KerasHub's CausalLM of the folder, ids in and ids out, greedy (KerasHub's Llama converter reads
     Llama 3's tokenizer.json, and these folders hold Llama 2's tokenizer.model)."""
     task = getattr(keras_hub.models, HUB_TASKS[family])
-    lm = task(backbone=task.backbone_cls.from_preset(str(folder)), preprocessor=None)
+    lm = task(backbone=_hub_backbone(task.backbone_cls, family, folder), preprocessor=None)
     lm.compile(sampler="greedy")
     return lm
 
@@ -310,7 +366,7 @@ def test_imported_decoder_matches_keras_hub_logits_and_greedy_tokens(family, fol
     hub_tokenizer = getattr(keras_hub.models, HUB_TASKS[family]).preprocessor_cls.tokenizer_cls
     if family == "gpt2":
         hub_tokenizer = hub_tokenizer(str(folders[family] / "vocab.json"), str(folders[family] / "merges.txt"))
-    elif family in ("llama3", "gemma3", "qwen3"):  # KerasHub's converters read tokenizer.json, or see no image pieces
+    elif family in ("llama3", "gemma3", "qwen2", "qwen3"):  # converters read tokenizer.json, or see no image pieces
         hub_tokenizer = hub_tokenizer.from_preset(str(folders[family]))
     else:
         hub_tokenizer = hub_tokenizer(proto=str(folders[family] / "tokenizer.model"))

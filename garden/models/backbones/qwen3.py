@@ -3,27 +3,24 @@ head's queries and keys, RMSNorm, a SwiGLU MLP, tied embeddings by default, and 
 Hugging Face's `tokenizer.json` (read with its added tokens, as KerasHub's `Qwen3Tokenizer` is). No
 start token; a continuation ends at `<|im_end|>`, the end of a chat turn."""
 
+import dataclasses
+
 import keras_hub
 
-from garden.models.backbones.hub_decoder import HubDecoder
+from garden.models.backbones.qwen2 import Qwen2Decoder
 from garden.registry import BACKBONES
-from garden.text_family import TextFamily
 
 
 @BACKBONES.register("qwen3")
-class Qwen3Decoder(HubDecoder):
-    """Defaults are Qwen3-0.6B's shape; a checkpoint's config.json gives its own."""
+class Qwen3Decoder(Qwen2Decoder):
+    """Defaults are Qwen3-0.6B's shape; a checkpoint's config.json gives its own. Qwen 2's embedding
+    and layer arguments; its own KerasHub classes, head_dim and constructor arguments."""
 
     family = "qwen3"
     hub_backbone = keras_hub.models.Qwen3Backbone
-    text_family = TextFamily(
-        hub_tokenizer="Qwen3Tokenizer",
-        tokenizers=("byte_bpe",),
-        vocabulary_file="tokenizer.json",
-        hf_model_types=("qwen3",),
-        stops_at_end_token=True,
+    text_family = dataclasses.replace(
+        Qwen2Decoder.text_family, hub_tokenizer="Qwen3Tokenizer", hf_model_types=("qwen3",)
     )
-    hf_epsilon = "rms_norm_eps"
 
     def __init__(
         self,
@@ -45,8 +42,9 @@ class Qwen3Decoder(HubDecoder):
     ):
         super().__init__(dtype=dtype, **kwargs)
 
+    @classmethod
+    def text_decoder_params(cls, params: dict) -> dict:
+        return params  # KerasHub's Qwen 3 converter names the arguments as Qwen3Backbone does
+
     def cache_heads(self):
         return self.num_key_value_heads, self.head_dim
-
-    def embed(self, hub, token_ids, padding_mask, start):
-        return hub.token_embedding(token_ids)
