@@ -235,6 +235,19 @@ def _chat_template_file(init_checkpoint):
     return ""
 
 
+# KerasHub 0.32 runs a tokenizer called outside a tf.function in Python (lists and numpy out); Garden's
+# run the TensorFlow path everywhere, as its serving graphs do
+TENSORFLOW_PATH = {"dtype": "int32", "_allow_python_workflow": False}
+
+
+def character_tokenizer() -> keras_hub.tokenizers.ByteTokenizer:
+    """KerasHub's ByteTokenizer, its byte table built here, eagerly: KerasHub 0.32 builds it inside
+    whichever tf.function first detokenizes, where the next function cannot reach it."""
+    tokenizer = keras_hub.tokenizers.ByteTokenizer(lowercase=False, **TENSORFLOW_PATH)
+    tokenizer.detokenize(tf.constant([[1]]))
+    return tokenizer
+
+
 def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
     """The in-graph tokenizer (a KerasHub layer) for `backbone_type`."""
     kind = tokenizer_type(backbone_type, tokenizer_config.type)
@@ -244,7 +257,7 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
             f"{backbone_type}'s {kind} tokenizer normalizes text as its own model says: leave it unset"
         )
     if kind == "character":
-        return keras_hub.tokenizers.ByteTokenizer(lowercase=False, dtype="int32")
+        return character_tokenizer()
     files = tokenizer_files(backbone_type, tokenizer_config, init_checkpoint)
     family = text_family(backbone_type)
     own = family.hub_tokenizer if kind == family.tokenizers[0] else ""
@@ -256,21 +269,21 @@ def build_tokenizer(backbone_type, tokenizer_config, init_checkpoint=""):
             vocabulary=files["vocabulary"],
             lowercase=lowercase,
             strip_accents=lowercase,  # as uncased BERT vocabularies expect
-            dtype="int32",
+            **TENSORFLOW_PATH,
         )
     if kind == "byte_bpe" and _is_hf_tokenizer(files["vocabulary"]):
         arguments = _hf_tokenizer_arguments(files["vocabulary"])
         if "misc_special_tokens" not in inspect.signature(tokenizer_class.__init__).parameters:  # Qwen 3's
             arguments["unsplittable_tokens"] = sorted(arguments.pop("misc_special_tokens"))
-        return tokenizer_class(**arguments, dtype="int32")
+        return tokenizer_class(**arguments, **TENSORFLOW_PATH)
     if kind == "byte_bpe":
-        return tokenizer_class(vocabulary=files["vocabulary"], merges=files["merges"], dtype="int32")
+        return tokenizer_class(vocabulary=files["vocabulary"], merges=files["merges"], **TENSORFLOW_PATH)
     own_arguments = family.hub_tokenizer_arguments if own == family.hub_tokenizer else {}
     proto = files["vocabulary"]
     if lowercases(backbone_type, kind) and tokenizer_config.lowercase is not False:  # unset: as transformers' default
         proto = lowercased_model(proto)
     try:
-        return tokenizer_class(proto=proto, **own_arguments, dtype="int32")
+        return tokenizer_class(proto=proto, **own_arguments, **TENSORFLOW_PATH)
     except ValueError as error:  # a family's tokenizer checks that the model holds its special pieces
         raise GardenError(f"{files['vocabulary']} does not fit backbone {backbone_type}: {error}") from None
 
