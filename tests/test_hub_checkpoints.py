@@ -15,7 +15,7 @@ import keras_hub
 import numpy as np
 import pytest
 from conftest import ROOT, garden, tmpfs
-from test_pretrained_decoders import _write_llama, _write_qwen3
+from test_pretrained_decoders import _write_llama, _write_qwen
 
 from garden.data.checkpoints import checkpoint_dir, pull
 from garden.distill.static import distill_static
@@ -104,7 +104,7 @@ def test_a_hugging_face_name_loads_the_cached_commit_bit_for_bit_and_records_wha
     folder = llama if family == "llama" else tmp_path / "qwen3"
     if family == "qwen3":
         folder.mkdir()
-        _write_qwen3(folder)
+        _write_qwen(folder, version=3)
     lay_hf(caches[0], f"tiny-org/tiny-{family}", folder)
     name = f"hf://tiny-org/tiny-{family}"
     backbone, config = initialized_backbone(

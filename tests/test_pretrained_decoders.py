@@ -143,72 +143,42 @@ def _write_llama3(folder):
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
-def _write_qwen3(folder):
-    """Qwen 3: Llama's tensors without lm_head (tied), an RMSNorm on each head's queries and keys, an
-    explicit head_dim, and a byte-level BPE in tokenizer.json whose special tokens are added tokens."""
+def _write_qwen(folder, version):
+    """Qwen 2.5 (biases on the query, key and value projections, an untied lm_head) or Qwen 3 (tied, an
+    RMSNorm on each head's queries and keys, an explicit head_dim): Llama's tensors, and a byte-level
+    BPE in tokenizer.json whose special tokens are added tokens."""
     from tokenizers import ByteLevelBPETokenizer
 
     tokenizer = ByteLevelBPETokenizer()
     tokenizer.train_from_iterator(TEXTS, vocab_size=320, min_frequency=1)
     tokenizer.add_special_tokens(QWEN_SPECIAL)
     tokenizer.save(str(folder / "tokenizer.json"))
-    rng = np.random.default_rng(4)
-    tensors = _llama_like_tensors(tokenizer.get_vocab_size(), rng, lm_head=False)
+    rng = np.random.default_rng(4 if version == 3 else 5)
+    tensors = _llama_like_tensors(tokenizer.get_vocab_size(), rng, lm_head=version == 2)
     for i in range(LAYERS):
-        for norm in ("q_norm", "k_norm"):
-            tensors[f"model.layers.{i}.self_attn.{norm}.weight"] = 1 + rng.normal(0.0, 0.2, HEAD_DIM).astype(np.float32)
+        attention = f"model.layers.{i}.self_attn."
+        if version == 3:
+            for norm in ("q_norm", "k_norm"):
+                tensors[f"{attention}{norm}.weight"] = 1 + rng.normal(0.0, 0.2, HEAD_DIM).astype(np.float32)
+        else:
+            for name, heads in (("q", HEADS), ("k", KV_HEADS), ("v", KV_HEADS)):
+                tensors[f"{attention}{name}_proj.bias"] = rng.normal(0.0, 0.2, heads * HEAD_DIM).astype(np.float32)
     save_file(tensors, str(folder / "model.safetensors"))
     config = dict(
-        model_type="qwen3",
-        architectures=["Qwen3ForCausalLM"],
+        model_type=f"qwen{version}",
+        architectures=[f"Qwen{version}ForCausalLM"],
         vocab_size=tokenizer.get_vocab_size(),
         hidden_size=WIDTH,
         num_hidden_layers=LAYERS,
         num_attention_heads=HEADS,
         num_key_value_heads=KV_HEADS,
-        head_dim=HEAD_DIM,
+        **({"head_dim": HEAD_DIM} if version == 3 else {}),
         intermediate_size=INTERMEDIATE,
         rope_theta=1000000.0,
         rms_norm_eps=1e-6,
-        tie_word_embeddings=True,
+        tie_word_embeddings=version == 3,
         use_sliding_window=False,
-        sliding_window=None,
-        max_position_embeddings=128,
-    )
-    (folder / "config.json").write_text(json.dumps(config))
-
-
-def _write_qwen2(folder):
-    """Qwen 2.5: Llama's tensors with biases on the query, key and value projections, an untied lm_head,
-    and a byte-level BPE in tokenizer.json whose special tokens are added tokens."""
-    from tokenizers import ByteLevelBPETokenizer
-
-    tokenizer = ByteLevelBPETokenizer()
-    tokenizer.train_from_iterator(TEXTS, vocab_size=320, min_frequency=1)
-    tokenizer.add_special_tokens(QWEN_SPECIAL)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    rng = np.random.default_rng(5)
-    tensors = _llama_like_tensors(tokenizer.get_vocab_size(), rng, lm_head=True)
-    for i in range(LAYERS):
-        for name, heads in (("q", HEADS), ("k", KV_HEADS), ("v", KV_HEADS)):
-            tensors[f"model.layers.{i}.self_attn.{name}_proj.bias"] = rng.normal(0.0, 0.2, heads * HEAD_DIM).astype(
-                np.float32
-            )
-    save_file(tensors, str(folder / "model.safetensors"))
-    config = dict(
-        model_type="qwen2",
-        architectures=["Qwen2ForCausalLM"],
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=WIDTH,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=KV_HEADS,
-        intermediate_size=INTERMEDIATE,
-        rope_theta=1000000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=False,
-        use_sliding_window=False,
-        sliding_window=32768,
+        sliding_window=None if version == 3 else 32768,
         max_position_embeddings=128,
     )
     (folder / "config.json").write_text(json.dumps(config))
@@ -299,8 +269,8 @@ WRITERS = {
     "gemma3": lambda folder: _write_gemma(folder, version=3),
     "llama": _write_llama,
     "llama3": _write_llama3,
-    "qwen2": _write_qwen2,
-    "qwen3": _write_qwen3,
+    "qwen2": lambda folder: _write_qwen(folder, version=2),
+    "qwen3": lambda folder: _write_qwen(folder, version=3),
 }
 HUB_TASKS = {
     "gpt2": "GPT2CausalLM",

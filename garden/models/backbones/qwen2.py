@@ -48,9 +48,11 @@ class Qwen2Decoder(HubDecoder):
 
     @classmethod
     def text_decoder_params(cls, params: dict) -> dict:
-        # KerasHub 0.32's converter names QwenBackbone's `use_sliding_window_attention` as the config does
-        params["use_sliding_window_attention"] = params.pop("use_sliding_window", False)
-        if params["use_sliding_window_attention"]:
+        # KerasHub 0.32's Qwen 2 converter names QwenBackbone's `use_sliding_window_attention` as the config
+        # does (its Qwen 3 converter gives neither)
+        if "use_sliding_window" in params:
+            params["use_sliding_window_attention"] = bool(params.pop("use_sliding_window"))
+        if params.get("use_sliding_window_attention"):
             raise GardenError(
                 "this Qwen 2 checkpoint sets use_sliding_window; Garden's cache runs Qwen 2 with full attention "
                 "only (as every released Qwen 2 and 2.5 checkpoint has it)"

@@ -42,9 +42,5 @@ class Qwen3Decoder(Qwen2Decoder):
     ):
         super().__init__(dtype=dtype, **kwargs)
 
-    @classmethod
-    def text_decoder_params(cls, params: dict) -> dict:
-        return params  # KerasHub's Qwen 3 converter names the arguments as Qwen3Backbone does
-
     def cache_heads(self):
         return self.num_key_value_heads, self.head_dim
