@@ -581,6 +581,12 @@ def test_a_folder_of_another_family_or_of_tensorflow_weights_is_refused_in_one_l
     gpt2 = folders["gpt2"]
     with pytest.raises(GardenError, match=r"holds a gpt2 model, not llama; set task.model.backbone.type=gpt2$"):
         experiment_config("shakespeare_gpt2", sets=["task.model.backbone.type=llama", f"task.init_checkpoint={gpt2}"])
+    window = tmp_path / "qwen2_window"  # Garden's cache runs Qwen 2 with full attention only
+    shutil.copytree(folders["qwen2"], window)
+    config = json.loads((window / "config.json").read_text())
+    (window / "config.json").write_text(json.dumps({**config, "use_sliding_window": True}))
+    with pytest.raises(GardenError, match=r"^this Qwen 2 checkpoint sets use_sliding_window; Garden's cache runs"):
+        experiment_config("shakespeare_gpt2", sets=["task.model.backbone.type=qwen2", f"task.init_checkpoint={window}"])
     model = transformers.TFGPT2LMHeadModel(transformers.GPT2Config.from_pretrained(str(gpt2)))
     model(model.dummy_inputs)
     for safetensors in (True, False):  # model.safetensors under TF's names, or tf_model.h5

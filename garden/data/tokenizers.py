@@ -244,7 +244,8 @@ def character_tokenizer() -> keras_hub.tokenizers.ByteTokenizer:
     """KerasHub's ByteTokenizer, its byte table built here, eagerly: KerasHub 0.32 builds it inside
     whichever tf.function first detokenizes, where the next function cannot reach it."""
     tokenizer = keras_hub.tokenizers.ByteTokenizer(lowercase=False, **TENSORFLOW_PATH)
-    tokenizer.detokenize(tf.constant([[1]]))
+    with tf.init_scope():  # eagerly, even when built while a function traces
+        tokenizer.detokenize(tf.constant([[1]]))
     return tokenizer
 
 
