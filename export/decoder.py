@@ -99,14 +99,16 @@ def decode_length(backbone, max_length: int | None) -> int:
     return max_length
 
 
-def write_saved_model(backbone, tokenizer, directory, max_length, batch=1):
+def write_saved_model(backbone, tokenizer, directory, max_length, batch=1, generator=None):
     """Writes the SavedModel (signatures generate, serving_default, beam_search and decode_step of
-    `batch` rows; decode_step alone when `tokenizer` is None) into `directory`."""
+    `batch` rows; decode_step alone when `tokenizer` is None) into `directory`. A `generator` of the
+    same backbone and tokenizer that has already generated lends its traced functions (the while
+    loops of generate and beam_search are the export's longest traces)."""
     archive = keras.export.ExportArchive()  # the backbone untracked: ExportReference.write_saved_model says why
     if tokenizer is not None:
         tokenizer(["built"])  # a KerasHub tokenizer is built by its first call
         archive.track(tokenizer)
-        generator = Generator(backbone, tokenizer)
+        generator = generator or Generator(backbone, tokenizer)
         archive.add_endpoint(GENERATE_SIGNATURE, generator.generate_text)
         archive.add_endpoint(DEFAULT_SIGNATURE, generator.generate_text)
         archive.add_endpoint(BEAM_SEARCH_SIGNATURE, generator.beam_text)
@@ -230,7 +232,7 @@ class DecoderReference(ExportReference):
             )
 
     def write_saved_model(self, directory):
-        write_saved_model(self.backbone, self.tokenizer, directory, self.max_length, self.batch)
+        write_saved_model(self.backbone, self.tokenizer, directory, self.max_length, self.batch, self.generator)
 
     def judge(self, kind, runner, signature=None):
         """A decode step (`signature`, a TFLite model's) by its logits, loss and greedy text; a SavedModel

@@ -22,7 +22,7 @@ from garden.generate.chat import chat_prompt, read_chat_template
 from garden.generate.generator import Generator, generate_inputs
 from garden.generate.sampler import Rules, Sampling
 from garden.models import hf_import
-from garden.registry import BACKBONES
+from garden.registry import BACKBONES, TASKS
 from garden.resolve import experiment_config
 from garden.run import Run
 
@@ -292,6 +292,23 @@ def folders(tmp_path_factory):
         found[family] = tmp_path_factory.mktemp(family)
         write(found[family])
     return found
+
+
+def test_a_corpus_is_tokenized_as_hugging_faces_tokenizer_does_text_by_text(folders):
+    """The windows of a GPT-2 folder's run are Hugging Face's `tokenizers` ids of Shakespeare's
+    held-out plays, end to end, in order (Garden tokenizes them in parallel)."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    config = experiment_config("shakespeare_gpt2", sets=[f"task.init_checkpoint={folders['gpt2']}"])
+    task = TASKS.get("causal_lm")(config.task)
+    reference = ByteLevelBPETokenizer(str(folders["gpt2"] / "vocab.json"), str(folders["gpt2"] / "merges.txt"))
+    texts = task.texts(config.task.validation_data)
+    expected = np.concatenate([reference.encode(str(text)).ids for text in texts])
+    windows = task.load(config.task.validation_data).features["token_ids"]
+    length = task.sequence_length
+    assert len(texts) > 1 and windows.shape == ((len(expected) - 1) // length, length + 1)
+    np.testing.assert_array_equal(windows[:, :-1].reshape(-1), expected[: len(windows) * length])
+    np.testing.assert_array_equal(windows[:, -1], expected[length : (len(windows) + 1) * length : length])
 
 
 def _garden(family, folder):

@@ -54,8 +54,17 @@ class CausalLMTask(Task):
     def texts(self, data_config):
         return super().load(data_config.replace(num_examples=-1)).features["text"]
 
+    def token_stream(self, texts) -> np.ndarray:
+        """`texts`' token ids end to end, each text tokenized by one traced graph, in parallel and in
+        order (called eagerly, a byte-pair tokenizer runs its merge loop op by op: 32 s against 5 s
+        for Shakespeare's training plays with GPT-2's tokenizer on 2 cores)."""
+        ids = tf.data.Dataset.from_tensor_slices(texts).map(self.tokenizer, num_parallel_calls=tf.data.AUTOTUNE)
+        return np.concatenate(
+            [np.zeros(0, np.int32), *(np.reshape(t, -1).astype(np.int32) for t in ids.as_numpy_iterator())]
+        )
+
     def load(self, data_config, label_names=None):
-        stream = np.concatenate([np.asarray(self.tokenizer(text), np.int32) for text in self.texts(data_config)])
+        stream = self.token_stream(self.texts(data_config))
         length = self.sequence_length
         count = (len(stream) - 1) // length
         if count < 1:
