@@ -100,8 +100,9 @@ LLAMA_2_CHAT = (
 )
 
 
-def _write_llama(folder, vocabulary=None, rope_theta=10000.0):
-    """Llama 2 with its SentencePiece tokenizer.model (or, given a `vocabulary` size, no tokenizer)."""
+def _write_llama(folder, vocabulary=None, rope_theta=10000.0, **changes):
+    """Llama 2 with its SentencePiece tokenizer.model (or, given a `vocabulary` size, no tokenizer),
+    its config.json with `changes`."""
     vocabulary = vocabulary or _sentencepiece(folder, unk_id=0, bos_id=1, eos_id=2, pad_id=-1)
     config = dict(
         model_type="llama",
@@ -117,6 +118,7 @@ def _write_llama(folder, vocabulary=None, rope_theta=10000.0):
         tie_word_embeddings=False,
         max_position_embeddings=128,
     )
+    config.update(changes)
     tensors = _llama_like_tensors(vocabulary, np.random.default_rng(1), lm_head=True)
     save_file(tensors, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(config))
@@ -138,6 +140,12 @@ def _write_llama3(folder):
     _write_llama(folder, vocabulary=tokenizer.get_vocab_size(), rope_theta=500000.0)
     special = {"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}
     (folder / "tokenizer_config.json").write_text(json.dumps(special))
+
+
+def _write_mistral(folder):
+    """Mistral: Llama 2's tensors, tokenizer and chat template, its attention in a sliding window of
+    8 tokens (so that the prompts and 32 new tokens cross it)."""
+    _write_llama(folder, model_type="mistral", architectures=["MistralForCausalLM"], sliding_window=8)
 
 
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -269,6 +277,7 @@ WRITERS = {
     "gemma3": lambda folder: _write_gemma(folder, version=3),
     "llama": _write_llama,
     "llama3": _write_llama3,
+    "mistral": _write_mistral,
     "qwen2": lambda folder: _write_qwen(folder, version=2),
     "qwen3": lambda folder: _write_qwen(folder, version=3),
 }
@@ -279,6 +288,7 @@ HUB_TASKS = {
     "gemma3": "Gemma3CausalLM",
     "llama": "LlamaCausalLM",
     "llama3": "Llama3CausalLM",
+    "mistral": "MistralCausalLM",
     "qwen2": "QwenCausalLM",
     "qwen3": "Qwen3CausalLM",
 }
@@ -319,10 +329,42 @@ def _garden(family, folder):
     return hf_import.encoder(str(folder)), build_tokenizer(backbone_type, resolved, str(folder))
 
 
+def _ported_by_hand(backbone, tensors):
+    """Llama-layout tensors (Hugging Face's [out, in] Linear kernels) into KerasHub's Llama-like `backbone`."""
+
+    def kernel(name, variable):
+        variable.assign(tensors[name].T.reshape(variable.shape))
+
+    backbone.token_embedding.embeddings.assign(tensors["model.embed_tokens.weight"])
+    backbone.token_embedding.reverse_embeddings.assign(tensors["lm_head.weight"].T)
+    for i, layer in enumerate(backbone.transformer_layers):
+        prefix, attention = f"model.layers.{i}.", layer._self_attention_layer
+        layer._self_attention_layernorm.scale.assign(tensors[prefix + "input_layernorm.weight"])
+        layer._feedforward_layernorm.scale.assign(tensors[prefix + "post_attention_layernorm.weight"])
+        for dense, name in zip(
+            (attention._query_dense, attention._key_dense, attention._value_dense, attention._output_dense),
+            ("q_proj", "k_proj", "v_proj", "o_proj"),
+        ):
+            kernel(f"{prefix}self_attn.{name}.weight", dense.kernel)
+        for dense, name in zip(
+            (layer._feedforward_gate_dense, layer._feedforward_intermediate_dense, layer._feedforward_output_dense),
+            ("gate_proj", "up_proj", "down_proj"),
+        ):
+            kernel(f"{prefix}mlp.{name}.weight", dense.kernel)
+    backbone.layer_norm.scale.assign(tensors["model.norm.weight"])
+    return backbone
+
+
 def _hub_backbone(backbone_class, family, folder):
     """KerasHub's backbone of the folder. Its Qwen 2 converter names QwenBackbone's
     `use_sliding_window_attention` as the config does (`use_sliding_window`), so `from_preset` fails:
-    the backbone is built with the name fixed and loaded by KerasHub's own weight converter."""
+    the backbone is built with the name fixed and loaded by KerasHub's own weight converter. Its
+    Mistral converter rounds every weight to float16: the float32 tensors are ported here by hand."""
+    if family == "mistral":
+        from keras_hub.src.utils.transformers import convert_mistral
+
+        params = convert_mistral.convert_backbone_config(json.loads((folder / "config.json").read_text()))
+        return _ported_by_hand(backbone_class(**params), load_file(str(folder / "model.safetensors")))
     if family != "qwen2":
         return backbone_class.from_preset(str(folder))
     from keras_hub.src.utils.transformers import convert_qwen
@@ -374,6 +416,31 @@ def test_imported_decoder_matches_keras_hub_logits_and_greedy_tokens(family, fol
         hub_tokens = hub_lm.generate(padded, stop_token_ids=None)["token_ids"][0, len(ids) :]  # no stop, as Garden's
     garden_tokens = _cached(generator, *generator.left_padded(tf.constant([prompt])), NEW_TOKENS, GREEDY)
     np.testing.assert_array_equal(garden_tokens.numpy()[0], hub_tokens)
+
+
+def test_mistral_keeps_its_float32_weights_and_matches_transformers_own_model(folders):
+    """Garden's Mistral holds the folder's weights bit for bit (KerasHub 0.32's Mistral converter
+    rounds them to float16), and gives transformers' TFMistralForCausalLM's logits on a text inside
+    its window (transformers' TF Mistral has no sliding window; KerasHub's, above, checks it)."""
+    import transformers
+    from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
+
+    folder = folders["mistral"]
+    tensors = load_file(str(folder / "model.safetensors"))
+    backbone, tokenizer = _garden("mistral", folder)
+    hub = backbone.hub
+    np.testing.assert_array_equal(hub.token_embedding.embeddings.numpy(), tensors["model.embed_tokens.weight"])
+    down = hub.transformer_layers[1]._feedforward_output_dense.kernel.numpy()
+    np.testing.assert_array_equal(down, tensors["model.layers.1.mlp.down_proj.weight"].T)
+    reference = transformers.TFMistralForCausalLM(transformers.MistralConfig.from_pretrained(str(folder)))
+    reference(reference.dummy_inputs)
+    load_pytorch_state_dict_in_tf2_model(reference, tensors, tf_inputs=False, allow_missing_keys=True)
+    ids = Generator(backbone, tokenizer).prompt_ids(PROMPTS[1])[:8]
+    inputs = {"token_ids": np.array([ids], np.int32), "padding_mask": np.ones((1, len(ids)), np.int32)}
+    ours = backbone(inputs)["token_logits"].numpy()
+    theirs = reference(inputs["token_ids"], attention_mask=inputs["padding_mask"]).logits.numpy()
+    assert len(ids) == 8
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
 def test_gpt2_matches_transformers_own_model(folders):

@@ -2,13 +2,15 @@
 a KerasHub preset folder (config.json naming its backbone class, model.weights.h5, as
 `save_to_preset` writes them) into a Garden text encoder or pretrained decoder, offline.
 `config.json` picks the family: Hugging Face's `model_type` (bert, distilbert, albert, roberta,
-xlm-roberta, electra, deberta-v2; gpt2, gemma, gemma2, llama) or KerasHub's `class_name`.
+xlm-roberta, electra, deberta-v2; gpt2, gemma, gemma2, gemma3_text, llama, mistral, qwen2, qwen3) or
+KerasHub's `class_name`.
 
 Families that KerasHub converts itself (BERT, DistilBERT, ALBERT: `TextEncoder.keras_hub_converts`)
 go through its converter, the folder staged with the key names it reads. RoBERTa, XLM-R, ELECTRA and
 DeBERTa map tensors by the family's `hf_weights` (KerasHub 0.29 converted none of them; 0.32
 converts RoBERTa and XLM-R, whose mapping here is checked against transformers in the tests).
-Decoders (garden/models/backbones/hub_decoder.py) load through KerasHub's converters as they are.
+Decoders (garden/models/backbones/hub_decoder.py) load through KerasHub's converters as they are,
+or through the one their family names (`weights_converter`: Mistral's rounds weights to float16).
 """
 
 import inspect
@@ -152,7 +154,7 @@ def load_into(encoder: TextEncoder | HubDecoder, directory: str) -> None:
         fixes = ", ".join(f"task.model.backbone.params.{k}={v}" for k, v in wrong.items())
         raise GardenError(f"the checkpoint in {directory} does not fit the backbone's sizes; set {fixes}")
     if isinstance(encoder, HubDecoder):
-        set_base_weights(encoder.hub, _from_preset(encoder.hub_backbone, directory).get_weights())
+        set_base_weights(encoder.hub, _hub_weights(encoder, config, directory))
         return
     if _is_preset(config):
         set_base_weights(encoder.encoder, encoder.hub_backbone.from_preset(directory).get_weights())
@@ -182,6 +184,26 @@ def _from_preset(hub_backbone, directory):
         return hub_backbone.from_preset(directory)
     except (KeyError, ValueError, OSError, SafetensorError) as error:
         raise GardenError(f"KerasHub cannot convert the checkpoint in {directory}: {first_line(error)}") from None
+
+
+def _hub_weights(decoder, config, directory):
+    """The weights of KerasHub's backbone of a preset or Hugging Face folder; a Hugging Face folder
+    ported by `decoder.weights_converter` where the family names one (a KerasHub converter module)."""
+    if not decoder.weights_converter or _is_preset(config):
+        return _from_preset(decoder.hub_backbone, directory).get_weights()
+    import importlib
+
+    from keras_hub.src.utils.transformers.safetensor_utils import SafetensorLoader
+
+    converter = importlib.import_module(f"keras_hub.src.utils.transformers.{decoder.weights_converter}")
+    hub = decoder.hub_backbone.from_config(decoder.hub.get_config())
+    hub.tie_word_embeddings = False  # what Llama's converter asks; the families that port through it tie none
+    try:
+        with SafetensorLoader(directory) as loader:
+            converter.convert_weights(hub, loader, config)
+    except (KeyError, ValueError, OSError, SafetensorError) as error:
+        raise GardenError(f"KerasHub cannot convert the checkpoint in {directory}: {first_line(error)}") from None
+    return hub.get_weights()
 
 
 def _converted_by_keras_hub(encoder, tensors, directory):

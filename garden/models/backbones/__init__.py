@@ -13,6 +13,7 @@ from garden.models.backbones import (  # noqa: F401  (registers)
     image_families,
     keras_hub,
     llama,
+    mistral,
     qwen2,
     qwen3,
     resnet,

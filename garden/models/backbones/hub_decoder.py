@@ -33,6 +33,7 @@ class HubDecoder(Backbone):
     text_inputs = ("token_ids", "padding_mask")
     hf_epsilon = ""  # the config.json key of the norms' epsilon, which KerasHub's converters leave at a default
     fixed_hub_arguments: dict = {}  # KerasHub constructor arguments that Garden's backbone does not vary
+    weights_converter = ""  # a KerasHub converter module that ports Hugging Face weights in place of the family's
 
     def __init__(self, dtype=None, **kwargs):
         hub = self.hub_backbone(**self.constructor_arguments(), **self.fixed_hub_arguments, dtype=dtype, name="hub")
