@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT, garden, tmpfs
 from test_pretrained_decoders import _write_llama, _write_qwen
 
+from garden.data import catalog
 from garden.data.checkpoints import checkpoint_dir, pull
 from garden.distill.static import distill_static
 from garden.errors import GardenError
@@ -99,7 +100,7 @@ def assert_same_weights(ours, theirs):
 
 @pytest.mark.parametrize("family", ["llama", "qwen3"])
 def test_a_hugging_face_name_loads_the_cached_commit_bit_for_bit_and_records_what_it_loaded(
-    family, caches, llama, tmp_path
+    family, caches, llama, tmp_path, monkeypatch
 ):
     folder = llama if family == "llama" else tmp_path / "qwen3"
     if family == "qwen3":
@@ -107,9 +108,12 @@ def test_a_hugging_face_name_loads_the_cached_commit_bit_for_bit_and_records_wha
         _write_qwen(folder, version=3)
     lay_hf(caches[0], f"tiny-org/tiny-{family}", folder)
     name = f"hf://tiny-org/tiny-{family}"
+    hashed, hash_file = [], catalog.sha256
+    monkeypatch.setattr(catalog, "sha256", lambda path: hashed.append(os.path.basename(path)) or hash_file(path))
     backbone, config = initialized_backbone(
         "shakespeare_gpt2", f"task.model.backbone.type={family}", f"task.init_checkpoint={name}"
     )
+    assert hashed == ["model.safetensors"]  # recorded and checked from one read: a 7B checkpoint hashes in a minute
     assert config.task.init_checkpoint == f"{name}@{COMMIT}"
     assert config.task.init_checkpoint_sha256 == f"model.safetensors={sha256(folder / 'model.safetensors')}"
     assert config.task.model.backbone.params.num_layers == hf_import.encoder_params(str(folder))["num_layers"]

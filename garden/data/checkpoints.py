@@ -104,18 +104,31 @@ def cached_dir(reference: str) -> str:
     return Cache().load_from_cache(parse_model_handle(reference[len(KAGGLE) :])) or ""
 
 
+_HASHED: dict[tuple, str] = {}  # a file's identity and modification -> its sha256, for this process
+
+
+def _file_sha256(path: str) -> str:
+    """The sha256 of the file `path`, read once per process while its size and modification time stay
+    (training records a hub checkpoint's hash, then checks it as it loads: one read of many gigabytes)."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = catalog.sha256(path)
+    return _HASHED[key]
+
+
 def weights_sha256(path: str) -> str:
     """`FILE=SHA256` of each weights file under `path` (safetensors, a KerasHub preset's
     model.weights.h5, or the file `path`), comma-separated in name order."""
     if os.path.isfile(path):
-        return f"{os.path.basename(path)}={catalog.sha256(path)}"
+        return f"{os.path.basename(path)}={_file_sha256(path)}"
     files = sorted(
         os.path.relpath(os.path.join(root, name), path)
         for root, _, names in os.walk(path)
         for name in names
         if name.endswith(WEIGHTS)
     )
-    return ",".join(f"{name}={catalog.sha256(os.path.join(path, name))}" for name in files)
+    return ",".join(f"{name}={_file_sha256(os.path.join(path, name))}" for name in files)
 
 
 def check_record(record: str) -> None:
