@@ -13,6 +13,7 @@ Decoders (garden/models/backbones/hub_decoder.py) load through KerasHub's conver
 or through the one their family names (`weights_converter`: Mistral's rounds weights to float16).
 """
 
+import contextlib
 import inspect
 import json
 import math
@@ -178,12 +179,19 @@ def load_into(encoder: TextEncoder | HubDecoder, directory: str) -> None:
     _assign(encoder.encoder, encoder.hf_weights(tensor, config), directory)
 
 
-def _from_preset(hub_backbone, directory):
-    """KerasHub's backbone from a preset or Hugging Face folder, its errors in one line."""
+@contextlib.contextmanager
+def _keras_hub_converting(directory):
+    """What KerasHub raises as it reads and converts the checkpoint in `directory`, as one line."""
     try:
-        return hub_backbone.from_preset(directory)
+        yield
     except (KeyError, ValueError, OSError, SafetensorError) as error:
         raise GardenError(f"KerasHub cannot convert the checkpoint in {directory}: {first_line(error)}") from None
+
+
+def _from_preset(hub_backbone, directory):
+    """KerasHub's backbone from a preset or Hugging Face folder, its errors in one line."""
+    with _keras_hub_converting(directory):
+        return hub_backbone.from_preset(directory)
 
 
 def _hub_weights(decoder, config, directory):
@@ -198,11 +206,8 @@ def _hub_weights(decoder, config, directory):
     converter = importlib.import_module(f"keras_hub.src.utils.transformers.{decoder.weights_converter}")
     hub = decoder.hub_backbone.from_config(decoder.hub.get_config())
     hub.tie_word_embeddings = False  # what Llama's converter asks; the families that port through it tie none
-    try:
-        with SafetensorLoader(directory) as loader:
-            converter.convert_weights(hub, loader, config)
-    except (KeyError, ValueError, OSError, SafetensorError) as error:
-        raise GardenError(f"KerasHub cannot convert the checkpoint in {directory}: {first_line(error)}") from None
+    with _keras_hub_converting(directory), SafetensorLoader(directory) as loader:
+        converter.convert_weights(hub, loader, config)
     return hub.get_weights()
 
 
@@ -216,10 +221,8 @@ def _converted_by_keras_hub(encoder, tensors, directory):
         save_file(staged, os.path.join(staging, "model.safetensors"))
         shutil.copy(os.path.join(directory, "config.json"), staging)
         sizes = {k: v for k, v in encoder.encoder.get_config().items() if k not in ("name", "trainable", "dtype")}
-        try:  # built at the encoder's sizes: KerasHub's BERT converter fixes max_sequence_length at 512
+        with _keras_hub_converting(directory):  # at the encoder's sizes: KerasHub's BERT converter fixes 512 positions
             return encoder.hub_backbone.from_preset(staging, load_weights=True, **sizes)
-        except (KeyError, ValueError) as error:
-            raise GardenError(f"KerasHub cannot convert the checkpoint in {directory}: {first_line(error)}") from None
 
 
 def _assign(model, weights, directory):
