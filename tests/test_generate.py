@@ -196,6 +196,25 @@ def test_shakespeare_splits_hold_whole_texts_and_the_character_tokenizer_round_t
         shakespeare(DataConfig(split="test"))
 
 
+@pytest.mark.parametrize("corpus", ["", "\n\n\n", "To be"], ids=["empty", "blank_lines", "shorter_than_a_window"])
+def test_a_corpus_too_short_for_one_window_is_one_line_and_leaves_no_run(corpus, tmp_path):
+    """The fault: an empty corpus ended in numpy's 'need at least one array to concatenate'."""
+    path = tmp_path / "corpus.txt"
+    path.write_text(corpus)
+    data = ["task.train_data.dataset=text_lines", f"task.train_data.input_path={path}", "trainer.train_steps=1"]
+    result = garden(
+        "train",
+        "shakespeare_char",
+        *[a for s in data for a in ("--set", s)],
+        "--run-dir",
+        tmp_path / "run",
+        check=False,
+    )
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert "too few for one window of task.model.tokenizer.sequence_length=64; lower it" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_sentencepiece_trains_the_same_model_twice_and_gives_the_text_back(tmp_path, monkeypatch):
     monkeypatch.setenv("GARDEN_CACHE", str(tmp_path))
     texts = list(shakespeare(DataConfig(split="validation")).features["text"])

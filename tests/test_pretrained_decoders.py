@@ -443,6 +443,30 @@ def test_mistral_keeps_its_float32_weights_and_matches_transformers_own_model(fo
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
+def test_a_mistral_folder_with_a_missing_or_truncated_tensor_file_is_one_line_and_leaves_no_run(folders, tmp_path):
+    for fault, message in (
+        ("missing", "File does not contain tensor lm_head.weight"),
+        ("truncated", "deserializing header"),
+    ):
+        folder = tmp_path / fault
+        shutil.copytree(folders["mistral"], folder)
+        weights = folder / "model.safetensors"
+        if fault == "missing":
+            tensors = load_file(str(weights))
+            del tensors["lm_head.weight"]
+            save_file(tensors, str(weights))
+        else:
+            weights.write_bytes(weights.read_bytes()[:1000])
+        sets = ["task.model.backbone.type=mistral", f"task.init_checkpoint={folder}", "trainer.train_steps=1"]
+        run = tmp_path / f"run_{fault}"
+        result = garden(
+            "train", "shakespeare_gpt2", *[a for s in sets for a in ("--set", s)], "--run-dir", run, check=False
+        )
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+        assert f"KerasHub cannot convert the checkpoint in {folder}: " in result.stderr and message in result.stderr
+        assert not run.exists()
+
+
 def test_gpt2_matches_transformers_own_model(folders):
     import transformers
     from transformers.modeling_tf_pytorch_utils import load_pytorch_state_dict_in_tf2_model
